@@ -1,0 +1,131 @@
+//! `run`: from parsed command-line options to a finished session.
+
+use std::io::{self, BufReader, IsTerminal, Write};
+use std::time::Duration;
+
+use crate::bind::{self, Action};
+use crate::cli::{Cli, ColorChoice};
+use crate::error::Error;
+use crate::output::{Printer, Style};
+use crate::qmp::{Connect, SocketMonitor};
+use crate::render::Palette;
+use crate::repl;
+use crate::session::{self, Flow, Input, Session, Settings};
+use crate::target::Target;
+
+/// How long to wait for the greeting when `--timeout` is not given.
+const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs qmpsh as the command line asks.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let options = bind::Options { hmp: cli.hmp };
+    let input = if !cli.commands.is_empty() {
+        Input::Commands(cli.commands.clone())
+    } else if io::stdin().is_terminal() && !cli.dry_run {
+        Input::Commands(Vec::new()) // the REPL reads the terminal itself
+    } else {
+        Input::Stream(Box::new(BufReader::with_capacity(64 * 1024, io::stdin())))
+    };
+    if cli.dry_run {
+        if cli.target.is_some() {
+            return Err(Error::Usage(
+                "--dry-run does not connect: drop TARGET".into(),
+            ));
+        }
+        return dry_run(input, options);
+    }
+    let Some(target) = cli.target.as_deref() else {
+        return Err(Error::Usage(
+            "no TARGET: name a QMP socket path or HOST:PORT (see --help)".into(),
+        ));
+    };
+    let target = Target::parse(target)?;
+    let interactive = cli.commands.is_empty() && io::stdin().is_terminal();
+    let style = Style {
+        stdout: palette(cli.color, io::stdout().is_terminal()),
+        stderr: palette(cli.color, io::stderr().is_terminal()),
+        pretty: cli.pretty || io::stdout().is_terminal(),
+        json: cli.json,
+        verbose: cli.verbose,
+        events: true,
+    };
+    if !style.stdout.is_plain() || !style.stderr.is_plain() {
+        colored::control::set_override(true);
+    }
+    let mut printer = Printer::new(style, cli.log.as_deref())?;
+    let timeout = cli.timeout.map(Duration::from_secs_f64);
+    let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let connect = Connect {
+        greeting_timeout,
+        negotiate: !cli.no_negotiate,
+    };
+    let monitor = SocketMonitor::connect(&target, connect, &mut printer)
+        .map_err(|e| Error::Connection(e.to_string()))?;
+    printer.live = true;
+    let settings = Settings {
+        bind: options,
+        timeout,
+        quit_grace: greeting_timeout,
+    };
+    let mut session = Session::new(Box::new(monitor), printer, settings);
+    if interactive {
+        repl::run(&mut session, &target.to_string())
+    } else {
+        script(&mut session, input, cli.keep_going)
+    }
+}
+
+/// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.
+fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
+    let wanted = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+            is_terminal && !no_color && !dumb
+        }
+    };
+    if wanted {
+        Palette::colored()
+    } else {
+        Palette::plain()
+    }
+}
+
+/// Script mode: stop at the first failure, or note it and go on.
+fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), Error> {
+    let mut failed = false;
+    let result = session::for_each_line(input, |text, line_no| {
+        match session.run_line(text, Some(line_no)) {
+            Err(Error::CommandFailed) if keep_going => {
+                failed = true;
+                Ok(Flow::Continue)
+            }
+            other => other,
+        }
+    });
+    session.printer.flush();
+    result?;
+    session.printer.check()?;
+    if failed {
+        Err(Error::CommandFailed)
+    } else {
+        Ok(())
+    }
+}
+
+/// `--dry-run`: each command's QMP message, one compact JSON per line.
+fn dry_run(input: Input, options: bind::Options) -> Result<(), Error> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    session::for_each_line(input, |text, line_no| {
+        if let Action::Send(request) = session::translate(text, Some(line_no), options)? {
+            serde_json::to_writer(&mut out, &request.message)
+                .map_err(|e| Error::output(e.into()))?;
+            out.write_all(b"\n").map_err(Error::output)?;
+        }
+        Ok(Flow::Continue)
+    })?;
+    out.flush().map_err(Error::output)
+}

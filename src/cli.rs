@@ -1,0 +1,80 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+use crate::error::EXIT_CODES_HELP;
+use crate::target::TARGET_HELP;
+
+/// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
+/// socket; see replies and events as they happen; run the same lines as a
+/// script from stdin or -c.
+#[derive(Debug, Parser)]
+#[command(name = "qmpsh", version, after_help = after_help())]
+pub struct Cli {
+    /// The QMP monitor: a socket path, unix:PATH, tcp:HOST:PORT or HOST:PORT
+    pub target: Option<String>,
+
+    /// Run this line, then exit (repeatable; runs in order)
+    #[arg(short = 'c', long = "command", value_name = "CMD")]
+    pub commands: Vec<String>,
+
+    /// Print the QMP JSON each line becomes, without connecting
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Every line is an HMP command
+    #[arg(short = 'H', long)]
+    pub hmp: bool,
+
+    /// Pretty-print JSON replies (the default on a terminal)
+    #[arg(short = 'p', long)]
+    pub pretty: bool,
+
+    /// Echo each QMP message sent, on stderr
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Append all traffic to FILE as JSON Lines, with timestamps
+    #[arg(short = 'l', long = "log", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Skip the greeting and negotiation (for qemu-ga sockets)
+    #[arg(short = 'N', long = "no-negotiate")]
+    pub no_negotiate: bool,
+
+    /// Machine output: every message received, one compact JSON per line
+    #[arg(long)]
+    pub json: bool,
+
+    /// Colour output: auto honours NO_COLOR, TERM=dumb and whether the stream is a terminal
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+
+    /// Seconds to wait for the greeting (default 5) and, when given, for each reply
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub timeout: Option<f64>,
+
+    /// In a script, go on after a failed command (and exit 1 at the end)
+    #[arg(long)]
+    pub keep_going: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn after_help() -> String {
+    format!("{TARGET_HELP}\n\n{EXIT_CODES_HELP}")
+}
+
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(s),
+        _ => Err(format!("`{text}` is not a number of seconds above zero")),
+    }
+}

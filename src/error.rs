@@ -1,0 +1,110 @@
+//! The one error type the binary's pieces return to `main`, and the one place
+//! that decides the process exit code.
+
+use std::fmt;
+use std::process::ExitCode;
+
+/// Everything that ends a qmpsh run early. Each variant maps to one exit code
+/// listed in `--help`.
+#[derive(Debug)]
+pub enum Error {
+    /// A QMP command answered with an error in script mode (exit 1). The
+    /// error itself was already printed when it arrived.
+    CommandFailed,
+    /// Bad command line, environment or input line (exit 2).
+    Usage(String),
+    /// A line of input did not parse or bind (exit 2). `line` is 1-based
+    /// where known; `column` is 1-based, in characters.
+    Parse {
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+    },
+    /// Could not connect, no greeting in time, or the connection broke
+    /// unexpectedly (exit 3).
+    Connection(String),
+    /// A command, `.wait` or VM stop ran out of time (exit 4).
+    Timeout(String),
+    /// Standard output is a closed pipe: stop quietly, as `head` expects.
+    BrokenPipe,
+    /// A local I/O failure, such as an unwritable log file (exit 2).
+    Io(String),
+}
+
+impl Error {
+    /// The documented exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::CommandFailed => 1,
+            Error::Usage(_) | Error::Parse { .. } | Error::Io(_) => 2,
+            Error::Connection(_) => 3,
+            Error::Timeout(_) => 4,
+            Error::BrokenPipe => 0,
+        }
+    }
+
+    /// Whether `main` should print this error; a failed command and a closed
+    /// stdout were already reported (or need no report).
+    pub fn is_silent(&self) -> bool {
+        matches!(self, Error::CommandFailed | Error::BrokenPipe)
+    }
+
+    /// Wraps an output error, recognising a closed pipe.
+    pub fn output(err: std::io::Error) -> Error {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            Error::BrokenPipe
+        } else {
+            Error::Io(format!("cannot write output: {err}"))
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::CommandFailed => f.write_str("a command failed"),
+            Error::Usage(msg) | Error::Connection(msg) | Error::Timeout(msg) | Error::Io(msg) => {
+                f.write_str(msg)
+            }
+            Error::Parse {
+                line,
+                column,
+                message,
+            } => {
+                match (line, column) {
+                    (Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
+                    (Some(l), None) => write!(f, "line {l}: ")?,
+                    (None, Some(c)) => write!(f, "column {c}: ")?,
+                    (None, None) => {}
+                }
+                f.write_str(message)
+            }
+            Error::BrokenPipe => f.write_str("broken pipe"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Turns a run's outcome into the process exit status, printing the error
+/// (one line, on stderr) unless it was already reported.
+pub fn finish(result: Result<(), Error>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            if !err.is_silent() {
+                eprintln!("qmpsh: {err}");
+            }
+            ExitCode::from(err.exit_code())
+        }
+    }
+}
+
+/// The exit codes as `--help` lists them.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success (after `quit`, QEMU closing the socket is success)
+  1  a command got a QMP error (script mode; with --keep-going, at the end)
+  2  usage or parse error
+  3  connection failure: cannot connect, no greeting in time, connection lost
+  4  timeout: a command (with --timeout) or .wait ran out of time";

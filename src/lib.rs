@@ -1,0 +1,21 @@
+//! qmpsh, the QEMU monitor shell, as a library the binary and the tests use.
+//!
+//! The pipeline, in the order a line travels:
+//! `line` (assemble and parse) → `bind` (against `table`) → `session`
+//! (drives a `qmp::Monitor`) → `output`/`render` (replies and events).
+//! `app` wires them for the command line; `repl` is the terminal loop.
+
+pub mod app;
+pub mod bind;
+pub mod cli;
+pub mod clock;
+pub mod error;
+pub mod help;
+pub mod line;
+pub mod output;
+pub mod qmp;
+pub mod render;
+pub mod repl;
+pub mod session;
+pub mod table;
+pub mod target;

@@ -1,0 +1,184 @@
+//! Where everything qmpsh shows goes: replies and events on stdout, errors
+//! and `-v` echoes on stderr, `--json` lines, and the `-l` traffic log.
+//! [`Printer`] is the [`Observer`] the QMP client reports to, so events are
+//! printed the moment they are read.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::clock;
+use crate::error::Error;
+use crate::qmp::{Kind, Observer, QmpError};
+use crate::render::{self, Palette};
+
+/// How output looks; fixed at start, `pretty` and `events` changeable by
+/// `.pretty` and `.events`.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub stdout: Palette,
+    pub stderr: Palette,
+    pub pretty: bool,
+    /// `--json`: every received message as one compact JSON line.
+    pub json: bool,
+    /// `-v`: echo each message sent, on stderr.
+    pub verbose: bool,
+    pub events: bool,
+}
+
+/// Appends all traffic as JSON Lines: `{"time", "direction", "message"}`.
+struct TrafficLog {
+    file: BufWriter<File>,
+}
+
+impl TrafficLog {
+    fn write(&mut self, direction: &str, message: &Value) -> io::Result<()> {
+        let (s, us) = clock::now();
+        let record =
+            json!({"time": clock::utc_rfc3339(s, us), "direction": direction, "message": message});
+        serde_json::to_writer(&mut self.file, &record)?;
+        self.file.write_all(b"\n")?;
+        self.file.flush()
+    }
+}
+
+/// The output side of a session.
+pub struct Printer {
+    pub style: Style,
+    out: BufWriter<io::Stdout>,
+    log: Option<TrafficLog>,
+    /// Set once the handshake is over: `--json` shows command traffic only.
+    pub live: bool,
+    /// The first output failure, reported at the next check.
+    failure: Option<io::Error>,
+}
+
+impl Printer {
+    pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
+        let log = match log {
+            Some(path) => {
+                let file = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|e| {
+                        Error::Io(format!("cannot open log file {}: {e}", path.display()))
+                    })?;
+                Some(TrafficLog {
+                    file: BufWriter::new(file),
+                })
+            }
+            None => None,
+        };
+        Ok(Printer {
+            style,
+            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            log,
+            live: false,
+            failure: None,
+        })
+    }
+
+    fn record(&mut self, result: io::Result<()>) {
+        if let Err(e) = result {
+            self.failure.get_or_insert(e);
+        }
+    }
+
+    /// Reports the first write failure since the last check.
+    pub fn check(&mut self) -> Result<(), Error> {
+        match self.failure.take() {
+            Some(e) => Err(Error::output(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes stdout: before waiting for input, and before writing to
+    /// stderr so the two streams stay in order.
+    pub fn flush(&mut self) {
+        let result = self.out.flush();
+        self.record(result);
+    }
+
+    /// A successful reply.
+    pub fn reply(&mut self, value: &Value, text: bool) {
+        // With --json the reply was printed as it was received.
+        if !self.style.json {
+            let result = render::reply(
+                &mut self.out,
+                value,
+                text,
+                self.style.pretty,
+                &self.style.stdout,
+            );
+            self.record(result);
+        }
+        self.flush();
+    }
+
+    /// A QMP error reply, on stderr.
+    pub fn qmp_error(&mut self, error: &QmpError) {
+        self.flush();
+        let _ = render::error(&mut io::stderr().lock(), error, &self.style.stderr);
+    }
+
+    /// A local problem with a line (parse error, timeout, ...), on stderr.
+    pub fn problem(&mut self, message: &str) {
+        self.flush();
+        let _ = render::error_text(&mut io::stderr().lock(), message, &self.style.stderr);
+    }
+
+    /// Free text for stdout, such as `.help`.
+    pub fn text(&mut self, text: &str) {
+        let result = self.out.write_all(text.as_bytes());
+        self.record(result);
+        self.flush();
+    }
+}
+
+impl Observer for Printer {
+    fn sent(&mut self, message: &Value) {
+        if let Some(log) = &mut self.log {
+            let _ = log.write("sent", message);
+        }
+        if self.style.verbose {
+            self.flush();
+            let mut err = io::stderr().lock();
+            let _ = err.write_all(b"-> ");
+            let _ = render::json(&mut err, message, false, &self.style.stderr);
+            let _ = err.write_all(b"\n");
+        }
+    }
+
+    fn received(&mut self, message: &Value, kind: Kind) {
+        if let Some(log) = &mut self.log {
+            let _ = log.write(
+                if kind == Kind::Event {
+                    "event"
+                } else {
+                    "received"
+                },
+                message,
+            );
+        }
+        if self.style.json {
+            if self.live {
+                let mut result =
+                    serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
+                if result.is_ok() {
+                    result = self.out.write_all(b"\n");
+                }
+                self.record(result);
+                if kind == Kind::Event {
+                    self.flush();
+                }
+            }
+        } else if kind == Kind::Event && self.style.events {
+            let result = render::event(&mut self.out, message, &self.style.stdout);
+            self.record(result);
+            self.flush();
+        }
+    }
+}

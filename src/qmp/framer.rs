@@ -1,0 +1,151 @@
+//! Splits the byte stream from a monitor into JSON messages.
+//!
+//! QMP is a stream of JSON objects, not of lines: a monitor with
+//! `pretty=on` spreads one message over many lines, and LF or CRLF may sit
+//! between them. The framer finds where each top-level object ends by
+//! tracking strings and bracket depth over bytes it has not looked at yet,
+//! so a 20 MB reply arriving in many reads is scanned once, then decoded
+//! once, in place.
+
+/// Accumulates bytes and yields complete messages.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    /// Bytes before this index are fully consumed and can be dropped.
+    start: usize,
+    /// Bytes before this index have been scanned.
+    scanned: usize,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Framer {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Room to read into: drops consumed bytes and returns a spare slice of
+    /// at least `want` bytes. Call [`Framer::filled`] with how many were read.
+    pub fn spare(&mut self, want: usize) -> &mut [u8] {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.scanned -= self.start;
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + want, 0);
+        &mut self.buf[len..]
+    }
+
+    /// Keeps `n` bytes of the slice [`Framer::spare`] returned.
+    pub fn filled(&mut self, n: usize, want: usize) {
+        let len = self.buf.len();
+        self.buf.truncate(len - want + n);
+    }
+
+    /// The next complete message, if the bytes so far hold one.
+    pub fn next_message(&mut self) -> Option<Result<serde_json::Value, String>> {
+        while self.scanned < self.buf.len() {
+            let byte = self.buf[self.scanned];
+            self.scanned += 1;
+            if self.depth == 0 {
+                match byte {
+                    b' ' | b'\t' | b'\r' | b'\n' => self.start = self.scanned,
+                    b'{' => self.depth = 1,
+                    _ => return Some(Err(self.garbage(self.scanned - 1))),
+                }
+                continue;
+            }
+            if self.in_string {
+                match byte {
+                    _ if self.escaped => self.escaped = false,
+                    b'\\' => self.escaped = true,
+                    b'"' => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match byte {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        let frame = &self.buf[self.start..self.scanned];
+                        self.start = self.scanned;
+                        return Some(
+                            serde_json::from_slice(frame)
+                                .map_err(|e| format!("QEMU sent invalid JSON ({e})")),
+                        );
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Whether part of a message has arrived without its end.
+    pub fn is_mid_message(&self) -> bool {
+        self.depth > 0
+    }
+
+    fn garbage(&self, at: usize) -> String {
+        let end = self.buf.len().min(at + 40);
+        let shown = String::from_utf8_lossy(&self.buf[at..end]);
+        format!(
+            "QEMU sent something that is not a JSON object: {:?}",
+            shown.trim_end()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(framer: &mut Framer, bytes: &[u8]) {
+        let room = framer.spare(bytes.len());
+        room.copy_from_slice(bytes);
+        framer.filled(bytes.len(), bytes.len());
+    }
+
+    fn drain(framer: &mut Framer) -> Vec<serde_json::Value> {
+        std::iter::from_fn(|| framer.next_message())
+            .map(|m| m.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn messages_split_anywhere_come_out_whole() {
+        let stream = b"{\"a\": \"}{\\\"\"}\r\n{\n  \"b\": [1, {\"c\": 2}]\n}\n";
+        for split in 0..stream.len() {
+            let mut framer = Framer::new();
+            feed(&mut framer, &stream[..split]);
+            let mut got = drain(&mut framer);
+            feed(&mut framer, &stream[split..]);
+            got.extend(drain(&mut framer));
+            assert_eq!(got.len(), 2, "split at {split}");
+            assert_eq!(got[0]["a"], "}{\"");
+            assert_eq!(got[1]["b"][1]["c"], 2);
+        }
+    }
+
+    #[test]
+    fn garbage_between_messages_is_reported() {
+        let mut framer = Framer::new();
+        feed(&mut framer, b"{}\nhello\n");
+        assert!(framer.next_message().unwrap().is_ok());
+        let err = framer.next_message().unwrap().unwrap_err();
+        assert!(err.contains("\"hello\""), "{err}");
+    }
+
+    #[test]
+    fn a_torn_message_is_seen_as_unfinished() {
+        let mut framer = Framer::new();
+        feed(&mut framer, b"{\"return\": {\"a\"");
+        assert!(framer.next_message().is_none());
+        assert!(framer.is_mid_message());
+    }
+}

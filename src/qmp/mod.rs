@@ -1,0 +1,131 @@
+//! The QMP client: connect, greet, negotiate, send commands tagged with an
+//! `id`, match replies by it, and hand every other message (events, stray
+//! replies) to an [`Observer`] the moment it is read.
+//!
+//! [`Monitor`] is the small interface the rest of qmpsh drives. The socket
+//! transport implements it today; a libvirt transport (commands through
+//! `virsh qemu-monitor-command`, events from a separate stream) can
+//! implement it later without touching the session.
+
+mod framer;
+mod socket;
+
+use std::fmt;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+pub use framer::Framer;
+pub use socket::{Connect, SocketMonitor};
+
+/// What a received message was, as far as the client is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The greeting that opens a session.
+    Greeting,
+    /// The reply to the command being executed.
+    Reply,
+    /// An asynchronous event.
+    Event,
+    /// A reply nobody waits for (unknown id, or after a timeout): dropped.
+    Stray,
+}
+
+/// Sees the traffic as it happens: for logging, `-v`, `--json`, and
+/// printing events the moment they arrive.
+pub trait Observer {
+    fn sent(&mut self, message: &Value);
+    fn received(&mut self, message: &Value, kind: Kind);
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn sent(&mut self, _: &Value) {}
+    fn received(&mut self, _: &Value, _: Kind) {}
+}
+
+/// A QMP error reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QmpError {
+    pub class: String,
+    pub desc: String,
+}
+
+impl QmpError {
+    fn from_reply(error: &Value) -> QmpError {
+        let text = |key: &str| {
+            error
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        QmpError {
+            class: text("class"),
+            desc: text("desc"),
+        }
+    }
+}
+
+impl fmt::Display for QmpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.class, self.desc)
+    }
+}
+
+/// The outcome of a command that got an answer: its `return` value or its
+/// error.
+pub type Reply = Result<Value, QmpError>;
+
+/// Why the client could not get an answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientError {
+    /// EOF or a reset connection: QEMU closed the connection (expected
+    /// after `quit`).
+    Closed,
+    /// The deadline passed with no reply.
+    Timeout,
+    /// The peer broke the protocol: garbage, or an error without an id.
+    Protocol(String),
+    /// The connection could not be made or used.
+    Io(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Closed => f.write_str("QEMU closed the connection"),
+            ClientError::Timeout => f.write_str("no reply in time"),
+            ClientError::Protocol(msg) => write!(f, "protocol error: {msg}"),
+            ClientError::Io(msg) => f.write_str(msg),
+        }
+    }
+}
+
+/// Executes QMP commands and yields the events that arrive meanwhile.
+pub trait Monitor {
+    /// Sends `command` (a QMP message without `id`; one it carries is kept)
+    /// and waits until `deadline` (or forever) for its reply, handing every
+    /// other message read meanwhile to `observer`.
+    fn execute(
+        &mut self,
+        command: Map<String, Value>,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError>;
+
+    /// Reads messages until `deadline` (or forever), handing each to
+    /// `observer`, and stops early at the first event `wanted` accepts,
+    /// which it returns.
+    fn wait_event(
+        &mut self,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+        wanted: &mut dyn FnMut(&Value) -> bool,
+    ) -> Result<Option<Value>, ClientError>;
+
+    /// The greeting, when the monitor sent one.
+    fn greeting(&self) -> Option<&Value>;
+}

@@ -1,0 +1,396 @@
+//! The QMP client over a unix or TCP socket.
+//!
+//! A reader thread owns the read half: it frames the byte stream into
+//! messages and sends them down a channel. The caller's thread writes
+//! commands and receives from the channel with a deadline, so timeouts are
+//! a `recv_timeout` and nothing blocks on a half-read message.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::{ClientError, Framer, Kind, Monitor, Observer, QmpError, Reply};
+use crate::target::Target;
+
+/// How to open a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Connect {
+    /// How long to wait for the connection, the greeting and negotiation.
+    pub greeting_timeout: Duration,
+    /// Read the greeting and send `qmp_capabilities`; off for qemu-ga,
+    /// which sends no greeting.
+    pub negotiate: bool,
+}
+
+/// A connected QMP monitor.
+pub struct SocketMonitor {
+    writer: Stream,
+    incoming: Receiver<Incoming>,
+    next_id: u64,
+    greeting: Option<Value>,
+    /// How the reader thread ended, once it has.
+    ended: Option<ClientError>,
+}
+
+/// What the reader thread sends: a message, or why it stopped.
+enum Incoming {
+    Message(Value),
+    End(ClientError),
+}
+
+enum Stream {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Stream {
+    fn open(target: &Target, timeout: Duration) -> Result<Stream, ClientError> {
+        let fail = |why: String| ClientError::Io(format!("cannot connect to {target}: {why}"));
+        match target {
+            Target::Unix(path) => UnixStream::connect(path).map(Stream::Unix).map_err(|e| {
+                fail(match e.kind() {
+                    io::ErrorKind::NotFound => "no such socket file (is QEMU running with \
+                        -qmp unix:PATH,server=on,wait=off?)"
+                        .to_string(),
+                    io::ErrorKind::ConnectionRefused => {
+                        "connection refused: nothing listens on this socket (QEMU may have exited)"
+                            .to_string()
+                    }
+                    _ => e.to_string(),
+                })
+            }),
+            Target::Tcp { host, port } => {
+                let addrs = (host.as_str(), *port)
+                    .to_socket_addrs()
+                    .map_err(|e| fail(e.to_string()))?;
+                let mut last = fail(format!("{host} has no address"));
+                for addr in addrs {
+                    match TcpStream::connect_timeout(&addr, timeout) {
+                        Ok(stream) => {
+                            // Commands are small and latency matters more than packing.
+                            let _ = stream.set_nodelay(true);
+                            return Ok(Stream::Tcp(stream));
+                        }
+                        Err(e) => last = fail(e.to_string()),
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+
+    fn try_clone(&self) -> io::Result<Stream> {
+        Ok(match self {
+            Stream::Unix(s) => Stream::Unix(s.try_clone()?),
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
+        })
+    }
+
+    fn shutdown(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Both),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.read(buf),
+            Stream::Tcp(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Unix(s) => s.write(buf),
+            Stream::Tcp(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether an I/O error means the peer went away.
+fn is_disconnect(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::UnexpectedEof
+    )
+}
+
+/// The reader thread: frames the stream until EOF, an error or garbage.
+fn read_messages(mut stream: Stream, tx: Sender<Incoming>) {
+    const CHUNK: usize = 64 * 1024;
+    let mut framer = Framer::new();
+    loop {
+        let room = framer.spare(CHUNK);
+        let read = stream.read(room);
+        framer.filled(*read.as_ref().unwrap_or(&0), CHUNK);
+        let end = match read {
+            Ok(0) => ClientError::Closed,
+            Ok(_) => {
+                while let Some(message) = framer.next_message() {
+                    let item = match message {
+                        Ok(value) => Incoming::Message(value),
+                        Err(garbage) => Incoming::End(ClientError::Protocol(garbage)),
+                    };
+                    let stop = matches!(item, Incoming::End(_));
+                    if tx.send(item).is_err() || stop {
+                        return;
+                    }
+                }
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if is_disconnect(&e) => ClientError::Closed,
+            Err(e) => ClientError::Io(format!("reading from QEMU failed: {e}")),
+        };
+        let _ = tx.send(Incoming::End(end));
+        return;
+    }
+}
+
+impl SocketMonitor {
+    /// Connects, reads the greeting and negotiates capabilities.
+    pub fn connect(
+        target: &Target,
+        options: Connect,
+        observer: &mut dyn Observer,
+    ) -> Result<Self, ClientError> {
+        let deadline = Instant::now() + options.greeting_timeout;
+        let writer = Stream::open(target, options.greeting_timeout)?;
+        let reader = writer
+            .try_clone()
+            .map_err(|e| ClientError::Io(format!("cannot use the connection to {target}: {e}")))?;
+        let (tx, incoming) = mpsc::channel();
+        thread::Builder::new()
+            .name("qmp-reader".into())
+            .spawn(move || read_messages(reader, tx))
+            .map_err(|e| ClientError::Io(format!("cannot start the reader thread: {e}")))?;
+        let mut monitor = SocketMonitor {
+            writer,
+            incoming,
+            next_id: 1,
+            greeting: None,
+            ended: None,
+        };
+        if options.negotiate {
+            monitor.handshake(target, deadline, options.greeting_timeout, observer)?;
+        }
+        Ok(monitor)
+    }
+
+    fn handshake(
+        &mut self,
+        target: &Target,
+        deadline: Instant,
+        timeout: Duration,
+        observer: &mut dyn Observer,
+    ) -> Result<(), ClientError> {
+        let greeting = match self.recv(Some(deadline)) {
+            Ok(message) => message,
+            Err(ClientError::Timeout) => {
+                return Err(ClientError::Io(format!(
+                    "no QMP greeting from {target} within {} s: QEMU serves one client per QMP socket, \
+                     so another client may be holding it (or this is not a QMP socket; -N skips the \
+                     greeting for qemu-ga)",
+                    timeout.as_secs_f64()
+                )));
+            }
+            Err(ClientError::Closed) => {
+                return Err(ClientError::Io(format!(
+                    "QEMU closed the connection to {target} before its greeting"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        if greeting.get("QMP").is_none() {
+            return Err(ClientError::Protocol(format!(
+                "expected the QMP greeting from {target}, got {greeting}"
+            )));
+        }
+        observer.received(&greeting, Kind::Greeting);
+        self.greeting = Some(greeting);
+        let mut negotiate = Map::new();
+        negotiate.insert("execute".into(), "qmp_capabilities".into());
+        match self.execute(negotiate, Some(deadline), observer) {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(ClientError::Protocol(format!(
+                "QEMU refused qmp_capabilities: {e}"
+            ))),
+            Err(ClientError::Timeout) => Err(ClientError::Io(format!(
+                "{target} sent its greeting but did not answer qmp_capabilities within {} s",
+                timeout.as_secs_f64()
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next message, or why none will come.
+    fn recv(&mut self, deadline: Option<Instant>) -> Result<Value, ClientError> {
+        if let Some(end) = &self.ended {
+            return Err(end.clone());
+        }
+        let got = match deadline {
+            None => self
+                .incoming
+                .recv()
+                .map_err(|_| RecvTimeoutError::Disconnected),
+            Some(deadline) => self
+                .incoming
+                .recv_timeout(deadline.saturating_duration_since(Instant::now())),
+        };
+        match got {
+            Ok(Incoming::Message(message)) => Ok(message),
+            Ok(Incoming::End(end)) => {
+                self.ended = Some(end.clone());
+                Err(end)
+            }
+            Err(RecvTimeoutError::Timeout) => Err(ClientError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => {
+                self.ended = Some(ClientError::Closed);
+                Err(ClientError::Closed)
+            }
+        }
+    }
+
+    fn send(&mut self, message: &Value) -> Result<(), ClientError> {
+        let mut bytes = serde_json::to_vec(message).map_err(|e| ClientError::Io(e.to_string()))?;
+        bytes.push(b'\n');
+        self.writer.write_all(&bytes).map_err(|e| {
+            if is_disconnect(&e) {
+                ClientError::Closed
+            } else {
+                ClientError::Io(format!("writing to QEMU failed: {e}"))
+            }
+        })
+    }
+}
+
+impl Drop for SocketMonitor {
+    fn drop(&mut self) {
+        // Wakes the reader thread so it ends with the connection.
+        self.writer.shutdown();
+    }
+}
+
+impl Monitor for SocketMonitor {
+    fn execute(
+        &mut self,
+        mut command: Map<String, Value>,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        let id = match command.get("id") {
+            Some(id) => id.clone(),
+            None => {
+                let id = Value::from(self.next_id);
+                self.next_id += 1;
+                command.insert("id".into(), id.clone());
+                id
+            }
+        };
+        let message = Value::Object(command);
+        observer.sent(&message);
+        self.send(&message)?;
+        loop {
+            let message = self.recv(deadline)?;
+            match classify(&message, &id) {
+                Class::Event => observer.received(&message, Kind::Event),
+                Class::Stray => observer.received(&message, Kind::Stray),
+                Class::Reply => {
+                    observer.received(&message, Kind::Reply);
+                    return Ok(reply_of(message));
+                }
+                Class::IdlessError => {
+                    observer.received(&message, Kind::Reply);
+                    return Err(ClientError::Protocol(format!(
+                        "QEMU answered with an error that carries no id, so it could not read the \
+                         command: {}",
+                        QmpError::from_reply(&message["error"])
+                    )));
+                }
+            }
+        }
+    }
+
+    fn wait_event(
+        &mut self,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+        wanted: &mut dyn FnMut(&Value) -> bool,
+    ) -> Result<Option<Value>, ClientError> {
+        loop {
+            let message = match self.recv(deadline) {
+                Ok(message) => message,
+                Err(ClientError::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if message.get("event").is_none() {
+                observer.received(&message, Kind::Stray);
+                continue;
+            }
+            observer.received(&message, Kind::Event);
+            if wanted(&message) {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    fn greeting(&self) -> Option<&Value> {
+        self.greeting.as_ref()
+    }
+}
+
+/// How a message read while a command waits relates to that command.
+enum Class {
+    Event,
+    Reply,
+    /// An error without an id: QEMU could not read the command.
+    IdlessError,
+    /// Anything else, such as a reply to a command that timed out.
+    Stray,
+}
+
+fn classify(message: &Value, id: &Value) -> Class {
+    if message.get("event").is_some() {
+        return Class::Event;
+    }
+    let is_error = message.get("error").is_some();
+    if !is_error && message.get("return").is_none() {
+        return Class::Stray;
+    }
+    match message.get("id") {
+        Some(got) if got == id => Class::Reply,
+        Some(_) => Class::Stray,
+        None if is_error => Class::IdlessError,
+        // A peer that returns without echoing the id still answered us:
+        // one command is in flight at a time.
+        None => Class::Reply,
+    }
+}
+
+/// The reply, moved out of the message: a large return is not copied.
+fn reply_of(mut message: Value) -> Reply {
+    if let Some(error) = message.get("error") {
+        return Err(QmpError::from_reply(error));
+    }
+    Ok(message
+        .get_mut("return")
+        .map(Value::take)
+        .unwrap_or(Value::Null))
+}

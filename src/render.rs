@@ -1,0 +1,275 @@
+//! Rendering: pure functions from replies, errors and events to text in an
+//! `impl Write`, styled by a [`Palette`]. Whether a stream gets colour is
+//! decided once, in `main`; a plain palette makes output exact for tests.
+
+use std::io::{self, Write};
+
+use colored::{Color, Colorize};
+use serde_json::Value;
+
+use crate::clock;
+use crate::qmp::QmpError;
+
+/// The colours of one output stream; `Palette::plain()` has none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Palette {
+    pub key: Option<Color>,
+    pub string: Option<Color>,
+    pub number: Option<Color>,
+    pub literal: Option<Color>,
+    pub event: Option<Color>,
+    pub time: Option<Color>,
+    pub error: Option<Color>,
+    pub ok: Option<Color>,
+}
+
+impl Palette {
+    pub fn plain() -> Palette {
+        Palette::default()
+    }
+
+    pub fn colored() -> Palette {
+        Palette {
+            key: Some(Color::Blue),
+            string: Some(Color::Green),
+            number: Some(Color::Cyan),
+            literal: Some(Color::Magenta),
+            event: Some(Color::Yellow),
+            time: Some(Color::BrightBlack),
+            error: Some(Color::Red),
+            ok: Some(Color::Green),
+        }
+    }
+
+    pub fn is_plain(&self) -> bool {
+        self.key.is_none()
+    }
+}
+
+fn paint(w: &mut impl Write, color: Option<Color>, text: &str) -> io::Result<()> {
+    match color {
+        Some(color) => write!(w, "{}", text.color(color)),
+        None => w.write_all(text.as_bytes()),
+    }
+}
+
+/// Writes `value` as JSON: pretty (two-space indent) or compact, coloured
+/// by `palette`. Plain output goes straight through serde_json.
+pub fn json(w: &mut impl Write, value: &Value, pretty: bool, palette: &Palette) -> io::Result<()> {
+    if palette.is_plain() {
+        return if pretty {
+            serde_json::to_writer_pretty(&mut *w, value).map_err(io::Error::from)
+        } else {
+            serde_json::to_writer(&mut *w, value).map_err(io::Error::from)
+        };
+    }
+    json_styled(w, value, pretty.then_some(0), palette)
+}
+
+/// `indent` is the current depth when pretty, `None` when compact.
+fn json_styled(
+    w: &mut impl Write,
+    value: &Value,
+    indent: Option<usize>,
+    palette: &Palette,
+) -> io::Result<()> {
+    let newline = |w: &mut dyn Write, depth: usize| -> io::Result<()> {
+        write!(w, "\n{:width$}", "", width = depth * 2)
+    };
+    match value {
+        Value::Null | Value::Bool(_) => paint(w, palette.literal, &value.to_string()),
+        Value::Number(n) => paint(w, palette.number, &n.to_string()),
+        Value::String(s) => paint(w, palette.string, &quoted(s)),
+        Value::Array(items) if items.is_empty() => w.write_all(b"[]"),
+        Value::Object(map) if map.is_empty() => w.write_all(b"{}"),
+        Value::Array(items) => {
+            w.write_all(b"[")?;
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    w.write_all(b",")?;
+                }
+                if let Some(depth) = indent {
+                    newline(w, depth + 1)?;
+                }
+                json_styled(w, item, indent.map(|d| d + 1), palette)?;
+            }
+            if let Some(depth) = indent {
+                newline(w, depth)?;
+            }
+            w.write_all(b"]")
+        }
+        Value::Object(map) => {
+            w.write_all(b"{")?;
+            for (n, (key, item)) in map.iter().enumerate() {
+                if n > 0 {
+                    w.write_all(b",")?;
+                }
+                if let Some(depth) = indent {
+                    newline(w, depth + 1)?;
+                }
+                paint(w, palette.key, &quoted(key))?;
+                w.write_all(if indent.is_some() { b": " } else { b":" })?;
+                json_styled(w, item, indent.map(|d| d + 1), palette)?;
+            }
+            if let Some(depth) = indent {
+                newline(w, depth)?;
+            }
+            w.write_all(b"}")
+        }
+    }
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
+/// A command's successful reply: `ok` for an empty object, HMP text as
+/// text, anything else as JSON.
+pub fn reply(
+    w: &mut impl Write,
+    value: &Value,
+    text: bool,
+    pretty: bool,
+    palette: &Palette,
+) -> io::Result<()> {
+    match value {
+        Value::Object(map) if map.is_empty() => {
+            paint(w, palette.ok, "ok")?;
+            w.write_all(b"\n")
+        }
+        Value::String(s) if text => hmp_text(w, s),
+        _ => {
+            json(w, value, pretty, palette)?;
+            w.write_all(b"\n")
+        }
+    }
+}
+
+/// HMP output with QEMU's CRLF line ends made plain, ending in a newline;
+/// empty output prints nothing.
+fn hmp_text(w: &mut impl Write, text: &str) -> io::Result<()> {
+    if text.is_empty() {
+        return Ok(());
+    }
+    let text = text.replace("\r\n", "\n");
+    w.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        w.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// `error: CLASS: desc`.
+pub fn error(w: &mut impl Write, error: &QmpError, palette: &Palette) -> io::Result<()> {
+    paint(w, palette.error, &format!("error: {error}"))?;
+    w.write_all(b"\n")
+}
+
+/// A local problem, coloured like an error.
+pub fn error_text(w: &mut impl Write, message: &str, palette: &Palette) -> io::Result<()> {
+    paint(w, palette.error, message)?;
+    w.write_all(b"\n")
+}
+
+/// One event on one line: local time, name, and its data compact.
+pub fn event(w: &mut impl Write, event: &Value, palette: &Palette) -> io::Result<()> {
+    let (now_s, now_us) = clock::now();
+    let stamp = event.get("timestamp");
+    let seconds = stamp
+        .and_then(|t| t.get("seconds"))
+        .and_then(Value::as_i64)
+        .unwrap_or(now_s);
+    let micros = stamp
+        .and_then(|t| t.get("microseconds"))
+        .and_then(Value::as_u64)
+        .map_or(now_us, |us| us.min(999_999) as u32);
+    paint(w, palette.time, &clock::local_time_of_day(seconds, micros))?;
+    w.write_all(b" ")?;
+    let name = event.get("event").and_then(Value::as_str).unwrap_or("?");
+    paint(w, palette.event, name)?;
+    if let Some(data) = event.get("data") {
+        w.write_all(b" ")?;
+        json(w, data, false, palette)?;
+    }
+    w.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn text(f: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {
+        let mut out = Vec::new();
+        f(&mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn replies_read_as_a_person_expects() {
+        let plain = Palette::plain();
+        assert_eq!(text(|w| reply(w, &json!({}), false, false, &plain)), "ok\n");
+        assert_eq!(text(|w| reply(w, &json!([]), false, false, &plain)), "[]\n");
+        assert_eq!(
+            text(|w| reply(
+                w,
+                &json!({"status": "running", "running": true}),
+                false,
+                false,
+                &plain
+            )),
+            "{\"status\":\"running\",\"running\":true}\n"
+        );
+        assert_eq!(
+            text(|w| reply(w, &json!("VM status: paused\r\n"), true, false, &plain)),
+            "VM status: paused\n"
+        );
+        assert_eq!(text(|w| reply(w, &json!(""), true, false, &plain)), "");
+    }
+
+    #[test]
+    fn coloured_pretty_json_has_the_same_layout_as_plain() {
+        let value = json!({"a": [1, {"b": null}], "c": {}, "d": "x\"y"});
+        let plain = text(|w| json(w, &value, true, &Palette::plain()));
+        colored::control::set_override(true);
+        let styled = text(|w| json(w, &value, true, &Palette::colored()));
+        let stripped = strip_ansi(&styled);
+        assert_ne!(styled, stripped, "colours were written");
+        assert_eq!(stripped, plain);
+        let compact = text(|w| json(w, &value, false, &Palette::colored()));
+        assert_eq!(strip_ansi(&compact), value.to_string());
+    }
+
+    fn strip_ansi(s: &str) -> String {
+        let mut out = String::new();
+        let mut chars = s.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn events_show_time_name_and_compact_data() {
+        let ev = json!({"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"},
+                        "timestamp": {"seconds": 1_795_608_000, "microseconds": 250_000}});
+        let line = text(|w| event(w, &ev, &Palette::plain()));
+        let (time, rest) = line.split_once(' ').unwrap();
+        assert_eq!(time.len(), "12:00:00.250".len());
+        assert!(time.ends_with(":00.250"), "{time}");
+        assert_eq!(
+            rest,
+            "SHUTDOWN {\"guest\":true,\"reason\":\"guest-shutdown\"}\n"
+        );
+        let bare = json!({"event": "STOP", "timestamp": {"seconds": 0, "microseconds": 0}});
+        assert!(text(|w| event(w, &bare, &Palette::plain())).ends_with(" STOP\n"));
+    }
+}

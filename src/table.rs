@@ -1,0 +1,125 @@
+//! The human command table: data from grammar/commands.json, embedded in the
+//! binary. Translation, `.help`, completion and hints all read this one
+//! table; `tests/table.rs` checks it against a real QEMU.
+
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+
+/// One human command, such as `powerdown` or `info status`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// As a person types it; `info X` entries have two words.
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The QMP command it becomes; absent for HMP-only commands, which are
+    /// passed through as text.
+    pub qmp: Option<String>,
+    /// Arguments in HMP's positional order.
+    #[serde(default)]
+    pub args: Vec<ArgSpec>,
+    /// Arguments the QMP command always gets, whatever was typed.
+    #[serde(default)]
+    pub fixed: serde_json::Map<String, serde_json::Value>,
+    pub help: String,
+}
+
+/// One argument of a table command.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgSpec {
+    /// The name accepted in `name=value` form.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ArgType,
+    #[serde(default)]
+    pub optional: bool,
+    /// A flag such as `-f` that sets this (boolean) argument to true.
+    pub flag: Option<String>,
+    /// The QMP argument (dotted for nested) when it differs from `name`.
+    pub to: Option<String>,
+}
+
+/// How an argument's text becomes JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArgType {
+    /// Taken as a string, even when it looks like a number.
+    Str,
+    /// An integer, decimal or `0x` hex.
+    Int,
+    /// `on`/`off`, `true`/`false`, `yes`/`no`.
+    Bool,
+    /// Bytes; a bare number is bytes, `K`, `M`, `G`, `T` suffixes multiply.
+    Size,
+    /// Megabytes in, bytes out: a bare number is MB, suffixes as for size.
+    SizeMb,
+    /// A key list such as `ctrl-alt-delete`, sent as QKeyCode values.
+    Keys,
+    /// A QemuOpts string `driver,prop=value,...`, sent as a flat object
+    /// whose first bare item becomes this argument.
+    Opts,
+}
+
+impl ArgType {
+    /// How the type is shown in `.help` and hints.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ArgType::Str => "string",
+            ArgType::Int => "int",
+            ArgType::Bool => "on|off",
+            ArgType::Size => "size",
+            ArgType::SizeMb => "size in MB",
+            ArgType::Keys => "keys like ctrl-alt-delete",
+            ArgType::Opts => "driver,prop=value,...",
+        }
+    }
+}
+
+impl ArgSpec {
+    /// The QMP argument this fills.
+    pub fn target(&self) -> &str {
+        self.to.as_deref().unwrap_or(&self.name)
+    }
+}
+
+impl Entry {
+    /// Every name this entry answers to.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
+    }
+
+    /// A usage line such as `eject [-f] device`.
+    pub fn usage(&self) -> String {
+        let mut text = self.name.clone();
+        for arg in &self.args {
+            let shown = match &arg.flag {
+                Some(flag) => flag.clone(),
+                None => arg.name.clone(),
+            };
+            if arg.optional || arg.flag.is_some() {
+                text.push_str(&format!(" [{shown}]"));
+            } else {
+                text.push_str(&format!(" {shown}"));
+            }
+        }
+        text
+    }
+}
+
+/// The embedded table, parsed once on first use (never in a script that
+/// sends only raw JSON).
+pub fn table() -> &'static [Entry] {
+    static TABLE: OnceLock<Vec<Entry>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        serde_json::from_str(include_str!("../grammar/commands.json"))
+            .expect("grammar/commands.json is checked by the table tests")
+    })
+}
+
+/// The entry a person means by `name` (one word or `info X`).
+pub fn lookup(name: &str) -> Option<&'static Entry> {
+    table().iter().find(|e| e.names().any(|n| n == name))
+}

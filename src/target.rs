@@ -1,0 +1,161 @@
+//! TARGET: what the user names on the command line, and the rule that turns
+//! it into a socket address without guessing.
+//!
+//! The rule, as `--help` states it:
+//! 1. `unix:PATH` is a unix socket; `tcp:HOST:PORT` is TCP.
+//! 2. Anything with a `/` is a unix socket path.
+//! 3. `HOST:PORT` or `[IPV6]:PORT` with a numeric port is TCP.
+//! 4. Any other word is a socket file in the current directory.
+//!    When a word could be read two ways (a file named like `host:1234`
+//!    exists), qmpsh refuses and asks for the `unix:` or `tcp:` prefix.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// Where the QMP monitor listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Unix(PathBuf),
+    Tcp { host: String, port: u16 },
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Unix(path) => write!(f, "{}", path.display()),
+            Target::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
+            Target::Tcp { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// The `--help` text of the rule above.
+pub const TARGET_HELP: &str = "\
+TARGET is read by this rule, first match wins:
+  unix:PATH, tcp:HOST:PORT   explicit unix socket or TCP address
+  anything containing '/'    a unix socket path (./qmp.sock, /run/vm.qmp)
+  HOST:PORT, [IPV6]:PORT     TCP (localhost:4444, [::1]:4444)
+  any other word             a unix socket file in the current directory
+A word that fits two rules (a file named like host:4444 exists) is an error:
+prefix it with unix: or tcp:.";
+
+impl Target {
+    /// Reads TARGET by the rule in [`TARGET_HELP`].
+    pub fn parse(text: &str) -> Result<Target, Error> {
+        if text.is_empty() {
+            return Err(Error::Usage(
+                "TARGET is empty: name a socket path or HOST:PORT".into(),
+            ));
+        }
+        if let Some(path) = text.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(Error::Usage("unix: needs a socket path after it".into()));
+            }
+            return Ok(Target::Unix(PathBuf::from(path)));
+        }
+        if let Some(addr) = text.strip_prefix("tcp:") {
+            return host_port(addr).ok_or_else(|| {
+                Error::Usage(format!(
+                    "tcp:{addr} is not HOST:PORT (a port from 1 to 65535)"
+                ))
+            });
+        }
+        if text.contains('/') {
+            return Ok(Target::Unix(PathBuf::from(text)));
+        }
+        if let Some(tcp) = host_port(text) {
+            if Path::new(text).exists() {
+                return Err(Error::Usage(format!(
+                    "TARGET {text} is ambiguous: a file of that name exists and it reads as HOST:PORT; \
+                     write unix:{text} or tcp:{text}"
+                )));
+            }
+            return Ok(tcp);
+        }
+        Ok(Target::Unix(PathBuf::from(text)))
+    }
+}
+
+/// `HOST:PORT` or `[V6]:PORT`, with a non-empty host and a non-zero port.
+fn host_port(text: &str) -> Option<Target> {
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        (host, after.strip_prefix(':')?)
+    } else {
+        let (host, port) = text.rsplit_once(':')?;
+        if host.contains(':') {
+            return None; // a bare IPv6 address needs brackets
+        }
+        (host, port)
+    };
+    // Digits only, no leading zero: `+44` or `044` is not how ports are written.
+    if host.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) || port.starts_with('0') {
+        return None;
+    }
+    let port: u16 = port.parse().ok()?;
+    Some(Target::Tcp {
+        host: host.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(host: &str, port: u16) -> Target {
+        Target::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn each_form_of_the_rule() {
+        assert_eq!(
+            Target::parse("unix:qmp.sock").unwrap(),
+            Target::Unix("qmp.sock".into())
+        );
+        assert_eq!(
+            Target::parse("/run/vm/qmp").unwrap(),
+            Target::Unix("/run/vm/qmp".into())
+        );
+        assert_eq!(
+            Target::parse("./a:1").unwrap(),
+            Target::Unix("./a:1".into())
+        );
+        assert_eq!(
+            Target::parse("tcp:localhost:4444").unwrap(),
+            tcp("localhost", 4444)
+        );
+        assert_eq!(
+            Target::parse("127.0.0.1:4444").unwrap(),
+            tcp("127.0.0.1", 4444)
+        );
+        assert_eq!(Target::parse("[::1]:4444").unwrap(), tcp("::1", 4444));
+        assert_eq!(
+            Target::parse("qmp.sock").unwrap(),
+            Target::Unix("qmp.sock".into())
+        );
+    }
+
+    #[test]
+    fn malformed_addresses_are_refused_or_read_as_files() {
+        assert!(Target::parse("tcp:localhost").is_err());
+        assert!(Target::parse("tcp:host:0").is_err());
+        assert!(Target::parse("tcp::44").is_err());
+        assert!(Target::parse("unix:").is_err());
+        assert!(Target::parse("").is_err());
+        // A port with a leading plus or zero is not a port: the word is a file name.
+        assert_eq!(
+            Target::parse("host:+44").unwrap(),
+            Target::Unix("host:+44".into())
+        );
+        assert_eq!(
+            Target::parse("host:044").unwrap(),
+            Target::Unix("host:044".into())
+        );
+    }
+}
