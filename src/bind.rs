@@ -173,33 +173,32 @@ fn bind_entry(entry: &Entry, inv: &Invocation, args: &[Arg], text: &str) -> Resu
         .enumerate()
         .filter(|(_, spec)| spec.flag.is_none());
     for arg in args {
-        let slot =
-            match (&arg.key, &arg.value) {
-                (Some(key), _) => {
-                    let name = key.join(".");
-                    match entry.args.iter().position(|spec| spec.name == name) {
-                        Some(slot) => slot,
-                        None => return error(arg.offset, unknown_argument(entry, &name)),
-                    }
-                }
-                (None, Value::Bare(word)) if word.starts_with('-') && word.len() > 1 => match entry
-                    .args
-                    .iter()
-                    .position(|spec| spec.flag.as_deref() == Some(word))
-                {
+        let slot = match (&arg.key, &arg.value) {
+            (Some(key), _) => {
+                let name = key.join(".");
+                match entry.args.iter().position(|spec| spec.name == name) {
                     Some(slot) => slot,
-                    None => return error(arg.offset, format!("a flag of `{}`", entry.usage())),
-                },
-                (None, _) => match positional.next() {
-                    Some((slot, _)) => slot,
-                    None => {
-                        return error(
-                            arg.offset,
-                            format!("no more arguments: usage is `{}`", entry.usage()),
-                        );
-                    }
-                },
-            };
+                    None => return error(arg.offset, unknown_argument(entry, &name)),
+                }
+            }
+            (None, Value::Bare(word)) if word.starts_with('-') && word.len() > 1 => match entry
+                .args
+                .iter()
+                .position(|spec| spec.flag.as_deref() == Some(word))
+            {
+                Some(slot) => slot,
+                None => return error(arg.offset, format!("a flag of `{}`", entry.usage())),
+            },
+            (None, _) => match positional.next() {
+                Some((slot, _)) => slot,
+                None => {
+                    return error(
+                        arg.offset,
+                        format!("no more arguments: usage is `{}`", entry.usage()),
+                    );
+                }
+            },
+        };
         if given[slot].is_some() {
             return error(arg.offset, format!("`{}` only once", entry.args[slot].name));
         }

@@ -166,7 +166,11 @@ impl<'a> Grammar<'a> {
                     .take(e.line() - 1)
                     .map(str::len)
                     .sum();
-                let at = (line_start + e.column().saturating_sub(1)).min(i.len());
+                let at = if e.is_eof() {
+                    i.len()
+                } else {
+                    (line_start + e.column().saturating_sub(1)).min(i.len())
+                };
                 failure(&i[at..], format!("valid JSON ({})", json_message(&e)))
             }
             None => failure(i, "a JSON value"),
@@ -311,7 +315,7 @@ impl<'a> Grammar<'a> {
 
     /// `transaction( action ; action )`, where a newline also separates.
     fn transaction(&self, i: &'a str) -> Res<'a, Line> {
-        let separator = || many1((multispace0, alt((tag(";"), tag("\n"))), multispace0));
+        let separator = || many1((space0, alt((tag(";"), tag("\n"))), multispace0));
         let actions = opt(pair(
             |i| self.invocation(i),
             many0(preceded(separator(), |i| self.invocation(i))),
@@ -351,5 +355,176 @@ impl<'a> Grammar<'a> {
         ));
         let end = expect("the end of the line", eof);
         terminated(preceded(multispace0, form), (multispace0, end)).parse(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Line {
+        parse_line(text).unwrap_or_else(|e| panic!("{text:?}: {e:?}"))
+    }
+
+    fn command(text: &str) -> Invocation {
+        match parse(text) {
+            Line::Command(inv) => inv,
+            other => panic!("{text:?} gave {other:?}"),
+        }
+    }
+
+    /// The error's column (1-based) and message.
+    fn fails(text: &str) -> (usize, String) {
+        let e = parse_line(text).expect_err(text);
+        (super::super::position(text, e.offset).1, e.message)
+    }
+
+    fn bare(s: &str) -> Value {
+        Value::Bare(s.into())
+    }
+
+    #[test]
+    fn blank_and_comment_lines_are_blank() {
+        for text in ["", "   ", "# note", "  # indented note", "\t"] {
+            assert_eq!(parse(text), Line::Blank, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_command_keeps_positional_words_and_pairs_in_order() {
+        let inv = command("device_add e1000,id=n1 bus=pci.0 'a b' \"c\\td\"");
+        assert_eq!(inv.name, "device_add");
+        let keys: Vec<Option<String>> = inv
+            .args
+            .iter()
+            .map(|a| a.key.as_ref().map(|k| k.join(".")))
+            .collect();
+        assert_eq!(keys, [None, Some("bus".into()), None, None]);
+        let values: Vec<&Value> = inv.args.iter().map(|a| &a.value).collect();
+        assert_eq!(
+            values,
+            [
+                &bare("e1000,id=n1"),
+                &bare("pci.0"),
+                &Value::Quoted("a b".into()),
+                &Value::Quoted("c\td".into())
+            ]
+        );
+        assert_eq!(
+            inv.args.iter().map(|a| a.offset).collect::<Vec<_>>(),
+            [11, 23, 33, 39]
+        );
+    }
+
+    #[test]
+    fn dotted_keys_split_and_json_values_stay_json() {
+        let inv = command(r#"blockdev-add file.driver=file opts={"a": [1, 2]} list=[] empty="#);
+        assert_eq!(inv.args[0].key, Some(vec!["file".into(), "driver".into()]));
+        assert_eq!(
+            inv.args[1].value,
+            Value::Json(serde_json::json!({"a": [1, 2]}))
+        );
+        assert_eq!(inv.args[2].value, Value::Json(serde_json::json!([])));
+        assert_eq!(inv.args[3].value, bare(""));
+    }
+
+    #[test]
+    fn raw_json_hmp_and_shell_forms() {
+        assert!(
+            matches!(parse(r#" {"execute": "stop"} "#), Line::Json(m) if m["execute"] == "stop")
+        );
+        assert_eq!(
+            parse("hmp info  registers "),
+            Line::Hmp("info  registers".into())
+        );
+        assert_eq!(parse("hmp"), Line::Hmp(String::new()));
+        // A command that merely starts with "hmp" is a command.
+        assert_eq!(command("hmpx").name, "hmpx");
+        match parse(".wait STOP timeout=5") {
+            Line::Shell(inv) => {
+                assert_eq!(inv.name, "wait");
+                assert_eq!(inv.args.len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn transactions_on_one_line_or_many() {
+        let one = parse("transaction( a x=1 ; b )");
+        let many = parse("transaction(\n  a x=1\n\n  b\n)");
+        for line in [one, many] {
+            let Line::Transaction(actions) = line else {
+                panic!()
+            };
+            assert_eq!(
+                actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+                ["a", "b"]
+            );
+            assert_eq!(actions[0].args[0].value, bare("1"));
+            assert!(actions[1].args.is_empty());
+        }
+        assert_eq!(parse("transaction( )"), Line::Transaction(vec![]));
+    }
+
+    #[test]
+    fn errors_point_at_the_column_that_went_wrong() {
+        assert_eq!(
+            fails("device_del id=\"n1"),
+            (15, "expected a closing \" for this string".into())
+        );
+        assert_eq!(
+            fails("x a='b"),
+            (5, "expected a closing ' for this string".into())
+        );
+        assert_eq!(fails("x =1"), (3, "expected a key before '='".into()));
+        assert_eq!(
+            fails("x a..b=1"),
+            (
+                5,
+                "expected a key name (dotted keys need a name between the dots)".into()
+            )
+        );
+        assert_eq!(
+            fails("x a=\"b\"c"),
+            (8, "expected a space after the argument".into())
+        );
+        assert_eq!(fails("9lives"), (1, "expected a command name".into()));
+        assert_eq!(fails(".9"), (2, "expected a command name".into()));
+        let (column, message) = fails(r#"x a={"b": }"#);
+        assert_eq!(column, 11);
+        assert!(
+            message.starts_with("expected valid JSON (expected value"),
+            "{message}"
+        );
+        let (column, message) = fails("{\"execute\": \"stop\"");
+        assert_eq!(column, 19);
+        assert!(message.contains("EOF"), "{message}");
+        assert_eq!(
+            fails(r#"{"execute": "stop"} trailing"#).1,
+            "expected the end of the line"
+        );
+        assert_eq!(
+            fails("transaction( a").1,
+            "expected ')' to close the transaction"
+        );
+    }
+
+    #[test]
+    fn nothing_is_left_over_after_a_parse() {
+        // all_consuming: every accepted line is read to its end.
+        for text in [
+            "stop   ",
+            "x a=1\t",
+            "{\"execute\":\"x\"}\n",
+            "transaction( a )  ",
+        ] {
+            assert!(parse_line(text).is_ok(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn columns_count_characters_not_bytes() {
+        assert_eq!(fails("x é=1 b='c").0, 9);
     }
 }

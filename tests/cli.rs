@@ -1,0 +1,116 @@
+//! The command line itself: help, usage errors and the TARGET rule, none of
+//! which needs QEMU.
+
+mod common;
+
+use common::{qmpsh, qmpsh_in};
+
+#[test]
+fn help_lists_the_exit_codes_and_the_target_rule() {
+    let run = qmpsh(&["--help"], "");
+    assert_eq!(run.code, 0);
+    for needle in [
+        "Exit codes:",
+        "0  success",
+        "1  a command got a QMP error",
+        "2  usage",
+        "3  connection",
+        "4  timeout",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "--help lacks {needle:?}:\n{}",
+            run.stdout
+        );
+    }
+    for needle in [
+        "unix:PATH",
+        "tcp:HOST:PORT",
+        "[IPV6]:PORT",
+        "fits two rules",
+        "is an error",
+    ] {
+        assert!(
+            run.stdout.contains(needle),
+            "--help lacks {needle:?}:\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn no_target_is_a_usage_error() {
+    let run = qmpsh(&["-c", "stop"], "");
+    assert_eq!(run.code, 2);
+    assert_eq!(
+        run.stderr,
+        "qmpsh: no TARGET: name a QMP socket path or HOST:PORT (see --help)\n"
+    );
+}
+
+#[test]
+fn a_file_named_like_host_port_makes_the_target_ambiguous() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vm:4444"), "").unwrap();
+    let run = qmpsh_in(Some(dir.path()), &["vm:4444", "-c", "stop"], "");
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("ambiguous") && run.stderr.contains("unix:vm:4444"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_bad_option_value_is_a_usage_error() {
+    assert_eq!(qmpsh(&["--timeout", "soon", "x.sock"], "").code, 2);
+    assert_eq!(qmpsh(&["--color", "sometimes", "x.sock"], "").code, 2);
+}
+
+#[test]
+fn a_parse_error_exits_2_naming_line_and_column() {
+    // Lines before the bad one have run (a script streams); the bad one and
+    // everything after it are not sent.
+    let run = qmpsh(&["--dry-run"], "stop\ndevice_del id=\"n1\n");
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
+    assert_eq!(
+        run.stderr,
+        "qmpsh: line 2, column 15: expected a closing \" for this string\n"
+    );
+}
+
+#[test]
+fn dry_run_prints_each_command_as_qmp() {
+    let script = "\
+# comments and blank lines print nothing
+
+powerdown
+q
+info status
+device_del id=n1
+block_resize node-name=disk0 size=0x100000
+qom-set path=/machine property=x value=\"123\"
+blockdev-add driver=null-co node-name=n0 read-zeroes=true size=1.5
+hmp info registers
+{\"execute\": \"query-name\"}
+.sleep 0.01
+transaction( block-dirty-bitmap-add node=d0 name=b0 ; abort )
+";
+    let run = qmpsh(&["--dry-run"], script);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        r#"{"execute":"system_powerdown"}
+{"execute":"quit"}
+{"execute":"query-status"}
+{"execute":"device_del","arguments":{"id":"n1"}}
+{"execute":"block_resize","arguments":{"node-name":"disk0","size":1048576}}
+{"execute":"qom-set","arguments":{"path":"/machine","property":"x","value":"123"}}
+{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"n0","read-zeroes":true,"size":1.5}}
+{"execute":"human-monitor-command","arguments":{"command-line":"info registers"}}
+{"execute":"query-name"}
+{"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-add","data":{"node":"d0","name":"b0"}},{"type":"abort","data":{}}]}}
+"#
+    );
+}

@@ -1,0 +1,353 @@
+//! Shared test helpers: run the qmpsh binary with a deadline, start a real
+//! QEMU with a QMP socket, and a scripted fake QMP server for what QEMU will
+//! not do on demand.
+#![allow(dead_code)] // each test binary uses its own share of these
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// What a finished qmpsh run left behind.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Every stdout line, each parsed as JSON (panics on one that is not).
+    pub fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+            .collect()
+    }
+}
+
+/// Runs qmpsh with `args` and `stdin`, killing it if it runs past 60 s so a
+/// hang fails the test instead of stalling the suite.
+pub fn qmpsh(args: &[&str], stdin: &str) -> Run {
+    qmpsh_in(None, args, stdin)
+}
+
+/// [`qmpsh`], in the directory `dir`.
+pub fn qmpsh_in(dir: Option<&Path>, args: &[&str], stdin: &str) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_qmpsh"));
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.env_remove("NO_COLOR");
+    if let Some(dir) = dir {
+        command.current_dir(dir);
+    }
+    let mut child = command.spawn().expect("the qmpsh binary runs");
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(stdin.as_bytes());
+    });
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
+    let status = wait_with_deadline(&mut child, Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("qmpsh {args:?} did not finish within 60 s"));
+    writer.join().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+fn drain(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Waits for `child` up to `limit`; kills it and returns `None` past that.
+pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// --- real QEMU ------------------------------------------------------------
+
+/// A `qemu-system-x86_64 -machine none` with QMP on a unix socket in a
+/// private temp dir; killed when dropped.
+pub struct Qemu {
+    pub child: Child,
+    pub socket: PathBuf,
+    pub dir: tempfile::TempDir,
+}
+
+const QEMU: &str = "qemu-system-x86_64";
+
+/// Whether QEMU can be run here. In CI (CI=true) a missing QEMU fails the
+/// test: CI installs it, so its absence is a broken CI, never a skip.
+pub fn qemu_available() -> bool {
+    let found = Command::new(QEMU)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            panic!(
+                "{QEMU} is missing, and CI must run the QEMU tests: apt-get install -y qemu-system-x86"
+            );
+        }
+        eprintln!("skipping: {QEMU} is not installed (apt-get install -y qemu-system-x86)");
+    }
+    found
+}
+
+impl Qemu {
+    /// Starts QEMU with its QMP monitor on `qmp.sock`, plus `extra` args.
+    pub fn start(extra: &[&str]) -> Option<Qemu> {
+        if !qemu_available() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let qmp = format!("unix:{},server=on,wait=off", socket.display());
+        let child = Command::new(QEMU)
+            .args([
+                "-machine",
+                "none",
+                "-nodefaults",
+                "-display",
+                "none",
+                "-qmp",
+                &qmp,
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("QEMU starts");
+        let mut qemu = Qemu { child, socket, dir };
+        qemu.await_path(&qemu.socket.clone());
+        Some(qemu)
+    }
+
+    /// Waits until QEMU has created `path` (its socket), failing if it exits.
+    pub fn await_path(&mut self, path: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !path.exists() {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut err = String::new();
+                let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
+                panic!("QEMU exited early ({status}): {err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "QEMU did not create {}",
+                path.display()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn socket_arg(&self) -> String {
+        self.socket.display().to_string()
+    }
+
+    /// Whether QEMU exits within `limit`.
+    pub fn exits_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal QMP client of its own, for checking QEMU's state independently
+/// of qmpsh: greets, negotiates, and runs one command.
+pub fn query(socket: &Path, command: &str) -> Value {
+    let stream = UnixStream::connect(socket).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap(); // greeting
+    for execute in ["qmp_capabilities", command] {
+        writeln!(writer, "{{\"execute\": \"{execute}\"}}").unwrap();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message.get("return").is_some() || message.get("error").is_some() {
+                if execute == command {
+                    return message;
+                }
+                break;
+            }
+        }
+    }
+    unreachable!()
+}
+
+// --- the fake server ----------------------------------------------------
+
+/// One step of a fake server's script.
+pub enum Step {
+    /// Write these bytes; `{id}` becomes the id of the last command read.
+    Send(String),
+    /// Read one message and check it executes this command.
+    Expect(&'static str),
+    /// Expect the client to hang up without sending anything more.
+    ExpectHangUp,
+    /// Wait before the next step.
+    Pause(Duration),
+}
+
+pub fn send(text: &str) -> Step {
+    Step::Send(text.to_string())
+}
+
+pub fn expect(command: &'static str) -> Step {
+    Step::Expect(command)
+}
+
+pub const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+
+/// The greeting and a successful negotiation.
+pub fn handshake() -> Vec<Step> {
+    vec![
+        send(GREETING),
+        expect("qmp_capabilities"),
+        send(r#"{"return": {}, "id": {id}}"#),
+    ]
+}
+
+/// A QMP server that plays a script to the first client and reports what
+/// went differently.
+pub struct FakeServer {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    done: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl FakeServer {
+    pub fn start(steps: Vec<Step>) -> FakeServer {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("fake.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let done = thread::spawn(move || {
+            let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
+            stream
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            play(stream, steps)
+        });
+        FakeServer {
+            dir,
+            socket,
+            done: Some(done),
+        }
+    }
+
+    pub fn socket_arg(&self) -> String {
+        self.socket.display().to_string()
+    }
+
+    /// Asserts the client went through the whole script.
+    pub fn finish(mut self) {
+        let outcome = self
+            .done
+            .take()
+            .unwrap()
+            .join()
+            .expect("the fake server thread did not panic");
+        if let Err(e) = outcome {
+            panic!("fake server: {e}");
+        }
+    }
+}
+
+fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut id = Value::Null;
+    for (n, step) in steps.into_iter().enumerate() {
+        match step {
+            Step::Send(text) => {
+                let text = text.replace("{id}", &id.to_string());
+                if let Err(e) = writer.write_all(text.as_bytes()) {
+                    return Err(format!("step {n}: write failed: {e}"));
+                }
+            }
+            Step::Expect(command) => {
+                let mut line = String::new();
+                reader
+                    .read_line(&mut line)
+                    .map_err(|e| format!("step {n}: read failed: {e}"))?;
+                let message: Value = serde_json::from_str(&line)
+                    .map_err(|e| format!("step {n}: expected {command}, got {line:?}: {e}"))?;
+                if message["execute"] != command {
+                    return Err(format!("step {n}: expected {command}, got {message}"));
+                }
+                id = message
+                    .get("id")
+                    .cloned()
+                    .ok_or(format!("step {n}: {command} came without an id"))?;
+            }
+            Step::ExpectHangUp => {
+                let mut line = String::new();
+                match reader.read_line(&mut line) {
+                    Ok(0) => {}
+                    Ok(_) => {
+                        return Err(format!(
+                            "step {n}: expected the client to hang up, got {line:?}"
+                        ));
+                    }
+                    Err(e) => return Err(format!("step {n}: expected a hang-up, got {e}")),
+                }
+            }
+            Step::Pause(d) => thread::sleep(d),
+        }
+    }
+    Ok(())
+}
+
+/// An event line with a timestamp, as QEMU sends it.
+pub fn event(name: &str, data: Option<&str>) -> String {
+    let data = data.map(|d| format!(", \"data\": {d}")).unwrap_or_default();
+    format!(
+        "{{\"timestamp\": {{\"seconds\": 1795608000, \"microseconds\": 0}}, \"event\": \"{name}\"{data}}}\r\n"
+    )
+}

@@ -1,0 +1,259 @@
+//! What QEMU will not do on demand, played by a scripted fake server:
+//! events wrapped around replies, errors, EOF mid-reply, multi-line JSON,
+//! huge replies, silence and garbage.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FakeServer, Step, event, expect, handshake, qmpsh, send};
+
+fn script(mut steps: Vec<Step>) -> FakeServer {
+    let mut all = handshake();
+    all.append(&mut steps);
+    FakeServer::start(all)
+}
+
+const OK: &str = "{\"return\": {}, \"id\": {id}}\n";
+
+#[test]
+fn events_before_between_and_after_replies_print_in_arrival_order() {
+    let server = script(vec![
+        send(&event("BEFORE", None)),
+        expect("stop"),
+        send(&event("DURING", Some(r#"{"n": 1}"#))),
+        send(OK),
+        send(&event("BETWEEN", None)),
+        expect("cont"),
+        send(OK),
+        send(&event("AFTER", None)),
+        expect("query-status"),
+        send(r#"{"return": {"status": "running"}, "id": {id}}"#),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(
+        &[
+            &server.socket_arg(),
+            "-c",
+            "stop",
+            "-c",
+            "cont",
+            "-c",
+            "query-status",
+        ],
+        "",
+    );
+    server.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    // Events start with a time of day; replies ("ok", compact JSON) have no space.
+    let shown: Vec<&str> = run
+        .stdout
+        .lines()
+        .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "BEFORE",
+            "DURING {\"n\":1}",
+            "ok",
+            "BETWEEN",
+            "ok",
+            "AFTER",
+            "{\"status\":\"running\"}"
+        ],
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_failed_command_stops_the_script_with_exit_1() {
+    let server = script(vec![
+        expect("bogus"),
+        send(
+            r#"{"error": {"class": "CommandNotFound", "desc": "The command bogus has not been found"}, "id": {id}}"#,
+        ),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg()], "bogus\nstop\n");
+    server.finish();
+    assert_eq!(run.code, 1);
+    assert_eq!(
+        run.stderr,
+        "error: CommandNotFound: The command bogus has not been found\n"
+    );
+    assert_eq!(run.stdout, "");
+}
+
+#[test]
+fn keep_going_runs_the_rest_and_still_exits_1() {
+    let server = script(vec![
+        expect("bogus"),
+        send(r#"{"error": {"class": "CommandNotFound", "desc": "nope"}, "id": {id}}"#),
+        expect("stop"),
+        send(OK),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "--keep-going"], "bogus\nstop\n");
+    server.finish();
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout, "ok\n");
+    assert!(run.stderr.contains("CommandNotFound"));
+}
+
+#[test]
+fn eof_in_the_middle_of_a_reply_is_a_lost_connection() {
+    let server = script(vec![
+        expect("query-status"),
+        send(r#"{"return": {"status": "runn"#),
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
+    server.finish();
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.stderr, "qmpsh: QEMU closed the connection\n");
+}
+
+#[test]
+fn multi_line_pretty_json_with_crlf_is_one_message() {
+    let pretty = "{\r\n    \"return\": {\r\n        \"status\": \"paused\",\r\n        \"running\": false\r\n    },\r\n    \"id\": {id}\r\n}\r\n";
+    let server = script(vec![
+        expect("query-status"),
+        send(pretty),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
+    server.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "{\"status\":\"paused\",\"running\":false}\n");
+}
+
+#[test]
+fn a_20_mb_reply_arrives_whole() {
+    let big = "x".repeat(20 << 20);
+    let reply =
+        format!("{{\"return\": {{\"blob\": \"{big}\", \"end\": \"marker\"}}, \"id\": {{id}}}}\n");
+    let server = script(vec![expect("query-big"), send(&reply), Step::ExpectHangUp]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "query-big"], "");
+    server.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let value: serde_json::Value = serde_json::from_str(run.stdout.trim_end()).unwrap();
+    assert_eq!(value["blob"].as_str().map(str::len), Some(20 << 20));
+    assert_eq!(value["end"], "marker");
+}
+
+#[test]
+fn a_reply_with_an_unknown_id_is_dropped() {
+    let server = script(vec![
+        expect("query-status"),
+        send(r#"{"return": {"stale": true}, "id": 999}"#),
+        send(r#"{"return": {"fresh": true}, "id": {id}}"#),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
+    server.finish();
+    assert_eq!(run.stdout, "{\"fresh\":true}\n");
+}
+
+#[test]
+fn an_error_without_an_id_is_a_protocol_error_not_a_hang() {
+    let server = script(vec![
+        expect("query-status"),
+        send(r#"{"error": {"class": "GenericError", "desc": "JSON parse error"}}"#),
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
+    server.finish();
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(
+        run.stderr.contains("protocol error") && run.stderr.contains("JSON parse error"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_greeting_times_out_naming_the_one_client_rule() {
+    let server = FakeServer::start(vec![Step::Pause(Duration::from_secs(3))]);
+    let started = std::time::Instant::now();
+    let run = qmpsh(
+        &[&server.socket_arg(), "--timeout", "0.5", "-c", "stop"],
+        "",
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    server.finish();
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr.contains("no QMP greeting") && run.stderr.contains("one client"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stderr.lines().count(), 1);
+}
+
+#[test]
+fn garbage_from_the_socket_is_one_clear_error() {
+    let server = FakeServer::start(vec![send("SSH-2.0-OpenSSH_9.2\r\n")]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "stop"], "");
+    server.finish();
+    assert_eq!(run.code, 3);
+    assert!(
+        run.stderr.contains("not a JSON object") && run.stderr.contains("SSH-2.0"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_command_timeout_exits_4() {
+    let server = script(vec![expect("stop"), Step::Pause(Duration::from_secs(2))]);
+    let run = qmpsh(
+        &[&server.socket_arg(), "--timeout", "0.3", "-c", "stop"],
+        "",
+    );
+    server.finish();
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(
+        run.stderr.contains("no reply to stop within 0.3 s"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn no_negotiate_sends_commands_without_waiting_for_a_greeting() {
+    let server = FakeServer::start(vec![
+        expect("guest-ping"),
+        send(r#"{"return": {}, "id": {id}}"#),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "-N", "-c", "guest-ping"], "");
+    server.finish();
+    assert_eq!(
+        (run.code, run.stdout.as_str()),
+        (0, "ok\n"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn json_mode_prints_every_received_message_compact() {
+    let server = script(vec![
+        expect("stop"),
+        send(
+            "{\n \"timestamp\": {\"seconds\": 1, \"microseconds\": 2},\n \"event\": \"STOP\"\n}\n",
+        ),
+        send(OK),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "--json", "-c", "stop"], "");
+    server.finish();
+    let lines = run.json_lines();
+    assert_eq!(lines.len(), 2, "{}", run.stdout);
+    assert_eq!(lines[0]["event"], "STOP");
+    assert_eq!(lines[1]["return"], serde_json::json!({}));
+}
