@@ -3,7 +3,7 @@
 use std::io::{self, BufReader, IsTerminal, Write};
 use std::time::Duration;
 
-use crate::bind::{self, Action};
+use crate::bind::{Action, Context, Shell};
 use crate::cli::{Cli, ColorChoice};
 use crate::error::Error;
 use crate::output::{Printer, Style};
@@ -18,7 +18,6 @@ const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs qmpsh as the command line asks.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let options = bind::Options { hmp: cli.hmp };
     let input = if !cli.commands.is_empty() {
         Input::Commands(cli.commands.clone())
     } else if io::stdin().is_terminal() && !cli.dry_run {
@@ -32,7 +31,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 "--dry-run does not connect: drop TARGET".into(),
             ));
         }
-        return dry_run(input, options);
+        return dry_run(input, cli.hmp);
     }
     let Some(target) = cli.target.as_deref() else {
         return Err(Error::Usage(
@@ -63,7 +62,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         .map_err(|e| Error::Connection(e.to_string()))?;
     printer.live = true;
     let settings = Settings {
-        bind: options,
+        hmp: cli.hmp,
         timeout,
         quit_grace: greeting_timeout,
     };
@@ -116,14 +115,25 @@ fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), E
 }
 
 /// `--dry-run`: each command's QMP message, one compact JSON per line.
-fn dry_run(input: Input, options: bind::Options) -> Result<(), Error> {
+/// Without a connection there is no schema: values get qmp-shell's types.
+fn dry_run(input: Input, hmp: bool) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
+    let mut context = Context {
+        hmp,
+        cpu: None,
+        schema: None,
+    };
     session::for_each_line(input, |text, line_no| {
-        if let Action::Send(request) = session::translate(text, Some(line_no), options)? {
-            serde_json::to_writer(&mut out, &request.message)
-                .map_err(|e| Error::output(e.into()))?;
-            out.write_all(b"\n").map_err(Error::output)?;
+        match session::translate(text, Some(line_no), &context)? {
+            Action::Send(request) => {
+                serde_json::to_writer(&mut out, &request.message)
+                    .map_err(|e| Error::output(e.into()))?;
+                out.write_all(b"\n").map_err(Error::output)?;
+            }
+            Action::Shell(Shell::Cpu(index)) => context.cpu = Some(index),
+            Action::Shell(Shell::Exit) => return Ok(Flow::Exit),
+            _ => {}
         }
         Ok(Flow::Continue)
     })?;

@@ -16,6 +16,7 @@ pub mod output;
 pub mod qmp;
 pub mod render;
 pub mod repl;
+pub mod schema;
 pub mod session;
 pub mod table;
 pub mod target;

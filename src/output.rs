@@ -51,6 +51,9 @@ pub struct Printer {
     log: Option<TrafficLog>,
     /// Set once the handshake is over: `--json` shows command traffic only.
     pub live: bool,
+    /// Set while qmpsh asks QEMU something for itself (the schema): its
+    /// reply is logged but not printed, while events still are.
+    pub internal: bool,
     /// The first output failure, reported at the next check.
     failure: Option<io::Error>,
 }
@@ -77,6 +80,7 @@ impl Printer {
             out: BufWriter::with_capacity(64 * 1024, io::stdout()),
             log,
             live: false,
+            internal: false,
             failure: None,
         })
     }
@@ -164,7 +168,7 @@ impl Observer for Printer {
             );
         }
         if self.style.json {
-            if self.live {
+            if self.live && !(self.internal && kind == Kind::Reply) {
                 let mut result =
                     serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
                 if result.is_ok() {

@@ -5,14 +5,15 @@
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use crate::bind::{self, Action, Request, Shell};
+use crate::bind::{self, Action, Context, Request, Shell};
 use crate::error::Error;
 use crate::help;
-use crate::line::{self, Assembler, ParseError};
+use crate::line::{self, Assembler, Line, ParseError};
 use crate::output::Printer;
-use crate::qmp::{ClientError, Monitor};
+use crate::qmp::{ClientError, Monitor, QmpError};
+use crate::schema::{self, Schema};
 
 /// Whether to go on after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,11 +26,20 @@ pub enum Flow {
 /// How lines are read and run.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Settings {
-    pub bind: bind::Options,
+    /// `-H`: every command line is HMP.
+    pub hmp: bool,
     /// `--timeout`: the longest wait for any one reply.
     pub timeout: Option<Duration>,
     /// How long to wait for QEMU to close the socket after `quit`.
     pub quit_grace: Duration,
+}
+
+/// The live schema: not fetched yet, fetched, or not offered by the peer
+/// (qemu-ga has no `query-qmp-schema`).
+enum SchemaState {
+    NotFetched,
+    Loaded(Schema),
+    Unavailable,
 }
 
 /// A connected session.
@@ -37,6 +47,9 @@ pub struct Session {
     monitor: Box<dyn Monitor>,
     pub printer: Printer,
     settings: Settings,
+    /// `.cpu N`.
+    cpu: Option<i64>,
+    schema: SchemaState,
     /// `quit` was sent: QEMU closing the connection is now success.
     quitting: bool,
 }
@@ -47,6 +60,8 @@ impl Session {
             monitor,
             printer,
             settings,
+            cpu: None,
+            schema: SchemaState::NotFetched,
             quitting: false,
         }
     }
@@ -56,14 +71,54 @@ impl Session {
         self.monitor.greeting()
     }
 
+    /// The live schema, if it has been fetched.
+    pub fn schema(&self) -> Option<&Schema> {
+        match &self.schema {
+            SchemaState::Loaded(schema) => Some(schema),
+            _ => None,
+        }
+    }
+
     /// Runs one logical line. `Err(Error::CommandFailed)` means QEMU
     /// answered with an error, already printed; whether that stops the
     /// session is the caller's choice.
     pub fn run_line(&mut self, text: &str, line_no: Option<usize>) -> Result<Flow, Error> {
-        let action = translate(text, line_no, self.settings.bind)?;
+        let parsed = parse(text, line_no)?;
+        let mut context = Context {
+            hmp: self.settings.hmp,
+            cpu: self.cpu,
+            schema: None,
+        };
+        if bind::needs_schema(&parsed, &context) {
+            self.load_schema()?;
+        }
+        context.schema = self.schema();
+        let action = bind_line(&parsed, text, line_no, &context)?;
         let flow = self.act(action);
         self.printer.check()?;
         flow
+    }
+
+    /// Fetches the schema once, when a line first needs it.
+    fn load_schema(&mut self) -> Result<(), Error> {
+        if !matches!(self.schema, SchemaState::NotFetched) {
+            return Ok(());
+        }
+        let mut request = Map::new();
+        request.insert("execute".into(), "query-qmp-schema".into());
+        let deadline = self.deadline();
+        self.printer.internal = true;
+        let reply = self.monitor.execute(request, deadline, &mut self.printer);
+        self.printer.internal = false;
+        self.schema = match reply {
+            Ok(Ok(value)) => {
+                Schema::from_return(value).map_or(SchemaState::Unavailable, SchemaState::Loaded)
+            }
+            Ok(Err(_)) => SchemaState::Unavailable,
+            Err(ClientError::Timeout) => return Err(self.timed_out("query-qmp-schema")),
+            Err(e) => return self.connection_lost(e).map(|_| ()),
+        };
+        Ok(())
     }
 
     fn act(&mut self, action: Action) -> Result<Flow, Error> {
@@ -78,6 +133,11 @@ impl Session {
         self.settings.timeout.map(|t| Instant::now() + t)
     }
 
+    fn timed_out(&self, command: &str) -> Error {
+        let waited = self.settings.timeout.unwrap_or_default().as_secs_f64();
+        Error::Timeout(format!("no reply to {command} within {waited} s"))
+    }
+
     fn send(&mut self, request: Request) -> Result<Flow, Error> {
         let command = request.command().to_string();
         if command == "quit" {
@@ -88,6 +148,18 @@ impl Session {
             .monitor
             .execute(request.message, deadline, &mut self.printer)
         {
+            Ok(Ok(Value::String(text))) if request.text_reply && is_hmp_failure(&text) => {
+                // HMP reports failure as text; a script must still see a failure.
+                let message = text
+                    .trim_end()
+                    .trim_start_matches("Error: ")
+                    .replace("\r\n", " ");
+                self.printer.qmp_error(&QmpError {
+                    class: "HMP".into(),
+                    desc: message,
+                });
+                Err(Error::CommandFailed)
+            }
             Ok(Ok(value)) => {
                 self.printer.reply(&value, request.text_reply);
                 if self.quitting {
@@ -96,16 +168,32 @@ impl Session {
                 }
                 Ok(Flow::Continue)
             }
-            Ok(Err(error)) => {
+            Ok(Err(mut error)) => {
+                if error.class == "CommandNotFound" {
+                    error.desc.push_str(&self.did_you_mean(&command));
+                }
                 self.printer.qmp_error(&error);
                 Err(Error::CommandFailed)
             }
-            Err(ClientError::Timeout) => Err(Error::Timeout(format!(
-                "no reply to {command} within {} s",
-                self.settings.timeout.unwrap_or_default().as_secs_f64()
-            ))),
+            Err(ClientError::Timeout) => Err(self.timed_out(&command)),
             Err(e) => self.connection_lost(e),
         }
+    }
+
+    /// A hint for a command QEMU does not know. Only this error path pays
+    /// for fetching the schema.
+    fn did_you_mean(&mut self, command: &str) -> String {
+        if self.load_schema().is_err() {
+            return String::new();
+        }
+        let table = crate::table::table().iter().flat_map(|e| e.names());
+        let known: Vec<&str> = match self.schema() {
+            Some(schema) => schema.command_names().chain(table).collect(),
+            None => table.collect(),
+        };
+        schema::suggest(command, known.into_iter())
+            .map(|near| format!(" (did you mean {near}?)"))
+            .unwrap_or_default()
     }
 
     /// After `quit`: wait (briefly) for QEMU to close the socket, so that
@@ -133,6 +221,23 @@ impl Session {
             }
             Shell::Events(on) => self.printer.style.events = on,
             Shell::Pretty(on) => self.printer.style.pretty = on,
+            Shell::Cpu(index) => self.cpu = Some(index),
+            Shell::Schema(command) => {
+                let text = match self.schema() {
+                    None => {
+                        return Err(Error::Usage(
+                            "this monitor offers no schema (query-qmp-schema)".into(),
+                        ));
+                    }
+                    Some(schema) => schema.describe_command(&command).ok_or_else(|| {
+                        let hint = schema::suggest(&command, schema.command_names())
+                            .map(|near| format!(" (did you mean {near}?)"))
+                            .unwrap_or_default();
+                        Error::Usage(format!("QEMU has no command {command}{hint}"))
+                    })?,
+                };
+                self.printer.text(&text);
+            }
             Shell::Sleep(duration) => {
                 // Events that arrive meanwhile are printed as they come.
                 let deadline = Some(Instant::now() + duration);
@@ -148,9 +253,8 @@ impl Session {
                 timeout,
                 fields,
             } => {
-                let deadline = timeout
-                    .or(self.settings.timeout)
-                    .map(|t| Instant::now() + t);
+                let limit = timeout.or(self.settings.timeout);
+                let deadline = limit.map(|t| Instant::now() + t);
                 let mut wanted = |message: &Value| {
                     message.get("event").and_then(Value::as_str) == Some(event.as_str())
                         && fields
@@ -163,10 +267,9 @@ impl Session {
                 {
                     Ok(Some(_)) => {}
                     Ok(None) => {
-                        let waited = timeout.or(self.settings.timeout).unwrap_or_default();
+                        let waited = limit.unwrap_or_default().as_secs_f64();
                         return Err(Error::Timeout(format!(
-                            "no {event} event within {} s",
-                            waited.as_secs_f64()
+                            "no {event} event within {waited} s"
                         )));
                     }
                     Err(e) => return self.connection_lost(e),
@@ -177,22 +280,38 @@ impl Session {
     }
 }
 
-/// Parses and binds one logical line into what it asks for.
-pub fn translate(
+/// Whether HMP text is HMP's report of a failure: `Error: ...` from a
+/// command, or its own `unknown command: 'x'`.
+fn is_hmp_failure(text: &str) -> bool {
+    text.starts_with("Error: ") || text.starts_with("unknown command: ")
+}
+
+/// A parse or bind error, placed for a person: line and column.
+fn locate(text: &str, line_no: Option<usize>, error: ParseError) -> Error {
+    let (lines_after, column) = line::position(text, error.offset);
+    Error::Parse {
+        line: line_no.map(|n| n + lines_after),
+        column: Some(column),
+        message: error.message,
+    }
+}
+
+fn parse(text: &str, line_no: Option<usize>) -> Result<Line, Error> {
+    line::parse_line(text).map_err(|e| locate(text, line_no, e))
+}
+
+fn bind_line(
+    parsed: &Line,
     text: &str,
     line_no: Option<usize>,
-    options: bind::Options,
+    context: &Context,
 ) -> Result<Action, Error> {
-    let located = |e: ParseError| {
-        let (lines_after, column) = line::position(text, e.offset);
-        Error::Parse {
-            line: line_no.map(|n| n + lines_after),
-            column: Some(column),
-            message: e.message,
-        }
-    };
-    let parsed = line::parse_line(text).map_err(located)?;
-    bind::bind(&parsed, text, options).map_err(located)
+    bind::bind(parsed, text, context).map_err(|e| locate(text, line_no, e))
+}
+
+/// Parses and binds one logical line without a connection (`--dry-run`).
+pub fn translate(text: &str, line_no: Option<usize>, context: &Context) -> Result<Action, Error> {
+    bind_line(&parse(text, line_no)?, text, line_no, context)
 }
 
 /// Where lines come from: `-c` arguments or a stream such as stdin.

@@ -24,6 +24,8 @@ pub struct Entry {
     #[serde(default)]
     pub fixed: serde_json::Map<String, serde_json::Value>,
     pub help: String,
+    /// A line that uses it; tests send it to a real QEMU.
+    pub example: String,
 }
 
 /// One argument of a table command.
@@ -61,6 +63,8 @@ pub enum ArgType {
     /// A QemuOpts string `driver,prop=value,...`, sent as a flat object
     /// whose first bare item becomes this argument.
     Opts,
+    /// Typed as qmp-shell types `key=value`: numbers, booleans, JSON, text.
+    Any,
 }
 
 impl ArgType {
@@ -74,6 +78,7 @@ impl ArgType {
             ArgType::SizeMb => "size in MB",
             ArgType::Keys => "keys like ctrl-alt-delete",
             ArgType::Opts => "driver,prop=value,...",
+            ArgType::Any => "any JSON value",
         }
     }
 }
@@ -91,12 +96,18 @@ impl Entry {
         std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
     }
 
-    /// A usage line such as `eject [-f] device`.
+    /// Whether it takes a QemuOpts string (and so any property by name).
+    pub fn has_opts(&self) -> bool {
+        self.args.iter().any(|a| a.kind == ArgType::Opts)
+    }
+
+    /// A usage line such as `eject [-f] device` or `screendump filename [-f format]`.
     pub fn usage(&self) -> String {
         let mut text = self.name.clone();
         for arg in &self.args {
             let shown = match &arg.flag {
-                Some(flag) => flag.clone(),
+                Some(flag) if arg.kind == ArgType::Bool => flag.clone(),
+                Some(flag) => format!("{flag} {}", arg.name),
                 None => arg.name.clone(),
             };
             if arg.optional || arg.flag.is_some() {
@@ -119,7 +130,8 @@ pub fn table() -> &'static [Entry] {
     })
 }
 
-/// The entry a person means by `name` (one word or `info X`).
+/// The entry a person means by `name` (one word or `info X`), by its name
+/// or an alias.
 pub fn lookup(name: &str) -> Option<&'static Entry> {
     table().iter().find(|e| e.names().any(|n| n == name))
 }

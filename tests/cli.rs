@@ -89,7 +89,7 @@ powerdown
 q
 info status
 device_del id=n1
-block_resize node-name=disk0 size=0x100000
+block-stream job-id=j0 device=disk0 speed=0x100000
 qom-set path=/machine property=x value=\"123\"
 blockdev-add driver=null-co node-name=n0 read-zeroes=true size=1.5
 hmp info registers
@@ -105,7 +105,7 @@ transaction( block-dirty-bitmap-add node=d0 name=b0 ; abort )
 {"execute":"quit"}
 {"execute":"query-status"}
 {"execute":"device_del","arguments":{"id":"n1"}}
-{"execute":"block_resize","arguments":{"node-name":"disk0","size":1048576}}
+{"execute":"block-stream","arguments":{"job-id":"j0","device":"disk0","speed":1048576}}
 {"execute":"qom-set","arguments":{"path":"/machine","property":"x","value":"123"}}
 {"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"n0","read-zeroes":true,"size":1.5}}
 {"execute":"human-monitor-command","arguments":{"command-line":"info registers"}}

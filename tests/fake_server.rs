@@ -67,21 +67,28 @@ fn events_before_between_and_after_replies_print_in_arrival_order() {
     );
 }
 
+/// A schema that knows one command, as query-qmp-schema returns it.
+const SCHEMA: &str = r#"{"return": [{"name": "query-status", "meta-type": "command", "arg-type": "0", "ret-type": "1"},
+    {"name": "0", "meta-type": "object", "members": []}], "id": {id}}"#;
+
 #[test]
-fn a_failed_command_stops_the_script_with_exit_1() {
+fn a_failed_command_stops_the_script_with_exit_1_and_a_hint() {
     let server = script(vec![
-        expect("bogus"),
+        expect("query-stauts"),
         send(
-            r#"{"error": {"class": "CommandNotFound", "desc": "The command bogus has not been found"}, "id": {id}}"#,
+            r#"{"error": {"class": "CommandNotFound", "desc": "The command query-stauts has not been found"}, "id": {id}}"#,
         ),
+        // Only this error path fetches the schema, for the did-you-mean.
+        expect("query-qmp-schema"),
+        send(SCHEMA),
         Step::ExpectHangUp,
     ]);
-    let run = qmpsh(&[&server.socket_arg()], "bogus\nstop\n");
+    let run = qmpsh(&[&server.socket_arg()], "query-stauts\nstop\n");
     server.finish();
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stderr,
-        "error: CommandNotFound: The command bogus has not been found\n"
+        "error: CommandNotFound: The command query-stauts has not been found (did you mean query-status?)\n"
     );
     assert_eq!(run.stdout, "");
 }
@@ -90,7 +97,7 @@ fn a_failed_command_stops_the_script_with_exit_1() {
 fn keep_going_runs_the_rest_and_still_exits_1() {
     let server = script(vec![
         expect("bogus"),
-        send(r#"{"error": {"class": "CommandNotFound", "desc": "nope"}, "id": {id}}"#),
+        send(r#"{"error": {"class": "GenericError", "desc": "nope"}, "id": {id}}"#),
         expect("stop"),
         send(OK),
         Step::ExpectHangUp,
@@ -99,7 +106,7 @@ fn keep_going_runs_the_rest_and_still_exits_1() {
     server.finish();
     assert_eq!(run.code, 1);
     assert_eq!(run.stdout, "ok\n");
-    assert!(run.stderr.contains("CommandNotFound"));
+    assert_eq!(run.stderr, "error: GenericError: nope\n");
 }
 
 #[test]

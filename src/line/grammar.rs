@@ -263,10 +263,13 @@ impl<'a> Grammar<'a> {
 
     // --- invocations and line forms ---------------------------------------
 
+    /// A command name; HMP's `x/4xw` keeps its `/format` suffix.
     fn name(&self, i: &'a str) -> Res<'a, &'a str> {
-        recognize(pair(
+        let format = opt(pair(char('/'), take_while(|c: char| !c.is_whitespace())));
+        recognize((
             satisfy(|c| c.is_ascii_alphabetic() || c == '_'),
             take_while(is_name_char),
+            format,
         ))
         .parse(i)
     }

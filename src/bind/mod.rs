@@ -1,0 +1,254 @@
+//! Binding: a parsed [`Line`] checked against the command table (and the
+//! live schema, when loaded) and turned into what to do: a QMP message to
+//! send, a shell command to run here, or nothing. Values get their JSON
+//! types here, not in the grammar.
+
+pub mod args;
+mod shell;
+mod table;
+
+use std::time::Duration;
+
+use serde_json::{Map, Value as Json};
+
+use crate::line::{Invocation, Line, ParseError, Value};
+use crate::schema::{self, Schema};
+use args::{Leaf, Tree};
+
+/// What a line asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Blank or comment.
+    Nothing,
+    /// Send this QMP message (without `id`).
+    Send(Request),
+    /// Run a shell command here.
+    Shell(Shell),
+}
+
+/// A QMP message and how to show its reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub message: Map<String, Json>,
+    /// The reply's `return` is HMP text, to print as text.
+    pub text_reply: bool,
+}
+
+impl Request {
+    fn qmp(command: &str, arguments: Map<String, Json>) -> Request {
+        let mut message = Map::new();
+        message.insert("execute".into(), Json::String(command.into()));
+        if !arguments.is_empty() {
+            message.insert("arguments".into(), Json::Object(arguments));
+        }
+        Request {
+            message,
+            text_reply: false,
+        }
+    }
+
+    fn hmp(command_line: &str, cpu: Option<i64>) -> Request {
+        let mut arguments = Map::new();
+        arguments.insert("command-line".into(), Json::String(command_line.into()));
+        if let Some(cpu) = cpu {
+            arguments.insert("cpu-index".into(), Json::from(cpu));
+        }
+        Request {
+            text_reply: true,
+            ..Request::qmp("human-monitor-command", arguments)
+        }
+    }
+
+    /// The QMP command name (`execute` or `exec-oob`).
+    pub fn command(&self) -> &str {
+        self.message
+            .get("execute")
+            .or_else(|| self.message.get("exec-oob"))
+            .and_then(Json::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// Commands qmpsh handles itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shell {
+    Help(Option<String>),
+    Exit,
+    Events(bool),
+    Pretty(bool),
+    Sleep(Duration),
+    /// Block until an event named `event` whose data has these fields.
+    Wait {
+        event: String,
+        timeout: Option<Duration>,
+        fields: Map<String, Json>,
+    },
+    /// Print a command's arguments from the live schema.
+    Schema(String),
+    /// The CPU that HMP commands address from now on.
+    Cpu(i64),
+}
+
+/// What binding knows besides the line: options and session state.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Context<'s> {
+    /// `-H`: every command line is HMP text.
+    pub hmp: bool,
+    /// `.cpu N`: the `cpu-index` for HMP commands.
+    pub cpu: Option<i64>,
+    /// The live schema, once fetched.
+    pub schema: Option<&'s Schema>,
+}
+
+type Result<T> = std::result::Result<T, ParseError>;
+
+/// A binding error at `offset`: what was expected there.
+fn error<T>(offset: usize, expected: impl Into<String>) -> Result<T> {
+    Err(ParseError {
+        offset,
+        message: format!("expected {}", expected.into()),
+    })
+}
+
+/// Whether binding `line` wants the live schema: a QMP command with
+/// arguments to type, a table command whose QemuOpts values need types, or
+/// `.schema`. Everything else binds without it, so a script that needs no
+/// schema never fetches one.
+pub fn needs_schema(line: &Line, context: &Context) -> bool {
+    match line {
+        Line::Shell(inv) => inv.name == "schema",
+        Line::Command(_) if context.hmp => false,
+        Line::Command(inv) if inv.name == "info" => false,
+        Line::Command(inv) => match crate::table::lookup(command_word(&inv.name)) {
+            Some(entry) => {
+                let passes_through =
+                    |key: &Vec<String>| !entry.args.iter().any(|spec| spec.name == key.join("."));
+                (entry.has_opts() && !inv.args.is_empty())
+                    || inv
+                        .args
+                        .iter()
+                        .filter_map(|a| a.key.as_ref())
+                        .any(passes_through)
+            }
+            None => !inv.args.is_empty(),
+        },
+        _ => false,
+    }
+}
+
+/// The command word before an HMP `/format` suffix (`x/4xw` → `x`).
+fn command_word(name: &str) -> &str {
+    name.split_once('/').map_or(name, |(word, _)| word)
+}
+
+/// Binds a parsed line; `text` is the logical line it came from.
+pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
+    match line {
+        Line::Blank => Ok(Action::Nothing),
+        Line::Json(message) => bind_json(message),
+        Line::Shell(inv) => shell::bind(inv).map(Action::Shell),
+        Line::Hmp(command_line) if command_line.is_empty() => {
+            error(text.len(), "an HMP command after `hmp`")
+        }
+        Line::Hmp(command_line) => Ok(Action::Send(Request::hmp(command_line, context.cpu))),
+        Line::Command(_) if context.hmp => Ok(Action::Send(Request::hmp(text.trim(), context.cpu))),
+        Line::Transaction(actions) => bind_transaction(actions),
+        Line::Command(inv) => bind_command(inv, text, context).map(Action::Send),
+    }
+}
+
+fn bind_json(message: &Map<String, Json>) -> Result<Action> {
+    let command = message.get("execute").or_else(|| message.get("exec-oob"));
+    match command {
+        Some(Json::String(_)) => Ok(Action::Send(Request {
+            message: message.clone(),
+            text_reply: false,
+        })),
+        Some(_) => error(0, "a command name (a string) as the value of \"execute\""),
+        None => error(0, "a QMP message with \"execute\" or \"exec-oob\""),
+    }
+}
+
+fn bind_transaction(actions: &[Invocation]) -> Result<Action> {
+    let mut list = Vec::with_capacity(actions.len());
+    for action in actions {
+        let mut entry = Map::new();
+        entry.insert("type".into(), Json::String(action.name.clone()));
+        entry.insert(
+            "data".into(),
+            Json::Object(named_arguments(action)?.into_untyped()),
+        );
+        list.push(Json::Object(entry));
+    }
+    let mut arguments = Map::new();
+    arguments.insert("actions".into(), Json::Array(list));
+    Ok(Action::Send(Request::qmp("transaction", arguments)))
+}
+
+fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+    let word = command_word(&inv.name);
+    let entry = if word == "info" {
+        info_entry(inv, text)?
+    } else {
+        crate::table::lookup(word)
+    };
+    match entry {
+        Some(entry) => table::bind(entry, inv, text, context),
+        None if word == "info" => Ok(Request::hmp(text.trim(), context.cpu)),
+        None if word != inv.name => {
+            error(inv.offset + word.len(), "no `/` after a QMP command name")
+        }
+        None => bind_qmp(inv, text, context),
+    }
+}
+
+/// `info X`: the table entry when there is one; `None` sends HMP's own.
+fn info_entry(inv: &Invocation, text: &str) -> Result<Option<&'static crate::table::Entry>> {
+    match inv.args.first() {
+        None => error(
+            text.trim_end().len(),
+            "what to show after `info`, such as `info status`",
+        ),
+        Some(arg) => match (&arg.key, &arg.value) {
+            (None, Value::Bare(topic)) => Ok(crate::table::lookup(&format!("info {topic}"))),
+            _ => error(arg.offset, "an info topic such as `status`"),
+        },
+    }
+}
+
+/// A QMP command with qmp-shell arguments, typed by the schema when loaded.
+fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+    let tree = named_arguments(inv)?;
+    let arguments = match context.schema {
+        Some(schema) if !schema.has_command(&inv.name) => {
+            let hint = schema::suggest(&inv.name, schema.command_names())
+                .map(|near| format!(" (did you mean `{near}`?)"))
+                .unwrap_or_default();
+            return error(
+                inv.offset,
+                format!("a command QEMU knows, not `{}`{hint}", inv.name),
+            );
+        }
+        Some(schema) => schema.type_arguments(&inv.name, tree, text.trim_end().len())?,
+        None => tree.into_untyped(),
+    };
+    Ok(Request::qmp(&inv.name, arguments))
+}
+
+/// qmp-shell arguments: `key=value` pairs only.
+fn named_arguments(inv: &Invocation) -> Result<Tree> {
+    let mut tree = Tree::default();
+    for arg in &inv.args {
+        let Some(key) = &arg.key else {
+            return error(
+                arg.offset,
+                format!(
+                    "key=value (`{}` is not a table command, so every argument is named)",
+                    inv.name
+                ),
+            );
+        };
+        tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset)?;
+    }
+    Ok(tree)
+}

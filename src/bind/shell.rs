@@ -1,0 +1,120 @@
+//! Binding of `.NAME` shell commands.
+
+use std::time::Duration;
+
+use serde_json::Map;
+
+use super::args::{Leaf, Tree, parse_int};
+use super::{Result, Shell, error};
+use crate::line::{Arg, Invocation, Value};
+
+/// The names `.help` lists, and what an unknown name is compared with.
+pub const NAMES: &[&str] = &[
+    "help", "exit", "events", "pretty", "sleep", "wait", "schema", "cpu",
+];
+
+pub fn bind(inv: &Invocation) -> Result<Shell> {
+    let end = inv.offset + inv.name.len();
+    let args = inv.args.as_slice();
+    match inv.name.as_str() {
+        "help" => {
+            let topic: Vec<&str> = args.iter().filter_map(|a| a.value.text()).collect();
+            Ok(Shell::Help((!topic.is_empty()).then(|| topic.join(" "))))
+        }
+        "exit" => match args.first() {
+            Some(arg) => error(arg.offset, "nothing after .exit"),
+            None => Ok(Shell::Exit),
+        },
+        "events" => on_off(args, end, "events").map(Shell::Events),
+        "pretty" => on_off(args, end, "pretty").map(Shell::Pretty),
+        "sleep" => match args {
+            [arg] if arg.key.is_none() => seconds(arg).map(Shell::Sleep),
+            [arg, ..] => error(arg.offset, "a number of seconds after .sleep"),
+            [] => error(end, "a number of seconds after .sleep"),
+        },
+        "wait" => wait(args, end),
+        "schema" => match args {
+            [
+                Arg {
+                    key: None,
+                    value: Value::Bare(name),
+                    ..
+                },
+            ] => Ok(Shell::Schema(name.clone())),
+            [arg, ..] => error(arg.offset, "a command name after .schema"),
+            [] => error(end, "a command name after .schema"),
+        },
+        "cpu" => match args {
+            [
+                arg @ Arg {
+                    key: None,
+                    value: Value::Bare(n),
+                    ..
+                },
+            ] => match parse_int(n) {
+                Some(index) if index >= 0 => Ok(Shell::Cpu(index)),
+                _ => error(arg.offset, "a CPU index (0, 1, ...)"),
+            },
+            [arg, ..] => error(arg.offset, "a CPU index after .cpu"),
+            [] => error(end, "a CPU index after .cpu"),
+        },
+        other => {
+            let hint = crate::schema::suggest(other, NAMES.iter().copied())
+                .map(|near| format!(" (did you mean .{near}?)"))
+                .unwrap_or_default();
+            error(
+                inv.offset,
+                format!("a shell command (see .help), not `.{other}`{hint}"),
+            )
+        }
+    }
+}
+
+fn on_off(args: &[Arg], end: usize, what: &str) -> Result<bool> {
+    match args {
+        [arg] if arg.key.is_none() && arg.value.text() == Some("on") => Ok(true),
+        [arg] if arg.key.is_none() && arg.value.text() == Some("off") => Ok(false),
+        [arg, ..] => error(arg.offset, format!("`on` or `off` after .{what}")),
+        [] => error(end, format!("`on` or `off` after .{what}")),
+    }
+}
+
+/// `.wait EVENT [timeout=SECS] [KEY=VALUE...]`: KEY=VALUE pairs match
+/// fields of the event's data, typed as qmp-shell types them.
+fn wait(args: &[Arg], end: usize) -> Result<Shell> {
+    let (event, rest) = match args {
+        [
+            Arg {
+                key: None,
+                value: Value::Bare(name),
+                ..
+            },
+            rest @ ..,
+        ] => (name.to_ascii_uppercase(), rest),
+        [arg, ..] => return error(arg.offset, "an event name after .wait, such as STOP"),
+        [] => return error(end, "an event name after .wait, such as STOP"),
+    };
+    let mut timeout = None;
+    let mut fields = Tree::default();
+    for arg in rest {
+        match arg.key.as_deref() {
+            Some([key]) if key == "timeout" => timeout = Some(seconds(arg)?),
+            Some(key) => fields.insert(key, Leaf::Raw(arg.value.clone()), arg.offset)?,
+            None => return error(arg.offset, "KEY=VALUE to match in the event's data"),
+        }
+    }
+    let fields: Map<_, _> = fields.into_untyped();
+    Ok(Shell::Wait {
+        event,
+        timeout,
+        fields,
+    })
+}
+
+fn seconds(arg: &Arg) -> Result<Duration> {
+    arg.value
+        .text()
+        .and_then(|t| t.parse::<f64>().ok())
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .map_or_else(|| error(arg.offset, "a number of seconds"), Ok)
+}

@@ -1,0 +1,216 @@
+//! Binding of human commands from the command table: positional words in
+//! HMP order, flags, `name=value` for the same arguments, and QemuOpts
+//! strings (`e1000,id=n1`) expanded into arguments.
+
+use serde_json::{Map, Value as Json};
+
+use super::args::{Leaf, Tree, parse_bool, parse_int, parse_size, untyped};
+use super::{Context, Request, Result, command_word, error};
+use crate::line::{Arg, Invocation, Value};
+use crate::table::{ArgSpec, ArgType, Entry};
+
+pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+    let Some(command) = &entry.qmp else {
+        return Ok(Request::hmp(text.trim(), context.cpu));
+    };
+    let word = command_word(&inv.name);
+    if word != inv.name {
+        return error(inv.offset + word.len(), format!("no `/` after `{word}`"));
+    }
+    let end = text.trim_end().len();
+    let args = if entry.name.starts_with("info ") {
+        &inv.args[1..]
+    } else {
+        &inv.args[..]
+    };
+    let mut tree = Tree::default();
+    for (key, value) in &entry.fixed {
+        tree.insert(&dotted(key), Leaf::Typed(value.clone()), inv.offset)?;
+    }
+    let mut filled = vec![false; entry.args.len()];
+    let mut positional = entry
+        .args
+        .iter()
+        .enumerate()
+        .filter(|(_, spec)| spec.flag.is_none());
+    let mut words = args.iter();
+    while let Some(arg) = words.next() {
+        let (slot, given) = match (&arg.key, &arg.value) {
+            (Some(key), _) => match entry
+                .args
+                .iter()
+                .position(|spec| spec.name == key.join("."))
+            {
+                Some(slot) => (slot, arg),
+                // Any other name goes to QMP as qmp-shell would send it
+                // (`device_add driver=e1000 id=n1`, `eject id=cd0`); the
+                // schema, when loaded, types it and catches typos.
+                None => {
+                    tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset)?;
+                    continue;
+                }
+            },
+            (None, Value::Bare(word))
+                if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() =>
+            {
+                let Some(slot) = entry
+                    .args
+                    .iter()
+                    .position(|spec| spec.flag.as_deref() == Some(word))
+                else {
+                    return error(
+                        arg.offset,
+                        format!("a flag of `{}`, not `{word}`", entry.usage()),
+                    );
+                };
+                if entry.args[slot].kind == ArgType::Bool {
+                    (slot, arg)
+                } else {
+                    match words.next() {
+                        Some(value) => (slot, value),
+                        None => return error(end, format!("a value after {word}")),
+                    }
+                }
+            }
+            (None, _) => match positional.next() {
+                Some((slot, _)) => (slot, arg),
+                None => {
+                    return error(
+                        arg.offset,
+                        format!("no more arguments: usage is `{}`", entry.usage()),
+                    );
+                }
+            },
+        };
+        let spec = &entry.args[slot];
+        if std::mem::replace(&mut filled[slot], true) {
+            return error(arg.offset, format!("`{}` only once", spec.name));
+        }
+        if spec.kind == ArgType::Opts {
+            expand_opts(spec, given, &mut tree)?;
+            continue;
+        }
+        let value = if given.key.is_none() && spec.flag.as_deref() == given.value.text() {
+            Json::Bool(true) // a bare switch such as `eject -f`
+        } else {
+            typed(spec, &given.value).or_else(|expected| error(given.offset, expected))?
+        };
+        tree.insert(&dotted(spec.target()), Leaf::Typed(value), given.offset)?;
+    }
+    // With the schema, QEMU's own rules decide what is missing (and catch
+    // unknown names first); without it, the table's do.
+    let arguments = match context.schema {
+        Some(schema) if schema.has_command(command) => schema.type_arguments(command, tree, end)?,
+        _ => {
+            let missing = entry.args.iter().zip(&filled).find(|(spec, filled)| {
+                !**filled && !spec.optional && tree.get(spec.target()).is_none()
+            });
+            if let Some((spec, _)) = missing {
+                let usage = entry.usage();
+                return error(
+                    end,
+                    format!(
+                        "argument `{}` ({}): usage is `{usage}`",
+                        spec.name,
+                        spec.kind.describe()
+                    ),
+                );
+            }
+            tree.into_untyped()
+        }
+    };
+    Ok(Request::qmp(command, arguments))
+}
+
+fn dotted(key: &str) -> Vec<String> {
+    key.split('.').map(str::to_string).collect()
+}
+
+/// A typed table argument, or what was expected instead.
+fn typed(spec: &ArgSpec, value: &Value) -> std::result::Result<Json, String> {
+    let text = match value {
+        Value::Json(json) => return Ok(json.clone()),
+        Value::Quoted(s) | Value::Bare(s) => s.as_str(),
+    };
+    let expected = |what: &str| format!("{what} for `{}`, not `{text}`", spec.name);
+    match spec.kind {
+        ArgType::Str => Ok(Json::String(text.to_string())),
+        ArgType::Int => parse_int(text)
+            .map(Json::from)
+            .ok_or_else(|| expected("an integer")),
+        ArgType::Bool => parse_bool(text)
+            .map(Json::Bool)
+            .ok_or_else(|| expected("on or off")),
+        ArgType::Size => parse_size(text, 1)
+            .map(Json::from)
+            .ok_or_else(|| expected("a size such as 512M")),
+        ArgType::SizeMb => parse_size(text, 1 << 20)
+            .map(Json::from)
+            .ok_or_else(|| expected("a size in MB, or one such as 1G")),
+        ArgType::Keys => {
+            keys(text).ok_or_else(|| expected("keys joined by '-', such as ctrl-alt-delete"))
+        }
+        ArgType::Any => Ok(untyped(value)),
+        ArgType::Opts => unreachable!("QemuOpts arguments are expanded, not typed"),
+    }
+}
+
+/// `ctrl-alt-delete` → QKeyCode names; a number (`0x1d`) is a raw keycode.
+fn keys(text: &str) -> Option<Json> {
+    let mut list = Vec::new();
+    for key in text.split('-') {
+        let mut k = Map::new();
+        match parse_int(key) {
+            _ if key.is_empty() => return None,
+            Some(code) => {
+                k.insert("type".into(), Json::String("number".into()));
+                k.insert("data".into(), Json::from(code));
+            }
+            None => {
+                k.insert("type".into(), Json::String("qcode".into()));
+                k.insert("data".into(), Json::String(key.to_string()));
+            }
+        }
+        list.push(Json::Object(k));
+    }
+    Some(Json::Array(list))
+}
+
+/// `driver,prop=value,flag` into the arguments: the first bare item fills
+/// `spec.to`, a bare item later means `item=on`, `,,` is a literal comma.
+fn expand_opts(spec: &ArgSpec, arg: &Arg, tree: &mut Tree) -> Result<()> {
+    let Some(text) = arg.value.text() else {
+        return error(
+            arg.offset,
+            format!("a QemuOpts string such as `{}`", spec.kind.describe()),
+        );
+    };
+    for (n, item) in split_opts(text).into_iter().enumerate() {
+        let (key, value) = match item.split_once('=') {
+            Some((key, value)) => (dotted(key), value.to_string()),
+            None if n == 0 => (dotted(spec.target()), item),
+            None => (dotted(&item), "on".to_string()),
+        };
+        if key.iter().any(String::is_empty) {
+            return error(arg.offset, format!("prop=value items in `{text}`"));
+        }
+        tree.insert(&key, Leaf::Raw(Value::Bare(value)), arg.offset)?;
+    }
+    Ok(())
+}
+
+fn split_opts(text: &str) -> Vec<String> {
+    let mut items = vec![String::new()];
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            ',' if chars.peek() == Some(&',') => {
+                chars.next();
+                items.last_mut().expect("starts with one item").push(',');
+            }
+            ',' => items.push(String::new()),
+            c => items.last_mut().expect("starts with one item").push(c),
+        }
+    }
+    items
+}

@@ -1,0 +1,443 @@
+//! The live QMP schema from `query-qmp-schema`: which commands exist, what
+//! arguments they take and of which types. Binding uses it to type values
+//! (`id=123` stays a string for a `str` argument) and to refuse unknown
+//! commands and arguments, bad enum values and missing arguments before
+//! anything is sent.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value as Json};
+
+use crate::bind::args::{
+    Leaf, Node, Tree, parse_bool, parse_int, parse_number, parse_size, untyped,
+};
+use crate::line::{ParseError, Value};
+
+/// Schema entities by name.
+#[derive(Debug)]
+pub struct Schema {
+    entities: HashMap<String, Json>,
+}
+
+/// One member of an object type.
+struct Member<'s> {
+    name: &'s str,
+    ty: &'s str,
+    optional: bool,
+}
+
+/// Commands declared `'gen': false` in QAPI: the schema lists some of their
+/// arguments, but they take any other (device_add: every device property).
+const OPEN_COMMANDS: &[&str] = &["device_add"];
+
+type Result<T> = std::result::Result<T, ParseError>;
+
+fn error<T>(offset: usize, message: String) -> Result<T> {
+    Err(ParseError {
+        offset,
+        message: format!("expected {message}"),
+    })
+}
+
+impl Schema {
+    /// Reads the `return` of `query-qmp-schema`.
+    pub fn from_return(value: Json) -> std::result::Result<Schema, String> {
+        let Json::Array(items) = value else {
+            return Err("query-qmp-schema did not return a list".into());
+        };
+        let entities = items
+            .into_iter()
+            .filter_map(|item| Some((item.get("name")?.as_str()?.to_string(), item)))
+            .collect();
+        Ok(Schema { entities })
+    }
+
+    fn meta(&self, name: &str) -> Option<(&str, &Json)> {
+        let entity = self.entities.get(name)?;
+        Some((entity.get("meta-type")?.as_str()?, entity))
+    }
+
+    pub fn has_command(&self, name: &str) -> bool {
+        matches!(self.meta(name), Some(("command", _)))
+    }
+
+    /// Every command name, in no particular order.
+    pub fn command_names(&self) -> impl Iterator<Item = &str> {
+        self.entities
+            .iter()
+            .filter(|(_, e)| e.get("meta-type").and_then(Json::as_str) == Some("command"))
+            .map(|(name, _)| name.as_str())
+    }
+
+    fn arg_type(&self, command: &str) -> Option<&str> {
+        self.meta(command)?.1.get("arg-type")?.as_str()
+    }
+
+    /// Members of object type `ty`, with those of the variant that the tag
+    /// value in `given` selects.
+    fn members(&self, ty: &str, given: Option<&Tree>) -> Vec<Member<'_>> {
+        let Some(("object", entity)) = self.meta(ty) else {
+            return Vec::new();
+        };
+        let mut members: Vec<Member> = entity
+            .get("members")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| {
+                Some(Member {
+                    name: m.get("name")?.as_str()?,
+                    ty: m.get("type")?.as_str()?,
+                    optional: m.get("default").is_some(),
+                })
+            })
+            .collect();
+        let tag = entity.get("tag").and_then(Json::as_str);
+        let tag_value = tag.and_then(|tag| match given?.get(tag)? {
+            Node::Leaf {
+                leaf: Leaf::Raw(value),
+                ..
+            } => value.text().map(str::to_string),
+            Node::Leaf {
+                leaf: Leaf::Typed(Json::String(s)),
+                ..
+            } => Some(s.clone()),
+            _ => None,
+        });
+        if let Some(case) = tag_value {
+            let variant = entity
+                .get("variants")
+                .and_then(Json::as_array)
+                .into_iter()
+                .flatten()
+                .find(|v| v.get("case").and_then(Json::as_str) == Some(case.as_str()))
+                .and_then(|v| v.get("type")?.as_str());
+            if let Some(variant) = variant {
+                members.extend(self.members(variant, given));
+            }
+        }
+        members
+    }
+
+    /// Types the arguments of `command`; `end` is where a missing argument
+    /// is reported.
+    pub fn type_arguments(
+        &self,
+        command: &str,
+        tree: Tree,
+        end: usize,
+    ) -> Result<Map<String, Json>> {
+        let open = OPEN_COMMANDS.contains(&command);
+        let Some(ty) = self.arg_type(command) else {
+            // A command without arguments.
+            return match tree.members.first() {
+                Some((name, node)) => error(
+                    node.offset(),
+                    format!("no arguments: {command} takes none, not `{name}`"),
+                ),
+                None => Ok(Map::new()),
+            };
+        };
+        self.type_object(ty, tree, "", open, end)
+    }
+
+    fn type_object(
+        &self,
+        ty: &str,
+        tree: Tree,
+        prefix: &str,
+        open: bool,
+        end: usize,
+    ) -> Result<Map<String, Json>> {
+        let members = self.members(ty, Some(&tree));
+        let mut out = Map::new();
+        for (name, node) in tree.members {
+            let path = format!("{prefix}{name}");
+            let value = match members.iter().find(|m| m.name == name) {
+                Some(member) => self.type_node(member.ty, node, &path, end)?,
+                None if open => node.into_untyped(),
+                None => {
+                    let names: Vec<&str> = members.iter().map(|m| m.name).collect();
+                    let hint = match suggest(&name, names.iter().copied()) {
+                        Some(near) => format!(" (did you mean `{prefix}{near}`?)"),
+                        None if names.is_empty() => String::new(),
+                        None => format!(" (it takes {})", names.join(", ")),
+                    };
+                    return error(
+                        node.offset(),
+                        format!("a known argument, not `{path}`{hint}"),
+                    );
+                }
+            };
+            out.insert(name, value);
+        }
+        for member in members.iter().filter(|m| !m.optional) {
+            if !out.contains_key(member.name) {
+                return error(
+                    end,
+                    format!(
+                        "argument `{prefix}{}` ({})",
+                        member.name,
+                        self.describe(member.ty)
+                    ),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    fn type_node(&self, ty: &str, node: Node, path: &str, end: usize) -> Result<Json> {
+        match node {
+            Node::Leaf {
+                leaf: Leaf::Typed(json),
+                ..
+            }
+            | Node::Leaf {
+                leaf: Leaf::Raw(Value::Json(json)),
+                ..
+            } => Ok(json),
+            Node::Leaf {
+                leaf: Leaf::Raw(value),
+                offset,
+            } => self.type_value(ty, &value).or_else(|expected| {
+                let text = value.text().unwrap_or_default();
+                error(offset, format!("{expected} for `{path}`, not `{text}`"))
+            }),
+            Node::Branch { tree, offset } => match self.object_in(ty) {
+                Some(object) => self
+                    .type_object(object, tree, &format!("{path}."), false, end)
+                    .map(Json::Object),
+                None => error(
+                    offset,
+                    format!(
+                        "a single value for `{path}` ({}), not sub-keys",
+                        self.describe(ty)
+                    ),
+                ),
+            },
+        }
+    }
+
+    /// The object type `ty` is, or (for an alternate) has among its members.
+    fn object_in<'s>(&'s self, ty: &'s str) -> Option<&'s str> {
+        match self.meta(ty)? {
+            ("object", _) => Some(ty),
+            ("alternate", entity) => self.alternatives(entity).find_map(|t| self.object_in(t)),
+            _ => None,
+        }
+    }
+
+    fn alternatives<'s>(&'s self, entity: &'s Json) -> impl Iterator<Item = &'s str> {
+        entity
+            .get("members")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.get("type")?.as_str())
+    }
+
+    /// A written value as type `ty`, or what was expected instead.
+    fn type_value(&self, ty: &str, value: &Value) -> std::result::Result<Json, String> {
+        let text = value.text().unwrap_or_default();
+        let quoted = matches!(value, Value::Quoted(_));
+        let Some((meta, entity)) = self.meta(ty) else {
+            return Ok(untyped(value));
+        };
+        match meta {
+            "builtin" => match entity
+                .get("json-type")
+                .and_then(Json::as_str)
+                .unwrap_or("value")
+            {
+                "string" => Ok(Json::String(text.to_string())),
+                "int" if !quoted => parse_int(text)
+                    .map(Json::from)
+                    .or_else(|| parse_size(text, 1).map(Json::from))
+                    .ok_or_else(|| "an integer".to_string()),
+                "number" if !quoted => parse_number(text).ok_or_else(|| "a number".to_string()),
+                "boolean" if !quoted => parse_bool(text)
+                    .map(Json::Bool)
+                    .ok_or_else(|| "true or false".to_string()),
+                "null" if !quoted && text == "null" => Ok(Json::Null),
+                "value" => Ok(untyped(value)),
+                _ => Err(format!("a value of type {}", self.describe(ty))),
+            },
+            "enum" => {
+                let values = enum_values(entity);
+                if values.contains(&text) {
+                    return Ok(Json::String(text.to_string()));
+                }
+                match suggest(text, values.iter().copied()) {
+                    Some(near) => Err(format!("`{near}`")),
+                    None => Err(format!("one of {}", self.describe(ty))),
+                }
+            }
+            "alternate" => {
+                // A quoted value is meant as a string; a bare one tries the
+                // other types first, so `null` and numbers mean themselves.
+                let mut order: Vec<&str> = self.alternatives(entity).collect();
+                order.sort_by_key(|t| (self.is_string_like(t) != quoted) as u8);
+                order
+                    .iter()
+                    .find_map(|t| self.type_value(t, value).ok())
+                    .ok_or_else(|| format!("a value of type {}", self.describe(ty)))
+            }
+            "array" => Err(format!("a JSON array ({})", self.describe(ty))),
+            "object" => Err("a JSON object or dotted keys".to_string()),
+            _ => Ok(untyped(value)),
+        }
+    }
+
+    fn is_string_like(&self, ty: &str) -> bool {
+        match self.meta(ty) {
+            Some(("builtin", e)) => e.get("json-type").and_then(Json::as_str) == Some("string"),
+            Some(("enum", _)) => true,
+            _ => false,
+        }
+    }
+
+    /// A short description of a type: `str`, `one of a|b`, `array of int`.
+    pub fn describe(&self, ty: &str) -> String {
+        match self.meta(ty) {
+            Some(("builtin", _)) => ty.to_string(),
+            Some(("enum", e)) => {
+                let values = enum_values(e);
+                if values.len() <= 8 {
+                    values.join("|")
+                } else {
+                    format!("{}|... ({} values)", values[..6].join("|"), values.len())
+                }
+            }
+            Some(("array", e)) => {
+                format!(
+                    "array of {}",
+                    self.describe(e.get("element-type").and_then(Json::as_str).unwrap_or("?"))
+                )
+            }
+            Some(("alternate", e)) => self
+                .alternatives(e)
+                .map(|t| self.describe(t))
+                .collect::<Vec<_>>()
+                .join(" or "),
+            Some(("object", _)) => "object".to_string(),
+            _ => ty.to_string(),
+        }
+    }
+
+    /// `.schema CMD`: the arguments, their types, and which are optional.
+    pub fn describe_command(&self, command: &str) -> Option<String> {
+        if !self.has_command(command) {
+            return None;
+        }
+        let mut text = format!("{command}\n");
+        let Some(ty) = self.arg_type(command) else {
+            text.push_str("  (no arguments)\n");
+            return Some(text);
+        };
+        let members = self.members(ty, None);
+        if members.is_empty() {
+            text.push_str("  (no arguments)\n");
+        }
+        for m in &members {
+            let optional = if m.optional { " (optional)" } else { "" };
+            text.push_str(&format!(
+                "  {}: {}{optional}\n",
+                m.name,
+                self.describe(m.ty)
+            ));
+        }
+        if let Some(("object", entity)) = self.meta(ty)
+            && let Some(tag) = entity.get("tag").and_then(Json::as_str)
+        {
+            text.push_str(&format!(
+                "  ...and the members of the variant that `{tag}` selects\n"
+            ));
+        }
+        Some(text)
+    }
+
+    /// Argument names of `command` (for completion and hints).
+    pub fn argument_names(&self, command: &str) -> Vec<(String, String, bool)> {
+        let Some(ty) = self.arg_type(command) else {
+            return Vec::new();
+        };
+        self.members(ty, None)
+            .iter()
+            .map(|m| (m.name.to_string(), self.describe(m.ty), m.optional))
+            .collect()
+    }
+}
+
+fn enum_values(entity: &Json) -> Vec<&str> {
+    entity
+        .get("values")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Json::as_str)
+        .collect()
+}
+
+/// The candidate closest to `word`, if any is close enough to be a typo;
+/// of equally close ones, the one nearest in length.
+pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let length = word.chars().count();
+    let limit = (length / 3).max(2);
+    candidates
+        .map(|c| {
+            (
+                edit_distance(word, c),
+                c.chars().count().abs_diff(length),
+                c,
+            )
+        })
+        .filter(|(d, _, _)| *d <= limit)
+        .min()
+        .map(|(_, _, c)| c)
+}
+
+/// Edit distance in characters, where swapping two neighbours is one edit
+/// (optimal string alignment).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in rows.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    rows[0] = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (rows[i - 1][j] + 1)
+                .min(rows[i][j - 1] + 1)
+                .min(rows[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(rows[i - 2][j - 2] + 1);
+            }
+            rows[i][j] = best;
+        }
+    }
+    rows[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let names = ["query-status", "query-name", "stop"];
+        assert_eq!(
+            suggest("query-stauts", names.into_iter()),
+            Some("query-status")
+        );
+        let with_stats = ["query-stats", "query-status"];
+        assert_eq!(
+            suggest("query-stauts", with_stats.into_iter()),
+            Some("query-status")
+        );
+        assert_eq!(suggest("stpo", names.into_iter()), Some("stop"));
+        assert_eq!(suggest("migrate", names.into_iter()), None);
+    }
+}
