@@ -27,16 +27,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     };
     if cli.dry_run {
         if cli.target.is_some() {
-            return Err(Error::Usage(
-                "--dry-run does not connect: drop TARGET".into(),
-            ));
+            return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));
         }
         return dry_run(input, cli.hmp);
     }
     let Some(target) = cli.target.as_deref() else {
-        return Err(Error::Usage(
-            "no TARGET: name a QMP socket path or HOST:PORT (see --help)".into(),
-        ));
+        return Err(Error::Usage("no TARGET: name a QMP socket path or HOST:PORT (see --help)".into()));
     };
     let target = Target::parse(target)?;
     let interactive = cli.commands.is_empty() && io::stdin().is_terminal();
@@ -54,24 +50,13 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let mut printer = Printer::new(style, cli.log.as_deref())?;
     let timeout = cli.timeout.map(Duration::from_secs_f64);
     let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let connect = Connect {
-        greeting_timeout,
-        negotiate: !cli.no_negotiate,
-    };
-    let monitor = SocketMonitor::connect(&target, connect, &mut printer)
-        .map_err(|e| Error::Connection(e.to_string()))?;
+    let connect = Connect { greeting_timeout, negotiate: !cli.no_negotiate };
+    let monitor =
+        SocketMonitor::connect(&target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?;
     printer.live = true;
-    let settings = Settings {
-        hmp: cli.hmp,
-        timeout,
-        quit_grace: greeting_timeout,
-    };
+    let settings = Settings { hmp: cli.hmp, timeout, quit_grace: greeting_timeout };
     let mut session = Session::new(Box::new(monitor), printer, settings);
-    if interactive {
-        repl::run(&mut session, &target.to_string())
-    } else {
-        script(&mut session, input, cli.keep_going)
-    }
+    if interactive { repl::run(&mut session, &target.to_string()) } else { script(&mut session, input, cli.keep_going) }
 }
 
 /// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.
@@ -85,33 +70,23 @@ fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
             is_terminal && !no_color && !dumb
         }
     };
-    if wanted {
-        Palette::colored()
-    } else {
-        Palette::plain()
-    }
+    if wanted { Palette::colored() } else { Palette::plain() }
 }
 
 /// Script mode: stop at the first failure, or note it and go on.
 fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), Error> {
     let mut failed = false;
-    let result = session::for_each_line(input, |text, line_no| {
-        match session.run_line(text, Some(line_no)) {
-            Err(Error::CommandFailed) if keep_going => {
-                failed = true;
-                Ok(Flow::Continue)
-            }
-            other => other,
+    let result = session::for_each_line(input, |text, line_no| match session.run_line(text, Some(line_no)) {
+        Err(Error::CommandFailed) if keep_going => {
+            failed = true;
+            Ok(Flow::Continue)
         }
+        other => other,
     });
     session.printer.flush();
     result?;
     session.printer.check()?;
-    if failed {
-        Err(Error::CommandFailed)
-    } else {
-        Ok(())
-    }
+    if failed { Err(Error::CommandFailed) } else { Ok(()) }
 }
 
 /// `--dry-run`: each command's QMP message, one compact JSON per line.
@@ -119,16 +94,11 @@ fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), E
 fn dry_run(input: Input, hmp: bool) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut context = Context {
-        hmp,
-        cpu: None,
-        schema: None,
-    };
+    let mut context = Context { hmp, cpu: None, schema: None };
     session::for_each_line(input, |text, line_no| {
         match session::translate(text, Some(line_no), &context)? {
             Action::Send(request) => {
-                serde_json::to_writer(&mut out, &request.message)
-                    .map_err(|e| Error::output(e.into()))?;
+                serde_json::to_writer(&mut out, &request.message).map_err(|e| Error::output(e.into()))?;
                 out.write_all(b"\n").map_err(Error::output)?;
             }
             Action::Shell(Shell::Cpu(index)) => context.cpu = Some(index),

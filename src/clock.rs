@@ -13,11 +13,7 @@ pub fn local_time_of_day(seconds: i64, micros: u32) -> String {
             let of_day = seconds.rem_euclid(86_400);
             (of_day / 3600, of_day / 60 % 60, of_day % 60)
         } else {
-            (
-                i64::from(tm.tm_hour),
-                i64::from(tm.tm_min),
-                i64::from(tm.tm_sec),
-            )
+            (i64::from(tm.tm_hour), i64::from(tm.tm_min), i64::from(tm.tm_sec))
         }
     };
     format!("{hour:02}:{minute:02}:{second:02}.{:03}", micros / 1000)
@@ -25,9 +21,7 @@ pub fn local_time_of_day(seconds: i64, micros: u32) -> String {
 
 /// The current time as seconds and microseconds since the Unix epoch.
 pub fn now() -> (i64, u32) {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
     (since.as_secs() as i64, since.subsec_micros())
 }
 
@@ -67,9 +61,6 @@ mod tests {
     fn utc_dates_match_known_instants() {
         assert_eq!(utc_rfc3339(0, 0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(utc_rfc3339(951_782_400, 5), "2000-02-29T00:00:00.000005Z");
-        assert_eq!(
-            utc_rfc3339(1_795_608_000, 123_456),
-            "2026-11-25T12:00:00.123456Z"
-        );
+        assert_eq!(utc_rfc3339(1_795_608_000, 123_456), "2026-11-25T12:00:00.123456Z");
     }
 }

@@ -15,11 +15,7 @@ pub enum Error {
     Usage(String),
     /// A line of input did not parse or bind (exit 2). `line` is 1-based
     /// where known; `column` is 1-based, in characters.
-    Parse {
-        line: Option<usize>,
-        column: Option<usize>,
-        message: String,
-    },
+    Parse { line: Option<usize>, column: Option<usize>, message: String },
     /// Could not connect, no greeting in time, or the connection broke
     /// unexpectedly (exit 3).
     Connection(String),
@@ -63,14 +59,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::CommandFailed => f.write_str("a command failed"),
-            Error::Usage(msg) | Error::Connection(msg) | Error::Timeout(msg) | Error::Io(msg) => {
-                f.write_str(msg)
-            }
-            Error::Parse {
-                line,
-                column,
-                message,
-            } => {
+            Error::Usage(msg) | Error::Connection(msg) | Error::Timeout(msg) | Error::Io(msg) => f.write_str(msg),
+            Error::Parse { line, column, message } => {
                 match (line, column) {
                     (Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
                     (Some(l), None) => write!(f, "line {l}: ")?,

@@ -36,8 +36,7 @@ struct TrafficLog {
 impl TrafficLog {
     fn write(&mut self, direction: &str, message: &Value) -> io::Result<()> {
         let (s, us) = clock::now();
-        let record =
-            json!({"time": clock::utc_rfc3339(s, us), "direction": direction, "message": message});
+        let record = json!({"time": clock::utc_rfc3339(s, us), "direction": direction, "message": message});
         serde_json::to_writer(&mut self.file, &record)?;
         self.file.write_all(b"\n")?;
         self.file.flush()
@@ -66,12 +65,8 @@ impl Printer {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| {
-                        Error::Io(format!("cannot open log file {}: {e}", path.display()))
-                    })?;
-                Some(TrafficLog {
-                    file: BufWriter::new(file),
-                })
+                    .map_err(|e| Error::Io(format!("cannot open log file {}: {e}", path.display())))?;
+                Some(TrafficLog { file: BufWriter::new(file) })
             }
             None => None,
         };
@@ -110,13 +105,7 @@ impl Printer {
     pub fn reply(&mut self, value: &Value, text: bool) {
         // With --json the reply was printed as it was received.
         if !self.style.json {
-            let result = render::reply(
-                &mut self.out,
-                value,
-                text,
-                self.style.pretty,
-                &self.style.stdout,
-            );
+            let result = render::reply(&mut self.out, value, text, self.style.pretty, &self.style.stdout);
             self.record(result);
         }
         self.flush();
@@ -158,19 +147,11 @@ impl Observer for Printer {
 
     fn received(&mut self, message: &Value, kind: Kind) {
         if let Some(log) = &mut self.log {
-            let _ = log.write(
-                if kind == Kind::Event {
-                    "event"
-                } else {
-                    "received"
-                },
-                message,
-            );
+            let _ = log.write(if kind == Kind::Event { "event" } else { "received" }, message);
         }
         if self.style.json {
             if self.live && !(self.internal && kind == Kind::Reply) {
-                let mut result =
-                    serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
+                let mut result = serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
                 if result.is_ok() {
                     result = self.out.write_all(b"\n");
                 }

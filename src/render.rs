@@ -67,15 +67,9 @@ pub fn json(w: &mut impl Write, value: &Value, pretty: bool, palette: &Palette) 
 }
 
 /// `indent` is the current depth when pretty, `None` when compact.
-fn json_styled(
-    w: &mut impl Write,
-    value: &Value,
-    indent: Option<usize>,
-    palette: &Palette,
-) -> io::Result<()> {
-    let newline = |w: &mut dyn Write, depth: usize| -> io::Result<()> {
-        write!(w, "\n{:width$}", "", width = depth * 2)
-    };
+fn json_styled(w: &mut impl Write, value: &Value, indent: Option<usize>, palette: &Palette) -> io::Result<()> {
+    let newline =
+        |w: &mut dyn Write, depth: usize| -> io::Result<()> { write!(w, "\n{:width$}", "", width = depth * 2) };
     match value {
         Value::Null | Value::Bool(_) => paint(w, palette.literal, &value.to_string()),
         Value::Number(n) => paint(w, palette.number, &n.to_string()),
@@ -125,13 +119,7 @@ fn quoted(s: &str) -> String {
 
 /// A command's successful reply: `ok` for an empty object, HMP text as
 /// text, anything else as JSON.
-pub fn reply(
-    w: &mut impl Write,
-    value: &Value,
-    text: bool,
-    pretty: bool,
-    palette: &Palette,
-) -> io::Result<()> {
+pub fn reply(w: &mut impl Write, value: &Value, text: bool, pretty: bool, palette: &Palette) -> io::Result<()> {
     match value {
         Value::Object(map) if map.is_empty() => {
             paint(w, palette.ok, "ok")?;
@@ -175,14 +163,9 @@ pub fn error_text(w: &mut impl Write, message: &str, palette: &Palette) -> io::R
 pub fn event(w: &mut impl Write, event: &Value, palette: &Palette) -> io::Result<()> {
     let (now_s, now_us) = clock::now();
     let stamp = event.get("timestamp");
-    let seconds = stamp
-        .and_then(|t| t.get("seconds"))
-        .and_then(Value::as_i64)
-        .unwrap_or(now_s);
-    let micros = stamp
-        .and_then(|t| t.get("microseconds"))
-        .and_then(Value::as_u64)
-        .map_or(now_us, |us| us.min(999_999) as u32);
+    let seconds = stamp.and_then(|t| t.get("seconds")).and_then(Value::as_i64).unwrap_or(now_s);
+    let micros =
+        stamp.and_then(|t| t.get("microseconds")).and_then(Value::as_u64).map_or(now_us, |us| us.min(999_999) as u32);
     paint(w, palette.time, &clock::local_time_of_day(seconds, micros))?;
     w.write_all(b" ")?;
     let name = event.get("event").and_then(Value::as_str).unwrap_or("?");
@@ -211,19 +194,10 @@ mod tests {
         assert_eq!(text(|w| reply(w, &json!({}), false, false, &plain)), "ok\n");
         assert_eq!(text(|w| reply(w, &json!([]), false, false, &plain)), "[]\n");
         assert_eq!(
-            text(|w| reply(
-                w,
-                &json!({"status": "running", "running": true}),
-                false,
-                false,
-                &plain
-            )),
+            text(|w| reply(w, &json!({"status": "running", "running": true}), false, false, &plain)),
             "{\"status\":\"running\",\"running\":true}\n"
         );
-        assert_eq!(
-            text(|w| reply(w, &json!("VM status: paused\r\n"), true, false, &plain)),
-            "VM status: paused\n"
-        );
+        assert_eq!(text(|w| reply(w, &json!("VM status: paused\r\n"), true, false, &plain)), "VM status: paused\n");
         assert_eq!(text(|w| reply(w, &json!(""), true, false, &plain)), "");
     }
 
@@ -265,10 +239,7 @@ mod tests {
         let (time, rest) = line.split_once(' ').unwrap();
         assert_eq!(time.len(), "12:00:00.250".len());
         assert!(time.ends_with(":00.250"), "{time}");
-        assert_eq!(
-            rest,
-            "SHUTDOWN {\"guest\":true,\"reason\":\"guest-shutdown\"}\n"
-        );
+        assert_eq!(rest, "SHUTDOWN {\"guest\":true,\"reason\":\"guest-shutdown\"}\n");
         let bare = json!({"event": "STOP", "timestamp": {"seconds": 0, "microseconds": 0}});
         assert!(text(|w| event(w, &bare, &Palette::plain())).ends_with(" STOP\n"));
     }

@@ -10,19 +10,12 @@ use crate::session::{Flow, Session};
 
 /// Reads lines from the terminal until Ctrl-D, `.exit` or `quit`.
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
-    let mut editor =
-        DefaultEditor::new().map_err(|e| Error::Io(format!("cannot open the terminal: {e}")))?;
+    let mut editor = DefaultEditor::new().map_err(|e| Error::Io(format!("cannot open the terminal: {e}")))?;
     let version = session.version().unwrap_or_else(|| "QEMU".into());
-    session.printer.text(&format!(
-        "qmpsh: connected to {target} ({version}); .help lists commands, Ctrl-D leaves\n"
-    ));
+    session.printer.text(&format!("qmpsh: connected to {target} ({version}); .help lists commands, Ctrl-D leaves\n"));
     let mut assembler = Assembler::new();
     loop {
-        let prompt = if assembler.is_pending() {
-            "...> "
-        } else {
-            "qmpsh> "
-        };
+        let prompt = if assembler.is_pending() { "...> " } else { "qmpsh> " };
         let physical = match editor.readline(prompt) {
             Ok(line) => line,
             Err(ReadlineError::Interrupted) => {
@@ -55,11 +48,6 @@ impl Session {
     pub fn version(&self) -> Option<String> {
         let qemu = self.greeting()?.get("QMP")?.get("version")?.get("qemu")?;
         let part = |k: &str| qemu.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Some(format!(
-            "QEMU {}.{}.{}",
-            part("major"),
-            part("minor"),
-            part("micro")
-        ))
+        Some(format!("QEMU {}.{}.{}", part("major"), part("minor"), part("micro")))
     }
 }

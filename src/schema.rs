@@ -8,9 +8,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value as Json};
 
-use crate::bind::args::{
-    Leaf, Node, Tree, parse_bool, parse_int, parse_number, parse_size, untyped,
-};
+use crate::bind::args::{Leaf, Node, Tree, parse_bool, parse_int, parse_number, parse_size, untyped};
 use crate::line::{ParseError, Value};
 
 /// Schema entities by name.
@@ -33,10 +31,7 @@ const OPEN_COMMANDS: &[&str] = &["device_add"];
 type Result<T> = std::result::Result<T, ParseError>;
 
 fn error<T>(offset: usize, message: String) -> Result<T> {
-    Err(ParseError {
-        offset,
-        message: format!("expected {message}"),
-    })
+    Err(ParseError { offset, message: format!("expected {message}") })
 }
 
 impl Schema {
@@ -45,10 +40,8 @@ impl Schema {
         let Json::Array(items) = value else {
             return Err("query-qmp-schema did not return a list".into());
         };
-        let entities = items
-            .into_iter()
-            .filter_map(|item| Some((item.get("name")?.as_str()?.to_string(), item)))
-            .collect();
+        let entities =
+            items.into_iter().filter_map(|item| Some((item.get("name")?.as_str()?.to_string(), item))).collect();
         Ok(Schema { entities })
     }
 
@@ -94,14 +87,8 @@ impl Schema {
             .collect();
         let tag = entity.get("tag").and_then(Json::as_str);
         let tag_value = tag.and_then(|tag| match given?.get(tag)? {
-            Node::Leaf {
-                leaf: Leaf::Raw(value),
-                ..
-            } => value.text().map(str::to_string),
-            Node::Leaf {
-                leaf: Leaf::Typed(Json::String(s)),
-                ..
-            } => Some(s.clone()),
+            Node::Leaf { leaf: Leaf::Raw(value), .. } => value.text().map(str::to_string),
+            Node::Leaf { leaf: Leaf::Typed(Json::String(s)), .. } => Some(s.clone()),
             _ => None,
         });
         if let Some(case) = tag_value {
@@ -121,34 +108,19 @@ impl Schema {
 
     /// Types the arguments of `command`; `end` is where a missing argument
     /// is reported.
-    pub fn type_arguments(
-        &self,
-        command: &str,
-        tree: Tree,
-        end: usize,
-    ) -> Result<Map<String, Json>> {
+    pub fn type_arguments(&self, command: &str, tree: Tree, end: usize) -> Result<Map<String, Json>> {
         let open = OPEN_COMMANDS.contains(&command);
         let Some(ty) = self.arg_type(command) else {
             // A command without arguments.
             return match tree.members.first() {
-                Some((name, node)) => error(
-                    node.offset(),
-                    format!("no arguments: {command} takes none, not `{name}`"),
-                ),
+                Some((name, node)) => error(node.offset(), format!("no arguments: {command} takes none, not `{name}`")),
                 None => Ok(Map::new()),
             };
         };
         self.type_object(ty, tree, "", open, end)
     }
 
-    fn type_object(
-        &self,
-        ty: &str,
-        tree: Tree,
-        prefix: &str,
-        open: bool,
-        end: usize,
-    ) -> Result<Map<String, Json>> {
+    fn type_object(&self, ty: &str, tree: Tree, prefix: &str, open: bool, end: usize) -> Result<Map<String, Json>> {
         let members = self.members(ty, Some(&tree));
         let mut out = Map::new();
         for (name, node) in tree.members {
@@ -163,24 +135,14 @@ impl Schema {
                         None if names.is_empty() => String::new(),
                         None => format!(" (it takes {})", names.join(", ")),
                     };
-                    return error(
-                        node.offset(),
-                        format!("a known argument, not `{path}`{hint}"),
-                    );
+                    return error(node.offset(), format!("a known argument, not `{path}`{hint}"));
                 }
             };
             out.insert(name, value);
         }
         for member in members.iter().filter(|m| !m.optional) {
             if !out.contains_key(member.name) {
-                return error(
-                    end,
-                    format!(
-                        "argument `{prefix}{}` ({})",
-                        member.name,
-                        self.describe(member.ty)
-                    ),
-                );
+                return error(end, format!("argument `{prefix}{}` ({})", member.name, self.describe(member.ty)));
             }
         }
         Ok(out)
@@ -188,32 +150,16 @@ impl Schema {
 
     fn type_node(&self, ty: &str, node: Node, path: &str, end: usize) -> Result<Json> {
         match node {
-            Node::Leaf {
-                leaf: Leaf::Typed(json),
-                ..
+            Node::Leaf { leaf: Leaf::Typed(json), .. } | Node::Leaf { leaf: Leaf::Raw(Value::Json(json)), .. } => {
+                Ok(json)
             }
-            | Node::Leaf {
-                leaf: Leaf::Raw(Value::Json(json)),
-                ..
-            } => Ok(json),
-            Node::Leaf {
-                leaf: Leaf::Raw(value),
-                offset,
-            } => self.type_value(ty, &value).or_else(|expected| {
+            Node::Leaf { leaf: Leaf::Raw(value), offset } => self.type_value(ty, &value).or_else(|expected| {
                 let text = value.text().unwrap_or_default();
                 error(offset, format!("{expected} for `{path}`, not `{text}`"))
             }),
             Node::Branch { tree, offset } => match self.object_in(ty) {
-                Some(object) => self
-                    .type_object(object, tree, &format!("{path}."), false, end)
-                    .map(Json::Object),
-                None => error(
-                    offset,
-                    format!(
-                        "a single value for `{path}` ({}), not sub-keys",
-                        self.describe(ty)
-                    ),
-                ),
+                Some(object) => self.type_object(object, tree, &format!("{path}."), false, end).map(Json::Object),
+                None => error(offset, format!("a single value for `{path}` ({}), not sub-keys", self.describe(ty))),
             },
         }
     }
@@ -228,12 +174,7 @@ impl Schema {
     }
 
     fn alternatives<'s>(&'s self, entity: &'s Json) -> impl Iterator<Item = &'s str> {
-        entity
-            .get("members")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|m| m.get("type")?.as_str())
+        entity.get("members").and_then(Json::as_array).into_iter().flatten().filter_map(|m| m.get("type")?.as_str())
     }
 
     /// A written value as type `ty`, or what was expected instead.
@@ -244,20 +185,14 @@ impl Schema {
             return Ok(untyped(value));
         };
         match meta {
-            "builtin" => match entity
-                .get("json-type")
-                .and_then(Json::as_str)
-                .unwrap_or("value")
-            {
+            "builtin" => match entity.get("json-type").and_then(Json::as_str).unwrap_or("value") {
                 "string" => Ok(Json::String(text.to_string())),
                 "int" if !quoted => parse_int(text)
                     .map(Json::from)
                     .or_else(|| parse_size(text, 1).map(Json::from))
                     .ok_or_else(|| "an integer".to_string()),
                 "number" if !quoted => parse_number(text).ok_or_else(|| "a number".to_string()),
-                "boolean" if !quoted => parse_bool(text)
-                    .map(Json::Bool)
-                    .ok_or_else(|| "true or false".to_string()),
+                "boolean" if !quoted => parse_bool(text).map(Json::Bool).ok_or_else(|| "true or false".to_string()),
                 "null" if !quoted && text == "null" => Ok(Json::Null),
                 "value" => Ok(untyped(value)),
                 _ => Err(format!("a value of type {}", self.describe(ty))),
@@ -309,16 +244,9 @@ impl Schema {
                 }
             }
             Some(("array", e)) => {
-                format!(
-                    "array of {}",
-                    self.describe(e.get("element-type").and_then(Json::as_str).unwrap_or("?"))
-                )
+                format!("array of {}", self.describe(e.get("element-type").and_then(Json::as_str).unwrap_or("?")))
             }
-            Some(("alternate", e)) => self
-                .alternatives(e)
-                .map(|t| self.describe(t))
-                .collect::<Vec<_>>()
-                .join(" or "),
+            Some(("alternate", e)) => self.alternatives(e).map(|t| self.describe(t)).collect::<Vec<_>>().join(" or "),
             Some(("object", _)) => "object".to_string(),
             _ => ty.to_string(),
         }
@@ -340,18 +268,12 @@ impl Schema {
         }
         for m in &members {
             let optional = if m.optional { " (optional)" } else { "" };
-            text.push_str(&format!(
-                "  {}: {}{optional}\n",
-                m.name,
-                self.describe(m.ty)
-            ));
+            text.push_str(&format!("  {}: {}{optional}\n", m.name, self.describe(m.ty)));
         }
         if let Some(("object", entity)) = self.meta(ty)
             && let Some(tag) = entity.get("tag").and_then(Json::as_str)
         {
-            text.push_str(&format!(
-                "  ...and the members of the variant that `{tag}` selects\n"
-            ));
+            text.push_str(&format!("  ...and the members of the variant that `{tag}` selects\n"));
         }
         Some(text)
     }
@@ -361,21 +283,12 @@ impl Schema {
         let Some(ty) = self.arg_type(command) else {
             return Vec::new();
         };
-        self.members(ty, None)
-            .iter()
-            .map(|m| (m.name.to_string(), self.describe(m.ty), m.optional))
-            .collect()
+        self.members(ty, None).iter().map(|m| (m.name.to_string(), self.describe(m.ty), m.optional)).collect()
     }
 }
 
 fn enum_values(entity: &Json) -> Vec<&str> {
-    entity
-        .get("values")
-        .and_then(Json::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Json::as_str)
-        .collect()
+    entity.get("values").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).collect()
 }
 
 /// The candidate closest to `word`, if any is close enough to be a typo;
@@ -384,13 +297,7 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
     let length = word.chars().count();
     let limit = (length / 3).max(2);
     candidates
-        .map(|c| {
-            (
-                edit_distance(word, c),
-                c.chars().count().abs_diff(length),
-                c,
-            )
-        })
+        .map(|c| (edit_distance(word, c), c.chars().count().abs_diff(length), c))
         .filter(|(d, _, _)| *d <= limit)
         .min()
         .map(|(_, _, c)| c)
@@ -409,9 +316,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1)
-                .min(rows[i][j - 1] + 1)
-                .min(rows[i - 1][j - 1] + cost);
+            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(rows[i - 2][j - 2] + 1);
             }
@@ -428,15 +333,9 @@ mod tests {
     #[test]
     fn suggestions_catch_typos_only() {
         let names = ["query-status", "query-name", "stop"];
-        assert_eq!(
-            suggest("query-stauts", names.into_iter()),
-            Some("query-status")
-        );
+        assert_eq!(suggest("query-stauts", names.into_iter()), Some("query-status"));
         let with_stats = ["query-stats", "query-status"];
-        assert_eq!(
-            suggest("query-stauts", with_stats.into_iter()),
-            Some("query-status")
-        );
+        assert_eq!(suggest("query-stauts", with_stats.into_iter()), Some("query-status"));
         assert_eq!(suggest("stpo", names.into_iter()), Some("stop"));
         assert_eq!(suggest("migrate", names.into_iter()), None);
     }

@@ -56,14 +56,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(monitor: Box<dyn Monitor>, printer: Printer, settings: Settings) -> Session {
-        Session {
-            monitor,
-            printer,
-            settings,
-            cpu: None,
-            schema: SchemaState::NotFetched,
-            quitting: false,
-        }
+        Session { monitor, printer, settings, cpu: None, schema: SchemaState::NotFetched, quitting: false }
     }
 
     /// The monitor's greeting, if it sent one.
@@ -84,11 +77,7 @@ impl Session {
     /// session is the caller's choice.
     pub fn run_line(&mut self, text: &str, line_no: Option<usize>) -> Result<Flow, Error> {
         let parsed = parse(text, line_no)?;
-        let mut context = Context {
-            hmp: self.settings.hmp,
-            cpu: self.cpu,
-            schema: None,
-        };
+        let mut context = Context { hmp: self.settings.hmp, cpu: self.cpu, schema: None };
         if bind::needs_schema(&parsed, &context) {
             self.load_schema()?;
         }
@@ -111,9 +100,7 @@ impl Session {
         let reply = self.monitor.execute(request, deadline, &mut self.printer);
         self.printer.internal = false;
         self.schema = match reply {
-            Ok(Ok(value)) => {
-                Schema::from_return(value).map_or(SchemaState::Unavailable, SchemaState::Loaded)
-            }
+            Ok(Ok(value)) => Schema::from_return(value).map_or(SchemaState::Unavailable, SchemaState::Loaded),
             Ok(Err(_)) => SchemaState::Unavailable,
             Err(ClientError::Timeout) => return Err(self.timed_out("query-qmp-schema")),
             Err(e) => return self.connection_lost(e).map(|_| ()),
@@ -144,20 +131,11 @@ impl Session {
             self.quitting = true;
         }
         let deadline = self.deadline();
-        match self
-            .monitor
-            .execute(request.message, deadline, &mut self.printer)
-        {
+        match self.monitor.execute(request.message, deadline, &mut self.printer) {
             Ok(Ok(Value::String(text))) if request.text_reply && is_hmp_failure(&text) => {
                 // HMP reports failure as text; a script must still see a failure.
-                let message = text
-                    .trim_end()
-                    .trim_start_matches("Error: ")
-                    .replace("\r\n", " ");
-                self.printer.qmp_error(&QmpError {
-                    class: "HMP".into(),
-                    desc: message,
-                });
+                let message = text.trim_end().trim_start_matches("Error: ").replace("\r\n", " ");
+                self.printer.qmp_error(&QmpError { class: "HMP".into(), desc: message });
                 Err(Error::CommandFailed)
             }
             Ok(Ok(value)) => {
@@ -191,18 +169,14 @@ impl Session {
             Some(schema) => schema.command_names().chain(table).collect(),
             None => table.collect(),
         };
-        schema::suggest(command, known.into_iter())
-            .map(|near| format!(" (did you mean {near}?)"))
-            .unwrap_or_default()
+        schema::suggest(command, known.into_iter()).map(|near| format!(" (did you mean {near}?)")).unwrap_or_default()
     }
 
     /// After `quit`: wait (briefly) for QEMU to close the socket, so that
     /// when qmpsh exits, QEMU is gone too.
     fn await_close(&mut self) {
         let deadline = Some(Instant::now() + self.settings.quit_grace);
-        let _ = self
-            .monitor
-            .wait_event(deadline, &mut self.printer, &mut |_| false);
+        let _ = self.monitor.wait_event(deadline, &mut self.printer, &mut |_| false);
     }
 
     fn connection_lost(&mut self, error: ClientError) -> Result<Flow, Error> {
@@ -225,9 +199,7 @@ impl Session {
             Shell::Schema(command) => {
                 let text = match self.schema() {
                     None => {
-                        return Err(Error::Usage(
-                            "this monitor offers no schema (query-qmp-schema)".into(),
-                        ));
+                        return Err(Error::Usage("this monitor offers no schema (query-qmp-schema)".into()));
                     }
                     Some(schema) => schema.describe_command(&command).ok_or_else(|| {
                         let hint = schema::suggest(&command, schema.command_names())
@@ -241,36 +213,22 @@ impl Session {
             Shell::Sleep(duration) => {
                 // Events that arrive meanwhile are printed as they come.
                 let deadline = Some(Instant::now() + duration);
-                if let Err(e) = self
-                    .monitor
-                    .wait_event(deadline, &mut self.printer, &mut |_| false)
-                {
+                if let Err(e) = self.monitor.wait_event(deadline, &mut self.printer, &mut |_| false) {
                     return self.connection_lost(e);
                 }
             }
-            Shell::Wait {
-                event,
-                timeout,
-                fields,
-            } => {
+            Shell::Wait { event, timeout, fields } => {
                 let limit = timeout.or(self.settings.timeout);
                 let deadline = limit.map(|t| Instant::now() + t);
                 let mut wanted = |message: &Value| {
                     message.get("event").and_then(Value::as_str) == Some(event.as_str())
-                        && fields
-                            .iter()
-                            .all(|(k, v)| message.get("data").and_then(|d| d.get(k)) == Some(v))
+                        && fields.iter().all(|(k, v)| message.get("data").and_then(|d| d.get(k)) == Some(v))
                 };
-                match self
-                    .monitor
-                    .wait_event(deadline, &mut self.printer, &mut wanted)
-                {
+                match self.monitor.wait_event(deadline, &mut self.printer, &mut wanted) {
                     Ok(Some(_)) => {}
                     Ok(None) => {
                         let waited = limit.unwrap_or_default().as_secs_f64();
-                        return Err(Error::Timeout(format!(
-                            "no {event} event within {waited} s"
-                        )));
+                        return Err(Error::Timeout(format!("no {event} event within {waited} s")));
                     }
                     Err(e) => return self.connection_lost(e),
                 }
@@ -289,23 +247,14 @@ fn is_hmp_failure(text: &str) -> bool {
 /// A parse or bind error, placed for a person: line and column.
 fn locate(text: &str, line_no: Option<usize>, error: ParseError) -> Error {
     let (lines_after, column) = line::position(text, error.offset);
-    Error::Parse {
-        line: line_no.map(|n| n + lines_after),
-        column: Some(column),
-        message: error.message,
-    }
+    Error::Parse { line: line_no.map(|n| n + lines_after), column: Some(column), message: error.message }
 }
 
 fn parse(text: &str, line_no: Option<usize>) -> Result<Line, Error> {
     line::parse_line(text).map_err(|e| locate(text, line_no, e))
 }
 
-fn bind_line(
-    parsed: &Line,
-    text: &str,
-    line_no: Option<usize>,
-    context: &Context,
-) -> Result<Action, Error> {
+fn bind_line(parsed: &Line, text: &str, line_no: Option<usize>, context: &Context) -> Result<Action, Error> {
     bind::bind(parsed, text, context).map_err(|e| locate(text, line_no, e))
 }
 
@@ -322,10 +271,7 @@ pub enum Input {
 
 /// Feeds every logical line of `input` to `each`, with its first physical
 /// line's number, until `each` says to stop or fails.
-pub fn for_each_line(
-    input: Input,
-    mut each: impl FnMut(&str, usize) -> Result<Flow, Error>,
-) -> Result<(), Error> {
+pub fn for_each_line(input: Input, mut each: impl FnMut(&str, usize) -> Result<Flow, Error>) -> Result<(), Error> {
     let mut assembler = Assembler::new();
     let mut feed = |physical: &str| -> Result<Flow, Error> {
         match assembler.push(physical) {
@@ -349,9 +295,7 @@ pub fn for_each_line(
             loop {
                 raw.clear();
                 number += 1;
-                let n = reader
-                    .read_until(b'\n', &mut raw)
-                    .map_err(|e| Error::Io(format!("cannot read input: {e}")))?;
+                let n = reader.read_until(b'\n', &mut raw).map_err(|e| Error::Io(format!("cannot read input: {e}")))?;
                 if n == 0 {
                     break;
                 }

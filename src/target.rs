@@ -45,9 +45,7 @@ impl Target {
     /// Reads TARGET by the rule in [`TARGET_HELP`].
     pub fn parse(text: &str) -> Result<Target, Error> {
         if text.is_empty() {
-            return Err(Error::Usage(
-                "TARGET is empty: name a socket path or HOST:PORT".into(),
-            ));
+            return Err(Error::Usage("TARGET is empty: name a socket path or HOST:PORT".into()));
         }
         if let Some(path) = text.strip_prefix("unix:") {
             if path.is_empty() {
@@ -56,11 +54,8 @@ impl Target {
             return Ok(Target::Unix(PathBuf::from(path)));
         }
         if let Some(addr) = text.strip_prefix("tcp:") {
-            return host_port(addr).ok_or_else(|| {
-                Error::Usage(format!(
-                    "tcp:{addr} is not HOST:PORT (a port from 1 to 65535)"
-                ))
-            });
+            return host_port(addr)
+                .ok_or_else(|| Error::Usage(format!("tcp:{addr} is not HOST:PORT (a port from 1 to 65535)")));
         }
         if text.contains('/') {
             return Ok(Target::Unix(PathBuf::from(text)));
@@ -95,10 +90,7 @@ fn host_port(text: &str) -> Option<Target> {
         return None;
     }
     let port: u16 = port.parse().ok()?;
-    Some(Target::Tcp {
-        host: host.to_string(),
-        port,
-    })
+    Some(Target::Tcp { host: host.to_string(), port })
 }
 
 #[cfg(test)]
@@ -106,39 +98,18 @@ mod tests {
     use super::*;
 
     fn tcp(host: &str, port: u16) -> Target {
-        Target::Tcp {
-            host: host.into(),
-            port,
-        }
+        Target::Tcp { host: host.into(), port }
     }
 
     #[test]
     fn each_form_of_the_rule() {
-        assert_eq!(
-            Target::parse("unix:qmp.sock").unwrap(),
-            Target::Unix("qmp.sock".into())
-        );
-        assert_eq!(
-            Target::parse("/run/vm/qmp").unwrap(),
-            Target::Unix("/run/vm/qmp".into())
-        );
-        assert_eq!(
-            Target::parse("./a:1").unwrap(),
-            Target::Unix("./a:1".into())
-        );
-        assert_eq!(
-            Target::parse("tcp:localhost:4444").unwrap(),
-            tcp("localhost", 4444)
-        );
-        assert_eq!(
-            Target::parse("127.0.0.1:4444").unwrap(),
-            tcp("127.0.0.1", 4444)
-        );
+        assert_eq!(Target::parse("unix:qmp.sock").unwrap(), Target::Unix("qmp.sock".into()));
+        assert_eq!(Target::parse("/run/vm/qmp").unwrap(), Target::Unix("/run/vm/qmp".into()));
+        assert_eq!(Target::parse("./a:1").unwrap(), Target::Unix("./a:1".into()));
+        assert_eq!(Target::parse("tcp:localhost:4444").unwrap(), tcp("localhost", 4444));
+        assert_eq!(Target::parse("127.0.0.1:4444").unwrap(), tcp("127.0.0.1", 4444));
         assert_eq!(Target::parse("[::1]:4444").unwrap(), tcp("::1", 4444));
-        assert_eq!(
-            Target::parse("qmp.sock").unwrap(),
-            Target::Unix("qmp.sock".into())
-        );
+        assert_eq!(Target::parse("qmp.sock").unwrap(), Target::Unix("qmp.sock".into()));
     }
 
     #[test]
@@ -149,13 +120,7 @@ mod tests {
         assert!(Target::parse("unix:").is_err());
         assert!(Target::parse("").is_err());
         // A port with a leading plus or zero is not a port: the word is a file name.
-        assert_eq!(
-            Target::parse("host:+44").unwrap(),
-            Target::Unix("host:+44".into())
-        );
-        assert_eq!(
-            Target::parse("host:044").unwrap(),
-            Target::Unix("host:044".into())
-        );
+        assert_eq!(Target::parse("host:+44").unwrap(), Target::Unix("host:+44".into()));
+        assert_eq!(Target::parse("host:044").unwrap(), Target::Unix("host:044".into()));
     }
 }

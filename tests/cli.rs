@@ -9,32 +9,13 @@ use common::{qmpsh, qmpsh_in};
 fn help_lists_the_exit_codes_and_the_target_rule() {
     let run = qmpsh(&["--help"], "");
     assert_eq!(run.code, 0);
-    for needle in [
-        "Exit codes:",
-        "0  success",
-        "1  a command got a QMP error",
-        "2  usage",
-        "3  connection",
-        "4  timeout",
-    ] {
-        assert!(
-            run.stdout.contains(needle),
-            "--help lacks {needle:?}:\n{}",
-            run.stdout
-        );
+    for needle in
+        ["Exit codes:", "0  success", "1  a command got a QMP error", "2  usage", "3  connection", "4  timeout"]
+    {
+        assert!(run.stdout.contains(needle), "--help lacks {needle:?}:\n{}", run.stdout);
     }
-    for needle in [
-        "unix:PATH",
-        "tcp:HOST:PORT",
-        "[IPV6]:PORT",
-        "fits two rules",
-        "is an error",
-    ] {
-        assert!(
-            run.stdout.contains(needle),
-            "--help lacks {needle:?}:\n{}",
-            run.stdout
-        );
+    for needle in ["unix:PATH", "tcp:HOST:PORT", "[IPV6]:PORT", "fits two rules", "is an error"] {
+        assert!(run.stdout.contains(needle), "--help lacks {needle:?}:\n{}", run.stdout);
     }
 }
 
@@ -42,10 +23,7 @@ fn help_lists_the_exit_codes_and_the_target_rule() {
 fn no_target_is_a_usage_error() {
     let run = qmpsh(&["-c", "stop"], "");
     assert_eq!(run.code, 2);
-    assert_eq!(
-        run.stderr,
-        "qmpsh: no TARGET: name a QMP socket path or HOST:PORT (see --help)\n"
-    );
+    assert_eq!(run.stderr, "qmpsh: no TARGET: name a QMP socket path or HOST:PORT (see --help)\n");
 }
 
 #[test]
@@ -54,11 +32,7 @@ fn a_file_named_like_host_port_makes_the_target_ambiguous() {
     std::fs::write(dir.path().join("vm:4444"), "").unwrap();
     let run = qmpsh_in(Some(dir.path()), &["vm:4444", "-c", "stop"], "");
     assert_eq!(run.code, 2);
-    assert!(
-        run.stderr.contains("ambiguous") && run.stderr.contains("unix:vm:4444"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("ambiguous") && run.stderr.contains("unix:vm:4444"), "{}", run.stderr);
 }
 
 #[test]
@@ -74,10 +48,7 @@ fn a_parse_error_exits_2_naming_line_and_column() {
     let run = qmpsh(&["--dry-run"], "stop\ndevice_del id=\"n1\n");
     assert_eq!(run.code, 2);
     assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
-    assert_eq!(
-        run.stderr,
-        "qmpsh: line 2, column 15: expected a closing \" for this string\n"
-    );
+    assert_eq!(run.stderr, "qmpsh: line 2, column 15: expected a closing \" for this string\n");
 }
 
 #[test]

@@ -31,37 +31,14 @@ fn events_before_between_and_after_replies_print_in_arrival_order() {
         send(r#"{"return": {"status": "running"}, "id": {id}}"#),
         Step::ExpectHangUp,
     ]);
-    let run = qmpsh(
-        &[
-            &server.socket_arg(),
-            "-c",
-            "stop",
-            "-c",
-            "cont",
-            "-c",
-            "query-status",
-        ],
-        "",
-    );
+    let run = qmpsh(&[&server.socket_arg(), "-c", "stop", "-c", "cont", "-c", "query-status"], "");
     server.finish();
     assert_eq!(run.code, 0, "{run:?}");
     // Events start with a time of day; replies ("ok", compact JSON) have no space.
-    let shown: Vec<&str> = run
-        .stdout
-        .lines()
-        .map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest))
-        .collect();
+    let shown: Vec<&str> = run.stdout.lines().map(|l| l.split_once(' ').map_or(l, |(_, rest)| rest)).collect();
     assert_eq!(
         shown,
-        [
-            "BEFORE",
-            "DURING {\"n\":1}",
-            "ok",
-            "BETWEEN",
-            "ok",
-            "AFTER",
-            "{\"status\":\"running\"}"
-        ],
+        ["BEFORE", "DURING {\"n\":1}", "ok", "BETWEEN", "ok", "AFTER", "{\"status\":\"running\"}"],
         "{}",
         run.stdout
     );
@@ -111,10 +88,7 @@ fn keep_going_runs_the_rest_and_still_exits_1() {
 
 #[test]
 fn eof_in_the_middle_of_a_reply_is_a_lost_connection() {
-    let server = script(vec![
-        expect("query-status"),
-        send(r#"{"return": {"status": "runn"#),
-    ]);
+    let server = script(vec![expect("query-status"), send(r#"{"return": {"status": "runn"#)]);
     let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
     server.finish();
     assert_eq!(run.code, 3, "{run:?}");
@@ -124,11 +98,7 @@ fn eof_in_the_middle_of_a_reply_is_a_lost_connection() {
 #[test]
 fn multi_line_pretty_json_with_crlf_is_one_message() {
     let pretty = "{\r\n    \"return\": {\r\n        \"status\": \"paused\",\r\n        \"running\": false\r\n    },\r\n    \"id\": {id}\r\n}\r\n";
-    let server = script(vec![
-        expect("query-status"),
-        send(pretty),
-        Step::ExpectHangUp,
-    ]);
+    let server = script(vec![expect("query-status"), send(pretty), Step::ExpectHangUp]);
     let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
     server.finish();
     assert_eq!(run.code, 0, "{run:?}");
@@ -138,8 +108,7 @@ fn multi_line_pretty_json_with_crlf_is_one_message() {
 #[test]
 fn a_20_mb_reply_arrives_whole() {
     let big = "x".repeat(20 << 20);
-    let reply =
-        format!("{{\"return\": {{\"blob\": \"{big}\", \"end\": \"marker\"}}, \"id\": {{id}}}}\n");
+    let reply = format!("{{\"return\": {{\"blob\": \"{big}\", \"end\": \"marker\"}}, \"id\": {{id}}}}\n");
     let server = script(vec![expect("query-big"), send(&reply), Step::ExpectHangUp]);
     let run = qmpsh(&[&server.socket_arg(), "-c", "query-big"], "");
     server.finish();
@@ -171,33 +140,18 @@ fn an_error_without_an_id_is_a_protocol_error_not_a_hang() {
     let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
     server.finish();
     assert_eq!(run.code, 3, "{run:?}");
-    assert!(
-        run.stderr.contains("protocol error") && run.stderr.contains("JSON parse error"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("protocol error") && run.stderr.contains("JSON parse error"), "{}", run.stderr);
 }
 
 #[test]
 fn no_greeting_times_out_naming_the_one_client_rule() {
     let server = FakeServer::start(vec![Step::Pause(Duration::from_secs(3))]);
     let started = std::time::Instant::now();
-    let run = qmpsh(
-        &[&server.socket_arg(), "--timeout", "0.5", "-c", "stop"],
-        "",
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "took {:?}",
-        started.elapsed()
-    );
+    let run = qmpsh(&[&server.socket_arg(), "--timeout", "0.5", "-c", "stop"], "");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     server.finish();
     assert_eq!(run.code, 3);
-    assert!(
-        run.stderr.contains("no QMP greeting") && run.stderr.contains("one client"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no QMP greeting") && run.stderr.contains("one client"), "{}", run.stderr);
     assert_eq!(run.stderr.lines().count(), 1);
 }
 
@@ -207,53 +161,32 @@ fn garbage_from_the_socket_is_one_clear_error() {
     let run = qmpsh(&[&server.socket_arg(), "-c", "stop"], "");
     server.finish();
     assert_eq!(run.code, 3);
-    assert!(
-        run.stderr.contains("not a JSON object") && run.stderr.contains("SSH-2.0"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("not a JSON object") && run.stderr.contains("SSH-2.0"), "{}", run.stderr);
 }
 
 #[test]
 fn a_command_timeout_exits_4() {
     let server = script(vec![expect("stop"), Step::Pause(Duration::from_secs(2))]);
-    let run = qmpsh(
-        &[&server.socket_arg(), "--timeout", "0.3", "-c", "stop"],
-        "",
-    );
+    let run = qmpsh(&[&server.socket_arg(), "--timeout", "0.3", "-c", "stop"], "");
     server.finish();
     assert_eq!(run.code, 4, "{run:?}");
-    assert!(
-        run.stderr.contains("no reply to stop within 0.3 s"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("no reply to stop within 0.3 s"), "{}", run.stderr);
 }
 
 #[test]
 fn no_negotiate_sends_commands_without_waiting_for_a_greeting() {
-    let server = FakeServer::start(vec![
-        expect("guest-ping"),
-        send(r#"{"return": {}, "id": {id}}"#),
-        Step::ExpectHangUp,
-    ]);
+    let server =
+        FakeServer::start(vec![expect("guest-ping"), send(r#"{"return": {}, "id": {id}}"#), Step::ExpectHangUp]);
     let run = qmpsh(&[&server.socket_arg(), "-N", "-c", "guest-ping"], "");
     server.finish();
-    assert_eq!(
-        (run.code, run.stdout.as_str()),
-        (0, "ok\n"),
-        "{}",
-        run.stderr
-    );
+    assert_eq!((run.code, run.stdout.as_str()), (0, "ok\n"), "{}", run.stderr);
 }
 
 #[test]
 fn json_mode_prints_every_received_message_compact() {
     let server = script(vec![
         expect("stop"),
-        send(
-            "{\n \"timestamp\": {\"seconds\": 1, \"microseconds\": 2},\n \"event\": \"STOP\"\n}\n",
-        ),
+        send("{\n \"timestamp\": {\"seconds\": 1, \"microseconds\": 2},\n \"event\": \"STOP\"\n}\n"),
         send(OK),
         Step::ExpectHangUp,
     ]);
@@ -263,4 +196,38 @@ fn json_mode_prints_every_received_message_compact() {
     assert_eq!(lines.len(), 2, "{}", run.stdout);
     assert_eq!(lines[0]["event"], "STOP");
     assert_eq!(lines[1]["return"], serde_json::json!({}));
+}
+
+#[test]
+fn the_schema_is_fetched_once_and_only_for_lines_that_need_it() {
+    let schema = r#"{"return": [
+        {"name": "x-get", "meta-type": "command", "arg-type": "1", "ret-type": "any"},
+        {"name": "qom-get", "meta-type": "command", "arg-type": "1", "ret-type": "any"},
+        {"name": "1", "meta-type": "object", "members": [{"name": "path", "type": "str"}, {"name": "property", "type": "str"}]},
+        {"name": "str", "meta-type": "builtin", "json-type": "string"}], "id": {id}}"#;
+    let server = script(vec![
+        // No arguments to type: no schema.
+        expect("stop"),
+        send(OK),
+        expect("query-status"),
+        send(r#"{"return": {"status": "paused"}, "id": {id}}"#),
+        // The first line with arguments fetches it...
+        expect("query-qmp-schema"),
+        send(schema),
+        expect("x-get"),
+        send(r#"{"return": "a", "id": {id}}"#),
+        // ...once.
+        expect("x-get"),
+        send(r#"{"return": "b", "id": {id}}"#),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(
+        &[&server.socket_arg(), "--json"],
+        "stop\nquery-status\nx-get path=1 property=2\nx-get path=/ property=x\n",
+    );
+    server.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    // --json shows the commands' replies, not qmpsh's own schema query.
+    let returns: Vec<String> = run.json_lines().iter().map(|m| m["return"].to_string()).collect();
+    assert_eq!(returns, ["{}", r#"{"status":"paused"}"#, r#""a""#, r#""b""#]);
 }

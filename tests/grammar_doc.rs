@@ -32,39 +32,57 @@ fn examples() -> Vec<(String, String)> {
 #[test]
 fn every_example_translates_as_documented() {
     let examples = examples();
-    assert!(
-        examples.len() >= 40,
-        "only {} examples found",
-        examples.len()
-    );
+    assert!(examples.len() >= 40, "only {} examples found", examples.len());
     let mut wrong = Vec::new();
     for (input, expected) in &examples {
         let run = qmpsh(&["--dry-run"], input);
         let shown = match expected.strip_prefix("error: ") {
-            Some(_) => format!(
-                "error: {}",
-                run.stderr.trim_end().trim_start_matches("qmpsh: ")
-            ),
+            Some(_) => format!("error: {}", run.stderr.trim_end().trim_start_matches("qmpsh: ")),
             None if run.stdout.is_empty() => "(nothing)".to_string(),
             None => run.stdout.trim_end().to_string(),
         };
-        let code = if expected.starts_with("error: ") {
-            2
-        } else {
-            0
-        };
+        let code = if expected.starts_with("error: ") { 2 } else { 0 };
         if shown != *expected || run.code != code {
-            wrong.push(format!(
-                "{input}  documented: {expected}\n  printed:    {shown} (exit {})",
-                run.code
-            ));
+            wrong.push(format!("{input}  documented: {expected}\n  printed:    {shown} (exit {})", run.code));
         }
     }
-    assert!(
-        wrong.is_empty(),
-        "{} of {} examples differ:\n{}",
-        wrong.len(),
-        examples.len(),
-        wrong.join("\n")
-    );
+    assert!(wrong.is_empty(), "{} of {} examples differ:\n{}", wrong.len(), examples.len(), wrong.join("\n"));
+}
+
+/// Examples to leave out against a live QEMU: errors, a command QEMU lacks
+/// on purpose, a wait for an event that will not come, and `quit`.
+fn runs_against_qemu(input: &str, expected: &str) -> bool {
+    !expected.starts_with("error: ")
+        && !expected.contains(r#""execute":"quit""#)
+        && !input.contains("x-no-such-command")
+        && !input.starts_with(".wait")
+}
+
+#[test]
+fn every_translating_example_has_a_shape_qemu_accepts() {
+    // A paused PC with two CPUs, so `.cpu 1` has a CPU to address.
+    let pc = ["-machine", "pc", "-accel", "tcg", "-S", "-smp", "2", "-m", "64"];
+    let Some(qemu) = common::Qemu::start(&pc) else { return };
+    let mut refused = Vec::new();
+    for (input, expected) in examples().iter().filter(|(i, e)| runs_against_qemu(i, e)) {
+        let run = qmpsh(&[&qemu.socket_arg()], input);
+        let shape_error = ["CommandNotFound", "Parameter '", "Invalid parameter", "unknown command"]
+            .iter()
+            .any(|s| run.stderr.contains(s));
+        if !matches!(run.code, 0 | 1) || shape_error {
+            refused.push(format!("{input}  (exit {}) {}", run.code, run.stderr.trim_end()));
+        }
+    }
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+}
+
+#[test]
+fn the_readme_examples_translate() {
+    let readme = include_str!("../README.md");
+    let block =
+        readme.split("```qmpsh\n").nth(1).and_then(|b| b.split("\n```").next()).expect("README has a qmpsh block");
+    let run = qmpsh(&["--dry-run"], &format!("{block}\n"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let commands = block.lines().filter(|l| !l.starts_with('#') && !l.starts_with('.')).count();
+    assert_eq!(run.stdout.lines().count(), commands, "{}", run.stdout);
 }

@@ -19,10 +19,7 @@ fn a_piped_script_prints_replies_and_events_without_prompt_or_banner() {
     assert_eq!(run.stderr, "");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 7, "{}", run.stdout);
-    assert_eq!(
-        lines[0],
-        r#"{"status":"running","singlestep":false,"running":true}"#
-    );
+    assert_eq!(lines[0], r#"{"status":"running","singlestep":false,"running":true}"#);
     assert!(lines[1].ends_with(" STOP"), "{}", lines[1]);
     assert_eq!(lines[2], "ok");
     assert!(lines[3].ends_with(" RESUME"), "{}", lines[3]);
@@ -38,39 +35,19 @@ fn an_unknown_command_exits_1_with_its_class_and_stops_the_script() {
     let run = qmpsh(&[&qemu.socket_arg()], "no-such-command\nstop\n");
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(
-        run.stderr.starts_with("error: CommandNotFound: "),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.starts_with("error: CommandNotFound: "), "{}", run.stderr);
     // `stop` never ran: the VM still runs.
-    assert_eq!(
-        query(&qemu.socket, "query-status")["return"]["status"],
-        "running"
-    );
+    assert_eq!(query(&qemu.socket, "query-status")["return"]["status"], "running");
 }
 
 #[test]
 fn json_mode_gives_json_lines_with_stop_and_resume() {
     let Some(qemu) = Qemu::start(&[]) else { return };
-    let run = qmpsh(
-        &["--json", &qemu.socket_arg(), "-c", "stop", "-c", "cont"],
-        "",
-    );
+    let run = qmpsh(&["--json", &qemu.socket_arg(), "-c", "stop", "-c", "cont"], "");
     assert_eq!(run.code, 0, "{run:?}");
-    let events: Vec<String> = run
-        .json_lines()
-        .iter()
-        .filter_map(|m| m["event"].as_str().map(String::from))
-        .collect();
+    let events: Vec<String> = run.json_lines().iter().filter_map(|m| m["event"].as_str().map(String::from)).collect();
     assert_eq!(events, ["STOP", "RESUME"]);
-    assert_eq!(
-        run.json_lines()
-            .iter()
-            .filter(|m| m.get("return").is_some())
-            .count(),
-        2
-    );
+    assert_eq!(run.json_lines().iter().filter(|m| m.get("return").is_some()).count(), 2);
 }
 
 #[test]
@@ -90,10 +67,7 @@ fn quit_exits_0_and_qemu_is_gone() {
     };
     let run = qmpsh(&[&qemu.socket_arg(), "-c", "quit"], "");
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(
-        qemu.exits_within(Duration::from_secs(5)),
-        "QEMU still runs after quit"
-    );
+    assert!(qemu.exits_within(Duration::from_secs(5)), "QEMU still runs after quit");
 }
 
 #[test]
@@ -116,18 +90,10 @@ fn a_tcp_target_works_in_each_spelling() {
     let Some(qemu) = Qemu::start(&["-qmp", &qmp]) else {
         return;
     };
-    for target in [
-        format!("127.0.0.1:{port}"),
-        format!("tcp:127.0.0.1:{port}"),
-        format!("tcp:localhost:{port}"),
-    ] {
+    for target in [format!("127.0.0.1:{port}"), format!("tcp:127.0.0.1:{port}"), format!("tcp:localhost:{port}")] {
         let run = qmpsh(&[&target, "-c", "query-status"], "");
         assert_eq!(run.code, 0, "{target}: {run:?}");
-        assert!(
-            run.stdout.contains("\"running\":true"),
-            "{target}: {}",
-            run.stdout
-        );
+        assert!(run.stdout.contains("\"running\":true"), "{target}: {}", run.stdout);
     }
     drop(qemu);
 }
@@ -137,18 +103,7 @@ fn the_log_holds_all_traffic_as_json_lines() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let log = qemu.dir.path().join("traffic.jsonl");
     let log_arg = log.to_str().unwrap();
-    let run = qmpsh(
-        &[
-            &qemu.socket_arg(),
-            "-l",
-            log_arg,
-            "-c",
-            "stop",
-            "-c",
-            "cont",
-        ],
-        "",
-    );
+    let run = qmpsh(&[&qemu.socket_arg(), "-l", log_arg, "-c", "stop", "-c", "cont"], "");
     assert_eq!(run.code, 0, "{run:?}");
     let records: Vec<serde_json::Value> = std::fs::read_to_string(&log)
         .unwrap()
@@ -159,13 +114,11 @@ fn the_log_holds_all_traffic_as_json_lines() {
         .iter()
         .map(|r| {
             let m = &r["message"];
-            let what = m["execute"].as_str().or(m["event"].as_str()).unwrap_or(
-                if m.get("QMP").is_some() {
-                    "greeting"
-                } else {
-                    "return"
-                },
-            );
+            let what = m["execute"].as_str().or(m["event"].as_str()).unwrap_or(if m.get("QMP").is_some() {
+                "greeting"
+            } else {
+                "return"
+            });
             format!("{} {what}", r["direction"].as_str().unwrap())
         })
         .collect();
@@ -183,11 +136,7 @@ fn the_log_holds_all_traffic_as_json_lines() {
             "received return",
         ]
     );
-    assert!(
-        records
-            .iter()
-            .all(|r| r["time"].as_str().is_some_and(|t| t.ends_with('Z')))
-    );
+    assert!(records.iter().all(|r| r["time"].as_str().is_some_and(|t| t.ends_with('Z'))));
     // A second run appends.
     qmpsh(&[&qemu.socket_arg(), "-l", log_arg, "-c", "stop"], "");
     assert!(std::fs::read_to_string(&log).unwrap().lines().count() > records.len());
@@ -198,11 +147,7 @@ fn verbose_echoes_what_is_sent_on_stderr() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let run = qmpsh(&["-v", &qemu.socket_arg(), "-c", "stop"], "");
     assert_eq!(run.code, 0);
-    assert!(
-        run.stderr.contains(r#"-> {"execute":"stop","id":2}"#),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains(r#"-> {"execute":"stop","id":2}"#), "{}", run.stderr);
     assert!(!run.stdout.contains("execute"));
 }
 
@@ -214,13 +159,7 @@ fn hmp_lines_print_text() {
     let mut lines = run.stdout.lines();
     assert_eq!(lines.next(), Some("VM status: running"));
     // `info qom-tree` is not in the table: HMP answers it, as text.
-    assert!(
-        lines
-            .next()
-            .is_some_and(|l| l.starts_with("/machine (none-machine)")),
-        "{}",
-        run.stdout
-    );
+    assert!(lines.next().is_some_and(|l| l.starts_with("/machine (none-machine)")), "{}", run.stdout);
     let all_hmp = qmpsh(&["-H", &qemu.socket_arg(), "-c", "info status"], "");
     assert_eq!(all_hmp.stdout, "VM status: running\n");
 }
@@ -234,11 +173,7 @@ fn a_socket_held_by_another_client_times_out_with_the_reason() {
     assert!(greeting.contains("QMP"));
     let run = qmpsh(&[&qemu.socket_arg(), "--timeout", "1", "-c", "stop"], "");
     assert_eq!(run.code, 3, "{run:?}");
-    assert!(
-        run.stderr.contains("another client may be holding it"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("another client may be holding it"), "{}", run.stderr);
     drop(holder);
 }
 
@@ -247,16 +182,8 @@ fn qmp_shell_arguments_reach_qemu_typed() {
     let Some(qemu) = Qemu::start(&["-object", "memory-backend-ram,id=mem0,size=4M"]) else {
         return;
     };
-    let run = qmpsh(
-        &[&qemu.socket_arg()],
-        "qom-get path=/objects/mem0 property=size\n",
-    );
-    assert_eq!(
-        (run.code, run.stdout.as_str()),
-        (0, "4194304\n"),
-        "{}",
-        run.stderr
-    );
+    let run = qmpsh(&[&qemu.socket_arg()], "qom-get path=/objects/mem0 property=size\n");
+    assert_eq!((run.code, run.stdout.as_str()), (0, "4194304\n"), "{}", run.stderr);
     let raw = qmpsh(
         &[&qemu.socket_arg()],
         "{ \"execute\": \"qom-get\",\n  \"arguments\": {\"path\": \"/objects/mem0\",\n  \"property\": \"size\"} }\n",

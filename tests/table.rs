@@ -14,36 +14,15 @@ fn names_are_unique_and_examples_use_their_own_entry() {
     let mut seen = HashSet::new();
     for entry in table() {
         for name in entry.names() {
-            assert!(
-                seen.insert(name.to_string()),
-                "{name} appears twice in the table"
-            );
+            assert!(seen.insert(name.to_string()), "{name} appears twice in the table");
         }
         let word = entry.example.split([' ', '/']).next().unwrap();
-        let typed = if entry.name.starts_with("info ") {
-            entry.example.clone()
-        } else {
-            word.to_string()
-        };
-        assert!(
-            entry.names().any(|n| n == typed),
-            "{}: example {:?} uses another command",
-            entry.name,
-            entry.example
-        );
+        let typed = if entry.name.starts_with("info ") { entry.example.clone() } else { word.to_string() };
+        assert!(entry.names().any(|n| n == typed), "{}: example {:?} uses another command", entry.name, entry.example);
         assert!(!entry.help.is_empty(), "{} has no help", entry.name);
-        let flags_are_switches_or_options =
-            entry.args.iter().all(|a| a.flag.is_none() || a.optional);
-        assert!(
-            flags_are_switches_or_options,
-            "{}: a flag argument must be optional",
-            entry.name
-        );
-        let opts = entry
-            .args
-            .iter()
-            .filter(|a| a.kind == ArgType::Opts)
-            .count();
+        let flags_are_switches_or_options = entry.args.iter().all(|a| a.flag.is_none() || a.optional);
+        assert!(flags_are_switches_or_options, "{}: a flag argument must be optional", entry.name);
+        let opts = entry.args.iter().filter(|a| a.kind == ArgType::Opts).count();
         assert!(opts <= 1, "{}: at most one QemuOpts argument", entry.name);
     }
 }
@@ -63,17 +42,9 @@ fn every_example_translates_without_a_connection() {
 fn every_qmp_command_in_the_table_exists_in_qemu() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let reply = query(&qemu.socket, "query-commands");
-    let known: HashSet<&str> = reply["return"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|c| c["name"].as_str())
-        .collect();
-    let mut missing: Vec<&str> = table()
-        .iter()
-        .filter_map(|e| e.qmp.as_deref())
-        .filter(|c| !known.contains(c))
-        .collect();
+    let known: HashSet<&str> = reply["return"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    let mut missing: Vec<&str> =
+        table().iter().filter_map(|e| e.qmp.as_deref()).filter(|c| !known.contains(c)).collect();
     if !known.contains("human-monitor-command") {
         missing.push("human-monitor-command");
     }
@@ -83,14 +54,7 @@ fn every_qmp_command_in_the_table_exists_in_qemu() {
 /// What QEMU says when a message has the wrong shape, as opposed to a
 /// runtime failure such as a missing device.
 fn is_shape_error(stderr: &str) -> bool {
-    [
-        "CommandNotFound",
-        "Parameter '",
-        "Invalid parameter",
-        "unknown command",
-    ]
-    .iter()
-    .any(|s| stderr.contains(s))
+    ["CommandNotFound", "Parameter '", "Invalid parameter", "unknown command"].iter().any(|s| stderr.contains(s))
 }
 
 #[test]
@@ -99,28 +63,17 @@ fn qemu_accepts_the_shape_of_every_example() {
         return;
     };
     let socket = qemu.socket_arg();
-    let (quit, others): (Vec<_>, Vec<_>) = table()
-        .iter()
-        .partition(|e| e.qmp.as_deref() == Some("quit"));
+    let (quit, others): (Vec<_>, Vec<_>) = table().iter().partition(|e| e.qmp.as_deref() == Some("quit"));
     let mut refused = Vec::new();
     for entry in others {
         let run = qmpsh(&[&socket, "-c", &entry.example], "");
         // 0: it worked; 1: QEMU refused at run time (no such device, ...).
         let acceptable = matches!(run.code, 0 | 1) && !is_shape_error(&run.stderr);
         if !acceptable {
-            refused.push(format!(
-                "{} (exit {}): {}",
-                entry.example,
-                run.code,
-                run.stderr.trim_end()
-            ));
+            refused.push(format!("{} (exit {}): {}", entry.example, run.code, run.stderr.trim_end()));
         }
     }
-    assert!(
-        refused.is_empty(),
-        "QEMU or qmpsh refused the shape of:\n{}",
-        refused.join("\n")
-    );
+    assert!(refused.is_empty(), "QEMU or qmpsh refused the shape of:\n{}", refused.join("\n"));
     for entry in quit {
         assert_eq!(qmpsh(&[&socket, "-c", &entry.example], "").code, 0);
     }

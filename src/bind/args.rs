@@ -25,14 +25,8 @@ impl Node {
     /// qmp-shell typing for every raw leaf under this node.
     pub fn into_untyped(self) -> Json {
         match self {
-            Node::Leaf {
-                leaf: Leaf::Raw(value),
-                ..
-            } => untyped(&value),
-            Node::Leaf {
-                leaf: Leaf::Typed(json),
-                ..
-            } => json,
+            Node::Leaf { leaf: Leaf::Raw(value), .. } => untyped(&value),
+            Node::Leaf { leaf: Leaf::Typed(json), .. } => json,
             Node::Branch { tree, .. } => Json::Object(tree.into_untyped()),
         }
     }
@@ -52,10 +46,7 @@ pub struct Tree {
 
 impl Tree {
     pub fn get(&self, name: &str) -> Option<&Node> {
-        self.members
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, node)| node)
+        self.members.iter().find(|(n, _)| n == name).map(|(_, node)| node)
     }
 
     /// Inserts `leaf` at the dotted `key`, refusing a key given twice or used
@@ -68,20 +59,12 @@ impl Tree {
             let at = tree.members.iter().position(|(n, _)| n == part);
             match (at, last) {
                 (None, true) => {
-                    tree.members
-                        .push((part.clone(), Node::Leaf { leaf, offset }));
+                    tree.members.push((part.clone(), Node::Leaf { leaf, offset }));
                     return Ok(());
                 }
                 (None, false) => {
-                    tree.members.push((
-                        part.clone(),
-                        Node::Branch {
-                            tree: Tree::default(),
-                            offset,
-                        },
-                    ));
-                    let Some((_, Node::Branch { tree: child, .. })) = tree.members.last_mut()
-                    else {
+                    tree.members.push((part.clone(), Node::Branch { tree: Tree::default(), offset }));
+                    let Some((_, Node::Branch { tree: child, .. })) = tree.members.last_mut() else {
                         unreachable!("just pushed a branch")
                     };
                     tree = child;
@@ -103,10 +86,7 @@ impl Tree {
 
     /// qmp-shell typing for every raw leaf.
     pub fn into_untyped(self) -> Map<String, Json> {
-        self.members
-            .into_iter()
-            .map(|(name, node)| (name, node.into_untyped()))
-            .collect()
+        self.members.into_iter().map(|(name, node)| (name, node.into_untyped())).collect()
     }
 }
 
@@ -147,17 +127,12 @@ pub fn parse_int(text: &str) -> Option<i64> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let magnitude = match digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
+    let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
             i64::from_str_radix(hex, 16).ok()?
         }
         Some(_) => return None,
-        None if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
-            digits.parse().ok()?
-        }
+        None if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse().ok()?,
         None => return None,
     };
     Some(if negative { -magnitude } else { magnitude })
@@ -165,13 +140,9 @@ pub fn parse_int(text: &str) -> Option<i64> {
 
 /// A finite float written the way JSON writes numbers (no `inf`, `nan`).
 fn parse_float(s: &str) -> Option<f64> {
-    let looks_numeric = s
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-        && s.bytes().any(|b| b.is_ascii_digit());
-    s.parse::<f64>()
-        .ok()
-        .filter(|f| looks_numeric && f.is_finite())
+    let looks_numeric =
+        s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) && s.bytes().any(|b| b.is_ascii_digit());
+    s.parse::<f64>().ok().filter(|f| looks_numeric && f.is_finite())
 }
 
 /// A size with an optional K/M/G/T suffix (powers of 1024, `B` for bytes);
@@ -223,8 +194,7 @@ mod tests {
         let mut tree = Tree::default();
         tree.insert(&key("file.driver"), raw("file"), 0).unwrap();
         tree.insert(&key("node-name"), raw("n0"), 1).unwrap();
-        tree.insert(&key("file.filename"), raw("/tmp/x"), 2)
-            .unwrap();
+        tree.insert(&key("file.filename"), raw("/tmp/x"), 2).unwrap();
         assert_eq!(
             Json::Object(tree.into_untyped()).to_string(),
             r#"{"file":{"driver":"file","filename":"/tmp/x"},"node-name":"n0"}"#
@@ -235,23 +205,10 @@ mod tests {
     fn a_key_twice_or_as_leaf_and_parent_is_refused() {
         let mut tree = Tree::default();
         tree.insert(&key("a"), raw("1"), 0).unwrap();
-        assert_eq!(
-            tree.insert(&key("a"), raw("2"), 4).unwrap_err().message,
-            "expected `a` only once"
-        );
-        assert!(
-            tree.insert(&key("a.b"), raw("2"), 4)
-                .unwrap_err()
-                .message
-                .contains("not both")
-        );
+        assert_eq!(tree.insert(&key("a"), raw("2"), 4).unwrap_err().message, "expected `a` only once");
+        assert!(tree.insert(&key("a.b"), raw("2"), 4).unwrap_err().message.contains("not both"));
         tree.insert(&key("c.d"), raw("1"), 0).unwrap();
-        assert!(
-            tree.insert(&key("c"), raw("2"), 9)
-                .unwrap_err()
-                .message
-                .contains("`c` to be either")
-        );
+        assert!(tree.insert(&key("c"), raw("2"), 9).unwrap_err().message.contains("`c` to be either"));
     }
 
     #[test]
@@ -267,10 +224,7 @@ mod tests {
         for text in ["0x", "1e", "inf", "nan", "12abc", "-", "on"] {
             assert_eq!(typed(text), Json::String(text.into()), "{text}");
         }
-        assert_eq!(
-            untyped(&Value::Quoted("123".into())),
-            Json::String("123".into())
-        );
+        assert_eq!(untyped(&Value::Quoted("123".into())), Json::String("123".into()));
     }
 
     #[test]

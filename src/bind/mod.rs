@@ -4,7 +4,7 @@
 //! types here, not in the grammar.
 
 pub mod args;
-mod shell;
+pub mod shell;
 mod table;
 
 use std::time::Duration;
@@ -41,10 +41,7 @@ impl Request {
         if !arguments.is_empty() {
             message.insert("arguments".into(), Json::Object(arguments));
         }
-        Request {
-            message,
-            text_reply: false,
-        }
+        Request { message, text_reply: false }
     }
 
     fn hmp(command_line: &str, cpu: Option<i64>) -> Request {
@@ -53,19 +50,12 @@ impl Request {
         if let Some(cpu) = cpu {
             arguments.insert("cpu-index".into(), Json::from(cpu));
         }
-        Request {
-            text_reply: true,
-            ..Request::qmp("human-monitor-command", arguments)
-        }
+        Request { text_reply: true, ..Request::qmp("human-monitor-command", arguments) }
     }
 
     /// The QMP command name (`execute` or `exec-oob`).
     pub fn command(&self) -> &str {
-        self.message
-            .get("execute")
-            .or_else(|| self.message.get("exec-oob"))
-            .and_then(Json::as_str)
-            .unwrap_or_default()
+        self.message.get("execute").or_else(|| self.message.get("exec-oob")).and_then(Json::as_str).unwrap_or_default()
     }
 }
 
@@ -104,10 +94,7 @@ type Result<T> = std::result::Result<T, ParseError>;
 
 /// A binding error at `offset`: what was expected there.
 fn error<T>(offset: usize, expected: impl Into<String>) -> Result<T> {
-    Err(ParseError {
-        offset,
-        message: format!("expected {}", expected.into()),
-    })
+    Err(ParseError { offset, message: format!("expected {}", expected.into()) })
 }
 
 /// Whether binding `line` wants the live schema: a QMP command with
@@ -121,14 +108,9 @@ pub fn needs_schema(line: &Line, context: &Context) -> bool {
         Line::Command(inv) if inv.name == "info" => false,
         Line::Command(inv) => match crate::table::lookup(command_word(&inv.name)) {
             Some(entry) => {
-                let passes_through =
-                    |key: &Vec<String>| !entry.args.iter().any(|spec| spec.name == key.join("."));
+                let passes_through = |key: &Vec<String>| !entry.args.iter().any(|spec| spec.name == key.join("."));
                 (entry.has_opts() && !inv.args.is_empty())
-                    || inv
-                        .args
-                        .iter()
-                        .filter_map(|a| a.key.as_ref())
-                        .any(passes_through)
+                    || inv.args.iter().filter_map(|a| a.key.as_ref()).any(passes_through)
             }
             None => !inv.args.is_empty(),
         },
@@ -147,9 +129,7 @@ pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
         Line::Blank => Ok(Action::Nothing),
         Line::Json(message) => bind_json(message),
         Line::Shell(inv) => shell::bind(inv).map(Action::Shell),
-        Line::Hmp(command_line) if command_line.is_empty() => {
-            error(text.len(), "an HMP command after `hmp`")
-        }
+        Line::Hmp(command_line) if command_line.is_empty() => error(text.len(), "an HMP command after `hmp`"),
         Line::Hmp(command_line) => Ok(Action::Send(Request::hmp(command_line, context.cpu))),
         Line::Command(_) if context.hmp => Ok(Action::Send(Request::hmp(text.trim(), context.cpu))),
         Line::Transaction(actions) => bind_transaction(actions),
@@ -160,10 +140,7 @@ pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
 fn bind_json(message: &Map<String, Json>) -> Result<Action> {
     let command = message.get("execute").or_else(|| message.get("exec-oob"));
     match command {
-        Some(Json::String(_)) => Ok(Action::Send(Request {
-            message: message.clone(),
-            text_reply: false,
-        })),
+        Some(Json::String(_)) => Ok(Action::Send(Request { message: message.clone(), text_reply: false })),
         Some(_) => error(0, "a command name (a string) as the value of \"execute\""),
         None => error(0, "a QMP message with \"execute\" or \"exec-oob\""),
     }
@@ -174,10 +151,7 @@ fn bind_transaction(actions: &[Invocation]) -> Result<Action> {
     for action in actions {
         let mut entry = Map::new();
         entry.insert("type".into(), Json::String(action.name.clone()));
-        entry.insert(
-            "data".into(),
-            Json::Object(named_arguments(action)?.into_untyped()),
-        );
+        entry.insert("data".into(), Json::Object(named_arguments(action)?.into_untyped()));
         list.push(Json::Object(entry));
     }
     let mut arguments = Map::new();
@@ -187,17 +161,11 @@ fn bind_transaction(actions: &[Invocation]) -> Result<Action> {
 
 fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
     let word = command_word(&inv.name);
-    let entry = if word == "info" {
-        info_entry(inv, text)?
-    } else {
-        crate::table::lookup(word)
-    };
+    let entry = if word == "info" { info_entry(inv, text)? } else { crate::table::lookup(word) };
     match entry {
         Some(entry) => table::bind(entry, inv, text, context),
         None if word == "info" => Ok(Request::hmp(text.trim(), context.cpu)),
-        None if word != inv.name => {
-            error(inv.offset + word.len(), "no `/` after a QMP command name")
-        }
+        None if word != inv.name => error(inv.offset + word.len(), "no `/` after a QMP command name"),
         None => bind_qmp(inv, text, context),
     }
 }
@@ -205,10 +173,7 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
 /// `info X`: the table entry when there is one; `None` sends HMP's own.
 fn info_entry(inv: &Invocation, text: &str) -> Result<Option<&'static crate::table::Entry>> {
     match inv.args.first() {
-        None => error(
-            text.trim_end().len(),
-            "what to show after `info`, such as `info status`",
-        ),
+        None => error(text.trim_end().len(), "what to show after `info`, such as `info status`"),
         Some(arg) => match (&arg.key, &arg.value) {
             (None, Value::Bare(topic)) => Ok(crate::table::lookup(&format!("info {topic}"))),
             _ => error(arg.offset, "an info topic such as `status`"),
@@ -224,10 +189,7 @@ fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> 
             let hint = schema::suggest(&inv.name, schema.command_names())
                 .map(|near| format!(" (did you mean `{near}`?)"))
                 .unwrap_or_default();
-            return error(
-                inv.offset,
-                format!("a command QEMU knows, not `{}`{hint}", inv.name),
-            );
+            return error(inv.offset, format!("a command QEMU knows, not `{}`{hint}", inv.name));
         }
         Some(schema) => schema.type_arguments(&inv.name, tree, text.trim_end().len())?,
         None => tree.into_untyped(),
@@ -242,10 +204,7 @@ fn named_arguments(inv: &Invocation) -> Result<Tree> {
         let Some(key) = &arg.key else {
             return error(
                 arg.offset,
-                format!(
-                    "key=value (`{}` is not a table command, so every argument is named)",
-                    inv.name
-                ),
+                format!("key=value (`{}` is not a table command, so every argument is named)", inv.name),
             );
         };
         tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset)?;

@@ -8,10 +8,36 @@ use super::args::{Leaf, Tree, parse_int};
 use super::{Result, Shell, error};
 use crate::line::{Arg, Invocation, Value};
 
-/// The names `.help` lists, and what an unknown name is compared with.
-pub const NAMES: &[&str] = &[
-    "help", "exit", "events", "pretty", "sleep", "wait", "schema", "cpu",
+/// One shell command, as `.help` shows it.
+pub struct ShellCommand {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub help: &'static str,
+}
+
+/// Every shell command: `.help` lists these, and an unknown name is
+/// compared with them.
+pub const COMMANDS: &[ShellCommand] = &[
+    ShellCommand { name: "help", args: "[CMD]", help: "list commands, or show one" },
+    ShellCommand { name: "exit", args: "", help: "leave qmpsh (Ctrl-D too)" },
+    ShellCommand { name: "events", args: "on|off", help: "show or hide asynchronous events" },
+    ShellCommand { name: "pretty", args: "on|off", help: "pretty-print JSON replies" },
+    ShellCommand { name: "sleep", args: "SECS", help: "pause, printing events that arrive" },
+    ShellCommand {
+        name: "wait",
+        args: "EVENT [timeout=SECS] [KEY=VALUE...]",
+        help: "block until a matching event arrives",
+    },
+    ShellCommand { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
+    ShellCommand { name: "cpu", args: "N", help: "address HMP commands to CPU N" },
 ];
+
+impl ShellCommand {
+    /// `.wait EVENT [timeout=SECS] ...`
+    pub fn usage(&self) -> String {
+        format!(".{} {}", self.name, self.args).trim_end().to_string()
+    }
+}
 
 pub fn bind(inv: &Invocation) -> Result<Shell> {
     let end = inv.offset + inv.name.len();
@@ -34,24 +60,12 @@ pub fn bind(inv: &Invocation) -> Result<Shell> {
         },
         "wait" => wait(args, end),
         "schema" => match args {
-            [
-                Arg {
-                    key: None,
-                    value: Value::Bare(name),
-                    ..
-                },
-            ] => Ok(Shell::Schema(name.clone())),
+            [Arg { key: None, value: Value::Bare(name), .. }] => Ok(Shell::Schema(name.clone())),
             [arg, ..] => error(arg.offset, "a command name after .schema"),
             [] => error(end, "a command name after .schema"),
         },
         "cpu" => match args {
-            [
-                arg @ Arg {
-                    key: None,
-                    value: Value::Bare(n),
-                    ..
-                },
-            ] => match parse_int(n) {
+            [arg @ Arg { key: None, value: Value::Bare(n), .. }] => match parse_int(n) {
                 Some(index) if index >= 0 => Ok(Shell::Cpu(index)),
                 _ => error(arg.offset, "a CPU index (0, 1, ...)"),
             },
@@ -59,13 +73,10 @@ pub fn bind(inv: &Invocation) -> Result<Shell> {
             [] => error(end, "a CPU index after .cpu"),
         },
         other => {
-            let hint = crate::schema::suggest(other, NAMES.iter().copied())
+            let hint = crate::schema::suggest(other, COMMANDS.iter().map(|c| c.name))
                 .map(|near| format!(" (did you mean .{near}?)"))
                 .unwrap_or_default();
-            error(
-                inv.offset,
-                format!("a shell command (see .help), not `.{other}`{hint}"),
-            )
+            error(inv.offset, format!("a shell command (see .help), not `.{other}`{hint}"))
         }
     }
 }
@@ -83,14 +94,7 @@ fn on_off(args: &[Arg], end: usize, what: &str) -> Result<bool> {
 /// fields of the event's data, typed as qmp-shell types them.
 fn wait(args: &[Arg], end: usize) -> Result<Shell> {
     let (event, rest) = match args {
-        [
-            Arg {
-                key: None,
-                value: Value::Bare(name),
-                ..
-            },
-            rest @ ..,
-        ] => (name.to_ascii_uppercase(), rest),
+        [Arg { key: None, value: Value::Bare(name), .. }, rest @ ..] => (name.to_ascii_uppercase(), rest),
         [arg, ..] => return error(arg.offset, "an event name after .wait, such as STOP"),
         [] => return error(end, "an event name after .wait, such as STOP"),
     };
@@ -104,11 +108,7 @@ fn wait(args: &[Arg], end: usize) -> Result<Shell> {
         }
     }
     let fields: Map<_, _> = fields.into_untyped();
-    Ok(Shell::Wait {
-        event,
-        timeout,
-        fields,
-    })
+    Ok(Shell::Wait { event, timeout, fields })
 }
 
 fn seconds(arg: &Arg) -> Result<Duration> {

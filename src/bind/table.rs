@@ -18,29 +18,17 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
         return error(inv.offset + word.len(), format!("no `/` after `{word}`"));
     }
     let end = text.trim_end().len();
-    let args = if entry.name.starts_with("info ") {
-        &inv.args[1..]
-    } else {
-        &inv.args[..]
-    };
+    let args = if entry.name.starts_with("info ") { &inv.args[1..] } else { &inv.args[..] };
     let mut tree = Tree::default();
     for (key, value) in &entry.fixed {
         tree.insert(&dotted(key), Leaf::Typed(value.clone()), inv.offset)?;
     }
     let mut filled = vec![false; entry.args.len()];
-    let mut positional = entry
-        .args
-        .iter()
-        .enumerate()
-        .filter(|(_, spec)| spec.flag.is_none());
+    let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none());
     let mut words = args.iter();
     while let Some(arg) = words.next() {
         let (slot, given) = match (&arg.key, &arg.value) {
-            (Some(key), _) => match entry
-                .args
-                .iter()
-                .position(|spec| spec.name == key.join("."))
-            {
+            (Some(key), _) => match entry.args.iter().position(|spec| spec.name == key.join(".")) {
                 Some(slot) => (slot, arg),
                 // Any other name goes to QMP as qmp-shell would send it
                 // (`device_add driver=e1000 id=n1`, `eject id=cd0`); the
@@ -50,18 +38,9 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
                     continue;
                 }
             },
-            (None, Value::Bare(word))
-                if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() =>
-            {
-                let Some(slot) = entry
-                    .args
-                    .iter()
-                    .position(|spec| spec.flag.as_deref() == Some(word))
-                else {
-                    return error(
-                        arg.offset,
-                        format!("a flag of `{}`, not `{word}`", entry.usage()),
-                    );
+            (None, Value::Bare(word)) if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() => {
+                let Some(slot) = entry.args.iter().position(|spec| spec.flag.as_deref() == Some(word)) else {
+                    return error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage()));
                 };
                 if entry.args[slot].kind == ArgType::Bool {
                     (slot, arg)
@@ -75,10 +54,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
             (None, _) => match positional.next() {
                 Some((slot, _)) => (slot, arg),
                 None => {
-                    return error(
-                        arg.offset,
-                        format!("no more arguments: usage is `{}`", entry.usage()),
-                    );
+                    return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
                 }
             },
         };
@@ -102,19 +78,14 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     let arguments = match context.schema {
         Some(schema) if schema.has_command(command) => schema.type_arguments(command, tree, end)?,
         _ => {
-            let missing = entry.args.iter().zip(&filled).find(|(spec, filled)| {
-                !**filled && !spec.optional && tree.get(spec.target()).is_none()
-            });
+            let missing = entry
+                .args
+                .iter()
+                .zip(&filled)
+                .find(|(spec, filled)| !**filled && !spec.optional && tree.get(spec.target()).is_none());
             if let Some((spec, _)) = missing {
                 let usage = entry.usage();
-                return error(
-                    end,
-                    format!(
-                        "argument `{}` ({}): usage is `{usage}`",
-                        spec.name,
-                        spec.kind.describe()
-                    ),
-                );
+                return error(end, format!("argument `{}` ({}): usage is `{usage}`", spec.name, spec.kind.describe()));
             }
             tree.into_untyped()
         }
@@ -135,21 +106,13 @@ fn typed(spec: &ArgSpec, value: &Value) -> std::result::Result<Json, String> {
     let expected = |what: &str| format!("{what} for `{}`, not `{text}`", spec.name);
     match spec.kind {
         ArgType::Str => Ok(Json::String(text.to_string())),
-        ArgType::Int => parse_int(text)
-            .map(Json::from)
-            .ok_or_else(|| expected("an integer")),
-        ArgType::Bool => parse_bool(text)
-            .map(Json::Bool)
-            .ok_or_else(|| expected("on or off")),
-        ArgType::Size => parse_size(text, 1)
-            .map(Json::from)
-            .ok_or_else(|| expected("a size such as 512M")),
-        ArgType::SizeMb => parse_size(text, 1 << 20)
-            .map(Json::from)
-            .ok_or_else(|| expected("a size in MB, or one such as 1G")),
-        ArgType::Keys => {
-            keys(text).ok_or_else(|| expected("keys joined by '-', such as ctrl-alt-delete"))
+        ArgType::Int => parse_int(text).map(Json::from).ok_or_else(|| expected("an integer")),
+        ArgType::Bool => parse_bool(text).map(Json::Bool).ok_or_else(|| expected("on or off")),
+        ArgType::Size => parse_size(text, 1).map(Json::from).ok_or_else(|| expected("a size such as 512M")),
+        ArgType::SizeMb => {
+            parse_size(text, 1 << 20).map(Json::from).ok_or_else(|| expected("a size in MB, or one such as 1G"))
         }
+        ArgType::Keys => keys(text).ok_or_else(|| expected("keys joined by '-', such as ctrl-alt-delete")),
         ArgType::Any => Ok(untyped(value)),
         ArgType::Opts => unreachable!("QemuOpts arguments are expanded, not typed"),
     }
@@ -180,10 +143,7 @@ fn keys(text: &str) -> Option<Json> {
 /// `spec.to`, a bare item later means `item=on`, `,,` is a literal comma.
 fn expand_opts(spec: &ArgSpec, arg: &Arg, tree: &mut Tree) -> Result<()> {
     let Some(text) = arg.value.text() else {
-        return error(
-            arg.offset,
-            format!("a QemuOpts string such as `{}`", spec.kind.describe()),
-        );
+        return error(arg.offset, format!("a QemuOpts string such as `{}`", spec.kind.describe()));
     };
     for (n, item) in split_opts(text).into_iter().enumerate() {
         let (key, value) = match item.split_once('=') {

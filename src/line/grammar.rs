@@ -24,15 +24,11 @@ pub fn parse_line(text: &str) -> Result<Line, ParseError> {
     let grammar = Grammar { full: text };
     match all_consuming(|i| grammar.line(i)).parse(text) {
         Ok((_, line)) => Ok(line),
-        Err(NomErr::Error(fail) | NomErr::Failure(fail)) => Err(ParseError {
-            offset: grammar.offset(fail.at),
-            message: format!("expected {}", fail.expected),
-        }),
+        Err(NomErr::Error(fail) | NomErr::Failure(fail)) => {
+            Err(ParseError { offset: grammar.offset(fail.at), message: format!("expected {}", fail.expected) })
+        }
         // Only streaming parsers ask for more input; these are all complete.
-        Err(NomErr::Incomplete(_)) => Err(ParseError {
-            offset: text.len(),
-            message: "expected more input".into(),
-        }),
+        Err(NomErr::Incomplete(_)) => Err(ParseError { offset: text.len(), message: "expected more input".into() }),
     }
 }
 
@@ -50,10 +46,7 @@ impl<'a> NomParseError<&'a str> for Fail<'a> {
             ErrorKind::Space | ErrorKind::MultiSpace => "a space",
             _ => "something else here",
         };
-        Fail {
-            at,
-            expected: expected.into(),
-        }
+        Fail { at, expected: expected.into() }
     }
 
     fn append(_: &'a str, _: ErrorKind, other: Self) -> Self {
@@ -62,11 +55,7 @@ impl<'a> NomParseError<&'a str> for Fail<'a> {
 
     /// Of two failed alternatives, report the one that got further.
     fn or(self, other: Self) -> Self {
-        if other.at.len() <= self.at.len() {
-            other
-        } else {
-            self
-        }
+        if other.at.len() <= self.at.len() { other } else { self }
     }
 }
 
@@ -74,10 +63,7 @@ type Res<'a, T> = IResult<&'a str, T, Fail<'a>>;
 
 /// A committed failure at `at`: the line is certainly wrong here.
 fn failure<'a, T>(at: &'a str, expected: impl Into<Cow<'static, str>>) -> Res<'a, T> {
-    Err(NomErr::Failure(Fail {
-        at,
-        expected: expected.into(),
-    }))
+    Err(NomErr::Failure(Fail { at, expected: expected.into() }))
 }
 
 /// Runs `parser`; when it fails without committing, says it expected `what`.
@@ -86,10 +72,7 @@ fn expect<'a, O>(
     mut parser: impl Parser<&'a str, Output = O, Error = Fail<'a>>,
 ) -> impl Parser<&'a str, Output = O, Error = Fail<'a>> {
     move |i: &'a str| match parser.parse(i) {
-        Err(NomErr::Error(_)) => Err(NomErr::Error(Fail {
-            at: i,
-            expected: what.into(),
-        })),
+        Err(NomErr::Error(_)) => Err(NomErr::Error(Fail { at: i, expected: what.into() })),
         other => other,
     }
 }
@@ -161,16 +144,8 @@ impl<'a> Grammar<'a> {
             Some(Ok(v)) => Ok((&i[stream.byte_offset()..], v)),
             Some(Err(e)) => {
                 // serde_json counts lines from 1 and columns in bytes from 1.
-                let line_start: usize = i
-                    .split_inclusive('\n')
-                    .take(e.line() - 1)
-                    .map(str::len)
-                    .sum();
-                let at = if e.is_eof() {
-                    i.len()
-                } else {
-                    (line_start + e.column().saturating_sub(1)).min(i.len())
-                };
+                let line_start: usize = i.split_inclusive('\n').take(e.line() - 1).map(str::len).sum();
+                let at = if e.is_eof() { i.len() } else { (line_start + e.column().saturating_sub(1)).min(i.len()) };
                 failure(&i[at..], format!("valid JSON ({})", json_message(&e)))
             }
             None => failure(i, "a JSON value"),
@@ -187,9 +162,7 @@ impl<'a> Grammar<'a> {
             map(|i| self.double_quoted(i), Value::Quoted),
             map(|i| self.single_quoted(i), Value::Quoted),
             map(|i| self.json_composite(i), Value::Json),
-            map(take_till(char::is_whitespace), |s: &str| {
-                Value::Bare(s.to_string())
-            }),
+            map(take_till(char::is_whitespace), |s: &str| Value::Bare(s.to_string())),
         ))
         .parse(i)
     }
@@ -200,13 +173,9 @@ impl<'a> Grammar<'a> {
             map(|i| self.double_quoted(i), Value::Quoted),
             map(|i| self.single_quoted(i), Value::Quoted),
             map(|i| self.json_composite(i), Value::Json),
-            map(
-                preceded(
-                    peek(satisfy(|c| c != ';' && c != ')')),
-                    take_till1(char::is_whitespace),
-                ),
-                |s: &str| Value::Bare(s.to_string()),
-            ),
+            map(preceded(peek(satisfy(|c| c != ';' && c != ')')), take_till1(char::is_whitespace)), |s: &str| {
+                Value::Bare(s.to_string())
+            }),
         ))
         .parse(i)
     }
@@ -233,27 +202,11 @@ impl<'a> Grammar<'a> {
 
     fn arg(&self, i: &'a str) -> Res<'a, Arg> {
         let offset = self.offset(i);
-        let pair_arg = map(
-            pair(|i| self.key(i), cut(|i| self.value(i))),
-            |(key, value)| Arg {
-                key: Some(key),
-                value,
-                offset,
-            },
-        );
-        let word_arg = map(
-            |i| self.word(i),
-            |value| Arg {
-                key: None,
-                value,
-                offset,
-            },
-        );
+        let pair_arg =
+            map(pair(|i| self.key(i), cut(|i| self.value(i))), |(key, value)| Arg { key: Some(key), value, offset });
+        let word_arg = map(|i| self.word(i), |value| Arg { key: None, value, offset });
         // After an argument: a space, the end, or what closes a transaction action.
-        let boundary = cut(expect(
-            "a space after the argument",
-            peek(alt((multispace1, eof, tag(";"), tag(")")))),
-        ));
+        let boundary = cut(expect("a space after the argument", peek(alt((multispace1, eof, tag(";"), tag(")"))))));
         terminated(alt((pair_arg, word_arg)), boundary).parse(i)
     }
 
@@ -266,26 +219,14 @@ impl<'a> Grammar<'a> {
     /// A command name; HMP's `x/4xw` keeps its `/format` suffix.
     fn name(&self, i: &'a str) -> Res<'a, &'a str> {
         let format = opt(pair(char('/'), take_while(|c: char| !c.is_whitespace())));
-        recognize((
-            satisfy(|c| c.is_ascii_alphabetic() || c == '_'),
-            take_while(is_name_char),
-            format,
-        ))
-        .parse(i)
+        recognize((satisfy(|c| c.is_ascii_alphabetic() || c == '_'), take_while(is_name_char), format)).parse(i)
     }
 
     fn invocation(&self, i: &'a str) -> Res<'a, Invocation> {
         let offset = self.offset(i);
         let (i, name) = expect("a command name", |i| self.name(i)).parse(i)?;
         let (i, args) = self.args(i)?;
-        Ok((
-            i,
-            Invocation {
-                name: name.to_string(),
-                offset,
-                args,
-            },
-        ))
+        Ok((i, Invocation { name: name.to_string(), offset, args }))
     }
 
     fn blank(&self, i: &'a str) -> Res<'a, Line> {
@@ -301,45 +242,26 @@ impl<'a> Grammar<'a> {
     }
 
     fn shell(&self, i: &'a str) -> Res<'a, Line> {
-        map(
-            preceded(char('.'), cut(|i| self.invocation(i))),
-            Line::Shell,
-        )
-        .parse(i)
+        map(preceded(char('.'), cut(|i| self.invocation(i))), Line::Shell).parse(i)
     }
 
     fn hmp(&self, i: &'a str) -> Res<'a, Line> {
         let keyword = terminated(tag("hmp"), peek(alt((space1, eof))));
-        map(preceded(pair(keyword, space0), rest), |text: &str| {
-            Line::Hmp(text.trim_end().to_string())
-        })
-        .parse(i)
+        map(preceded(pair(keyword, space0), rest), |text: &str| Line::Hmp(text.trim_end().to_string())).parse(i)
     }
 
     /// `transaction( action ; action )`, where a newline also separates.
     fn transaction(&self, i: &'a str) -> Res<'a, Line> {
         let separator = || many1((space0, alt((tag(";"), tag("\n"))), multispace0));
-        let actions = opt(pair(
-            |i| self.invocation(i),
-            many0(preceded(separator(), |i| self.invocation(i))),
-        ));
+        let actions = opt(pair(|i| self.invocation(i), many0(preceded(separator(), |i| self.invocation(i)))));
         let body = terminated(
             preceded(opt(separator()), actions),
-            (
-                opt(separator()),
-                multispace0,
-                expect("')' to close the transaction", char(')')),
-            ),
+            (opt(separator()), multispace0, expect("')' to close the transaction", char(')'))),
         );
-        map(
-            preceded((tag("transaction("), multispace0), cut(body)),
-            |found| {
-                let actions = found.map_or_else(Vec::new, |(first, more)| {
-                    std::iter::once(first).chain(more).collect()
-                });
-                Line::Transaction(actions)
-            },
-        )
+        map(preceded((tag("transaction("), multispace0), cut(body)), |found| {
+            let actions = found.map_or_else(Vec::new, |(first, more)| std::iter::once(first).chain(more).collect());
+            Line::Transaction(actions)
+        })
         .parse(i)
     }
 
@@ -397,49 +319,29 @@ mod tests {
     fn a_command_keeps_positional_words_and_pairs_in_order() {
         let inv = command("device_add e1000,id=n1 bus=pci.0 'a b' \"c\\td\"");
         assert_eq!(inv.name, "device_add");
-        let keys: Vec<Option<String>> = inv
-            .args
-            .iter()
-            .map(|a| a.key.as_ref().map(|k| k.join(".")))
-            .collect();
+        let keys: Vec<Option<String>> = inv.args.iter().map(|a| a.key.as_ref().map(|k| k.join("."))).collect();
         assert_eq!(keys, [None, Some("bus".into()), None, None]);
         let values: Vec<&Value> = inv.args.iter().map(|a| &a.value).collect();
         assert_eq!(
             values,
-            [
-                &bare("e1000,id=n1"),
-                &bare("pci.0"),
-                &Value::Quoted("a b".into()),
-                &Value::Quoted("c\td".into())
-            ]
+            [&bare("e1000,id=n1"), &bare("pci.0"), &Value::Quoted("a b".into()), &Value::Quoted("c\td".into())]
         );
-        assert_eq!(
-            inv.args.iter().map(|a| a.offset).collect::<Vec<_>>(),
-            [11, 23, 33, 39]
-        );
+        assert_eq!(inv.args.iter().map(|a| a.offset).collect::<Vec<_>>(), [11, 23, 33, 39]);
     }
 
     #[test]
     fn dotted_keys_split_and_json_values_stay_json() {
         let inv = command(r#"blockdev-add file.driver=file opts={"a": [1, 2]} list=[] empty="#);
         assert_eq!(inv.args[0].key, Some(vec!["file".into(), "driver".into()]));
-        assert_eq!(
-            inv.args[1].value,
-            Value::Json(serde_json::json!({"a": [1, 2]}))
-        );
+        assert_eq!(inv.args[1].value, Value::Json(serde_json::json!({"a": [1, 2]})));
         assert_eq!(inv.args[2].value, Value::Json(serde_json::json!([])));
         assert_eq!(inv.args[3].value, bare(""));
     }
 
     #[test]
     fn raw_json_hmp_and_shell_forms() {
-        assert!(
-            matches!(parse(r#" {"execute": "stop"} "#), Line::Json(m) if m["execute"] == "stop")
-        );
-        assert_eq!(
-            parse("hmp info  registers "),
-            Line::Hmp("info  registers".into())
-        );
+        assert!(matches!(parse(r#" {"execute": "stop"} "#), Line::Json(m) if m["execute"] == "stop"));
+        assert_eq!(parse("hmp info  registers "), Line::Hmp("info  registers".into()));
         assert_eq!(parse("hmp"), Line::Hmp(String::new()));
         // A command that merely starts with "hmp" is a command.
         assert_eq!(command("hmpx").name, "hmpx");
@@ -457,13 +359,8 @@ mod tests {
         let one = parse("transaction( a x=1 ; b )");
         let many = parse("transaction(\n  a x=1\n\n  b\n)");
         for line in [one, many] {
-            let Line::Transaction(actions) = line else {
-                panic!()
-            };
-            assert_eq!(
-                actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
-                ["a", "b"]
-            );
+            let Line::Transaction(actions) = line else { panic!() };
+            assert_eq!(actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
             assert_eq!(actions[0].args[0].value, bare("1"));
             assert!(actions[1].args.is_empty());
         }
@@ -472,56 +369,27 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_column_that_went_wrong() {
-        assert_eq!(
-            fails("device_del id=\"n1"),
-            (15, "expected a closing \" for this string".into())
-        );
-        assert_eq!(
-            fails("x a='b"),
-            (5, "expected a closing ' for this string".into())
-        );
+        assert_eq!(fails("device_del id=\"n1"), (15, "expected a closing \" for this string".into()));
+        assert_eq!(fails("x a='b"), (5, "expected a closing ' for this string".into()));
         assert_eq!(fails("x =1"), (3, "expected a key before '='".into()));
-        assert_eq!(
-            fails("x a..b=1"),
-            (
-                5,
-                "expected a key name (dotted keys need a name between the dots)".into()
-            )
-        );
-        assert_eq!(
-            fails("x a=\"b\"c"),
-            (8, "expected a space after the argument".into())
-        );
+        assert_eq!(fails("x a..b=1"), (5, "expected a key name (dotted keys need a name between the dots)".into()));
+        assert_eq!(fails("x a=\"b\"c"), (8, "expected a space after the argument".into()));
         assert_eq!(fails("9lives"), (1, "expected a command name".into()));
         assert_eq!(fails(".9"), (2, "expected a command name".into()));
         let (column, message) = fails(r#"x a={"b": }"#);
         assert_eq!(column, 11);
-        assert!(
-            message.starts_with("expected valid JSON (expected value"),
-            "{message}"
-        );
+        assert!(message.starts_with("expected valid JSON (expected value"), "{message}");
         let (column, message) = fails("{\"execute\": \"stop\"");
         assert_eq!(column, 19);
         assert!(message.contains("EOF"), "{message}");
-        assert_eq!(
-            fails(r#"{"execute": "stop"} trailing"#).1,
-            "expected the end of the line"
-        );
-        assert_eq!(
-            fails("transaction( a").1,
-            "expected ')' to close the transaction"
-        );
+        assert_eq!(fails(r#"{"execute": "stop"} trailing"#).1, "expected the end of the line");
+        assert_eq!(fails("transaction( a").1, "expected ')' to close the transaction");
     }
 
     #[test]
     fn nothing_is_left_over_after_a_parse() {
         // all_consuming: every accepted line is read to its end.
-        for text in [
-            "stop   ",
-            "x a=1\t",
-            "{\"execute\":\"x\"}\n",
-            "transaction( a )  ",
-        ] {
+        for text in ["stop   ", "x a=1\t", "{\"execute\":\"x\"}\n", "transaction( a )  "] {
             assert!(parse_line(text).is_ok(), "{text:?}");
         }
     }

@@ -75,8 +75,7 @@ impl Framer {
                         let frame = &self.buf[self.start..self.scanned];
                         self.start = self.scanned;
                         return Some(
-                            serde_json::from_slice(frame)
-                                .map_err(|e| format!("QEMU sent invalid JSON ({e})")),
+                            serde_json::from_slice(frame).map_err(|e| format!("QEMU sent invalid JSON ({e})")),
                         );
                     }
                 }
@@ -94,10 +93,7 @@ impl Framer {
     fn garbage(&self, at: usize) -> String {
         let end = self.buf.len().min(at + 40);
         let shown = String::from_utf8_lossy(&self.buf[at..end]);
-        format!(
-            "QEMU sent something that is not a JSON object: {:?}",
-            shown.trim_end()
-        )
+        format!("QEMU sent something that is not a JSON object: {:?}", shown.trim_end())
     }
 }
 
@@ -112,9 +108,7 @@ mod tests {
     }
 
     fn drain(framer: &mut Framer) -> Vec<serde_json::Value> {
-        std::iter::from_fn(|| framer.next_message())
-            .map(|m| m.unwrap())
-            .collect()
+        std::iter::from_fn(|| framer.next_message()).map(|m| m.unwrap()).collect()
     }
 
     #[test]

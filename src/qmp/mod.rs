@@ -55,17 +55,8 @@ pub struct QmpError {
 
 impl QmpError {
     fn from_reply(error: &Value) -> QmpError {
-        let text = |key: &str| {
-            error
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        QmpError {
-            class: text("class"),
-            desc: text("desc"),
-        }
+        let text = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        QmpError { class: text("class"), desc: text("desc") }
     }
 }
 

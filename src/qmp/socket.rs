@@ -58,16 +58,13 @@ impl Stream {
                         -qmp unix:PATH,server=on,wait=off?)"
                         .to_string(),
                     io::ErrorKind::ConnectionRefused => {
-                        "connection refused: nothing listens on this socket (QEMU may have exited)"
-                            .to_string()
+                        "connection refused: nothing listens on this socket (QEMU may have exited)".to_string()
                     }
                     _ => e.to_string(),
                 })
             }),
             Target::Tcp { host, port } => {
-                let addrs = (host.as_str(), *port)
-                    .to_socket_addrs()
-                    .map_err(|e| fail(e.to_string()))?;
+                let addrs = (host.as_str(), *port).to_socket_addrs().map_err(|e| fail(e.to_string()))?;
                 let mut last = fail(format!("{host} has no address"));
                 for addr in addrs {
                     match TcpStream::connect_timeout(&addr, timeout) {
@@ -166,28 +163,17 @@ fn read_messages(mut stream: Stream, tx: Sender<Incoming>) {
 
 impl SocketMonitor {
     /// Connects, reads the greeting and negotiates capabilities.
-    pub fn connect(
-        target: &Target,
-        options: Connect,
-        observer: &mut dyn Observer,
-    ) -> Result<Self, ClientError> {
+    pub fn connect(target: &Target, options: Connect, observer: &mut dyn Observer) -> Result<Self, ClientError> {
         let deadline = Instant::now() + options.greeting_timeout;
         let writer = Stream::open(target, options.greeting_timeout)?;
-        let reader = writer
-            .try_clone()
-            .map_err(|e| ClientError::Io(format!("cannot use the connection to {target}: {e}")))?;
+        let reader =
+            writer.try_clone().map_err(|e| ClientError::Io(format!("cannot use the connection to {target}: {e}")))?;
         let (tx, incoming) = mpsc::channel();
         thread::Builder::new()
             .name("qmp-reader".into())
             .spawn(move || read_messages(reader, tx))
             .map_err(|e| ClientError::Io(format!("cannot start the reader thread: {e}")))?;
-        let mut monitor = SocketMonitor {
-            writer,
-            incoming,
-            next_id: 1,
-            greeting: None,
-            ended: None,
-        };
+        let mut monitor = SocketMonitor { writer, incoming, next_id: 1, greeting: None, ended: None };
         if options.negotiate {
             monitor.handshake(target, deadline, options.greeting_timeout, observer)?;
         }
@@ -212,16 +198,12 @@ impl SocketMonitor {
                 )));
             }
             Err(ClientError::Closed) => {
-                return Err(ClientError::Io(format!(
-                    "QEMU closed the connection to {target} before its greeting"
-                )));
+                return Err(ClientError::Io(format!("QEMU closed the connection to {target} before its greeting")));
             }
             Err(e) => return Err(e),
         };
         if greeting.get("QMP").is_none() {
-            return Err(ClientError::Protocol(format!(
-                "expected the QMP greeting from {target}, got {greeting}"
-            )));
+            return Err(ClientError::Protocol(format!("expected the QMP greeting from {target}, got {greeting}")));
         }
         observer.received(&greeting, Kind::Greeting);
         self.greeting = Some(greeting);
@@ -229,9 +211,7 @@ impl SocketMonitor {
         negotiate.insert("execute".into(), "qmp_capabilities".into());
         match self.execute(negotiate, Some(deadline), observer) {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(ClientError::Protocol(format!(
-                "QEMU refused qmp_capabilities: {e}"
-            ))),
+            Ok(Err(e)) => Err(ClientError::Protocol(format!("QEMU refused qmp_capabilities: {e}"))),
             Err(ClientError::Timeout) => Err(ClientError::Io(format!(
                 "{target} sent its greeting but did not answer qmp_capabilities within {} s",
                 timeout.as_secs_f64()
@@ -246,13 +226,8 @@ impl SocketMonitor {
             return Err(end.clone());
         }
         let got = match deadline {
-            None => self
-                .incoming
-                .recv()
-                .map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => self
-                .incoming
-                .recv_timeout(deadline.saturating_duration_since(Instant::now())),
+            None => self.incoming.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(deadline) => self.incoming.recv_timeout(deadline.saturating_duration_since(Instant::now())),
         };
         match got {
             Ok(Incoming::Message(message)) => Ok(message),
@@ -389,8 +364,5 @@ fn reply_of(mut message: Value) -> Reply {
     if let Some(error) = message.get("error") {
         return Err(QmpError::from_reply(error));
     }
-    Ok(message
-        .get_mut("return")
-        .map(Value::take)
-        .unwrap_or(Value::Null))
+    Ok(message.get_mut("return").map(Value::take).unwrap_or(Value::Null))
 }

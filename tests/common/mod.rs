@@ -39,11 +39,7 @@ pub fn qmpsh(args: &[&str], stdin: &str) -> Run {
 /// [`qmpsh`], in the directory `dir`.
 pub fn qmpsh_in(dir: Option<&Path>, args: &[&str], stdin: &str) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_qmpsh"));
-    command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.env_remove("NO_COLOR");
     if let Some(dir) = dir {
         command.current_dir(dir);
@@ -59,11 +55,7 @@ pub fn qmpsh_in(dir: Option<&Path>, args: &[&str], stdin: &str) -> Run {
     let status = wait_with_deadline(&mut child, Duration::from_secs(60))
         .unwrap_or_else(|| panic!("qmpsh {args:?} did not finish within 60 s"));
     writer.join().unwrap();
-    Run {
-        code: status.code().unwrap_or(-1),
-        stdout: stdout.join().unwrap(),
-        stderr: stderr.join().unwrap(),
-    }
+    Run { code: status.code().unwrap_or(-1), stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }
 
 fn drain(mut stream: impl Read + Send + 'static) -> JoinHandle<String> {
@@ -105,16 +97,10 @@ const QEMU: &str = "qemu-system-x86_64";
 /// Whether QEMU can be run here. In CI (CI=true) a missing QEMU fails the
 /// test: CI installs it, so its absence is a broken CI, never a skip.
 pub fn qemu_available() -> bool {
-    let found = Command::new(QEMU)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let found = Command::new(QEMU).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
     if !found {
         if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
-            panic!(
-                "{QEMU} is missing, and CI must run the QEMU tests: apt-get install -y qemu-system-x86"
-            );
+            panic!("{QEMU} is missing, and CI must run the QEMU tests: apt-get install -y qemu-system-x86");
         }
         eprintln!("skipping: {QEMU} is not installed (apt-get install -y qemu-system-x86)");
     }
@@ -131,15 +117,7 @@ impl Qemu {
         let socket = dir.path().join("qmp.sock");
         let qmp = format!("unix:{},server=on,wait=off", socket.display());
         let child = Command::new(QEMU)
-            .args([
-                "-machine",
-                "none",
-                "-nodefaults",
-                "-display",
-                "none",
-                "-qmp",
-                &qmp,
-            ])
+            .args(["-machine", "none", "-nodefaults", "-display", "none", "-qmp", &qmp])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -160,11 +138,7 @@ impl Qemu {
                 let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
                 panic!("QEMU exited early ({status}): {err}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "QEMU did not create {}",
-                path.display()
-            );
+            assert!(Instant::now() < deadline, "QEMU did not create {}", path.display());
             thread::sleep(Duration::from_millis(10));
         }
     }
@@ -197,9 +171,7 @@ impl Drop for Qemu {
 /// of qmpsh: greets, negotiates, and runs one command.
 pub fn query(socket: &Path, command: &str) -> Value {
     let stream = UnixStream::connect(socket).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     let mut line = String::new();
@@ -243,15 +215,12 @@ pub fn expect(command: &'static str) -> Step {
     Step::Expect(command)
 }
 
-pub const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
+pub const GREETING: &str =
+    r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#;
 
 /// The greeting and a successful negotiation.
 pub fn handshake() -> Vec<Step> {
-    vec![
-        send(GREETING),
-        expect("qmp_capabilities"),
-        send(r#"{"return": {}, "id": {id}}"#),
-    ]
+    vec![send(GREETING), expect("qmp_capabilities"), send(r#"{"return": {}, "id": {id}}"#)]
 }
 
 /// A QMP server that plays a script to the first client and reports what
@@ -269,16 +238,10 @@ impl FakeServer {
         let listener = UnixListener::bind(&socket).unwrap();
         let done = thread::spawn(move || {
             let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
-            stream
-                .set_read_timeout(Some(Duration::from_secs(30)))
-                .unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
             play(stream, steps)
         });
-        FakeServer {
-            dir,
-            socket,
-            done: Some(done),
-        }
+        FakeServer { dir, socket, done: Some(done) }
     }
 
     pub fn socket_arg(&self) -> String {
@@ -287,12 +250,7 @@ impl FakeServer {
 
     /// Asserts the client went through the whole script.
     pub fn finish(mut self) {
-        let outcome = self
-            .done
-            .take()
-            .unwrap()
-            .join()
-            .expect("the fake server thread did not panic");
+        let outcome = self.done.take().unwrap().join().expect("the fake server thread did not panic");
         if let Err(e) = outcome {
             panic!("fake server: {e}");
         }
@@ -313,27 +271,20 @@ fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
             }
             Step::Expect(command) => {
                 let mut line = String::new();
-                reader
-                    .read_line(&mut line)
-                    .map_err(|e| format!("step {n}: read failed: {e}"))?;
+                reader.read_line(&mut line).map_err(|e| format!("step {n}: read failed: {e}"))?;
                 let message: Value = serde_json::from_str(&line)
                     .map_err(|e| format!("step {n}: expected {command}, got {line:?}: {e}"))?;
                 if message["execute"] != command {
                     return Err(format!("step {n}: expected {command}, got {message}"));
                 }
-                id = message
-                    .get("id")
-                    .cloned()
-                    .ok_or(format!("step {n}: {command} came without an id"))?;
+                id = message.get("id").cloned().ok_or(format!("step {n}: {command} came without an id"))?;
             }
             Step::ExpectHangUp => {
                 let mut line = String::new();
                 match reader.read_line(&mut line) {
                     Ok(0) => {}
                     Ok(_) => {
-                        return Err(format!(
-                            "step {n}: expected the client to hang up, got {line:?}"
-                        ));
+                        return Err(format!("step {n}: expected the client to hang up, got {line:?}"));
                     }
                     Err(e) => return Err(format!("step {n}: expected a hang-up, got {e}")),
                 }
@@ -347,7 +298,5 @@ fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
 /// An event line with a timestamp, as QEMU sends it.
 pub fn event(name: &str, data: Option<&str>) -> String {
     let data = data.map(|d| format!(", \"data\": {d}")).unwrap_or_default();
-    format!(
-        "{{\"timestamp\": {{\"seconds\": 1795608000, \"microseconds\": 0}}, \"event\": \"{name}\"{data}}}\r\n"
-    )
+    format!("{{\"timestamp\": {{\"seconds\": 1795608000, \"microseconds\": 0}}, \"event\": \"{name}\"{data}}}\r\n")
 }

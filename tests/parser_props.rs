@@ -1,0 +1,72 @@
+//! Property tests: whatever a person or a file feeds the line parser and
+//! binder, the answer is a result or an error at a real position, never a
+//! panic.
+
+use proptest::prelude::*;
+use qmpsh::bind::{self, Context};
+use qmpsh::line::{Assembler, parse_line};
+
+/// Text built from the characters the grammar cares about, plus anything.
+fn line_text() -> impl Strategy<Value = String> {
+    let pieces = prop_oneof![
+        Just("=".to_string()),
+        Just(".".to_string()),
+        Just("\"".to_string()),
+        Just("'".to_string()),
+        Just("\\".to_string()),
+        Just("{".to_string()),
+        Just("}".to_string()),
+        Just("[".to_string()),
+        Just("]".to_string()),
+        Just(" ".to_string()),
+        Just(";".to_string()),
+        Just(")".to_string()),
+        Just("\n".to_string()),
+        Just("transaction(".to_string()),
+        Just("hmp ".to_string()),
+        Just("info ".to_string()),
+        Just("device_add ".to_string()),
+        Just("balloon ".to_string()),
+        Just(",".to_string()),
+        Just("/".to_string()),
+        Just("-f".to_string()),
+        "[a-z0-9_-]{1,8}",
+        any::<char>().prop_map(String::from),
+    ];
+    prop::collection::vec(pieces, 0..24).prop_map(|parts| parts.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn parsing_and_binding_never_panic(text in line_text()) {
+        match parse_line(&text) {
+            Ok(line) => {
+                for hmp in [false, true] {
+                    let context = Context { hmp, cpu: None, schema: None };
+                    if let Err(e) = bind::bind(&line, &text, &context) {
+                        prop_assert!(e.offset <= text.len() && text.is_char_boundary(e.offset), "{e:?}");
+                    }
+                }
+            }
+            Err(e) => {
+                prop_assert!(e.offset <= text.len() && text.is_char_boundary(e.offset), "{e:?}");
+                prop_assert!(e.message.starts_with("expected "), "{}", e.message);
+            }
+        }
+    }
+
+    #[test]
+    fn assembling_any_lines_never_panics(lines in prop::collection::vec(line_text(), 0..8)) {
+        let mut assembler = Assembler::new();
+        for line in &lines {
+            if let Some((text, _)) = assembler.push(line) {
+                let _ = parse_line(&text);
+            }
+        }
+        if let Some((text, _)) = assembler.finish() {
+            let _ = parse_line(&text);
+        }
+    }
+}
