@@ -21,6 +21,8 @@ pub enum Error {
     Connection(String),
     /// A command, `.wait` or VM stop ran out of time (exit 4).
     Timeout(String),
+    /// Ctrl-C ended a wait (in the REPL, which goes on; exit 130 elsewhere).
+    Interrupted,
     /// Standard output is a closed pipe: stop quietly, as `head` expects.
     BrokenPipe,
     /// A local I/O failure, such as an unwritable log file (exit 2).
@@ -35,6 +37,7 @@ impl Error {
             Error::Usage(_) | Error::Parse { .. } | Error::Io(_) => 2,
             Error::Connection(_) => 3,
             Error::Timeout(_) => 4,
+            Error::Interrupted => 130,
             Error::BrokenPipe => 0,
         }
     }
@@ -70,6 +73,7 @@ impl fmt::Display for Error {
                 f.write_str(message)
             }
             Error::BrokenPipe => f.write_str("broken pipe"),
+            Error::Interrupted => f.write_str("interrupted"),
         }
     }
 }

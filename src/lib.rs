@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod help;
+pub mod interrupt;
 pub mod line;
 pub mod output;
 pub mod qmp;

@@ -7,6 +7,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use rustyline::ExternalPrinter;
 use serde_json::{Value, json};
 
 use crate::clock;
@@ -43,10 +44,19 @@ impl TrafficLog {
     }
 }
 
+/// Where stdout output ends up.
+enum Sink {
+    Stdout(io::Stdout),
+    /// The REPL's line editor, which prints above the line being typed.
+    Terminal(Box<dyn ExternalPrinter + Send>),
+}
+
 /// The output side of a session.
 pub struct Printer {
     pub style: Style,
-    out: BufWriter<io::Stdout>,
+    /// What is written but not yet flushed to `sink`.
+    out: Vec<u8>,
+    sink: Sink,
     log: Option<TrafficLog>,
     /// Set once the handshake is over: `--json` shows command traffic only.
     pub live: bool,
@@ -72,7 +82,8 @@ impl Printer {
         };
         Ok(Printer {
             style,
-            out: BufWriter::with_capacity(64 * 1024, io::stdout()),
+            out: Vec::with_capacity(64 * 1024),
+            sink: Sink::Stdout(io::stdout()),
             log,
             live: false,
             internal: false,
@@ -97,8 +108,24 @@ impl Printer {
     /// Flushes stdout: before waiting for input, and before writing to
     /// stderr so the two streams stay in order.
     pub fn flush(&mut self) {
-        let result = self.out.flush();
+        if self.out.is_empty() {
+            return;
+        }
+        let result = match &mut self.sink {
+            Sink::Stdout(stdout) => stdout.write_all(&self.out).and_then(|()| stdout.flush()),
+            Sink::Terminal(printer) => printer
+                .print(String::from_utf8_lossy(&self.out).into_owned())
+                .map_err(|e| io::Error::other(e.to_string())),
+        };
+        self.out.clear();
         self.record(result);
+    }
+
+    /// From now on, stdout goes through the line editor's printer, so an
+    /// event that arrives while a line is being typed prints above it.
+    pub fn print_through(&mut self, printer: Box<dyn ExternalPrinter + Send>) {
+        self.flush();
+        self.sink = Sink::Terminal(printer);
     }
 
     /// A successful reply.

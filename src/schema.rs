@@ -278,12 +278,39 @@ impl Schema {
         Some(text)
     }
 
-    /// Argument names of `command` (for completion and hints).
-    pub fn argument_names(&self, command: &str) -> Vec<(String, String, bool)> {
-        let Some(ty) = self.arg_type(command) else {
-            return Vec::new();
-        };
+    /// Arguments of `command` for completion and hints: name, type as
+    /// shown, and whether it is optional.
+    pub fn arguments(&self, command: &str) -> Vec<(String, String, bool)> {
+        let Some(ty) = self.arg_type(command) else { return Vec::new() };
         self.members(ty, None).iter().map(|m| (m.name.to_string(), self.describe(m.ty), m.optional)).collect()
+    }
+
+    /// The values an argument can take, when they are few: an enum's
+    /// values, or true/false.
+    pub fn argument_values(&self, command: &str, argument: &str) -> Vec<String> {
+        let Some(ty) = self.arg_type(command) else { return Vec::new() };
+        let members = self.members(ty, None);
+        let Some(member) = members.iter().find(|m| m.name == argument) else { return Vec::new() };
+        self.values_of(member.ty)
+    }
+
+    fn values_of(&self, ty: &str) -> Vec<String> {
+        match self.meta(ty) {
+            Some(("enum", e)) => enum_values(e).into_iter().map(String::from).collect(),
+            Some(("builtin", e)) if e.get("json-type").and_then(Json::as_str) == Some("boolean") => {
+                vec!["true".into(), "false".into()]
+            }
+            Some(("alternate", e)) => self.alternatives(e).flat_map(|t| self.values_of(t)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Every event name, for `.wait` completion.
+    pub fn event_names(&self) -> impl Iterator<Item = &str> {
+        self.entities
+            .iter()
+            .filter(|(_, e)| e.get("meta-type").and_then(Json::as_str) == Some("event"))
+            .map(|(name, _)| name.as_str())
     }
 }
 

@@ -3,6 +3,7 @@
 //! REPL all drive this; they differ only in what a failure does.
 
 use std::io::BufRead;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -12,7 +13,7 @@ use crate::error::Error;
 use crate::help;
 use crate::line::{self, Assembler, Line, ParseError};
 use crate::output::Printer;
-use crate::qmp::{ClientError, Monitor, QmpError};
+use crate::qmp::{ClientError, Monitor, QmpError, Waker};
 use crate::schema::{self, Schema};
 
 /// Whether to go on after a line.
@@ -38,7 +39,8 @@ pub struct Settings {
 /// (qemu-ga has no `query-qmp-schema`).
 enum SchemaState {
     NotFetched,
-    Loaded(Schema),
+    /// Shared with the REPL's completion.
+    Loaded(Arc<Schema>),
     Unavailable,
 }
 
@@ -67,7 +69,7 @@ impl Session {
     /// The live schema, if it has been fetched.
     pub fn schema(&self) -> Option<&Schema> {
         match &self.schema {
-            SchemaState::Loaded(schema) => Some(schema),
+            SchemaState::Loaded(schema) => Some(schema.as_ref()),
             _ => None,
         }
     }
@@ -90,22 +92,53 @@ impl Session {
 
     /// Fetches the schema once, when a line first needs it.
     fn load_schema(&mut self) -> Result<(), Error> {
-        if !matches!(self.schema, SchemaState::NotFetched) {
-            return Ok(());
+        if matches!(self.schema, SchemaState::NotFetched) {
+            self.schema = match self.ask("query-qmp-schema")? {
+                Some(value) => Schema::from_return(value)
+                    .map_or(SchemaState::Unavailable, |schema| SchemaState::Loaded(Arc::new(schema))),
+                None => SchemaState::Unavailable,
+            };
         }
+        Ok(())
+    }
+
+    /// The schema for the REPL's completion, fetched now if need be.
+    pub fn shared_schema(&mut self) -> Result<Option<Arc<Schema>>, Error> {
+        self.load_schema()?;
+        Ok(match &self.schema {
+            SchemaState::Loaded(schema) => Some(Arc::clone(schema)),
+            _ => None,
+        })
+    }
+
+    /// Asks QEMU something for qmpsh itself: the reply is logged but not
+    /// printed. `None` when QEMU answers with an error.
+    pub fn ask(&mut self, command: &str) -> Result<Option<Value>, Error> {
         let mut request = Map::new();
-        request.insert("execute".into(), "query-qmp-schema".into());
+        request.insert("execute".into(), command.into());
         let deadline = self.deadline();
         self.printer.internal = true;
         let reply = self.monitor.execute(request, deadline, &mut self.printer);
         self.printer.internal = false;
-        self.schema = match reply {
-            Ok(Ok(value)) => Schema::from_return(value).map_or(SchemaState::Unavailable, SchemaState::Loaded),
-            Ok(Err(_)) => SchemaState::Unavailable,
-            Err(ClientError::Timeout) => return Err(self.timed_out("query-qmp-schema")),
-            Err(e) => return self.connection_lost(e).map(|_| ()),
-        };
-        Ok(())
+        match reply {
+            Ok(reply) => Ok(reply.ok()),
+            Err(ClientError::Timeout) => Err(self.timed_out(command)),
+            Err(e) => self.connection_lost(e).map(|_| None),
+        }
+    }
+
+    /// At the prompt: prints events as they come until `waker` is called.
+    /// `Flow::Exit` when QEMU went away after our `quit`.
+    pub fn idle(&mut self) -> Result<Flow, Error> {
+        match self.monitor.wait_event(None, &mut self.printer, &mut |_| false) {
+            Ok(_) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
+            Err(e) => self.connection_lost(e),
+        }
+    }
+
+    /// Ends an [`Session::idle`] from another thread.
+    pub fn waker(&self) -> Waker {
+        self.monitor.waker()
     }
 
     fn act(&mut self, action: Action) -> Result<Flow, Error> {
@@ -182,6 +215,7 @@ impl Session {
     fn connection_lost(&mut self, error: ClientError) -> Result<Flow, Error> {
         match error {
             ClientError::Closed if self.quitting => Ok(Flow::Exit),
+            ClientError::Interrupted => Err(Error::Interrupted),
             other => Err(Error::Connection(other.to_string())),
         }
     }

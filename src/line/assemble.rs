@@ -37,9 +37,10 @@ impl Assembler {
         Some(self.take())
     }
 
-    /// Whether a logical line has started and is waiting for more.
-    pub fn is_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// Whether a logical line has started and waits for more: `None` if
+    /// not, `Some(true)` inside a transaction block, `Some(false)` otherwise.
+    pub fn pending_block(&self) -> Option<bool> {
+        (!self.pending.is_empty()).then(|| self.pending.trim_start().starts_with("transaction("))
     }
 
     /// At the end of input: whatever is pending, complete or not, so the

@@ -80,6 +80,8 @@ pub enum ClientError {
     Timeout,
     /// The peer broke the protocol: garbage, or an error without an id.
     Protocol(String),
+    /// Ctrl-C cut the wait short (in the REPL).
+    Interrupted,
     /// The connection could not be made or used.
     Io(String),
 }
@@ -90,6 +92,7 @@ impl fmt::Display for ClientError {
             ClientError::Closed => f.write_str("QEMU closed the connection"),
             ClientError::Timeout => f.write_str("no reply in time"),
             ClientError::Protocol(msg) => write!(f, "protocol error: {msg}"),
+            ClientError::Interrupted => f.write_str("interrupted"),
             ClientError::Io(msg) => f.write_str(msg),
         }
     }
@@ -109,7 +112,7 @@ pub trait Monitor {
 
     /// Reads messages until `deadline` (or forever), handing each to
     /// `observer`, and stops early at the first event `wanted` accepts,
-    /// which it returns.
+    /// which it returns. A [`Monitor::waker`] call also ends the wait.
     fn wait_event(
         &mut self,
         deadline: Option<Instant>,
@@ -119,4 +122,11 @@ pub trait Monitor {
 
     /// The greeting, when the monitor sent one.
     fn greeting(&self) -> Option<&Value>;
+
+    /// A handle another thread can call to end a [`Monitor::wait_event`]
+    /// early: the REPL's input thread, when a line has been typed.
+    fn waker(&self) -> Waker;
 }
+
+/// Ends a wait from another thread.
+pub type Waker = Box<dyn Fn() + Send>;

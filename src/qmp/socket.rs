@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::{ClientError, Framer, Kind, Monitor, Observer, QmpError, Reply};
+use super::{ClientError, Framer, Kind, Monitor, Observer, QmpError, Reply, Waker};
+use crate::interrupt;
 use crate::target::Target;
 
 /// How to open a session.
@@ -35,13 +36,26 @@ pub struct SocketMonitor {
     greeting: Option<Value>,
     /// How the reader thread ended, once it has.
     ended: Option<ClientError>,
+    /// Feeds [`Incoming::Wake`] into the same channel, for [`Monitor::waker`].
+    wake: Sender<Incoming>,
 }
 
-/// What the reader thread sends: a message, or why it stopped.
+/// What arrives on the channel: a message, why the reader stopped, or a
+/// wake-up from another thread of ours.
 enum Incoming {
     Message(Value),
     End(ClientError),
+    Wake,
 }
+
+/// What a wait for the next message got.
+enum Got {
+    Message(Value),
+    Woken,
+}
+
+/// How often a wait without deadline looks at the Ctrl-C flag.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
 enum Stream {
     Unix(UnixStream),
@@ -169,11 +183,12 @@ impl SocketMonitor {
         let reader =
             writer.try_clone().map_err(|e| ClientError::Io(format!("cannot use the connection to {target}: {e}")))?;
         let (tx, incoming) = mpsc::channel();
+        let wake = tx.clone();
         thread::Builder::new()
             .name("qmp-reader".into())
             .spawn(move || read_messages(reader, tx))
             .map_err(|e| ClientError::Io(format!("cannot start the reader thread: {e}")))?;
-        let mut monitor = SocketMonitor { writer, incoming, next_id: 1, greeting: None, ended: None };
+        let mut monitor = SocketMonitor { writer, incoming, next_id: 1, greeting: None, ended: None, wake };
         if options.negotiate {
             monitor.handshake(target, deadline, options.greeting_timeout, observer)?;
         }
@@ -187,7 +202,7 @@ impl SocketMonitor {
         timeout: Duration,
         observer: &mut dyn Observer,
     ) -> Result<(), ClientError> {
-        let greeting = match self.recv(Some(deadline)) {
+        let greeting = match self.recv_message(Some(deadline)) {
             Ok(message) => message,
             Err(ClientError::Timeout) => {
                 return Err(ClientError::Io(format!(
@@ -220,25 +235,44 @@ impl SocketMonitor {
         }
     }
 
-    /// The next message, or why none will come.
-    fn recv(&mut self, deadline: Option<Instant>) -> Result<Value, ClientError> {
+    /// The next message (or wake-up), or why none will come. A wait is cut
+    /// short by Ctrl-C when the REPL has asked for that (`crate::interrupt`).
+    fn recv(&mut self, deadline: Option<Instant>) -> Result<Got, ClientError> {
         if let Some(end) = &self.ended {
             return Err(end.clone());
         }
-        let got = match deadline {
-            None => self.incoming.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(deadline) => self.incoming.recv_timeout(deadline.saturating_duration_since(Instant::now())),
-        };
-        match got {
-            Ok(Incoming::Message(message)) => Ok(message),
-            Ok(Incoming::End(end)) => {
-                self.ended = Some(end.clone());
-                Err(end)
+        loop {
+            if interrupt::take() {
+                return Err(ClientError::Interrupted);
             }
-            Err(RecvTimeoutError::Timeout) => Err(ClientError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => {
-                self.ended = Some(ClientError::Closed);
-                Err(ClientError::Closed)
+            let slice = match deadline {
+                None => INTERRUPT_POLL,
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(INTERRUPT_POLL),
+            };
+            match self.incoming.recv_timeout(slice) {
+                Ok(Incoming::Message(message)) => return Ok(Got::Message(message)),
+                Ok(Incoming::Wake) => return Ok(Got::Woken),
+                Ok(Incoming::End(end)) => {
+                    self.ended = Some(end.clone());
+                    return Err(end);
+                }
+                Err(RecvTimeoutError::Timeout) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(ClientError::Timeout);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.ended = Some(ClientError::Closed);
+                    return Err(ClientError::Closed);
+                }
+            }
+        }
+    }
+
+    /// The next message, passing over wake-ups.
+    fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Value, ClientError> {
+        loop {
+            if let Got::Message(message) = self.recv(deadline)? {
+                return Ok(message);
             }
         }
     }
@@ -283,7 +317,7 @@ impl Monitor for SocketMonitor {
         observer.sent(&message);
         self.send(&message)?;
         loop {
-            let message = self.recv(deadline)?;
+            let message = self.recv_message(deadline)?;
             match classify(&message, &id) {
                 Class::Event => observer.received(&message, Kind::Event),
                 Class::Stray => observer.received(&message, Kind::Stray),
@@ -311,8 +345,8 @@ impl Monitor for SocketMonitor {
     ) -> Result<Option<Value>, ClientError> {
         loop {
             let message = match self.recv(deadline) {
-                Ok(message) => message,
-                Err(ClientError::Timeout) => return Ok(None),
+                Ok(Got::Message(message)) => message,
+                Ok(Got::Woken) | Err(ClientError::Timeout) => return Ok(None),
                 Err(e) => return Err(e),
             };
             if message.get("event").is_none() {
@@ -328,6 +362,13 @@ impl Monitor for SocketMonitor {
 
     fn greeting(&self) -> Option<&Value> {
         self.greeting.as_ref()
+    }
+
+    fn waker(&self) -> Waker {
+        let wake = self.wake.clone();
+        Box::new(move || {
+            let _ = wake.send(Incoming::Wake);
+        })
     }
 }
 

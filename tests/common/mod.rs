@@ -110,10 +110,31 @@ pub fn qemu_available() -> bool {
 impl Qemu {
     /// Starts QEMU with its QMP monitor on `qmp.sock`, plus `extra` args.
     pub fn start(extra: &[&str]) -> Option<Qemu> {
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Qemu::start_with(|_| extra)
+    }
+
+    /// Like [`Qemu::start`], plus a second QMP monitor at `second.sock`
+    /// (QEMU sends events to every monitor).
+    pub fn with_second_monitor(extra: &[&str]) -> Option<(Qemu, PathBuf)> {
+        let mut qemu = Qemu::start_with(|dir| {
+            let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            args.push("-qmp".into());
+            args.push(format!("unix:{},server=on,wait=off", dir.join("second.sock").display()));
+            args
+        })?;
+        let second = qemu.dir.path().join("second.sock");
+        qemu.await_path(&second);
+        Some((qemu, second))
+    }
+
+    /// Starts QEMU with extra args computed from its private folder.
+    pub fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Option<Qemu> {
         if !qemu_available() {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
+        let extra = extra(dir.path());
         let socket = dir.path().join("qmp.sock");
         let qmp = format!("unix:{},server=on,wait=off", socket.display());
         let child = Command::new(QEMU)

@@ -1,0 +1,341 @@
+//! The line editor's helper: Tab completion, greyed hints of the arguments
+//! still missing, and highlighting of the typed line. All of it reads the
+//! command table and the live schema; the logic is plain functions of the
+//! line, tested without a terminal.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use rustyline::completion::Completer;
+use rustyline::highlight::{CmdKind, Highlighter};
+use rustyline::hint::Hinter;
+use rustyline::validate::Validator;
+use rustyline::{Context, Helper};
+
+use crate::bind::shell::COMMANDS;
+use crate::schema::Schema;
+use crate::table::{self, ArgType, Entry};
+
+/// What completion knows: the table (always) and the schema (when QEMU
+/// offered one).
+#[derive(Clone, Default)]
+pub struct Knowledge {
+    pub schema: Option<Arc<Schema>>,
+}
+
+impl Knowledge {
+    /// Words that can start a line.
+    fn first_words(&self) -> Vec<String> {
+        let mut words: Vec<String> = table::table()
+            .iter()
+            .flat_map(|e| e.names())
+            .map(|n| n.split(' ').next().unwrap_or(n).to_string())
+            .collect();
+        words.push("hmp".into());
+        words.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
+        if let Some(schema) = &self.schema {
+            words.extend(schema.command_names().map(String::from));
+        }
+        words
+    }
+
+    fn qmp_names(&self) -> Vec<String> {
+        self.schema.iter().flat_map(|s| s.command_names().map(String::from)).collect()
+    }
+
+    /// The table entry a line's leading words name, if any.
+    fn entry(words: &[&str]) -> Option<&'static Entry> {
+        match words {
+            ["info", topic, ..] => table::lookup(&format!("info {topic}")),
+            [name, ..] => table::lookup(name),
+            [] => None,
+        }
+    }
+
+    /// Arguments of the command on the line: (name, type, optional).
+    fn arguments(&self, words: &[&str]) -> Vec<(String, String, bool)> {
+        if let Some(entry) = Self::entry(words) {
+            return entry
+                .args
+                .iter()
+                .map(|a| (a.name.clone(), a.kind.describe().to_string(), a.optional || a.flag.is_some()))
+                .collect();
+        }
+        match (&self.schema, words.first()) {
+            (Some(schema), Some(command)) => schema.arguments(command),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Values the argument `key` of the line's command can take.
+    fn values(&self, words: &[&str], key: &str) -> Vec<String> {
+        if let Some(entry) = Self::entry(words) {
+            let Some(spec) = entry.args.iter().find(|a| a.name == key) else { return Vec::new() };
+            if spec.kind == ArgType::Bool {
+                return vec!["on".into(), "off".into()];
+            }
+            return match (&self.schema, &entry.qmp) {
+                (Some(schema), Some(qmp)) => schema.argument_values(qmp, spec.target()),
+                _ => Vec::new(),
+            };
+        }
+        match (&self.schema, words.first()) {
+            (Some(schema), Some(command)) => schema.argument_values(command, key),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Tab completion: where the replaced word starts, and the candidates.
+pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<String>) {
+    let before = &line[..pos];
+    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    let word = &before[start..];
+    let words: Vec<&str> = before[..start].split_whitespace().collect();
+    let (start, prefix, candidates) = match words.as_slice() {
+        [] => (start, word, knowledge.first_words()),
+        ["info"] => {
+            let topics = table::table().iter().filter_map(|e| e.name.strip_prefix("info ")).map(String::from);
+            (start, word, topics.collect())
+        }
+        [".help"] => {
+            let mut names: Vec<String> = table::table().iter().map(|e| e.name.clone()).collect();
+            names.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
+            (start, word, names)
+        }
+        [".schema"] => (start, word, knowledge.qmp_names()),
+        [".events" | ".pretty"] => (start, word, vec!["on".into(), "off".into()]),
+        [".wait"] => {
+            let events = knowledge.schema.iter().flat_map(|s| s.event_names().map(String::from));
+            (start, word, events.collect())
+        }
+        [first, ..] if first.starts_with('.') || *first == "hmp" || first.starts_with('{') => (start, word, Vec::new()),
+        _ => match word.split_once('=') {
+            Some((key, value)) => (start + key.len() + 1, value, knowledge.values(&words, key)),
+            None => {
+                let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
+                let names = knowledge
+                    .arguments(&words)
+                    .into_iter()
+                    .filter(|(name, _, _)| !given.contains(&name.as_str()))
+                    .map(|(name, _, _)| format!("{name}="));
+                (start, word, names.collect())
+            }
+        },
+    };
+    let mut matches: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(prefix)).collect();
+    matches.sort();
+    matches.dedup();
+    (start, matches)
+}
+
+/// A greyed hint after the cursor: the arguments still missing, with their
+/// types, once a command and a space are typed.
+pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
+    if pos != line.len() || !line.ends_with(' ') {
+        return None;
+    }
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let first = words.first()?;
+    if first.starts_with('.') || first.starts_with('{') || *first == "hmp" {
+        return None;
+    }
+    let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
+    let shown: Vec<String> = match Knowledge::entry(&words) {
+        Some(entry) => {
+            let skip = if entry.name.starts_with("info ") { 2 } else { 1 };
+            let positional = words.iter().skip(skip).filter(|w| !w.contains('=') && !w.starts_with('-')).count();
+            entry
+                .args
+                .iter()
+                .filter(|a| a.flag.is_none() && !given.contains(&a.name.as_str()))
+                .skip(positional)
+                .map(|a| {
+                    let shown = format!("{}:{}", a.name, a.kind.describe());
+                    if a.optional { format!("[{shown}]") } else { shown }
+                })
+                .collect()
+        }
+        None => {
+            let mut arguments = knowledge.arguments(&words);
+            arguments.retain(|(name, _, _)| !given.contains(&name.as_str()));
+            arguments.sort_by_key(|(_, _, optional)| *optional);
+            arguments
+                .into_iter()
+                .map(|(name, ty, optional)| if optional { format!("[{name}={ty}]") } else { format!("{name}={ty}") })
+                .collect()
+        }
+    };
+    let text = shown.join(" ");
+    (!text.is_empty()).then(|| shorten(text, 72))
+}
+
+fn shorten(mut text: String, width: usize) -> String {
+    if text.chars().count() > width {
+        let cut = text.char_indices().nth(width - 1).map_or(text.len(), |(i, _)| i);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+const BOLD: &str = "\x1b[1m";
+const KEY: &str = "\x1b[34m";
+const VALUE: &str = "\x1b[32m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// The typed line with its command in bold, keys in blue and values in
+/// green; only colour codes are added, so the width does not change.
+pub fn highlight(line: &str) -> String {
+    let trimmed = line.trim_start();
+    if trimmed.is_empty() || trimmed.starts_with('{') || trimmed.starts_with('#') {
+        return line.to_string();
+    }
+    let mut out = String::with_capacity(line.len() + 32);
+    let mut first = true;
+    let mut rest = line;
+    while !rest.is_empty() {
+        let space = rest.len() - rest.trim_start().len();
+        out.push_str(&rest[..space]);
+        rest = &rest[space..];
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let token = &rest[..end];
+        rest = &rest[end..];
+        if token.is_empty() {
+            continue;
+        }
+        if first {
+            out.push_str(&format!("{BOLD}{token}{RESET}"));
+            first = false;
+        } else if let Some((key, value)) = token.split_once('=').filter(|(k, _)| !k.is_empty()) {
+            out.push_str(&format!("{KEY}{key}{RESET}={VALUE}{value}{RESET}"));
+        } else {
+            out.push_str(token);
+        }
+    }
+    out
+}
+
+/// The rustyline helper: one struct, reading [`Knowledge`].
+pub struct ShellHelper {
+    pub knowledge: Knowledge,
+    /// Whether to colour the typed line and hints.
+    pub color: bool,
+}
+
+impl Completer for ShellHelper {
+    type Candidate = String;
+
+    fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
+        Ok(complete(line, pos, &self.knowledge))
+    }
+}
+
+impl Hinter for ShellHelper {
+    type Hint = String;
+
+    fn hint(&self, line: &str, pos: usize, _: &Context<'_>) -> Option<String> {
+        hint(line, pos, &self.knowledge)
+    }
+}
+
+impl Highlighter for ShellHelper {
+    fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
+        if self.color { Cow::Owned(highlight(line)) } else { Cow::Borrowed(line) }
+    }
+
+    fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
+        if self.color { Cow::Owned(format!("{DIM}{hint}{RESET}")) } else { Cow::Borrowed(hint) }
+    }
+
+    fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
+        self.color
+    }
+}
+
+/// Continuation is the session's business (the same joiner as scripts, so
+/// prompts can say what is open): every line is complete for the editor.
+impl Validator for ShellHelper {}
+
+impl Helper for ShellHelper {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn knowledge() -> Knowledge {
+        let schema = Schema::from_return(json!([
+            {"name": "qom-list", "meta-type": "command", "arg-type": "1", "ret-type": "any"},
+            {"name": "blockdev-add", "meta-type": "command", "arg-type": "2", "ret-type": "any"},
+            {"name": "query-status", "meta-type": "command", "ret-type": "any"},
+            {"name": "1", "meta-type": "object", "members": [{"name": "path", "type": "str"}]},
+            {"name": "2", "meta-type": "object", "members": [
+                {"name": "driver", "type": "3"},
+                {"name": "node-name", "type": "str", "default": null},
+                {"name": "read-only", "type": "bool", "default": null}]},
+            {"name": "3", "meta-type": "enum", "values": ["file", "null-co", "qcow2"]},
+            {"name": "str", "meta-type": "builtin", "json-type": "string"},
+            {"name": "bool", "meta-type": "builtin", "json-type": "boolean"},
+            {"name": "STOP", "meta-type": "event", "arg-type": "0"},
+            {"name": "SHUTDOWN", "meta-type": "event", "arg-type": "0"}
+        ]))
+        .unwrap();
+        Knowledge { schema: Some(Arc::new(schema)) }
+    }
+
+    fn completions(line: &str) -> (usize, Vec<String>) {
+        complete(line, line.len(), &knowledge())
+    }
+
+    #[test]
+    fn command_names_from_the_table_the_schema_and_the_shell() {
+        assert_eq!(completions("qom-l"), (0, vec!["qom-list".to_string()]));
+        assert_eq!(completions("query-"), (0, vec!["query-status".to_string()]));
+        assert_eq!(completions("system_p"), (0, vec!["system_powerdown".to_string()]));
+        assert_eq!(completions(".wa"), (0, vec![".wait".to_string()]));
+        assert_eq!(completions("info mig").1, ["migrate", "migrate_capabilities", "migrate_parameters"]);
+        assert_eq!(completions(".wait S"), (6, vec!["SHUTDOWN".to_string(), "STOP".to_string()]));
+    }
+
+    #[test]
+    fn argument_names_and_enum_values_from_the_schema() {
+        assert_eq!(completions("qom-list pa"), (9, vec!["path=".to_string()]));
+        assert_eq!(completions("blockdev-add dr"), (13, vec!["driver=".to_string()]));
+        assert_eq!(completions("blockdev-add driver=q"), (20, vec!["qcow2".to_string()]));
+        assert_eq!(completions("blockdev-add driver=file read-only=").1, ["false", "true"]);
+        // Arguments already given are not offered again.
+        assert_eq!(completions("blockdev-add driver=file ").1, ["node-name=", "read-only="]);
+        assert_eq!(completions("set_link n0 up=").1, ["off", "on"]);
+    }
+
+    #[test]
+    fn hints_show_missing_arguments_with_types() {
+        let k = knowledge();
+        // Table commands take positional words; QMP commands take key=value.
+        assert_eq!(hint("qom-list ", 9, &k).as_deref(), Some("path:string"));
+        assert_eq!(
+            hint("blockdev-add ", 13, &k).as_deref(),
+            Some("driver=file|null-co|qcow2 [node-name=str] [read-only=bool]")
+        );
+        assert_eq!(hint("blockdev-add driver=file ", 25, &k).as_deref(), Some("[node-name=str] [read-only=bool]"));
+        assert_eq!(hint("balloon ", 8, &k).as_deref(), Some("value:size in MB"));
+        assert_eq!(hint("set_link n0 ", 12, &k).as_deref(), Some("up:on|off"));
+        assert_eq!(hint("stop ", 5, &k), None);
+        assert_eq!(hint("qom-list", 8, &k), None, "no hint before the space");
+    }
+
+    #[test]
+    fn highlighting_only_adds_colour() {
+        let line = "blockdev-add  driver=file x";
+        let coloured = highlight(line);
+        assert!(coloured.contains(BOLD) && coloured.contains(KEY));
+        let plain: String = coloured
+            .split('\x1b')
+            .enumerate()
+            .map(|(i, part)| if i == 0 { part } else { part.split_once('m').map_or("", |(_, rest)| rest) })
+            .collect();
+        assert_eq!(plain, line);
+    }
+}

@@ -1,0 +1,237 @@
+//! The interactive shell on a terminal.
+//!
+//! Two threads: an input thread owns the line editor and reads one line
+//! each time it is asked; the main thread runs the session and, while a
+//! line is being typed, waits on the monitor so events print the moment
+//! they arrive, above the line (through the editor's external printer).
+//! The input thread wakes the main thread when a line is done.
+
+mod helper;
+mod history;
+
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::thread;
+
+use rustyline::config::Config;
+use rustyline::error::ReadlineError;
+use rustyline::history::DefaultHistory;
+use rustyline::{CompletionType, Editor, ExternalPrinter};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::interrupt;
+use crate::line::Assembler;
+use crate::qmp::Waker;
+use crate::session::{Flow, Session};
+pub use helper::{Knowledge, ShellHelper, complete, highlight, hint};
+
+/// What the main thread asks of the input thread.
+enum Request {
+    /// Read a line with this prompt.
+    Read(String),
+    /// Save this logical line in the history.
+    Remember(String),
+}
+
+/// What the input thread reports.
+enum Input {
+    Line(String),
+    /// Ctrl-C at the prompt.
+    Interrupted,
+    /// Ctrl-D.
+    Eof,
+    Failed(String),
+}
+
+/// Runs the REPL until Ctrl-D, `.exit` or `quit`.
+pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
+    let terminal = TerminalState::save();
+    interrupt::install();
+    let knowledge = Knowledge { schema: session.shared_schema()? };
+    let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
+    let version = session.version().unwrap_or_else(|| "QEMU".into());
+    let named = name.as_deref().map(|n| format!("{n} at ")).unwrap_or_default();
+    session
+        .printer
+        .text(&format!("qmpsh: connected to {named}{target} ({version}); .help lists commands, Ctrl-D leaves\n"));
+    let label = name.unwrap_or_else(|| target.to_string());
+
+    let (requests, requests_rx) = mpsc::channel();
+    let (inputs_tx, inputs) = mpsc::channel();
+    let (printer_tx, printer_rx) = mpsc::channel();
+    let helper = ShellHelper { knowledge, color: !session.printer.style.stdout.is_plain() };
+    let waker = session.waker();
+    let reader = thread::Builder::new()
+        .name("qmpsh-input".into())
+        .spawn(move || read_lines(helper, history::path(), requests_rx, inputs_tx, printer_tx, waker))
+        .map_err(|e| Error::Io(format!("cannot start the input thread: {e}")))?;
+    if let Ok(Some(printer)) = printer_rx.recv() {
+        session.printer.print_through(printer);
+    }
+
+    let outcome = converse(session, &label, &requests, &inputs);
+    match outcome {
+        // The input thread is idle: let it save history and end.
+        Ok(()) | Err(Error::Io(_)) => {
+            drop(requests);
+            let _ = reader.join();
+        }
+        // The input thread may be inside readline, with the terminal raw:
+        // put the terminal back before the error is printed.
+        Err(_) => {
+            drop(terminal);
+            println!();
+        }
+    }
+    outcome
+}
+
+/// The main loop: ask for a line, wait for it while printing events, run it.
+fn converse(
+    session: &mut Session,
+    label: &str,
+    requests: &Sender<Request>,
+    inputs: &Receiver<Input>,
+) -> Result<(), Error> {
+    let mut assembler = Assembler::new();
+    loop {
+        let prompt = match assembler.pending_block() {
+            Some(true) => "transaction> ".to_string(),
+            Some(false) => "...> ".to_string(),
+            None => format!("{label}> "),
+        };
+        if requests.send(Request::Read(prompt)).is_err() {
+            return Ok(());
+        }
+        let input = loop {
+            match inputs.try_recv() {
+                Ok(input) => break input,
+                Err(TryRecvError::Disconnected) => return Ok(()),
+                Err(TryRecvError::Empty) => {}
+            }
+            if session.idle()? == Flow::Exit {
+                return Ok(());
+            }
+        };
+        let physical = match input {
+            Input::Line(line) => line,
+            Input::Interrupted => {
+                assembler = Assembler::new();
+                continue;
+            }
+            Input::Eof => return Ok(()),
+            Input::Failed(e) => return Err(Error::Io(format!("cannot read the terminal: {e}"))),
+        };
+        let Some((text, _)) = assembler.push(&physical) else { continue };
+        if text.trim().is_empty() {
+            continue;
+        }
+        if !history::carries_secret(&text) {
+            let _ = requests.send(Request::Remember(text.clone()));
+        }
+        interrupt::clear();
+        match session.run_line(&text, None) {
+            Ok(Flow::Continue) | Err(Error::CommandFailed) => {}
+            Ok(Flow::Exit) => return Ok(()),
+            Err(e @ (Error::Parse { .. } | Error::Usage(_) | Error::Timeout(_) | Error::Interrupted)) => {
+                session.printer.problem(&format!("qmpsh: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The input thread: owns the editor and the history file.
+fn read_lines(
+    helper: ShellHelper,
+    history: Option<PathBuf>,
+    requests: Receiver<Request>,
+    inputs: Sender<Input>,
+    printer: Sender<Option<Box<dyn ExternalPrinter + Send>>>,
+    wake: Waker,
+) {
+    let config = Config::builder()
+        .max_history_size(1000)
+        .and_then(|c| c.history_ignore_dups(true))
+        .map(|c| c.completion_type(CompletionType::List).auto_add_history(false).build())
+        .unwrap_or_default();
+    let mut editor: Editor<ShellHelper, DefaultHistory> = match Editor::with_config(config) {
+        Ok(editor) => editor,
+        Err(e) => {
+            let _ = printer.send(None);
+            let _ = inputs.send(Input::Failed(e.to_string()));
+            wake();
+            return;
+        }
+    };
+    editor.set_helper(Some(helper));
+    // History is best effort: a read-only home still gets a shell.
+    let history = history.filter(|path| history::prepare(path).is_ok());
+    if let Some(path) = &history {
+        let _ = editor.load_history(path);
+    }
+    let external = editor.create_external_printer().ok().map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
+    let _ = printer.send(external);
+    while let Ok(request) = requests.recv() {
+        match request {
+            Request::Remember(text) => {
+                if let Some(path) = &history
+                    && editor.add_history_entry(text).unwrap_or(false)
+                {
+                    let _ = editor.append_history(path);
+                }
+            }
+            Request::Read(prompt) => {
+                let input = match editor.readline(&prompt) {
+                    Ok(line) => Input::Line(line),
+                    Err(ReadlineError::Interrupted) => Input::Interrupted,
+                    Err(ReadlineError::Eof) => Input::Eof,
+                    Err(e) => Input::Failed(e.to_string()),
+                };
+                if inputs.send(input).is_err() {
+                    return;
+                }
+                wake();
+            }
+        }
+    }
+}
+
+/// The terminal's settings at start, put back when dropped: whatever
+/// happens in the input thread, qmpsh does not leave a raw terminal behind.
+struct TerminalState {
+    saved: Option<libc::termios>,
+}
+
+impl TerminalState {
+    fn save() -> TerminalState {
+        // SAFETY: tcgetattr writes into the termios we pass; zeroed is a
+        // valid value for the plain C struct.
+        let saved = unsafe {
+            let mut termios: libc::termios = std::mem::zeroed();
+            (libc::tcgetattr(libc::STDIN_FILENO, &mut termios) == 0).then_some(termios)
+        };
+        TerminalState { saved }
+    }
+}
+
+impl Drop for TerminalState {
+    fn drop(&mut self) {
+        if let Some(termios) = &self.saved {
+            // SAFETY: restores settings read from the same descriptor.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, termios);
+            }
+        }
+    }
+}
+
+impl Session {
+    /// `QEMU 7.2.22` from the greeting, when there was one.
+    pub fn version(&self) -> Option<String> {
+        let qemu = self.greeting()?.get("QMP")?.get("version")?.get("qemu")?;
+        let part = |k: &str| qemu.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Some(format!("QEMU {}.{}.{}", part("major"), part("minor"), part("micro")))
+    }
+}

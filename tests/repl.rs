@@ -1,0 +1,174 @@
+//! The REPL in a real terminal (tmux), against a real QEMU with a second
+//! QMP monitor that triggers events while qmpsh waits at its prompt.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::Qemu;
+
+/// A tmux server of the test's own, so tests do not see each other.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str) -> Option<Tmux> {
+        let found = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
+        if !found {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!("tmux is missing, and CI must run the terminal tests: apt-get install -y tmux");
+            }
+            eprintln!("skipping: tmux is not installed");
+            return None;
+        }
+        let tmux = Tmux { socket: format!("qmpsh-test-{}-{:?}", std::process::id(), thread::current().id()) };
+        tmux.run(&["new-session", "-d", "-x", "150", "-y", "40", command]);
+        Some(tmux)
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Types text; `Enter`, `Tab`, `C-d` and friends are keys.
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "0"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    /// Types literal text (no key names).
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "0", "-l", text]);
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "0", "-S", "-100"])
+    }
+
+    /// Waits until the screen satisfies `ready`, failing with the screen.
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let screen = self.screen();
+            if ready(&screen) {
+                return screen;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+/// Sends one command through another QMP monitor of the same QEMU.
+fn through_second_monitor(socket: &Path, command: &str) {
+    let stream = UnixStream::connect(socket).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    for execute in ["qmp_capabilities", command] {
+        writeln!(writer, "{{\"execute\": \"{execute}\"}}").unwrap();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).unwrap();
+            if line.contains("\"return\"") {
+                break;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_session_in_a_real_terminal() {
+    let Some((qemu, second)) = Qemu::with_second_monitor(&["-name", "term-vm"]) else { return };
+    let state = qemu.dir.path().join("state");
+    let command = format!(
+        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        state.display(),
+        env!("CARGO_BIN_EXE_qmpsh"),
+        qemu.socket.display()
+    );
+    let Some(tmux) = Tmux::start(&command) else { return };
+    tmux.wait_for("the prompt", |s| s.contains("term-vm>"));
+
+    // A command and its reply.
+    tmux.type_text("info status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the reply", |s| s.contains("\"status\": \"running\""));
+
+    // An event while idle, with half a line typed: it prints above the line,
+    // which stays as it was.
+    tmux.type_text("qom-get path=/machine prop");
+    thread::sleep(Duration::from_millis(200));
+    through_second_monitor(&second, "stop");
+    let screen = tmux.wait_for("the STOP event", |s| s.contains(" STOP"));
+    let last = screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
+    assert_eq!(last.trim_end(), "term-vm> qom-get path=/machine prop", "{screen}");
+
+    // Tab completes the argument name from the live schema.
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("property= completed", |s| s.contains("qom-get path=/machine property="));
+    tmux.type_text("type");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the qom-get reply", |s| s.contains("\"none-machine\""));
+
+    // JSON over two lines.
+    tmux.type_text("{\"execute\":");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the continuation prompt", |s| s.contains("\n...>"));
+    tmux.type_text("\"query-name\"}");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the query-name reply", |s| s.contains("\"name\": \"term-vm\""));
+
+    // A secret is run but never saved; Ctrl-D leaves with status 0.
+    tmux.type_text("set_password vnc hunter2");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the set_password reply", |s| s.contains("error: GenericError"));
+    tmux.keys(&["C-d"]);
+    tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit=0"));
+
+    let history = state.join("qmpsh/history");
+    let mode = std::fs::metadata(&history).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let saved = std::fs::read_to_string(&history).unwrap();
+    assert!(saved.contains("info status") && saved.contains("query-name"), "{saved}");
+    assert!(!saved.contains("hunter2") && !saved.contains("set_password"), "{saved}");
+}
+
+#[test]
+fn ctrl_c_interrupts_a_wait_and_qemu_leaving_exits_3() {
+    let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
+    let command = format!(
+        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        qemu.dir.path().display(),
+        env!("CARGO_BIN_EXE_qmpsh"),
+        qemu.socket.display()
+    );
+    let Some(tmux) = Tmux::start(&command) else { return };
+    let prompt = format!("{}>", qemu.socket.display());
+    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    tmux.type_text(".wait RESET");
+    tmux.keys(&["Enter"]);
+    thread::sleep(Duration::from_millis(300));
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
+    through_second_monitor(&second, "quit");
+    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
+    assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
+    assert!(screen.contains("qmpsh-exit=3"), "{screen}");
+}
