@@ -4,7 +4,7 @@ use std::io::{self, BufReader, IsTerminal, Write};
 use std::time::Duration;
 
 use crate::bind::{Action, Context, Shell};
-use crate::cli::{Cli, ColorChoice};
+use crate::cli::{Cli, ColorChoice, Command, ShellOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::{Connect, SocketMonitor};
@@ -12,51 +12,77 @@ use crate::render::Palette;
 use crate::repl;
 use crate::session::{self, Flow, Input, Session, Settings};
 use crate::target::Target;
+use crate::vm;
 
 /// How long to wait for the greeting when `--timeout` is not given.
 const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Runs qmpsh as the command line asks.
 pub fn run(cli: Cli) -> Result<(), Error> {
-    let input = if !cli.commands.is_empty() {
-        Input::Commands(cli.commands.clone())
-    } else if io::stdin().is_terminal() && !cli.dry_run {
-        Input::Commands(Vec::new()) // the REPL reads the terminal itself
+    match cli.command {
+        Some(Command::Vm(command)) => vm::run(command),
+        Some(Command::Launch { start, shell }) => vm::launch(start, shell),
+        None if cli.dry_run => {
+            if cli.target.is_some() {
+                return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));
+            }
+            dry_run(input(&cli.shell), cli.shell.hmp)
+        }
+        None => {
+            let Some(target) = cli.target.as_deref() else {
+                return Err(Error::Usage("no TARGET: name a QMP socket path, HOST:PORT or VM (see --help)".into()));
+            };
+            let target = Target::parse_with(target, vm_socket)?;
+            shell(&target, &cli.shell)
+        }
+    }
+}
+
+/// The socket of the managed VM `name`, if there is one. Looking never
+/// creates the state folder.
+fn vm_socket(name: &str) -> Option<std::path::PathBuf> {
+    vm::check_name(name).ok()?;
+    let vm = vm::VmDir::new(name).ok()?;
+    vm.exists().then(|| vm.socket())
+}
+
+/// Where lines come from: `-c`, or stdin when it is not a terminal.
+fn input(options: &ShellOptions) -> Input {
+    if !options.commands.is_empty() {
+        Input::Commands(options.commands.clone())
     } else {
         Input::Stream(Box::new(BufReader::with_capacity(64 * 1024, io::stdin())))
-    };
-    if cli.dry_run {
-        if cli.target.is_some() {
-            return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));
-        }
-        return dry_run(input, cli.hmp);
     }
-    let Some(target) = cli.target.as_deref() else {
-        return Err(Error::Usage("no TARGET: name a QMP socket path or HOST:PORT (see --help)".into()));
-    };
-    let target = Target::parse(target)?;
-    let interactive = cli.commands.is_empty() && io::stdin().is_terminal();
+}
+
+/// Connects to `target` and runs the REPL on a terminal, else the script.
+pub fn shell(target: &Target, options: &ShellOptions) -> Result<(), Error> {
+    let interactive = options.commands.is_empty() && io::stdin().is_terminal();
     let style = Style {
-        stdout: palette(cli.color, io::stdout().is_terminal()),
-        stderr: palette(cli.color, io::stderr().is_terminal()),
-        pretty: cli.pretty || io::stdout().is_terminal(),
-        json: cli.json,
-        verbose: cli.verbose,
+        stdout: palette(options.color, io::stdout().is_terminal()),
+        stderr: palette(options.color, io::stderr().is_terminal()),
+        pretty: options.pretty || io::stdout().is_terminal(),
+        json: options.json,
+        verbose: options.verbose,
         events: true,
     };
     if !style.stdout.is_plain() || !style.stderr.is_plain() {
         colored::control::set_override(true);
     }
-    let mut printer = Printer::new(style, cli.log.as_deref())?;
-    let timeout = cli.timeout.map(Duration::from_secs_f64);
+    let mut printer = Printer::new(style, options.log.as_deref())?;
+    let timeout = options.timeout.map(Duration::from_secs_f64);
     let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let connect = Connect { greeting_timeout, negotiate: !cli.no_negotiate };
+    let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate };
     let monitor =
-        SocketMonitor::connect(&target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?;
+        SocketMonitor::connect(target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?;
     printer.live = true;
-    let settings = Settings { hmp: cli.hmp, timeout, quit_grace: greeting_timeout };
+    let settings = Settings { hmp: options.hmp, timeout, quit_grace: greeting_timeout };
     let mut session = Session::new(Box::new(monitor), printer, settings);
-    if interactive { repl::run(&mut session, &target.to_string()) } else { script(&mut session, input, cli.keep_going) }
+    if interactive {
+        repl::run(&mut session, &target.to_string())
+    } else {
+        script(&mut session, input(options), options.keep_going)
+    }
 }
 
 /// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.

@@ -2,27 +2,39 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::EXIT_CODES_HELP;
 use crate::target::TARGET_HELP;
+use crate::vm::StartOptions;
 
 /// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
 /// socket; see replies and events as they happen; run the same lines as a
-/// script from stdin or -c.
+/// script from stdin or -c. Start, stop and kill VMs.
 #[derive(Debug, Parser)]
-#[command(name = "qmpsh", version, after_help = after_help())]
+#[command(name = "qmpsh", version, after_help = after_help(), args_conflicts_with_subcommands = true)]
 pub struct Cli {
-    /// The QMP monitor: a socket path, unix:PATH, tcp:HOST:PORT or HOST:PORT
-    pub target: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
 
-    /// Run this line, then exit (repeatable; runs in order)
-    #[arg(short = 'c', long = "command", value_name = "CMD")]
-    pub commands: Vec<String>,
+    /// The QMP monitor: a socket path, unix:PATH, tcp:HOST:PORT, HOST:PORT,
+    /// or the name of a VM started by `qmpsh vm start`
+    pub target: Option<String>,
 
     /// Print the QMP JSON each line becomes, without connecting
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub shell: ShellOptions,
+}
+
+/// How the shell reads lines and shows what comes back.
+#[derive(Debug, Clone, Args)]
+pub struct ShellOptions {
+    /// Run this line, then exit (repeatable; runs in order)
+    #[arg(short = 'c', long = "command", value_name = "CMD")]
+    pub commands: Vec<String>,
 
     /// Every line is an HMP command
     #[arg(short = 'H', long)]
@@ -61,6 +73,59 @@ pub struct Cli {
     pub keep_going: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a throwaway VM, open the shell on it, and remove it when the
+    /// shell ends (also on Ctrl-C or SIGTERM)
+    Launch {
+        #[command(flatten)]
+        start: StartOptions,
+        #[command(flatten)]
+        shell: ShellOptions,
+    },
+    /// Managed VMs: state lives in $QMPSH_STATE_DIR, else
+    /// $XDG_RUNTIME_DIR/qmpsh, else /tmp/qmpsh-$UID
+    #[command(subcommand)]
+    Vm(VmCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VmCommand {
+    /// Start QEMU in the background; returns once its QMP socket answers
+    Start {
+        /// Letters, digits, '-', '_' and '.'
+        name: String,
+        #[command(flatten)]
+        options: StartOptions,
+    },
+    /// Press the power button, wait; then `quit`; then SIGKILL
+    Stop {
+        name: String,
+        /// Seconds to wait for the guest to power off
+        #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+        timeout: f64,
+        /// After the timeout, SIGKILL at once instead of trying `quit` first
+        #[arg(long)]
+        kill: bool,
+    },
+    /// SIGKILL the VM's QEMU, without asking the guest
+    Kill { name: String },
+    /// Every managed VM: name, pid, state, uptime, socket
+    List {
+        /// One JSON object per VM, in a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// One VM's name, pid, state, uptime and socket
+    Status {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Kill the VM if it runs, and remove its folder
+    Delete { name: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ColorChoice {
     Auto,
@@ -72,7 +137,7 @@ fn after_help() -> String {
     format!("{TARGET_HELP}\n\n{EXIT_CODES_HELP}")
 }
 
-fn parse_seconds(text: &str) -> Result<f64, String> {
+pub fn parse_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(s),
         _ => Err(format!("`{text}` is not a number of seconds above zero")),

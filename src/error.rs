@@ -11,6 +11,8 @@ pub enum Error {
     /// A QMP command answered with an error in script mode (exit 1). The
     /// error itself was already printed when it arrived.
     CommandFailed,
+    /// A VM operation failed, such as QEMU exiting during start (exit 1).
+    Failed(String),
     /// Bad command line, environment or input line (exit 2).
     Usage(String),
     /// A line of input did not parse or bind (exit 2). `line` is 1-based
@@ -33,7 +35,7 @@ impl Error {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::CommandFailed => 1,
+            Error::CommandFailed | Error::Failed(_) => 1,
             Error::Usage(_) | Error::Parse { .. } | Error::Io(_) => 2,
             Error::Connection(_) => 3,
             Error::Timeout(_) => 4,
@@ -62,7 +64,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::CommandFailed => f.write_str("a command failed"),
-            Error::Usage(msg) | Error::Connection(msg) | Error::Timeout(msg) | Error::Io(msg) => f.write_str(msg),
+            Error::Usage(msg) | Error::Connection(msg) | Error::Timeout(msg) | Error::Io(msg) | Error::Failed(msg) => {
+                f.write_str(msg)
+            }
             Error::Parse { line, column, message } => {
                 match (line, column) {
                     (Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
@@ -98,7 +102,9 @@ pub fn finish(result: Result<(), Error>) -> ExitCode {
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success (after `quit`, QEMU closing the socket is success)
-  1  a command got a QMP error (script mode; with --keep-going, at the end)
+  1  a command got a QMP error (script mode; with --keep-going, at the end),
+     or a VM operation failed (QEMU exited while starting)
   2  usage or parse error
   3  connection failure: cannot connect, no greeting in time, connection lost
-  4  timeout: a command (with --timeout) or .wait ran out of time";
+  4  timeout: a command (with --timeout) or .wait ran out of time
+130  interrupted by Ctrl-C; 143 by SIGTERM (launch cleans up first)";

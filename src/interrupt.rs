@@ -25,6 +25,12 @@ pub fn install() {
     }
 }
 
+/// Sets the flag as Ctrl-C would (for a thread that receives SIGINT with
+/// `sigwait`).
+pub fn raise() {
+    PENDING.store(true, Ordering::SeqCst);
+}
+
 /// Whether Ctrl-C was pressed since the last call; clears the flag.
 pub fn take() -> bool {
     PENDING.swap(false, Ordering::SeqCst)

@@ -3,7 +3,8 @@
 //! The pipeline, in the order a line travels:
 //! `line` (assemble and parse) → `bind` (against `table`) → `session`
 //! (drives a `qmp::Monitor`) → `output`/`render` (replies and events).
-//! `app` wires them for the command line; `repl` is the terminal loop.
+//! `app` wires them for the command line; `repl` is the terminal loop;
+//! `vm` starts, stops and kills the VMs qmpsh manages.
 
 pub mod app;
 pub mod bind;
@@ -21,3 +22,4 @@ pub mod schema;
 pub mod session;
 pub mod table;
 pub mod target;
+pub mod vm;

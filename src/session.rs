@@ -15,6 +15,7 @@ use crate::line::{self, Assembler, Line, ParseError};
 use crate::output::Printer;
 use crate::qmp::{ClientError, Monitor, QmpError, Waker};
 use crate::schema::{self, Schema};
+use crate::vm::{Process, stop};
 
 /// Whether to go on after a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,6 +231,13 @@ impl Session {
             Shell::Events(on) => self.printer.style.events = on,
             Shell::Pretty(on) => self.printer.style.pretty = on,
             Shell::Cpu(index) => self.cpu = Some(index),
+            Shell::Shutdown { timeout, kill } => {
+                let process = self.monitor.peer_pid().and_then(Process::peer);
+                self.quitting = true;
+                let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, process.as_ref(), timeout, kill)?;
+                self.printer.text(&format!("{ending}\n"));
+                return Ok(Flow::Exit);
+            }
             Shell::Schema(command) => {
                 let text = match self.schema() {
                     None => {

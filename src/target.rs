@@ -5,9 +5,11 @@
 //! 1. `unix:PATH` is a unix socket; `tcp:HOST:PORT` is TCP.
 //! 2. Anything with a `/` is a unix socket path.
 //! 3. `HOST:PORT` or `[IPV6]:PORT` with a numeric port is TCP.
-//! 4. Any other word is a socket file in the current directory.
+//! 4. Any other word is a VM started by `qmpsh vm start` when one has that
+//!    name, else a socket file in the current directory.
 //!    When a word could be read two ways (a file named like `host:1234`
-//!    exists), qmpsh refuses and asks for the `unix:` or `tcp:` prefix.
+//!    exists, or a file and a VM share a name), qmpsh refuses and asks for
+//!    a prefix or a path.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -37,12 +39,28 @@ TARGET is read by this rule, first match wins:
   unix:PATH, tcp:HOST:PORT   explicit unix socket or TCP address
   anything containing '/'    a unix socket path (./qmp.sock, /run/vm.qmp)
   HOST:PORT, [IPV6]:PORT     TCP (localhost:4444, [::1]:4444)
-  any other word             a unix socket file in the current directory
-A word that fits two rules (a file named like host:4444 exists) is an error:
-prefix it with unix: or tcp:.";
+  any other word             a VM started by `qmpsh vm start`, else a unix
+                             socket file in the current directory
+A word that fits two rules (a file named like host:4444 exists, or a file
+and a VM share its name) is an error: write unix:NAME, ./NAME or tcp:....";
 
 impl Target {
-    /// Reads TARGET by the rule in [`TARGET_HELP`].
+    /// Reads TARGET by the rule in [`TARGET_HELP`]; `vm_socket` names the
+    /// socket of a managed VM, if one has that name.
+    pub fn parse_with(text: &str, vm_socket: impl Fn(&str) -> Option<PathBuf>) -> Result<Target, Error> {
+        let target = Target::parse(text)?;
+        let plain_word = !text.contains('/') && !text.contains(':');
+        match vm_socket(text).filter(|_| plain_word) {
+            Some(_) if Path::new(text).exists() => Err(Error::Usage(format!(
+                "TARGET {text} is ambiguous: a VM and a file in this folder share the name; \
+                 write ./{text} for the file"
+            ))),
+            Some(socket) => Ok(Target::Unix(socket)),
+            None => Ok(target),
+        }
+    }
+
+    /// Reads TARGET by the rule in [`TARGET_HELP`], without managed VMs.
     pub fn parse(text: &str) -> Result<Target, Error> {
         if text.is_empty() {
             return Err(Error::Usage("TARGET is empty: name a socket path or HOST:PORT".into()));

@@ -77,6 +77,12 @@ pub enum Shell {
     Schema(String),
     /// The CPU that HMP commands address from now on.
     Cpu(i64),
+    /// Power button, wait up to `timeout`, then `quit` (or, with `kill`,
+    /// SIGKILL at once), then SIGKILL.
+    Shutdown {
+        timeout: Duration,
+        kill: bool,
+    },
 }
 
 /// What binding knows besides the line: options and session state.

@@ -30,6 +30,11 @@ pub const COMMANDS: &[ShellCommand] = &[
     },
     ShellCommand { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
     ShellCommand { name: "cpu", args: "N", help: "address HMP commands to CPU N" },
+    ShellCommand {
+        name: "shutdown",
+        args: "[timeout=SECS] [kill]",
+        help: "power button, wait (30 s), then quit, then SIGKILL; `kill` skips quit",
+    },
 ];
 
 impl ShellCommand {
@@ -72,6 +77,7 @@ pub fn bind(inv: &Invocation) -> Result<Shell> {
             [arg, ..] => error(arg.offset, "a CPU index after .cpu"),
             [] => error(end, "a CPU index after .cpu"),
         },
+        "shutdown" => shutdown(args),
         other => {
             let hint = crate::schema::suggest(other, COMMANDS.iter().map(|c| c.name))
                 .map(|near| format!(" (did you mean .{near}?)"))
@@ -109,6 +115,20 @@ fn wait(args: &[Arg], end: usize) -> Result<Shell> {
     }
     let fields: Map<_, _> = fields.into_untyped();
     Ok(Shell::Wait { event, timeout, fields })
+}
+
+/// `.shutdown [timeout=SECS] [kill]`.
+fn shutdown(args: &[Arg]) -> Result<Shell> {
+    let mut timeout = Duration::from_secs(30);
+    let mut kill = false;
+    for arg in args {
+        match (arg.key.as_deref(), &arg.value) {
+            (Some([key]), _) if key == "timeout" => timeout = seconds(arg)?,
+            (None, Value::Bare(word)) if word == "kill" => kill = true,
+            _ => return error(arg.offset, "timeout=SECS or kill after .shutdown"),
+        }
+    }
+    Ok(Shell::Shutdown { timeout, kill })
 }
 
 fn seconds(arg: &Arg) -> Result<Duration> {

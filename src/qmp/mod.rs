@@ -123,6 +123,10 @@ pub trait Monitor {
     /// The greeting, when the monitor sent one.
     fn greeting(&self) -> Option<&Value>;
 
+    /// The pid of the process at the other end, when the transport can
+    /// tell (a local unix socket can): `.shutdown` kills it as a last resort.
+    fn peer_pid(&self) -> Option<i32>;
+
     /// A handle another thread can call to end a [`Monitor::wait_event`]
     /// early: the REPL's input thread, when a line has been typed.
     fn waker(&self) -> Waker;

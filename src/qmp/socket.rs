@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -362,6 +363,23 @@ impl Monitor for SocketMonitor {
 
     fn greeting(&self) -> Option<&Value> {
         self.greeting.as_ref()
+    }
+
+    fn peer_pid(&self) -> Option<i32> {
+        let Stream::Unix(stream) = &self.writer else { return None };
+        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: SO_PEERCRED fills a ucred of the size we pass.
+        let ok = unsafe {
+            libc::getsockopt(
+                stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&mut cred as *mut libc::ucred).cast(),
+                &mut len,
+            )
+        } == 0;
+        (ok && cred.pid > 0).then_some(cred.pid)
     }
 
     fn waker(&self) -> Waker {

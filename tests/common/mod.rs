@@ -38,12 +38,23 @@ pub fn qmpsh(args: &[&str], stdin: &str) -> Run {
 
 /// [`qmpsh`], in the directory `dir`.
 pub fn qmpsh_in(dir: Option<&Path>, args: &[&str], stdin: &str) -> Run {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_qmpsh"));
-    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.env_remove("NO_COLOR");
+    let mut command = qmpsh_command(args);
     if let Some(dir) = dir {
         command.current_dir(dir);
     }
+    finish(command, stdin)
+}
+
+/// The qmpsh binary with `args`, its streams piped, ready to adjust.
+pub fn qmpsh_command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_qmpsh"));
+    command.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.env_remove("NO_COLOR");
+    command
+}
+
+/// Runs a prepared command to its end (60 s at most) with `stdin`.
+pub fn finish(mut command: Command, stdin: &str) -> Run {
     let mut child = command.spawn().expect("the qmpsh binary runs");
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_string();
@@ -53,7 +64,7 @@ pub fn qmpsh_in(dir: Option<&Path>, args: &[&str], stdin: &str) -> Run {
     let stdout = drain(child.stdout.take().unwrap());
     let stderr = drain(child.stderr.take().unwrap());
     let status = wait_with_deadline(&mut child, Duration::from_secs(60))
-        .unwrap_or_else(|| panic!("qmpsh {args:?} did not finish within 60 s"));
+        .unwrap_or_else(|| panic!("{command:?} did not finish within 60 s"));
     writer.join().unwrap();
     Run { code: status.code().unwrap_or(-1), stdout: stdout.join().unwrap(), stderr: stderr.join().unwrap() }
 }

@@ -1,0 +1,206 @@
+//! Managed VMs: `qmpsh vm start|stop|kill|list|status|delete` and
+//! `qmpsh launch`. Each VM has a private folder (see `state`) with its QMP
+//! socket, pidfile and logs; the QEMU in it is trusted only while its
+//! command line names that socket (see `process`).
+
+mod launch;
+mod process;
+mod start;
+mod state;
+pub mod stop;
+
+use std::fs;
+use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+use crate::cli::VmCommand;
+use crate::error::Error;
+use crate::output::{Printer, Style};
+use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
+use crate::render::Palette;
+use crate::target::Target;
+pub use launch::launch;
+pub use process::Process;
+pub use start::{Accel, StartOptions};
+pub use state::{VmDir, check_name, state_dir};
+
+/// Runs one `qmpsh vm ...` command.
+pub fn run(command: VmCommand) -> Result<(), Error> {
+    match command {
+        VmCommand::Start { name, options } => {
+            let vm = VmDir::new(&name)?;
+            let started = start::start(&vm, &options, false)?;
+            println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
+            Ok(())
+        }
+        VmCommand::Stop { name, timeout, kill } => stop(&existing(&name)?, Duration::from_secs_f64(timeout), kill),
+        VmCommand::Kill { name } => {
+            let vm = existing(&name)?;
+            match running(&vm) {
+                Some(process) => {
+                    process.kill();
+                    process.wait_exit(Duration::from_secs(5));
+                    tidy(&vm);
+                    println!("{}: killed", vm.name);
+                }
+                None => println!("{}: not running", vm.name),
+            }
+            Ok(())
+        }
+        VmCommand::List { json } => {
+            let reports: Vec<Value> = VmDir::all()?.iter().map(report).collect();
+            if json {
+                println!("{}", Value::Array(reports));
+            } else {
+                println!("{:<20} {:>8} {:<10} {:>9}  SOCKET", "NAME", "PID", "STATE", "UPTIME");
+                for r in &reports {
+                    print_row(r);
+                }
+            }
+            Ok(())
+        }
+        VmCommand::Status { name, json } => {
+            let r = report(&existing(&name)?);
+            if json {
+                println!("{r}");
+            } else {
+                for key in ["name", "pid", "state", "uptime", "socket"] {
+                    let value = match &r[key] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => "-".into(),
+                        Value::Number(n) if key == "uptime" => format_uptime(n.as_u64().unwrap_or(0)),
+                        other => other.to_string(),
+                    };
+                    println!("{key:<7} {value}");
+                }
+            }
+            Ok(())
+        }
+        VmCommand::Delete { name } => {
+            let vm = existing(&name)?;
+            if let Some(process) = running(&vm) {
+                process.kill();
+                process.wait_exit(Duration::from_secs(5));
+            }
+            fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
+            println!("{}: deleted", vm.name);
+            Ok(())
+        }
+    }
+}
+
+/// A VM that has a folder, or a clear error.
+fn existing(name: &str) -> Result<VmDir, Error> {
+    let vm = VmDir::new(name)?;
+    if !vm.exists() {
+        return Err(Error::Usage(format!("no VM named {name} (qmpsh vm list shows them)")));
+    }
+    Ok(vm)
+}
+
+/// Its QEMU, if it runs.
+pub fn running(vm: &VmDir) -> Option<Process> {
+    Process::from_pidfile(&vm.pidfile(), &vm.socket())
+}
+
+/// Removes what a dead QEMU leaves behind; the folder and logs stay.
+fn tidy(vm: &VmDir) {
+    let _ = fs::remove_file(vm.socket());
+    let _ = fs::remove_file(vm.pidfile());
+}
+
+/// `vm stop`: the graceful sequence, reporting which step ended it.
+fn stop(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> {
+    let Some(process) = running(vm) else {
+        tidy(vm);
+        println!("{}: not running", vm.name);
+        return Ok(());
+    };
+    let style = Style {
+        stdout: Palette::plain(),
+        stderr: Palette::plain(),
+        pretty: false,
+        json: false,
+        verbose: false,
+        events: true,
+    };
+    let mut printer = Printer::new(style, None)?;
+    let connect = Connect { greeting_timeout: Duration::from_secs(5), negotiate: true };
+    let mut monitor = SocketMonitor::connect(&Target::Unix(vm.socket()), connect, &mut printer)
+        .map_err(|e| Error::Connection(format!("{e}; `qmpsh vm kill {}` ends it without the monitor", vm.name)))?;
+    printer.live = true;
+    let ending = stop::shutdown(&mut monitor, &mut printer, Some(&process), timeout, kill)?;
+    printer.flush();
+    tidy(vm);
+    println!("{}: {ending}", vm.name);
+    Ok(())
+}
+
+/// What `vm list` and `vm status` show of one VM.
+fn report(vm: &VmDir) -> Value {
+    let process = running(vm);
+    let state = match &process {
+        None => "dead".to_string(),
+        Some(_) => query_state(vm),
+    };
+    let uptime = process.as_ref().and_then(|_| {
+        let started: u64 = fs::read_to_string(vm.started_file()).ok()?.trim().parse().ok()?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+        Some(now.saturating_sub(started))
+    });
+    json!({
+        "name": vm.name,
+        "pid": process.as_ref().map(|p| p.pid),
+        "state": state,
+        "uptime": uptime,
+        "socket": vm.socket().display().to_string(),
+    })
+}
+
+/// running / paused / shut down, from `query-status`; `busy` when another
+/// client holds the monitor.
+fn query_state(vm: &VmDir) -> String {
+    let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true };
+    let Ok(mut monitor) = SocketMonitor::connect(&Target::Unix(vm.socket()), connect, &mut Quiet) else {
+        return "busy".into();
+    };
+    let mut request = serde_json::Map::new();
+    request.insert("execute".into(), "query-status".into());
+    let deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
+    match monitor.execute(request, deadline, &mut Quiet) {
+        Ok(Ok(status)) => match status["status"].as_str().unwrap_or("") {
+            "running" => "running".into(),
+            "shutdown" => "shut down".into(),
+            "paused" | "prelaunch" | "suspended" | "debug" | "io-error" | "watchdog" | "guest-panicked" => {
+                "paused".into()
+            }
+            other => other.into(),
+        },
+        _ => "busy".into(),
+    }
+}
+
+fn print_row(r: &Value) {
+    let pid = r["pid"].as_i64().map_or("-".to_string(), |p| p.to_string());
+    let uptime = r["uptime"].as_u64().map_or("-".to_string(), format_uptime);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{:<20} {:>8} {:<10} {:>9}  {}",
+        r["name"].as_str().unwrap_or(""),
+        pid,
+        r["state"].as_str().unwrap_or(""),
+        uptime,
+        r["socket"].as_str().unwrap_or("")
+    );
+}
+
+fn format_uptime(seconds: u64) -> String {
+    match seconds {
+        s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
+        s if s < 86_400 => format!("{}h{:02}m", s / 3600, s / 60 % 60),
+        s => format!("{}d{:02}h", s / 86_400, s / 3600 % 24),
+    }
+}

@@ -1,0 +1,111 @@
+//! The QEMU process of a managed VM, found by its pidfile and trusted only
+//! while its command line still names our socket: a recycled pid is never
+//! signalled. A pidfd, once opened, pins the very process we checked.
+
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A live QEMU that is ours.
+#[derive(Debug)]
+pub struct Process {
+    pub pid: i32,
+    /// Absent on kernels without pidfd_open (before 5.3).
+    pidfd: Option<OwnedFd>,
+}
+
+/// Whether process `pid`'s command line mentions `socket`.
+fn names_socket(pid: i32, socket: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let needle = socket.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
+}
+
+fn pidfd_open(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: a plain syscall; on success it returns a new descriptor we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+impl Process {
+    /// The QEMU whose pid is in `pidfile`, if it is alive and still ours.
+    pub fn from_pidfile(pidfile: &Path, socket: &Path) -> Option<Process> {
+        let pid: i32 = fs::read_to_string(pidfile).ok()?.trim().parse().ok().filter(|p| *p > 0)?;
+        Process::verify(pid, socket)
+    }
+
+    /// `pid`, if it is alive and its command line names `socket`. The pidfd
+    /// is opened before the check, so the check is about that process.
+    pub fn verify(pid: i32, socket: &Path) -> Option<Process> {
+        let pidfd = pidfd_open(pid);
+        let process = Process { pid, pidfd };
+        (process.is_alive() && names_socket(pid, socket)).then_some(process)
+    }
+
+    /// The process at the other end of our own monitor connection: QEMU by
+    /// construction, pinned by a pidfd while it is known to be alive.
+    pub fn peer(pid: i32) -> Option<Process> {
+        let process = Process { pid, pidfd: pidfd_open(pid) };
+        process.is_alive().then_some(process)
+    }
+
+    /// Whether it still runs (a zombie does not).
+    pub fn is_alive(&self) -> bool {
+        match &self.pidfd {
+            Some(fd) => !poll_readable(fd, 0),
+            None => fs::read_to_string(format!("/proc/{}/stat", self.pid))
+                .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'))),
+        }
+    }
+
+    /// Waits up to `limit` for it to exit; true once it has.
+    pub fn wait_exit(&self, limit: Duration) -> bool {
+        if let Some(fd) = &self.pidfd {
+            return poll_readable(fd, limit.as_millis().min(i32::MAX as u128) as i32);
+        }
+        let deadline = Instant::now() + limit;
+        while self.is_alive() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
+    /// SIGKILL, through the pidfd when there is one.
+    pub fn kill(&self) {
+        // SAFETY: signals only this process (the pidfd pins it; without one,
+        // the pid was checked to still be our QEMU just before).
+        unsafe {
+            match &self.pidfd {
+                Some(fd) => {
+                    libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0, 0);
+                }
+                None => {
+                    libc::kill(self.pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+}
+
+/// Whether `fd` becomes readable within `timeout_ms` (a pidfd does when
+/// its process exits).
+fn poll_readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
+    let mut entry = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut entry, 1, left) };
+        if ready > 0 {
+            return true;
+        }
+        if ready == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Starting a managed VM: QEMU from an argument vector (never a shell
+//! string), in the background, its socket, pidfile and logs in the VM's
+//! folder; ready once its QMP socket greets.
+
+use std::ffi::OsString;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Args, ValueEnum};
+
+use super::process::Process;
+use super::state::VmDir;
+use crate::error::Error;
+use crate::qmp::{Connect, Quiet, SocketMonitor};
+use crate::target::Target;
+
+/// How long QEMU gets to open its QMP socket.
+const START_LIMIT: Duration = Duration::from_secs(30);
+
+/// The options of `vm start` and `launch`.
+#[derive(Debug, Clone, Args)]
+pub struct StartOptions {
+    /// Guest memory in MB
+    #[arg(long, value_name = "MB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub memory: u32,
+    /// Virtual CPUs
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus: u32,
+    /// A disk image (repeatable), attached as virtio
+    #[arg(long = "disk", value_name = "IMG")]
+    pub disks: Vec<PathBuf>,
+    /// A CD-ROM image
+    #[arg(long, value_name = "ISO")]
+    pub cdrom: Option<PathBuf>,
+    /// A kernel to boot directly
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// An initrd for --kernel
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line for --kernel
+    #[arg(long, value_name = "TEXT")]
+    pub append: Option<String>,
+    /// Accelerator: auto picks kvm only when /dev/kvm opens and this is not
+    /// itself a virtual machine (nested KVM often cannot boot a kernel)
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// The QEMU binary
+    #[arg(long, value_name = "BIN", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// More QEMU arguments, after --
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    pub extra: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+impl Accel {
+    /// `auto` made concrete: KVM when /dev/kvm opens read-write and the CPU
+    /// does not say it runs under a hypervisor. Nested KVM (as on many CI
+    /// machines) opens fine but can hang booting a kernel, so it is only
+    /// used when asked for with `--accel kvm`.
+    pub fn resolve(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+            Accel::Auto => {
+                let kvm_opens = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+                let nested = fs::read_to_string("/proc/cpuinfo")
+                    .map(|info| {
+                        info.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+                    })
+                    .unwrap_or(true);
+                if kvm_opens && !nested { "kvm" } else { "tcg" }
+            }
+        }
+    }
+}
+
+/// A started VM.
+pub struct Started {
+    pub child: Child,
+    pub socket: PathBuf,
+}
+
+/// QEMU's arguments for this VM.
+fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |a: &str| args.push(a.into());
+    push("-name");
+    push(&vm.name);
+    push("-nodefaults");
+    push("-display");
+    push("none");
+    push("-qmp");
+    push(&format!("unix:{},server=on,wait=off", socket.display()));
+    push("-pidfile");
+    push(&vm.pidfile().display().to_string());
+    push("-serial");
+    push(&format!("file:{}", vm.serial_log().display()));
+    push("-m");
+    push(&options.memory.to_string());
+    push("-smp");
+    push(&options.cpus.to_string());
+    push("-accel");
+    push(options.accel.resolve());
+    for disk in &options.disks {
+        push("-drive");
+        push(&format!("file={},if=virtio", disk.display()));
+    }
+    if let Some(iso) = &options.cdrom {
+        push("-cdrom");
+        push(&iso.display().to_string());
+    }
+    for (flag, value) in [("-kernel", &options.kernel), ("-initrd", &options.initrd)] {
+        if let Some(path) = value {
+            push(flag);
+            push(&path.display().to_string());
+        }
+    }
+    if let Some(append) = &options.append {
+        push("-append");
+        push(append);
+    }
+    args.extend(options.extra.iter().cloned());
+    args
+}
+
+/// Starts QEMU for `vm` and returns once its QMP socket greets. With
+/// `tied`, QEMU dies with this process (for `launch`).
+pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, Error> {
+    let socket = vm.checked_socket()?;
+    if let Some(running) = Process::from_pidfile(&vm.pidfile(), &socket) {
+        return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
+    }
+    super::state::ensure_private(&vm.dir)?;
+    for stale in [vm.socket(), vm.pidfile()] {
+        let _ = fs::remove_file(stale);
+    }
+    let log =
+        File::create(vm.qemu_log()).map_err(|e| Error::Io(format!("cannot write {}: {e}", vm.qemu_log().display())))?;
+    let log_err = log.try_clone().map_err(|e| Error::Io(e.to_string()))?;
+    let mut command = Command::new(&options.qemu);
+    command.args(argv(vm, options, &socket)).stdin(Stdio::null()).stdout(log).stderr(log_err);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            // Its own session: Ctrl-C in this terminal is not for QEMU.
+            libc::setsid();
+            // Signals blocked for qmpsh's own watcher are not QEMU's business.
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+            if tied {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => Error::Usage(format!(
+            "{} not found: install QEMU (on Debian or Ubuntu: apt-get install qemu-system-x86), or name the binary with --qemu",
+            options.qemu.display()
+        )),
+        _ => Error::Io(format!("cannot start {}: {e}", options.qemu.display())),
+    })?;
+    let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+    let _ = fs::write(vm.started_file(), format!("{started}\n"));
+    match await_monitor(&mut child, &socket) {
+        Ok(()) => Ok(Started { child, socket }),
+        Err(why) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = fs::remove_file(vm.pidfile());
+            let _ = fs::remove_file(&socket);
+            let tail = last_lines(&vm.qemu_log(), 8);
+            let shown = if tail.is_empty() { String::new() } else { format!(":\n{tail}") };
+            Err(Error::Failed(format!("VM {} did not start: {why}{shown}", vm.name)))
+        }
+    }
+}
+
+/// Waits until QEMU answers on its socket, or exits, or takes too long.
+fn await_monitor(child: &mut Child, socket: &Path) -> Result<(), String> {
+    let deadline = Instant::now() + START_LIMIT;
+    let target = Target::Unix(socket.to_path_buf());
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("QEMU exited during start ({status})"));
+        }
+        if socket.exists() {
+            let connect = Connect { greeting_timeout: Duration::from_secs(2), negotiate: true };
+            if SocketMonitor::connect(&target, connect, &mut Quiet).is_ok() {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(format!("its QMP socket did not answer within {} s", START_LIMIT.as_secs()));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The last `n` lines of a (small) log file.
+pub fn last_lines(path: &Path, n: usize) -> String {
+    let Ok(mut file) = File::open(path) else { return String::new() };
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(length.saturating_sub(16 * 1024)));
+    let mut tail = String::new();
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_ok() {
+        tail = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,175 @@
+//! Where managed VMs live: a private state folder with one folder per VM.
+//!
+//! `$QMPSH_STATE_DIR`, else `$XDG_RUNTIME_DIR/qmpsh`, else `/tmp/qmpsh-$UID`.
+//! qmpsh creates it 0700 and refuses one that is a symlink or belongs to
+//! another user: sockets there give control of VMs.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// The longest unix socket path the kernel takes (sun_path less its NUL).
+pub const UNIX_PATH_MAX: usize = 107;
+
+/// The state folder, created and checked.
+pub fn state_dir() -> Result<PathBuf, Error> {
+    let from_env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let dir = match from_env("QMPSH_STATE_DIR") {
+        Some(dir) => dir,
+        None => match from_env("XDG_RUNTIME_DIR").filter(|d| d.is_absolute()) {
+            Some(runtime) => runtime.join("qmpsh"),
+            // SAFETY: getuid cannot fail.
+            None => PathBuf::from(format!("/tmp/qmpsh-{}", unsafe { libc::getuid() })),
+        },
+    };
+    ensure_private(&dir)?;
+    Ok(dir)
+}
+
+/// Creates `dir` 0700 if missing; refuses a symlink, a non-folder, or a
+/// folder owned by another user; tightens a folder of ours that is open to
+/// others.
+pub fn ensure_private(dir: &Path) -> Result<(), Error> {
+    let refuse = |why: String| Error::Usage(format!("refusing state folder {}: {why}", dir.display()));
+    if fs::symlink_metadata(dir).is_err() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| refuse(format!("cannot create it: {e}")))?;
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse("it is a symlink".into()));
+    }
+    if !meta.is_dir() {
+        return Err(refuse("it is not a folder".into()));
+    }
+    // SAFETY: getuid cannot fail.
+    let me = unsafe { libc::getuid() };
+    if meta.uid() != me {
+        return Err(refuse(format!("it belongs to uid {}, not to you (uid {me})", meta.uid())));
+    }
+    if meta.mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| refuse(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Whether `name` is a usable VM name: letters, digits, `-`, `_`, `.`, not
+/// starting with a dot, at most 64 characters.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "bad VM name {name:?}: use letters, digits, '-', '_' and '.', not starting with '.', at most 64"
+        )))
+    }
+}
+
+/// One VM's folder and the files in it.
+#[derive(Debug, Clone)]
+pub struct VmDir {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+impl VmDir {
+    /// The folder of VM `name` (checked, not created).
+    pub fn new(name: &str) -> Result<VmDir, Error> {
+        check_name(name)?;
+        Ok(VmDir { name: name.to_string(), dir: state_dir()?.join(name) })
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("qmp.sock")
+    }
+
+    pub fn pidfile(&self) -> PathBuf {
+        self.dir.join("qemu.pid")
+    }
+
+    pub fn serial_log(&self) -> PathBuf {
+        self.dir.join("serial.log")
+    }
+
+    /// QEMU's own stdout and stderr.
+    pub fn qemu_log(&self) -> PathBuf {
+        self.dir.join("qemu.log")
+    }
+
+    /// When it was started (Unix seconds), written by `vm start`.
+    pub fn started_file(&self) -> PathBuf {
+        self.dir.join("started")
+    }
+
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// The socket path, refused if the kernel could not bind it.
+    pub fn checked_socket(&self) -> Result<PathBuf, Error> {
+        let socket = self.socket();
+        let length = socket.as_os_str().len();
+        if length > UNIX_PATH_MAX {
+            return Err(Error::Usage(format!(
+                "the QMP socket path {} is {length} bytes, over the {UNIX_PATH_MAX}-byte unix limit: \
+                 use a shorter VM name or set QMPSH_STATE_DIR to a shorter folder",
+                socket.display()
+            )));
+        }
+        Ok(socket)
+    }
+
+    /// Every VM with a folder in the state folder, sorted by name.
+    pub fn all() -> Result<Vec<VmDir>, Error> {
+        let state = state_dir()?;
+        let entries = fs::read_dir(&state)
+            .map_err(|e| Error::Io(format!("cannot read the state folder {}: {e}", state.display())))?;
+        let mut vms: Vec<VmDir> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| check_name(name).is_ok())
+            .map(|name| VmDir { dir: state.join(&name), name })
+            .collect();
+        vms.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(vms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["vm1", "web-01", "a.b_c", "X"] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", ".hidden", "a/b", "a b", "ü", "..", &"x".repeat(65)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_state_folder_is_private_and_never_a_symlink() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/state");
+        ensure_private(&dir).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private(&dir).unwrap();
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700, "tightened");
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        assert!(ensure_private(&link).unwrap_err().to_string().contains("symlink"));
+    }
+}

@@ -1,0 +1,259 @@
+//! Managed VMs with cheap `-machine none` QEMUs: start, status, list, stop,
+//! kill, delete, launch, the state folder's safety, and that nothing is
+//! left behind. The power-button tests with a real guest are in guest.rs.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Run, finish, qemu_available, qmpsh_command};
+
+/// A private state folder and qmpsh commands that use it.
+struct Vms {
+    state: tempfile::TempDir,
+}
+
+impl Vms {
+    fn new() -> Option<Vms> {
+        qemu_available().then(|| Vms { state: tempfile::tempdir().unwrap() })
+    }
+
+    fn dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    fn qmpsh(&self, args: &[&str], stdin: &str) -> Run {
+        let mut command = qmpsh_command(args);
+        command.env("QMPSH_STATE_DIR", self.dir());
+        finish(command, stdin)
+    }
+
+    /// `vm start NAME` of a `-machine none` VM, which must succeed.
+    fn start(&self, name: &str) -> Run {
+        let run = self.qmpsh(&["vm", "start", name, "--accel", "tcg", "--", "-machine", "none"], "");
+        assert_eq!(run.code, 0, "{run:?}");
+        run
+    }
+
+    /// Live processes whose command line mentions this state folder.
+    fn live_qemus(&self) -> Vec<i32> {
+        let needle = self.dir().as_os_str().as_encoded_bytes().to_vec();
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+            .filter(|pid| {
+                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) && cmdline.starts_with(b"qemu-system")
+            })
+            .collect()
+    }
+}
+
+impl Drop for Vms {
+    fn drop(&mut self) {
+        for pid in self.live_qemus() {
+            // SAFETY: a QEMU this test started, found by its private folder.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn start_status_list_stop_and_delete() {
+    let Some(vms) = Vms::new() else { return };
+    let started = vms.start("web-1");
+    assert!(started.stdout.starts_with("started web-1: pid "), "{}", started.stdout);
+    let folder = vms.dir().join("web-1");
+    assert_eq!(fs::metadata(&folder).unwrap().mode() & 0o777, 0o700);
+    for file in ["qmp.sock", "qemu.pid", "serial.log"] {
+        assert!(folder.join(file).exists(), "{file} missing");
+    }
+
+    let status = vms.qmpsh(&["vm", "status", "web-1", "--json"], "");
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["state"], "running");
+    assert!(status["pid"].as_i64().is_some_and(|p| p > 0));
+    assert!(status["uptime"].as_u64().is_some());
+
+    // The shell reaches it by name; pausing shows in the status.
+    let paused = vms.qmpsh(&["web-1", "-c", "stop"], "");
+    assert_eq!(paused.code, 0, "{paused:?}");
+    let listed = vms.qmpsh(&["vm", "list"], "");
+    let row = listed.stdout.lines().find(|l| l.starts_with("web-1")).unwrap();
+    assert!(row.contains(" paused "), "{}", listed.stdout);
+
+    // -machine none has no power button: the stop ends in `quit`.
+    let stopped = vms.qmpsh(&["vm", "stop", "web-1", "--timeout", "0.5"], "");
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    assert!(stopped.stdout.contains("POWERDOWN"), "{}", stopped.stdout);
+    assert!(stopped.stdout.ends_with("web-1: quit after timeout\n"), "{}", stopped.stdout);
+    assert!(vms.live_qemus().is_empty());
+    assert!(!folder.join("qmp.sock").exists() && !folder.join("qemu.pid").exists());
+    let dead = vms.qmpsh(&["vm", "status", "web-1", "--json"], "");
+    assert!(dead.stdout.contains(r#""state":"dead""#), "{}", dead.stdout);
+
+    let deleted = vms.qmpsh(&["vm", "delete", "web-1"], "");
+    assert_eq!(deleted.code, 0);
+    assert!(!folder.exists());
+}
+
+#[test]
+fn kill_skips_the_power_button_and_delete_kills_a_running_vm() {
+    let Some(vms) = Vms::new() else { return };
+    vms.start("a");
+    vms.start("b");
+    let killed = vms.qmpsh(&["vm", "kill", "a"], "");
+    assert_eq!((killed.code, killed.stdout.as_str()), (0, "a: killed\n"));
+    assert!(!killed.stdout.contains("POWERDOWN"));
+    assert_eq!(vms.live_qemus().len(), 1);
+    let deleted = vms.qmpsh(&["vm", "delete", "b"], "");
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    assert!(vms.live_qemus().is_empty());
+    assert!(!vms.dir().join("b").exists());
+}
+
+#[test]
+fn starting_refuses_clearly() {
+    let Some(vms) = Vms::new() else { return };
+    vms.start("dup");
+    let again = vms.qmpsh(&["vm", "start", "dup", "--", "-machine", "none"], "");
+    assert_eq!(again.code, 2);
+    assert!(again.stderr.contains("VM dup is already running (pid "), "{}", again.stderr);
+
+    let bad = vms.qmpsh(&["vm", "start", "no/slash"], "");
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("bad VM name"), "{}", bad.stderr);
+
+    let missing = vms.qmpsh(&["vm", "start", "m", "--qemu", "/nonexistent/qemu"], "");
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("apt-get install qemu-system-x86"), "{}", missing.stderr);
+
+    let broken = vms.qmpsh(&["vm", "start", "broken", "--", "-no-such-option"], "");
+    assert_eq!(broken.code, 1);
+    assert!(broken.stderr.contains("QEMU exited during start"), "{}", broken.stderr);
+    assert!(broken.stderr.contains("-no-such-option: invalid option"), "{}", broken.stderr);
+
+    let long_state = vms.dir().join("x".repeat(100));
+    let mut command = qmpsh_command(&["vm", "start", "long"]);
+    command.env("QMPSH_STATE_DIR", &long_state);
+    let long = finish(command, "");
+    assert_eq!(long.code, 2);
+    assert!(long.stderr.contains("over the 107-byte unix limit"), "{}", long.stderr);
+    assert_eq!(vms.live_qemus().len(), 1, "only dup runs");
+}
+
+#[test]
+fn a_symlinked_or_foreign_state_folder_is_refused() {
+    let Some(vms) = Vms::new() else { return };
+    let real = vms.dir().join("real");
+    fs::create_dir(&real).unwrap();
+    let link = vms.dir().join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let mut command = qmpsh_command(&["vm", "list"]);
+    command.env("QMPSH_STATE_DIR", &link);
+    let run = finish(command, "");
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("symlink"), "{}", run.stderr);
+
+    // A folder of another user (root can make one; others cannot test this).
+    // SAFETY: getuid cannot fail.
+    if unsafe { libc::getuid() } == 0 {
+        let foreign = vms.dir().join("foreign");
+        fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+        let mut command = qmpsh_command(&["vm", "list"]);
+        command.env("QMPSH_STATE_DIR", &foreign);
+        let run = finish(command, "");
+        assert_eq!(run.code, 2);
+        assert!(run.stderr.contains("belongs to uid 65534"), "{}", run.stderr);
+    }
+
+    // A new one is made private.
+    let fresh = vms.dir().join("fresh/state");
+    let mut command = qmpsh_command(&["vm", "list"]);
+    command.env("QMPSH_STATE_DIR", &fresh);
+    assert_eq!(finish(command, "").code, 0);
+    assert_eq!(fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn twenty_start_stop_cycles_leave_nothing_behind() {
+    let Some(vms) = Vms::new() else { return };
+    for cycle in 0..20 {
+        vms.start("cycle");
+        let stopped = vms.qmpsh(&["vm", "stop", "cycle", "--timeout", "0.1"], "");
+        assert_eq!(stopped.code, 0, "cycle {cycle}: {stopped:?}");
+    }
+    assert!(vms.live_qemus().is_empty(), "QEMU left running");
+    let folder = vms.dir().join("cycle");
+    assert!(!folder.join("qmp.sock").exists() && !folder.join("qemu.pid").exists());
+}
+
+#[test]
+fn a_name_that_is_also_a_file_here_is_ambiguous() {
+    let Some(vms) = Vms::new() else { return };
+    vms.start("twin");
+    let cwd = tempfile::tempdir().unwrap();
+    fs::write(cwd.path().join("twin"), "").unwrap();
+    let mut command = qmpsh_command(&["twin", "-c", "stop"]);
+    command.env("QMPSH_STATE_DIR", vms.dir()).current_dir(cwd.path());
+    let run = finish(command, "");
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("ambiguous") && run.stderr.contains("./twin"), "{}", run.stderr);
+}
+
+#[test]
+fn launch_leaves_no_qemu_and_no_folder() {
+    let Some(vms) = Vms::new() else { return };
+    let run = vms.qmpsh(&["launch", "-c", "info status", "--", "-machine", "none"], "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("\"running\":true"), "{}", run.stdout);
+    assert!(vms.live_qemus().is_empty());
+    assert_eq!(fs::read_dir(vms.dir()).unwrap().count(), 0, "the VM folder is gone");
+}
+
+#[test]
+fn launch_cleans_up_on_sigterm() {
+    let Some(vms) = Vms::new() else { return };
+    let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
+    command.env("QMPSH_STATE_DIR", vms.dir());
+    let mut child = command.spawn().unwrap();
+    // A script that waits: the VM is up while qmpsh sleeps.
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while vms.live_qemus().is_empty() {
+        assert!(Instant::now() < deadline, "the launched VM never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signals the qmpsh child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGTERM");
+    drop(stdin);
+    assert_eq!(status.code(), Some(143));
+    assert!(vms.live_qemus().is_empty(), "QEMU survived");
+    assert_eq!(fs::read_dir(vms.dir()).unwrap().count(), 0, "the VM folder is left");
+}
+
+#[test]
+fn dot_shutdown_forces_a_vm_that_ignores_the_button() {
+    let Some(vms) = Vms::new() else { return };
+    vms.start("s1");
+    let quit = vms.qmpsh(&["s1"], ".shutdown timeout=0.3\n");
+    assert_eq!(quit.code, 0, "{quit:?}");
+    assert!(quit.stdout.ends_with("quit after timeout\n"), "{}", quit.stdout);
+    vms.start("s2");
+    let killed = vms.qmpsh(&["s2"], ".shutdown timeout=0.3 kill\n");
+    assert_eq!(killed.code, 0, "{killed:?}");
+    assert!(killed.stdout.ends_with("killed\n"), "{}", killed.stdout);
+    assert!(vms.live_qemus().is_empty());
+    // Waiting for an event that never comes is a timeout: exit 4.
+    vms.start("s3");
+    let waited = vms.qmpsh(&["s3"], ".wait RESET timeout=0.2\n");
+    assert_eq!(waited.code, 4, "{waited:?}");
+    assert!(waited.stderr.contains("no RESET event within 0.2 s"), "{}", waited.stderr);
+}
