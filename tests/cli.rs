@@ -23,7 +23,7 @@ fn help_lists_the_exit_codes_and_the_target_rule() {
 fn no_target_is_a_usage_error() {
     let run = qmpsh(&["-c", "stop"], "");
     assert_eq!(run.code, 2);
-    assert_eq!(run.stderr, "qmpsh: no TARGET: name a QMP socket path or HOST:PORT (see --help)\n");
+    assert_eq!(run.stderr, "qmpsh: no TARGET: name a QMP socket path, HOST:PORT or VM (see --help)\n");
 }
 
 #[test]
