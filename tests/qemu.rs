@@ -190,3 +190,18 @@ fn qmp_shell_arguments_reach_qemu_typed() {
     );
     assert_eq!(raw.stdout, "4194304\n", "{}", raw.stderr);
 }
+
+#[test]
+fn colour_follows_the_color_option() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let always = qmpsh(&["--color", "always", &qemu.socket_arg(), "-c", "info status", "-c", "stop"], "");
+    assert!(always.stdout.contains("\x1b["), "{:?}", always.stdout);
+    // Piped output is plain by default, and with never.
+    let socket = qemu.socket_arg();
+    for args in [vec![], vec!["--color", "never"]] {
+        let mut all = args.clone();
+        all.extend([socket.as_str(), "-c", "info status"]);
+        let plain = qmpsh(&all, "");
+        assert!(!plain.stdout.contains('\x1b'), "{args:?}: {:?}", plain.stdout);
+    }
+}
