@@ -3,6 +3,8 @@
 //! not do on demand.
 #![allow(dead_code)] // each test binary uses its own share of these
 
+pub mod guest;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
