@@ -1,11 +1,14 @@
 //! `run`: from parsed command-line options to a finished session.
 
-use std::io::{self, BufReader, IsTerminal, Write};
+use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::sync::mpsc::{self, TryRecvError};
+use std::thread;
 use std::time::Duration;
 
 use crate::bind::{Action, Context, Shell};
 use crate::cli::{Cli, ColorChoice, Command, ShellOptions};
 use crate::error::Error;
+use crate::line::Assembler;
 use crate::output::{Printer, Style};
 use crate::qmp::{Connect, SocketMonitor};
 use crate::render::Palette;
@@ -102,17 +105,68 @@ fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
 /// Script mode: stop at the first failure, or note it and go on.
 fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), Error> {
     let mut failed = false;
-    let result = session::for_each_line(input, |text, line_no| match session.run_line(text, Some(line_no)) {
+    let mut run = |session: &mut Session, text: &str, line_no: usize| match session.run_line(text, Some(line_no)) {
         Err(Error::CommandFailed) if keep_going => {
             failed = true;
             Ok(Flow::Continue)
         }
         other => other,
-    });
+    };
+    let result = match input {
+        Input::Stream(reader) => stream_script(session, reader, &mut run),
+        commands => session::for_each_line(commands, |text, line_no| run(session, text, line_no)),
+    };
     session.printer.flush();
     result?;
     session.printer.check()?;
     if failed { Err(Error::CommandFailed) } else { Ok(()) }
+}
+
+/// A script read from a stream (a pipe that may pause): a thread reads the
+/// lines, and while none is ready the session prints events as they come,
+/// just as the REPL does at its prompt.
+fn stream_script(
+    session: &mut Session,
+    mut reader: Box<dyn BufRead + Send>,
+    run: &mut dyn FnMut(&mut Session, &str, usize) -> Result<Flow, Error>,
+) -> Result<(), Error> {
+    let (lines, next) = mpsc::channel();
+    let wake = session.waker();
+    thread::Builder::new()
+        .name("qmpsh-stdin".into())
+        .spawn(move || {
+            for number in 1.. {
+                let line = session::read_physical(&mut reader, number);
+                let end = !matches!(line, Ok(Some(_)));
+                let sent = lines.send(line).is_ok();
+                wake();
+                if end || !sent {
+                    return;
+                }
+            }
+        })
+        .map_err(|e| Error::Io(format!("cannot start the input thread: {e}")))?;
+    let mut assembler = Assembler::new();
+    loop {
+        let physical = match next.try_recv() {
+            Ok(Ok(Some(physical))) => physical,
+            Ok(Ok(None)) | Err(TryRecvError::Disconnected) => break,
+            Ok(Err(e)) => return Err(e),
+            Err(TryRecvError::Empty) => match session.idle()? {
+                Flow::Continue => continue,
+                Flow::Exit => return Ok(()),
+            },
+        };
+        if let Some((text, start)) = assembler.push(&physical)
+            && run(session, &text, start)? == Flow::Exit
+        {
+            return Ok(());
+        }
+    }
+    match assembler.finish() {
+        Some((text, start)) => run(session, &text, start).map(|_| ()),
+        None => Ok(()),
+    }
 }
 
 /// `--dry-run`: each command's QMP message, one compact JSON per line.

@@ -131,8 +131,8 @@ impl Session {
     /// At the prompt: prints events as they come until `waker` is called.
     /// `Flow::Exit` when QEMU went away after our `quit`.
     pub fn idle(&mut self) -> Result<Flow, Error> {
-        match self.monitor.wait_event(None, &mut self.printer, &mut |_| false) {
-            Ok(_) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
+        match self.monitor.wait_wake(&mut self.printer) {
+            Ok(()) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
             Err(e) => self.connection_lost(e),
         }
     }
@@ -308,7 +308,25 @@ pub fn translate(text: &str, line_no: Option<usize>, context: &Context) -> Resul
 /// Where lines come from: `-c` arguments or a stream such as stdin.
 pub enum Input {
     Commands(Vec<String>),
-    Stream(Box<dyn BufRead>),
+    Stream(Box<dyn BufRead + Send>),
+}
+
+/// The next physical line of `reader` (number `number`), without its
+/// newline; `None` at the end.
+pub fn read_physical(reader: &mut dyn BufRead, number: usize) -> Result<Option<String>, Error> {
+    let mut raw = Vec::new();
+    let n = reader.read_until(b'\n', &mut raw).map_err(|e| Error::Io(format!("cannot read input: {e}")))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if raw.last() == Some(&b'\n') {
+        raw.pop();
+    }
+    String::from_utf8(raw).map(Some).map_err(|e| Error::Parse {
+        line: Some(number),
+        column: None,
+        message: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to() + 1),
+    })
 }
 
 /// Feeds every logical line of `input` to `each`, with its first physical
@@ -332,23 +350,12 @@ pub fn for_each_line(input: Input, mut each: impl FnMut(&str, usize) -> Result<F
             }
         }
         Input::Stream(mut reader) => {
-            let mut raw = Vec::new();
-            let mut number = 0;
-            loop {
-                raw.clear();
-                number += 1;
-                let n = reader.read_until(b'\n', &mut raw).map_err(|e| Error::Io(format!("cannot read input: {e}")))?;
-                if n == 0 {
-                    break;
-                }
-                let physical = std::str::from_utf8(&raw).map_err(|e| Error::Parse {
-                    line: Some(number),
-                    column: None,
-                    message: format!("not valid UTF-8 (byte {})", e.valid_up_to() + 1),
-                })?;
-                if feed(physical.strip_suffix('\n').unwrap_or(physical))? == Flow::Exit {
+            let mut number = 1;
+            while let Some(physical) = read_physical(&mut reader, number)? {
+                if feed(&physical)? == Flow::Exit {
                     return Ok(());
                 }
+                number += 1;
             }
         }
     }

@@ -205,3 +205,40 @@ fn colour_follows_the_color_option() {
         assert!(!plain.stdout.contains('\x1b'), "{args:?}: {:?}", plain.stdout);
     }
 }
+
+#[test]
+fn a_script_that_pauses_still_prints_events_as_they_come() {
+    let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
+    let mut child = common::qmpsh_command(&[&qemu.socket_arg()]).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    use std::io::Write as _;
+    writeln!(stdin, "info status").unwrap();
+    assert!(lines.recv_timeout(Duration::from_secs(10)).unwrap().contains("running"));
+    // The script says nothing more for now; another client pauses the VM.
+    common::query(&second, "stop");
+    let event = lines.recv_timeout(Duration::from_secs(10)).expect("the STOP event, while stdin is quiet");
+    assert!(event.ends_with(" STOP"), "{event}");
+    drop(stdin);
+    assert_eq!(common::wait_with_deadline(&mut child, Duration::from_secs(10)).unwrap().code(), Some(0));
+}
+
+#[test]
+fn dot_wait_blocks_until_the_event_arrives() {
+    let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        common::query(&second, "cont");
+    });
+    let run = qmpsh(&[&qemu.socket_arg()], "stop\n.wait RESUME timeout=10\ninfo status\n");
+    resume.join().unwrap();
+    assert_eq!(run.code, 0, "{run:?}");
+    let last = run.stdout.lines().last().unwrap();
+    assert!(last.contains("\"running\":true"), "{}", run.stdout);
+}

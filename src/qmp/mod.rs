@@ -112,7 +112,7 @@ pub trait Monitor {
 
     /// Reads messages until `deadline` (or forever), handing each to
     /// `observer`, and stops early at the first event `wanted` accepts,
-    /// which it returns. A [`Monitor::waker`] call also ends the wait.
+    /// which it returns.
     fn wait_event(
         &mut self,
         deadline: Option<Instant>,
@@ -127,8 +127,12 @@ pub trait Monitor {
     /// tell (a local unix socket can): `.shutdown` kills it as a last resort.
     fn peer_pid(&self) -> Option<i32>;
 
-    /// A handle another thread can call to end a [`Monitor::wait_event`]
-    /// early: the REPL's input thread, when a line has been typed.
+    /// Reads messages, handing each to `observer`, until a [`Monitor::waker`]
+    /// call (a wake-up sent before this call may end it at once).
+    fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError>;
+
+    /// A handle another thread can call to end a [`Monitor::wait_wake`]:
+    /// the input thread, when a line has been read.
     fn waker(&self) -> Waker;
 }
 

@@ -345,9 +345,9 @@ impl Monitor for SocketMonitor {
         wanted: &mut dyn FnMut(&Value) -> bool,
     ) -> Result<Option<Value>, ClientError> {
         loop {
-            let message = match self.recv(deadline) {
-                Ok(Got::Message(message)) => message,
-                Ok(Got::Woken) | Err(ClientError::Timeout) => return Ok(None),
+            let message = match self.recv_message(deadline) {
+                Ok(message) => message,
+                Err(ClientError::Timeout) => return Ok(None),
                 Err(e) => return Err(e),
             };
             if message.get("event").is_none() {
@@ -357,6 +357,18 @@ impl Monitor for SocketMonitor {
             observer.received(&message, Kind::Event);
             if wanted(&message) {
                 return Ok(Some(message));
+            }
+        }
+    }
+
+    fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
+        loop {
+            match self.recv(None)? {
+                Got::Woken => return Ok(()),
+                Got::Message(message) => {
+                    let kind = if message.get("event").is_some() { Kind::Event } else { Kind::Stray };
+                    observer.received(&message, kind);
+                }
             }
         }
     }
