@@ -28,6 +28,10 @@ struct Member<'s> {
 /// arguments, but they take any other (device_add: every device property).
 const OPEN_COMMANDS: &[&str] = &["device_add"];
 
+/// How deep type references are followed: QEMU's schema nests a few
+/// levels; a peer whose schema refers to itself must not overflow the stack.
+const MAX_DEPTH: usize = 32;
+
 type Result<T> = std::result::Result<T, ParseError>;
 
 fn error<T>(offset: usize, message: String) -> Result<T> {
@@ -69,6 +73,13 @@ impl Schema {
     /// Members of object type `ty`, with those of the variant that the tag
     /// value in `given` selects.
     fn members(&self, ty: &str, given: Option<&Tree>) -> Vec<Member<'_>> {
+        self.members_at(ty, given, 0)
+    }
+
+    fn members_at(&self, ty: &str, given: Option<&Tree>, depth: usize) -> Vec<Member<'_>> {
+        if depth > MAX_DEPTH {
+            return Vec::new();
+        }
         let Some(("object", entity)) = self.meta(ty) else {
             return Vec::new();
         };
@@ -100,7 +111,7 @@ impl Schema {
                 .find(|v| v.get("case").and_then(Json::as_str) == Some(case.as_str()))
                 .and_then(|v| v.get("type")?.as_str());
             if let Some(variant) = variant {
-                members.extend(self.members(variant, given));
+                members.extend(self.members_at(variant, given, depth + 1));
             }
         }
         members
@@ -166,9 +177,16 @@ impl Schema {
 
     /// The object type `ty` is, or (for an alternate) has among its members.
     fn object_in<'s>(&'s self, ty: &'s str) -> Option<&'s str> {
+        self.object_in_at(ty, 0)
+    }
+
+    fn object_in_at<'s>(&'s self, ty: &'s str, depth: usize) -> Option<&'s str> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         match self.meta(ty)? {
             ("object", _) => Some(ty),
-            ("alternate", entity) => self.alternatives(entity).find_map(|t| self.object_in(t)),
+            ("alternate", entity) => self.alternatives(entity).find_map(|t| self.object_in_at(t, depth + 1)),
             _ => None,
         }
     }
@@ -179,6 +197,13 @@ impl Schema {
 
     /// A written value as type `ty`, or what was expected instead.
     fn type_value(&self, ty: &str, value: &Value) -> std::result::Result<Json, String> {
+        self.type_value_at(ty, value, 0)
+    }
+
+    fn type_value_at(&self, ty: &str, value: &Value, depth: usize) -> std::result::Result<Json, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("a value of type {ty} (the schema nests too deep)"));
+        }
         let text = value.text().unwrap_or_default();
         let quoted = matches!(value, Value::Quoted(_));
         let Some((meta, entity)) = self.meta(ty) else {
@@ -214,7 +239,7 @@ impl Schema {
                 order.sort_by_key(|t| (self.is_string_like(t) != quoted) as u8);
                 order
                     .iter()
-                    .find_map(|t| self.type_value(t, value).ok())
+                    .find_map(|t| self.type_value_at(t, value, depth + 1).ok())
                     .ok_or_else(|| format!("a value of type {}", self.describe(ty)))
             }
             "array" => Err(format!("a JSON array ({})", self.describe(ty))),
@@ -233,6 +258,13 @@ impl Schema {
 
     /// A short description of a type: `str`, `one of a|b`, `array of int`.
     pub fn describe(&self, ty: &str) -> String {
+        self.describe_at(ty, 0)
+    }
+
+    fn describe_at(&self, ty: &str, depth: usize) -> String {
+        if depth > MAX_DEPTH {
+            return "...".into();
+        }
         match self.meta(ty) {
             Some(("builtin", _)) => ty.to_string(),
             Some(("enum", e)) => {
@@ -244,9 +276,12 @@ impl Schema {
                 }
             }
             Some(("array", e)) => {
-                format!("array of {}", self.describe(e.get("element-type").and_then(Json::as_str).unwrap_or("?")))
+                let element = e.get("element-type").and_then(Json::as_str).unwrap_or("?");
+                format!("array of {}", self.describe_at(element, depth + 1))
             }
-            Some(("alternate", e)) => self.alternatives(e).map(|t| self.describe(t)).collect::<Vec<_>>().join(" or "),
+            Some(("alternate", e)) => {
+                self.alternatives(e).map(|t| self.describe_at(t, depth + 1)).collect::<Vec<_>>().join(" or ")
+            }
             Some(("object", _)) => "object".to_string(),
             _ => ty.to_string(),
         }
@@ -295,12 +330,19 @@ impl Schema {
     }
 
     fn values_of(&self, ty: &str) -> Vec<String> {
+        self.values_at(ty, 0)
+    }
+
+    fn values_at(&self, ty: &str, depth: usize) -> Vec<String> {
+        if depth > MAX_DEPTH {
+            return Vec::new();
+        }
         match self.meta(ty) {
             Some(("enum", e)) => enum_values(e).into_iter().map(String::from).collect(),
             Some(("builtin", e)) if e.get("json-type").and_then(Json::as_str) == Some("boolean") => {
                 vec!["true".into(), "false".into()]
             }
-            Some(("alternate", e)) => self.alternatives(e).flat_map(|t| self.values_of(t)).collect(),
+            Some(("alternate", e)) => self.alternatives(e).flat_map(|t| self.values_at(t, depth + 1)).collect(),
             _ => Vec::new(),
         }
     }
@@ -356,6 +398,23 @@ fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_schema_that_refers_to_itself_is_survived() {
+        let schema = Schema::from_return(serde_json::json!([
+            {"name": "foo", "meta-type": "command", "arg-type": "A"},
+            {"name": "A", "meta-type": "object", "members": [{"name": "v", "type": "ALT"}, {"name": "w", "type": "[L]"}],
+             "tag": "v", "variants": [{"case": "x", "type": "A"}]},
+            {"name": "ALT", "meta-type": "alternate", "members": [{"type": "ALT"}]},
+            {"name": "[L]", "meta-type": "array", "element-type": "[L]"}
+        ]))
+        .unwrap();
+        assert!(schema.describe_command("foo").is_some());
+        let mut tree = Tree::default();
+        tree.insert(&["v".to_string()], Leaf::Raw(Value::Bare("x".into())), 0).unwrap();
+        assert!(schema.type_arguments("foo", tree, 0).is_err());
+        assert!(schema.argument_values("foo", "v").is_empty());
+    }
 
     #[test]
     fn suggestions_catch_typos_only() {

@@ -140,9 +140,33 @@ pub fn parse_int(text: &str) -> Option<i64> {
 
 /// A finite float written the way JSON writes numbers (no `inf`, `nan`).
 fn parse_float(s: &str) -> Option<f64> {
-    let looks_numeric =
-        s.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) && s.bytes().any(|b| b.is_ascii_digit());
-    s.parse::<f64>().ok().filter(|f| looks_numeric && f.is_finite())
+    // JSON's number syntax: -?digits(.digits)?([eE][+-]?digits)?
+    let digits = |t: &str| -> usize { t.bytes().take_while(u8::is_ascii_digit).count() };
+    let mut rest = s.strip_prefix('-').unwrap_or(s);
+    let whole = digits(rest);
+    if whole == 0 {
+        return None;
+    }
+    rest = &rest[whole..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let n = digits(fraction);
+        if n == 0 {
+            return None;
+        }
+        rest = &fraction[n..];
+    }
+    if let Some(exponent) = rest.strip_prefix(['e', 'E']) {
+        let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+        let n = digits(exponent);
+        if n == 0 {
+            return None;
+        }
+        rest = &exponent[n..];
+    }
+    if !rest.is_empty() {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
 /// A size with an optional K/M/G/T suffix (powers of 1024, `B` for bytes);
@@ -221,7 +245,8 @@ mod tests {
         assert_eq!(typed("1.5"), Json::from(1.5));
         assert_eq!(typed("true"), Json::Bool(true));
         assert_eq!(typed("null"), Json::Null);
-        for text in ["0x", "1e", "inf", "nan", "12abc", "-", "on"] {
+        assert_eq!(typed("-1.5e3"), Json::from(-1500.0));
+        for text in ["0x", "1e", "inf", "nan", "12abc", "-", "on", "+5", "1.", ".5", "1e+"] {
             assert_eq!(typed(text), Json::String(text.into()), "{text}");
         }
         assert_eq!(untyped(&Value::Quoted("123".into())), Json::String("123".into()));

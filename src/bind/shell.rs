@@ -131,10 +131,11 @@ fn shutdown(args: &[Arg]) -> Result<Shell> {
     Ok(Shell::Shutdown { timeout, kill })
 }
 
+/// Seconds as the command line takes them (above zero, below 1e9), so a
+/// deadline never overflows.
 fn seconds(arg: &Arg) -> Result<Duration> {
-    arg.value
-        .text()
-        .and_then(|t| t.parse::<f64>().ok())
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .map_or_else(|| error(arg.offset, "a number of seconds"), Ok)
+    match arg.value.text().map(crate::cli::parse_seconds) {
+        Some(Ok(seconds)) => Ok(Duration::from_secs_f64(seconds)),
+        _ => error(arg.offset, "a number of seconds above zero"),
+    }
 }

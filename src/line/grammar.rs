@@ -145,7 +145,12 @@ impl<'a> Grammar<'a> {
             Some(Err(e)) => {
                 // serde_json counts lines from 1 and columns in bytes from 1.
                 let line_start: usize = i.split_inclusive('\n').take(e.line() - 1).map(str::len).sum();
-                let at = if e.is_eof() { i.len() } else { (line_start + e.column().saturating_sub(1)).min(i.len()) };
+                let mut at =
+                    if e.is_eof() { i.len() } else { (line_start + e.column().saturating_sub(1)).min(i.len()) };
+                // The column counts bytes and may fall inside a character.
+                while !i.is_char_boundary(at) {
+                    at -= 1;
+                }
                 failure(&i[at..], format!("valid JSON ({})", json_message(&e)))
             }
             None => failure(i, "a JSON value"),
@@ -392,6 +397,13 @@ mod tests {
         for text in ["stop   ", "x a=1\t", "{\"execute\":\"x\"}\n", "transaction( a )  "] {
             assert!(parse_line(text).is_ok(), "{text:?}");
         }
+    }
+
+    #[test]
+    fn a_json_error_next_to_a_wide_character_is_placed_on_a_boundary() {
+        let text = r#"{"execute":"x","arguments":{"a":"\u12é4"}}"#;
+        let e = parse_line(text).unwrap_err();
+        assert!(text.is_char_boundary(e.offset), "{e:?}");
     }
 
     #[test]
