@@ -130,7 +130,9 @@ fn stream_script(
     mut reader: Box<dyn BufRead + Send>,
     run: &mut dyn FnMut(&mut Session, &str, usize) -> Result<Flow, Error>,
 ) -> Result<(), Error> {
-    let (lines, next) = mpsc::channel();
+    // Bounded: a fast producer (`yes | qmpsh`) must not fill memory while
+    // QEMU answers one command at a time.
+    let (lines, next) = mpsc::sync_channel(64);
     let wake = session.waker();
     thread::Builder::new()
         .name("qmpsh-stdin".into())

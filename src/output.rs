@@ -3,6 +3,7 @@
 //! [`Printer`] is the [`Observer`] the QMP client reports to, so events are
 //! printed the moment they are read.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -65,7 +66,13 @@ pub struct Printer {
     pub internal: bool,
     /// The first output failure, reported at the next check.
     failure: Option<io::Error>,
+    /// Events received since the last command was sent, for `.wait` to
+    /// find one that came before it started (STOP arrives during `stop`).
+    recent: VecDeque<Value>,
 }
+
+/// How many events `.wait` can look back on.
+const RECENT_EVENTS: usize = 1024;
 
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
@@ -87,6 +94,7 @@ impl Printer {
             log,
             live: false,
             internal: false,
+            recent: VecDeque::new(),
             failure: None,
         })
     }
@@ -119,6 +127,18 @@ impl Printer {
         };
         self.out.clear();
         self.record(result);
+    }
+
+    /// Forgets the events received so far: a command is about to be sent.
+    pub fn forget_events(&mut self) {
+        self.recent.clear();
+    }
+
+    /// Takes the first remembered event that `wanted` accepts, with those
+    /// before it.
+    pub fn take_event(&mut self, wanted: &mut dyn FnMut(&Value) -> bool) -> Option<Value> {
+        let at = self.recent.iter().position(|event| wanted(event))?;
+        self.recent.drain(..=at).last()
     }
 
     /// From now on, stdout goes through the line editor's printer, so an
@@ -173,6 +193,12 @@ impl Observer for Printer {
     }
 
     fn received(&mut self, message: &Value, kind: Kind) {
+        if kind == Kind::Event {
+            if self.recent.len() == RECENT_EVENTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(message.clone());
+        }
         if let Some(log) = &mut self.log {
             let _ = log.write(if kind == Kind::Event { "event" } else { "received" }, message);
         }

@@ -161,9 +161,10 @@ impl Session {
 
     fn send(&mut self, request: Request) -> Result<Flow, Error> {
         let command = request.command().to_string();
-        if command == "quit" {
+        if request.quits() {
             self.quitting = true;
         }
+        self.printer.forget_events();
         let deadline = self.deadline();
         match self.monitor.execute(request.message, deadline, &mut self.printer) {
             Ok(Ok(Value::String(text))) if request.text_reply && is_hmp_failure(&text) => {
@@ -266,8 +267,12 @@ impl Session {
                     message.get("event").and_then(Value::as_str) == Some(event.as_str())
                         && fields.iter().all(|(k, v)| message.get("data").and_then(|d| d.get(k)) == Some(v))
                 };
+                // It may have come already, while the last command ran.
+                if self.printer.take_event(&mut wanted).is_some() {
+                    return Ok(Flow::Continue);
+                }
                 match self.monitor.wait_event(deadline, &mut self.printer, &mut wanted) {
-                    Ok(Some(_)) => {}
+                    Ok(Some(_)) => self.printer.forget_events(),
                     Ok(None) => {
                         let waited = limit.unwrap_or_default().as_secs_f64();
                         return Err(Error::Timeout(format!("no {event} event within {waited} s")));

@@ -242,3 +242,23 @@ fn dot_wait_blocks_until_the_event_arrives() {
     let last = run.stdout.lines().last().unwrap();
     assert!(last.contains("\"running\":true"), "{}", run.stdout);
 }
+
+#[test]
+fn dot_wait_sees_an_event_that_came_during_the_last_command_once() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    // STOP arrives before the reply to `stop`: .wait must still see it.
+    let run = qmpsh(&[&qemu.socket_arg()], "stop\n.wait STOP timeout=2\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    // An event is matched once: a second wait for it times out (exit 4).
+    let twice = qmpsh(&[&qemu.socket_arg()], "cont\n.wait RESUME timeout=2\n.wait RESUME timeout=0.3\n");
+    assert_eq!(twice.code, 4, "{twice:?}");
+    assert_eq!(twice.stderr, "qmpsh: no RESUME event within 0.3 s\n");
+}
+
+#[test]
+fn quit_through_hmp_is_success_too() {
+    let Some(mut qemu) = Qemu::start(&[]) else { return };
+    let run = qmpsh(&["-H", &qemu.socket_arg(), "-c", "quit", "-c", "info status"], "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(qemu.exits_within(Duration::from_secs(5)));
+}

@@ -57,6 +57,19 @@ impl Request {
     pub fn command(&self) -> &str {
         self.message.get("execute").or_else(|| self.message.get("exec-oob")).and_then(Json::as_str).unwrap_or_default()
     }
+
+    /// Whether it asks QEMU to quit, in QMP (`quit`) or HMP (`quit`, `q`),
+    /// so that QEMU closing the connection afterwards is success.
+    pub fn quits(&self) -> bool {
+        match self.command() {
+            "quit" => true,
+            "human-monitor-command" => {
+                let line = self.message.get("arguments").and_then(|a| a.get("command-line")).and_then(Json::as_str);
+                matches!(line.and_then(|l| l.split_whitespace().next()), Some("quit" | "q"))
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Commands qmpsh handles itself.

@@ -7,8 +7,10 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -67,8 +69,13 @@ impl Stream {
     fn open(target: &Target, timeout: Duration) -> Result<Stream, ClientError> {
         let fail = |why: String| ClientError::Io(format!("cannot connect to {target}: {why}"));
         match target {
-            Target::Unix(path) => UnixStream::connect(path).map(Stream::Unix).map_err(|e| {
+            Target::Unix(path) => connect_unix(path, timeout).map(Stream::Unix).map_err(|e| {
                 fail(match e.kind() {
+                    io::ErrorKind::TimedOut => format!(
+                        "its queue stayed full for {} s: QEMU serves one client per QMP socket, and other \
+                         clients are waiting for it",
+                        timeout.as_secs_f64()
+                    ),
                     io::ErrorKind::NotFound => "no such socket file (is QEMU running with \
                         -qmp unix:PATH,server=on,wait=off?)"
                         .to_string(),
@@ -130,6 +137,47 @@ impl Write for Stream {
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+/// Connects to a unix socket, giving up after `timeout`: when QEMU's one
+/// client holds the monitor and its listen queue is full, a plain connect
+/// would block for ever.
+fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
+    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in with room
+    // for its NUL; the descriptor is owned from creation on.
+    unsafe {
+        let mut addr: libc::sockaddr_un = std::mem::zeroed();
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.len() >= addr.sun_path.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the socket path is too long for a unix socket"));
+        }
+        for (slot, byte) in addr.sun_path.iter_mut().zip(bytes) {
+            *slot = *byte as libc::c_char;
+        }
+        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let socket = OwnedFd::from_raw_fd(fd);
+        let deadline = Instant::now() + timeout;
+        let length = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+        loop {
+            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), length) == 0 {
+                break;
+            }
+            let error = io::Error::last_os_error();
+            match error.raw_os_error() {
+                Some(libc::EINTR) => {}
+                Some(libc::EAGAIN) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Some(libc::EAGAIN) => return Err(io::ErrorKind::TimedOut.into()),
+                _ => return Err(error),
+            }
+        }
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+        Ok(UnixStream::from(socket))
     }
 }
 
