@@ -137,8 +137,8 @@ impl Printer {
     /// Takes the first remembered event that `wanted` accepts, with those
     /// before it.
     pub fn take_event(&mut self, wanted: &mut dyn FnMut(&Value) -> bool) -> Option<Value> {
-        let at = self.recent.iter().position(|event| wanted(event))?;
-        self.recent.drain(..=at).last()
+        let at = self.recent.iter().position(wanted)?;
+        self.recent.drain(..=at).next_back()
     }
 
     /// From now on, stdout goes through the line editor's printer, so an
