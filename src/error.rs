@@ -106,5 +106,6 @@ Exit codes:
      or a VM operation failed (QEMU exited while starting)
   2  usage or parse error
   3  connection failure: cannot connect, no greeting in time, connection lost
-  4  timeout: a command (with --timeout) or .wait ran out of time
+  4  timeout: a command (with --timeout) or .wait ran out of time, or a VM
+     stop had to quit or kill QEMU because the guest did not power off
 130  interrupted by Ctrl-C; 143 by SIGTERM (launch cleans up first)";

@@ -237,7 +237,7 @@ impl Session {
                 self.quitting = true;
                 let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, process.as_ref(), timeout, kill)?;
                 self.printer.text(&format!("{ending}\n"));
-                return Ok(Flow::Exit);
+                return ending.as_result(timeout).map(|()| Flow::Exit);
             }
             Shell::Schema(command) => {
                 let text = match self.schema() {

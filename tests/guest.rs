@@ -97,14 +97,14 @@ fn a_guest_that_ignores_the_button_is_ended_after_the_timeout() {
     let started = Instant::now();
     let quit = vms.qmpsh(&["vm", "stop", "deaf", "--timeout", "2"]);
     let waited = started.elapsed();
-    assert_eq!(quit.code, 0, "{quit:?}");
+    assert_eq!(quit.code, 4, "a forced stop is a timeout: {quit:?}");
     assert!(quit.stdout.ends_with("deaf: quit after timeout\n"), "{}", quit.stdout);
     assert!(!quit.stdout.contains(r#""guest":true"#), "the guest did not shut down itself");
     assert!(waited >= Duration::from_secs(2), "stopped before the timeout: {waited:?}");
     assert!(!vms.qemu_runs("deaf"));
 
     let killed = vms.qmpsh(&["vm", "stop", "deafer", "--timeout", "1", "--kill"]);
-    assert_eq!(killed.code, 0, "{killed:?}");
+    assert_eq!(killed.code, 4, "{killed:?}");
     assert!(killed.stdout.ends_with("deafer: killed\n"), "{}", killed.stdout);
     assert!(!vms.qemu_runs("deafer"));
 }

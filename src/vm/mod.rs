@@ -135,7 +135,7 @@ fn stop(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> {
     printer.flush();
     tidy(vm);
     println!("{}: {ending}", vm.name);
-    Ok(())
+    ending.as_result(timeout)
 }
 
 /// What `vm list` and `vm status` show of one VM.

@@ -36,6 +36,20 @@ impl fmt::Display for Ending {
     }
 }
 
+impl Ending {
+    /// Success when the guest powered off; otherwise a VM stop that timed
+    /// out (exit 4), though QEMU is gone.
+    pub fn as_result(self, timeout: Duration) -> Result<(), Error> {
+        match self {
+            Ending::Stopped => Ok(()),
+            forced => Err(Error::Timeout(format!(
+                "the guest did not power off within {} s ({forced})",
+                timeout.as_secs_f64()
+            ))),
+        }
+    }
+}
+
 fn command(name: &str) -> Map<String, Value> {
     let mut message = Map::new();
     message.insert("execute".into(), name.into());
