@@ -35,18 +35,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let Some(target) = cli.target.as_deref() else {
                 return Err(Error::Usage("no TARGET: name a QMP socket path, HOST:PORT or VM (see --help)".into()));
             };
-            let target = Target::parse_with(target, vm_socket)?;
+            let target = Target::parse_with(target, vm::VmDir::find_socket)?;
             shell(&target, &cli.shell)
         }
     }
-}
-
-/// The socket of the managed VM `name`, if there is one. Looking never
-/// creates the state folder.
-fn vm_socket(name: &str) -> Option<std::path::PathBuf> {
-    vm::check_name(name).ok()?;
-    let vm = vm::VmDir::new(name).ok()?;
-    vm.exists().then(|| vm.socket())
 }
 
 /// Where lines come from: `-c`, or stdin when it is not a terminal.

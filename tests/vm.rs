@@ -259,3 +259,20 @@ fn dot_shutdown_forces_a_vm_that_ignores_the_button() {
     assert_eq!(waited.code, 4, "{waited:?}");
     assert!(waited.stderr.contains("no RESET event within 0.2 s"), "{}", waited.stderr);
 }
+
+#[test]
+fn paths_with_commas_and_relative_state_folders() {
+    let Some(vms) = Vms::new() else { return };
+    // QEMU reads commas as option separators: they must be doubled.
+    let disk = vms.dir().join("a,b.img");
+    fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
+    let run = vms.qmpsh(&["vm", "start", "comma", "--accel", "tcg", "--disk", disk.to_str().unwrap()], "");
+    assert_eq!(run.code, 0, "{run:?}");
+    let block = vms.qmpsh(&["comma", "-c", "info block"], "");
+    assert!(block.stdout.contains("a,b.img"), "{}", block.stdout);
+    let mut command = qmpsh_command(&["vm", "list"]);
+    command.env("QMPSH_STATE_DIR", "relative/state");
+    let relative = finish(command, "");
+    assert_eq!(relative.code, 2);
+    assert!(relative.stderr.contains("must be an absolute path"), "{}", relative.stderr);
+}

@@ -41,7 +41,9 @@ pub fn run(command: VmCommand) -> Result<(), Error> {
             match running(&vm) {
                 Some(process) => {
                     process.kill();
-                    process.wait_exit(Duration::from_secs(5));
+                    if !process.wait_exit(Duration::from_secs(5)) {
+                        return Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL", process.pid)));
+                    }
                     tidy(&vm);
                     println!("{}: killed", vm.name);
                 }

@@ -16,11 +16,28 @@ pub struct Process {
     pidfd: Option<OwnedFd>,
 }
 
-/// Whether process `pid`'s command line mentions `socket`.
-fn names_socket(pid: i32, socket: &Path) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
-    let needle = socket.as_os_str().as_encoded_bytes();
-    cmdline.split(|b| *b == 0).any(|arg| arg.windows(needle.len()).any(|w| w == needle))
+/// Process `pid`'s arguments, `argv[0]` first.
+fn arguments(pid: i32) -> Vec<Vec<u8>> {
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    cmdline.split(|b| *b == 0).filter(|a| !a.is_empty()).map(<[u8]>::to_vec).collect()
+}
+
+/// Whether `argv[0]` names a QEMU binary (`qemu-system-x86_64`, or a
+/// `--qemu` wrapper with qemu in its name).
+fn runs_qemu(arguments: &[Vec<u8>]) -> bool {
+    arguments.first().is_some_and(|program| {
+        let name = program.rsplit(|b| *b == b'/').next().unwrap_or(program);
+        name.windows(4).any(|w| w == b"qemu")
+    })
+}
+
+/// Whether process `pid` is a QEMU given exactly the `-qmp` argument that
+/// `vm start` writes for `socket`: another program that merely mentions
+/// the path (a shell, socat, qmpsh itself) is not ours.
+fn is_our_qemu(pid: i32, socket: &Path) -> bool {
+    let arguments = arguments(pid);
+    let expected = super::start::qmp_argument(socket);
+    runs_qemu(&arguments) && arguments.iter().any(|a| a.as_slice() == expected.as_bytes())
 }
 
 fn pidfd_open(pid: i32) -> Option<OwnedFd> {
@@ -41,14 +58,14 @@ impl Process {
     pub fn verify(pid: i32, socket: &Path) -> Option<Process> {
         let pidfd = pidfd_open(pid);
         let process = Process { pid, pidfd };
-        (process.is_alive() && names_socket(pid, socket)).then_some(process)
+        (process.is_alive() && is_our_qemu(pid, socket)).then_some(process)
     }
 
-    /// The process at the other end of our own monitor connection: QEMU by
-    /// construction, pinned by a pidfd while it is known to be alive.
+    /// The process at the other end of our monitor connection, pinned by a
+    /// pidfd, if it is a QEMU: a proxy in front of QEMU is never killed.
     pub fn peer(pid: i32) -> Option<Process> {
         let process = Process { pid, pidfd: pidfd_open(pid) };
-        process.is_alive().then_some(process)
+        (process.is_alive() && runs_qemu(&arguments(pid))).then_some(process)
     }
 
     /// Whether it still runs (a zombie does not).

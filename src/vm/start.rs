@@ -93,6 +93,16 @@ pub struct Started {
     pub socket: PathBuf,
 }
 
+/// A path inside a QemuOpts value, where a comma is written twice.
+fn opts_path(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// The `-qmp` argument for `socket`; process checks look for exactly this.
+pub fn qmp_argument(socket: &Path) -> String {
+    format!("unix:{},server=on,wait=off", opts_path(socket))
+}
+
 /// QEMU's arguments for this VM.
 fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
@@ -103,11 +113,11 @@ fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
     push("-display");
     push("none");
     push("-qmp");
-    push(&format!("unix:{},server=on,wait=off", socket.display()));
+    push(&qmp_argument(socket));
     push("-pidfile");
     push(&vm.pidfile().display().to_string());
     push("-serial");
-    push(&format!("file:{}", vm.serial_log().display()));
+    push(&format!("file:{}", opts_path(&vm.serial_log())));
     push("-m");
     push(&options.memory.to_string());
     push("-smp");
@@ -116,11 +126,11 @@ fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
     push(options.accel.resolve());
     for disk in &options.disks {
         push("-drive");
-        push(&format!("file={},if=virtio", disk.display()));
+        push(&format!("file={},if=virtio", opts_path(disk)));
     }
     if let Some(iso) = &options.cdrom {
-        push("-cdrom");
-        push(&iso.display().to_string());
+        push("-drive");
+        push(&format!("file={},media=cdrom", opts_path(iso)));
     }
     for (flag, value) in [("-kernel", &options.kernel), ("-initrd", &options.initrd)] {
         if let Some(path) = value {

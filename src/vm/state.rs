@@ -13,17 +13,27 @@ use crate::error::Error;
 /// The longest unix socket path the kernel takes (sun_path less its NUL).
 pub const UNIX_PATH_MAX: usize = 107;
 
+/// Where the state folder is, by the rule above; not created or checked.
+/// A relative `QMPSH_STATE_DIR` is refused: the same VM must be found from
+/// any folder.
+pub fn state_path() -> Result<PathBuf, Error> {
+    let from_env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = from_env("QMPSH_STATE_DIR") {
+        if !dir.is_absolute() {
+            return Err(Error::Usage(format!("QMPSH_STATE_DIR must be an absolute path, not {}", dir.display())));
+        }
+        return Ok(dir);
+    }
+    Ok(match from_env("XDG_RUNTIME_DIR").filter(|d| d.is_absolute()) {
+        Some(runtime) => runtime.join("qmpsh"),
+        // SAFETY: getuid cannot fail.
+        None => PathBuf::from(format!("/tmp/qmpsh-{}", unsafe { libc::getuid() })),
+    })
+}
+
 /// The state folder, created and checked.
 pub fn state_dir() -> Result<PathBuf, Error> {
-    let from_env = |var: &str| std::env::var_os(var).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let dir = match from_env("QMPSH_STATE_DIR") {
-        Some(dir) => dir,
-        None => match from_env("XDG_RUNTIME_DIR").filter(|d| d.is_absolute()) {
-            Some(runtime) => runtime.join("qmpsh"),
-            // SAFETY: getuid cannot fail.
-            None => PathBuf::from(format!("/tmp/qmpsh-{}", unsafe { libc::getuid() })),
-        },
-    };
+    let dir = state_path()?;
     ensure_private(&dir)?;
     Ok(dir)
 }
@@ -112,6 +122,14 @@ impl VmDir {
 
     pub fn exists(&self) -> bool {
         self.dir.is_dir()
+    }
+
+    /// The socket of an existing VM `name`, looked up without creating or
+    /// changing anything (for reading TARGET).
+    pub fn find_socket(name: &str) -> Option<PathBuf> {
+        check_name(name).ok()?;
+        let dir = state_path().ok()?.join(name);
+        dir.is_dir().then(|| dir.join("qmp.sock"))
     }
 
     /// The socket path, refused if the kernel could not bind it.
