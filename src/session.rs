@@ -79,12 +79,11 @@ impl Session {
     /// answered with an error, already printed; whether that stops the
     /// session is the caller's choice.
     pub fn run_line(&mut self, text: &str, line_no: Option<usize>) -> Result<Flow, Error> {
-        let parsed = parse(text, line_no)?;
-        let mut context = Context { hmp: self.settings.hmp, cpu: self.cpu, schema: None };
-        if bind::needs_schema(&parsed, &context) {
+        let parsed = parse(text, line_no, self.settings.hmp)?;
+        if bind::needs_schema(&parsed) {
             self.load_schema()?;
         }
-        context.schema = self.schema();
+        let context = Context { hmp: self.settings.hmp, cpu: self.cpu, schema: self.schema() };
         let action = bind_line(&parsed, text, line_no, &context)?;
         let flow = self.act(action);
         self.printer.check()?;
@@ -297,7 +296,13 @@ fn locate(text: &str, line_no: Option<usize>, error: ParseError) -> Error {
     Error::Parse { line: line_no.map(|n| n + lines_after), column: Some(column), message: error.message }
 }
 
-fn parse(text: &str, line_no: Option<usize>) -> Result<Line, Error> {
+/// Parses a line. With `-H`, a line that is not a comment, a `.` command
+/// or raw JSON is HMP text as typed: the grammar never sees it.
+fn parse(text: &str, line_no: Option<usize>, hmp: bool) -> Result<Line, Error> {
+    let trimmed = text.trim();
+    if hmp && !trimmed.is_empty() && !trimmed.starts_with(['.', '{', '#']) {
+        return Ok(Line::Hmp(trimmed.to_string()));
+    }
     line::parse_line(text).map_err(|e| locate(text, line_no, e))
 }
 
@@ -307,7 +312,7 @@ fn bind_line(parsed: &Line, text: &str, line_no: Option<usize>, context: &Contex
 
 /// Parses and binds one logical line without a connection (`--dry-run`).
 pub fn translate(text: &str, line_no: Option<usize>, context: &Context) -> Result<Action, Error> {
-    bind_line(&parse(text, line_no)?, text, line_no, context)
+    bind_line(&parse(text, line_no, context.hmp)?, text, line_no, context)
 }
 
 /// Where lines come from: `-c` arguments or a stream such as stdin.

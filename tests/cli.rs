@@ -85,3 +85,20 @@ transaction( block-dirty-bitmap-add node=d0 name=b0 ; abort )
 "#
     );
 }
+
+#[test]
+fn with_dash_h_every_line_is_hmp_text_as_typed() {
+    // HMP syntax the qmp-shell grammar would refuse goes through untouched.
+    let run = qmpsh(
+        &["-H", "--dry-run", "-c", "boot_set 'c", "-c", "print 1 = 2", "-c", ".cpu 1", "-c", "info registers"],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        r#"{"execute":"human-monitor-command","arguments":{"command-line":"boot_set 'c"}}
+{"execute":"human-monitor-command","arguments":{"command-line":"print 1 = 2"}}
+{"execute":"human-monitor-command","arguments":{"command-line":"info registers","cpu-index":1}}
+"#
+    );
+}

@@ -120,10 +120,9 @@ fn error<T>(offset: usize, expected: impl Into<String>) -> Result<T> {
 /// arguments to type, a table command whose QemuOpts values need types, or
 /// `.schema`. Everything else binds without it, so a script that needs no
 /// schema never fetches one.
-pub fn needs_schema(line: &Line, context: &Context) -> bool {
+pub fn needs_schema(line: &Line) -> bool {
     match line {
         Line::Shell(inv) => inv.name == "schema",
-        Line::Command(_) if context.hmp => false,
         Line::Command(inv) if inv.name == "info" => false,
         Line::Command(inv) => match crate::table::lookup(command_word(&inv.name)) {
             Some(entry) => {
@@ -150,7 +149,6 @@ pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
         Line::Shell(inv) => shell::bind(inv).map(Action::Shell),
         Line::Hmp(command_line) if command_line.is_empty() => error(text.len(), "an HMP command after `hmp`"),
         Line::Hmp(command_line) => Ok(Action::Send(Request::hmp(command_line, context.cpu))),
-        Line::Command(_) if context.hmp => Ok(Action::Send(Request::hmp(text.trim(), context.cpu))),
         Line::Transaction(actions) => bind_transaction(actions),
         Line::Command(inv) => bind_command(inv, text, context).map(Action::Send),
     }

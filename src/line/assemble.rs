@@ -60,28 +60,43 @@ impl Assembler {
     }
 }
 
-/// Whether `text` has an open `{`/`[` outside strings, or an open
-/// transaction block. Comments never continue.
+/// Whether `text` has an open JSON `{`/`[`, or an open transaction block.
+/// Brackets count only where the grammar reads JSON: at the start of a
+/// line or word, or right after `=`; not inside quotes, comments or `hmp`
+/// text.
 fn needs_more(text: &str) -> bool {
     let trimmed = text.trim_start();
-    if trimmed.starts_with('#') {
+    let hmp = trimmed.strip_prefix("hmp").is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+    if trimmed.starts_with('#') || hmp {
         return false;
     }
     if trimmed.starts_with("transaction(") {
         return !closes_transaction(text);
     }
-    let mut depth = 0i64;
-    let mut in_string = false;
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
     let mut escaped = false;
+    let mut previous: Option<char> = None;
     for c in text.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if in_string => escaped = true,
-            '"' => in_string = !in_string,
-            '{' | '[' if !in_string => depth += 1,
-            '}' | ']' if !in_string => depth -= 1,
-            _ => {}
+        let value_starts = previous.is_none_or(|p| p.is_whitespace() || p == '=');
+        match quote {
+            Some(_) if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if depth > 0 => match c {
+                '"' => quote = Some('"'),
+                '{' | '[' => depth += 1,
+                '}' | ']' => depth -= 1,
+                _ => {}
+            },
+            None => match c {
+                '"' | '\'' if value_starts => quote = Some(c),
+                '{' | '[' if value_starts => depth = 1,
+                _ => {}
+            },
         }
+        previous = Some(c);
     }
     depth > 0
 }
@@ -94,5 +109,40 @@ fn closes_transaction(text: &str) -> bool {
     match lines.last() {
         None => first.trim_end().ends_with(')'),
         Some(last) => last.trim() == ")",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logical(lines: &[&str]) -> Vec<String> {
+        let mut assembler = Assembler::new();
+        let mut out: Vec<String> = lines.iter().filter_map(|l| assembler.push(l)).map(|(t, _)| t).collect();
+        out.extend(assembler.finish().map(|(t, _)| t));
+        out
+    }
+
+    #[test]
+    fn json_continues_until_it_closes() {
+        assert_eq!(logical(&["{\"execute\":", "\"x\"}", "stop"]), ["{\"execute\":\n\"x\"}", "stop"]);
+        assert_eq!(logical(&["x a={\"b\": [1,", "2]}", "stop"]), ["x a={\"b\": [1,\n2]}", "stop"]);
+        assert_eq!(logical(&["x a={\"b\": \"}\"", "}"]), ["x a={\"b\": \"}\"\n}"]);
+    }
+
+    #[test]
+    fn brackets_that_are_not_json_never_swallow_the_next_line() {
+        assert_eq!(logical(&["hmp echo [", "stop"]), ["hmp echo [", "stop"]);
+        assert_eq!(logical(&["foo a='{'", "stop"]), ["foo a='{'", "stop"]);
+        assert_eq!(logical(&["foo a=\"[\"", "stop"]), ["foo a=\"[\"", "stop"]);
+        assert_eq!(logical(&["x/4xw $a[1", "stop"]), ["x/4xw $a[1", "stop"]);
+        assert_eq!(logical(&["# {", "stop"]), ["# {", "stop"]);
+    }
+
+    #[test]
+    fn backslash_and_transaction_blocks_continue() {
+        assert_eq!(logical(&["device_add e1000 \\", "  id=n1"]), ["device_add e1000   id=n1"]);
+        assert_eq!(logical(&["transaction(", "  a", ")", "stop"]), ["transaction(\n  a\n)", "stop"]);
+        assert_eq!(logical(&["transaction( a ; b )", "stop"]), ["transaction( a ; b )", "stop"]);
     }
 }

@@ -123,22 +123,34 @@ fn converse(
             Input::Eof => return Ok(()),
             Input::Failed(e) => return Err(Error::Io(format!("cannot read the terminal: {e}"))),
         };
-        let Some((text, _)) = assembler.push(&physical) else { continue };
-        if text.trim().is_empty() {
-            continue;
-        }
-        if !history::carries_secret(&text) {
-            let _ = requests.send(Request::Remember(text.clone()));
-        }
-        interrupt::clear();
-        match session.run_line(&text, None) {
-            Ok(Flow::Continue) | Err(Error::CommandFailed) => {}
-            Ok(Flow::Exit) => return Ok(()),
-            Err(e @ (Error::Parse { .. } | Error::Usage(_) | Error::Timeout(_) | Error::Interrupted)) => {
-                session.printer.problem(&format!("qmpsh: {e}"));
+        // A paste can bring several lines at once: each is a line typed.
+        for piece in physical.split('\n') {
+            let Some((text, _)) = assembler.push(piece) else { continue };
+            if run_typed(session, requests, &text)? == Flow::Exit {
+                return Ok(());
             }
-            Err(e) => return Err(e),
         }
+    }
+}
+
+/// Runs one logical line typed at the prompt: it goes to the history
+/// (unless it carries a secret), and its errors are shown, not fatal.
+fn run_typed(session: &mut Session, requests: &Sender<Request>, text: &str) -> Result<Flow, Error> {
+    if text.trim().is_empty() {
+        return Ok(Flow::Continue);
+    }
+    if !history::carries_secret(text) {
+        let _ = requests.send(Request::Remember(text.to_string()));
+    }
+    interrupt::clear();
+    match session.run_line(text, None) {
+        Ok(flow) => Ok(flow),
+        Err(Error::CommandFailed) => Ok(Flow::Continue),
+        Err(e @ (Error::Parse { .. } | Error::Usage(_) | Error::Timeout(_) | Error::Interrupted)) => {
+            session.printer.problem(&format!("qmpsh: {e}"));
+            Ok(Flow::Continue)
+        }
+        Err(e) => Err(e),
     }
 }
 
