@@ -22,4 +22,5 @@ pub mod schema;
 pub mod session;
 pub mod table;
 pub mod target;
+pub mod terminal;
 pub mod vm;

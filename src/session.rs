@@ -6,7 +6,7 @@ use std::io::BufRead;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::bind::{self, Action, Context, Request, Shell};
 use crate::error::Error;
@@ -114,8 +114,7 @@ impl Session {
     /// Asks QEMU something for qmpsh itself: the reply is logged but not
     /// printed. `None` when QEMU answers with an error.
     pub fn ask(&mut self, command: &str) -> Result<Option<Value>, Error> {
-        let mut request = Map::new();
-        request.insert("execute".into(), command.into());
+        let request = crate::qmp::command(command);
         let deadline = self.deadline();
         self.printer.internal = true;
         let reply = self.monitor.execute(request, deadline, &mut self.printer);

@@ -38,6 +38,13 @@ pub trait Observer {
     fn received(&mut self, message: &Value, kind: Kind);
 }
 
+/// A QMP message that runs `name` without arguments.
+pub fn command(name: &str) -> Map<String, Value> {
+    let mut message = Map::new();
+    message.insert("execute".into(), Value::String(name.into()));
+    message
+}
+
 /// An observer that ignores everything.
 pub struct Quiet;
 

@@ -271,9 +271,7 @@ impl SocketMonitor {
         }
         observer.received(&greeting, Kind::Greeting);
         self.greeting = Some(greeting);
-        let mut negotiate = Map::new();
-        negotiate.insert("execute".into(), "qmp_capabilities".into());
-        match self.execute(negotiate, Some(deadline), observer) {
+        match self.execute(super::command("qmp_capabilities"), Some(deadline), observer) {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) => Err(ClientError::Protocol(format!("QEMU refused qmp_capabilities: {e}"))),
             Err(ClientError::Timeout) => Err(ClientError::Io(format!(

@@ -24,6 +24,7 @@ use crate::interrupt;
 use crate::line::Assembler;
 use crate::qmp::Waker;
 use crate::session::{Flow, Session};
+use crate::terminal::{self, RestoreOnDrop};
 pub use helper::{Knowledge, ShellHelper, complete, highlight, hint};
 
 /// What the main thread asks of the input thread.
@@ -46,7 +47,7 @@ enum Input {
 
 /// Runs the REPL until Ctrl-D, `.exit` or `quit`.
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
-    let terminal = TerminalState::save();
+    let terminal = RestoreOnDrop(terminal::Saved::now());
     interrupt::install();
     let knowledge = Knowledge { schema: session.shared_schema()? };
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
@@ -205,35 +206,6 @@ fn read_lines(
                     return;
                 }
                 wake();
-            }
-        }
-    }
-}
-
-/// The terminal's settings at start, put back when dropped: whatever
-/// happens in the input thread, qmpsh does not leave a raw terminal behind.
-struct TerminalState {
-    saved: Option<libc::termios>,
-}
-
-impl TerminalState {
-    fn save() -> TerminalState {
-        // SAFETY: tcgetattr writes into the termios we pass; zeroed is a
-        // valid value for the plain C struct.
-        let saved = unsafe {
-            let mut termios: libc::termios = std::mem::zeroed();
-            (libc::tcgetattr(libc::STDIN_FILENO, &mut termios) == 0).then_some(termios)
-        };
-        TerminalState { saved }
-    }
-}
-
-impl Drop for TerminalState {
-    fn drop(&mut self) {
-        if let Some(termios) = &self.saved {
-            // SAFETY: restores settings read from the same descriptor.
-            unsafe {
-                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, termios);
             }
         }
     }

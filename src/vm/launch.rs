@@ -15,13 +15,14 @@ use crate::cli::ShellOptions;
 use crate::error::Error;
 use crate::interrupt;
 use crate::target::Target;
+use crate::terminal;
 
 /// What the signal watcher must undo: the VM's QEMU and folder, and the
 /// terminal's settings.
 struct Cleanup {
     vm: VmDir,
     qemu_pid: Option<i32>,
-    terminal: Option<libc::termios>,
+    terminal: Option<terminal::Saved>,
 }
 
 static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
@@ -49,11 +50,8 @@ fn undo(cleanup: Cleanup) {
         }
     }
     let _ = fs::remove_dir_all(&cleanup.vm.dir);
-    if let Some(termios) = &cleanup.terminal {
-        // SAFETY: settings read from the same descriptor at start.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, termios);
-        }
+    if let Some(saved) = &cleanup.terminal {
+        saved.restore();
     }
 }
 
@@ -91,7 +89,7 @@ pub fn launch(options: StartOptions, shell: ShellOptions) -> Result<(), Error> {
     let name = format!("launch-{}", std::process::id());
     let vm = VmDir::new(&name)?;
     let interactive = shell.commands.is_empty() && std::io::stdin().is_terminal();
-    let terminal = interactive.then(save_terminal).flatten();
+    let terminal = interactive.then(terminal::Saved::now).flatten();
     *CLEANUP.lock().map_err(|_| Error::Io("cleanup state poisoned".into()))? =
         Some(Cleanup { vm: vm.clone(), qemu_pid: None, terminal });
     watch_signals(interactive);
@@ -110,12 +108,4 @@ pub fn launch(options: StartOptions, shell: ShellOptions) -> Result<(), Error> {
     let result = app::shell(&Target::Unix(started.socket), &shell);
     clean_up(None);
     result
-}
-
-fn save_terminal() -> Option<libc::termios> {
-    // SAFETY: tcgetattr fills the zeroed struct we pass.
-    unsafe {
-        let mut termios: libc::termios = std::mem::zeroed();
-        (libc::tcgetattr(libc::STDIN_FILENO, &mut termios) == 0).then_some(termios)
-    }
 }

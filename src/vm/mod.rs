@@ -168,10 +168,8 @@ fn query_state(vm: &VmDir) -> String {
     let Ok(mut monitor) = SocketMonitor::connect(&Target::Unix(vm.socket()), connect, &mut Quiet) else {
         return "busy".into();
     };
-    let mut request = serde_json::Map::new();
-    request.insert("execute".into(), "query-status".into());
     let deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
-    match monitor.execute(request, deadline, &mut Quiet) {
+    match monitor.execute(crate::qmp::command("query-status"), deadline, &mut Quiet) {
         Ok(Ok(status)) => match status["status"].as_str().unwrap_or("") {
             "running" => "running".into(),
             "shutdown" => "shut down".into(),

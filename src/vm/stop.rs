@@ -6,11 +6,9 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 use super::process::Process;
 use crate::error::Error;
-use crate::qmp::{ClientError, Monitor, Observer};
+use crate::qmp::{ClientError, Monitor, Observer, command};
 
 /// How long `quit` and SIGKILL each get to take effect.
 const FORCE_LIMIT: Duration = Duration::from_secs(5);
@@ -48,12 +46,6 @@ impl Ending {
             ))),
         }
     }
-}
-
-fn command(name: &str) -> Map<String, Value> {
-    let mut message = Map::new();
-    message.insert("execute".into(), name.into());
-    message
 }
 
 /// Whether QEMU closed the connection before `deadline` (it does as it
