@@ -23,8 +23,8 @@ use crate::render::Palette;
 use crate::target::Target;
 pub use launch::launch;
 pub use process::Process;
-pub use start::{Accel, StartOptions};
-pub use state::{VmDir, check_name, state_dir};
+pub use start::StartOptions;
+pub use state::VmDir;
 
 /// Runs one `qmpsh vm ...` command.
 pub fn run(command: VmCommand) -> Result<(), Error> {
