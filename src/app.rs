@@ -8,7 +8,6 @@ use std::time::Duration;
 use crate::bind::{Action, Context, Shell};
 use crate::cli::{Cli, ColorChoice, Command, ShellOptions};
 use crate::error::Error;
-use crate::line::Assembler;
 use crate::output::{Printer, Style};
 use crate::qmp::{Connect, SocketMonitor};
 use crate::render::Palette;
@@ -140,27 +139,19 @@ fn stream_script(
             }
         })
         .map_err(|e| Error::Io(format!("cannot start the input thread: {e}")))?;
-    let mut assembler = Assembler::new();
-    loop {
-        let physical = match next.try_recv() {
-            Ok(Ok(Some(physical))) => physical,
-            Ok(Ok(None)) | Err(TryRecvError::Disconnected) => break,
-            Ok(Err(e)) => return Err(e),
-            Err(TryRecvError::Empty) => match session.idle()? {
-                Flow::Continue => continue,
-                Flow::Exit => return Ok(()),
-            },
-        };
-        if let Some((text, start)) = assembler.push(&physical)
-            && run(session, &text, start)? == Flow::Exit
-        {
-            return Ok(());
+    // While no line is ready, the session prints events as they come.
+    let next_line = |session: &mut Session| loop {
+        match next.try_recv() {
+            Ok(line) => return line,
+            Err(TryRecvError::Disconnected) => return Ok(None),
+            Err(TryRecvError::Empty) => {
+                if session.idle()? == Flow::Exit {
+                    return Ok(None);
+                }
+            }
         }
-    }
-    match assembler.finish() {
-        Some((text, start)) => run(session, &text, start).map(|_| ()),
-        None => Ok(()),
-    }
+    };
+    session::assemble(session, next_line, run)
 }
 
 /// `--dry-run`: each command's QMP message, one compact JSON per line.

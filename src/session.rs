@@ -338,38 +338,44 @@ pub fn read_physical(reader: &mut dyn BufRead, number: usize) -> Result<Option<S
     })
 }
 
-/// Feeds every logical line of `input` to `each`, with its first physical
-/// line's number, until `each` says to stop or fails.
-pub fn for_each_line(input: Input, mut each: impl FnMut(&str, usize) -> Result<Flow, Error>) -> Result<(), Error> {
+/// Joins the physical lines `next` supplies into logical lines and hands
+/// each to `each` with its first physical line's number, until `next` runs
+/// out or `each` says to stop. `state` is lent to both in turn.
+pub fn assemble<S: ?Sized>(
+    state: &mut S,
+    mut next: impl FnMut(&mut S) -> Result<Option<String>, Error>,
+    mut each: impl FnMut(&mut S, &str, usize) -> Result<Flow, Error>,
+) -> Result<(), Error> {
     let mut assembler = Assembler::new();
-    let mut feed = |physical: &str| -> Result<Flow, Error> {
-        match assembler.push(physical) {
-            Some((text, start)) => each(&text, start),
-            None => Ok(Flow::Continue),
-        }
-    };
-    match input {
-        Input::Commands(commands) => {
-            for command in &commands {
-                for physical in command.split('\n') {
-                    if feed(physical)? == Flow::Exit {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-        Input::Stream(mut reader) => {
-            let mut number = 1;
-            while let Some(physical) = read_physical(&mut reader, number)? {
-                if feed(&physical)? == Flow::Exit {
-                    return Ok(());
-                }
-                number += 1;
-            }
+    while let Some(physical) = next(state)? {
+        if let Some((text, start)) = assembler.push(&physical)
+            && each(state, &text, start)? == Flow::Exit
+        {
+            return Ok(());
         }
     }
     match assembler.finish() {
-        Some((text, start)) => each(&text, start).map(|_| ()),
+        Some((text, start)) => each(state, &text, start).map(|_| ()),
         None => Ok(()),
+    }
+}
+
+/// Feeds every logical line of `input` to `each`, with its first physical
+/// line's number, until `each` says to stop or fails.
+pub fn for_each_line(input: Input, mut each: impl FnMut(&str, usize) -> Result<Flow, Error>) -> Result<(), Error> {
+    let mut each = |_: &mut (), text: &str, line_no: usize| each(text, line_no);
+    match input {
+        Input::Commands(commands) => {
+            let mut lines = commands.iter().flat_map(|c| c.split('\n')).map(String::from);
+            assemble(&mut (), |_| Ok(lines.next()), &mut each)
+        }
+        Input::Stream(mut reader) => {
+            let mut number = 0;
+            let next = |_: &mut ()| {
+                number += 1;
+                read_physical(&mut reader, number)
+            };
+            assemble(&mut (), next, &mut each)
+        }
     }
 }
