@@ -9,7 +9,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use rustyline::ExternalPrinter;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::clock;
 use crate::error::Error;
@@ -36,11 +36,13 @@ struct TrafficLog {
 }
 
 impl TrafficLog {
+    /// Writes the record around `message` rather than building it as a
+    /// value, so a large reply is not copied to be logged.
     fn write(&mut self, direction: &str, message: &Value) -> io::Result<()> {
         let (s, us) = clock::now();
-        let record = json!({"time": clock::utc_rfc3339(s, us), "direction": direction, "message": message});
-        serde_json::to_writer(&mut self.file, &record)?;
-        self.file.write_all(b"\n")?;
+        write!(self.file, r#"{{"time":"{}","direction":"{direction}","message":"#, clock::utc_rfc3339(s, us))?;
+        serde_json::to_writer(&mut self.file, message)?;
+        self.file.write_all(b"}\n")?;
         self.file.flush()
     }
 }
