@@ -94,47 +94,108 @@ fn both(path: &str) -> String {
     format!("`{path}` to be either a value or a parent of keys, not both")
 }
 
-/// qmp-shell typing of an untyped value: JSON as is, numbers, booleans and
-/// null from bare words, everything else a string.
+/// qmp-shell's typing of a value the schema leaves open (`any`, free-form
+/// properties), by its `_parse_value`: JSON and Python literals as they
+/// are, Python `int()` numbers, `true`/`false` in any case, and any other
+/// word as the string typed. No hex, float or null is guessed, so
+/// `addr=0x0a` and `serial=1.50` reach QEMU as written.
 pub fn untyped(value: &Value) -> Json {
     match value {
         Value::Json(json) => json.clone(),
         Value::Quoted(s) => Json::String(s.clone()),
-        Value::Bare(s) => match s.as_str() {
-            "true" => Json::Bool(true),
-            "false" => Json::Bool(false),
-            "null" => Json::Null,
-            _ => parse_number(s).unwrap_or_else(|| Json::String(s.clone())),
-        },
+        Value::Bare(s) => {
+            python_int(s).or_else(|| parse_true_false(s).map(Json::Bool)).unwrap_or_else(|| Json::String(s.clone()))
+        }
     }
 }
 
-/// A JSON number from an integer (decimal, negative, `0x` hex, up to u64)
-/// or a finite float.
+/// A word as Python's `int()` reads it: an optional sign, decimal digits
+/// (any script's), single `_` between digits. `None` for anything else, and
+/// for a number JSON cannot carry in 64 bits (it is then sent as typed).
+pub fn python_int(text: &str) -> Option<Json> {
+    let (negative, digits) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let mut magnitude: u64 = 0;
+    let mut last_was_digit = false;
+    for c in digits.chars() {
+        if c == '_' && last_was_digit {
+            last_was_digit = false;
+            continue;
+        }
+        let digit = decimal_digit(c)?;
+        magnitude = magnitude.checked_mul(10)?.checked_add(u64::from(digit))?;
+        last_was_digit = true;
+    }
+    if !last_was_digit {
+        return None; // empty, or ends in `_`
+    }
+    if !negative {
+        Some(Json::from(magnitude))
+    } else if magnitude <= i64::MAX as u64 + 1 {
+        Some(Json::from(0i64.wrapping_sub_unsigned(magnitude)))
+    } else {
+        None
+    }
+}
+
+/// Where each run of ten Unicode decimal digits (category Nd) starts, as
+/// Python 3.11 knows them: `int()` reads `١٢٣` as 123.
+const DIGIT_ZEROS: [u32; 66] = [
+    0x30, 0x660, 0x6F0, 0x7C0, 0x966, 0x9E6, 0xA66, 0xAE6, 0xB66, 0xBE6, 0xC66, 0xCE6, 0xD66, 0xDE6, 0xE50, 0xED0,
+    0xF20, 0x1040, 0x1090, 0x17E0, 0x1810, 0x1946, 0x19D0, 0x1A80, 0x1A90, 0x1B50, 0x1BB0, 0x1C40, 0x1C50, 0xA620,
+    0xA8D0, 0xA900, 0xA9D0, 0xA9F0, 0xAA50, 0xABF0, 0xFF10, 0x104A0, 0x10D30, 0x11066, 0x110F0, 0x11136, 0x111D0,
+    0x112F0, 0x11450, 0x114D0, 0x11650, 0x116C0, 0x11730, 0x118E0, 0x11950, 0x11C50, 0x11D50, 0x11DA0, 0x16A60,
+    0x16AC0, 0x16B50, 0x1D7CE, 0x1D7D8, 0x1D7E2, 0x1D7EC, 0x1D7F6, 0x1E140, 0x1E2F0, 0x1E950, 0x1FBF0,
+];
+
+fn decimal_digit(c: char) -> Option<u32> {
+    let code = u32::from(c);
+    let at = DIGIT_ZEROS.partition_point(|&zero| zero <= code).checked_sub(1)?;
+    let value = code - DIGIT_ZEROS[at];
+    (value < 10).then_some(value)
+}
+
+/// `true`/`false` in any case, as qmp-shell reads them.
+fn parse_true_false(text: &str) -> Option<bool> {
+    if text.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if text.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// A JSON number for an argument the schema declares a number: an
+/// integer ([`parse_int`]) or a finite float.
 pub fn parse_number(s: &str) -> Option<Json> {
+    if let Some(n) = python_int(s) {
+        return Some(n);
+    }
     if let Some(n) = parse_int(s) {
         return Some(Json::from(n));
-    }
-    if s.bytes().all(|b| b.is_ascii_digit()) && !s.is_empty() {
-        return s.parse::<u64>().ok().map(Json::from);
     }
     parse_float(s).map(Json::from)
 }
 
-/// An integer: decimal (maybe negative) or `0x` hex.
+/// An integer where one is certainly wanted (a schema `int`, a table
+/// `int`): Python `int()` syntax, or `0x` hex.
 pub fn parse_int(text: &str) -> Option<i64> {
+    if let Some(n) = python_int(text).and_then(|n| n.as_i64()) {
+        return Some(n);
+    }
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let magnitude = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
-        Some(hex) if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
-            i64::from_str_radix(hex, 16).ok()?
-        }
-        Some(_) => return None,
-        None if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse().ok()?,
-        None => return None,
-    };
+    let hex = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X"))?;
+    if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let magnitude = i64::from_str_radix(hex, 16).ok()?;
     Some(if negative { -magnitude } else { magnitude })
 }
 
@@ -192,12 +253,13 @@ pub fn parse_size(text: &str, unit: u64) -> Option<u64> {
     number.parse::<u64>().ok()?.checked_mul(multiplier)
 }
 
-/// `on`/`off` and friends.
+/// A boolean where one is certainly wanted: `on`/`off`, `yes`/`no`, and
+/// `true`/`false` in any case.
 pub fn parse_bool(text: &str) -> Option<bool> {
     match text {
-        "on" | "true" | "yes" => Some(true),
-        "off" | "false" | "no" => Some(false),
-        _ => None,
+        "on" | "yes" => Some(true),
+        "off" | "no" => Some(false),
+        _ => parse_true_false(text),
     }
 }
 
@@ -236,20 +298,44 @@ mod tests {
     }
 
     #[test]
-    fn qmp_shell_typing_of_bare_words() {
+    fn open_values_follow_qmp_shell_exactly() {
         let typed = |s: &str| untyped(&Value::Bare(s.into()));
         assert_eq!(typed("123"), Json::from(123));
         assert_eq!(typed("-5"), Json::from(-5));
-        assert_eq!(typed("0x10"), Json::from(16));
+        assert_eq!(typed("+5"), Json::from(5));
+        assert_eq!(typed("1_000"), Json::from(1000));
+        assert_eq!(typed("007"), Json::from(7));
+        assert_eq!(typed("١٢٣"), Json::from(123));
         assert_eq!(typed("18446744073709551615"), Json::from(u64::MAX));
-        assert_eq!(typed("1.5"), Json::from(1.5));
+        assert_eq!(typed("-9223372036854775808"), Json::from(i64::MIN));
         assert_eq!(typed("true"), Json::Bool(true));
-        assert_eq!(typed("null"), Json::Null);
-        assert_eq!(typed("-1.5e3"), Json::from(-1500.0));
-        for text in ["0x", "1e", "inf", "nan", "12abc", "-", "on", "+5", "1.", ".5", "1e+"] {
+        assert_eq!(typed("TRUE"), Json::Bool(true));
+        assert_eq!(typed("False"), Json::Bool(false));
+        // Python's int() refuses these, so they stay the text typed: no
+        // hex, float or null guessing.
+        for text in ["0x10", "0x0a", "1.5", "1.50", "null", "None", "-1.5e3", "1__0", "_1", "1_", "+", "-", "on", "٣x"]
+        {
             assert_eq!(typed(text), Json::String(text.into()), "{text}");
         }
+        // Beyond 64 bits JSON cannot carry it as an integer: sent as typed.
+        assert_eq!(typed("18446744073709551616"), Json::String("18446744073709551616".into()));
         assert_eq!(untyped(&Value::Quoted("123".into())), Json::String("123".into()));
+    }
+
+    #[test]
+    fn wanted_numbers_also_take_hex_and_floats() {
+        assert_eq!(parse_int("0x10"), Some(16));
+        assert_eq!(parse_int("-0x10"), Some(-16));
+        assert_eq!(parse_int("+5"), Some(5));
+        assert_eq!(parse_int("1.5"), None);
+        assert_eq!(parse_number("1.5"), Some(Json::from(1.5)));
+        assert_eq!(parse_number("-1.5e3"), Some(Json::from(-1500.0)));
+        for text in ["0x", "1e", "inf", "nan", "12abc", "1.", ".5", "1e+"] {
+            assert_eq!(parse_number(text), None, "{text}");
+        }
+        assert_eq!(parse_bool("TRUE"), Some(true));
+        assert_eq!(parse_bool("off"), Some(false));
+        assert_eq!(parse_bool("On"), None);
     }
 
     #[test]

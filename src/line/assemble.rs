@@ -74,24 +74,27 @@ fn needs_more(text: &str) -> bool {
         return !closes_transaction(text);
     }
     let mut depth = 0usize;
-    let mut quote: Option<char> = None;
+    // The open quote, and whether a backslash escapes in it: always inside
+    // JSON or a Python literal, and in a top-level "string", but not in a
+    // top-level 'string', which is taken literally.
+    let mut quote: Option<(char, bool)> = None;
     let mut escaped = false;
     let mut previous: Option<char> = None;
     for c in text.chars() {
         let value_starts = previous.is_none_or(|p| p.is_whitespace() || p == '=');
         match quote {
             Some(_) if escaped => escaped = false,
-            Some('"') if c == '\\' => escaped = true,
-            Some(q) if c == q => quote = None,
+            Some((_, true)) if c == '\\' => escaped = true,
+            Some((q, _)) if c == q => quote = None,
             Some(_) => {}
             None if depth > 0 => match c {
-                '"' => quote = Some('"'),
+                '"' | '\'' => quote = Some((c, true)),
                 '{' | '[' => depth += 1,
                 '}' | ']' => depth -= 1,
                 _ => {}
             },
             None => match c {
-                '"' | '\'' if value_starts => quote = Some(c),
+                '"' | '\'' if value_starts => quote = Some((c, c == '"')),
                 '{' | '[' if value_starts => depth = 1,
                 _ => {}
             },
@@ -102,13 +105,16 @@ fn needs_more(text: &str) -> bool {
 }
 
 /// A one-line block ends with `)`; a multi-line block with a line that is
-/// only `)`.
+/// only `)`, or (as qmp-shell allows) an action line whose last word is `)`.
 fn closes_transaction(text: &str) -> bool {
     let mut lines = text.lines();
     let first = lines.next().unwrap_or_default();
     match lines.last() {
         None => first.trim_end().ends_with(')'),
-        Some(last) => last.trim() == ")",
+        Some(last) => {
+            let last = last.trim();
+            last == ")" || last.strip_suffix(')').is_some_and(|head| head.ends_with(char::is_whitespace))
+        }
     }
 }
 
@@ -128,6 +134,8 @@ mod tests {
         assert_eq!(logical(&["{\"execute\":", "\"x\"}", "stop"]), ["{\"execute\":\n\"x\"}", "stop"]);
         assert_eq!(logical(&["x a={\"b\": [1,", "2]}", "stop"]), ["x a={\"b\": [1,\n2]}", "stop"]);
         assert_eq!(logical(&["x a={\"b\": \"}\"", "}"]), ["x a={\"b\": \"}\"\n}"]);
+        // Python literals quote with ' too, and escape inside.
+        assert_eq!(logical(&["x a=['[', '\\'']", "stop"]), ["x a=['[', '\\'']", "stop"]);
     }
 
     #[test]
@@ -144,5 +152,8 @@ mod tests {
         assert_eq!(logical(&["device_add e1000 \\", "  id=n1"]), ["device_add e1000   id=n1"]);
         assert_eq!(logical(&["transaction(", "  a", ")", "stop"]), ["transaction(\n  a\n)", "stop"]);
         assert_eq!(logical(&["transaction( a ; b )", "stop"]), ["transaction( a ; b )", "stop"]);
+        // qmp-shell's way: the last action line closes the block.
+        assert_eq!(logical(&["transaction(", "  a x=1", "  b )", "stop"]), ["transaction(\n  a x=1\n  b )", "stop"]);
+        assert_eq!(logical(&["transaction(", "  a x=b)", ")"]), ["transaction(\n  a x=b)\n)"]);
     }
 }

@@ -17,7 +17,7 @@ use nom::multi::{many0, many1};
 use nom::sequence::{pair, preceded, terminated};
 use nom::{Err as NomErr, IResult, Parser};
 
-use super::{Arg, Invocation, Line, ParseError, Value};
+use super::{Arg, Invocation, Line, ParseError, Value, literal};
 
 /// Parses one logical line (continuations already joined).
 pub fn parse_line(text: &str) -> Result<Line, ParseError> {
@@ -94,6 +94,34 @@ fn json_message(err: &serde_json::Error) -> String {
     }
 }
 
+/// Where valid JSON text holds an integer past 64 bits, if it does.
+fn huge_integer(json: &str) -> Option<usize> {
+    let bytes = json.as_bytes();
+    let mut in_string = false;
+    let mut at = 0;
+    while at < bytes.len() {
+        let b = bytes[at];
+        match b {
+            b'\\' if in_string => at += 1,
+            b'"' => in_string = !in_string,
+            b'-' | b'0'..=b'9' if !in_string => {
+                let start = at;
+                let end = start + json[start..].find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))?;
+                let token = &json[start..end];
+                let integral = !token.contains(['.', 'e', 'E']);
+                if integral && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
+                    return Some(start);
+                }
+                at = end;
+                continue;
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    None
+}
+
 /// Holds the whole line so rules can turn the rest they see into offsets.
 struct Grammar<'a> {
     full: &'a str,
@@ -141,7 +169,14 @@ impl<'a> Grammar<'a> {
     fn json(&self, i: &'a str) -> Res<'a, serde_json::Value> {
         let mut stream = serde_json::Deserializer::from_str(i).into_iter::<serde_json::Value>();
         match stream.next() {
-            Some(Ok(v)) => Ok((&i[stream.byte_offset()..], v)),
+            Some(Ok(v)) => {
+                let used = stream.byte_offset();
+                match huge_integer(&i[..used]) {
+                    // serde_json would quietly turn it into a float.
+                    Some(at) => failure(&i[at..], "an integer within 64 bits (JSON numbers are sent exactly)"),
+                    None => Ok((&i[used..], v)),
+                }
+            }
             Some(Err(e)) => {
                 // serde_json counts lines from 1 and columns in bytes from 1.
                 let line_start: usize = i.split_inclusive('\n').take(e.line() - 1).map(str::len).sum();
@@ -157,8 +192,23 @@ impl<'a> Grammar<'a> {
         }
     }
 
+    /// A value that opens with `{` or `[`: JSON, or else (as qmp-shell
+    /// reads it) a Python literal such as `['a', True]`. Of the two
+    /// failures, the one that got further is reported.
     fn json_composite(&self, i: &'a str) -> Res<'a, serde_json::Value> {
-        preceded(peek(satisfy(|c| c == '{' || c == '[')), |i| self.json(i)).parse(i)
+        let (i, _) = peek(satisfy(|c| c == '{' || c == '[')).parse(i)?;
+        let json_failure = match self.json(i) {
+            Ok(done) => return Ok(done),
+            Err(NomErr::Failure(fail)) => fail,
+            Err(other) => return Err(other),
+        };
+        match literal::parse(i) {
+            Ok((value, used)) => Ok((&i[used..], value)),
+            Err(e) if e.offset > i.len() - json_failure.at.len() => {
+                failure(&i[e.offset..], format!("{} (in a Python literal)", e.expected))
+            }
+            Err(_) => Err(NomErr::Failure(json_failure)),
+        }
     }
 
     /// The value after `key=`; may be empty (`key=` is the empty string).
@@ -221,10 +271,11 @@ impl<'a> Grammar<'a> {
 
     // --- invocations and line forms ---------------------------------------
 
-    /// A command name; HMP's `x/4xw` keeps its `/format` suffix.
+    /// A command name; a vendor prefix such as `__org.qemu_x-foo` keeps its
+    /// dots, and HMP's `x/4xw` its `/format` suffix.
     fn name(&self, i: &'a str) -> Res<'a, &'a str> {
         let format = opt(pair(char('/'), take_while(|c: char| !c.is_whitespace())));
-        recognize((satisfy(|c| c.is_ascii_alphabetic() || c == '_'), take_while(is_name_char), format)).parse(i)
+        recognize((satisfy(|c| c.is_ascii_alphabetic() || c == '_'), take_while(is_key_char), format)).parse(i)
     }
 
     fn invocation(&self, i: &'a str) -> Res<'a, Invocation> {
@@ -404,6 +455,29 @@ mod tests {
         let text = r#"{"execute":"x","arguments":{"a":"\u12é4"}}"#;
         let e = parse_line(text).unwrap_err();
         assert!(text.is_char_boundary(e.offset), "{e:?}");
+    }
+
+    #[test]
+    fn python_literals_and_json_values_and_their_limits() {
+        let inv = command("x a=['b',True,None] c={'d':1} e=[1, 2]");
+        let values: Vec<&Value> = inv.args.iter().map(|a| &a.value).collect();
+        assert_eq!(
+            values,
+            [
+                &Value::Json(serde_json::json!(["b", true, null])),
+                &Value::Json(serde_json::json!({"d": 1})),
+                &Value::Json(serde_json::json!([1, 2]))
+            ]
+        );
+        assert_eq!(fails("x a=[1,99999999999999999999]").0, 8);
+        assert!(parse_line("x a=[18446744073709551615,-9223372036854775808,1e30]").is_ok());
+        assert_eq!(fails(r#"{"execute":"x","arguments":{"n":-99999999999999999999}}"#).0, 33);
+        assert!(fails("x a={'b': c}").1.contains("the name `c` (in a Python literal)"));
+    }
+
+    #[test]
+    fn vendor_prefixed_names_keep_their_dots() {
+        assert_eq!(command("__org.qemu_x-foo a=1").name, "__org.qemu_x-foo");
     }
 
     #[test]

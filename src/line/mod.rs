@@ -8,6 +8,7 @@
 
 mod assemble;
 mod grammar;
+pub mod literal;
 
 pub use assemble::Assembler;
 pub use grammar::parse_line;
