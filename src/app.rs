@@ -5,13 +5,16 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 use std::time::Duration;
 
-use crate::bind::{Action, Context, Shell};
+use std::path::Path;
+
+use crate::bind::{Action, Shell};
 use crate::cli::{Cli, ColorChoice, Command, ShellOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::{Connect, SocketMonitor};
-use crate::render::Palette;
+use crate::render::{self, Palette};
 use crate::repl;
+use crate::schema::{self, Schema};
 use crate::session::{self, Flow, Input, Session, Settings};
 use crate::target::Target;
 use crate::vm;
@@ -28,7 +31,18 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if cli.target.is_some() {
                 return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));
             }
-            dry_run(input(&cli.shell), cli.shell.hmp)
+            let saved;
+            let schema = match &cli.schema {
+                Some(path) => {
+                    saved = read_schema(path)?;
+                    &saved
+                }
+                None => schema::recorded(),
+            };
+            dry_run(input(&cli.shell), &cli.shell, schema)
+        }
+        None if cli.schema.is_some() => {
+            Err(Error::Usage("--schema is for --dry-run; connected, qmpsh asks QEMU for its own".into()))
         }
         None => {
             let Some(target) = cli.target.as_deref() else {
@@ -95,13 +109,10 @@ fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
 
 /// Script mode: stop at the first failure, or note it and go on.
 fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), Error> {
-    let mut failed = false;
-    let mut run = |session: &mut Session, text: &str, line_no: usize| match session.run_line(text, Some(line_no)) {
-        Err(Error::CommandFailed) if keep_going => {
-            failed = true;
-            Ok(Flow::Continue)
-        }
-        other => other,
+    let mut outcome = KeepGoing::default();
+    let mut run = |session: &mut Session, text: &str, line_no: usize| {
+        let result = session.run_line(text, Some(line_no));
+        outcome.absorb(result, keep_going, |message| session.printer.problem(message))
     };
     let result = match input {
         Input::Stream(reader) => stream_script(session, reader, &mut run),
@@ -110,7 +121,47 @@ fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), E
     session.printer.flush();
     result?;
     session.printer.check()?;
-    if failed { Err(Error::CommandFailed) } else { Ok(()) }
+    outcome.finish()
+}
+
+/// What `--keep-going` went past: a script goes on after a failed command
+/// or a line that does not parse, and its exit status says so at the end
+/// (2 if a line did not parse, else 1 if a command failed).
+#[derive(Default)]
+struct KeepGoing {
+    unparsed: bool,
+    failed: bool,
+}
+
+impl KeepGoing {
+    /// Takes one line's result: with `keep_going`, a failure is reported
+    /// (through `report`, unless already printed) and the script goes on.
+    fn absorb(
+        &mut self,
+        result: Result<Flow, Error>,
+        keep_going: bool,
+        mut report: impl FnMut(&str),
+    ) -> Result<Flow, Error> {
+        match result {
+            Err(Error::CommandFailed) if keep_going => self.failed = true,
+            Err(error @ Error::Parse { .. }) if keep_going => {
+                report(&format!("qmpsh: {error}"));
+                self.unparsed = true;
+            }
+            other => return other,
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        if self.unparsed {
+            Err(Error::LinesRefused)
+        } else if self.failed {
+            Err(Error::CommandFailed)
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// A script read from a stream (a pipe that may pause): a thread reads the
@@ -154,23 +205,46 @@ fn stream_script(
     session::assemble(session, next_line, run)
 }
 
-/// `--dry-run`: each command's QMP message, one compact JSON per line.
-/// Without a connection there is no schema: values get qmp-shell's types.
-fn dry_run(input: Input, hmp: bool) -> Result<(), Error> {
+/// `--dry-run`: each command's QMP message, one compact JSON per line,
+/// exactly as a connected run would send it: a line that needs the schema
+/// is bound with `schema` (the recorded one, or `--schema FILE`), others
+/// without, as when connected.
+fn dry_run(input: Input, options: &ShellOptions, schema: &Schema) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
-    let mut context = Context { hmp, cpu: None, schema: None };
-    session::for_each_line(input, |text, line_no| {
-        match session::translate(text, Some(line_no), &context)? {
+    let mut cpu = None;
+    let mut outcome = KeepGoing::default();
+    let stderr_palette = palette(options.color, io::stderr().is_terminal());
+    let mut translate_line = |text: &str, line_no: usize| -> Result<Flow, Error> {
+        match session::translate(text, Some(line_no), options.hmp, cpu, schema)? {
             Action::Send(request) => {
                 serde_json::to_writer(&mut out, &request.message).map_err(|e| Error::output(e.into()))?;
                 out.write_all(b"\n").map_err(Error::output)?;
             }
-            Action::Shell(Shell::Cpu(index)) => context.cpu = Some(index),
+            Action::Shell(Shell::Cpu(index)) => cpu = Some(index),
             Action::Shell(Shell::Exit) => return Ok(Flow::Exit),
             _ => {}
         }
         Ok(Flow::Continue)
+    };
+    session::for_each_line(input, |text, line_no| {
+        let result = translate_line(text, line_no);
+        outcome.absorb(result, options.keep_going, |message| {
+            let _ = render::error_text(&mut io::stderr().lock(), message, &stderr_palette);
+        })
     })?;
-    out.flush().map_err(Error::output)
+    out.flush().map_err(Error::output)?;
+    outcome.finish()
+}
+
+/// `--schema FILE`: a schema saved with `qmpsh SOCK -c query-qmp-schema`.
+fn read_schema(path: &Path) -> Result<Schema, Error> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("cannot read the schema file {}: {e}", path.display())))?;
+    Schema::from_saved(&text).map_err(|e| {
+        Error::Usage(format!(
+            "{} is not a saved QMP schema ({e}); save one with `qmpsh SOCK -c query-qmp-schema > FILE`",
+            path.display()
+        ))
+    })
 }

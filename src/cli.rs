@@ -25,6 +25,12 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// With --dry-run: type arguments by this schema, saved from your QEMU
+    /// with `qmpsh SOCK -c query-qmp-schema > FILE` (default: the recorded
+    /// QEMU 7.2 schema)
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+
     #[command(flatten)]
     pub shell: ShellOptions,
 }
@@ -68,7 +74,8 @@ pub struct ShellOptions {
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub timeout: Option<f64>,
 
-    /// In a script, go on after a failed command (and exit 1 at the end)
+    /// In a script, go on after a failed command or a line that does not
+    /// parse (and exit 2 at the end if a line did not parse, else 1)
     #[arg(long)]
     pub keep_going: bool,
 }

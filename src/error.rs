@@ -18,6 +18,9 @@ pub enum Error {
     /// A line of input did not parse or bind (exit 2). `line` is 1-based
     /// where known; `column` is 1-based, in characters.
     Parse { line: Option<usize>, column: Option<usize>, message: String },
+    /// With `--keep-going`, one or more lines did not parse; each was
+    /// reported as it came (exit 2).
+    LinesRefused,
     /// Could not connect, no greeting in time, or the connection broke
     /// unexpectedly (exit 3).
     Connection(String),
@@ -36,7 +39,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::CommandFailed | Error::Failed(_) => 1,
-            Error::Usage(_) | Error::Parse { .. } | Error::Io(_) => 2,
+            Error::Usage(_) | Error::Parse { .. } | Error::LinesRefused | Error::Io(_) => 2,
             Error::Connection(_) => 3,
             Error::Timeout(_) => 4,
             Error::Interrupted => 130,
@@ -47,7 +50,7 @@ impl Error {
     /// Whether `main` should print this error; a failed command and a closed
     /// stdout were already reported (or need no report).
     pub fn is_silent(&self) -> bool {
-        matches!(self, Error::CommandFailed | Error::BrokenPipe)
+        matches!(self, Error::CommandFailed | Error::LinesRefused | Error::BrokenPipe)
     }
 
     /// Wraps an output error, recognising a closed pipe.
@@ -64,6 +67,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::CommandFailed => f.write_str("a command failed"),
+            Error::LinesRefused => f.write_str("some lines did not parse"),
             Error::Usage(msg) | Error::Connection(msg) | Error::Timeout(msg) | Error::Io(msg) | Error::Failed(msg) => {
                 f.write_str(msg)
             }
@@ -104,7 +108,8 @@ Exit codes:
   0  success (after `quit`, QEMU closing the socket is success)
   1  a command got a QMP error (script mode; with --keep-going, at the end),
      or a VM operation failed (QEMU exited while starting)
-  2  usage or parse error
+  2  usage or parse error (with --keep-going, at the end, if any line did
+     not parse)
   3  connection failure: cannot connect, no greeting in time, connection lost
   4  timeout: a command (with --timeout) or .wait ran out of time, or a VM
      stop had to quit or kill QEMU because the guest did not power off

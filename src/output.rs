@@ -185,7 +185,9 @@ impl Observer for Printer {
         if let Some(log) = &mut self.log {
             let _ = log.write("sent", message);
         }
-        if self.style.verbose {
+        // `-v` echoes what the user's lines send; the handshake and
+        // qmpsh's own questions (the schema) are in the `-l` log only.
+        if self.style.verbose && self.live && !self.internal {
             self.flush();
             let mut err = io::stderr().lock();
             let _ = err.write_all(b"-> ");

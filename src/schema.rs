@@ -5,6 +5,7 @@
 //! anything is sent.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use serde_json::{Map, Value as Json};
 
@@ -38,7 +39,34 @@ fn error<T>(offset: usize, message: String) -> Result<T> {
     Err(ParseError { offset, message: format!("expected {message}") })
 }
 
+/// The schema of the QEMU named in grammar/GRAMMAR.md, recorded with
+/// `qmpsh SOCK -c query-qmp-schema`: what `--dry-run` types by unless
+/// given `--schema FILE`.
+const RECORDED: &str = include_str!("../grammar/qmp-schema.json");
+
+/// The recorded schema, read once on first use.
+pub fn recorded() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| Schema::from_saved(RECORDED).expect("grammar/qmp-schema.json is checked by the schema tests"))
+}
+
 impl Schema {
+    /// Reads a schema saved from QEMU: the output of `qmpsh SOCK -c
+    /// query-qmp-schema` (the `return` value, compact or pretty), or a
+    /// whole reply `{"return": [...]}`.
+    pub fn from_saved(text: &str) -> std::result::Result<Schema, String> {
+        let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let value = match value {
+            Json::Object(mut reply) if reply.contains_key("return") => reply.remove("return").unwrap_or_default(),
+            other => other,
+        };
+        let schema = Schema::from_return(value)?;
+        if !schema.has_command("query-qmp-schema") {
+            return Err("not a QMP schema: it has no query-qmp-schema command".into());
+        }
+        Ok(schema)
+    }
+
     /// Reads the `return` of `query-qmp-schema`.
     pub fn from_return(value: Json) -> std::result::Result<Schema, String> {
         let Json::Array(items) = value else {
@@ -129,6 +157,43 @@ impl Schema {
             };
         };
         self.type_object(ty, tree, "", open, end)
+    }
+
+    /// Types one action of a `transaction`: `name` must be an action QEMU
+    /// knows, and `arguments` its data, as for a command.
+    pub fn type_transaction_action(&self, name: &str, offset: usize, arguments: Tree, end: usize) -> Result<Json> {
+        // transaction's `actions` is a list of a union tagged by `type`
+        // whose variants hold the action's arguments in `data`.
+        let action_type = self
+            .arg_type("transaction")
+            .and_then(|ty| self.members(ty, None).into_iter().find(|m| m.name == "actions"))
+            .and_then(|m| self.meta(m.ty)?.1.get("element-type")?.as_str());
+        let Some(action_type) = action_type else {
+            return error(offset, "a QEMU whose schema has `transaction`".into());
+        };
+        let mut tag = Tree::default();
+        tag.insert(&["type".to_string()], Leaf::Raw(Value::Bare(name.to_string())), offset)?;
+        let members = self.members(action_type, Some(&tag));
+        if let Some(kind) = members.iter().find(|m| m.name == "type") {
+            let known = self.values_of(kind.ty);
+            if !known.iter().any(|k| k == name) {
+                let hint = suggest(name, known.iter().map(String::as_str))
+                    .map(|near| format!(" (did you mean `{near}`?)"))
+                    .unwrap_or_default();
+                return error(offset, format!("a transaction action QEMU knows, not `{name}`{hint}"));
+            }
+        }
+        let data = members
+            .iter()
+            .find(|m| m.name == "data")
+            .and_then(|m| self.object_in(m.ty))
+            .map(|object| self.type_object(object, arguments, "", false, end))
+            .transpose()?
+            .unwrap_or_default();
+        let mut action = Map::new();
+        action.insert("type".into(), Json::String(name.to_string()));
+        action.insert("data".into(), Json::Object(data));
+        Ok(Json::Object(action))
     }
 
     fn type_object(&self, ty: &str, tree: Tree, prefix: &str, open: bool, end: usize) -> Result<Map<String, Json>> {
@@ -360,16 +425,18 @@ fn enum_values(entity: &Json) -> Vec<&str> {
     entity.get("values").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).collect()
 }
 
-/// The candidate closest to `word`, if any is close enough to be a typo;
-/// of equally close ones, the one nearest in length.
+/// The candidate closest to `word`, if any is close enough to be a typo.
+/// One that completes what was typed comes first (`query-statu` means
+/// `query-status`, not `query-stats`); then the fewest edits; then the
+/// nearest in length.
 pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let length = word.chars().count();
     let limit = (length / 3).max(2);
     candidates
-        .map(|c| (edit_distance(word, c), c.chars().count().abs_diff(length), c))
-        .filter(|(d, _, _)| *d <= limit)
+        .map(|c| (!c.starts_with(word), edit_distance(word, c), c.chars().count().abs_diff(length), c))
+        .filter(|(_, d, _, _)| *d <= limit)
         .min()
-        .map(|(_, _, c)| c)
+        .map(|(_, _, _, c)| c)
 }
 
 /// Edit distance in characters, where swapping two neighbours is one edit
@@ -423,6 +490,8 @@ mod tests {
         let with_stats = ["query-stats", "query-status"];
         assert_eq!(suggest("query-stauts", with_stats.into_iter()), Some("query-status"));
         assert_eq!(suggest("stpo", names.into_iter()), Some("stop"));
+        assert_eq!(suggest("query-statu", with_stats.into_iter()), Some("query-status"));
+        assert_eq!(suggest("query-stat", with_stats.into_iter()), Some("query-stats"));
         assert_eq!(suggest("migrate", names.into_iter()), None);
     }
 }

@@ -80,10 +80,14 @@ impl Session {
     /// session is the caller's choice.
     pub fn run_line(&mut self, text: &str, line_no: Option<usize>) -> Result<Flow, Error> {
         let parsed = parse(text, line_no, self.settings.hmp)?;
-        if bind::needs_schema(&parsed) {
+        // Only a line that needs the schema is bound with it, so a line
+        // means the same whatever ran before it (and in `--dry-run`).
+        let needs_schema = bind::needs_schema(&parsed);
+        if needs_schema {
             self.load_schema()?;
         }
-        let context = Context { hmp: self.settings.hmp, cpu: self.cpu, schema: self.schema() };
+        let schema = if needs_schema { self.schema() } else { None };
+        let context = Context { hmp: self.settings.hmp, cpu: self.cpu, schema };
         let action = bind_line(&parsed, text, line_no, &context)?;
         let flow = self.act(action);
         self.printer.check()?;
@@ -164,10 +168,12 @@ impl Session {
         }
         self.printer.forget_events();
         let deadline = self.deadline();
+        let runs_hmp = request.runs_hmp();
         match self.monitor.execute(request.message, deadline, &mut self.printer) {
-            Ok(Ok(Value::String(text))) if request.text_reply && is_hmp_failure(&text) => {
+            Ok(Ok(Value::String(text))) if runs_hmp && is_hmp_failure(&text) => {
                 // HMP reports failure as text; a script must still see a failure.
-                let message = text.trim_end().trim_start_matches("Error: ").replace("\r\n", " ");
+                let message = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+                let message = message.strip_prefix("Error: ").unwrap_or(&message).to_string();
                 self.printer.qmp_error(&QmpError { class: "HMP".into(), desc: message });
                 Err(Error::CommandFailed)
             }
@@ -283,10 +289,23 @@ impl Session {
     }
 }
 
-/// Whether HMP text is HMP's report of a failure: `Error: ...` from a
-/// command, or its own `unknown command: 'x'`.
+/// Whether HMP text is HMP's report of a failure, in one of the forms
+/// QEMU's monitor (monitor/hmp.c, hmp_handle_error) writes: a command's
+/// `Error: ...` line; `unknown command: 'x'`; a command that is not
+/// available; a CPU that does not exist; or any argument parse error, which
+/// HMP always follows with `Try "help CMD" for more information`.
 fn is_hmp_failure(text: &str) -> bool {
-    text.starts_with("Error: ") || text.starts_with("unknown command: ")
+    const FIRST_LINES: &[&str] = &["unknown command: '", "invalid CPU index", "No CPU available"];
+    let first = text.lines().next().unwrap_or_default();
+    let unavailable = first.starts_with("Command ") && first.contains(" not available");
+    let missing_cpu = first.starts_with("CPU#") && first.trim_end().ends_with(" not available");
+    FIRST_LINES.iter().any(|form| first.starts_with(form))
+        || unavailable
+        || missing_cpu
+        || text.lines().any(|line| {
+            line.starts_with("Error: ")
+                || (line.starts_with("Try \"help ") && line.trim_end().ends_with("\" for more information"))
+        })
 }
 
 /// A parse or bind error, placed for a person: line and column.
@@ -309,9 +328,18 @@ fn bind_line(parsed: &Line, text: &str, line_no: Option<usize>, context: &Contex
     bind::bind(parsed, text, context).map_err(|e| locate(text, line_no, e))
 }
 
-/// Parses and binds one logical line without a connection (`--dry-run`).
-pub fn translate(text: &str, line_no: Option<usize>, context: &Context) -> Result<Action, Error> {
-    bind_line(&parse(text, line_no, context.hmp)?, text, line_no, context)
+/// Parses and binds one logical line without a connection (`--dry-run`),
+/// giving binding the schema when the line needs it, as a session does.
+pub fn translate(
+    text: &str,
+    line_no: Option<usize>,
+    hmp: bool,
+    cpu: Option<i64>,
+    schema: &Schema,
+) -> Result<Action, Error> {
+    let parsed = parse(text, line_no, hmp)?;
+    let schema = bind::needs_schema(&parsed).then_some(schema);
+    bind_line(&parsed, text, line_no, &Context { hmp, cpu, schema })
 }
 
 /// Where lines come from: `-c` arguments or a stream such as stdin.

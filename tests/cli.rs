@@ -53,6 +53,7 @@ fn a_parse_error_exits_2_naming_line_and_column() {
 
 #[test]
 fn dry_run_prints_each_command_as_qmp() {
+    // Typed by the recorded QEMU schema, as a connected run is by QEMU's.
     let script = "\
 # comments and blank lines print nothing
 
@@ -62,7 +63,8 @@ info status
 device_del id=n1
 block-stream job-id=j0 device=disk0 speed=0x100000
 qom-set path=/machine property=x value=\"123\"
-blockdev-add driver=null-co node-name=n0 read-zeroes=true size=1.5
+blockdev-add driver=null-co node-name=n0 read-zeroes=true size=1M
+balloon value=33554432
 hmp info registers
 {\"execute\": \"query-name\"}
 .sleep 0.01
@@ -78,7 +80,8 @@ transaction( block-dirty-bitmap-add node=d0 name=b0 ; abort )
 {"execute":"device_del","arguments":{"id":"n1"}}
 {"execute":"block-stream","arguments":{"job-id":"j0","device":"disk0","speed":1048576}}
 {"execute":"qom-set","arguments":{"path":"/machine","property":"x","value":"123"}}
-{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"n0","read-zeroes":true,"size":1.5}}
+{"execute":"blockdev-add","arguments":{"driver":"null-co","node-name":"n0","read-zeroes":true,"size":1048576}}
+{"execute":"balloon","arguments":{"value":33554432}}
 {"execute":"human-monitor-command","arguments":{"command-line":"info registers"}}
 {"execute":"query-name"}
 {"execute":"transaction","arguments":{"actions":[{"type":"block-dirty-bitmap-add","data":{"node":"d0","name":"b0"}},{"type":"abort","data":{}}]}}

@@ -53,6 +53,13 @@ impl Request {
         Request { text_reply: true, ..Request::qmp("human-monitor-command", arguments) }
     }
 
+    /// Whether it runs HMP text (`hmp ...`, an HMP-only table command, or
+    /// `human-monitor-command` itself), whose reply is text that may be
+    /// HMP's report of a failure.
+    pub fn runs_hmp(&self) -> bool {
+        self.text_reply || self.command() == "human-monitor-command"
+    }
+
     /// The QMP command name (`execute` or `exec-oob`).
     pub fn command(&self) -> &str {
         self.message.get("execute").or_else(|| self.message.get("exec-oob")).and_then(Json::as_str).unwrap_or_default()
@@ -116,23 +123,43 @@ fn error<T>(offset: usize, expected: impl Into<String>) -> Result<T> {
     Err(ParseError { offset, message: format!("expected {}", expected.into()) })
 }
 
-/// Whether binding `line` wants the live schema: a QMP command with
-/// arguments to type, a table command whose QemuOpts values need types, or
+/// Whether binding `line` wants the schema: a QMP command with arguments
+/// to type, a table command given `key=value` arguments (which may make it
+/// the QMP command of that name) or QemuOpts values, a transaction, or
 /// `.schema`. Everything else binds without it, so a script that needs no
-/// schema never fetches one.
+/// schema never fetches one. Binding is given the schema exactly when this
+/// says so, connected or not, so `--dry-run` prints what a connected run
+/// sends.
 pub fn needs_schema(line: &Line) -> bool {
     match line {
         Line::Shell(inv) => inv.name == "schema",
+        Line::Transaction(_) => true,
         Line::Command(inv) if inv.name == "info" => false,
         Line::Command(inv) => match crate::table::lookup(command_word(&inv.name)) {
             Some(entry) => {
                 let passes_through = |key: &Vec<String>| !entry.args.iter().any(|spec| spec.name == key.join("."));
-                (entry.has_opts() && !inv.args.is_empty())
+                named_only(inv)
+                    || (entry.has_opts() && !inv.args.is_empty())
                     || inv.args.iter().filter_map(|a| a.key.as_ref()).any(passes_through)
             }
             None => !inv.args.is_empty(),
         },
         _ => false,
+    }
+}
+
+/// Whether every argument is `key=value` (and there is one): qmp-shell's
+/// form, which means the QMP command even where the table has a human one.
+fn named_only(inv: &Invocation) -> bool {
+    !inv.args.is_empty() && inv.args.iter().all(|a| a.key.is_some())
+}
+
+/// Whether QEMU has a QMP command `name`: by the schema binding was given,
+/// else (a monitor that offers none) by the recorded one.
+fn is_qmp_command(name: &str, context: &Context) -> bool {
+    match context.schema {
+        Some(schema) => schema.has_command(name),
+        None => schema::recorded().has_command(name),
     }
 }
 
@@ -149,7 +176,7 @@ pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
         Line::Shell(inv) => shell::bind(inv).map(Action::Shell),
         Line::Hmp(command_line) if command_line.is_empty() => error(text.len(), "an HMP command after `hmp`"),
         Line::Hmp(command_line) => Ok(Action::Send(Request::hmp(command_line, context.cpu))),
-        Line::Transaction(actions) => bind_transaction(actions),
+        Line::Transaction(actions) => bind_transaction(actions, text, context),
         Line::Command(inv) => bind_command(inv, text, context).map(Action::Send),
     }
 }
@@ -163,22 +190,40 @@ fn bind_json(message: &Map<String, Json>) -> Result<Action> {
     }
 }
 
-fn bind_transaction(actions: &[Invocation]) -> Result<Action> {
+/// qmp-shell's `transaction(` block: each action's arguments typed by the
+/// schema, like a command's.
+fn bind_transaction(actions: &[Invocation], text: &str, context: &Context) -> Result<Action> {
+    let end = text.trim_end().len();
     let mut list = Vec::with_capacity(actions.len());
     for action in actions {
-        let mut entry = Map::new();
-        entry.insert("type".into(), Json::String(action.name.clone()));
-        entry.insert("data".into(), Json::Object(named_arguments(action)?.into_untyped()));
-        list.push(Json::Object(entry));
+        let arguments = named_arguments(action)?;
+        let entry = match context.schema {
+            Some(schema) => schema.type_transaction_action(&action.name, action.offset, arguments, end)?,
+            None => {
+                let mut entry = Map::new();
+                entry.insert("type".into(), Json::String(action.name.clone()));
+                entry.insert("data".into(), Json::Object(arguments.into_untyped()));
+                Json::Object(entry)
+            }
+        };
+        list.push(entry);
     }
     let mut arguments = Map::new();
     arguments.insert("actions".into(), Json::Array(list));
     Ok(Action::Send(Request::qmp("transaction", arguments)))
 }
 
+/// A command line: `info X`, a human command from the table, or a QMP
+/// command. A table name that is also a QMP command, given only
+/// `key=value` arguments, is that QMP command: the table's HMP units
+/// (`balloon 512` in MB) apply to its positional form alone.
 fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
     let word = command_word(&inv.name);
-    let entry = if word == "info" { info_entry(inv, text)? } else { crate::table::lookup(word) };
+    let entry = match word {
+        "info" => info_entry(inv, text)?,
+        _ if named_only(inv) && is_qmp_command(word, context) => None,
+        _ => crate::table::lookup(word),
+    };
     match entry {
         Some(entry) => table::bind(entry, inv, text, context),
         None if word == "info" => Ok(Request::hmp(text.trim(), context.cpu)),

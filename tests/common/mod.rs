@@ -204,21 +204,26 @@ impl Drop for Qemu {
 /// A minimal QMP client of its own, for checking QEMU's state independently
 /// of qmpsh: greets, negotiates, and runs one command.
 pub fn query(socket: &Path, command: &str) -> Value {
+    query_with(socket, serde_json::json!({ "execute": command }))
+}
+
+/// [`query`] with a whole QMP message, arguments and all.
+pub fn query_with(socket: &Path, message: Value) -> Value {
     let stream = UnixStream::connect(socket).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     let mut line = String::new();
     reader.read_line(&mut line).unwrap(); // greeting
-    for execute in ["qmp_capabilities", command] {
-        writeln!(writer, "{{\"execute\": \"{execute}\"}}").unwrap();
+    for (n, message) in [serde_json::json!({"execute": "qmp_capabilities"}), message].into_iter().enumerate() {
+        writeln!(writer, "{message}").unwrap();
         loop {
             line.clear();
             reader.read_line(&mut line).unwrap();
-            let message: Value = serde_json::from_str(&line).unwrap();
-            if message.get("return").is_some() || message.get("error").is_some() {
-                if execute == command {
-                    return message;
+            let reply: Value = serde_json::from_str(&line).unwrap();
+            if reply.get("return").is_some() || reply.get("error").is_some() {
+                if n == 1 {
+                    return reply;
                 }
                 break;
             }
@@ -333,4 +338,40 @@ fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
 pub fn event(name: &str, data: Option<&str>) -> String {
     let data = data.map(|d| format!(", \"data\": {d}")).unwrap_or_default();
     format!("{{\"timestamp\": {{\"seconds\": 1795608000, \"microseconds\": 0}}, \"event\": \"{name}\"{data}}}\r\n")
+}
+
+// --- a real machine -------------------------------------------------------
+
+/// Whether this is CI (`CI` set, not empty, not "false"): there a missing
+/// tool fails a test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
+impl Qemu {
+    /// Starts QEMU with QMP on `qmp.sock` and `args`, computed from its
+    /// private folder, in place of [`Qemu::start_with`]'s `-machine none`:
+    /// they choose the machine and its devices. QEMU runs in that folder,
+    /// so relative file names (in `args` and in later commands) land there.
+    pub fn start_args(args: impl FnOnce(&Path) -> Vec<String>) -> Option<Qemu> {
+        if !qemu_available() {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let args = args(dir.path());
+        let socket = dir.path().join("qmp.sock");
+        let qmp = format!("unix:{},server=on,wait=off", socket.display());
+        let child = Command::new(QEMU)
+            .args(["-nodefaults", "-display", "none", "-qmp", &qmp])
+            .args(args)
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("QEMU starts");
+        let mut qemu = Qemu { child, socket, dir };
+        qemu.await_path(&qemu.socket.clone());
+        Some(qemu)
+    }
 }
