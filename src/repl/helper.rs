@@ -43,33 +43,47 @@ impl Knowledge {
         self.schema.iter().flat_map(|s| s.command_names().map(String::from)).collect()
     }
 
-    /// The table entry a line's leading words name, if any.
-    fn entry(words: &[&str]) -> Option<&'static Entry> {
+    /// The table entry a line's leading words name, if any. A table name
+    /// that QEMU also knows as a QMP command, with only `key=value`
+    /// arguments so far, is that QMP command (as binding reads it), so it
+    /// has no entry here.
+    fn entry(&self, words: &[&str]) -> Option<&'static Entry> {
         match words {
             ["info", topic, ..] => table::lookup(&format!("info {topic}")),
+            [name, args @ ..] if !args.is_empty() && args.iter().all(|a| a.contains('=')) && self.is_qmp(name) => None,
             [name, ..] => table::lookup(name),
             [] => None,
         }
     }
 
-    /// Arguments of the command on the line: (name, type, optional).
+    fn is_qmp(&self, name: &str) -> bool {
+        self.schema.as_ref().is_some_and(|schema| schema.has_command(name))
+    }
+
+    /// Arguments of the command on the line: (name, type, optional). Before
+    /// any argument, a table name that is also a QMP command offers both
+    /// forms' names.
     fn arguments(&self, words: &[&str]) -> Vec<(String, String, bool)> {
-        if let Some(entry) = Self::entry(words) {
-            return entry
-                .args
-                .iter()
-                .map(|a| (a.name.clone(), a.kind.describe().to_string(), a.optional || a.flag.is_some()))
-                .collect();
-        }
-        match (&self.schema, words.first()) {
+        let qmp = match (&self.schema, words.first()) {
             (Some(schema), Some(command)) => schema.arguments(command),
             _ => Vec::new(),
+        };
+        match self.entry(words) {
+            Some(entry) => {
+                let table = entry
+                    .args
+                    .iter()
+                    .map(|a| (a.name.clone(), a.kind.describe().to_string(), a.optional || a.flag.is_some()));
+                let both = words.len() == 1;
+                table.chain(qmp.into_iter().filter(|_| both)).collect()
+            }
+            None => qmp,
         }
     }
 
     /// Values the argument `key` of the line's command can take.
     fn values(&self, words: &[&str], key: &str) -> Vec<String> {
-        if let Some(entry) = Self::entry(words) {
+        if let Some(entry) = self.entry(words) {
             let Some(spec) = entry.args.iter().find(|a| a.name == key) else { return Vec::new() };
             if spec.kind == ArgType::Bool {
                 return vec!["on".into(), "off".into()];
@@ -141,7 +155,7 @@ pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
         return None;
     }
     let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
-    let shown: Vec<String> = match Knowledge::entry(&words) {
+    let shown: Vec<String> = match knowledge.entry(&words) {
         Some(entry) => {
             let skip = if entry.name.starts_with("info ") { 2 } else { 1 };
             let positional = words.iter().skip(skip).filter(|w| !w.contains('=') && !w.starts_with('-')).count();
@@ -270,6 +284,12 @@ mod tests {
             {"name": "qom-list", "meta-type": "command", "arg-type": "1", "ret-type": "any"},
             {"name": "blockdev-add", "meta-type": "command", "arg-type": "2", "ret-type": "any"},
             {"name": "query-status", "meta-type": "command", "ret-type": "any"},
+            {"name": "block_resize", "meta-type": "command", "arg-type": "4", "ret-type": "any"},
+            {"name": "4", "meta-type": "object", "members": [
+                {"name": "device", "type": "str", "default": null},
+                {"name": "node-name", "type": "str", "default": null},
+                {"name": "size", "type": "int"}]},
+            {"name": "int", "meta-type": "builtin", "json-type": "int"},
             {"name": "1", "meta-type": "object", "members": [{"name": "path", "type": "str"}]},
             {"name": "2", "meta-type": "object", "members": [
                 {"name": "driver", "type": "3"},
@@ -324,6 +344,16 @@ mod tests {
         assert_eq!(hint("set_link n0 ", 12, &k).as_deref(), Some("up:on|off"));
         assert_eq!(hint("stop ", 5, &k), None);
         assert_eq!(hint("qom-list", 8, &k), None, "no hint before the space");
+    }
+
+    #[test]
+    fn a_table_name_in_qmp_form_completes_and_hints_as_qmp() {
+        // `block_resize node-name=...` is the QMP command: its names and
+        // types (bytes), not the table's positional ones (MB).
+        let k = knowledge();
+        assert_eq!(completions("block_resize n").1, ["node-name="]);
+        assert_eq!(hint("block_resize ", 13, &k).as_deref(), Some("device:string size:size in MB"));
+        assert_eq!(hint("block_resize node-name=d0 ", 26, &k).as_deref(), Some("size=int [device=str]"));
     }
 
     #[test]

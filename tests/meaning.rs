@@ -1,0 +1,163 @@
+//! Every line means what its user meant, checked by its effect on a real
+//! QEMU rather than by the JSON alone: the `key=value` form of a table name
+//! is the QMP command with QMP units, open values are never guessed, HMP's
+//! failures fail, transactions are typed, and `--keep-going` reports every
+//! bad line.
+
+mod common;
+
+use common::{Qemu, qmpsh, query_with};
+use serde_json::json;
+
+/// A paused PC with a spare user netdev, for device hotplug.
+fn pc() -> Option<Qemu> {
+    Qemu::start(&["-machine", "pc", "-accel", "tcg", "-S", "-m", "64", "-netdev", "user,id=net1"])
+}
+
+/// QEMU with a 64 MiB raw image as block node `disk0`.
+fn with_disk() -> Option<Qemu> {
+    Qemu::start_with(|dir| {
+        let image = dir.join("disk.raw");
+        std::fs::File::create(&image).unwrap().set_len(64 << 20).unwrap();
+        vec!["-blockdev".into(), format!("driver=file,node-name=disk0,filename={}", image.display())]
+    })
+}
+
+fn disk0(qemu: &Qemu) -> serde_json::Value {
+    let nodes = query_with(&qemu.socket, json!({"execute": "query-named-block-nodes"}));
+    nodes["return"].as_array().unwrap().iter().find(|n| n["node-name"] == "disk0").unwrap().clone()
+}
+
+#[test]
+fn a_table_name_with_key_value_arguments_takes_qmp_units() {
+    // `block_resize disk0 128` means MB; in qmp-shell's form `size` is
+    // bytes, as QMP says, and must not be multiplied by 1 MiB.
+    let Some(qemu) = with_disk() else { return };
+    let run = qmpsh(&[&qemu.socket_arg()], "block_resize node-name=disk0 size=134217728\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(disk0(&qemu)["image"]["virtual-size"], 134217728);
+}
+
+#[test]
+fn an_open_device_property_reaches_qemu_as_typed() {
+    // `addr=0x0a` is slot 0x0a to QEMU only as the string; sent as the
+    // number 10 it would be devfn 10 (slot 1, function 2).
+    let Some(qemu) = pc() else { return };
+    let run = qmpsh(
+        &[&qemu.socket_arg()],
+        "device_add driver=e1000 id=nic2 netdev=net1 addr=0x0a\nqom-get path=/machine/peripheral/nic2 property=addr\n",
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout.lines().collect::<Vec<_>>(), ["ok", &(0x0a << 3).to_string()]);
+}
+
+#[test]
+fn netdev_add_with_key_value_arguments_is_qmp_and_hmp_errors_fail() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let run = qmpsh(&[&qemu.socket_arg()], "netdev_add type=user id=n5\nhmp info network\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("n5: index=0,type=user"), "{}", run.stdout);
+
+    // The same words given to HMP are its parse error: a failure, exit 1,
+    // and the script stops there.
+    let run = qmpsh(&[&qemu.socket_arg()], "hmp netdev_add type=user id=n6\nstop\n");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: HMP: netdev_add: extraneous characters at the end of line; Try \"help netdev_add\" for more \
+         information\n"
+    );
+    assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");
+}
+
+#[test]
+fn every_hmp_failure_form_is_an_error() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let script = "hmp nosuch\ninfo nosuch\nhmp info status\nhmp device_add nosuchdev\nhmp x/2x\n";
+    let run = qmpsh(&[&qemu.socket_arg(), "--keep-going"], script);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "VM status: running\n");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 4, "{}", run.stderr);
+    assert_eq!(errors[0], "error: HMP: unknown command: 'nosuch'");
+    assert_eq!(errors[1], "error: HMP: unknown command: 'info nosuch'");
+    assert_eq!(errors[2], "error: HMP: 'nosuchdev' is not a valid device model name");
+    assert!(errors[3].contains("Try \"help x\""), "{}", errors[3]);
+}
+
+#[test]
+fn a_transaction_is_typed_and_may_close_on_its_last_action_line() {
+    let Some(qemu) = with_disk() else { return };
+    let script = "transaction(\n  block-dirty-bitmap-add node=disk0 name=b0 granularity=0x10000\n  \
+                  block-dirty-bitmap-add node=disk0 name=b1 persistent=off )\nstop\n";
+    let run = qmpsh(&[&qemu.socket_arg()], script);
+    assert_eq!(run.code, 0, "{run:?}");
+    let bitmaps = disk0(&qemu)["dirty-bitmaps"].clone();
+    let granularity =
+        |name: &str| bitmaps.as_array().unwrap().iter().find(|b| b["name"] == name).unwrap()["granularity"].clone();
+    assert_eq!(granularity("b0"), 65536);
+    assert!(granularity("b1").is_number());
+    // The line after the block ran.
+    assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "paused");
+
+    let run = qmpsh(&[&qemu.socket_arg()], "transaction( block-dirty-bitmap-ad node=disk0 name=b2 )\n");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("(did you mean `block-dirty-bitmap-add`?)"), "{}", run.stderr);
+}
+
+#[test]
+fn keep_going_reports_every_bad_line_and_exits_2() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let script = "stop\nqom-get path=\"/machine\ncont\nno-such-command\nqom-get path=/machine property=tpye\n";
+    let run = qmpsh(&[&qemu.socket_arg(), "--keep-going"], script);
+    assert_eq!(run.code, 2, "{run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(errors.len(), 3, "{}", run.stderr);
+    assert_eq!(errors[0], "qmpsh: line 2, column 14: expected a closing \" for this string");
+    assert!(errors[1].starts_with("error: CommandNotFound: "), "{}", errors[1]);
+    // A value QEMU refuses is a failed command, not a parse error.
+    assert!(errors[2].starts_with("error: "), "{}", errors[2]);
+    // `cont` after the bad line ran.
+    assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");
+
+    // Only failed commands: exit 1.
+    let run = qmpsh(&[&qemu.socket_arg(), "--keep-going"], "no-such-command\nstop\n");
+    assert_eq!(run.code, 1, "{run:?}");
+}
+
+#[test]
+fn verbose_echoes_only_what_the_lines_send() {
+    // Typing this line makes qmpsh fetch the schema; -v shows the line's
+    // command alone, as qmp-shell's -v does.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let run = qmpsh(&["-v", &qemu.socket_arg(), "-c", "qom-get path=/machine property=type"], "");
+    assert_eq!(run.code, 0, "{run:?}");
+    let echoed: Vec<&str> = run.stderr.lines().filter(|l| l.starts_with("-> ")).collect();
+    assert_eq!(echoed.len(), 1, "{}", run.stderr);
+    assert!(echoed[0].contains(r#""execute":"qom-get""#), "{}", echoed[0]);
+}
+
+#[test]
+fn dry_run_takes_a_schema_saved_from_qemu() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let saved = qmpsh(&[&qemu.socket_arg(), "-c", "query-qmp-schema"], "");
+    assert_eq!(saved.code, 0);
+    let file = qemu.dir.path().join("schema.json");
+    std::fs::write(&file, &saved.stdout).unwrap();
+    let schema = file.to_str().unwrap();
+    let run = qmpsh(&["--dry-run", "--schema", schema, "-c", "device_del id=123", "-c", "balloon value=1M"], "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "{\"execute\":\"device_del\",\"arguments\":{\"id\":\"123\"}}\n{\"execute\":\"balloon\",\"arguments\":{\"value\":1048576}}\n"
+    );
+
+    // A file that is not a schema is one clear line, exit 2.
+    std::fs::write(&file, "{\"return\": {}}").unwrap();
+    let run = qmpsh(&["--dry-run", "--schema", schema, "-c", "stop"], "");
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains("is not a saved QMP schema"), "{}", run.stderr);
+    let run = qmpsh(&["--schema", schema, &qemu.socket_arg(), "-c", "stop"], "");
+    assert_eq!(run.code, 2, "{run:?}");
+}
