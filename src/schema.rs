@@ -235,6 +235,8 @@ impl Schema {
             }),
             Node::Branch { tree, offset } => match self.object_in(ty) {
                 Some(object) => self.type_object(object, tree, &format!("{path}."), false, end).map(Json::Object),
+                // An open value (`any`) may be an object, built as qmp-shell builds it.
+                None if self.is_open(ty) => Ok(Json::Object(tree.into_untyped())),
                 None => error(offset, format!("a single value for `{path}` ({}), not sub-keys", self.describe(ty))),
             },
         }
@@ -310,6 +312,16 @@ impl Schema {
             "array" => Err(format!("a JSON array ({})", self.describe(ty))),
             "object" => Err("a JSON object or dotted keys".to_string()),
             _ => Ok(untyped(value)),
+        }
+    }
+
+    /// Whether `ty` leaves the value open: `any`, or a type the schema does
+    /// not describe.
+    fn is_open(&self, ty: &str) -> bool {
+        match self.meta(ty) {
+            Some(("builtin", e)) => e.get("json-type").and_then(Json::as_str) == Some("value"),
+            Some(_) => false,
+            None => true,
         }
     }
 

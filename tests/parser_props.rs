@@ -5,6 +5,7 @@
 use proptest::prelude::*;
 use qmpsh::bind::{self, Context};
 use qmpsh::line::{Assembler, parse_line};
+use qmpsh::schema;
 
 /// Text built from the characters the grammar cares about, plus anything.
 fn line_text() -> impl Strategy<Value = String> {
@@ -30,6 +31,26 @@ fn line_text() -> impl Strategy<Value = String> {
         Just(",".to_string()),
         Just("/".to_string()),
         Just("-f".to_string()),
+        // Python literals
+        Just("(".to_string()),
+        Just(":".to_string()),
+        Just("#".to_string()),
+        Just("True".to_string()),
+        Just("None".to_string()),
+        Just("b'".to_string()),
+        Just("u'".to_string()),
+        Just("\"\"\"".to_string()),
+        Just("\\x".to_string()),
+        Just("\\u".to_string()),
+        Just("0x".to_string()),
+        Just("1_0".to_string()),
+        Just("e-".to_string()),
+        Just("99999999999999999999".to_string()),
+        // names whose meaning depends on the form
+        Just("block_resize ".to_string()),
+        Just("qom-set ".to_string()),
+        Just("netdev_add ".to_string()),
+        Just("node-name=".to_string()),
         "[a-z0-9_-]{1,8}",
         any::<char>().prop_map(String::from),
     ];
@@ -43,8 +64,8 @@ proptest! {
     fn parsing_and_binding_never_panic(text in line_text()) {
         match parse_line(&text) {
             Ok(line) => {
-                for hmp in [false, true] {
-                    let context = Context { hmp, cpu: None, schema: None };
+                for (hmp, schema) in [(false, None), (true, None), (false, Some(schema::recorded()))] {
+                    let context = Context { hmp, cpu: None, schema };
                     if let Err(e) = bind::bind(&line, &text, &context) {
                         prop_assert!(e.offset <= text.len() && text.is_char_boundary(e.offset), "{e:?}");
                     }

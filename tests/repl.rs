@@ -22,7 +22,7 @@ impl Tmux {
     fn start(command: &str) -> Option<Tmux> {
         let found = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
         if !found {
-            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+            if common::in_ci() {
                 panic!("tmux is missing, and CI must run the terminal tests: apt-get install -y tmux");
             }
             eprintln!("skipping: tmux is not installed");

@@ -28,7 +28,6 @@ fn a_number_for_a_str_argument_stays_a_string() {
 fn mistakes_are_refused_before_sending_with_exit_2() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let cases = [
-        ("query-stauts x=1", "query-stauts", "did you mean `query-status`?"),
         ("qom-get path=/machine propery=type", "qom-get", "did you mean `property`?"),
         ("qom-get path=/machine", "qom-get", "argument `property`"),
         ("object-add qom-type=memry-backend-ram id=m0", "object-add", "expected `memory-backend-ram` for `qom-type`"),
@@ -41,6 +40,20 @@ fn mistakes_are_refused_before_sending_with_exit_2() {
         assert!(result.stderr.contains(message), "{line}: {}", result.stderr);
         assert!(result.stderr.contains("line 1, column "), "{line}: {}", result.stderr);
         assert!(!sent_command(&result, command), "{line} was sent: {}", result.stderr);
+    }
+}
+
+#[test]
+fn an_unknown_command_is_sent_as_qmp_shell_sends_it_and_gets_a_hint() {
+    // With arguments or without, the same: QEMU says it has no such
+    // command, and qmpsh adds what was probably meant.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    for line in ["query-stauts", "query-stauts x=1"] {
+        let result = run(&qemu, line);
+        assert_eq!(result.code, 1, "{line}: {}", result.stderr);
+        assert!(sent_command(&result, "query-stauts"), "{line}: {}", result.stderr);
+        assert!(result.stderr.contains("error: CommandNotFound: "), "{line}: {}", result.stderr);
+        assert!(result.stderr.contains("(did you mean query-status?)"), "{line}: {}", result.stderr);
     }
 }
 

@@ -243,18 +243,17 @@ fn info_entry(inv: &Invocation, text: &str) -> Result<Option<&'static crate::tab
     }
 }
 
-/// A QMP command with qmp-shell arguments, typed by the schema when loaded.
+/// A QMP command with qmp-shell arguments, typed by the schema. A command
+/// the schema does not know is sent as qmp-shell would send it, with or
+/// without arguments: QEMU's CommandNotFound (and qmpsh's did-you-mean)
+/// then says so, the same way for every unknown name.
 fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
     let tree = named_arguments(inv)?;
     let arguments = match context.schema {
-        Some(schema) if !schema.has_command(&inv.name) => {
-            let hint = schema::suggest(&inv.name, schema.command_names())
-                .map(|near| format!(" (did you mean `{near}`?)"))
-                .unwrap_or_default();
-            return error(inv.offset, format!("a command QEMU knows, not `{}`{hint}", inv.name));
+        Some(schema) if schema.has_command(&inv.name) => {
+            schema.type_arguments(&inv.name, tree, text.trim_end().len())?
         }
-        Some(schema) => schema.type_arguments(&inv.name, tree, text.trim_end().len())?,
-        None => tree.into_untyped(),
+        _ => tree.into_untyped(),
     };
     Ok(Request::qmp(&inv.name, arguments))
 }

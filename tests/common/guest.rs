@@ -25,6 +25,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use super::in_ci;
+
 /// The kernel command line to boot with.
 pub const APPEND: &str = "console=ttyS0 quiet panic=-1";
 
@@ -73,10 +75,6 @@ the Debian mirror for linux-image-amd64's kernel package and busybox-static.";
 
 const HOW_TO_SHORT: &str =
     "needs Debian with apt package lists (`sudo apt-get update`), dpkg-deb, tar, gzip and the mirror";
-
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
-}
 
 /// Bump to rebuild every cached guest after a change in how it is built.
 const FORMAT: &str = "qmpsh-guest-1";

@@ -107,12 +107,18 @@ pub struct Qemu {
 
 const QEMU: &str = "qemu-system-x86_64";
 
+/// Whether this is CI (`CI` set, not empty, not "false"): there a missing
+/// tool fails a test instead of skipping it.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
 /// Whether QEMU can be run here. In CI (CI=true) a missing QEMU fails the
 /// test: CI installs it, so its absence is a broken CI, never a skip.
 pub fn qemu_available() -> bool {
     let found = Command::new(QEMU).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
     if !found {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+        if in_ci() {
             panic!("{QEMU} is missing, and CI must run the QEMU tests: apt-get install -y qemu-system-x86");
         }
         eprintln!("skipping: {QEMU} is not installed (apt-get install -y qemu-system-x86)");
@@ -341,12 +347,6 @@ pub fn event(name: &str, data: Option<&str>) -> String {
 }
 
 // --- a real machine -------------------------------------------------------
-
-/// Whether this is CI (`CI` set, not empty, not "false"): there a missing
-/// tool fails a test instead of skipping it.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
-}
 
 impl Qemu {
     /// Starts QEMU with QMP on `qmp.sock` and `args`, computed from its
