@@ -6,7 +6,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::{Result, error};
-use crate::line::Value;
+use crate::line::{Value, literal};
 
 /// A leaf: text still to be typed, or a value whose type is settled.
 #[derive(Debug, Clone)]
@@ -132,13 +132,7 @@ pub fn python_int(text: &str) -> Option<Json> {
     if !last_was_digit {
         return None; // empty, or ends in `_`
     }
-    if !negative {
-        Some(Json::from(magnitude))
-    } else if magnitude <= i64::MAX as u64 + 1 {
-        Some(Json::from(0i64.wrapping_sub_unsigned(magnitude)))
-    } else {
-        None
-    }
+    literal::json_integer(magnitude, negative)
 }
 
 /// Where each run of ten Unicode decimal digits (category Nd) starts, as

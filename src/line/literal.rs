@@ -355,6 +355,12 @@ fn integer(digits: &str, radix: u32, negative: bool) -> Option<Value> {
         return None;
     }
     let magnitude = u64::from_str_radix(&digits.replace('_', ""), radix).ok()?;
+    json_integer(magnitude, negative)
+}
+
+/// A JSON integer from a sign and a magnitude, when 64 bits hold it
+/// (`-2^63` to `2^64 - 1`).
+pub fn json_integer(magnitude: u64, negative: bool) -> Option<Value> {
     if !negative {
         Some(Value::from(magnitude))
     } else if magnitude <= i64::MAX as u64 + 1 {

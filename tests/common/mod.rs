@@ -149,24 +149,7 @@ impl Qemu {
 
     /// Starts QEMU with extra args computed from its private folder.
     pub fn start_with(extra: impl FnOnce(&Path) -> Vec<String>) -> Option<Qemu> {
-        if !qemu_available() {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let extra = extra(dir.path());
-        let socket = dir.path().join("qmp.sock");
-        let qmp = format!("unix:{},server=on,wait=off", socket.display());
-        let child = Command::new(QEMU)
-            .args(["-machine", "none", "-nodefaults", "-display", "none", "-qmp", &qmp])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("QEMU starts");
-        let mut qemu = Qemu { child, socket, dir };
-        qemu.await_path(&qemu.socket.clone());
-        Some(qemu)
+        Qemu::start_args(|dir| ["-machine".to_string(), "none".to_string()].into_iter().chain(extra(dir)).collect())
     }
 
     /// Waits until QEMU has created `path` (its socket), failing if it exits.
