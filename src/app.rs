@@ -15,7 +15,7 @@ use crate::qmp::{Connect, SocketMonitor};
 use crate::render::{self, Palette};
 use crate::repl;
 use crate::schema::{self, Schema};
-use crate::session::{self, Flow, Input, Session, Settings};
+use crate::session::{self, Flow, Input, Logical, Session, Settings};
 use crate::target::Target;
 use crate::vm;
 
@@ -110,13 +110,13 @@ fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
 /// Script mode: stop at the first failure, or note it and go on.
 fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), Error> {
     let mut outcome = KeepGoing::default();
-    let mut run = |session: &mut Session, text: &str, line_no: usize| {
-        let result = session.run_line(text, Some(line_no));
+    let mut run = |session: &mut Session, line: Logical| {
+        let result = line.and_then(|(text, line_no)| session.run_line(text, Some(line_no)));
         outcome.absorb(result, keep_going, |message| session.printer.problem(message))
     };
     let result = match input {
         Input::Stream(reader) => stream_script(session, reader, &mut run),
-        commands => session::for_each_line(commands, |text, line_no| run(session, text, line_no)),
+        commands => session::for_each_line(commands, session.hmp(), |line| run(session, line)),
     };
     session.printer.flush();
     result?;
@@ -170,7 +170,7 @@ impl KeepGoing {
 fn stream_script(
     session: &mut Session,
     mut reader: Box<dyn BufRead + Send>,
-    run: &mut dyn FnMut(&mut Session, &str, usize) -> Result<Flow, Error>,
+    run: &mut dyn FnMut(&mut Session, Logical) -> Result<Flow, Error>,
 ) -> Result<(), Error> {
     // Bounded: a fast producer (`yes | qmpsh`) must not fill memory while
     // QEMU answers one command at a time.
@@ -181,7 +181,9 @@ fn stream_script(
         .spawn(move || {
             for number in 1.. {
                 let line = session::read_physical(&mut reader, number);
-                let end = !matches!(line, Ok(Some(_)));
+                // A line that is not UTF-8 is that line's failure; reading
+                // ends at the end of input or a read error.
+                let end = matches!(line, Ok(None) | Err(Error::Io(_)));
                 let sent = lines.send(line).is_ok();
                 wake();
                 if end || !sent {
@@ -202,7 +204,8 @@ fn stream_script(
             }
         }
     };
-    session::assemble(session, next_line, run)
+    let hmp = session.hmp();
+    session::assemble(session, hmp, next_line, run)
 }
 
 /// `--dry-run`: each command's QMP message, one compact JSON per line,
@@ -215,7 +218,8 @@ fn dry_run(input: Input, options: &ShellOptions, schema: &Schema) -> Result<(), 
     let mut cpu = None;
     let mut outcome = KeepGoing::default();
     let stderr_palette = palette(options.color, io::stderr().is_terminal());
-    let mut translate_line = |text: &str, line_no: usize| -> Result<Flow, Error> {
+    let mut translate_line = |line: Logical| -> Result<Flow, Error> {
+        let (text, line_no) = line?;
         match session::translate(text, Some(line_no), options.hmp, cpu, schema)? {
             Action::Send(request) => {
                 serde_json::to_writer(&mut out, &request.message).map_err(|e| Error::output(e.into()))?;
@@ -227,8 +231,8 @@ fn dry_run(input: Input, options: &ShellOptions, schema: &Schema) -> Result<(), 
         }
         Ok(Flow::Continue)
     };
-    session::for_each_line(input, |text, line_no| {
-        let result = translate_line(text, line_no);
+    session::for_each_line(input, options.hmp, |line| {
+        let result = translate_line(line);
         outcome.absorb(result, options.keep_going, |message| {
             let _ = render::error_text(&mut io::stderr().lock(), message, &stderr_palette);
         })

@@ -62,6 +62,11 @@ impl Session {
         Session { monitor, printer, settings, cpu: None, schema: SchemaState::NotFetched, quitting: false }
     }
 
+    /// `-H`: every line that is not JSON or a `.` command is HMP text.
+    pub fn hmp(&self) -> bool {
+        self.settings.hmp
+    }
+
     /// The monitor's greeting, if it sent one.
     pub fn greeting(&self) -> Option<&Value> {
         self.monitor.greeting()
@@ -168,9 +173,9 @@ impl Session {
         }
         self.printer.forget_events();
         let deadline = self.deadline();
-        let runs_hmp = request.runs_hmp();
+        let hmp_line = request.hmp_line().map(str::to_string);
         match self.monitor.execute(request.message, deadline, &mut self.printer) {
-            Ok(Ok(Value::String(text))) if runs_hmp && is_hmp_failure(&text) => {
+            Ok(Ok(Value::String(text))) if hmp_line.as_deref().is_some_and(|line| is_hmp_failure(line, &text)) => {
                 // HMP reports failure as text; a script must still see a failure.
                 let message = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
                 let message = message.strip_prefix("Error: ").unwrap_or(&message).to_string();
@@ -289,23 +294,29 @@ impl Session {
     }
 }
 
-/// Whether HMP text is HMP's report of a failure, in one of the forms
-/// QEMU's monitor (monitor/hmp.c, hmp_handle_error) writes: a command's
-/// `Error: ...` line; `unknown command: 'x'`; a command that is not
-/// available; a CPU that does not exist; or any argument parse error, which
-/// HMP always follows with `Try "help CMD" for more information`.
-fn is_hmp_failure(text: &str) -> bool {
+/// Whether `text`, HMP's reply to `command_line`, is HMP's report of a
+/// failure, in one of the generic forms QEMU's monitor (monitor/hmp.c,
+/// hmp_handle_error) writes: a command's `Error: ...` line; `unknown
+/// command: 'x'`; a command that is not available; a CPU that does not
+/// exist; or any argument parse error, which HMP always follows with `Try
+/// "help CMD" for more information`. An `info` listing can start with
+/// `Error: ` as data (a chardev named `Error`), so there only a reply of
+/// that one line fails. Messages a command prints in its own words, without
+/// `Error:`, cannot be told from output and pass as text.
+fn is_hmp_failure(command_line: &str, text: &str) -> bool {
     const FIRST_LINES: &[&str] = &["unknown command: '", "invalid CPU index", "No CPU available"];
     let first = text.lines().next().unwrap_or_default();
     let unavailable = first.starts_with("Command ") && first.contains(" not available");
     let missing_cpu = first.starts_with("CPU#") && first.trim_end().ends_with(" not available");
+    let listing = command_line.split_whitespace().next() == Some("info");
+    let error = first.starts_with("Error: ") && !(listing && text.lines().nth(1).is_some());
     FIRST_LINES.iter().any(|form| first.starts_with(form))
         || unavailable
         || missing_cpu
-        || text.lines().any(|line| {
-            line.starts_with("Error: ")
-                || (line.starts_with("Try \"help ") && line.trim_end().ends_with("\" for more information"))
-        })
+        || error
+        || text
+            .lines()
+            .any(|line| line.starts_with("Try \"help ") && line.trim_end().ends_with("\" for more information"))
 }
 
 /// A parse or bind error, placed for a person: line and column.
@@ -366,36 +377,58 @@ pub fn read_physical(reader: &mut dyn BufRead, number: usize) -> Result<Option<S
     })
 }
 
+/// One logical line for [`assemble`]'s caller: its text and the number of
+/// its first physical line, or why it could not be read (not UTF-8).
+pub type Logical<'a> = Result<(&'a str, usize), Error>;
+
 /// Joins the physical lines `next` supplies into logical lines and hands
 /// each to `each` with its first physical line's number, until `next` runs
-/// out or `each` says to stop. `state` is lent to both in turn.
+/// out or `each` says to stop. A physical line that cannot be read is
+/// handed over as its error, with the logical line it broke; `each` decides
+/// whether to go on. `state` is lent to both in turn.
 pub fn assemble<S: ?Sized>(
     state: &mut S,
+    hmp: bool,
     mut next: impl FnMut(&mut S) -> Result<Option<String>, Error>,
-    mut each: impl FnMut(&mut S, &str, usize) -> Result<Flow, Error>,
+    mut each: impl FnMut(&mut S, Logical) -> Result<Flow, Error>,
 ) -> Result<(), Error> {
-    let mut assembler = Assembler::new();
-    while let Some(physical) = next(state)? {
-        if let Some((text, start)) = assembler.push(&physical)
-            && each(state, &text, start)? == Flow::Exit
-        {
+    let mut assembler = if hmp { Assembler::for_hmp() } else { Assembler::new() };
+    loop {
+        let logical = match next(state) {
+            Ok(Some(physical)) => match assembler.push(&physical) {
+                Some((text, start)) => each(state, Ok((&text, start)))?,
+                None => Flow::Continue,
+            },
+            Ok(None) => break,
+            Err(unreadable @ Error::Parse { .. }) => {
+                assembler.skip_unreadable();
+                each(state, Err(unreadable))?
+            }
+            Err(other) => return Err(other),
+        };
+        if logical == Flow::Exit {
             return Ok(());
         }
     }
     match assembler.finish() {
-        Some((text, start)) => each(state, &text, start).map(|_| ()),
+        Some((text, start)) => each(state, Ok((&text, start))).map(|_| ()),
         None => Ok(()),
     }
 }
 
-/// Feeds every logical line of `input` to `each`, with its first physical
-/// line's number, until `each` says to stop or fails.
-pub fn for_each_line(input: Input, mut each: impl FnMut(&str, usize) -> Result<Flow, Error>) -> Result<(), Error> {
-    let mut each = |_: &mut (), text: &str, line_no: usize| each(text, line_no);
+/// Feeds every logical line of `input` to `each` (see [`assemble`]), until
+/// `each` says to stop or fails.
+/// With `hmp` (`-H`), HMP text lines continue only after a `\`.
+pub fn for_each_line(
+    input: Input,
+    hmp: bool,
+    mut each: impl FnMut(Logical) -> Result<Flow, Error>,
+) -> Result<(), Error> {
+    let mut each = |_: &mut (), line: Logical| each(line);
     match input {
         Input::Commands(commands) => {
             let mut lines = commands.iter().flat_map(|c| c.split('\n')).map(String::from);
-            assemble(&mut (), |_| Ok(lines.next()), &mut each)
+            assemble(&mut (), hmp, |_| Ok(lines.next()), &mut each)
         }
         Input::Stream(mut reader) => {
             let mut number = 0;
@@ -403,7 +436,7 @@ pub fn for_each_line(input: Input, mut each: impl FnMut(&str, usize) -> Result<F
                 number += 1;
                 read_physical(&mut reader, number)
             };
-            assemble(&mut (), next, &mut each)
+            assemble(&mut (), hmp, next, &mut each)
         }
     }
 }

@@ -105,3 +105,49 @@ fn with_dash_h_every_line_is_hmp_text_as_typed() {
 "#
     );
 }
+
+#[test]
+fn key_value_arguments_never_take_the_tables_hmp_units() {
+    // `balloon 512` is MB; `size=` and `value=` are bytes, as QMP has them,
+    // also when mixed with positional words.
+    let run = qmpsh(
+        &[
+            "--dry-run",
+            "-c",
+            "block_resize disk0 size=134217728",
+            "-c",
+            "block_resize disk0 128",
+            "-c",
+            "balloon value=1M",
+        ],
+        "",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(
+        run.stdout,
+        r#"{"execute":"block_resize","arguments":{"device":"disk0","size":134217728}}
+{"execute":"block_resize","arguments":{"device":"disk0","size":134217728}}
+{"execute":"balloon","arguments":{"value":1048576}}
+"#
+    );
+    // An HMP-only command would read `tag=x` as a word: refused instead.
+    let run = qmpsh(&["--dry-run", "-c", "savevm tag=snap1"], "");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("`savevm` is HMP-only and takes no key=value"), "{}", run.stderr);
+}
+
+#[test]
+fn keep_going_goes_past_a_line_that_is_not_utf8() {
+    let mut command = common::qmpsh_command(&["--dry-run", "--keep-going"]);
+    command.stdin(std::process::Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"stop\n\xff\ncont\n").unwrap();
+    }
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"execute\":\"stop\"}\n{\"execute\":\"cont\"}\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "qmpsh: line 2: not valid UTF-8 (byte 1)\n");
+}

@@ -161,3 +161,28 @@ fn dry_run_takes_a_schema_saved_from_qemu() {
     let run = qmpsh(&["--schema", schema, &qemu.socket_arg(), "-c", "stop"], "");
     assert_eq!(run.code, 2, "{run:?}");
 }
+
+#[test]
+fn a_json_value_in_a_positional_form_is_sent_as_itself() {
+    // `[false]` is not a bare switch such as `eject -f`: it must not become
+    // `true`. QEMU refuses the list, and the property keeps its value.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let script = "qom-set /machine dump-guest-core false\nqom-set /machine dump-guest-core [false]\n";
+    let run = qmpsh(&[&qemu.socket_arg(), "-v"], script);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains(r#""value":[false]"#), "{}", run.stderr);
+    let value = query_with(
+        &qemu.socket,
+        json!({"execute": "qom-get", "arguments": {"path": "/machine", "property": "dump-guest-core"}}),
+    );
+    assert_eq!(value["return"], false);
+}
+
+#[test]
+fn a_listing_that_names_a_device_error_is_not_a_failure() {
+    // Only HMP's own failure forms fail; `Error:` later in a listing is data.
+    let Some(qemu) = Qemu::start(&["-chardev", "null,id=Error"]) else { return };
+    let run = qmpsh(&[&qemu.socket_arg()], "hmp info chardev\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("Error: filename=null"), "{}", run.stdout);
+}

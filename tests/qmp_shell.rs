@@ -135,6 +135,8 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
     ),
     ("qom-set path=/machine property=append value={a:1}", "refused", NOT_A_LITERAL),
     ("qom-set path=/machine property=append value=[nope]", "refused", NOT_A_LITERAL),
+    // The comment hides the `]` from the literal; the line still ends at it.
+    (r"qom-set path=/machine property=append value=[1,#c\x27]", "refused", NOT_A_LITERAL),
     (
         "qom-set path=/machine property=append value=[1, 2]",
         r#"{"execute":"qom-set","arguments":{"path":"/machine","property":"append","value":[1,2]}}"#,

@@ -53,11 +53,14 @@ impl Request {
         Request { text_reply: true, ..Request::qmp("human-monitor-command", arguments) }
     }
 
-    /// Whether it runs HMP text (`hmp ...`, an HMP-only table command, or
-    /// `human-monitor-command` itself), whose reply is text that may be
+    /// The HMP command line it runs (`hmp ...`, an HMP-only table command,
+    /// or `human-monitor-command` itself), whose reply is text that may be
     /// HMP's report of a failure.
-    pub fn runs_hmp(&self) -> bool {
-        self.text_reply || self.command() == "human-monitor-command"
+    pub fn hmp_line(&self) -> Option<&str> {
+        if self.command() != "human-monitor-command" {
+            return None;
+        }
+        self.message.get("arguments")?.get("command-line")?.as_str()
     }
 
     /// The QMP command name (`execute` or `exec-oob`).
@@ -71,8 +74,7 @@ impl Request {
         match self.command() {
             "quit" => true,
             "human-monitor-command" => {
-                let line = self.message.get("arguments").and_then(|a| a.get("command-line")).and_then(Json::as_str);
-                matches!(line.and_then(|l| l.split_whitespace().next()), Some("quit" | "q"))
+                matches!(self.hmp_line().and_then(|l| l.split_whitespace().next()), Some("quit" | "q"))
             }
             _ => false,
         }

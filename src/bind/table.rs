@@ -11,6 +11,18 @@ use crate::table::{ArgSpec, ArgType, Entry};
 
 pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
     let Some(command) = &entry.qmp else {
+        // HMP reads `tag=x` as the word `tag=x`: refuse it rather than, say,
+        // name a snapshot `tag=x`.
+        if let Some(arg) = inv.args.iter().find(|a| a.key.is_some()) {
+            return error(
+                arg.offset,
+                format!(
+                    "HMP's positional form `{}`: `{}` is HMP-only and takes no key=value (`hmp ...` sends text as typed)",
+                    entry.usage(),
+                    entry.name
+                ),
+            );
+        }
         return Ok(Request::hmp(text.trim(), context.cpu));
     };
     let word = command_word(&inv.name);
@@ -66,10 +78,11 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
             expand_opts(spec, given, &mut tree)?;
             continue;
         }
-        let value = if given.key.is_none() && spec.flag.as_deref() == given.value.text() {
+        let switch = given.key.is_none() && spec.flag.is_some() && spec.flag.as_deref() == given.value.text();
+        let value = if switch {
             Json::Bool(true) // a bare switch such as `eject -f`
         } else {
-            typed(spec, &given.value).or_else(|expected| error(given.offset, expected))?
+            typed(spec, &given.value, given.key.is_some()).or_else(|expected| error(given.offset, expected))?
         };
         tree.insert(&dotted(spec.target()), Leaf::Typed(value), given.offset)?;
     }
@@ -97,8 +110,10 @@ fn dotted(key: &str) -> Vec<String> {
     key.split('.').map(str::to_string).collect()
 }
 
-/// A typed table argument, or what was expected instead.
-fn typed(spec: &ArgSpec, value: &Value) -> std::result::Result<Json, String> {
+/// A typed table argument, or what was expected instead. A `named`
+/// (`key=value`) argument is never in the table's HMP units: a `size-mb`
+/// given as `size=N` is bytes, as QMP has it.
+fn typed(spec: &ArgSpec, value: &Value, named: bool) -> std::result::Result<Json, String> {
     let text = match value {
         Value::Json(json) => return Ok(json.clone()),
         Value::Quoted(s) | Value::Bare(s) => s.as_str(),
@@ -109,6 +124,7 @@ fn typed(spec: &ArgSpec, value: &Value) -> std::result::Result<Json, String> {
         ArgType::Int => parse_int(text).map(Json::from).ok_or_else(|| expected("an integer")),
         ArgType::Bool => parse_bool(text).map(Json::Bool).ok_or_else(|| expected("on or off")),
         ArgType::Size => parse_size(text, 1).map(Json::from).ok_or_else(|| expected("a size such as 512M")),
+        ArgType::SizeMb if named => parse_size(text, 1).map(Json::from).ok_or_else(|| expected("a size in bytes")),
         ArgType::SizeMb => {
             parse_size(text, 1 << 20).map(Json::from).ok_or_else(|| expected("a size in MB, or one such as 1G"))
         }

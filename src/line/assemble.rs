@@ -10,11 +10,19 @@ pub struct Assembler {
     start: usize,
     /// Physical lines seen so far.
     seen: usize,
+    /// `-H`: a line that is not JSON or a `.` command is HMP text, where
+    /// brackets mean nothing, so only `\` continues it.
+    hmp: bool,
 }
 
 impl Assembler {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// For `-H`, where every line but JSON and `.` commands is HMP text.
+    pub fn for_hmp() -> Self {
+        Assembler { hmp: true, ..Self::default() }
     }
 
     /// Adds one physical line (without its newline). Returns the logical
@@ -30,7 +38,8 @@ impl Assembler {
             return None;
         }
         self.pending.push_str(physical);
-        if needs_more(&self.pending) {
+        let hmp_text = self.hmp && !self.pending.trim_start().starts_with(['{', '.', '#']);
+        if !hmp_text && needs_more(&self.pending) {
             self.pending.push('\n');
             return None;
         }
@@ -41,6 +50,13 @@ impl Assembler {
     /// not, `Some(true)` inside a transaction block, `Some(false)` otherwise.
     pub fn pending_block(&self) -> Option<bool> {
         (!self.pending.is_empty()).then(|| self.pending.trim_start().starts_with("transaction("))
+    }
+
+    /// Counts a physical line that could not be read, and drops the
+    /// logical line it belonged to.
+    pub fn skip_unreadable(&mut self) {
+        self.seen += 1;
+        self.pending.clear();
     }
 
     /// At the end of input: whatever is pending, complete or not, so the
@@ -74,32 +90,48 @@ fn needs_more(text: &str) -> bool {
         return !closes_transaction(text);
     }
     let mut depth = 0usize;
-    // The open quote, and whether a backslash escapes in it: always inside
-    // JSON or a Python literal, and in a top-level "string", but not in a
-    // top-level 'string', which is taken literally.
-    let mut quote: Option<(char, bool)> = None;
+    // The open quote (one quote character, or a Python triple quote), and
+    // whether a backslash escapes in it: always inside JSON or a Python
+    // literal, and in a top-level "string", but not in a top-level
+    // 'string', which is taken literally.
+    let mut quote: Option<(&str, bool)> = None;
     let mut escaped = false;
+    // Characters of a delimiter already seen (a triple quote's last two).
+    let mut skip = 0;
     let mut previous: Option<char> = None;
-    for c in text.chars() {
+    for (at, c) in text.char_indices() {
+        let rest = &text[at..];
         let value_starts = previous.is_none_or(|p| p.is_whitespace() || p == '=');
+        previous = Some(c);
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
         match quote {
             Some(_) if escaped => escaped = false,
             Some((_, true)) if c == '\\' => escaped = true,
-            Some((q, _)) if c == q => quote = None,
+            Some((q, _)) if rest.starts_with(q) => {
+                quote = None;
+                skip = q.len() - 1;
+            }
             Some(_) => {}
             None if depth > 0 => match c {
-                '"' | '\'' => quote = Some((c, true)),
+                '"' | '\'' => {
+                    let triple = rest.len() >= 3 && rest.as_bytes()[..3].iter().all(|&b| b == c as u8);
+                    let delimiter = if triple { &rest[..3] } else { &rest[..1] };
+                    skip = delimiter.len() - 1;
+                    quote = Some((delimiter, true));
+                }
                 '{' | '[' => depth += 1,
                 '}' | ']' => depth -= 1,
                 _ => {}
             },
             None => match c {
-                '"' | '\'' if value_starts => quote = Some((c, c == '"')),
+                '"' | '\'' if value_starts => quote = Some((&rest[..1], c == '"')),
                 '{' | '[' if value_starts => depth = 1,
                 _ => {}
             },
         }
-        previous = Some(c);
     }
     depth > 0
 }
@@ -134,6 +166,14 @@ mod tests {
         assert_eq!(logical(&["{\"execute\":", "\"x\"}", "stop"]), ["{\"execute\":\n\"x\"}", "stop"]);
         assert_eq!(logical(&["x a={\"b\": [1,", "2]}", "stop"]), ["x a={\"b\": [1,\n2]}", "stop"]);
         assert_eq!(logical(&["x a={\"b\": \"}\"", "}"]), ["x a={\"b\": \"}\"\n}"]);
+        // Python literals have triple quotes. A `#` (a comment to Python)
+        // is not followed: a `]` after it still closes, so such a line is
+        // refused on its own instead of swallowing the script after it.
+        assert_eq!(logical(&["x a=[1, # c ]", "stop"]), ["x a=[1, # c ]", "stop"]);
+        assert_eq!(
+            logical(&["x a=['''it's''', \"\"\"a\"b\"\"\"]", "stop"]),
+            ["x a=['''it's''', \"\"\"a\"b\"\"\"]", "stop"]
+        );
         // Python literals quote with ' too, and escape inside.
         assert_eq!(logical(&["x a=['[', '\\'']", "stop"]), ["x a=['[', '\\'']", "stop"]);
     }
@@ -145,6 +185,14 @@ mod tests {
         assert_eq!(logical(&["foo a=\"[\"", "stop"]), ["foo a=\"[\"", "stop"]);
         assert_eq!(logical(&["x/4xw $a[1", "stop"]), ["x/4xw $a[1", "stop"]);
         assert_eq!(logical(&["# {", "stop"]), ["# {", "stop"]);
+    }
+
+    #[test]
+    fn hmp_text_continues_only_after_a_backslash() {
+        let mut assembler = Assembler::for_hmp();
+        let lines = ["print {", "info status", "{\"execute\":", "\"stop\"}"];
+        let out: Vec<String> = lines.iter().filter_map(|l| assembler.push(l)).map(|(t, _)| t).collect();
+        assert_eq!(out, ["print {", "info status", "{\"execute\":\n\"stop\"}"]);
     }
 
     #[test]

@@ -94,23 +94,29 @@ fn json_message(err: &serde_json::Error) -> String {
     }
 }
 
-/// Where valid JSON text holds an integer past 64 bits, if it does.
-fn huge_integer(json: &str) -> Option<usize> {
+/// How deep dotted keys may nest (QEMU's arguments nest a few levels);
+/// binding walks them recursively, and hostile input must not overflow the
+/// stack.
+const MAX_KEY_PARTS: usize = 32;
+
+/// The integers written in valid JSON text, with their offsets: serde_json
+/// reads one past 64 bits, and `-0`, as a float, which is not what the
+/// user wrote.
+fn json_integers(json: &str) -> Vec<(usize, &str)> {
     let bytes = json.as_bytes();
+    let mut found = Vec::new();
     let mut in_string = false;
     let mut at = 0;
     while at < bytes.len() {
-        let b = bytes[at];
-        match b {
+        match bytes[at] {
             b'\\' if in_string => at += 1,
             b'"' => in_string = !in_string,
             b'-' | b'0'..=b'9' if !in_string => {
-                let start = at;
-                let end = start + json[start..].find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)))?;
-                let token = &json[start..end];
-                let integral = !token.contains(['.', 'e', 'E']);
-                if integral && token.parse::<i64>().is_err() && token.parse::<u64>().is_err() {
-                    return Some(start);
+                let len = json[at..].find(|c: char| !(c.is_ascii_digit() || "+-.eE".contains(c)));
+                let end = len.map_or(json.len(), |len| at + len);
+                let token = &json[at..end];
+                if !token.contains(['.', 'e', 'E']) {
+                    found.push((at, token));
                 }
                 at = end;
                 continue;
@@ -119,7 +125,7 @@ fn huge_integer(json: &str) -> Option<usize> {
         }
         at += 1;
     }
-    None
+    found
 }
 
 /// Holds the whole line so rules can turn the rest they see into offsets.
@@ -171,10 +177,22 @@ impl<'a> Grammar<'a> {
         match stream.next() {
             Some(Ok(v)) => {
                 let used = stream.byte_offset();
-                match huge_integer(&i[..used]) {
-                    // serde_json would quietly turn it into a float.
-                    Some(at) => failure(&i[at..], "an integer within 64 bits (JSON numbers are sent exactly)"),
-                    None => Ok((&i[used..], v)),
+                let integers = json_integers(&i[..used]);
+                let fits = |token: &str| token.parse::<i64>().is_ok() || token.parse::<u64>().is_ok();
+                if let Some((at, _)) = integers.iter().find(|(_, token)| !fits(token)) {
+                    return failure(&i[*at..], "an integer within 64 bits (JSON numbers are sent exactly)");
+                }
+                if !integers.iter().any(|(_, token)| *token == "-0") {
+                    return Ok((&i[used..], v));
+                }
+                // `-0` is the integer 0 (serde_json would send -0.0).
+                let mut text = i[..used].to_string();
+                for (at, _) in integers.iter().filter(|(_, token)| *token == "-0") {
+                    text.replace_range(*at..*at + 2, " 0");
+                }
+                match serde_json::from_str(&text) {
+                    Ok(v) => Ok((&i[used..], v)),
+                    Err(e) => failure(i, format!("valid JSON ({})", json_message(&e))),
                 }
             }
             Some(Err(e)) => {
@@ -245,6 +263,9 @@ impl<'a> Grammar<'a> {
         let (after, text) = terminated(take_while1(is_key_char), char('=')).parse(i)?;
         let mut parts = Vec::new();
         let mut at = i;
+        if text.split('.').count() > MAX_KEY_PARTS {
+            return failure(i, format!("a key of at most {MAX_KEY_PARTS} dotted parts"));
+        }
         for part in text.split('.') {
             if part.is_empty() {
                 return failure(at, "a key name (dotted keys need a name between the dots)");
@@ -473,6 +494,15 @@ mod tests {
         assert!(parse_line("x a=[18446744073709551615,-9223372036854775808,1e30]").is_ok());
         assert_eq!(fails(r#"{"execute":"x","arguments":{"n":-99999999999999999999}}"#).0, 33);
         assert!(fails("x a={'b': c}").1.contains("the name `c` (in a Python literal)"));
+        // `-0` is an integer, as written (serde_json alone reads -0.0).
+        let inv = command("x a=[-0,-0.0,{\"b\":-0}]");
+        assert_eq!(inv.args[0].value, Value::Json(serde_json::json!([0, -0.0, {"b": 0}])));
+    }
+
+    #[test]
+    fn dotted_keys_nest_a_bounded_depth() {
+        assert!(parse_line(&format!("x {}=1", ["a"; 32].join("."))).is_ok());
+        assert_eq!(fails(&format!("x {}=1", ["a"; 10_000].join("."))).1, "expected a key of at most 32 dotted parts");
     }
 
     #[test]

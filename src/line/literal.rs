@@ -212,9 +212,18 @@ impl<'a> Parser<'a> {
         let quote = if rest.starts_with("'''") || rest.starts_with("\"\"\"") { &rest[..3] } else { &rest[..1] };
         let body_start = self.at + quote.len();
         let mut out = String::new();
+        // A `\uD83D` waiting for the `\uDE00` that completes it (Python
+        // keeps the pair; json.dumps then sends one character).
+        let mut high: Option<(u32, usize)> = None;
+        let lone = "a character JSON can carry (not a lone surrogate)";
         let mut chars = self.text[body_start..].char_indices().peekable();
         while let Some((n, c)) = chars.next() {
             let here = body_start + n;
+            if let Some((_, at)) = high
+                && (c != '\\' || chars.peek().map(|&(_, e)| e) != Some('u'))
+            {
+                return self.fail(at, lone);
+            }
             if self.text[here..].starts_with(quote) {
                 self.at = here + quote.len();
                 return Ok(out);
@@ -264,7 +273,15 @@ impl<'a> Parser<'a> {
                                     None => return self.fail(here, format!("{width} hex digits after \\{escaped}")),
                                 }
                             }
-                            out.push(self.code_point(code, here)?);
+                            match (high.take(), code) {
+                                (None, 0xD800..=0xDBFF) => high = Some((code, here)),
+                                (Some((first, _)), 0xDC00..=0xDFFF) => {
+                                    let joined = 0x10000 + ((first - 0xD800) << 10) + (code - 0xDC00);
+                                    out.push(self.code_point(joined, here)?);
+                                }
+                                (Some((_, at)), _) => return self.fail(at, lone),
+                                (None, _) => out.push(self.code_point(code, here)?),
+                            }
                         }
                         'N' => return self.fail(here, "an escape other than \\N{...}"),
                         // Python keeps an unknown escape as written.
@@ -287,18 +304,14 @@ impl<'a> Parser<'a> {
         }
     }
 
-    /// An integer or float, with an optional sign (Python allows several).
+    /// An integer or float, with an optional sign (`ast.literal_eval`
+    /// takes one, not `--5`).
     fn number(&mut self) -> Result<Value> {
         let start = self.at;
-        let mut negative = false;
-        loop {
-            self.skip_space();
-            match self.peek() {
-                Some('-') => negative = !negative,
-                Some('+') => {}
-                _ => break,
-            }
+        let negative = self.peek() == Some('-');
+        if matches!(self.peek(), Some('-' | '+')) {
             self.at += 1;
+            self.skip_space();
         }
         let body_start = self.at;
         let rest = self.rest();
@@ -420,6 +433,7 @@ mod tests {
         );
         assert_eq!(literal("['\\x41\\u00e9\\n\\'', \"it's\", '''x\"y''']"), json!(["Aé\n'", "it's", "x\"y"]));
         assert_eq!(literal("[\n  1,  # one\n  2\n]"), json!([1, 2]));
+        assert_eq!(literal("['\\ud83d\\ude00']"), json!(["😀"]));
         assert_eq!(literal("{}"), json!({}));
     }
 
@@ -433,8 +447,11 @@ mod tests {
         assert!(refused("[abc]").contains("`abc`"));
         assert!(refused("[012]").contains("`012`"));
         assert!(refused("['\\ud800']").contains("surrogate"));
+        assert!(refused("['\\ud800x']").contains("surrogate"));
+        assert!(refused("['\\ude00']").contains("surrogate"));
         assert!(refused("['open").contains("closing '"));
         assert!(refused("[1 2]").contains("`,` or `]`"));
+        assert!(refused("[--5]").contains("a number"));
         assert!(refused(&"[".repeat(200)).contains("nesting"));
     }
 }

@@ -95,7 +95,8 @@ fn converse(
     requests: &Sender<Request>,
     inputs: &Receiver<Input>,
 ) -> Result<(), Error> {
-    let mut assembler = Assembler::new();
+    let fresh = |session: &Session| if session.hmp() { Assembler::for_hmp() } else { Assembler::new() };
+    let mut assembler = fresh(session);
     loop {
         let prompt = match assembler.pending_block() {
             Some(true) => "transaction> ".to_string(),
@@ -118,7 +119,7 @@ fn converse(
         let physical = match input {
             Input::Line(line) => line,
             Input::Interrupted => {
-                assembler = Assembler::new();
+                assembler = fresh(session);
                 continue;
             }
             Input::Eof => return Ok(()),
