@@ -8,6 +8,7 @@
 //! implement it later without touching the session.
 
 mod framer;
+mod inbox;
 mod socket;
 
 use std::fmt;

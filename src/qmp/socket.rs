@@ -11,14 +11,14 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::Sender;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::{ClientError, Framer, Kind, Monitor, Observer, QmpError, Reply, Waker};
-use crate::interrupt;
+use super::inbox::{Inbox, Incoming};
+use super::{ClientError, Framer, Kind, Monitor, Observer, Reply, Waker};
 use crate::target::Target;
 
 /// How to open a session.
@@ -34,31 +34,10 @@ pub struct Connect {
 /// A connected QMP monitor.
 pub struct SocketMonitor {
     writer: Stream,
-    incoming: Receiver<Incoming>,
+    inbox: Inbox,
     next_id: u64,
     greeting: Option<Value>,
-    /// How the reader thread ended, once it has.
-    ended: Option<ClientError>,
-    /// Feeds [`Incoming::Wake`] into the same channel, for [`Monitor::waker`].
-    wake: Sender<Incoming>,
 }
-
-/// What arrives on the channel: a message, why the reader stopped, or a
-/// wake-up from another thread of ours.
-enum Incoming {
-    Message(Value),
-    End(ClientError),
-    Wake,
-}
-
-/// What a wait for the next message got.
-enum Got {
-    Message(Value),
-    Woken,
-}
-
-/// How often a wait without deadline looks at the Ctrl-C flag.
-const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
 enum Stream {
     Unix(UnixStream),
@@ -231,13 +210,12 @@ impl SocketMonitor {
         let writer = Stream::open(target, options.greeting_timeout)?;
         let reader =
             writer.try_clone().map_err(|e| ClientError::Io(format!("cannot use the connection to {target}: {e}")))?;
-        let (tx, incoming) = mpsc::channel();
-        let wake = tx.clone();
+        let (inbox, tx) = Inbox::new();
         thread::Builder::new()
             .name("qmp-reader".into())
             .spawn(move || read_messages(reader, tx))
             .map_err(|e| ClientError::Io(format!("cannot start the reader thread: {e}")))?;
-        let mut monitor = SocketMonitor { writer, incoming, next_id: 1, greeting: None, ended: None, wake };
+        let mut monitor = SocketMonitor { writer, inbox, next_id: 1, greeting: None };
         if options.negotiate {
             monitor.handshake(target, deadline, options.greeting_timeout, observer)?;
         }
@@ -251,7 +229,7 @@ impl SocketMonitor {
         timeout: Duration,
         observer: &mut dyn Observer,
     ) -> Result<(), ClientError> {
-        let greeting = match self.recv_message(Some(deadline)) {
+        let greeting = match self.inbox.recv_message(Some(deadline)) {
             Ok(message) => message,
             Err(ClientError::Timeout) => {
                 return Err(ClientError::Io(format!(
@@ -279,48 +257,6 @@ impl SocketMonitor {
                 timeout.as_secs_f64()
             ))),
             Err(e) => Err(e),
-        }
-    }
-
-    /// The next message (or wake-up), or why none will come. A wait is cut
-    /// short by Ctrl-C when the REPL has asked for that (`crate::interrupt`).
-    fn recv(&mut self, deadline: Option<Instant>) -> Result<Got, ClientError> {
-        if let Some(end) = &self.ended {
-            return Err(end.clone());
-        }
-        loop {
-            if interrupt::take() {
-                return Err(ClientError::Interrupted);
-            }
-            let slice = match deadline {
-                None => INTERRUPT_POLL,
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(INTERRUPT_POLL),
-            };
-            match self.incoming.recv_timeout(slice) {
-                Ok(Incoming::Message(message)) => return Ok(Got::Message(message)),
-                Ok(Incoming::Wake) => return Ok(Got::Woken),
-                Ok(Incoming::End(end)) => {
-                    self.ended = Some(end.clone());
-                    return Err(end);
-                }
-                Err(RecvTimeoutError::Timeout) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return Err(ClientError::Timeout);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.ended = Some(ClientError::Closed);
-                    return Err(ClientError::Closed);
-                }
-            }
-        }
-    }
-
-    /// The next message, passing over wake-ups.
-    fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Value, ClientError> {
-        loop {
-            if let Got::Message(message) = self.recv(deadline)? {
-                return Ok(message);
-            }
         }
     }
 
@@ -363,25 +299,7 @@ impl Monitor for SocketMonitor {
         let message = Value::Object(command);
         observer.sent(&message);
         self.send(&message)?;
-        loop {
-            let message = self.recv_message(deadline)?;
-            match classify(&message, &id) {
-                Class::Event => observer.received(&message, Kind::Event),
-                Class::Stray => observer.received(&message, Kind::Stray),
-                Class::Reply => {
-                    observer.received(&message, Kind::Reply);
-                    return Ok(reply_of(message));
-                }
-                Class::IdlessError => {
-                    observer.received(&message, Kind::Reply);
-                    return Err(ClientError::Protocol(format!(
-                        "QEMU answered with an error that carries no id, so it could not read the \
-                         command: {}",
-                        QmpError::from_reply(&message["error"])
-                    )));
-                }
-            }
-        }
+        self.inbox.await_reply(&id, deadline, observer)
     }
 
     fn wait_event(
@@ -390,33 +308,11 @@ impl Monitor for SocketMonitor {
         observer: &mut dyn Observer,
         wanted: &mut dyn FnMut(&Value) -> bool,
     ) -> Result<Option<Value>, ClientError> {
-        loop {
-            let message = match self.recv_message(deadline) {
-                Ok(message) => message,
-                Err(ClientError::Timeout) => return Ok(None),
-                Err(e) => return Err(e),
-            };
-            if message.get("event").is_none() {
-                observer.received(&message, Kind::Stray);
-                continue;
-            }
-            observer.received(&message, Kind::Event);
-            if wanted(&message) {
-                return Ok(Some(message));
-            }
-        }
+        self.inbox.wait_event(deadline, observer, wanted)
     }
 
     fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
-        loop {
-            match self.recv(None)? {
-                Got::Woken => return Ok(()),
-                Got::Message(message) => {
-                    let kind = if message.get("event").is_some() { Kind::Event } else { Kind::Stray };
-                    observer.received(&message, kind);
-                }
-            }
-        }
+        self.inbox.wait_wake(observer)
     }
 
     fn greeting(&self) -> Option<&Value> {
@@ -441,45 +337,6 @@ impl Monitor for SocketMonitor {
     }
 
     fn waker(&self) -> Waker {
-        let wake = self.wake.clone();
-        Box::new(move || {
-            let _ = wake.send(Incoming::Wake);
-        })
+        self.inbox.waker()
     }
-}
-
-/// How a message read while a command waits relates to that command.
-enum Class {
-    Event,
-    Reply,
-    /// An error without an id: QEMU could not read the command.
-    IdlessError,
-    /// Anything else, such as a reply to a command that timed out.
-    Stray,
-}
-
-fn classify(message: &Value, id: &Value) -> Class {
-    if message.get("event").is_some() {
-        return Class::Event;
-    }
-    let is_error = message.get("error").is_some();
-    if !is_error && message.get("return").is_none() {
-        return Class::Stray;
-    }
-    match message.get("id") {
-        Some(got) if got == id => Class::Reply,
-        Some(_) => Class::Stray,
-        None if is_error => Class::IdlessError,
-        // A peer that returns without echoing the id still answered us:
-        // one command is in flight at a time.
-        None => Class::Reply,
-    }
-}
-
-/// The reply, moved out of the message: a large return is not copied.
-fn reply_of(mut message: Value) -> Reply {
-    if let Some(error) = message.get("error") {
-        return Err(QmpError::from_reply(error));
-    }
-    Ok(message.get_mut("return").map(Value::take).unwrap_or(Value::Null))
 }

@@ -1,0 +1,198 @@
+//! What a transport's own thread receives, waiting in one channel for the
+//! caller: messages (replies and events) in the order they came, why the
+//! connection ended, and wake-ups from the input thread. Every transport
+//! feeds one, so waiting for a reply, an event or a wake-up, with a
+//! deadline and Ctrl-C, is written once.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{ClientError, Kind, Observer, QmpError, Reply, Waker};
+use crate::interrupt;
+
+/// What arrives on the channel: a message, why the transport stopped, or a
+/// wake-up from another thread of ours.
+pub enum Incoming {
+    Message(Value),
+    End(ClientError),
+    Wake,
+}
+
+/// What a wait for the next message got.
+enum Got {
+    Message(Value),
+    Woken,
+}
+
+/// How often a wait without deadline looks at the Ctrl-C flag.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
+/// The receiving end, with how the transport ended once it has.
+pub struct Inbox {
+    incoming: Receiver<Incoming>,
+    ended: Option<ClientError>,
+    /// Feeds [`Incoming::Wake`] into the same channel, for [`Inbox::waker`].
+    wake: Sender<Incoming>,
+}
+
+impl Inbox {
+    /// An inbox, and the sender a transport's thread feeds it with.
+    pub fn new() -> (Inbox, Sender<Incoming>) {
+        let (tx, incoming) = mpsc::channel();
+        (Inbox { incoming, ended: None, wake: tx.clone() }, tx)
+    }
+
+    /// The next message (or wake-up), or why none will come. A wait is cut
+    /// short by Ctrl-C when the REPL has asked for that (`crate::interrupt`).
+    fn recv(&mut self, deadline: Option<Instant>) -> Result<Got, ClientError> {
+        if let Some(end) = &self.ended {
+            return Err(end.clone());
+        }
+        loop {
+            if interrupt::take() {
+                return Err(ClientError::Interrupted);
+            }
+            let slice = match deadline {
+                None => INTERRUPT_POLL,
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(INTERRUPT_POLL),
+            };
+            match self.incoming.recv_timeout(slice) {
+                Ok(Incoming::Message(message)) => return Ok(Got::Message(message)),
+                Ok(Incoming::Wake) => return Ok(Got::Woken),
+                Ok(Incoming::End(end)) => {
+                    self.ended = Some(end.clone());
+                    return Err(end);
+                }
+                Err(RecvTimeoutError::Timeout) if deadline.is_some_and(|d| Instant::now() >= d) => {
+                    return Err(ClientError::Timeout);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.ended = Some(ClientError::Closed);
+                    return Err(ClientError::Closed);
+                }
+            }
+        }
+    }
+
+    /// The next message, passing over wake-ups.
+    pub fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Value, ClientError> {
+        loop {
+            if let Got::Message(message) = self.recv(deadline)? {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Waits for the reply with `id`, handing every other message to
+    /// `observer` as it comes.
+    pub fn await_reply(
+        &mut self,
+        id: &Value,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        loop {
+            let message = self.recv_message(deadline)?;
+            match classify(&message, id) {
+                Class::Event => observer.received(&message, Kind::Event),
+                Class::Stray => observer.received(&message, Kind::Stray),
+                Class::Reply => {
+                    observer.received(&message, Kind::Reply);
+                    return Ok(reply_of(message));
+                }
+                Class::IdlessError => {
+                    observer.received(&message, Kind::Reply);
+                    return Err(ClientError::Protocol(format!(
+                        "QEMU answered with an error that carries no id, so it could not read the \
+                         command: {}",
+                        QmpError::from_reply(&message["error"])
+                    )));
+                }
+            }
+        }
+    }
+
+    /// See [`super::Monitor::wait_event`].
+    pub fn wait_event(
+        &mut self,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+        wanted: &mut dyn FnMut(&Value) -> bool,
+    ) -> Result<Option<Value>, ClientError> {
+        loop {
+            let message = match self.recv_message(deadline) {
+                Ok(message) => message,
+                Err(ClientError::Timeout) => return Ok(None),
+                Err(e) => return Err(e),
+            };
+            if message.get("event").is_none() {
+                observer.received(&message, Kind::Stray);
+                continue;
+            }
+            observer.received(&message, Kind::Event);
+            if wanted(&message) {
+                return Ok(Some(message));
+            }
+        }
+    }
+
+    /// See [`super::Monitor::wait_wake`].
+    pub fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
+        loop {
+            match self.recv(None)? {
+                Got::Woken => return Ok(()),
+                Got::Message(message) => {
+                    let kind = if message.get("event").is_some() { Kind::Event } else { Kind::Stray };
+                    observer.received(&message, kind);
+                }
+            }
+        }
+    }
+
+    /// See [`super::Monitor::waker`].
+    pub fn waker(&self) -> Waker {
+        let wake = self.wake.clone();
+        Box::new(move || {
+            let _ = wake.send(Incoming::Wake);
+        })
+    }
+}
+
+/// How a message read while a command waits relates to that command.
+enum Class {
+    Event,
+    Reply,
+    /// An error without an id: QEMU could not read the command.
+    IdlessError,
+    /// Anything else, such as a reply to a command that timed out.
+    Stray,
+}
+
+fn classify(message: &Value, id: &Value) -> Class {
+    if message.get("event").is_some() {
+        return Class::Event;
+    }
+    let is_error = message.get("error").is_some();
+    if !is_error && message.get("return").is_none() {
+        return Class::Stray;
+    }
+    match message.get("id") {
+        Some(got) if got == id => Class::Reply,
+        Some(_) => Class::Stray,
+        None if is_error => Class::IdlessError,
+        // A peer that returns without echoing the id still answered us:
+        // one command is in flight at a time.
+        None => Class::Reply,
+    }
+}
+
+/// The reply, moved out of the message: a large return is not copied.
+fn reply_of(mut message: Value) -> Reply {
+    if let Some(error) = message.get("error") {
+        return Err(QmpError::from_reply(error));
+    }
+    Ok(message.get_mut("return").map(Value::take).unwrap_or(Value::Null))
+}
