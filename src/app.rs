@@ -11,7 +11,7 @@ use crate::bind::{Action, Shell};
 use crate::cli::{Cli, ColorChoice, Command, ShellOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
-use crate::qmp::{Connect, SocketMonitor};
+use crate::qmp::{Connect, Monitor, SocketMonitor};
 use crate::render::{self, Palette};
 use crate::repl;
 use crate::schema::{self, Schema};
@@ -48,7 +48,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let Some(target) = cli.target.as_deref() else {
                 return Err(Error::Usage("no TARGET: name a QMP socket path, HOST:PORT or VM (see --help)".into()));
             };
-            let target = Target::parse_with(target, vm::VmDir::find_socket)?;
+            let target = match (Target::parse_with(target, vm::VmDir::find_socket)?, cli.connect) {
+                (Target::Libvirt { domain, .. }, uri) => Target::Libvirt { domain, uri },
+                (_, Some(uri)) => {
+                    return Err(Error::Usage(format!(
+                        "--connect {uri} is a libvirt URI: name the VM as libvirt:DOMAIN"
+                    )));
+                }
+                (target, None) => target,
+            };
             shell(&target, &cli.shell)
         }
     }
@@ -81,16 +89,34 @@ pub fn shell(target: &Target, options: &ShellOptions) -> Result<(), Error> {
     let timeout = options.timeout.map(Duration::from_secs_f64);
     let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
     let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate };
-    let monitor =
-        SocketMonitor::connect(target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?;
+    let monitor: Box<dyn Monitor> = match target {
+        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
+        _ => Box::new(
+            SocketMonitor::connect(target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?,
+        ),
+    };
     printer.live = true;
     let settings = Settings { hmp: options.hmp, timeout, quit_grace: greeting_timeout };
-    let mut session = Session::new(Box::new(monitor), printer, settings);
+    let mut session = Session::new(monitor, printer, settings);
     if interactive {
         repl::run(&mut session, &target.to_string())
     } else {
         script(&mut session, input(options), options.keep_going)
     }
+}
+
+/// A monitor through libvirt, for `libvirt:DOMAIN`.
+#[cfg(feature = "libvirt")]
+fn libvirt_monitor(domain: &str, uri: Option<&str>) -> Result<Box<dyn Monitor>, Error> {
+    match crate::qmp::libvirt::LibvirtMonitor::connect(uri, domain) {
+        Ok(monitor) => Ok(Box::new(monitor)),
+        Err(e) => Err(Error::Connection(e.to_string())),
+    }
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn libvirt_monitor(_: &str, _: Option<&str>) -> Result<Box<dyn Monitor>, Error> {
+    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 
 /// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.

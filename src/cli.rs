@@ -18,12 +18,18 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// The QMP monitor: a socket path, unix:PATH, tcp:HOST:PORT, HOST:PORT,
-    /// or the name of a VM started by `qmpsh vm start`
+    /// libvirt:DOMAIN, or the name of a VM started by `qmpsh vm start`
     pub target: Option<String>,
 
     /// Print the QMP JSON each line becomes, without connecting
     #[arg(long)]
     pub dry_run: bool,
+
+    /// The libvirt URI for a libvirt:DOMAIN target (qemu:///system,
+    /// qemu+ssh://host/system, ...); default $LIBVIRT_DEFAULT_URI, else
+    /// libvirt's own, as virsh picks it
+    #[arg(long, short = 'C', value_name = "URI")]
+    pub connect: Option<String>,
 
     /// With --dry-run: type arguments by this schema, saved from your QEMU
     /// with `qmpsh SOCK -c query-qmp-schema > FILE` (default: the recorded

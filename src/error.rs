@@ -102,6 +102,11 @@ pub fn finish(result: Result<(), Error>) -> ExitCode {
     }
 }
 
+/// Why a `libvirt:` target or `--connect` fails in a build without the
+/// `libvirt` feature, and how to get one.
+pub const WITHOUT_LIBVIRT: &str = "this qmpsh was built without libvirt support: rebuild it with \
+    `cargo install --path . --features libvirt` (needs libvirt-dev and pkg-config)";
+
 /// The exit codes as `--help` lists them.
 pub const EXIT_CODES_HELP: &str = "\
 Exit codes:

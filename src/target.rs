@@ -20,7 +20,16 @@ use crate::error::Error;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Unix(PathBuf),
-    Tcp { host: String, port: u16 },
+    Tcp {
+        host: String,
+        port: u16,
+    },
+    /// A domain (name or UUID) that libvirt runs, reached through libvirt
+    /// at `uri` (`--connect`), else the default that virsh would use.
+    Libvirt {
+        domain: String,
+        uri: Option<String>,
+    },
 }
 
 impl fmt::Display for Target {
@@ -29,6 +38,7 @@ impl fmt::Display for Target {
             Target::Unix(path) => write!(f, "{}", path.display()),
             Target::Tcp { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Target::Tcp { host, port } => write!(f, "{host}:{port}"),
+            Target::Libvirt { domain, .. } => write!(f, "libvirt:{domain}"),
         }
     }
 }
@@ -37,6 +47,9 @@ impl fmt::Display for Target {
 pub const TARGET_HELP: &str = "\
 TARGET is read by this rule, first match wins:
   unix:PATH, tcp:HOST:PORT   explicit unix socket or TCP address
+  libvirt:DOMAIN             a VM libvirt runs (name or UUID), through
+                             libvirt at --connect URI, else
+                             $LIBVIRT_DEFAULT_URI, else libvirt's default
   anything containing '/'    a unix socket path (./qmp.sock, /run/vm.qmp)
   HOST:PORT, [IPV6]:PORT     TCP (localhost:4444, [::1]:4444)
   any other word             a VM started by `qmpsh vm start`, else a unix
@@ -70,6 +83,12 @@ impl Target {
                 return Err(Error::Usage("unix: needs a socket path after it".into()));
             }
             return Ok(Target::Unix(PathBuf::from(path)));
+        }
+        if let Some(domain) = text.strip_prefix("libvirt:") {
+            if domain.is_empty() {
+                return Err(Error::Usage("libvirt: needs a domain name after it".into()));
+            }
+            return Ok(Target::Libvirt { domain: domain.to_string(), uri: None });
         }
         if let Some(addr) = text.strip_prefix("tcp:") {
             return host_port(addr)
@@ -128,6 +147,8 @@ mod tests {
         assert_eq!(Target::parse("127.0.0.1:4444").unwrap(), tcp("127.0.0.1", 4444));
         assert_eq!(Target::parse("[::1]:4444").unwrap(), tcp("::1", 4444));
         assert_eq!(Target::parse("qmp.sock").unwrap(), Target::Unix("qmp.sock".into()));
+        assert_eq!(Target::parse("libvirt:web").unwrap(), Target::Libvirt { domain: "web".into(), uri: None });
+        assert!(Target::parse("libvirt:").is_err());
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! `id`, match replies by it, and hand every other message (events, stray
 //! replies) to an [`Observer`] the moment it is read.
 //!
-//! [`Monitor`] is the small interface the rest of qmpsh drives. The socket
-//! transport implements it today; a libvirt transport (commands through
-//! `virsh qemu-monitor-command`, events from a separate stream) can
-//! implement it later without touching the session.
+//! [`Monitor`] is the small interface the rest of qmpsh drives. Two
+//! transports implement it: the socket (QMP, and qemu-ga) and, with the
+//! `libvirt` feature, libvirt's QEMU monitor API for the VMs libvirt runs.
 
 mod framer;
 mod inbox;
+#[cfg(feature = "libvirt")]
+pub mod libvirt;
 mod socket;
 
 use std::fmt;

@@ -79,6 +79,7 @@ impl Stream {
                 }
                 Err(last)
             }
+            Target::Libvirt { .. } => Err(fail("a libvirt domain has no QMP socket of its own".into())),
         }
     }
 

@@ -1,0 +1,203 @@
+//! The QMP client through libvirt, for a VM that libvirt runs
+//! (`libvirt:DOMAIN`): libvirt owns the QMP socket, so commands go through
+//! `virDomainQemuMonitorCommand` and events come from libvirt's QEMU
+//! monitor event callback. There is no greeting, and libvirt puts its own
+//! ids on the wire; qmpsh puts its own back on each reply, so the rest of
+//! qmpsh sees what a socket would give it.
+//!
+//! A command thread owns the domain and makes the blocking libvirt calls;
+//! replies, events and the end of the connection all arrive in one
+//! [`Inbox`], as with the socket transport.
+
+mod events;
+
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+use virt::connect::Connect;
+use virt::domain::Domain;
+use virt::error::{Error as VirtError, ErrorNumber};
+
+use super::inbox::{Inbox, Incoming};
+use super::{ClientError, Monitor, Observer, Reply, Waker};
+
+/// Which libvirt a `--connect` (or its absence) means, for messages: the
+/// URI given, else `$LIBVIRT_DEFAULT_URI`, else libvirt's own default, as
+/// virsh picks it.
+pub fn uri_in_words(uri: Option<&str>) -> String {
+    match (uri, std::env::var("LIBVIRT_DEFAULT_URI")) {
+        (Some(uri), _) => uri.to_string(),
+        (None, Ok(env)) if !env.is_empty() => env,
+        _ => "libvirt's default URI".to_string(),
+    }
+}
+
+/// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
+/// errors a person can act on.
+pub fn open(uri: Option<&str>) -> Result<Connect, String> {
+    events::start_loop()?;
+    let connect = Connect::open(uri).map_err(|e| cannot_connect(&e, &uri_in_words(uri)))?;
+    // Notice a dead remote connection within ~15 s instead of never.
+    let _ = connect.set_keep_alive(5, 3);
+    Ok(connect)
+}
+
+fn cannot_connect(error: &VirtError, uri: &str) -> String {
+    let message = error.message();
+    let denied = message.contains("Permission denied")
+        || matches!(
+            error.code(),
+            virt::error::ErrorNumberEnum::Known(ErrorNumber::AuthFailed | ErrorNumber::AccessDenied)
+        );
+    if denied {
+        format!(
+            "permission denied by libvirt at {uri}: run as root, join the `libvirt` group for qemu:///system, \
+             or use qemu:///session for your own VMs ({message})"
+        )
+    } else if message.contains("No such file or directory") || message.contains("Connection refused") {
+        format!("libvirtd is not running or not reachable at {uri} ({message})")
+    } else {
+        format!("cannot connect to libvirt at {uri}: {message}")
+    }
+}
+
+/// The domain called `name` (or with that UUID) on `connect`.
+pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, String> {
+    let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
+    connect
+        .lookup_domain_by_name(name)
+        .or_else(|_| connect.lookup_domain_by_uuid_string(name))
+        .map_err(|_| format!("libvirt at {uri} has no domain {name} (virsh -c {uri} list --all)"))
+}
+
+/// A QMP monitor reached through libvirt.
+pub struct LibvirtMonitor {
+    inbox: Inbox,
+    /// Commands for the command thread: qmpsh's id and the JSON to send.
+    commands: Sender<(Value, String)>,
+    next_id: u64,
+    /// Keeps the event callbacks registered while the monitor lives.
+    _subscription: events::Subscription,
+}
+
+impl LibvirtMonitor {
+    /// Connects to libvirt at `uri` and to the running domain `name`.
+    pub fn connect(uri: Option<&str>, name: &str) -> Result<LibvirtMonitor, ClientError> {
+        let connect = open(uri).map_err(ClientError::Io)?;
+        let domain = lookup(&connect, name).map_err(ClientError::Io)?;
+        let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
+        if !domain.is_active().unwrap_or(false) {
+            return Err(ClientError::Io(format!(
+                "libvirt domain {name} is not running (start it with virsh -c {uri} start {name})"
+            )));
+        }
+        let (inbox, tx) = Inbox::new();
+        let subscription = events::subscribe(&connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
+        let (commands, requests) = mpsc::channel();
+        thread::Builder::new()
+            .name("libvirt-commands".into())
+            .spawn(move || run_commands(&domain, &requests, &tx))
+            .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
+        Ok(LibvirtMonitor { inbox, commands, next_id: 1, _subscription: subscription })
+    }
+}
+
+/// The command thread: one blocking libvirt call at a time, each answer
+/// into the inbox under qmpsh's id.
+fn run_commands(domain: &Domain, requests: &Receiver<(Value, String)>, tx: &Sender<Incoming>) {
+    for (id, command) in requests {
+        let item = match domain.qemu_monitor_command(&command, 0) {
+            Ok(reply) => match serde_json::from_str::<Value>(&reply) {
+                Ok(Value::Object(mut message)) => {
+                    message.insert("id".into(), id);
+                    Incoming::Message(Value::Object(message))
+                }
+                _ => {
+                    Incoming::End(ClientError::Protocol(format!("libvirt returned a reply that is not JSON: {reply}")))
+                }
+            },
+            Err(error) => failure(domain, &error, id),
+        };
+        let end = matches!(item, Incoming::End(_));
+        if tx.send(item).is_err() || end {
+            return;
+        }
+    }
+}
+
+/// What a failed libvirt call means: the domain is gone (as EOF on a
+/// socket: success after `quit`), the connection to libvirt is lost, or
+/// libvirt refused this one command (an error reply, as QEMU's own would
+/// be). The domain's state decides, not the wording of the error.
+fn failure(domain: &Domain, error: &VirtError, id: Value) -> Incoming {
+    // After `quit`, libvirt may report the monitor gone a moment before
+    // it marks the domain stopped: give it that moment.
+    if error.message().contains("monitor") {
+        let until = Instant::now() + Duration::from_secs(2);
+        while domain.is_active().unwrap_or(false) && Instant::now() < until {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    match domain.is_active() {
+        Ok(false) => Incoming::End(ClientError::Closed),
+        Err(lost) => Incoming::End(ClientError::Io(format!("the connection to libvirt was lost: {}", lost.message()))),
+        Ok(true) => {
+            let mut detail = Map::new();
+            detail.insert("class".into(), Value::from("libvirt"));
+            detail.insert("desc".into(), Value::from(error.message()));
+            let mut reply = Map::new();
+            reply.insert("error".into(), Value::Object(detail));
+            reply.insert("id".into(), id);
+            Incoming::Message(Value::Object(reply))
+        }
+    }
+}
+
+impl Monitor for LibvirtMonitor {
+    fn execute(
+        &mut self,
+        mut command: Map<String, Value>,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        let id = command.remove("id").unwrap_or_else(|| {
+            self.next_id += 1;
+            Value::from(self.next_id - 1)
+        });
+        // libvirt adds its own id to what it sends, so the command goes
+        // without ours; the observer sees it with ours, as on a socket.
+        let text = Value::Object(command.clone()).to_string();
+        command.insert("id".into(), id.clone());
+        observer.sent(&Value::Object(command));
+        self.commands.send((id.clone(), text)).map_err(|_| ClientError::Closed)?;
+        self.inbox.await_reply(&id, deadline, observer)
+    }
+
+    fn wait_event(
+        &mut self,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+        wanted: &mut dyn FnMut(&Value) -> bool,
+    ) -> Result<Option<Value>, ClientError> {
+        self.inbox.wait_event(deadline, observer, wanted)
+    }
+
+    fn greeting(&self) -> Option<&Value> {
+        None
+    }
+
+    /// libvirt runs this QEMU: qmpsh never signals it itself.
+    fn peer_pid(&self) -> Option<i32> {
+        None
+    }
+
+    fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
+        self.inbox.wait_wake(observer)
+    }
+
+    fn waker(&self) -> Waker {
+        self.inbox.waker()
+    }
+}
