@@ -111,7 +111,8 @@ pub enum VmCommand {
         #[command(flatten)]
         options: StartOptions,
     },
-    /// Press the power button, wait; then `quit`; then SIGKILL
+    /// Press the power button, wait; then `quit`; then SIGKILL. With
+    /// --connect: libvirt's shutdown, wait, then destroy
     Stop {
         name: String,
         /// Seconds to wait for the guest to power off
@@ -120,23 +121,44 @@ pub enum VmCommand {
         /// After the timeout, SIGKILL at once instead of trying `quit` first
         #[arg(long)]
         kill: bool,
+        #[command(flatten)]
+        libvirt: LibvirtOption,
     },
-    /// SIGKILL the VM's QEMU, without asking the guest
-    Kill { name: String },
-    /// Every managed VM: name, pid, state, uptime, socket
+    /// SIGKILL the VM's QEMU, without asking the guest (with --connect:
+    /// libvirt's destroy)
+    Kill {
+        name: String,
+        #[command(flatten)]
+        libvirt: LibvirtOption,
+    },
+    /// Every managed VM: name, pid, state, uptime, socket (with --connect:
+    /// libvirt's domains: name, id, state)
     List {
         /// One JSON object per VM, in a JSON array
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        libvirt: LibvirtOption,
     },
     /// One VM's name, pid, state, uptime and socket
     Status {
         name: String,
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        libvirt: LibvirtOption,
     },
     /// Kill the VM if it runs, and remove its folder
     Delete { name: String },
+}
+
+/// `--connect URI`: the VM is a libvirt domain, at this libvirt.
+#[derive(Debug, Clone, Args)]
+pub struct LibvirtOption {
+    /// Act on libvirt's domains at this URI (qemu:///system,
+    /// qemu+ssh://host/system, ...) instead of qmpsh's own VMs
+    #[arg(long, short = 'C', value_name = "URI")]
+    pub connect: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

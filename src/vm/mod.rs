@@ -4,6 +4,8 @@
 //! command line names that socket (see `process`).
 
 mod launch;
+#[cfg(feature = "libvirt")]
+mod libvirt;
 mod process;
 mod start;
 mod state;
@@ -26,8 +28,34 @@ pub use process::Process;
 pub use start::StartOptions;
 pub use state::VmDir;
 
-/// Runs one `qmpsh vm ...` command.
+/// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or with
+/// `--connect` on libvirt's domains.
 pub fn run(command: VmCommand) -> Result<(), Error> {
+    let uri = match &command {
+        VmCommand::Stop { libvirt, .. }
+        | VmCommand::Kill { libvirt, .. }
+        | VmCommand::List { libvirt, .. }
+        | VmCommand::Status { libvirt, .. } => libvirt.connect.clone(),
+        VmCommand::Start { .. } | VmCommand::Delete { .. } => None,
+    };
+    match uri {
+        Some(uri) => run_libvirt(&uri, command),
+        None => run_own(command),
+    }
+}
+
+#[cfg(feature = "libvirt")]
+fn run_libvirt(uri: &str, command: VmCommand) -> Result<(), Error> {
+    libvirt::run(uri, command)
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn run_libvirt(_: &str, _: VmCommand) -> Result<(), Error> {
+    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
+}
+
+/// `qmpsh vm ...` on the VMs qmpsh started.
+fn run_own(command: VmCommand) -> Result<(), Error> {
     match command {
         VmCommand::Start { name, options } => {
             let vm = VmDir::new(&name)?;
@@ -35,8 +63,8 @@ pub fn run(command: VmCommand) -> Result<(), Error> {
             println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
             Ok(())
         }
-        VmCommand::Stop { name, timeout, kill } => stop(&existing(&name)?, Duration::from_secs_f64(timeout), kill),
-        VmCommand::Kill { name } => {
+        VmCommand::Stop { name, timeout, kill, .. } => stop(&existing(&name)?, Duration::from_secs_f64(timeout), kill),
+        VmCommand::Kill { name, .. } => {
             let vm = existing(&name)?;
             match running(&vm) {
                 Some(process) => {
@@ -51,7 +79,7 @@ pub fn run(command: VmCommand) -> Result<(), Error> {
             }
             Ok(())
         }
-        VmCommand::List { json } => {
+        VmCommand::List { json, .. } => {
             let reports: Vec<Value> = VmDir::all()?.iter().map(report).collect();
             if json {
                 println!("{}", Value::Array(reports));
@@ -63,7 +91,7 @@ pub fn run(command: VmCommand) -> Result<(), Error> {
             }
             Ok(())
         }
-        VmCommand::Status { name, json } => {
+        VmCommand::Status { name, json, .. } => {
             let r = report(&existing(&name)?);
             if json {
                 println!("{r}");

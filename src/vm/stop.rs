@@ -50,7 +50,7 @@ impl Ending {
 
 /// Whether QEMU closed the connection before `deadline` (it does as it
 /// exits); events read meanwhile go to `observer`.
-fn closes_by(monitor: &mut dyn Monitor, observer: &mut dyn Observer, deadline: Instant) -> Result<bool, Error> {
+pub fn closes_by(monitor: &mut dyn Monitor, observer: &mut dyn Observer, deadline: Instant) -> Result<bool, Error> {
     loop {
         match monitor.wait_event(Some(deadline), observer, &mut |_| false) {
             Err(ClientError::Closed) => return Ok(true),

@@ -87,14 +87,20 @@ impl LibvirtMonitor {
     pub fn connect(uri: Option<&str>, name: &str) -> Result<LibvirtMonitor, ClientError> {
         let connect = open(uri).map_err(ClientError::Io)?;
         let domain = lookup(&connect, name).map_err(ClientError::Io)?;
-        let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
         if !domain.is_active().unwrap_or(false) {
+            let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
             return Err(ClientError::Io(format!(
                 "libvirt domain {name} is not running (start it with virsh -c {uri} start {name})"
             )));
         }
+        LibvirtMonitor::attach(&connect, domain)
+    }
+
+    /// A monitor on a running `domain` of `connect`.
+    pub fn attach(connect: &Connect, domain: Domain) -> Result<LibvirtMonitor, ClientError> {
+        let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
         let (inbox, tx) = Inbox::new();
-        let subscription = events::subscribe(&connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
+        let subscription = events::subscribe(connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
         let (commands, requests) = mpsc::channel();
         thread::Builder::new()
             .name("libvirt-commands".into())

@@ -1,0 +1,141 @@
+//! `qmpsh vm list|status|stop|kill --connect URI`: the same words for the
+//! domains libvirt runs. libvirt owns their QEMU, so every action goes
+//! through libvirt (shutdown, destroy); qmpsh never signals that QEMU.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use virt::connect::Connect;
+use virt::domain::{Domain, DomainState};
+
+use super::stop::{self, Ending};
+use crate::cli::VmCommand;
+use crate::error::Error;
+use crate::output::{Printer, Style};
+use crate::qmp::libvirt::{self, LibvirtMonitor};
+use crate::render::Palette;
+
+/// Runs one `vm` command on libvirt at `uri`.
+pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
+    let connect = libvirt::open(Some(uri)).map_err(Error::Connection)?;
+    match command {
+        VmCommand::List { json, .. } => {
+            let domains = connect
+                .list_all_domains(0)
+                .map_err(|e| Error::Connection(format!("libvirt at {uri} cannot list domains: {}", e.message())))?;
+            let reports: Vec<Value> = domains.iter().map(report).collect();
+            if json {
+                println!("{}", Value::Array(reports));
+            } else {
+                println!("{:<20} {:>5} STATE", "NAME", "ID");
+                for r in &reports {
+                    let id = r["id"].as_u64().map_or("-".to_string(), |id| id.to_string());
+                    println!("{:<20} {id:>5} {}", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""));
+                }
+            }
+            Ok(())
+        }
+        VmCommand::Status { name, json, .. } => {
+            let r = report(&domain(&connect, &name)?);
+            if json {
+                println!("{r}");
+            } else {
+                for key in ["name", "id", "state", "uuid"] {
+                    let value = match &r[key] {
+                        Value::String(s) => s.clone(),
+                        Value::Null => "-".into(),
+                        other => other.to_string(),
+                    };
+                    println!("{key:<7} {value}");
+                }
+            }
+            Ok(())
+        }
+        VmCommand::Stop { name, timeout, .. } => stop(&connect, &name, Duration::from_secs_f64(timeout)),
+        VmCommand::Kill { name, .. } => {
+            let domain = domain(&connect, &name)?;
+            if !domain.is_active().unwrap_or(false) {
+                println!("{name}: not running");
+                return Ok(());
+            }
+            destroy(&domain, &name)?;
+            println!("{name}: killed");
+            Ok(())
+        }
+        VmCommand::Start { .. } | VmCommand::Delete { .. } => {
+            Err(Error::Usage("--connect works with vm list, status, stop and kill".into()))
+        }
+    }
+}
+
+fn domain(connect: &Connect, name: &str) -> Result<Domain, Error> {
+    libvirt::lookup(connect, name).map_err(Error::Connection)
+}
+
+/// What `vm list` and `vm status` show of one domain.
+fn report(domain: &Domain) -> Value {
+    let state = match domain.state().map(|(state, _)| state) {
+        Ok(virt::enumutil::Enum::Known(state)) => match state {
+            DomainState::Running | DomainState::Blocked => "running",
+            DomainState::Paused => "paused",
+            DomainState::Shutdown => "shutting down",
+            DomainState::Shutoff => "shut off",
+            DomainState::Crashed => "crashed",
+            DomainState::PMSuspended => "suspended",
+            DomainState::NoState => "-",
+        },
+        _ => "unknown",
+    };
+    json!({
+        "name": domain.name().unwrap_or_default(),
+        "id": domain.id(),
+        "state": state,
+        "uuid": domain.uuid_string().ok(),
+    })
+}
+
+/// libvirt's shutdown (the guest is asked, as libvirt asks it: the ACPI
+/// button, or its agent), the wait, then libvirt's destroy; events print as
+/// they come, and the ending has the words and exit codes of qmpsh's own
+/// VMs.
+fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
+    let domain = domain(connect, name)?;
+    if !domain.is_active().unwrap_or(false) {
+        println!("{name}: not running");
+        return Ok(());
+    }
+    let style = Style {
+        stdout: Palette::plain(),
+        stderr: Palette::plain(),
+        pretty: false,
+        json: false,
+        verbose: false,
+        events: true,
+    };
+    let mut printer = Printer::new(style, None)?;
+    printer.live = true;
+    let mut monitor = LibvirtMonitor::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
+    let deadline = Instant::now() + timeout;
+    if let Err(e) = domain.shutdown() {
+        // A guest without ACPI may still power off by itself: wait anyway.
+        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", e.message()));
+    }
+    let ending = if stop::closes_by(&mut monitor, &mut printer, deadline)? || !domain.is_active().unwrap_or(true) {
+        Ending::Stopped
+    } else {
+        destroy(&domain, name)?;
+        Ending::Killed
+    };
+    printer.flush();
+    println!("{name}: {ending}");
+    ending.as_result(timeout)
+}
+
+/// libvirt's destroy, and a check that it took.
+fn destroy(domain: &Domain, name: &str) -> Result<(), Error> {
+    domain.destroy().map_err(|e| Error::Failed(format!("libvirt could not destroy {name}: {}", e.message())))?;
+    if domain.is_active().unwrap_or(false) {
+        return Err(Error::Failed(format!("{name} still runs after libvirt's destroy")));
+    }
+    Ok(())
+}
