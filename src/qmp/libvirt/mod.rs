@@ -148,6 +148,10 @@ fn failure(domain: &Domain, error: &VirtError, id: Value) -> Incoming {
     }
     match domain.is_active() {
         Ok(false) => Incoming::End(ClientError::Closed),
+        // A transient domain is forgotten the moment its QEMU exits.
+        Err(gone) if matches!(gone.code(), virt::error::ErrorNumberEnum::Known(ErrorNumber::NoDomain)) => {
+            Incoming::End(ClientError::Closed)
+        }
         Err(lost) => Incoming::End(ClientError::Io(format!("the connection to libvirt was lost: {}", lost.message()))),
         Ok(true) => {
             let mut detail = Map::new();

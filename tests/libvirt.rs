@@ -1,0 +1,518 @@
+#![cfg(feature = "libvirt")]
+//! `libvirt:DOMAIN` and `vm ... --connect URI` against a real libvirtd
+//! (`.ci/libvirtd start`): the way in to the VMs that libvirt runs, which
+//! must behave like any other target (commands, events, ids, exit codes),
+//! locally (`qemu:///system`) and over the network (`qemu+tcp://`).
+//!
+//! Each test creates its own transient TCG domain running the test guest
+//! (tests/common/guest.rs) and destroys it when done. Only `vm stop` needs
+//! the guest booted; every other test talks to QEMU while the guest boots.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::guest::{self, APPEND, READY};
+use common::{Run, finish, in_ci, qmpsh, qmpsh_command, wait_with_deadline};
+use serde_json::Value;
+
+/// The local system libvirt, through its unix socket.
+const SYSTEM: &str = "qemu:///system";
+/// The same libvirtd over TCP on loopback, as a remote host is reached.
+const TCP: &str = "qemu+tcp://127.0.0.1/system";
+/// A port where no libvirtd listens.
+const UNREACHABLE: &str = "qemu+tcp://127.0.0.1:1/system";
+
+fn virsh(uri: &str, args: &[&str]) -> Output {
+    Command::new("virsh")
+        .args(["-q", "-c", uri])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run virsh: {e}"))
+}
+
+/// Whether libvirt answers at `uri`. In CI it must: there its absence is a
+/// broken CI, never a skip.
+fn libvirt_available(uri: &str) -> bool {
+    let found = Command::new("virsh").args(["-c", uri, "version"]).stdin(Stdio::null()).output();
+    let why = match found {
+        Ok(out) if out.status.success() => return true,
+        Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        Err(e) => format!("cannot run virsh: {e}"),
+    };
+    if in_ci() {
+        panic!("libvirt is not reachable at {uri}, and CI must run the libvirt tests: run .ci/libvirtd start ({why})");
+    }
+    eprintln!("skipping: libvirt is not reachable at {uri} (run .ci/libvirtd start): {why}");
+    false
+}
+
+/// The names of the domains libvirt runs now.
+fn running_domains() -> Vec<String> {
+    let out = virsh(SYSTEM, &["list", "--name"]);
+    assert!(out.status.success(), "virsh list: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
+/// A name no other test, or other run of this file, uses.
+fn unique_name() -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!("qmpsh-test-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+fn domain_xml(name: &str, initrd: &Path, serial: &Path) -> Option<String> {
+    let kernel = &guest::guest()?.kernel;
+    Some(format!(
+        "<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{}</kernel>
+    <initrd>{}</initrd>
+    <cmdline>{APPEND}</cmdline>
+  </os>
+  <features><acpi/></features>
+  <on_poweroff>destroy</on_poweroff>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='file'><source path='{}'/></serial>
+  </devices>
+</domain>
+",
+        kernel.display(),
+        initrd.display(),
+        serial.display()
+    ))
+}
+
+/// Which `/init` the guest runs.
+#[derive(Clone, Copy)]
+enum Init {
+    /// Powers off on the ACPI power button.
+    Listening,
+    /// Ignores the button.
+    Ignoring,
+}
+
+/// A transient domain on qemu:///system, destroyed when dropped (a
+/// transient domain is gone once destroyed).
+struct Domain {
+    name: String,
+    dir: tempfile::TempDir,
+}
+
+impl Domain {
+    /// Creates and starts the domain; `None` (skipped) without libvirt or
+    /// the guest. Does not wait for the guest to boot.
+    fn start(init: Init) -> Option<Domain> {
+        if !libvirt_available(SYSTEM) {
+            return None;
+        }
+        let guest = guest::guest()?;
+        let initrd = match init {
+            Init::Listening => &guest.listening,
+            Init::Ignoring => &guest.ignoring,
+        };
+        let domain = Domain { name: unique_name(), dir: tempfile::tempdir().unwrap() };
+        let xml = domain.dir.path().join("domain.xml");
+        fs::write(&xml, domain_xml(&domain.name, initrd, &domain.serial())?).unwrap();
+        let created = virsh(SYSTEM, &["create", xml.to_str().unwrap()]);
+        assert!(created.status.success(), "virsh create: {}", String::from_utf8_lossy(&created.stderr));
+        Some(domain)
+    }
+
+    fn serial(&self) -> PathBuf {
+        self.dir.path().join("serial.log")
+    }
+
+    /// `libvirt:NAME`.
+    fn target(&self) -> String {
+        format!("libvirt:{}", self.name)
+    }
+
+    /// Waits until the guest has opened its power button (a press before
+    /// that is lost).
+    fn await_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !fs::read_to_string(self.serial()).unwrap_or_default().contains(READY) {
+            assert!(Instant::now() < deadline, "no {READY} on {}'s serial console", self.name);
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn runs(&self) -> bool {
+        running_domains().contains(&self.name)
+    }
+
+    fn destroy(&self) {
+        let out = virsh(SYSTEM, &["destroy", &self.name]);
+        assert!(out.status.success(), "virsh destroy: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        let _ = virsh(SYSTEM, &["destroy", &self.name]);
+    }
+}
+
+/// A domain that is defined but not running; undefined when dropped.
+struct Defined {
+    name: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Defined {
+    fn new() -> Option<Defined> {
+        if !libvirt_available(SYSTEM) {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let name = unique_name();
+        let xml = dir.path().join("domain.xml");
+        let guest = guest::guest()?;
+        fs::write(&xml, domain_xml(&name, &guest.listening, &dir.path().join("serial.log"))?).unwrap();
+        let defined = virsh(SYSTEM, &["define", xml.to_str().unwrap()]);
+        assert!(defined.status.success(), "virsh define: {}", String::from_utf8_lossy(&defined.stderr));
+        Some(Defined { name, _dir: dir })
+    }
+}
+
+impl Drop for Defined {
+    fn drop(&mut self) {
+        let _ = virsh(SYSTEM, &["undefine", &self.name]);
+    }
+}
+
+/// A qmpsh that runs while the test acts on the domain: its stdout lines
+/// arrive as they are printed. Killed if dropped before it ends.
+struct Live {
+    child: Child,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+impl Live {
+    fn start(args: &[&str], stdin: &str) -> Live {
+        let mut child = qmpsh_command(args).spawn().expect("the qmpsh binary runs");
+        // Small enough for the pipe; closing it ends the script after its lines.
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut stderr = child.stderr.take().unwrap();
+        let stderr = thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.read_to_string(&mut text);
+            text
+        });
+        Live { child, lines, seen: Vec::new(), stderr: Some(stderr) }
+    }
+
+    /// Waits (20 s at most) for a stdout line that `wanted` accepts.
+    fn await_line(&mut self, wanted: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let found = wanted(&line);
+                    self.seen.push(line);
+                    if found {
+                        return;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!("no such line within 20 s: {:?}", self.seen),
+                Err(RecvTimeoutError::Disconnected) => panic!("qmpsh ended first: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits (60 s at most) for qmpsh to end; all it printed.
+    fn finish(&mut self) -> Run {
+        let status = wait_with_deadline(&mut self.child, Duration::from_secs(60)).expect("qmpsh ends within 60 s");
+        self.seen.extend(self.lines.iter());
+        let stderr = self.stderr.take().unwrap().join().unwrap();
+        Run { code: status.code().unwrap_or(-1), stdout: self.seen.join("\n") + "\n", stderr }
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `line` is an event as qmpsh prints it: `HH:MM:SS.mmm NAME ...`.
+fn is_event(line: &str) -> bool {
+    let mut words = line.split(' ');
+    let time = words.next().unwrap_or("");
+    let name = words.next().unwrap_or("");
+    time.len() == 12
+        && time.bytes().enumerate().all(|(i, b)| {
+            if [2, 5].contains(&i) {
+                b == b':'
+            } else if i == 8 {
+                b == b'.'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
+        && !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+}
+
+/// What a script's stdout holds apart from the events.
+fn replies(run: &Run) -> Vec<&str> {
+    run.stdout.lines().filter(|l| !is_event(l)).collect()
+}
+
+/// The names of the events a script printed, in order.
+fn events(run: &Run) -> Vec<&str> {
+    run.stdout.lines().filter(|l| is_event(l)).map(|l| l.split(' ').nth(1).unwrap()).collect()
+}
+
+/// Asserts a connection error: exit 3, one line on stderr, nothing on
+/// stdout.
+fn assert_connection_error(run: &Run) {
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {run:?}");
+    assert!(run.stdout.is_empty(), "{run:?}");
+}
+
+#[test]
+fn a_script_runs_every_kind_of_line_and_prints_events_live() {
+    // What a user runs first: the same script as on a socket, with the
+    // events that libvirt relays from QEMU.
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let script = "info status\nstop\ncont\nqom-get path=/machine property=type\n\
+                  {\"execute\":\"query-name\"}\nhmp info name\n";
+    let run = qmpsh(&["-C", SYSTEM, &domain.target()], script);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.is_empty(), "{run:?}");
+    let replies = replies(&run);
+    assert_eq!(replies.len(), 6, "{run:?}");
+    let status: Value = serde_json::from_str(replies[0]).unwrap();
+    assert_eq!(status["status"], "running", "{run:?}");
+    assert_eq!(replies[1..3], ["ok", "ok"], "{run:?}");
+    assert!(replies[3].starts_with("\"pc-i440fx-") && replies[3].ends_with("-machine\""), "{run:?}");
+    assert_eq!(replies[4], format!(r#"{{"name":"{}"}}"#, domain.name));
+    assert_eq!(replies[5], domain.name);
+    assert_eq!(events(&run), ["STOP", "RESUME"], "{run:?}");
+}
+
+#[test]
+fn a_remote_uri_a_uuid_and_libvirt_default_uri_reach_the_domain() {
+    // Remote hosts are reached through qemu+tcp:// (or +ssh, +tls), and a
+    // domain is as often named by its UUID; with no --connect, qmpsh picks
+    // the URI as virsh does, from $LIBVIRT_DEFAULT_URI.
+    if !libvirt_available(TCP) {
+        return;
+    }
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let uuid = virsh(SYSTEM, &["domuuid", &domain.name]);
+    let uuid = String::from_utf8(uuid.stdout).unwrap().trim().to_string();
+    assert_eq!(uuid.len(), 36, "{uuid:?}");
+
+    let run = qmpsh(&["--connect", TCP, &format!("libvirt:{uuid}")], "stop\ncont\nquery-name\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(replies(&run), ["ok", "ok", &format!(r#"{{"name":"{}"}}"#, domain.name)], "{run:?}");
+    assert_eq!(events(&run), ["STOP", "RESUME"], "{run:?}");
+
+    let mut command = qmpsh_command(&[&domain.target(), "-c", "query-name"]);
+    command.env("LIBVIRT_DEFAULT_URI", TCP);
+    let run = finish(command, "");
+    assert_eq!((run.code, run.stdout.as_str()), (0, format!("{{\"name\":\"{}\"}}\n", domain.name).as_str()), "{run:?}");
+
+    // The variable is really what decides: an unreachable one is named.
+    let mut command = qmpsh_command(&[&domain.target(), "-c", "query-name"]);
+    command.env("LIBVIRT_DEFAULT_URI", UNREACHABLE);
+    let run = finish(command, "");
+    assert_connection_error(&run);
+    assert!(run.stderr.contains(UNREACHABLE), "{run:?}");
+}
+
+#[test]
+fn json_output_carries_qmpsh_ids_and_events_as_json() {
+    // libvirt rewrites ids on the wire; a --json consumer matches replies
+    // to its lines by qmpsh's ids and must never see libvirt's.
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let run = qmpsh(&["--json", "-C", SYSTEM, &domain.target()], "stop\ncont\nquery-name\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("libvirt-"), "{}", run.stdout);
+    let lines = run.json_lines();
+    let ids: Vec<&Value> = lines.iter().filter_map(|l| l.get("id")).collect();
+    assert_eq!(ids, [1, 2, 3], "{}", run.stdout);
+    let events: Vec<&Value> = lines.iter().filter_map(|l| l.get("event")).collect();
+    assert_eq!(events, ["STOP", "RESUME"], "{}", run.stdout);
+    assert!(lines.iter().filter(|l| l.get("event").is_some()).all(|l| l["timestamp"]["seconds"].is_u64()));
+    assert_eq!(lines.last().unwrap()["return"]["name"], domain.name.as_str());
+}
+
+#[test]
+fn an_event_caused_from_outside_reaches_a_wait() {
+    // Events come from libvirt's callback, not as a side effect of our own
+    // commands: someone else pausing the VM ends a `.wait`.
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let mut live = Live::start(&["-C", SYSTEM, &domain.target()], "query-name\n.wait STOP timeout=20\n");
+    // The reply means qmpsh is connected and subscribed to the events.
+    live.await_line(|l| l.contains(r#""name""#));
+    let suspended = virsh(SYSTEM, &["suspend", &domain.name]);
+    assert!(suspended.status.success(), "{suspended:?}");
+    let run = live.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(events(&run), ["STOP"], "{run:?}");
+}
+
+#[test]
+fn failed_commands_exit_1_with_one_line() {
+    // Unlike `virsh qemu-monitor-command`, a failure stops the script and
+    // says so in its exit status.
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let run = qmpsh(&["-C", SYSTEM, &domain.target()], "query-name\nnosuch\nquery-name\n");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.starts_with("error: CommandNotFound"), "{run:?}");
+    assert_eq!(run.stdout.lines().count(), 1, "the script stops at the failure: {run:?}");
+
+    let run = qmpsh(&["-C", SYSTEM, &domain.target(), "-c", "hmp nosuch"], "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("nosuch"), "{run:?}");
+}
+
+#[test]
+fn quit_exits_0_and_the_domain_is_gone() {
+    // QEMU going away after our own `quit` is success, as on a socket.
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let run = qmpsh(&["-C", SYSTEM, &domain.target()], "quit\n");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.is_empty(), "{run:?}");
+    assert!(!domain.runs());
+}
+
+#[test]
+fn an_unknown_domain_is_one_line_naming_it() {
+    if !libvirt_available(SYSTEM) {
+        return;
+    }
+    let name = format!("nosuch-{}", unique_name());
+    let run = qmpsh(&["-C", SYSTEM, &format!("libvirt:{name}"), "-c", "query-name"], "");
+    assert_connection_error(&run);
+    assert!(run.stderr.contains(&name), "{run:?}");
+}
+
+#[test]
+fn a_defined_domain_that_is_not_running_says_so() {
+    let Some(defined) = Defined::new() else { return };
+    let run = qmpsh(&["-C", SYSTEM, &format!("libvirt:{}", defined.name), "-c", "query-name"], "");
+    assert_connection_error(&run);
+    assert!(run.stderr.contains("not running"), "{run:?}");
+}
+
+#[test]
+fn an_unreachable_libvirt_is_one_line_naming_the_uri() {
+    let run = qmpsh(&["-C", UNREACHABLE, "libvirt:any", "-c", "query-name"], "");
+    assert_connection_error(&run);
+    assert!(run.stderr.contains("not running or not reachable"), "{run:?}");
+    assert!(run.stderr.contains(UNREACHABLE), "{run:?}");
+}
+
+#[test]
+fn a_domain_destroyed_mid_script_ends_it_at_once() {
+    // A VM that dies under a long script (here a 30 s sleep) must not leave
+    // qmpsh waiting for the rest of it.
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let mut live = Live::start(&["-C", SYSTEM, &domain.target()], "query-name\n.sleep 30\nstop\n");
+    live.await_line(|l| l.contains(r#""name""#));
+    let destroyed = Instant::now();
+    domain.destroy();
+    let run = live.finish();
+    let took = destroyed.elapsed();
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(took < Duration::from_secs(10), "qmpsh took {took:?} to notice");
+}
+
+#[test]
+fn vm_list_and_status_show_the_domain() {
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let list = qmpsh(&["vm", "list", "-C", SYSTEM], "");
+    assert_eq!(list.code, 0, "{list:?}");
+    let row = list.stdout.lines().find(|l| l.split_whitespace().next() == Some(domain.name.as_str()));
+    assert!(row.is_some_and(|r| r.ends_with(" running")), "{}", list.stdout);
+
+    let list = qmpsh(&["vm", "list", "-C", SYSTEM, "--json"], "");
+    assert_eq!(list.code, 0, "{list:?}");
+    let all: Value = serde_json::from_str(&list.stdout).unwrap();
+    let entry = all.as_array().unwrap().iter().find(|d| d["name"] == domain.name.as_str());
+    assert_eq!(entry.map(|d| &d["state"]), Some(&Value::from("running")), "{}", list.stdout);
+
+    let status = qmpsh(&["vm", "status", "-C", SYSTEM, &domain.name, "--json"], "");
+    assert_eq!(status.code, 0, "{status:?}");
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["name"], domain.name.as_str());
+    assert_eq!(status["state"], "running");
+    assert!(status["id"].as_u64().is_some_and(|id| id > 0), "{status}");
+    let uuid = virsh(SYSTEM, &["domuuid", &domain.name]);
+    assert_eq!(status["uuid"], String::from_utf8(uuid.stdout).unwrap().trim());
+}
+
+#[test]
+fn vm_stop_powers_off_a_listening_guest() {
+    // The reason for `vm stop`: through libvirt's shutdown, the guest
+    // powers itself off.
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    domain.await_ready();
+    let run = qmpsh(&["vm", "stop", "-C", SYSTEM, &domain.name, "--timeout", "60"], "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.ends_with(&format!("\n{}: stopped\n", domain.name)), "{run:?}");
+    assert!(!domain.runs());
+}
+
+#[test]
+fn vm_stop_destroys_a_guest_that_ignores_the_button_after_the_timeout() {
+    let Some(domain) = Domain::start(Init::Ignoring) else { return };
+    domain.await_ready();
+    let started = Instant::now();
+    let run = qmpsh(&["vm", "stop", "-C", SYSTEM, &domain.name, "--timeout", "3"], "");
+    assert_eq!(run.code, 4, "a forced stop is a timeout: {run:?}");
+    assert!(run.stdout.ends_with(&format!("{}: killed\n", domain.name)), "{run:?}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "ended before the timeout");
+    assert!(!domain.runs());
+}
+
+#[test]
+fn vm_kill_destroys_the_domain() {
+    let Some(domain) = Domain::start(Init::Listening) else { return };
+    let run = qmpsh(&["vm", "kill", "-C", SYSTEM, &domain.name], "");
+    assert_eq!((run.code, run.stdout.as_str()), (0, format!("{}: killed\n", domain.name).as_str()), "{run:?}");
+    assert!(!domain.runs());
+}
+
+#[test]
+fn connect_without_a_libvirt_target_is_a_usage_error() {
+    // --connect only means something for libvirt:DOMAIN; silently ignoring
+    // it would reach a different VM than the one meant.
+    let run = qmpsh(&["--connect", SYSTEM, "/tmp/x.sock", "-c", "query-name"], "");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("libvirt:DOMAIN"), "{run:?}");
+}
