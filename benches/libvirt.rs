@@ -120,7 +120,10 @@ fn main() {
     println!("libvirt at {uri}, {ROUNDS} rounds, medians");
     println!("{SCRIPT_LINES} x virsh qemu-monitor-command   {:>12}", ms(virsh));
     println!("qmpsh, a {SCRIPT_LINES}-line script          {:>12}", ms(script));
-    println!("  ratio (virsh / qmpsh)              {:>11.1}x   target >= 10x", virsh.as_secs_f64() / script.as_secs_f64());
+    println!(
+        "  ratio (virsh / qmpsh)              {:>11.1}x   target >= 10x",
+        virsh.as_secs_f64() / script.as_secs_f64()
+    );
     println!("qmpsh, one more command              {:>12}", ms(per_line));
     println!("virDomainQemuMonitorCommand (virt)   {:>12}", ms(per_api_call));
     println!(
