@@ -11,6 +11,7 @@ use crate::bind::{Action, Shell};
 use crate::cli::{Cli, ColorChoice, Command, ShellOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
+use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, SocketMonitor};
 use crate::render::{self, Palette};
 use crate::repl;
@@ -44,6 +45,14 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         None if cli.schema.is_some() => {
             Err(Error::Usage("--schema is for --dry-run; connected, qmpsh asks QEMU for its own".into()))
         }
+        None if cli.agent.is_some() => {
+            let agent = cli.agent.unwrap_or_default();
+            let target = match vm::VmDir::find_socket(&agent) {
+                Some(_) if !agent.contains('/') => Target::Unix(vm::VmDir::new(&agent)?.agent_socket()),
+                _ => Target::parse(&agent)?,
+            };
+            agent_shell(&target, &agent, &cli.shell)
+        }
         None => {
             let Some(target) = cli.target.as_deref() else {
                 return Err(Error::Usage("no TARGET: name a QMP socket path, HOST:PORT or VM (see --help)".into()));
@@ -73,7 +82,37 @@ fn input(options: &ShellOptions) -> Input {
 
 /// Connects to `target` and runs the REPL on a terminal, else the script.
 pub fn shell(target: &Target, options: &ShellOptions) -> Result<(), Error> {
-    let interactive = options.commands.is_empty() && io::stdin().is_terminal();
+    let mut printer = printer(options)?;
+    let timeout = options.timeout.map(Duration::from_secs_f64);
+    let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate };
+    let monitor: Box<dyn Monitor> = match target {
+        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
+        _ => Box::new(
+            SocketMonitor::connect(target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?,
+        ),
+    };
+    // A managed VM's folder holds its agent channel beside the QMP socket.
+    let agent = match target {
+        Target::Unix(path) if path.file_name().is_some_and(|n| n == "qmp.sock") => {
+            path.parent().map(|dir| dir.join("ga.sock")).filter(|ga| ga.exists()).map(Target::Unix)
+        }
+        _ => None,
+    };
+    converse(monitor, printer, &target.to_string(), agent, options)
+}
+
+/// `--agent`: the shell on a guest agent's channel, once it answers.
+fn agent_shell(target: &Target, label: &str, options: &ShellOptions) -> Result<(), Error> {
+    let mut printer = printer(options)?;
+    let timeout = options.timeout.map(Duration::from_secs_f64).unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let monitor =
+        AgentMonitor::connect(target, label, timeout, &mut printer).map_err(|e| Error::Connection(e.to_string()))?;
+    converse(Box::new(monitor), printer, label, None, options)
+}
+
+/// Where output goes and how it looks, from the options and the terminal.
+fn printer(options: &ShellOptions) -> Result<Printer, Error> {
     let style = Style {
         stdout: palette(options.color, io::stdout().is_terminal()),
         stderr: palette(options.color, io::stderr().is_terminal()),
@@ -85,24 +124,24 @@ pub fn shell(target: &Target, options: &ShellOptions) -> Result<(), Error> {
     if !style.stdout.is_plain() || !style.stderr.is_plain() {
         colored::control::set_override(true);
     }
-    let mut printer = Printer::new(style, options.log.as_deref())?;
+    Printer::new(style, options.log.as_deref())
+}
+
+/// Runs the REPL on a terminal, else the script, on a connected monitor.
+fn converse(
+    monitor: Box<dyn Monitor>,
+    mut printer: Printer,
+    label: &str,
+    agent: Option<Target>,
+    options: &ShellOptions,
+) -> Result<(), Error> {
+    let interactive = options.commands.is_empty() && io::stdin().is_terminal();
     let timeout = options.timeout.map(Duration::from_secs_f64);
-    let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate };
-    let monitor: Box<dyn Monitor> = match target {
-        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
-        _ => Box::new(
-            SocketMonitor::connect(target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?,
-        ),
-    };
     printer.live = true;
-    let settings = Settings { hmp: options.hmp, timeout, quit_grace: greeting_timeout };
+    let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent };
     let mut session = Session::new(monitor, printer, settings);
-    if interactive {
-        repl::run(&mut session, &target.to_string())
-    } else {
-        script(&mut session, input(options), options.keep_going)
-    }
+    if interactive { repl::run(&mut session, label) } else { script(&mut session, input(options), options.keep_going) }
 }
 
 /// A monitor through libvirt, for `libvirt:DOMAIN`.

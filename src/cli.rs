@@ -21,6 +21,11 @@ pub struct Cli {
     /// libvirt:DOMAIN, or the name of a VM started by `qmpsh vm start`
     pub target: Option<String>,
 
+    /// A shell on the guest agent (qemu-ga) instead of QMP: a VM started by
+    /// `qmpsh vm start` (its ga.sock), or the agent channel's socket path
+    #[arg(long, value_name = "NAME|SOCKET", conflicts_with = "target")]
+    pub agent: Option<String>,
+
     /// Print the QMP JSON each line becomes, without connecting
     #[arg(long)]
     pub dry_run: bool,
@@ -111,14 +116,16 @@ pub enum VmCommand {
         #[command(flatten)]
         options: StartOptions,
     },
-    /// Press the power button, wait; then `quit`; then SIGKILL. With
-    /// --connect: libvirt's shutdown, wait, then destroy
+    /// The guest agent's guest-shutdown if it answers, else the power
+    /// button (pressed again every 2 s while the guest boots); after the
+    /// timeout `quit`, then SIGKILL. With --connect: libvirt's shutdown,
+    /// wait, then destroy
     Stop {
         name: String,
         /// Seconds to wait for the guest to power off
         #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
         timeout: f64,
-        /// After the timeout, SIGKILL at once instead of trying `quit` first
+        /// Kill at once: no agent, no button, no wait (exit 0)
         #[arg(long)]
         kill: bool,
         #[command(flatten)]

@@ -15,6 +15,7 @@ use crate::line::{self, Assembler, Line, ParseError};
 use crate::output::Printer;
 use crate::qmp::{ClientError, Monitor, QmpError, Waker};
 use crate::schema::{self, Schema};
+use crate::target::Target;
 use crate::vm::{Process, stop};
 
 /// Whether to go on after a line.
@@ -26,7 +27,7 @@ pub enum Flow {
 }
 
 /// How lines are read and run.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Settings {
     /// `-H`: every command line is HMP.
     pub hmp: bool,
@@ -34,6 +35,9 @@ pub struct Settings {
     pub timeout: Option<Duration>,
     /// How long to wait for QEMU to close the socket after `quit`.
     pub quit_grace: Duration,
+    /// The VM's guest agent channel, when qmpsh knows it: `.shutdown`
+    /// tries `guest-shutdown` first.
+    pub agent: Option<Target>,
 }
 
 /// The live schema: not fetched yet, fetched, or not offered by the peer
@@ -65,6 +69,11 @@ impl Session {
     /// `-H`: every line that is not JSON or a `.` command is HMP text.
     pub fn hmp(&self) -> bool {
         self.settings.hmp
+    }
+
+    /// Command names the peer listed itself, when it has no schema.
+    pub fn command_names(&self) -> Vec<String> {
+        self.monitor.command_names()
     }
 
     /// The monitor's greeting, if it sent one.
@@ -244,7 +253,9 @@ impl Session {
             Shell::Shutdown { timeout, kill } => {
                 let process = self.monitor.peer_pid().and_then(Process::peer);
                 self.quitting = true;
-                let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, process.as_ref(), timeout, kill)?;
+                let sequence =
+                    stop::Stop { agent: self.settings.agent.as_ref(), process: process.as_ref(), timeout, kill };
+                let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, &sequence)?;
                 self.printer.text(&format!("{ending}\n"));
                 return ending.as_result(timeout).map(|()| Flow::Exit);
             }

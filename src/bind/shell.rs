@@ -33,7 +33,7 @@ pub const COMMANDS: &[ShellCommand] = &[
     ShellCommand {
         name: "shutdown",
         args: "[timeout=SECS] [kill]",
-        help: "power button, wait (30 s), then quit, then SIGKILL; `kill` skips quit",
+        help: "guest agent or power button, wait (30 s), then quit, then SIGKILL; `kill` kills at once",
     },
 ];
 

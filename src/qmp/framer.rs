@@ -51,7 +51,9 @@ impl Framer {
             self.scanned += 1;
             if self.depth == 0 {
                 match byte {
-                    b' ' | b'\t' | b'\r' | b'\n' => self.start = self.scanned,
+                    // 0xFF (never in UTF-8 text) is the guest agent's
+                    // reset marker, sent before a guest-sync-delimited reply.
+                    b' ' | b'\t' | b'\r' | b'\n' | 0xFF => self.start = self.scanned,
                     b'{' => self.depth = 1,
                     _ => return Some(Err(self.garbage(self.scanned - 1))),
                 }
@@ -128,6 +130,13 @@ mod tests {
         assert!(framer.next_message().unwrap().is_ok());
         let err = framer.next_message().unwrap().unwrap_err();
         assert!(err.contains("\"hello\""), "{err}");
+    }
+
+    #[test]
+    fn the_agents_reset_marker_is_skipped() {
+        let mut framer = Framer::new();
+        feed(&mut framer, b"\xff{\"return\": 7}\n");
+        assert_eq!(framer.next_message(), Some(Ok(serde_json::json!({"return": 7}))));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! transports implement it: the socket (QMP, and qemu-ga) and, with the
 //! `libvirt` feature, libvirt's QEMU monitor API for the VMs libvirt runs.
 
+pub mod agent;
 mod framer;
 mod inbox;
 #[cfg(feature = "libvirt")]
@@ -143,6 +144,12 @@ pub trait Monitor {
     /// A handle another thread can call to end a [`Monitor::wait_wake`]:
     /// the input thread, when a line has been read.
     fn waker(&self) -> Waker;
+
+    /// Command names the peer says it has, for completion, when it offers
+    /// no schema (the guest agent's `guest-info`).
+    fn command_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Ends a wait from another thread.

@@ -281,13 +281,10 @@ impl Drop for SocketMonitor {
     }
 }
 
-impl Monitor for SocketMonitor {
-    fn execute(
-        &mut self,
-        mut command: Map<String, Value>,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError> {
+impl SocketMonitor {
+    /// Sends `command` with an id (its own, or the next of ours) and
+    /// returns the id, without waiting for the reply.
+    pub fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
         let id = match command.get("id") {
             Some(id) => id.clone(),
             None => {
@@ -300,6 +297,18 @@ impl Monitor for SocketMonitor {
         let message = Value::Object(command);
         observer.sent(&message);
         self.send(&message)?;
+        Ok(id)
+    }
+}
+
+impl Monitor for SocketMonitor {
+    fn execute(
+        &mut self,
+        command: Map<String, Value>,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        let id = self.post(command, observer)?;
         self.inbox.await_reply(&id, deadline, observer)
     }
 

@@ -21,6 +21,8 @@ use crate::table::{self, ArgType, Entry};
 #[derive(Clone, Default)]
 pub struct Knowledge {
     pub schema: Option<Arc<Schema>>,
+    /// Command names a peer without a schema told us (the guest agent).
+    pub commands: Vec<String>,
 }
 
 impl Knowledge {
@@ -33,14 +35,13 @@ impl Knowledge {
             .collect();
         words.push("hmp".into());
         words.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
-        if let Some(schema) = &self.schema {
-            words.extend(schema.command_names().map(String::from));
-        }
+        words.extend(self.qmp_names());
         words
     }
 
     fn qmp_names(&self) -> Vec<String> {
-        self.schema.iter().flat_map(|s| s.command_names().map(String::from)).collect()
+        let from_schema = self.schema.iter().flat_map(|s| s.command_names().map(String::from));
+        from_schema.chain(self.commands.iter().cloned()).collect()
     }
 
     /// The table entry a line's leading words name, if any. A table name
@@ -302,7 +303,7 @@ mod tests {
             {"name": "SHUTDOWN", "meta-type": "event", "arg-type": "0"}
         ]))
         .unwrap();
-        Knowledge { schema: Some(Arc::new(schema)) }
+        Knowledge { schema: Some(Arc::new(schema)), commands: vec!["guest-ping".into()] }
     }
 
     fn completions(line: &str) -> (usize, Vec<String>) {
@@ -315,6 +316,7 @@ mod tests {
         assert_eq!(completions("query-"), (0, vec!["query-status".to_string()]));
         assert_eq!(completions("system_p"), (0, vec!["system_powerdown".to_string()]));
         assert_eq!(completions(".wa"), (0, vec![".wait".to_string()]));
+        assert_eq!(completions("guest-p"), (0, vec!["guest-ping".to_string()]));
         assert_eq!(completions("info mig").1, ["migrate", "migrate_capabilities", "migrate_parameters"]);
         assert_eq!(completions(".wait S"), (6, vec!["SHUTDOWN".to_string(), "STOP".to_string()]));
     }

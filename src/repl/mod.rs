@@ -49,7 +49,7 @@ enum Input {
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let terminal = RestoreOnDrop(terminal::Saved::now());
     interrupt::install();
-    let knowledge = Knowledge { schema: session.shared_schema()? };
+    let knowledge = Knowledge { schema: session.shared_schema()?, commands: session.command_names() };
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
     let version = session.version().unwrap_or_else(|| "QEMU".into());
     let named = name.as_deref().map(|n| format!("{n} at ")).unwrap_or_default();

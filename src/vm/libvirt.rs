@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 
-use super::stop::{self, Ending};
+use super::stop::{self, Ending, Via};
 use crate::cli::VmCommand;
 use crate::error::Error;
 use crate::output::{Printer, Style};
@@ -51,8 +51,9 @@ pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
             }
             Ok(())
         }
-        VmCommand::Stop { name, timeout, .. } => stop(&connect, &name, Duration::from_secs_f64(timeout)),
-        VmCommand::Kill { name, .. } => {
+        VmCommand::Stop { name, timeout, kill: false, .. } => stop(&connect, &name, Duration::from_secs_f64(timeout)),
+        // `--kill` and `vm kill` alike: libvirt's destroy, at once.
+        VmCommand::Stop { name, .. } | VmCommand::Kill { name, .. } => {
             let domain = domain(&connect, &name)?;
             if !domain.is_active().unwrap_or(false) {
                 println!("{name}: not running");
@@ -121,10 +122,10 @@ fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
         printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", e.message()));
     }
     let ending = if stop::closes_by(&mut monitor, &mut printer, deadline)? || !domain.is_active().unwrap_or(true) {
-        Ending::Stopped
+        Ending::Stopped(Via::Libvirt)
     } else {
         destroy(&domain, name)?;
-        Ending::Killed
+        Ending::Killed { asked: false }
     };
     printer.flush();
     println!("{name}: {ending}");

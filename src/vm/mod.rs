@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use crate::cli::VmCommand;
 use crate::error::Error;
 use crate::output::{Printer, Style};
+use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
 use crate::render::Palette;
 use crate::target::Target;
@@ -92,7 +93,9 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
             Ok(())
         }
         VmCommand::Status { name, json, .. } => {
-            let r = report(&existing(&name)?);
+            let vm = existing(&name)?;
+            let mut r = report(&vm);
+            r["agent"] = if r["pid"].is_null() { Value::Null } else { agent_report(&vm) };
             if json {
                 println!("{r}");
             } else {
@@ -105,6 +108,7 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
                     };
                     println!("{key:<7} {value}");
                 }
+                print_agent(&r["agent"]);
             }
             Ok(())
         }
@@ -137,8 +141,9 @@ pub fn running(vm: &VmDir) -> Option<Process> {
 
 /// Removes what a dead QEMU leaves behind; the folder and logs stay.
 fn tidy(vm: &VmDir) {
-    let _ = fs::remove_file(vm.socket());
-    let _ = fs::remove_file(vm.pidfile());
+    for file in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
+        let _ = fs::remove_file(file);
+    }
 }
 
 /// `vm stop`: the graceful sequence, reporting which step ended it.
@@ -158,10 +163,12 @@ fn stop(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> {
     };
     let mut printer = Printer::new(style, None)?;
     let connect = Connect { greeting_timeout: Duration::from_secs(5), negotiate: true };
-    let mut monitor = SocketMonitor::connect(&Target::Unix(vm.socket()), connect, &mut printer)
+    let mut monitor = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer)
         .map_err(|e| Error::Connection(format!("{e}; `qmpsh vm kill {}` ends it without the monitor", vm.name)))?;
     printer.live = true;
-    let ending = stop::shutdown(&mut monitor, &mut printer, Some(&process), timeout, kill)?;
+    let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
+    let sequence = stop::Stop { agent: agent.as_ref(), process: Some(&process), timeout, kill };
+    let ending = stop::shutdown(&mut monitor, &mut printer, &sequence)?;
     printer.flush();
     tidy(vm);
     println!("{}: {ending}", vm.name);
@@ -189,11 +196,53 @@ fn report(vm: &VmDir) -> Value {
     })
 }
 
+/// What the guest agent tells of the guest (host name, OS, IP addresses),
+/// or null when no agent answers within a second.
+fn agent_report(vm: &VmDir) -> Value {
+    let socket = vm.agent_socket();
+    if !socket.exists() {
+        return Value::Null;
+    }
+    let limit = Duration::from_secs(1);
+    let label = format!("{}'s agent", vm.name);
+    let Ok(mut agent) = AgentMonitor::connect(&Target::Unix(socket), &label, limit, &mut Quiet) else {
+        return Value::Null;
+    };
+    let mut ask = |name: &str| {
+        let deadline = Some(std::time::Instant::now() + limit);
+        agent.execute(crate::qmp::command(name), deadline, &mut Quiet).ok().and_then(Result::ok)
+    };
+    let hostname = ask("guest-get-host-name").and_then(|h| h.get("host-name").cloned());
+    let os = ask("guest-get-osinfo").and_then(|o| o.get("pretty-name").or_else(|| o.get("name")).cloned());
+    let addresses: Vec<Value> = ask("guest-network-get-interfaces")
+        .and_then(|list| list.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|interface| interface.get("ip-addresses").and_then(Value::as_array).cloned().unwrap_or_default())
+        .filter_map(|address| address.get("ip-address").cloned())
+        .collect();
+    json!({ "hostname": hostname, "os": os, "addresses": addresses })
+}
+
+/// The agent's part of `vm status`.
+fn print_agent(agent: &Value) {
+    if agent.is_null() {
+        println!("agent   none");
+        return;
+    }
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let addresses: Vec<String> = agent["addresses"].as_array().into_iter().flatten().map(text).collect();
+    println!("agent   qemu-ga");
+    println!("host    {}", text(&agent["hostname"]));
+    println!("os      {}", text(&agent["os"]));
+    println!("ip      {}", if addresses.is_empty() { "-".to_string() } else { addresses.join(", ") });
+}
+
 /// running / paused / shut down, from `query-status`; `busy` when another
 /// client holds the monitor.
 fn query_state(vm: &VmDir) -> String {
     let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true };
-    let Ok(mut monitor) = SocketMonitor::connect(&Target::Unix(vm.socket()), connect, &mut Quiet) else {
+    let Ok(mut monitor) = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet) else {
         return "busy".into();
     };
     let deadline = Some(std::time::Instant::now() + Duration::from_secs(2));

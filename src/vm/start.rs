@@ -53,9 +53,29 @@ pub struct StartOptions {
     /// The QEMU binary
     #[arg(long, value_name = "BIN", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
+    /// No guest agent channel (by default a virtio-serial port
+    /// org.qemu.guest_agent.0 on ga.sock in the VM's folder)
+    #[arg(long)]
+    pub no_agent: bool,
     /// More QEMU arguments, after --
     #[arg(last = true, value_name = "QEMU ARGS")]
     pub extra: Vec<OsString>,
+}
+
+impl StartOptions {
+    /// Whether the VM gets an agent channel: unless `--no-agent`, or a
+    /// machine without PCI (`-machine none`), which has no bus for it.
+    fn wants_agent(&self) -> bool {
+        let mut extra = self.extra.iter().map(|a| a.to_string_lossy());
+        let mut no_pci = false;
+        while let Some(arg) = extra.next() {
+            if arg == "-machine" || arg == "-M" {
+                no_pci |=
+                    extra.next().is_some_and(|m| m == "none" || m.starts_with("none,") || m.contains("type=none"));
+            }
+        }
+        !self.no_agent && !no_pci
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,6 +134,16 @@ fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
     push("none");
     push("-qmp");
     push(&qmp_argument(socket));
+    push("-qmp");
+    push(&qmp_argument(&vm.control_socket()));
+    if options.wants_agent() {
+        push("-device");
+        push("virtio-serial-pci,id=qmpsh-serial");
+        push("-chardev");
+        push(&format!("socket,id=qmpsh-agent,path={},server=on,wait=off", opts_path(&vm.agent_socket())));
+        push("-device");
+        push("virtserialport,bus=qmpsh-serial.0,chardev=qmpsh-agent,name=org.qemu.guest_agent.0");
+    }
     push("-pidfile");
     push(&vm.pidfile().display().to_string());
     push("-serial");
@@ -154,7 +184,7 @@ pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, 
         return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
     }
     super::state::ensure_private(&vm.dir)?;
-    for stale in [vm.socket(), vm.pidfile()] {
+    for stale in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
         let _ = fs::remove_file(stale);
     }
     let log =

@@ -102,6 +102,26 @@ impl VmDir {
         self.dir.join("qmp.sock")
     }
 
+    /// A second QMP socket for qmpsh's own `vm stop`/`vm status`, so they
+    /// work while a shell holds the user's one (QEMU serves one client per
+    /// socket).
+    pub fn control_socket(&self) -> PathBuf {
+        self.dir.join("ctl.sock")
+    }
+
+    /// The guest agent's channel (a virtio-serial port
+    /// `org.qemu.guest_agent.0`), unless started with `--no-agent`.
+    pub fn agent_socket(&self) -> PathBuf {
+        self.dir.join("ga.sock")
+    }
+
+    /// The socket qmpsh itself talks to: the control socket, or for a VM
+    /// started before there was one, the user's.
+    pub fn own_socket(&self) -> PathBuf {
+        let control = self.control_socket();
+        if control.exists() { control } else { self.socket() }
+    }
+
     pub fn pidfile(&self) -> PathBuf {
         self.dir.join("qemu.pid")
     }

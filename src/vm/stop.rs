@@ -1,51 +1,92 @@
-//! Stopping a VM the way a careful person would: press the ACPI power
-//! button, wait for the guest to power off; if it does not in time, ask
-//! QEMU to `quit`; if QEMU still lives, SIGKILL. Used by `vm stop` and by
-//! the shell's `.shutdown`.
+//! Stopping a VM the way a careful person would, one step at a time, each
+//! said as it happens:
+//!
+//! 1. if the guest agent answers `guest-ping` within 1 s: `guest-shutdown`;
+//! 2. else the ACPI power button, pressed again every 2 s until the guest
+//!    begins to power off (a press while it boots is lost);
+//! 3. after the timeout: `quit`, then SIGKILL.
+//!
+//! `kill` skips it all and kills at once. Used by `vm stop` and by the
+//! shell's `.shutdown`.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
 use super::process::Process;
 use crate::error::Error;
-use crate::qmp::{ClientError, Monitor, Observer, command};
+use crate::output::Printer;
+use crate::qmp::agent::AgentMonitor;
+use crate::qmp::{ClientError, Monitor, Observer, Quiet, command};
+use crate::target::Target;
 
 /// How long `quit` and SIGKILL each get to take effect.
 const FORCE_LIMIT: Duration = Duration::from_secs(5);
+
+/// How long the guest agent gets to answer `guest-ping`.
+const AGENT_LIMIT: Duration = Duration::from_secs(1);
+
+/// How often the power button is pressed again while the guest has not
+/// begun to power off.
+const PRESS_AGAIN: Duration = Duration::from_secs(2);
+
+/// Who powered the guest off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    GuestAgent,
+    Acpi,
+    /// libvirt's own shutdown (it picks the agent or ACPI itself).
+    Libvirt,
+}
 
 /// How a stop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
     /// The guest powered off within the timeout.
-    Stopped,
+    Stopped(Via),
     /// It did not; QEMU quit when asked.
     QuitAfterTimeout,
-    /// QEMU was killed.
-    Killed,
+    /// QEMU was killed: at once when `asked` (`--kill`), else because
+    /// nothing gentler worked in time.
+    Killed { asked: bool },
 }
 
 impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Ending::Stopped => "stopped",
+            Ending::Stopped(Via::GuestAgent) => "stopped (guest agent)",
+            Ending::Stopped(Via::Acpi) => "stopped (ACPI)",
+            Ending::Stopped(Via::Libvirt) => "stopped",
             Ending::QuitAfterTimeout => "quit after timeout",
-            Ending::Killed => "killed",
+            Ending::Killed { .. } => "killed",
         })
     }
 }
 
 impl Ending {
-    /// Success when the guest powered off; otherwise a VM stop that timed
-    /// out (exit 4), though QEMU is gone.
+    /// Success when the guest powered off or a kill was asked for;
+    /// otherwise a VM stop that timed out (exit 4), though QEMU is gone.
     pub fn as_result(self, timeout: Duration) -> Result<(), Error> {
         match self {
-            Ending::Stopped => Ok(()),
+            Ending::Stopped(_) | Ending::Killed { asked: true } => Ok(()),
             forced => Err(Error::Timeout(format!(
                 "the guest did not power off within {} s ({forced})",
                 timeout.as_secs_f64()
             ))),
         }
     }
+}
+
+/// What the sequence works with.
+pub struct Stop<'a> {
+    /// The guest agent's channel, if the VM has one.
+    pub agent: Option<&'a Target>,
+    /// QEMU's process, when known: waited for and, last, killed.
+    pub process: Option<&'a Process>,
+    pub timeout: Duration,
+    /// `--kill`: kill at once.
+    pub kill: bool,
 }
 
 /// Whether QEMU closed the connection before `deadline` (it does as it
@@ -56,56 +97,123 @@ pub fn closes_by(monitor: &mut dyn Monitor, observer: &mut dyn Observer, deadlin
             Err(ClientError::Closed) => return Ok(true),
             Ok(_) if Instant::now() >= deadline => return Ok(false),
             Ok(_) => {}
-            Err(ClientError::Interrupted) => return Err(Error::Interrupted),
-            Err(e) => return Err(Error::Connection(e.to_string())),
+            Err(e) => return Err(failed(e)),
         }
     }
 }
 
-/// The whole sequence. `process` (when known) is waited for and, last,
-/// killed; `kill_at_once` skips `quit` after the timeout.
-pub fn shutdown(
-    monitor: &mut dyn Monitor,
-    observer: &mut dyn Observer,
-    process: Option<&Process>,
-    timeout: Duration,
-    kill_at_once: bool,
-) -> Result<Ending, Error> {
-    let deadline = Instant::now() + timeout;
-    let pressed = monitor.execute(command("system_powerdown"), Some(deadline), observer);
-    let gone = match pressed {
-        Err(ClientError::Closed) => true,
-        Err(ClientError::Interrupted) => return Err(Error::Interrupted),
-        Err(ClientError::Timeout) => false,
-        Err(e) => return Err(Error::Connection(e.to_string())),
-        // A refused press (no ACPI) still waits out the timeout: the
-        // guest may be powering off by itself.
-        Ok(_) => closes_by(monitor, observer, deadline)?,
-    };
+fn failed(error: ClientError) -> Error {
+    match error {
+        ClientError::Interrupted => Error::Interrupted,
+        other => Error::Connection(other.to_string()),
+    }
+}
+
+/// The whole sequence on `monitor` (QMP), saying each step on `printer`.
+pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -> Result<Ending, Error> {
+    if stop.kill {
+        return kill(monitor, printer, stop.process, true);
+    }
+    let deadline = Instant::now() + stop.timeout;
     let exited = |p: Option<&Process>| p.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
-    if gone && exited(process) {
-        return Ok(Ending::Stopped);
+    let via = stop.agent.and_then(|agent| agent_shutdown(agent, printer)).map(|()| Via::GuestAgent);
+    let gone = match via {
+        Some(_) => closes_by(monitor, printer, deadline)?,
+        None => press_until_off(monitor, printer, deadline)?,
+    };
+    if gone && exited(stop.process) {
+        return Ok(Ending::Stopped(via.unwrap_or(Via::Acpi)));
     }
-    if !kill_at_once {
-        let force = Instant::now() + FORCE_LIMIT;
-        let quit = match monitor.execute(command("quit"), Some(force), observer) {
-            Ok(_) => closes_by(monitor, observer, force)?,
-            Err(ClientError::Closed) => true,
-            Err(_) => false,
-        };
-        if quit && exited(process) {
-            return Ok(Ending::QuitAfterTimeout);
-        }
+    say(printer, &format!("no power-off within {} s: quit", stop.timeout.as_secs_f64()));
+    let force = Instant::now() + FORCE_LIMIT;
+    let quit = match monitor.execute(command("quit"), Some(force), printer) {
+        Ok(_) => closes_by(monitor, printer, force)?,
+        Err(ClientError::Closed) => true,
+        Err(_) => false,
+    };
+    if quit && exited(stop.process) {
+        return Ok(Ending::QuitAfterTimeout);
     }
+    kill(monitor, printer, stop.process, false)
+}
+
+/// SIGKILL, said; without a pid (a peer qmpsh cannot see), `quit`.
+fn kill(
+    monitor: &mut dyn Monitor,
+    printer: &mut Printer,
+    process: Option<&Process>,
+    asked: bool,
+) -> Result<Ending, Error> {
     match process {
         Some(process) => {
+            say(printer, &format!("SIGKILL to QEMU (pid {})", process.pid));
             process.kill();
             if process.wait_exit(FORCE_LIMIT) {
-                Ok(Ending::Killed)
+                Ok(Ending::Killed { asked })
             } else {
                 Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL", process.pid)))
             }
         }
+        None if asked => {
+            say(printer, "quit (QEMU's pid is unknown here, so it cannot be signalled)");
+            let force = Instant::now() + FORCE_LIMIT;
+            match monitor.execute(command("quit"), Some(force), printer) {
+                Ok(_) | Err(ClientError::Closed) => Ok(Ending::Killed { asked }),
+                Err(e) => Err(failed(e)),
+            }
+        }
         None => Err(Error::Failed("QEMU did not stop, and its pid is unknown, so it cannot be killed".into())),
     }
+}
+
+/// Asks the guest agent to power the guest off, if one answers in time.
+fn agent_shutdown(agent: &Target, printer: &mut Printer) -> Option<()> {
+    let mut monitor = AgentMonitor::connect(agent, &agent.to_string(), AGENT_LIMIT, &mut Quiet).ok()?;
+    if !monitor.ping(Instant::now() + AGENT_LIMIT) {
+        return None;
+    }
+    say(printer, "the guest agent answers: guest-shutdown");
+    monitor.execute(command("guest-shutdown"), None, &mut Quiet).ok()?.ok()?;
+    Some(())
+}
+
+/// The ACPI power button, pressed again every [`PRESS_AGAIN`] until the
+/// guest begins to power off (QEMU's SHUTDOWN event), then a wait for QEMU
+/// to exit; whether it did before `deadline`.
+fn press_until_off(monitor: &mut dyn Monitor, printer: &mut Printer, deadline: Instant) -> Result<bool, Error> {
+    say(printer, "ACPI power button");
+    let mut presses = 0;
+    loop {
+        // A refused press (no ACPI) still waits: the guest may power off by itself.
+        match monitor.execute(command("system_powerdown"), Some(deadline), printer) {
+            Err(ClientError::Closed) => return Ok(true),
+            Err(ClientError::Timeout) => return Ok(false),
+            Err(e) => return Err(failed(e)),
+            Ok(_) => presses += 1,
+        }
+        let next = (Instant::now() + PRESS_AGAIN).min(deadline);
+        let powering_off = |message: &Value| message.get("event").and_then(Value::as_str) == Some("SHUTDOWN");
+        match monitor.wait_event(Some(next), printer, &mut |m| powering_off(m)) {
+            Err(ClientError::Closed) => return Ok(true),
+            Err(e) => return Err(failed(e)),
+            Ok(Some(_)) => return closes_by(monitor, printer, deadline),
+            Ok(None) if Instant::now() >= deadline => return Ok(false),
+            Ok(None) => {
+                if presses == 1 {
+                    say(
+                        printer,
+                        &format!(
+                            "pressed again every {} s while the guest does not power off (it may be booting)",
+                            PRESS_AGAIN.as_secs()
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// One step of the sequence, on its own line.
+fn say(printer: &mut Printer, step: &str) {
+    printer.text(&format!("{step}\n"));
 }

@@ -1,0 +1,139 @@
+//! The QEMU guest agent (qemu-ga) over its channel: QMP-shaped, but with no
+//! greeting, a channel that may still hold a reply meant for an earlier
+//! client, and commands that by design never answer (`guest-shutdown`,
+//! `guest-suspend-*`). [`AgentMonitor`] hides those differences behind
+//! [`Monitor`], so the shell, `vm status` and `vm stop` use it like QMP.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+
+use super::{ClientError, Connect, Kind, Monitor, Observer, Quiet, Reply, SocketMonitor, Waker, command};
+use crate::target::Target;
+
+/// Commands that never reply, whatever `guest-info` says.
+const NO_REPLY: &[&str] = &["guest-shutdown", "guest-suspend-disk", "guest-suspend-ram", "guest-suspend-hybrid"];
+
+/// A guest agent, synchronised and ready for commands.
+pub struct AgentMonitor {
+    socket: SocketMonitor,
+    /// Enabled commands, from `guest-info`.
+    commands: Vec<String>,
+    /// Commands that send no reply.
+    silent: HashSet<String>,
+}
+
+impl AgentMonitor {
+    /// Connects to the agent channel at `target` and resynchronises with
+    /// `guest-sync-delimited`; `label` names it in errors. Fails when no
+    /// agent answers within `timeout`.
+    pub fn connect(
+        target: &Target,
+        label: &str,
+        timeout: Duration,
+        observer: &mut dyn Observer,
+    ) -> Result<AgentMonitor, ClientError> {
+        let connect = Connect { greeting_timeout: timeout, negotiate: false };
+        let socket = SocketMonitor::connect(target, connect, observer)?;
+        let mut agent = AgentMonitor { socket, commands: Vec::new(), silent: HashSet::new() };
+        let deadline = Instant::now() + timeout;
+        agent.sync(deadline).map_err(|e| match e {
+            ClientError::Timeout | ClientError::Closed => ClientError::Io(format!(
+                "no guest agent answers on {label} within {} s: is qemu-ga running in the guest?",
+                timeout.as_secs_f64()
+            )),
+            other => other,
+        })?;
+        agent.learn_commands(deadline);
+        Ok(agent)
+    }
+
+    /// `guest-sync-delimited` until the agent echoes our token: replies
+    /// left on the channel by an earlier client are read past.
+    fn sync(&mut self, deadline: Instant) -> Result<(), ClientError> {
+        let base = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64 % (1 << 40));
+        for attempt in 0..8u64 {
+            let token = base + attempt;
+            let mut arguments = Map::new();
+            arguments.insert("id".into(), Value::from(token));
+            let mut message = command("guest-sync-delimited");
+            message.insert("arguments".into(), Value::Object(arguments));
+            match self.socket.execute(message, Some(deadline), &mut Quiet)? {
+                Ok(echo) if echo == token => return Ok(()),
+                _ => continue,
+            }
+        }
+        Err(ClientError::Protocol("the guest agent never echoed guest-sync-delimited's token".into()))
+    }
+
+    /// Reads `guest-info`: which commands are enabled, and which never reply.
+    fn learn_commands(&mut self, deadline: Instant) {
+        self.silent = NO_REPLY.iter().map(|c| c.to_string()).collect();
+        let Ok(Ok(info)) = self.socket.execute(command("guest-info"), Some(deadline), &mut Quiet) else { return };
+        for entry in info.get("supported_commands").and_then(Value::as_array).into_iter().flatten() {
+            let Some(name) = entry.get("name").and_then(Value::as_str) else { continue };
+            if entry.get("enabled").and_then(Value::as_bool) != Some(false) {
+                self.commands.push(name.to_string());
+            }
+            if entry.get("success-response").and_then(Value::as_bool) == Some(false) {
+                self.silent.insert(name.to_string());
+            }
+        }
+        self.commands.sort();
+    }
+
+    /// Whether the agent answers `guest-ping` before `deadline`.
+    pub fn ping(&mut self, deadline: Instant) -> bool {
+        matches!(self.socket.execute(command("guest-ping"), Some(deadline), &mut Quiet), Ok(Ok(_)))
+    }
+}
+
+impl Monitor for AgentMonitor {
+    fn execute(
+        &mut self,
+        command: Map<String, Value>,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        let name = command.get("execute").and_then(Value::as_str).unwrap_or_default();
+        if !self.silent.contains(name) {
+            return self.socket.execute(command, deadline, observer);
+        }
+        // It will not answer: sent, it has done all it can tell us.
+        self.socket.post(command, observer)?;
+        let done = Value::Object(Map::new());
+        observer.received(&done, Kind::Reply);
+        Ok(Ok(done))
+    }
+
+    fn wait_event(
+        &mut self,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+        wanted: &mut dyn FnMut(&Value) -> bool,
+    ) -> Result<Option<Value>, ClientError> {
+        self.socket.wait_event(deadline, observer, wanted)
+    }
+
+    fn greeting(&self) -> Option<&Value> {
+        None
+    }
+
+    /// The agent runs in the guest: no host process to signal.
+    fn peer_pid(&self) -> Option<i32> {
+        None
+    }
+
+    fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
+        self.socket.wait_wake(observer)
+    }
+
+    fn waker(&self) -> Waker {
+        self.socket.waker()
+    }
+
+    fn command_names(&self) -> Vec<String> {
+        self.commands.clone()
+    }
+}
