@@ -2,14 +2,19 @@
 //! (Debian's kernel, a busybox initramfs, built at test time and cached)
 //! boots under TCG; `vm stop` presses its power button and it powers off,
 //! while a guest that ignores the button is ended right after the timeout.
+//! A third guest ignores the button but runs Debian's real qemu-ga.
 
 mod common;
 
 use std::fs;
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::guest::{self, APPEND, READY};
-use common::{Run, finish, qemu_available, qmpsh_command};
+use common::guest::{self, AGENT_PORT, APPEND, HOSTNAME, READY};
+use common::{Qemu, Run, finish, qemu_available, qmpsh_command};
+use serde_json::{Value, json};
 
 /// A private state folder for one test.
 struct Vms {
@@ -23,9 +28,9 @@ impl Vms {
         finish(command, "")
     }
 
-    /// Boots the guest with `initrd` as VM `name` and waits for READY.
-    fn boot(&self, name: &str, initrd: &std::path::Path) -> bool {
-        let Some(guest) = guest::guest() else { return false };
+    /// Starts the guest with `initrd` as VM `name`, without waiting.
+    fn start(&self, name: &str, initrd: &std::path::Path) {
+        let guest = guest::guest().expect("the guest was built");
         let kernel = guest.kernel.to_str().unwrap();
         let initrd = initrd.to_str().unwrap();
         let started = self.qmpsh(&[
@@ -46,6 +51,14 @@ impl Vms {
             "-no-reboot",
         ]);
         assert_eq!(started.code, 0, "{started:?}");
+    }
+
+    /// Boots the guest with `initrd` as VM `name` and waits for READY.
+    fn boot(&self, name: &str, initrd: &std::path::Path) -> bool {
+        if guest::guest().is_none() {
+            return false;
+        }
+        self.start(name, initrd);
         // A press before the guest has opened its power button is lost.
         let serial = self.state.path().join(name).join("serial.log");
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -79,12 +92,107 @@ fn a_listening_guest_powers_off_when_the_button_is_pressed() {
 
     let stopped = vms.qmpsh(&["vm", "stop", "listener", "--timeout", "30"]);
     assert_eq!(stopped.code, 0, "{stopped:?}");
-    // The guest did it: the power button, then its own shutdown.
+    // The guest did it: the power button (no agent answers), then its own
+    // shutdown, each step said.
     let lines: Vec<&str> = stopped.stdout.lines().collect();
-    assert!(lines[0].ends_with(" POWERDOWN"), "{}", stopped.stdout);
-    assert!(lines[1].ends_with(r#" SHUTDOWN {"guest":true,"reason":"guest-shutdown"}"#), "{}", stopped.stdout);
-    assert_eq!(lines.last(), Some(&"listener: stopped"));
+    assert_eq!(lines[0], "ACPI power button", "{}", stopped.stdout);
+    assert!(lines[1].ends_with(" POWERDOWN"), "{}", stopped.stdout);
+    assert!(lines[2].ends_with(r#" SHUTDOWN {"guest":true,"reason":"guest-shutdown"}"#), "{}", stopped.stdout);
+    assert_eq!(lines.last(), Some(&"listener: stopped (ACPI)"));
     assert!(!vms.qemu_runs("listener"));
+}
+
+#[test]
+fn a_stop_asked_while_the_guest_boots_still_ends_clean() {
+    // The first press comes before the guest listens and is lost; the
+    // presses that follow every 2 s are not.
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    vms.start("early", &guest.listening);
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = vms.qmpsh(&["vm", "stop", "early", "--timeout", "60"]);
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    assert!(stopped.stdout.contains("pressed again every 2 s"), "{}", stopped.stdout);
+    assert!(stopped.stdout.ends_with("early: stopped (ACPI)\n"), "{}", stopped.stdout);
+    assert!(!vms.qemu_runs("early"));
+}
+
+#[test]
+fn a_guest_deaf_to_the_button_stops_through_its_agent() {
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    if !vms.boot("agent", &guest.agent) {
+        return;
+    }
+    // What the agent knows shows in vm status.
+    let status = vms.qmpsh(&["vm", "status", "agent", "--json"]);
+    let status: Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["agent"]["hostname"], HOSTNAME, "{status}");
+    assert!(status["agent"]["addresses"].as_array().unwrap().contains(&json!("127.0.0.1")), "{status}");
+    let text = vms.qmpsh(&["vm", "status", "agent"]);
+    assert!(text.stdout.contains("ip      127.0.0.1"), "{}", text.stdout);
+
+    let started = Instant::now();
+    let stopped = vms.qmpsh(&["vm", "stop", "agent", "--timeout", "60"]);
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    assert!(stopped.stdout.starts_with("the guest agent answers: guest-shutdown\n"), "{}", stopped.stdout);
+    assert!(stopped.stdout.ends_with("agent: stopped (guest agent)\n"), "{}", stopped.stdout);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(!vms.qemu_runs("agent"));
+}
+
+#[test]
+fn the_agent_shell_runs_guest_commands_and_shutdown_returns_at_once() {
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    if !vms.boot("ga", &guest.agent) {
+        return;
+    }
+    let run = vms.qmpsh(&["--agent", "ga", "-c", "guest-ping", "-c", "guest-get-host-name", "-c", "guest-shutdown"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, format!("ok\n{{\"host-name\":\"{HOSTNAME}\"}}\nok\n"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vms.qemu_runs("ga") {
+        assert!(Instant::now() < deadline, "the guest did not power off after guest-shutdown");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // No agent: one clear line, exit 3.
+    vms.start("silent", &guest.ignoring);
+    let none = vms.qmpsh(&["--agent", "silent", "--timeout", "1", "-c", "guest-ping"]);
+    assert_eq!(none.code, 3, "{none:?}");
+    assert!(none.stderr.contains("is qemu-ga running in the guest?"), "{}", none.stderr);
+    assert_eq!(none.stderr.lines().count(), 1, "{}", none.stderr);
+}
+
+#[test]
+fn stop_and_status_work_while_a_shell_holds_the_vm() {
+    // QEMU serves one client per socket: vm stop and status use their own.
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    if !vms.boot("held", &guest.listening) {
+        return;
+    }
+    let mut shell = qmpsh_command(&["held"]);
+    shell.env("QMPSH_STATE_DIR", vms.state.path());
+    let mut shell = shell.spawn().unwrap();
+    let holder = shell.stdin.take().unwrap(); // open: the shell waits for lines
+    let mut out = shell.stdout.take().unwrap();
+    // The shell holds the socket once it answers a line.
+    let mut probe = holder;
+    probe.write_all(b"query-name\n").unwrap();
+    let mut first = [0u8; 1];
+    out.read_exact(&mut first).unwrap();
+    let started = Instant::now();
+    let status = vms.qmpsh(&["vm", "status", "held"]);
+    assert!(status.stdout.contains("state   running"), "{}", status.stdout);
+    // Not `busy`, and without waiting for the shell (at most the half
+    // second it gives an agent to answer).
+    assert!(started.elapsed() < Duration::from_millis(1500), "status took {:?}", started.elapsed());
+    let stopped = vms.qmpsh(&["vm", "stop", "held", "--timeout", "30"]);
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    assert!(stopped.stdout.ends_with("held: stopped (ACPI)\n"), "{}", stopped.stdout);
+    drop(probe);
+    let _ = common::wait_with_deadline(&mut shell, Duration::from_secs(10));
 }
 
 #[test]
@@ -103,8 +211,150 @@ fn a_guest_that_ignores_the_button_is_ended_after_the_timeout() {
     assert!(waited >= Duration::from_secs(2), "stopped before the timeout: {waited:?}");
     assert!(!vms.qemu_runs("deaf"));
 
-    let killed = vms.qmpsh(&["vm", "stop", "deafer", "--timeout", "1", "--kill"]);
-    assert_eq!(killed.code, 4, "{killed:?}");
+    // `--kill` kills at once, as asked: no button, no wait, exit 0.
+    let started = Instant::now();
+    let killed = vms.qmpsh(&["vm", "stop", "deafer", "--timeout", "30", "--kill"]);
+    assert_eq!(killed.code, 0, "{killed:?}");
     assert!(killed.stdout.ends_with("deafer: killed\n"), "{}", killed.stdout);
+    assert!(!killed.stdout.contains("POWERDOWN"), "{}", killed.stdout);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert!(!vms.qemu_runs("deafer"));
+}
+
+/// A minimal guest agent client of its own: the channel has no greeting and
+/// may hold a stale reply, so it starts with `guest-sync-delimited`, whose
+/// reply follows a 0xFF byte.
+struct Agent {
+    stream: UnixStream,
+    pending: Vec<u8>,
+}
+
+impl Agent {
+    fn connect(socket: &Path) -> Agent {
+        let stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+        stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        Agent { stream, pending: Vec::new() }
+    }
+
+    fn send(&mut self, message: &Value) {
+        self.stream.write_all(format!("{message}\n").as_bytes()).unwrap();
+    }
+
+    /// The next JSON line within `limit`, skipping whatever precedes its `{`.
+    fn reply(&mut self, limit: Duration) -> Option<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            while let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.pending.drain(..=end).collect();
+                if let Some(start) = line.iter().position(|&b| b == b'{') {
+                    let text = String::from_utf8_lossy(&line[start..]);
+                    return Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}")));
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut buf = [0u8; 4096];
+            match self.stream.read(&mut buf) {
+                Ok(0) => panic!("the agent channel closed"),
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => panic!("reading the agent channel: {e}"),
+            }
+        }
+    }
+
+    /// Resynchronises: asks again every 2 s until the reply to this sync.
+    fn sync(&mut self, id: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            self.pending.clear();
+            self.send(&json!({"execute": "guest-sync-delimited", "arguments": {"id": id}}));
+            let asked = Instant::now();
+            while asked.elapsed() < Duration::from_secs(2) {
+                if self.reply(Duration::from_secs(2).saturating_sub(asked.elapsed())).is_some_and(|r| r["return"] == id)
+                {
+                    return;
+                }
+            }
+        }
+        panic!("no reply to guest-sync-delimited within 60 s");
+    }
+
+    fn execute(&mut self, command: &str) -> Value {
+        self.send(&json!({ "execute": command }));
+        let reply = self.reply(Duration::from_secs(30)).unwrap_or_else(|| panic!("no reply to {command}"));
+        assert!(reply.get("error").is_none(), "{command}: {reply}");
+        reply["return"].clone()
+    }
+}
+
+#[test]
+fn the_guest_agent_answers_and_shuts_the_guest_down() {
+    let Some(guest) = guest::guest() else { return };
+    let (kernel, initrd) = (guest.kernel.display().to_string(), guest.agent.display().to_string());
+    let Some(mut qemu) = Qemu::start_args(|_| {
+        let args = [
+            "-machine",
+            "pc",
+            "-accel",
+            "tcg",
+            "-m",
+            "128",
+            "-kernel",
+            &kernel,
+            "-initrd",
+            &initrd,
+            "-append",
+            APPEND,
+            "-no-reboot",
+            "-serial",
+            "file:serial.log",
+            "-device",
+            "virtio-serial",
+            "-chardev",
+            "socket,id=ga,path=ga.sock,server=on,wait=off",
+            "-device",
+            &format!("virtserialport,chardev=ga,name={AGENT_PORT}"),
+        ];
+        args.iter().map(|s| s.to_string()).collect()
+    }) else {
+        return;
+    };
+    let serial = qemu.dir.path().join("serial.log");
+    let booted = Instant::now();
+    while !fs::read_to_string(&serial).unwrap_or_default().contains(READY) {
+        assert!(booted.elapsed() < Duration::from_secs(120), "no {READY}: {:?}", fs::read_to_string(&serial));
+        assert!(qemu.child.try_wait().unwrap().is_none(), "QEMU exited: {:?}", fs::read_to_string(&serial));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let ready = Instant::now();
+
+    let mut agent = Agent::connect(&qemu.dir.path().join("ga.sock"));
+    agent.sync(12345);
+    assert_eq!(agent.execute("guest-ping"), json!({}));
+    let pinged = ready.elapsed();
+
+    let interfaces = agent.execute("guest-network-get-interfaces");
+    let addresses: Vec<&Value> = interfaces
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|i| i["ip-addresses"].as_array().into_iter().flatten())
+        .map(|a| &a["ip-address"])
+        .collect();
+    assert!(addresses.contains(&&json!("127.0.0.1")), "{interfaces}");
+    assert_eq!(agent.execute("guest-get-host-name")["host-name"], HOSTNAME);
+    assert_eq!(agent.execute("guest-get-osinfo")["id"], "qmpsh-guest");
+
+    // guest-shutdown sends no reply: the guest powers off and QEMU exits.
+    agent.send(&json!({"execute": "guest-shutdown"}));
+    let asked = Instant::now();
+    assert!(qemu.exits_within(Duration::from_secs(10)), "{:?}", fs::read_to_string(&serial));
+    eprintln!(
+        "agent guest: booted to {READY} in {:?}, guest-ping answered {pinged:?} after it, \
+         guest-shutdown to QEMU exit {:?}",
+        ready - booted,
+        asked.elapsed()
+    );
 }
