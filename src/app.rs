@@ -32,15 +32,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             if cli.target.is_some() {
                 return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));
             }
-            let saved;
-            let schema = match &cli.schema {
-                Some(path) => {
-                    saved = read_schema(path)?;
-                    &saved
-                }
-                None => schema::recorded(),
-            };
-            dry_run(input(&cli.shell), &cli.shell, schema)
+            let saved = cli.schema.as_deref().map(read_schema).transpose()?;
+            dry_run(input(&cli.shell), &cli.shell, saved.as_ref())
         }
         None if cli.schema.is_some() => {
             Err(Error::Usage("--schema is for --dry-run; connected, qmpsh asks QEMU for its own".into()))
@@ -139,7 +132,9 @@ fn converse(
     let timeout = options.timeout.map(Duration::from_secs_f64);
     printer.live = true;
     let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent };
+    // The REPL waits for each reply: a person reads it before typing on.
+    let pipeline = options.pipeline.filter(|_| !interactive).map(|n| n as usize);
+    let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline };
     let mut session = Session::new(monitor, printer, settings);
     if interactive { repl::run(&mut session, label) } else { script(&mut session, input(options), options.keep_going) }
 }
@@ -179,10 +174,16 @@ fn script(session: &mut Session, input: Input, keep_going: bool) -> Result<(), E
         let result = line.and_then(|(text, line_no)| session.run_line(text, Some(line_no)));
         outcome.absorb(result, keep_going, |message| session.printer.problem(message))
     };
-    let result = match input {
+    let mut result = match input {
         Input::Stream(reader) => stream_script(session, reader, &mut run),
         commands => session::for_each_line(commands, session.hmp(), |line| run(session, line)),
     };
+    // `--pipeline`: what is still in flight has run; show its replies.
+    let drained = session.drain();
+    if result.is_ok() {
+        let drained = drained.map(|()| Flow::Continue);
+        result = outcome.absorb(drained, keep_going, |message| session.printer.problem(message)).map(|_| ());
+    }
     session.printer.flush();
     result?;
     session.printer.check()?;
@@ -277,7 +278,7 @@ fn stream_script(
 /// exactly as a connected run would send it: a line that needs the schema
 /// is bound with `schema` (the recorded one, or `--schema FILE`), others
 /// without, as when connected.
-fn dry_run(input: Input, options: &ShellOptions, schema: &Schema) -> Result<(), Error> {
+fn dry_run(input: Input, options: &ShellOptions, saved: Option<&Schema>) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut cpu = None;
@@ -285,6 +286,7 @@ fn dry_run(input: Input, options: &ShellOptions, schema: &Schema) -> Result<(), 
     let stderr_palette = palette(options.color, io::stderr().is_terminal());
     let mut translate_line = |line: Logical| -> Result<Flow, Error> {
         let (text, line_no) = line?;
+        let schema = || saved.unwrap_or_else(|| schema::recorded());
         match session::translate(text, Some(line_no), options.hmp, cpu, schema)? {
             Action::Send(request) => {
                 serde_json::to_writer(&mut out, &request.message).map_err(|e| Error::output(e.into()))?;

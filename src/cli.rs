@@ -85,6 +85,12 @@ pub struct ShellOptions {
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub timeout: Option<f64>,
 
+    /// In a script or -c, keep up to N commands in flight (default 32)
+    /// instead of waiting for each reply; replies still print in order
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "32",
+          value_parser = clap::value_parser!(u32).range(1..=4096), require_equals = true)]
+    pub pipeline: Option<u32>,
+
     /// In a script, go on after a failed command or a line that does not
     /// parse (and exit 2 at the end if a line did not parse, else 1)
     #[arg(long)]

@@ -2,6 +2,7 @@
 //! with replies and events printed as they come. Script mode, `-c` and the
 //! REPL all drive this; they differ only in what a failure does.
 
+use std::collections::VecDeque;
 use std::io::BufRead;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +39,18 @@ pub struct Settings {
     /// The VM's guest agent channel, when qmpsh knows it: `.shutdown`
     /// tries `guest-shutdown` first.
     pub agent: Option<Target>,
+    /// `--pipeline=N`: keep up to N commands in flight.
+    pub pipeline: Option<usize>,
+}
+
+/// A command sent and not yet answered (`--pipeline`), with what is needed
+/// to show its reply.
+struct InFlight {
+    id: Value,
+    line_no: Option<usize>,
+    command: String,
+    hmp_line: Option<String>,
+    text_reply: bool,
 }
 
 /// The live schema: not fetched yet, fetched, or not offered by the peer
@@ -59,11 +72,26 @@ pub struct Session {
     schema: SchemaState,
     /// `quit` was sent: QEMU closing the connection is now success.
     quitting: bool,
+    /// `--pipeline`: commands sent whose replies are still to come, oldest
+    /// first (QEMU answers in order).
+    in_flight: VecDeque<InFlight>,
+    /// `--pipeline`: the first failure among replies read ahead of the
+    /// line that reports it.
+    deferred: Option<Error>,
 }
 
 impl Session {
     pub fn new(monitor: Box<dyn Monitor>, printer: Printer, settings: Settings) -> Session {
-        Session { monitor, printer, settings, cpu: None, schema: SchemaState::NotFetched, quitting: false }
+        Session {
+            monitor,
+            printer,
+            settings,
+            cpu: None,
+            schema: SchemaState::NotFetched,
+            quitting: false,
+            in_flight: VecDeque::new(),
+            deferred: None,
+        }
     }
 
     /// `-H`: every line that is not JSON or a `.` command is HMP text.
@@ -97,15 +125,71 @@ impl Session {
         // Only a line that needs the schema is bound with it, so a line
         // means the same whatever ran before it (and in `--dry-run`).
         let needs_schema = bind::needs_schema(&parsed);
-        if needs_schema {
+        if needs_schema && matches!(self.schema, SchemaState::NotFetched) {
+            self.drain()?; // the schema's reply must not be taken for another's
             self.load_schema()?;
         }
         let schema = if needs_schema { self.schema() } else { None };
         let context = Context { hmp: self.settings.hmp, cpu: self.cpu, schema };
         let action = bind_line(&parsed, text, line_no, &context)?;
-        let flow = self.act(action);
+        let flow = match action {
+            Action::Send(request) if self.settings.pipeline.is_some() && !request.quits() => {
+                self.send_ahead(request, line_no)
+            }
+            // Anything else depends on the replies so far: the window drains.
+            other => self.drain().and_then(|()| self.act(other)),
+        };
         self.printer.check()?;
-        flow
+        match self.deferred.take() {
+            Some(failure) => Err(failure),
+            None => flow,
+        }
+    }
+
+    /// `--pipeline`: sends `request` without waiting, and reads the oldest
+    /// reply once the window is full.
+    fn send_ahead(&mut self, request: Request, line_no: Option<usize>) -> Result<Flow, Error> {
+        self.printer.forget_events();
+        let pending = match self.post(request, line_no) {
+            Ok(pending) => pending,
+            Err(e) => return self.connection_lost(e),
+        };
+        self.in_flight.push_back(pending);
+        if self.in_flight.len() >= self.settings.pipeline.unwrap_or(1) {
+            self.complete_oldest()?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Reads and shows the oldest reply in flight. A failed command is
+    /// remembered for the line that reports it, naming its own line and
+    /// how many commands sent after it have run all the same.
+    fn complete_oldest(&mut self) -> Result<(), Error> {
+        let Some(pending) = self.in_flight.pop_front() else { return Ok(()) };
+        let line_no = pending.line_no;
+        match self.finish(pending) {
+            Err(Error::CommandFailed) => {
+                let after = self.in_flight.len();
+                let line = line_no.map_or_else(|| "a command".to_string(), |n| format!("line {n}"));
+                let ran =
+                    if after > 0 { format!("; {after} commands sent after it had already run") } else { String::new() };
+                self.printer.problem(&format!("qmpsh: {line} failed{ran}"));
+                self.deferred.get_or_insert(Error::CommandFailed);
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Reads every reply still in flight (`--pipeline`), in order.
+    pub fn drain(&mut self) -> Result<(), Error> {
+        while !self.in_flight.is_empty() {
+            self.complete_oldest()?;
+        }
+        match self.deferred.take() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
     }
 
     /// Fetches the schema once, when a line first needs it.
@@ -147,6 +231,12 @@ impl Session {
     /// At the prompt: prints events as they come until `waker` is called.
     /// `Flow::Exit` when QEMU went away after our `quit`.
     pub fn idle(&mut self) -> Result<Flow, Error> {
+        // Replies in flight come first: waiting for a wake-up would pass
+        // over them.
+        if !self.in_flight.is_empty() {
+            self.complete_oldest()?;
+            return Ok(Flow::Continue);
+        }
         match self.monitor.wait_wake(&mut self.printer) {
             Ok(()) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
             Err(e) => self.connection_lost(e),
@@ -176,15 +266,31 @@ impl Session {
     }
 
     fn send(&mut self, request: Request) -> Result<Flow, Error> {
-        let command = request.command().to_string();
         if request.quits() {
             self.quitting = true;
         }
         self.printer.forget_events();
-        let deadline = self.deadline();
+        match self.post(request, None) {
+            Ok(pending) => self.finish(pending),
+            Err(e) => self.connection_lost(e),
+        }
+    }
+
+    fn post(&mut self, request: Request, line_no: Option<usize>) -> Result<InFlight, ClientError> {
+        let command = request.command().to_string();
         let hmp_line = request.hmp_line().map(str::to_string);
-        match self.monitor.execute(request.message, deadline, &mut self.printer) {
-            Ok(Ok(Value::String(text))) if hmp_line.as_deref().is_some_and(|line| is_hmp_failure(line, &text)) => {
+        let text_reply = request.text_reply;
+        let id = self.monitor.post(request.message, &mut self.printer)?;
+        Ok(InFlight { id, line_no, command, hmp_line, text_reply })
+    }
+
+    /// Waits for `pending`'s reply and shows it.
+    fn finish(&mut self, pending: InFlight) -> Result<Flow, Error> {
+        let deadline = self.deadline();
+        match self.monitor.await_reply(&pending.id, deadline, &mut self.printer) {
+            Ok(Ok(Value::String(text)))
+                if pending.hmp_line.as_deref().is_some_and(|line| is_hmp_failure(line, &text)) =>
+            {
                 // HMP reports failure as text; a script must still see a failure.
                 let message = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
                 let message = message.strip_prefix("Error: ").unwrap_or(&message).to_string();
@@ -192,7 +298,7 @@ impl Session {
                 Err(Error::CommandFailed)
             }
             Ok(Ok(value)) => {
-                self.printer.reply(&value, request.text_reply);
+                self.printer.reply(&value, pending.text_reply);
                 if self.quitting {
                     self.await_close();
                     return Ok(Flow::Exit);
@@ -200,13 +306,14 @@ impl Session {
                 Ok(Flow::Continue)
             }
             Ok(Err(mut error)) => {
-                if error.class == "CommandNotFound" {
-                    error.desc.push_str(&self.did_you_mean(&command));
+                // The hint asks QEMU for its schema: not while replies are in flight.
+                if error.class == "CommandNotFound" && self.in_flight.is_empty() {
+                    error.desc.push_str(&self.did_you_mean(&pending.command));
                 }
                 self.printer.qmp_error(&error);
                 Err(Error::CommandFailed)
             }
-            Err(ClientError::Timeout) => Err(self.timed_out(&command)),
+            Err(ClientError::Timeout) => Err(self.timed_out(&pending.command)),
             Err(e) => self.connection_lost(e),
         }
     }
@@ -351,16 +458,17 @@ fn bind_line(parsed: &Line, text: &str, line_no: Option<usize>, context: &Contex
 }
 
 /// Parses and binds one logical line without a connection (`--dry-run`),
-/// giving binding the schema when the line needs it, as a session does.
-pub fn translate(
+/// giving binding the schema when the line needs it, as a session does
+/// (and only then reading it: the recorded one is 190 KB of JSON).
+pub fn translate<'s>(
     text: &str,
     line_no: Option<usize>,
     hmp: bool,
     cpu: Option<i64>,
-    schema: &Schema,
+    schema: impl FnOnce() -> &'s Schema,
 ) -> Result<Action, Error> {
     let parsed = parse(text, line_no, hmp)?;
-    let schema = bind::needs_schema(&parsed).then_some(schema);
+    let schema = bind::needs_schema(&parsed).then(schema);
     bind_line(&parsed, text, line_no, &Context { hmp, cpu, schema })
 }
 

@@ -231,3 +231,18 @@ fn the_schema_is_fetched_once_and_only_for_lines_that_need_it() {
     let returns: Vec<String> = run.json_lines().iter().map(|m| m["return"].to_string()).collect();
     assert_eq!(returns, ["{}", r#"{"status":"paused"}"#, r#""a""#, r#""b""#]);
 }
+
+#[test]
+fn a_flood_of_events_before_a_reply_is_printed_whole() {
+    // 50,000 events at once: the reader waits for the printer (a bounded
+    // backlog, so memory stays flat) and nothing is dropped.
+    let flood: String = (0..50_000).map(|n| event("BLOCK_IO_ERROR", Some(&format!(r#"{{"n": {n}}}"#)))).collect();
+    let server = script(vec![expect("stop"), send(&flood), send(OK), Step::ExpectHangUp]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "stop"], "");
+    server.finish();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let events: Vec<&str> = run.stdout.lines().filter(|l| l.contains(" BLOCK_IO_ERROR ")).collect();
+    assert_eq!(events.len(), 50_000);
+    assert!(events[49_999].ends_with(r#"{"n":49999}"#), "{}", events[49_999]);
+    assert_eq!(run.stdout.lines().last(), Some("ok"));
+}

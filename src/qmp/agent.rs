@@ -22,6 +22,8 @@ pub struct AgentMonitor {
     commands: Vec<String>,
     /// Commands that send no reply.
     silent: HashSet<String>,
+    /// Ids of posted commands that will get no reply.
+    unanswered: HashSet<String>,
 }
 
 impl AgentMonitor {
@@ -36,7 +38,8 @@ impl AgentMonitor {
     ) -> Result<AgentMonitor, ClientError> {
         let connect = Connect { greeting_timeout: timeout, negotiate: false };
         let socket = SocketMonitor::connect(target, connect, observer)?;
-        let mut agent = AgentMonitor { socket, commands: Vec::new(), silent: HashSet::new() };
+        let mut agent =
+            AgentMonitor { socket, commands: Vec::new(), silent: HashSet::new(), unanswered: HashSet::new() };
         let deadline = Instant::now() + timeout;
         agent.sync(deadline).map_err(|e| match e {
             ClientError::Timeout | ClientError::Closed => ClientError::Io(format!(
@@ -105,6 +108,27 @@ impl Monitor for AgentMonitor {
         let done = Value::Object(Map::new());
         observer.received(&done, Kind::Reply);
         Ok(Ok(done))
+    }
+
+    fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
+        let silent = command.get("execute").and_then(Value::as_str).is_some_and(|name| self.silent.contains(name));
+        let id = self.socket.post(command, observer)?;
+        if silent {
+            self.unanswered.insert(id.to_string());
+        }
+        Ok(id)
+    }
+
+    fn await_reply(
+        &mut self,
+        id: &Value,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        if self.unanswered.remove(&id.to_string()) {
+            return Ok(Ok(Value::Object(Map::new())));
+        }
+        self.socket.await_reply(id, deadline, observer)
     }
 
     fn wait_event(

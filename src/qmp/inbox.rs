@@ -4,7 +4,7 @@
 //! feeds one, so waiting for a reply, an event or a wake-up, with a
 //! deadline and Ctrl-C, is written once.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,18 +29,23 @@ enum Got {
 /// How often a wait without deadline looks at the Ctrl-C flag.
 const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
+/// How many messages may wait unread. A flood of events beyond this makes
+/// the transport's thread wait, and the socket apply back-pressure to
+/// QEMU, instead of memory growing with the backlog; nothing is dropped.
+const BACKLOG: usize = 256;
+
 /// The receiving end, with how the transport ended once it has.
 pub struct Inbox {
     incoming: Receiver<Incoming>,
     ended: Option<ClientError>,
     /// Feeds [`Incoming::Wake`] into the same channel, for [`Inbox::waker`].
-    wake: Sender<Incoming>,
+    wake: SyncSender<Incoming>,
 }
 
 impl Inbox {
     /// An inbox, and the sender a transport's thread feeds it with.
-    pub fn new() -> (Inbox, Sender<Incoming>) {
-        let (tx, incoming) = mpsc::channel();
+    pub fn new() -> (Inbox, SyncSender<Incoming>) {
+        let (tx, incoming) = mpsc::sync_channel(BACKLOG);
         (Inbox { incoming, ended: None, wake: tx.clone() }, tx)
     }
 

@@ -120,6 +120,20 @@ pub trait Monitor {
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError>;
 
+    /// Sends `command` without waiting (`--pipeline`) and returns its id,
+    /// for [`Monitor::await_reply`]. Replies must then be awaited in the
+    /// order the commands were sent.
+    fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError>;
+
+    /// Waits until `deadline` (or forever) for the reply to the command
+    /// posted with `id`, handing every other message to `observer`.
+    fn await_reply(
+        &mut self,
+        id: &Value,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError>;
+
     /// Reads messages until `deadline` (or forever), handing each to
     /// `observer`, and stops early at the first event `wanted` accepts,
     /// which it returns.

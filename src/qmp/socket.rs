@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -173,7 +173,7 @@ fn is_disconnect(e: &io::Error) -> bool {
 }
 
 /// The reader thread: frames the stream until EOF, an error or garbage.
-fn read_messages(mut stream: Stream, tx: Sender<Incoming>) {
+fn read_messages(mut stream: Stream, tx: SyncSender<Incoming>) {
     const CHUNK: usize = 64 * 1024;
     let mut framer = Framer::new();
     loop {
@@ -281,10 +281,10 @@ impl Drop for SocketMonitor {
     }
 }
 
-impl SocketMonitor {
+impl Monitor for SocketMonitor {
     /// Sends `command` with an id (its own, or the next of ours) and
     /// returns the id, without waiting for the reply.
-    pub fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
+    fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
         let id = match command.get("id") {
             Some(id) => id.clone(),
             None => {
@@ -299,9 +299,16 @@ impl SocketMonitor {
         self.send(&message)?;
         Ok(id)
     }
-}
 
-impl Monitor for SocketMonitor {
+    fn await_reply(
+        &mut self,
+        id: &Value,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        self.inbox.await_reply(id, deadline, observer)
+    }
+
     fn execute(
         &mut self,
         command: Map<String, Value>,

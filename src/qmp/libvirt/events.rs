@@ -6,7 +6,7 @@
 
 use std::ffi::{CStr, c_char, c_int, c_longlong, c_uint, c_void};
 use std::sync::OnceLock;
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::SyncSender;
 use std::thread;
 
 use serde_json::{Map, Value};
@@ -40,7 +40,7 @@ pub fn start_loop() -> Result<(), String> {
 /// What a callback needs: where to put what it learns, and the URI to name
 /// when the connection is lost.
 struct Feed {
-    tx: Sender<Incoming>,
+    tx: SyncSender<Incoming>,
     uri: String,
 }
 
@@ -53,7 +53,12 @@ pub struct Subscription {
 
 /// Registers the three callbacks, each with its own [`Feed`] that libvirt
 /// frees when the callback is deregistered.
-pub fn subscribe(connect: &Connect, domain: &Domain, tx: &Sender<Incoming>, uri: &str) -> Result<Subscription, String> {
+pub fn subscribe(
+    connect: &Connect,
+    domain: &Domain,
+    tx: &SyncSender<Incoming>,
+    uri: &str,
+) -> Result<Subscription, String> {
     let feed = || Box::into_raw(Box::new(Feed { tx: tx.clone(), uri: uri.to_string() })).cast::<c_void>();
     // SAFETY: the connection and domain pointers are valid for the calls
     // (borrowed from live wrappers); `feed()` is a leaked Box<Feed> that

@@ -11,7 +11,7 @@
 
 mod events;
 
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,7 +112,7 @@ impl LibvirtMonitor {
 
 /// The command thread: one blocking libvirt call at a time, each answer
 /// into the inbox under qmpsh's id.
-fn run_commands(domain: &Domain, requests: &Receiver<(Value, String)>, tx: &Sender<Incoming>) {
+fn run_commands(domain: &Domain, requests: &Receiver<(Value, String)>, tx: &SyncSender<Incoming>) {
     for (id, command) in requests {
         let item = match domain.qemu_monitor_command(&command, 0) {
             Ok(reply) => match serde_json::from_str::<Value>(&reply) {
@@ -168,10 +168,15 @@ fn failure(domain: &Domain, error: &VirtError, id: Value) -> Incoming {
 impl Monitor for LibvirtMonitor {
     fn execute(
         &mut self,
-        mut command: Map<String, Value>,
+        command: Map<String, Value>,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
+        let id = self.post(command, observer)?;
+        self.inbox.await_reply(&id, deadline, observer)
+    }
+
+    fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
         let id = command.remove("id").unwrap_or_else(|| {
             self.next_id += 1;
             Value::from(self.next_id - 1)
@@ -182,7 +187,16 @@ impl Monitor for LibvirtMonitor {
         command.insert("id".into(), id.clone());
         observer.sent(&Value::Object(command));
         self.commands.send((id.clone(), text)).map_err(|_| ClientError::Closed)?;
-        self.inbox.await_reply(&id, deadline, observer)
+        Ok(id)
+    }
+
+    fn await_reply(
+        &mut self,
+        id: &Value,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
+        self.inbox.await_reply(id, deadline, observer)
     }
 
     fn wait_event(
