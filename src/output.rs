@@ -73,6 +73,9 @@ pub struct Printer {
     recent: VecDeque<Value>,
 }
 
+/// How much output collects before it is written.
+const FLUSH_AT: usize = 64 * 1024;
+
 /// How many events `.wait` can look back on.
 const RECENT_EVENTS: usize = 1024;
 
@@ -157,7 +160,12 @@ impl Printer {
             let result = render::reply(&mut self.out, value, text, self.style.pretty, &self.style.stdout);
             self.record(result);
         }
-        self.flush();
+        // On a pipe, replies collect until qmpsh waits for input, writes to
+        // stderr, or has a buffer full: a 10,000-line script is not 10,000
+        // writes. At the prompt each shows at once.
+        if matches!(self.sink, Sink::Terminal(_)) || self.out.len() >= FLUSH_AT {
+            self.flush();
+        }
     }
 
     /// A QMP error reply, on stderr.

@@ -231,6 +231,8 @@ impl Session {
     /// At the prompt: prints events as they come until `waker` is called.
     /// `Flow::Exit` when QEMU went away after our `quit`.
     pub fn idle(&mut self) -> Result<Flow, Error> {
+        // Whoever reads our output sees it all before qmpsh waits for more.
+        self.printer.flush();
         // Replies in flight come first: waiting for a wake-up would pass
         // over them.
         if !self.in_flight.is_empty() {
@@ -348,6 +350,8 @@ impl Session {
     }
 
     fn shell(&mut self, shell: Shell) -> Result<Flow, Error> {
+        // A dot command may wait (.sleep, .wait): what came before shows first.
+        self.printer.flush();
         match shell {
             Shell::Exit => return Ok(Flow::Exit),
             Shell::Help(topic) => {

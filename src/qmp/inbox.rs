@@ -1,9 +1,11 @@
-//! What a transport's own thread receives, waiting in one channel for the
-//! caller: messages (replies and events) in the order they came, why the
-//! connection ended, and wake-ups from the input thread. Every transport
-//! feeds one, so waiting for a reply, an event or a wake-up, with a
-//! deadline and Ctrl-C, is written once.
+//! What the caller waits for, in the order it came: messages (replies and
+//! events), why the connection ended, and wake-ups from the input thread.
+//! A transport supplies them through a [`Feed`]: the socket reads its own
+//! stream on the caller's thread; libvirt's threads fill a channel. Waiting
+//! for a reply, an event or a wake-up, with a deadline and Ctrl-C, is
+//! written once, here.
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
@@ -29,24 +31,56 @@ enum Got {
 /// How often a wait without deadline looks at the Ctrl-C flag.
 const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
-/// How many messages may wait unread. A flood of events beyond this makes
-/// the transport's thread wait, and the socket apply back-pressure to
-/// QEMU, instead of memory growing with the backlog; nothing is dropped.
+/// How many messages may wait unread in a channel. A flood of events beyond
+/// this makes the transport's thread wait instead of memory growing with
+/// the backlog; nothing is dropped. (The socket reads only as the caller
+/// waits, so its back-pressure is the socket's own.)
+#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
 const BACKLOG: usize = 256;
+
+/// Where an inbox's items come from.
+pub trait Feed {
+    /// The next item within `wait`; `None` when none came.
+    fn next_within(&mut self, wait: Duration) -> Option<Incoming>;
+}
+
+/// A channel that a transport's own threads fill.
+impl Feed for Receiver<Incoming> {
+    fn next_within(&mut self, wait: Duration) -> Option<Incoming> {
+        match self.recv_timeout(wait) {
+            Ok(item) => Some(item),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Incoming::End(ClientError::Closed)),
+        }
+    }
+}
+
+/// Makes the waiting side's next wait end with [`Incoming::Wake`].
+pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
 /// The receiving end, with how the transport ended once it has.
 pub struct Inbox {
-    incoming: Receiver<Incoming>,
+    feed: Box<dyn Feed>,
     ended: Option<ClientError>,
-    /// Feeds [`Incoming::Wake`] into the same channel, for [`Inbox::waker`].
-    wake: SyncSender<Incoming>,
+    wake: Wake,
 }
 
 impl Inbox {
-    /// An inbox, and the sender a transport's thread feeds it with.
-    pub fn new() -> (Inbox, SyncSender<Incoming>) {
+    /// An inbox fed by a channel, and the sender a transport's threads
+    /// fill it with (libvirt's).
+    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+    pub fn channel() -> (Inbox, SyncSender<Incoming>) {
         let (tx, incoming) = mpsc::sync_channel(BACKLOG);
-        (Inbox { incoming, ended: None, wake: tx.clone() }, tx)
+        let waker = tx.clone();
+        let wake: Wake = Arc::new(move || {
+            let _ = waker.send(Incoming::Wake);
+        });
+        (Inbox::with_feed(Box::new(incoming), wake), tx)
+    }
+
+    /// An inbox over `feed`; `wake` makes its current or next wait end.
+    pub fn with_feed(feed: Box<dyn Feed>, wake: Wake) -> Inbox {
+        Inbox { feed, ended: None, wake }
     }
 
     /// The next message (or wake-up), or why none will come. A wait is cut
@@ -63,21 +97,15 @@ impl Inbox {
                 None => INTERRUPT_POLL,
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(INTERRUPT_POLL),
             };
-            match self.incoming.recv_timeout(slice) {
-                Ok(Incoming::Message(message)) => return Ok(Got::Message(message)),
-                Ok(Incoming::Wake) => return Ok(Got::Woken),
-                Ok(Incoming::End(end)) => {
+            match self.feed.next_within(slice) {
+                Some(Incoming::Message(message)) => return Ok(Got::Message(message)),
+                Some(Incoming::Wake) => return Ok(Got::Woken),
+                Some(Incoming::End(end)) => {
                     self.ended = Some(end.clone());
                     return Err(end);
                 }
-                Err(RecvTimeoutError::Timeout) if deadline.is_some_and(|d| Instant::now() >= d) => {
-                    return Err(ClientError::Timeout);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.ended = Some(ClientError::Closed);
-                    return Err(ClientError::Closed);
-                }
+                None if deadline.is_some_and(|d| Instant::now() >= d) => return Err(ClientError::Timeout),
+                None => {}
             }
         }
     }
@@ -159,10 +187,8 @@ impl Inbox {
 
     /// See [`super::Monitor::waker`].
     pub fn waker(&self) -> Waker {
-        let wake = self.wake.clone();
-        Box::new(move || {
-            let _ = wake.send(Incoming::Wake);
-        })
+        let wake = Arc::clone(&self.wake);
+        Box::new(move || wake())
     }
 }
 

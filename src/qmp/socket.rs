@@ -7,17 +7,17 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use super::inbox::{Inbox, Incoming};
+use super::inbox::{Feed, Inbox, Incoming, Wake};
 use super::{ClientError, Framer, Kind, Monitor, Observer, Reply, Waker};
 use crate::target::Target;
 
@@ -98,6 +98,15 @@ impl Stream {
     }
 }
 
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
+        }
+    }
+}
+
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -172,36 +181,103 @@ fn is_disconnect(e: &io::Error) -> bool {
     )
 }
 
-/// The reader thread: frames the stream until EOF, an error or garbage.
-fn read_messages(mut stream: Stream, tx: SyncSender<Incoming>) {
-    const CHUNK: usize = 64 * 1024;
-    let mut framer = Framer::new();
-    loop {
-        let room = framer.spare(CHUNK);
-        let read = stream.read(room);
-        framer.filled(*read.as_ref().unwrap_or(&0), CHUNK);
-        let end = match read {
-            Ok(0) => ClientError::Closed,
-            Ok(_) => {
-                while let Some(message) = framer.next_message() {
-                    let item = match message {
-                        Ok(value) => Incoming::Message(value),
-                        Err(garbage) => Incoming::End(ClientError::Protocol(garbage)),
-                    };
-                    let stop = matches!(item, Incoming::End(_));
-                    if tx.send(item).is_err() || stop {
-                        return;
-                    }
-                }
-                continue;
+/// The socket's side of the inbox: reads the stream on the caller's
+/// thread, only while the caller waits, and frames it into messages. A
+/// wake-up is a byte on a pipe, polled beside the socket. No thread stands
+/// between QEMU's reply and the caller, and a flood of events waits in the
+/// socket (QEMU's back-pressure) instead of in memory.
+struct SocketFeed {
+    stream: Stream,
+    framer: Framer,
+    /// The read end of the wake-up pipe (non-blocking).
+    wake: OwnedFd,
+    /// Why reading ended, once it has.
+    ended: bool,
+}
+
+/// How much is read at a time.
+const CHUNK: usize = 64 * 1024;
+
+impl Feed for SocketFeed {
+    fn next_within(&mut self, wait: Duration) -> Option<Incoming> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(message) = self.framer.next_message() {
+                return Some(match message {
+                    Ok(value) => Incoming::Message(value),
+                    Err(garbage) => self.end(ClientError::Protocol(garbage)),
+                });
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) if is_disconnect(&e) => ClientError::Closed,
-            Err(e) => ClientError::Io(format!("reading from QEMU failed: {e}")),
-        };
-        let _ = tx.send(Incoming::End(end));
-        return;
+            if self.ended {
+                return Some(Incoming::End(ClientError::Closed));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (readable, woken) = match poll_two(self.stream.as_raw_fd(), self.wake.as_raw_fd(), left) {
+                Ok(ready) => ready,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
+                Err(e) => return Some(self.end(ClientError::Io(format!("waiting for QEMU failed: {e}")))),
+            };
+            if woken {
+                drain_pipe(&self.wake);
+                return Some(Incoming::Wake);
+            }
+            if !readable {
+                return None;
+            }
+            let room = self.framer.spare(CHUNK);
+            let read = self.stream.read(room);
+            self.framer.filled(*read.as_ref().unwrap_or(&0), CHUNK);
+            match read {
+                Ok(0) => return Some(self.end(ClientError::Closed)),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_disconnect(&e) => return Some(self.end(ClientError::Closed)),
+                Err(e) => return Some(self.end(ClientError::Io(format!("reading from QEMU failed: {e}")))),
+            }
+        }
     }
+}
+
+impl SocketFeed {
+    fn end(&mut self, why: ClientError) -> Incoming {
+        self.ended = true;
+        Incoming::End(why)
+    }
+}
+
+/// Waits up to `wait` for `data` or `wake` to be readable (a hang-up or
+/// error counts as readable: the read then says what happened).
+fn poll_two(data: RawFd, wake: RawFd, wait: Duration) -> io::Result<(bool, bool)> {
+    let mut fds = [
+        libc::pollfd { fd: data, events: libc::POLLIN, revents: 0 },
+        libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
+    ];
+    let millis =
+        wait.as_millis().min(i32::MAX as u128) as i32 + i32::from(!wait.subsec_nanos().is_multiple_of(1_000_000));
+    // SAFETY: `fds` is a valid array of two pollfd for the call's duration.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fds[0].revents != 0, fds[1].revents != 0))
+}
+
+/// Empties the wake-up pipe (non-blocking): one wake-up however many bytes.
+fn drain_pipe(fd: &OwnedFd) {
+    let mut sink = [0u8; 64];
+    // SAFETY: reads into a local buffer of the length given.
+    while unsafe { libc::read(fd.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len()) } > 0 {}
+}
+
+/// A non-blocking pipe for wake-ups: (read end, write end).
+fn wake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors that we then own.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both are fresh descriptors from pipe2, owned from here on.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 impl SocketMonitor {
@@ -209,13 +285,16 @@ impl SocketMonitor {
     pub fn connect(target: &Target, options: Connect, observer: &mut dyn Observer) -> Result<Self, ClientError> {
         let deadline = Instant::now() + options.greeting_timeout;
         let writer = Stream::open(target, options.greeting_timeout)?;
-        let reader =
-            writer.try_clone().map_err(|e| ClientError::Io(format!("cannot use the connection to {target}: {e}")))?;
-        let (inbox, tx) = Inbox::new();
-        thread::Builder::new()
-            .name("qmp-reader".into())
-            .spawn(move || read_messages(reader, tx))
-            .map_err(|e| ClientError::Io(format!("cannot start the reader thread: {e}")))?;
+        let cannot = |e: io::Error| ClientError::Io(format!("cannot use the connection to {target}: {e}"));
+        let reader = writer.try_clone().map_err(cannot)?;
+        let (wake_read, wake_write) = wake_pipe().map_err(cannot)?;
+        let wake: Wake = Arc::new(move || {
+            // SAFETY: writes one byte from a local to our own pipe; when the
+            // pipe is full a wake-up is pending already.
+            unsafe { libc::write(wake_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+        });
+        let feed = SocketFeed { stream: reader, framer: Framer::new(), wake: wake_read, ended: false };
+        let inbox = Inbox::with_feed(Box::new(feed), wake);
         let mut monitor = SocketMonitor { writer, inbox, next_id: 1, greeting: None };
         if options.negotiate {
             monitor.handshake(target, deadline, options.greeting_timeout, observer)?;

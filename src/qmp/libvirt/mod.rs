@@ -99,7 +99,7 @@ impl LibvirtMonitor {
     /// A monitor on a running `domain` of `connect`.
     pub fn attach(connect: &Connect, domain: Domain) -> Result<LibvirtMonitor, ClientError> {
         let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
-        let (inbox, tx) = Inbox::new();
+        let (inbox, tx) = Inbox::channel();
         let subscription = events::subscribe(connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
         let (commands, requests) = mpsc::channel();
         thread::Builder::new()
