@@ -105,7 +105,7 @@ fn frame(c: &mut Criterion) {
             for chunk in bytes.chunks(READ) {
                 let room = framer.spare(READ);
                 room[..chunk.len()].copy_from_slice(chunk);
-                framer.filled(chunk.len(), READ);
+                framer.filled(chunk.len());
                 while let Some(message) = framer.next_message() {
                     black_box(message.unwrap());
                     count += 1;

@@ -1,6 +1,8 @@
 //! `run`: from parsed command-line options to a finished session.
 
 use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 use std::time::Duration;
@@ -242,6 +244,10 @@ fn stream_script(
     // QEMU answers one command at a time.
     let (lines, next) = mpsc::sync_channel(64);
     let wake = session.waker();
+    // Set while the session waits for a line: only then does a new line
+    // need to wake it (a busy script is not woken once per line).
+    let idle = Arc::new(AtomicBool::new(false));
+    let reader_idle = Arc::clone(&idle);
     thread::Builder::new()
         .name("qmpsh-stdin".into())
         .spawn(move || {
@@ -251,7 +257,9 @@ fn stream_script(
                 // ends at the end of input or a read error.
                 let end = matches!(line, Ok(None) | Err(Error::Io(_)));
                 let sent = lines.send(line).is_ok();
-                wake();
+                if end || !sent || reader_idle.load(Ordering::SeqCst) {
+                    wake();
+                }
                 if end || !sent {
                     return;
                 }
@@ -264,7 +272,18 @@ fn stream_script(
             Ok(line) => return line,
             Err(TryRecvError::Disconnected) => return Ok(None),
             Err(TryRecvError::Empty) => {
-                if session.idle()? == Flow::Exit {
+                // Say we wait, then look once more: a line sent before the
+                // reader saw the flag is found here, one sent after wakes us.
+                idle.store(true, Ordering::SeqCst);
+                let flow = match next.try_recv() {
+                    Ok(line) => {
+                        idle.store(false, Ordering::SeqCst);
+                        return line;
+                    }
+                    Err(_) => session.idle(),
+                };
+                idle.store(false, Ordering::SeqCst);
+                if flow? == Flow::Exit {
                     return Ok(None);
                 }
             }

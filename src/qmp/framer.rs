@@ -15,6 +15,8 @@ pub struct Framer {
     start: usize,
     /// Bytes before this index have been scanned.
     scanned: usize,
+    /// Bytes before this index hold data; the rest is room to read into.
+    end: usize,
     depth: usize,
     in_string: bool,
     escaped: bool,
@@ -27,26 +29,28 @@ impl Framer {
 
     /// Room to read into: drops consumed bytes and returns a spare slice of
     /// at least `want` bytes. Call [`Framer::filled`] with how many were read.
+    /// The buffer only grows, so its bytes are zeroed once, not per read.
     pub fn spare(&mut self, want: usize) -> &mut [u8] {
         if self.start > 0 {
-            self.buf.drain(..self.start);
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.scanned -= self.start;
             self.start = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        &mut self.buf[len..]
+        if self.buf.len() < self.end + want {
+            self.buf.resize(self.end + want, 0);
+        }
+        &mut self.buf[self.end..]
     }
 
     /// Keeps `n` bytes of the slice [`Framer::spare`] returned.
-    pub fn filled(&mut self, n: usize, want: usize) {
-        let len = self.buf.len();
-        self.buf.truncate(len - want + n);
+    pub fn filled(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.buf.len());
     }
 
     /// The next complete message, if the bytes so far hold one.
     pub fn next_message(&mut self) -> Option<Result<serde_json::Value, String>> {
-        while self.scanned < self.buf.len() {
+        while self.scanned < self.end {
             let byte = self.buf[self.scanned];
             self.scanned += 1;
             if self.depth == 0 {
@@ -88,7 +92,7 @@ impl Framer {
     }
 
     fn garbage(&self, at: usize) -> String {
-        let end = self.buf.len().min(at + 40);
+        let end = self.end.min(at + 40);
         let shown = String::from_utf8_lossy(&self.buf[at..end]);
         format!("QEMU sent something that is not a JSON object: {:?}", shown.trim_end())
     }
@@ -100,8 +104,8 @@ mod tests {
 
     fn feed(framer: &mut Framer, bytes: &[u8]) {
         let room = framer.spare(bytes.len());
-        room.copy_from_slice(bytes);
-        framer.filled(bytes.len(), bytes.len());
+        room[..bytes.len()].copy_from_slice(bytes);
+        framer.filled(bytes.len());
     }
 
     fn drain(framer: &mut Framer) -> Vec<serde_json::Value> {

@@ -226,7 +226,7 @@ impl Feed for SocketFeed {
             }
             let room = self.framer.spare(CHUNK);
             let read = self.stream.read(room);
-            self.framer.filled(*read.as_ref().unwrap_or(&0), CHUNK);
+            self.framer.filled(*read.as_ref().unwrap_or(&0));
             match read {
                 Ok(0) => return Some(self.end(ClientError::Closed)),
                 Ok(_) => {}
