@@ -1,6 +1,7 @@
 //! `run`: from parsed command-line options to a finished session.
 
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
+use std::collections::VecDeque;
+use std::io::{self, BufReader, IsTerminal, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
@@ -71,7 +72,7 @@ fn input(options: &ShellOptions) -> Input {
     if !options.commands.is_empty() {
         Input::Commands(options.commands.clone())
     } else {
-        Input::Stream(Box::new(BufReader::with_capacity(64 * 1024, io::stdin())))
+        Input::Stream(BufReader::with_capacity(64 * 1024, Box::new(io::stdin())))
     }
 }
 
@@ -232,17 +233,22 @@ impl KeepGoing {
     }
 }
 
+/// One physical line read from a stream, or why it could not be read.
+type PhysicalLine = Result<Option<String>, Error>;
+
 /// A script read from a stream (a pipe that may pause): a thread reads the
 /// lines, and while none is ready the session prints events as they come,
 /// just as the REPL does at its prompt.
 fn stream_script(
     session: &mut Session,
-    mut reader: Box<dyn BufRead + Send>,
+    mut reader: BufReader<Box<dyn Read + Send>>,
     run: &mut dyn FnMut(&mut Session, Logical) -> Result<Flow, Error>,
 ) -> Result<(), Error> {
-    // Bounded: a fast producer (`yes | qmpsh`) must not fill memory while
-    // QEMU answers one command at a time.
-    let (lines, next) = mpsc::sync_channel(64);
+    // Lines go over in batches: the reader never waits while the session
+    // is busy, until it holds BATCH lines (bounded: `yes | qmpsh` must not
+    // fill memory while QEMU answers one command at a time).
+    const BATCH: usize = 1024;
+    let (batches, next) = mpsc::sync_channel::<Vec<PhysicalLine>>(2);
     let wake = session.waker();
     // Set while the session waits for a line: only then does a new line
     // need to wake it (a busy script is not woken once per line).
@@ -251,34 +257,54 @@ fn stream_script(
     thread::Builder::new()
         .name("qmpsh-stdin".into())
         .spawn(move || {
+            let mut batch = Vec::new();
             for number in 1.. {
                 let line = session::read_physical(&mut reader, number);
                 // A line that is not UTF-8 is that line's failure; reading
                 // ends at the end of input or a read error.
                 let end = matches!(line, Ok(None) | Err(Error::Io(_)));
-                let sent = lines.send(line).is_ok();
-                if end || !sent || reader_idle.load(Ordering::SeqCst) {
+                batch.push(line);
+                // Before a read that may wait for input, every line read so
+                // far goes over, so none sits here while the session waits.
+                let may_block = reader.buffer().is_empty();
+                let sent = if end || may_block || batch.len() >= BATCH {
+                    batches.send(std::mem::take(&mut batch)).map_err(|_| ())
+                } else {
+                    match batches.try_send(std::mem::take(&mut batch)) {
+                        Ok(()) => Ok(()),
+                        Err(mpsc::TrySendError::Full(kept)) => {
+                            batch = kept;
+                            continue;
+                        }
+                        Err(mpsc::TrySendError::Disconnected(_)) => Err(()),
+                    }
+                };
+                if end || sent.is_err() || reader_idle.load(Ordering::SeqCst) {
                     wake();
                 }
-                if end || !sent {
+                if end || sent.is_err() {
                     return;
                 }
             }
         })
         .map_err(|e| Error::Io(format!("cannot start the input thread: {e}")))?;
     // While no line is ready, the session prints events as they come.
+    let mut ready: VecDeque<PhysicalLine> = VecDeque::new();
     let next_line = |session: &mut Session| loop {
+        if let Some(line) = ready.pop_front() {
+            return line;
+        }
         match next.try_recv() {
-            Ok(line) => return line,
+            Ok(batch) => ready.extend(batch),
             Err(TryRecvError::Disconnected) => return Ok(None),
             Err(TryRecvError::Empty) => {
-                // Say we wait, then look once more: a line sent before the
+                // Say we wait, then look once more: a batch sent before the
                 // reader saw the flag is found here, one sent after wakes us.
                 idle.store(true, Ordering::SeqCst);
                 let flow = match next.try_recv() {
-                    Ok(line) => {
-                        idle.store(false, Ordering::SeqCst);
-                        return line;
+                    Ok(batch) => {
+                        ready.extend(batch);
+                        Ok(Flow::Continue)
                     }
                     Err(_) => session.idle(),
                 };

@@ -3,7 +3,7 @@
 //! REPL all drive this; they differ only in what a failure does.
 
 use std::collections::VecDeque;
-use std::io::BufRead;
+use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -479,7 +479,7 @@ pub fn translate<'s>(
 /// Where lines come from: `-c` arguments or a stream such as stdin.
 pub enum Input {
     Commands(Vec<String>),
-    Stream(Box<dyn BufRead + Send>),
+    Stream(BufReader<Box<dyn Read + Send>>),
 }
 
 /// The next physical line of `reader` (number `number`), without its
