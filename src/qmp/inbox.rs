@@ -40,13 +40,15 @@ const BACKLOG: usize = 256;
 
 /// Where an inbox's items come from.
 pub trait Feed {
-    /// The next item within `wait`; `None` when none came.
-    fn next_within(&mut self, wait: Duration) -> Option<Incoming>;
+    /// The next item within `wait`; `None` when none came. Unless
+    /// `wakeable`, the caller passes over wake-ups, so the feed need not
+    /// watch for them (the socket then reads without polling first).
+    fn next_within(&mut self, wait: Duration, wakeable: bool) -> Option<Incoming>;
 }
 
 /// A channel that a transport's own threads fill.
 impl Feed for Receiver<Incoming> {
-    fn next_within(&mut self, wait: Duration) -> Option<Incoming> {
+    fn next_within(&mut self, wait: Duration, _wakeable: bool) -> Option<Incoming> {
         match self.recv_timeout(wait) {
             Ok(item) => Some(item),
             Err(RecvTimeoutError::Timeout) => None,
@@ -85,7 +87,7 @@ impl Inbox {
 
     /// The next message (or wake-up), or why none will come. A wait is cut
     /// short by Ctrl-C when the REPL has asked for that (`crate::interrupt`).
-    fn recv(&mut self, deadline: Option<Instant>) -> Result<Got, ClientError> {
+    fn recv(&mut self, deadline: Option<Instant>, wakeable: bool) -> Result<Got, ClientError> {
         if let Some(end) = &self.ended {
             return Err(end.clone());
         }
@@ -97,7 +99,7 @@ impl Inbox {
                 None => INTERRUPT_POLL,
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(INTERRUPT_POLL),
             };
-            match self.feed.next_within(slice) {
+            match self.feed.next_within(slice, wakeable) {
                 Some(Incoming::Message(message)) => return Ok(Got::Message(message)),
                 Some(Incoming::Wake) => return Ok(Got::Woken),
                 Some(Incoming::End(end)) => {
@@ -113,7 +115,7 @@ impl Inbox {
     /// The next message, passing over wake-ups.
     pub fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Value, ClientError> {
         loop {
-            if let Got::Message(message) = self.recv(deadline)? {
+            if let Got::Message(message) = self.recv(deadline, false)? {
                 return Ok(message);
             }
         }
@@ -175,7 +177,7 @@ impl Inbox {
     /// See [`super::Monitor::wait_wake`].
     pub fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
         loop {
-            match self.recv(None)? {
+            match self.recv(None, true)? {
                 Got::Woken => return Ok(()),
                 Got::Message(message) => {
                     let kind = if message.get("event").is_some() { Kind::Event } else { Kind::Stray };

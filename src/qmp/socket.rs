@@ -90,6 +90,13 @@ impl Stream {
         })
     }
 
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_read_timeout(timeout),
+            Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
     fn shutdown(&self) {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(Shutdown::Both),
@@ -193,13 +200,15 @@ struct SocketFeed {
     wake: OwnedFd,
     /// Why reading ended, once it has.
     ended: bool,
+    /// The socket's read timeout as last set.
+    timeout: Option<Duration>,
 }
 
 /// How much is read at a time.
 const CHUNK: usize = 64 * 1024;
 
 impl Feed for SocketFeed {
-    fn next_within(&mut self, wait: Duration) -> Option<Incoming> {
+    fn next_within(&mut self, wait: Duration, wakeable: bool) -> Option<Incoming> {
         let deadline = Instant::now() + wait;
         loop {
             if let Some(message) = self.framer.next_message() {
@@ -212,6 +221,14 @@ impl Feed for SocketFeed {
                 return Some(Incoming::End(ClientError::Closed));
             }
             let left = deadline.saturating_duration_since(Instant::now());
+            if !wakeable {
+                // A plain read with a timeout: one system call per reply.
+                match self.read_within(Some(left)) {
+                    Ok(true) => continue,
+                    Ok(false) => return None,
+                    Err(end) => return Some(self.end(end)),
+                }
+            }
             let (readable, woken) = match poll_two(self.stream.as_raw_fd(), self.wake.as_raw_fd(), left) {
                 Ok(ready) => ready,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
@@ -224,21 +241,37 @@ impl Feed for SocketFeed {
             if !readable {
                 return None;
             }
-            let room = self.framer.spare(CHUNK);
-            let read = self.stream.read(room);
-            self.framer.filled(*read.as_ref().unwrap_or(&0));
-            match read {
-                Ok(0) => return Some(self.end(ClientError::Closed)),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if is_disconnect(&e) => return Some(self.end(ClientError::Closed)),
-                Err(e) => return Some(self.end(ClientError::Io(format!("reading from QEMU failed: {e}")))),
+            if let Err(end) = self.read_within(None) {
+                return Some(self.end(end));
             }
         }
     }
 }
 
 impl SocketFeed {
+    /// Reads what has come into the framer, waiting up to `wait` (`None`:
+    /// the socket is known readable, so no wait). Whether anything came.
+    fn read_within(&mut self, wait: Option<Duration>) -> Result<bool, ClientError> {
+        if let Some(wait) = wait {
+            let timeout = Some(wait.max(Duration::from_millis(1)));
+            if timeout != self.timeout {
+                self.stream.set_read_timeout(timeout).map_err(|e| ClientError::Io(e.to_string()))?;
+                self.timeout = timeout;
+            }
+        }
+        let room = self.framer.spare(CHUNK);
+        let read = self.stream.read(room);
+        self.framer.filled(*read.as_ref().unwrap_or(&0));
+        match read {
+            Ok(0) => Err(ClientError::Closed),
+            Ok(_) => Ok(true),
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) if is_disconnect(&e) => Err(ClientError::Closed),
+            Err(e) => Err(ClientError::Io(format!("reading from QEMU failed: {e}"))),
+        }
+    }
+
     fn end(&mut self, why: ClientError) -> Incoming {
         self.ended = true;
         Incoming::End(why)
@@ -293,7 +326,7 @@ impl SocketMonitor {
             // pipe is full a wake-up is pending already.
             unsafe { libc::write(wake_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
         });
-        let feed = SocketFeed { stream: reader, framer: Framer::new(), wake: wake_read, ended: false };
+        let feed = SocketFeed { stream: reader, framer: Framer::new(), wake: wake_read, ended: false, timeout: None };
         let inbox = Inbox::with_feed(Box::new(feed), wake);
         let mut monitor = SocketMonitor { writer, inbox, next_id: 1, greeting: None };
         if options.negotiate {
