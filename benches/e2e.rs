@@ -58,6 +58,13 @@ fn main() {
     );
     compare(
         rounds,
+        &format!("{SCRIPT} query-status, floor with ids too"),
+        || qmpsh(&[]),
+        || floor(&["script-ids", &SCRIPT.to_string()]),
+        Some(&script),
+    );
+    compare(
+        rounds,
         &format!("{SCRIPT} query-status, --pipeline={WINDOW}"),
         || qmpsh(&[&format!("--pipeline={WINDOW}")]),
         || floor(&["pipeline", &SCRIPT.to_string(), &WINDOW.to_string()]),
@@ -211,7 +218,7 @@ impl Drop for Qemu {
 
 // --- the floor: a minimal QMP client ------------------------------------------
 
-/// `floor SOCK one|script N|pipeline N W|schema`: connects, reads the
+/// `floor SOCK one|script N|script-ids N|pipeline N W|schema`: connects, reads the
 /// greeting, negotiates, runs the commands, reads each reply (passing over
 /// events), and nothing more.
 fn floor(args: &[String]) {
@@ -232,6 +239,14 @@ fn floor(args: &[String]) {
         Some("script") => {
             for _ in 0..count(2) {
                 writer.write_all(STATUS).expect("sent");
+                reply(&mut reader, &mut line);
+            }
+        }
+        // As qmpsh sends them: each command with an id (QEMU takes longer
+        // to answer a command that has one).
+        Some("script-ids") => {
+            for id in 0..count(2) {
+                writeln!(writer, "{{\"execute\":\"query-status\",\"id\":{id}}}").expect("sent");
                 reply(&mut reader, &mut line);
             }
         }
