@@ -11,21 +11,21 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     /// As a person types it; `info X` entries have two words.
-    pub name: String,
+    pub name: &'static str,
     #[serde(default)]
-    pub aliases: Vec<String>,
+    pub aliases: Vec<&'static str>,
     /// The QMP command it becomes; absent for HMP-only commands, which are
     /// passed through as text.
-    pub qmp: Option<String>,
+    pub qmp: Option<&'static str>,
     /// Arguments in HMP's positional order.
     #[serde(default)]
     pub args: Vec<ArgSpec>,
     /// Arguments the QMP command always gets, whatever was typed.
     #[serde(default)]
     pub fixed: serde_json::Map<String, serde_json::Value>,
-    pub help: String,
+    pub help: &'static str,
     /// A line that uses it; tests send it to a real QEMU.
-    pub example: String,
+    pub example: &'static str,
 }
 
 /// One argument of a table command.
@@ -33,15 +33,15 @@ pub struct Entry {
 #[serde(deny_unknown_fields)]
 pub struct ArgSpec {
     /// The name accepted in `name=value` form.
-    pub name: String,
+    pub name: &'static str,
     #[serde(rename = "type")]
     pub kind: ArgType,
     #[serde(default)]
     pub optional: bool,
     /// A flag such as `-f` that sets this (boolean) argument to true.
-    pub flag: Option<String>,
+    pub flag: Option<&'static str>,
     /// The QMP argument (dotted for nested) when it differs from `name`.
-    pub to: Option<String>,
+    pub to: Option<&'static str>,
 }
 
 /// How an argument's text becomes JSON.
@@ -86,14 +86,14 @@ impl ArgType {
 impl ArgSpec {
     /// The QMP argument this fills.
     pub fn target(&self) -> &str {
-        self.to.as_deref().unwrap_or(&self.name)
+        self.to.unwrap_or(self.name)
     }
 }
 
 impl Entry {
     /// Every name this entry answers to.
     pub fn names(&self) -> impl Iterator<Item = &str> {
-        std::iter::once(self.name.as_str()).chain(self.aliases.iter().map(String::as_str))
+        std::iter::once(self.name).chain(self.aliases.iter().copied())
     }
 
     /// Whether it takes a QemuOpts string (and so any property by name).
@@ -103,12 +103,12 @@ impl Entry {
 
     /// A usage line such as `eject [-f] device` or `screendump filename [-f format]`.
     pub fn usage(&self) -> String {
-        let mut text = self.name.clone();
+        let mut text = self.name.to_string();
         for arg in &self.args {
             let shown = match &arg.flag {
-                Some(flag) if arg.kind == ArgType::Bool => flag.clone(),
+                Some(flag) if arg.kind == ArgType::Bool => flag.to_string(),
                 Some(flag) => format!("{flag} {}", arg.name),
-                None => arg.name.clone(),
+                None => arg.name.to_string(),
             };
             if arg.optional || arg.flag.is_some() {
                 text.push_str(&format!(" [{shown}]"));

@@ -17,7 +17,7 @@ fn names_are_unique_and_examples_use_their_own_entry() {
             assert!(seen.insert(name.to_string()), "{name} appears twice in the table");
         }
         let word = entry.example.split([' ', '/']).next().unwrap();
-        let typed = if entry.name.starts_with("info ") { entry.example.clone() } else { word.to_string() };
+        let typed = if entry.name.starts_with("info ") { entry.example } else { word };
         assert!(entry.names().any(|n| n == typed), "{}: example {:?} uses another command", entry.name, entry.example);
         assert!(!entry.help.is_empty(), "{} has no help", entry.name);
         let flags_are_switches_or_options = entry.args.iter().all(|a| a.flag.is_none() || a.optional);

@@ -74,7 +74,7 @@ impl Knowledge {
                 let table = entry
                     .args
                     .iter()
-                    .map(|a| (a.name.clone(), a.kind.describe().to_string(), a.optional || a.flag.is_some()));
+                    .map(|a| (a.name.to_string(), a.kind.describe().to_string(), a.optional || a.flag.is_some()));
                 let both = words.len() == 1;
                 table.chain(qmp.into_iter().filter(|_| both)).collect()
             }
@@ -114,7 +114,7 @@ pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<St
             (start, word, topics.collect())
         }
         [".help"] => {
-            let mut names: Vec<String> = table::table().iter().map(|e| e.name.clone()).collect();
+            let mut names: Vec<String> = table::table().iter().map(|e| e.name.to_string()).collect();
             names.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
             (start, word, names)
         }
@@ -163,7 +163,7 @@ pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
             entry
                 .args
                 .iter()
-                .filter(|a| a.flag.is_none() && !given.contains(&a.name.as_str()))
+                .filter(|a| a.flag.is_none() && !given.contains(&a.name))
                 .skip(positional)
                 .map(|a| {
                     let shown = format!("{}:{}", a.name, a.kind.describe());
