@@ -33,7 +33,7 @@ fn every_example_translates_without_a_connection() {
         let run = qmpsh(&["--dry-run"], &format!("{}\n", entry.example));
         assert_eq!(run.code, 0, "{}: {}", entry.example, run.stderr);
         let message: serde_json::Value = serde_json::from_str(run.stdout.trim_end()).unwrap();
-        let expected = entry.qmp.as_deref().unwrap_or("human-monitor-command");
+        let expected = entry.qmp.unwrap_or("human-monitor-command");
         assert_eq!(message["execute"], expected, "{}", entry.example);
     }
 }
@@ -44,7 +44,7 @@ fn every_qmp_command_in_the_table_exists_in_qemu() {
     let reply = query(&qemu.socket, "query-commands");
     let known: HashSet<&str> = reply["return"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
     let mut missing: Vec<&str> =
-        table().iter().filter_map(|e| e.qmp.as_deref()).filter(|c| !known.contains(c)).collect();
+        table().iter().filter_map(|e| e.qmp).filter(|c| !known.contains(c)).collect();
     if !known.contains("human-monitor-command") {
         missing.push("human-monitor-command");
     }
@@ -63,7 +63,7 @@ fn qemu_accepts_the_shape_of_every_example() {
         return;
     };
     let socket = qemu.socket_arg();
-    let (quit, others): (Vec<_>, Vec<_>) = table().iter().partition(|e| e.qmp.as_deref() == Some("quit"));
+    let (quit, others): (Vec<_>, Vec<_>) = table().iter().partition(|e| e.qmp == Some("quit"));
     let mut refused = Vec::new();
     for entry in others {
         let run = qmpsh(&[&socket, "-c", &entry.example], "");

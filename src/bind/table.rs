@@ -51,7 +51,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
                 }
             },
             (None, Value::Bare(word)) if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() => {
-                let Some(slot) = entry.args.iter().position(|spec| spec.flag.as_deref() == Some(word)) else {
+                let Some(slot) = entry.args.iter().position(|spec| spec.flag == Some(word.as_str())) else {
                     return error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage()));
                 };
                 if entry.args[slot].kind == ArgType::Bool {
@@ -78,7 +78,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
             expand_opts(spec, given, &mut tree)?;
             continue;
         }
-        let switch = given.key.is_none() && spec.flag.is_some() && spec.flag.as_deref() == given.value.text();
+        let switch = given.key.is_none() && spec.flag.is_some() && spec.flag == given.value.text();
         let value = if switch {
             Json::Bool(true) // a bare switch such as `eject -f`
         } else {
