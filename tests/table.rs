@@ -43,8 +43,7 @@ fn every_qmp_command_in_the_table_exists_in_qemu() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let reply = query(&qemu.socket, "query-commands");
     let known: HashSet<&str> = reply["return"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
-    let mut missing: Vec<&str> =
-        table().iter().filter_map(|e| e.qmp).filter(|c| !known.contains(c)).collect();
+    let mut missing: Vec<&str> = table().iter().filter_map(|e| e.qmp).filter(|c| !known.contains(c)).collect();
     if !known.contains("human-monitor-command") {
         missing.push("human-monitor-command");
     }
@@ -66,7 +65,7 @@ fn qemu_accepts_the_shape_of_every_example() {
     let (quit, others): (Vec<_>, Vec<_>) = table().iter().partition(|e| e.qmp == Some("quit"));
     let mut refused = Vec::new();
     for entry in others {
-        let run = qmpsh(&[&socket, "-c", &entry.example], "");
+        let run = qmpsh(&[&socket, "-c", entry.example], "");
         // 0: it worked; 1: QEMU refused at run time (no such device, ...).
         let acceptable = matches!(run.code, 0 | 1) && !is_shape_error(&run.stderr);
         if !acceptable {
@@ -75,7 +74,7 @@ fn qemu_accepts_the_shape_of_every_example() {
     }
     assert!(refused.is_empty(), "QEMU or qmpsh refused the shape of:\n{}", refused.join("\n"));
     for entry in quit {
-        assert_eq!(qmpsh(&[&socket, "-c", &entry.example], "").code, 0);
+        assert_eq!(qmpsh(&[&socket, "-c", entry.example], "").code, 0);
     }
     assert!(qemu.exits_within(std::time::Duration::from_secs(5)));
 }
