@@ -100,10 +100,9 @@ pub fn shell(target: &Target, options: &ShellOptions) -> Result<(), Error> {
 
 /// `--agent`: the shell on a guest agent's channel, once it answers.
 fn agent_shell(target: &Target, label: &str, options: &ShellOptions) -> Result<(), Error> {
-    let mut printer = printer(options)?;
+    let printer = printer(options)?;
     let timeout = options.timeout.map(Duration::from_secs_f64).unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let monitor =
-        AgentMonitor::connect(target, label, timeout, &mut printer).map_err(|e| Error::Connection(e.to_string()))?;
+    let monitor = AgentMonitor::connect(target, label, timeout).map_err(|e| Error::Connection(e.to_string()))?;
     converse(Box::new(monitor), printer, label, None, options)
 }
 
@@ -137,7 +136,8 @@ fn converse(
     let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
     // The REPL waits for each reply: a person reads it before typing on.
     let pipeline = options.pipeline.filter(|_| !interactive).map(|n| n as usize);
-    let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline };
+    let keep_going = options.keep_going;
+    let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline, keep_going };
     let mut session = Session::new(monitor, printer, settings);
     if interactive { repl::run(&mut session, label) } else { script(&mut session, input(options), options.keep_going) }
 }
@@ -264,9 +264,10 @@ fn stream_script(
                 // ends at the end of input or a read error.
                 let end = matches!(line, Ok(None) | Err(Error::Io(_)));
                 batch.push(line);
-                // Before a read that may wait for input, every line read so
-                // far goes over, so none sits here while the session waits.
-                let may_block = reader.buffer().is_empty();
+                // Before a read that may wait for input (no whole line is
+                // buffered), every line read so far goes over, so none sits
+                // here while the session waits.
+                let may_block = !reader.buffer().contains(&b'\n');
                 let sent = if end || may_block || batch.len() >= BATCH {
                     batches.send(std::mem::take(&mut batch)).map_err(|_| ())
                 } else {

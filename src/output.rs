@@ -189,6 +189,10 @@ impl Printer {
 }
 
 impl Observer for Printer {
+    fn waiting(&mut self) {
+        self.flush();
+    }
+
     fn sent(&mut self, message: &Value) {
         if let Some(log) = &mut self.log {
             let _ = log.write("sent", message);

@@ -41,6 +41,9 @@ pub struct Settings {
     pub agent: Option<Target>,
     /// `--pipeline=N`: keep up to N commands in flight.
     pub pipeline: Option<usize>,
+    /// `--keep-going`: with `--pipeline`, a failure read ahead of a line
+    /// does not stop that line from running.
+    pub keep_going: bool,
 }
 
 /// A command sent and not yet answered (`--pipeline`), with what is needed
@@ -121,12 +124,19 @@ impl Session {
     /// answered with an error, already printed; whether that stops the
     /// session is the caller's choice.
     pub fn run_line(&mut self, text: &str, line_no: Option<usize>) -> Result<Flow, Error> {
+        // A failure read ahead (--pipeline) stops the script before this
+        // line is sent, unless it goes on past failures.
+        if !self.settings.keep_going
+            && let Some(failure) = self.deferred.take()
+        {
+            return Err(failure);
+        }
         let parsed = parse(text, line_no, self.settings.hmp)?;
         // Only a line that needs the schema is bound with it, so a line
         // means the same whatever ran before it (and in `--dry-run`).
         let needs_schema = bind::needs_schema(&parsed);
         if needs_schema && matches!(self.schema, SchemaState::NotFetched) {
-            self.drain()?; // the schema's reply must not be taken for another's
+            self.settle()?; // the schema's reply must not be taken for another's
             self.load_schema()?;
         }
         let schema = if needs_schema { self.schema() } else { None };
@@ -137,7 +147,7 @@ impl Session {
                 self.send_ahead(request, line_no)
             }
             // Anything else depends on the replies so far: the window drains.
-            other => self.drain().and_then(|()| self.act(other)),
+            other => self.settle().and_then(|()| self.act(other)),
         };
         self.printer.check()?;
         match self.deferred.take() {
@@ -178,6 +188,23 @@ impl Session {
                 Ok(())
             }
             other => other.map(|_| ()),
+        }
+    }
+
+    /// Reads every reply still in flight before a line that depends on
+    /// them; a failure among them stops the script here unless it goes on
+    /// past failures (then the line still runs, and the failure is
+    /// reported with it).
+    fn settle(&mut self) -> Result<(), Error> {
+        while !self.in_flight.is_empty() {
+            self.complete_oldest()?;
+        }
+        match self.deferred.take() {
+            Some(failure) if !self.settings.keep_going => Err(failure),
+            kept => {
+                self.deferred = kept;
+                Ok(())
+            }
         }
     }
 

@@ -246,3 +246,30 @@ fn a_flood_of_events_before_a_reply_is_printed_whole() {
     assert!(events[49_999].ends_with(r#"{"n":49999}"#), "{}", events[49_999]);
     assert_eq!(run.stdout.lines().last(), Some("ok"));
 }
+
+#[test]
+fn a_reply_shows_before_a_long_wait_for_the_next() {
+    // Replies to a pipe are written in blocks, but never held back while
+    // qmpsh waits: the first reply is readable before the second comes.
+    use std::io::{BufRead, BufReader};
+    let server = script(vec![
+        expect("query-status"),
+        send(r#"{"return": {"status": "running"}, "id": {id}}"#),
+        expect("stop"),
+        Step::Pause(Duration::from_secs(3)),
+        send(OK),
+        Step::ExpectHangUp,
+    ]);
+    let mut child = common::qmpsh_command(&[&server.socket_arg(), "-c", "query-status", "-c", "stop"]).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        let _ = tx.send(first);
+    });
+    let first = rx.recv_timeout(Duration::from_secs(2)).expect("the first reply while the second is awaited");
+    assert_eq!(first, "{\"status\":\"running\"}\n");
+    assert!(common::wait_with_deadline(&mut child, Duration::from_secs(10)).is_some_and(|s| s.success()));
+    server.finish();
+}

@@ -59,3 +59,12 @@ fn lines_that_need_a_reply_wait_for_the_window_to_drain() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.stdout.lines().filter(|l| *l == "ok").count(), 2, "{}", run.stdout);
 }
+
+#[test]
+fn with_keep_going_a_line_that_waits_still_runs_after_a_failure() {
+    // The failure is read while `quit` drains the window; `quit` must run.
+    let Some(mut qemu) = Qemu::start(&[]) else { return };
+    let run = qmpsh(&["--pipeline", "--keep-going", &qemu.socket_arg()], "device_del id=nope\nquit\n");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(qemu.exits_within(std::time::Duration::from_secs(5)), "quit did not run: {run:?}");
+}

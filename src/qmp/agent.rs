@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
-use super::{ClientError, Connect, Kind, Monitor, Observer, Quiet, Reply, SocketMonitor, Waker, command};
+use super::{ClientError, Kind, Monitor, Observer, Quiet, Reply, SocketMonitor, Waker, command};
 use crate::target::Target;
 
 /// Commands that never reply, whatever `guest-info` says.
@@ -30,14 +30,8 @@ impl AgentMonitor {
     /// Connects to the agent channel at `target` and resynchronises with
     /// `guest-sync-delimited`; `label` names it in errors. Fails when no
     /// agent answers within `timeout`.
-    pub fn connect(
-        target: &Target,
-        label: &str,
-        timeout: Duration,
-        observer: &mut dyn Observer,
-    ) -> Result<AgentMonitor, ClientError> {
-        let connect = Connect { greeting_timeout: timeout, negotiate: false };
-        let socket = SocketMonitor::connect(target, connect, observer)?;
+    pub fn connect(target: &Target, label: &str, timeout: Duration) -> Result<AgentMonitor, ClientError> {
+        let socket = SocketMonitor::connect_agent(target, timeout)?;
         let mut agent =
             AgentMonitor { socket, commands: Vec::new(), silent: HashSet::new(), unanswered: HashSet::new() };
         let deadline = Instant::now() + timeout;
@@ -62,9 +56,12 @@ impl AgentMonitor {
             arguments.insert("id".into(), Value::from(token));
             let mut message = command("guest-sync-delimited");
             message.insert("arguments".into(), Value::Object(arguments));
-            match self.socket.execute(message, Some(deadline), &mut Quiet)? {
-                Ok(echo) if echo == token => return Ok(()),
-                _ => continue,
+            match self.socket.execute(message, Some(deadline), &mut Quiet) {
+                Ok(Ok(echo)) if echo == token => return Ok(()),
+                // A stale reply, or the agent's complaint about the reset
+                // byte (an error without an id): ask again.
+                Ok(_) | Err(ClientError::Protocol(_)) => continue,
+                Err(e) => return Err(e),
             }
         }
         Err(ClientError::Protocol("the guest agent never echoed guest-sync-delimited's token".into()))
@@ -84,6 +81,19 @@ impl AgentMonitor {
             }
         }
         self.commands.sort();
+    }
+
+    /// Asks the guest to power off. It sends no reply when it obeys; an
+    /// error within a second means it refused (disabled, or no shutdown
+    /// program in the guest), and says why.
+    pub fn shutdown_guest(&mut self) -> Result<(), String> {
+        let id = self.socket.post(command("guest-shutdown"), &mut Quiet).map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + Duration::from_secs(1);
+        match self.socket.await_reply(&id, Some(deadline), &mut Quiet) {
+            Ok(Err(refused)) => Err(refused.to_string()),
+            Err(ClientError::Timeout | ClientError::Closed) | Ok(Ok(_)) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// Whether the agent answers `guest-ping` before `deadline`.

@@ -17,6 +17,8 @@ pub struct Framer {
     scanned: usize,
     /// Bytes before this index hold data; the rest is room to read into.
     end: usize,
+    /// Reading past bytes until a 0xFF marker ([`Framer::after_marker`]).
+    skipping: bool,
     depth: usize,
     in_string: bool,
     escaped: bool,
@@ -25,6 +27,12 @@ pub struct Framer {
 impl Framer {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A framer that reads past everything until a 0xFF marker (the guest
+    /// agent's, before its reply to `guest-sync-delimited`).
+    pub fn after_marker() -> Self {
+        Framer { skipping: true, ..Self::default() }
     }
 
     /// Room to read into: drops consumed bytes and returns a spare slice of
@@ -53,6 +61,11 @@ impl Framer {
         while self.scanned < self.end {
             let byte = self.buf[self.scanned];
             self.scanned += 1;
+            if self.skipping {
+                self.skipping = byte != 0xFF;
+                self.start = self.scanned;
+                continue;
+            }
             if self.depth == 0 {
                 match byte {
                     // 0xFF (never in UTF-8 text) is the guest agent's
@@ -141,6 +154,13 @@ mod tests {
         let mut framer = Framer::new();
         feed(&mut framer, b"\xff{\"return\": 7}\n");
         assert_eq!(framer.next_message(), Some(Ok(serde_json::json!({"return": 7}))));
+    }
+
+    #[test]
+    fn after_a_marker_only_what_follows_it_counts() {
+        let mut framer = Framer::after_marker();
+        feed(&mut framer, b"\"ping\"}}\r\ngarbage\xff{\"return\": 5}\n");
+        assert_eq!(framer.next_message(), Some(Ok(serde_json::json!({"return": 5}))));
     }
 
     #[test]

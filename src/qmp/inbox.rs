@@ -31,6 +31,10 @@ enum Got {
 /// How often a wait without deadline looks at the Ctrl-C flag.
 const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 
+/// How long a wait runs before buffered output is shown
+/// ([`Observer::waiting`]): a quick reply costs no extra write.
+const FIRST_SLICE: Duration = Duration::from_millis(10);
+
 /// How many messages may wait unread in a channel. A flood of events beyond
 /// this makes the transport's thread wait instead of memory growing with
 /// the backlog; nothing is dropped. (The socket reads only as the caller
@@ -87,18 +91,31 @@ impl Inbox {
 
     /// The next message (or wake-up), or why none will come. A wait is cut
     /// short by Ctrl-C when the REPL has asked for that (`crate::interrupt`).
-    fn recv(&mut self, deadline: Option<Instant>, wakeable: bool) -> Result<Got, ClientError> {
+    fn recv(
+        &mut self,
+        deadline: Option<Instant>,
+        wakeable: bool,
+        observer: &mut dyn Observer,
+    ) -> Result<Got, ClientError> {
         if let Some(end) = &self.ended {
             return Err(end.clone());
         }
+        // Slices of a few fixed lengths (a socket then rarely has its read
+        // timeout changed): a short first one, then the Ctrl-C period.
+        let mut first = true;
         loop {
             if interrupt::take() {
                 return Err(ClientError::Interrupted);
             }
+            let period = if first { FIRST_SLICE } else { INTERRUPT_POLL };
             let slice = match deadline {
-                None => INTERRUPT_POLL,
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(INTERRUPT_POLL),
+                None => period,
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(period),
             };
+            if !first {
+                observer.waiting();
+            }
+            first = false;
             match self.feed.next_within(slice, wakeable) {
                 Some(Incoming::Message(message)) => return Ok(Got::Message(message)),
                 Some(Incoming::Wake) => return Ok(Got::Woken),
@@ -113,9 +130,13 @@ impl Inbox {
     }
 
     /// The next message, passing over wake-ups.
-    pub fn recv_message(&mut self, deadline: Option<Instant>) -> Result<Value, ClientError> {
+    pub fn recv_message(
+        &mut self,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Value, ClientError> {
         loop {
-            if let Got::Message(message) = self.recv(deadline, false)? {
+            if let Got::Message(message) = self.recv(deadline, false, observer)? {
                 return Ok(message);
             }
         }
@@ -130,7 +151,7 @@ impl Inbox {
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
         loop {
-            let message = self.recv_message(deadline)?;
+            let message = self.recv_message(deadline, observer)?;
             match classify(&message, id) {
                 Class::Event => observer.received(&message, Kind::Event),
                 Class::Stray => observer.received(&message, Kind::Stray),
@@ -158,7 +179,7 @@ impl Inbox {
         wanted: &mut dyn FnMut(&Value) -> bool,
     ) -> Result<Option<Value>, ClientError> {
         loop {
-            let message = match self.recv_message(deadline) {
+            let message = match self.recv_message(deadline, observer) {
                 Ok(message) => message,
                 Err(ClientError::Timeout) => return Ok(None),
                 Err(e) => return Err(e),
@@ -177,7 +198,7 @@ impl Inbox {
     /// See [`super::Monitor::wait_wake`].
     pub fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
         loop {
-            match self.recv(None, true)? {
+            match self.recv(None, true, observer)? {
                 Got::Woken => return Ok(()),
                 Got::Message(message) => {
                     let kind = if message.get("event").is_some() { Kind::Event } else { Kind::Stray };

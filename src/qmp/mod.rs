@@ -39,6 +39,9 @@ pub enum Kind {
 pub trait Observer {
     fn sent(&mut self, message: &Value);
     fn received(&mut self, message: &Value, kind: Kind);
+    /// Nothing has come for a moment and the wait goes on: a good time to
+    /// show what is buffered.
+    fn waiting(&mut self) {}
 }
 
 /// A QMP message that runs `name` without arguments.

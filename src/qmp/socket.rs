@@ -317,7 +317,25 @@ impl SocketMonitor {
     /// Connects, reads the greeting and negotiates capabilities.
     pub fn connect(target: &Target, options: Connect, observer: &mut dyn Observer) -> Result<Self, ClientError> {
         let deadline = Instant::now() + options.greeting_timeout;
-        let writer = Stream::open(target, options.greeting_timeout)?;
+        let mut monitor = SocketMonitor::open(target, options.greeting_timeout, Framer::new())?;
+        if options.negotiate {
+            monitor.handshake(target, deadline, options.greeting_timeout, observer)?;
+        }
+        Ok(monitor)
+    }
+
+    /// Connects to a guest agent's channel, which may hold half a command
+    /// of an earlier client (we send 0xFF, which resets the agent's parser)
+    /// or half a reply (read past until the agent's own 0xFF marker, which
+    /// precedes its reply to `guest-sync-delimited`).
+    pub fn connect_agent(target: &Target, timeout: Duration) -> Result<Self, ClientError> {
+        let mut monitor = SocketMonitor::open(target, timeout, Framer::after_marker())?;
+        monitor.writer.write_all(&[0xFF]).map_err(|e| ClientError::Io(format!("writing to the agent failed: {e}")))?;
+        Ok(monitor)
+    }
+
+    fn open(target: &Target, timeout: Duration, framer: Framer) -> Result<Self, ClientError> {
+        let writer = Stream::open(target, timeout)?;
         let cannot = |e: io::Error| ClientError::Io(format!("cannot use the connection to {target}: {e}"));
         let reader = writer.try_clone().map_err(cannot)?;
         let (wake_read, wake_write) = wake_pipe().map_err(cannot)?;
@@ -326,13 +344,9 @@ impl SocketMonitor {
             // pipe is full a wake-up is pending already.
             unsafe { libc::write(wake_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
         });
-        let feed = SocketFeed { stream: reader, framer: Framer::new(), wake: wake_read, ended: false, timeout: None };
+        let feed = SocketFeed { stream: reader, framer, wake: wake_read, ended: false, timeout: None };
         let inbox = Inbox::with_feed(Box::new(feed), wake);
-        let mut monitor = SocketMonitor { writer, inbox, next_id: 1, greeting: None };
-        if options.negotiate {
-            monitor.handshake(target, deadline, options.greeting_timeout, observer)?;
-        }
-        Ok(monitor)
+        Ok(SocketMonitor { writer, inbox, next_id: 1, greeting: None })
     }
 
     fn handshake(
@@ -342,7 +356,7 @@ impl SocketMonitor {
         timeout: Duration,
         observer: &mut dyn Observer,
     ) -> Result<(), ClientError> {
-        let greeting = match self.inbox.recv_message(Some(deadline)) {
+        let greeting = match self.inbox.recv_message(Some(deadline), observer) {
             Ok(message) => message,
             Err(ClientError::Timeout) => {
                 return Err(ClientError::Io(format!(

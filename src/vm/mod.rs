@@ -207,7 +207,7 @@ fn agent_report(vm: &VmDir) -> Value {
     // an agent that is not there.
     let limit = Duration::from_millis(500);
     let label = format!("{}'s agent", vm.name);
-    let Ok(mut agent) = AgentMonitor::connect(&Target::Unix(socket), &label, limit, &mut Quiet) else {
+    let Ok(mut agent) = AgentMonitor::connect(&Target::Unix(socket), &label, limit) else {
         return Value::Null;
     };
     let mut ask = |name: &str| {

@@ -18,7 +18,7 @@ use super::process::Process;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::qmp::agent::AgentMonitor;
-use crate::qmp::{ClientError, Monitor, Observer, Quiet, command};
+use crate::qmp::{ClientError, Monitor, Observer, command};
 use crate::target::Target;
 
 /// How long `quit` and SIGKILL each get to take effect.
@@ -26,6 +26,10 @@ const FORCE_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long the guest agent gets to answer `guest-ping`.
 const AGENT_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long a guest gets to power off after its agent said yes, before the
+/// power button is tried too.
+const AGENT_GRACE: Duration = Duration::from_secs(10);
 
 /// How often the power button is pressed again while the guest has not
 /// begun to power off.
@@ -116,13 +120,23 @@ pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -
     }
     let deadline = Instant::now() + stop.timeout;
     let exited = |p: Option<&Process>| p.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
-    let via = stop.agent.and_then(|agent| agent_shutdown(agent, printer)).map(|()| Via::GuestAgent);
-    let gone = match via {
-        Some(_) => closes_by(monitor, printer, deadline)?,
-        None => press_until_off(monitor, printer, deadline)?,
-    };
+    // The agent first; if the guest has not gone within AGENT_GRACE of its
+    // yes, the button after all, for the time that is left.
+    let mut via = Via::Acpi;
+    let mut gone = false;
+    if stop.agent.is_some_and(|agent| agent_shutdown(agent, printer)) {
+        via = Via::GuestAgent;
+        gone = closes_by(monitor, printer, (Instant::now() + AGENT_GRACE).min(deadline))?;
+        if !gone && Instant::now() < deadline {
+            say(printer, &format!("the guest is still up {} s later", AGENT_GRACE.as_secs()));
+            via = Via::Acpi;
+        }
+    }
+    if !gone && Instant::now() < deadline {
+        gone = press_until_off(monitor, printer, deadline)?;
+    }
     if gone && exited(stop.process) {
-        return Ok(Ending::Stopped(via.unwrap_or(Via::Acpi)));
+        return Ok(Ending::Stopped(via));
     }
     say(printer, &format!("no power-off within {} s: quit", stop.timeout.as_secs_f64()));
     let force = Instant::now() + FORCE_LIMIT;
@@ -166,15 +180,21 @@ fn kill(
     }
 }
 
-/// Asks the guest agent to power the guest off, if one answers in time.
-fn agent_shutdown(agent: &Target, printer: &mut Printer) -> Option<()> {
-    let mut monitor = AgentMonitor::connect(agent, &agent.to_string(), AGENT_LIMIT, &mut Quiet).ok()?;
+/// Asks the guest agent to power the guest off, if one answers in time;
+/// whether it took the request.
+fn agent_shutdown(agent: &Target, printer: &mut Printer) -> bool {
+    let Ok(mut monitor) = AgentMonitor::connect(agent, &agent.to_string(), AGENT_LIMIT) else { return false };
     if !monitor.ping(Instant::now() + AGENT_LIMIT) {
-        return None;
+        return false;
     }
     say(printer, "the guest agent answers: guest-shutdown");
-    monitor.execute(command("guest-shutdown"), None, &mut Quiet).ok()?.ok()?;
-    Some(())
+    match monitor.shutdown_guest() {
+        Ok(()) => true,
+        Err(refused) => {
+            say(printer, &format!("the guest agent refused ({refused})"));
+            false
+        }
+    }
 }
 
 /// The ACPI power button, pressed again every [`PRESS_AGAIN`] until the
