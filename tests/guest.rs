@@ -131,6 +131,21 @@ fn a_stop_asked_while_the_guest_boots_still_ends_clean() {
 }
 
 #[test]
+fn a_guest_deaf_to_the_button_stopped_while_it_boots_stops_through_its_agent_once_up() {
+    // The agent is not up at first: the button is pressed (in vain) and
+    // the agent asked again between presses until it answers.
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    vms.start("late", &guest.agent);
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = vms.qmpsh(&["vm", "stop", "late", "--timeout", "60"]);
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    assert!(stopped.stdout.contains("the guest agent answers: guest-shutdown"), "{}", stopped.stdout);
+    assert!(stopped.stdout.ends_with("late: stopped (guest agent)\n"), "{}", stopped.stdout);
+    assert!(!vms.qemu_runs("late"));
+}
+
+#[test]
 fn a_guest_deaf_to_the_button_stops_through_its_agent() {
     let Some(vms) = vms() else { return };
     let Some(guest) = guest::guest() else { return };

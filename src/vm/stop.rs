@@ -3,7 +3,8 @@
 //!
 //! 1. if the guest agent answers `guest-ping` within 1 s: `guest-shutdown`;
 //! 2. else the ACPI power button, pressed again every 2 s until the guest
-//!    begins to power off (a press while it boots is lost);
+//!    begins to power off (a press while it boots is lost), the agent asked
+//!    again between presses (it may not be up yet);
 //! 3. after the timeout: `quit`, then SIGKILL.
 //!
 //! `kill` skips it all and kills at once. Used by `vm stop` and by the
@@ -26,6 +27,9 @@ const FORCE_LIMIT: Duration = Duration::from_secs(5);
 
 /// How long the guest agent gets to answer `guest-ping`.
 const AGENT_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long an agent gets to answer when asked again between presses.
+const AGENT_RETRY: Duration = Duration::from_millis(300);
 
 /// How long a guest gets to power off after its agent said yes, before the
 /// power button is tried too.
@@ -122,20 +126,26 @@ pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -
     let exited = |p: Option<&Process>| p.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
     // The agent first; if the guest has not gone within AGENT_GRACE of its
     // yes, the button after all, for the time that is left.
-    let mut via = Via::Acpi;
-    let mut gone = false;
-    if stop.agent.is_some_and(|agent| agent_shutdown(agent, printer)) {
-        via = Via::GuestAgent;
-        gone = closes_by(monitor, printer, (Instant::now() + AGENT_GRACE).min(deadline))?;
-        if !gone && Instant::now() < deadline {
-            say(printer, &format!("the guest is still up {} s later", AGENT_GRACE.as_secs()));
-            via = Via::Acpi;
+    let mut via = None;
+    // An agent that is not up yet (the guest boots) is asked again between
+    // presses of the button; one that refused is not.
+    let mut ask_again = None;
+    match stop.agent.map(|agent| (agent, agent_shutdown(agent, printer, AGENT_LIMIT))) {
+        Some((_, Agent::Accepted)) => {
+            via = closes_by(monitor, printer, (Instant::now() + AGENT_GRACE).min(deadline))?.then_some(Via::GuestAgent);
+            if via.is_none() && Instant::now() < deadline {
+                say(printer, &format!("the guest is still up {} s later", AGENT_GRACE.as_secs()));
+            }
         }
+        Some((agent, Agent::Absent)) => ask_again = Some(agent),
+        Some((_, Agent::Refused)) | None => {}
     }
-    if !gone && Instant::now() < deadline {
-        gone = press_until_off(monitor, printer, deadline)?;
+    if via.is_none() && Instant::now() < deadline {
+        via = press_until_off(monitor, printer, deadline, ask_again)?;
     }
-    if gone && exited(stop.process) {
+    if let Some(via) = via
+        && exited(stop.process)
+    {
         return Ok(Ending::Stopped(via));
     }
     say(printer, &format!("no power-off within {} s: quit", stop.timeout.as_secs_f64()));
@@ -180,44 +190,62 @@ fn kill(
     }
 }
 
-/// Asks the guest agent to power the guest off, if one answers in time;
-/// whether it took the request.
-fn agent_shutdown(agent: &Target, printer: &mut Printer) -> bool {
-    let Ok(mut monitor) = AgentMonitor::connect(agent, &agent.to_string(), AGENT_LIMIT) else { return false };
-    if !monitor.ping(Instant::now() + AGENT_LIMIT) {
-        return false;
+/// What the guest agent made of a request to power off.
+enum Agent {
+    /// None answered within the limit (none runs, or not yet).
+    Absent,
+    Refused,
+    Accepted,
+}
+
+/// Asks the guest agent to power the guest off, if one answers within
+/// `limit`.
+fn agent_shutdown(agent: &Target, printer: &mut Printer, limit: Duration) -> Agent {
+    let Ok(mut monitor) = AgentMonitor::connect(agent, &agent.to_string(), limit) else { return Agent::Absent };
+    if !monitor.ping(Instant::now() + limit) {
+        return Agent::Absent;
     }
     say(printer, "the guest agent answers: guest-shutdown");
     match monitor.shutdown_guest() {
-        Ok(()) => true,
+        Ok(()) => Agent::Accepted,
         Err(refused) => {
             say(printer, &format!("the guest agent refused ({refused})"));
-            false
+            Agent::Refused
         }
     }
 }
 
 /// The ACPI power button, pressed again every [`PRESS_AGAIN`] until the
 /// guest begins to power off (QEMU's SHUTDOWN event), then a wait for QEMU
-/// to exit; whether it did before `deadline`.
-fn press_until_off(monitor: &mut dyn Monitor, printer: &mut Printer, deadline: Instant) -> Result<bool, Error> {
+/// to exit; between presses, `agent` (one that did not answer yet) is
+/// asked again. Who powered the guest off, if it went before `deadline`.
+fn press_until_off(
+    monitor: &mut dyn Monitor,
+    printer: &mut Printer,
+    deadline: Instant,
+    agent: Option<&Target>,
+) -> Result<Option<Via>, Error> {
     say(printer, "ACPI power button");
+    let acpi = |gone: bool| gone.then_some(Via::Acpi);
     let mut presses = 0;
     loop {
         // A refused press (no ACPI) still waits: the guest may power off by itself.
         match monitor.execute(command("system_powerdown"), Some(deadline), printer) {
-            Err(ClientError::Closed) => return Ok(true),
-            Err(ClientError::Timeout) => return Ok(false),
+            Err(ClientError::Closed) => return Ok(Some(Via::Acpi)),
+            Err(ClientError::Timeout) => return Ok(None),
             Err(e) => return Err(failed(e)),
             Ok(_) => presses += 1,
         }
         let next = (Instant::now() + PRESS_AGAIN).min(deadline);
         let powering_off = |message: &Value| message.get("event").and_then(Value::as_str) == Some("SHUTDOWN");
         match monitor.wait_event(Some(next), printer, &mut |m| powering_off(m)) {
-            Err(ClientError::Closed) => return Ok(true),
+            Err(ClientError::Closed) => return Ok(Some(Via::Acpi)),
             Err(e) => return Err(failed(e)),
-            Ok(Some(_)) => return closes_by(monitor, printer, deadline),
-            Ok(None) if Instant::now() >= deadline => return Ok(false),
+            Ok(Some(_)) => return closes_by(monitor, printer, deadline).map(acpi),
+            Ok(None) if Instant::now() >= deadline => return Ok(None),
+            Ok(None) if agent.is_some_and(|a| matches!(agent_shutdown(a, printer, AGENT_RETRY), Agent::Accepted)) => {
+                return Ok(closes_by(monitor, printer, deadline)?.then_some(Via::GuestAgent));
+            }
             Ok(None) => {
                 if presses == 1 {
                     say(
