@@ -79,6 +79,20 @@ const FLUSH_AT: usize = 64 * 1024;
 /// How many events `.wait` can look back on.
 const RECENT_EVENTS: usize = 1024;
 
+impl Style {
+    /// Plain text with events, for the VM helpers' own output.
+    pub fn plain() -> Style {
+        Style {
+            stdout: Palette::plain(),
+            stderr: Palette::plain(),
+            pretty: false,
+            json: false,
+            verbose: false,
+            events: true,
+        }
+    }
+}
+
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
         let log = match log {

@@ -196,9 +196,7 @@ impl Session {
     /// past failures (then the line still runs, and the failure is
     /// reported with it).
     fn settle(&mut self) -> Result<(), Error> {
-        while !self.in_flight.is_empty() {
-            self.complete_oldest()?;
-        }
+        self.complete_all()?;
         match self.deferred.take() {
             Some(failure) if !self.settings.keep_going => Err(failure),
             kept => {
@@ -210,13 +208,15 @@ impl Session {
 
     /// Reads every reply still in flight (`--pipeline`), in order.
     pub fn drain(&mut self) -> Result<(), Error> {
+        self.complete_all()?;
+        self.deferred.take().map_or(Ok(()), Err)
+    }
+
+    fn complete_all(&mut self) -> Result<(), Error> {
         while !self.in_flight.is_empty() {
             self.complete_oldest()?;
         }
-        match self.deferred.take() {
-            Some(failure) => Err(failure),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Fetches the schema once, when a line first needs it.

@@ -103,23 +103,6 @@ impl AgentMonitor {
 }
 
 impl Monitor for AgentMonitor {
-    fn execute(
-        &mut self,
-        command: Map<String, Value>,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError> {
-        let name = command.get("execute").and_then(Value::as_str).unwrap_or_default();
-        if !self.silent.contains(name) {
-            return self.socket.execute(command, deadline, observer);
-        }
-        // It will not answer: sent, it has done all it can tell us.
-        self.socket.post(command, observer)?;
-        let done = Value::Object(Map::new());
-        observer.received(&done, Kind::Reply);
-        Ok(Ok(done))
-    }
-
     fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
         let silent = command.get("execute").and_then(Value::as_str).is_some_and(|name| self.silent.contains(name));
         let id = self.socket.post(command, observer)?;
@@ -135,8 +118,11 @@ impl Monitor for AgentMonitor {
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
+        // It will not answer: sent, it has done all it can tell us.
         if self.unanswered.remove(&id.to_string()) {
-            return Ok(Ok(Value::Object(Map::new())));
+            let done = Value::Object(Map::new());
+            observer.received(&done, Kind::Reply);
+            return Ok(Ok(done));
         }
         self.socket.await_reply(id, deadline, observer)
     }
@@ -148,15 +134,6 @@ impl Monitor for AgentMonitor {
         wanted: &mut dyn FnMut(&Value) -> bool,
     ) -> Result<Option<Value>, ClientError> {
         self.socket.wait_event(deadline, observer, wanted)
-    }
-
-    fn greeting(&self) -> Option<&Value> {
-        None
-    }
-
-    /// The agent runs in the guest: no host process to signal.
-    fn peer_pid(&self) -> Option<i32> {
-        None
     }
 
     fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {

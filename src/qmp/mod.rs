@@ -121,7 +121,10 @@ pub trait Monitor {
         command: Map<String, Value>,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError>;
+    ) -> Result<Reply, ClientError> {
+        let id = self.post(command, observer)?;
+        self.await_reply(&id, deadline, observer)
+    }
 
     /// Sends `command` without waiting (`--pipeline`) and returns its id,
     /// for [`Monitor::await_reply`]. Replies must then be awaited in the
@@ -148,11 +151,15 @@ pub trait Monitor {
     ) -> Result<Option<Value>, ClientError>;
 
     /// The greeting, when the monitor sent one.
-    fn greeting(&self) -> Option<&Value>;
+    fn greeting(&self) -> Option<&Value> {
+        None
+    }
 
     /// The pid of the process at the other end, when the transport can
     /// tell (a local unix socket can): `.shutdown` kills it as a last resort.
-    fn peer_pid(&self) -> Option<i32>;
+    fn peer_pid(&self) -> Option<i32> {
+        None
+    }
 
     /// Reads messages, handing each to `observer`, until a [`Monitor::waker`]
     /// call (a wake-up sent before this call may end it at once).

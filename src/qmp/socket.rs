@@ -6,7 +6,7 @@
 //! a `recv_timeout` and nothing blocks on a half-read message.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
@@ -95,13 +95,6 @@ impl Stream {
             Stream::Unix(s) => s.set_read_timeout(timeout),
             Stream::Tcp(s) => s.set_read_timeout(timeout),
         }
-    }
-
-    fn shutdown(&self) {
-        let _ = match self {
-            Stream::Unix(s) => s.shutdown(Shutdown::Both),
-            Stream::Tcp(s) => s.shutdown(Shutdown::Both),
-        };
     }
 }
 
@@ -400,13 +393,6 @@ impl SocketMonitor {
     }
 }
 
-impl Drop for SocketMonitor {
-    fn drop(&mut self) {
-        // Wakes the reader thread so it ends with the connection.
-        self.writer.shutdown();
-    }
-}
-
 impl Monitor for SocketMonitor {
     /// Sends `command` with an id (its own, or the next of ours) and
     /// returns the id, without waiting for the reply.
@@ -433,16 +419,6 @@ impl Monitor for SocketMonitor {
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
         self.inbox.await_reply(id, deadline, observer)
-    }
-
-    fn execute(
-        &mut self,
-        command: Map<String, Value>,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError> {
-        let id = self.post(command, observer)?;
-        self.inbox.await_reply(&id, deadline, observer)
     }
 
     fn wait_event(

@@ -13,7 +13,6 @@ use crate::cli::VmCommand;
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::libvirt::{self, LibvirtMonitor};
-use crate::render::Palette;
 
 /// Runs one `vm` command on libvirt at `uri`.
 pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
@@ -105,15 +104,7 @@ fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
         println!("{name}: not running");
         return Ok(());
     }
-    let style = Style {
-        stdout: Palette::plain(),
-        stderr: Palette::plain(),
-        pretty: false,
-        json: false,
-        verbose: false,
-        events: true,
-    };
-    let mut printer = Printer::new(style, None)?;
+    let mut printer = Printer::new(Style::plain(), None)?;
     printer.live = true;
     let mut monitor = LibvirtMonitor::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
     let deadline = Instant::now() + timeout;

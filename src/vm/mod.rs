@@ -22,7 +22,6 @@ use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
-use crate::render::Palette;
 use crate::target::Target;
 pub use launch::launch;
 pub use process::Process;
@@ -153,15 +152,7 @@ fn stop(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> {
         println!("{}: not running", vm.name);
         return Ok(());
     };
-    let style = Style {
-        stdout: Palette::plain(),
-        stderr: Palette::plain(),
-        pretty: false,
-        json: false,
-        verbose: false,
-        events: true,
-    };
-    let mut printer = Printer::new(style, None)?;
+    let mut printer = Printer::new(Style::plain(), None)?;
     let connect = Connect { greeting_timeout: Duration::from_secs(5), negotiate: true };
     let mut monitor = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer)
         .map_err(|e| Error::Connection(format!("{e}; `qmpsh vm kill {}` ends it without the monitor", vm.name)))?;

@@ -1,7 +1,8 @@
 //! The QMP client through libvirt, for a VM that libvirt runs
 //! (`libvirt:DOMAIN`): libvirt owns the QMP socket, so commands go through
 //! `virDomainQemuMonitorCommand` and events come from libvirt's QEMU
-//! monitor event callback. There is no greeting, and libvirt puts its own
+//! monitor event callback. There is no greeting, no peer qmpsh may signal
+//! (libvirt runs this QEMU), and libvirt puts its own
 //! ids on the wire; qmpsh puts its own back on each reply, so the rest of
 //! qmpsh sees what a socket would give it.
 //!
@@ -166,16 +167,6 @@ fn failure(domain: &Domain, error: &VirtError, id: Value) -> Incoming {
 }
 
 impl Monitor for LibvirtMonitor {
-    fn execute(
-        &mut self,
-        command: Map<String, Value>,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError> {
-        let id = self.post(command, observer)?;
-        self.inbox.await_reply(&id, deadline, observer)
-    }
-
     fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
         let id = command.remove("id").unwrap_or_else(|| {
             self.next_id += 1;
@@ -206,15 +197,6 @@ impl Monitor for LibvirtMonitor {
         wanted: &mut dyn FnMut(&Value) -> bool,
     ) -> Result<Option<Value>, ClientError> {
         self.inbox.wait_event(deadline, observer, wanted)
-    }
-
-    fn greeting(&self) -> Option<&Value> {
-        None
-    }
-
-    /// libvirt runs this QEMU: qmpsh never signals it itself.
-    fn peer_pid(&self) -> Option<i32> {
-        None
     }
 
     fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
