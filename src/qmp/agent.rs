@@ -24,7 +24,12 @@ pub struct AgentMonitor {
     silent: HashSet<String>,
     /// Ids of posted commands that will get no reply.
     unanswered: HashSet<String>,
+    /// Whether something was sent that no reply has shown the agent read.
+    unconfirmed: bool,
 }
+
+/// How long closing waits for QEMU to read what the agent was sent last.
+const HAND_OVER: Duration = Duration::from_secs(5);
 
 impl AgentMonitor {
     /// Connects to the agent channel at `target` and resynchronises with
@@ -33,7 +38,13 @@ impl AgentMonitor {
     pub fn connect(target: &Target, label: &str, timeout: Duration) -> Result<AgentMonitor, ClientError> {
         let socket = SocketMonitor::connect_agent(target, timeout)?;
         let mut agent =
-            AgentMonitor { socket, commands: Vec::new(), silent: HashSet::new(), unanswered: HashSet::new() };
+            AgentMonitor {
+            socket,
+            commands: Vec::new(),
+            silent: HashSet::new(),
+            unanswered: HashSet::new(),
+            unconfirmed: false,
+        };
         let deadline = Instant::now() + timeout;
         agent.sync(deadline).map_err(|e| match e {
             ClientError::Timeout | ClientError::Closed => ClientError::Io(format!(
@@ -88,6 +99,7 @@ impl AgentMonitor {
     /// program in the guest), and says why.
     pub fn shutdown_guest(&mut self) -> Result<(), String> {
         let id = self.socket.post(command("guest-shutdown"), &mut Quiet).map_err(|e| e.to_string())?;
+        self.unconfirmed = true;
         let deadline = Instant::now() + Duration::from_secs(1);
         match self.socket.await_reply(&id, Some(deadline), &mut Quiet) {
             Ok(Err(refused)) => Err(refused.to_string()),
@@ -102,12 +114,26 @@ impl AgentMonitor {
     }
 }
 
+/// QEMU drops a client that hangs up at once, with whatever it had not yet
+/// read from the socket (it reads only as fast as the guest takes bytes). A
+/// command that gets no reply, such as `guest-shutdown`, could be lost that
+/// way: so after one, closing half-closes and waits until QEMU has read to
+/// the end.
+impl Drop for AgentMonitor {
+    fn drop(&mut self) {
+        if self.unconfirmed {
+            self.socket.hand_over(Instant::now() + HAND_OVER);
+        }
+    }
+}
+
 impl Monitor for AgentMonitor {
     fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
         let silent = command.get("execute").and_then(Value::as_str).is_some_and(|name| self.silent.contains(name));
         let id = self.socket.post(command, observer)?;
         if silent {
             self.unanswered.insert(id.to_string());
+            self.unconfirmed = true;
         }
         Ok(id)
     }
@@ -124,7 +150,12 @@ impl Monitor for AgentMonitor {
             observer.received(&done, Kind::Reply);
             return Ok(Ok(done));
         }
-        self.socket.await_reply(id, deadline, observer)
+        let reply = self.socket.await_reply(id, deadline, observer);
+        // A reply means the agent read everything sent before it.
+        if reply.is_ok() {
+            self.unconfirmed = false;
+        }
+        reply
     }
 
     fn wait_event(

@@ -6,7 +6,7 @@
 //! a `recv_timeout` and nothing blocks on a half-read message.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
@@ -88,6 +88,13 @@ impl Stream {
             Stream::Unix(s) => Stream::Unix(s.try_clone()?),
             Stream::Tcp(s) => Stream::Tcp(s.try_clone()?),
         })
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+        }
     }
 
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
@@ -377,6 +384,15 @@ impl SocketMonitor {
                 timeout.as_secs_f64()
             ))),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Stops sending and waits until the peer has read all we sent and
+    /// closed its end, or `deadline`. Unlike a plain close, this cannot
+    /// make a peer that drops hung-up clients lose unread commands.
+    pub fn hand_over(&mut self, deadline: Instant) {
+        if self.writer.shutdown_write().is_ok() {
+            let _ = self.inbox.wait_event(Some(deadline), &mut super::Quiet, &mut |_| false);
         }
     }
 
