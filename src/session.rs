@@ -49,7 +49,7 @@ pub struct Settings {
 /// A command sent and not yet answered (`--pipeline`), with what is needed
 /// to show its reply.
 struct InFlight {
-    id: Value,
+    ticket: u64,
     line_no: Option<usize>,
     command: String,
     hmp_line: Option<String>,
@@ -309,14 +309,14 @@ impl Session {
         let command = request.command().to_string();
         let hmp_line = request.hmp_line().map(str::to_string);
         let text_reply = request.text_reply;
-        let id = self.monitor.post(request.message, &mut self.printer)?;
-        Ok(InFlight { id, line_no, command, hmp_line, text_reply })
+        let ticket = self.monitor.post(request.message, &mut self.printer)?;
+        Ok(InFlight { ticket, line_no, command, hmp_line, text_reply })
     }
 
     /// Waits for `pending`'s reply and shows it.
     fn finish(&mut self, pending: InFlight) -> Result<Flow, Error> {
         let deadline = self.deadline();
-        match self.monitor.await_reply(&pending.id, deadline, &mut self.printer) {
+        match self.monitor.await_reply(pending.ticket, deadline, &mut self.printer) {
             Ok(Ok(Value::String(text)))
                 if pending.hmp_line.as_deref().is_some_and(|line| is_hmp_failure(line, &text)) =>
             {

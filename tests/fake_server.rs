@@ -132,15 +132,36 @@ fn a_reply_with_an_unknown_id_is_dropped() {
 }
 
 #[test]
-fn an_error_without_an_id_is_a_protocol_error_not_a_hang() {
+fn an_error_without_the_commands_own_id_is_a_protocol_error_not_a_hang() {
+    // QEMU echoes a command's id, so an error without it means QEMU could
+    // not read that command at all.
     let server = script(vec![
         expect("query-status"),
         send(r#"{"error": {"class": "GenericError", "desc": "JSON parse error"}}"#),
     ]);
-    let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
+    let run = qmpsh(&[&server.socket_arg(), "-c", r#"{"execute": "query-status", "id": "mine"}"#], "");
     server.finish();
     assert_eq!(run.code, 3, "{run:?}");
     assert!(run.stderr.contains("protocol error") && run.stderr.contains("JSON parse error"), "{}", run.stderr);
+}
+
+#[test]
+fn commands_go_without_ids_and_replies_answer_them_in_order() {
+    // QEMU reads its monitor a byte at a time, so qmpsh sends no id of its
+    // own: QEMU answers in-band commands in order.
+    let server = script(vec![
+        expect("query-status"),
+        send(r#"{"return": {"status": "running"}}"#),
+        expect("stop"),
+        send(r#"{"error": {"class": "GenericError", "desc": "nope"}}"#),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "-v", "--keep-going"], "query-status\nstop\n");
+    server.finish();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "{\"status\":\"running\"}\n");
+    assert!(run.stderr.contains(r#"-> {"execute":"query-status"}"#), "{}", run.stderr);
+    assert!(run.stderr.contains("error: GenericError: nope"), "{}", run.stderr);
 }
 
 #[test]

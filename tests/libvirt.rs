@@ -350,16 +350,20 @@ fn a_remote_uri_a_uuid_and_libvirt_default_uri_reach_the_domain() {
 }
 
 #[test]
-fn json_output_carries_qmpsh_ids_and_events_as_json() {
-    // libvirt rewrites ids on the wire; a --json consumer matches replies
-    // to its lines by qmpsh's ids and must never see libvirt's.
+fn json_output_carries_replies_in_order_and_events_as_json() {
+    // libvirt puts ids of its own on the wire; a --json consumer reads the
+    // replies in the order of its lines, as on a socket, and never sees
+    // libvirt's ids, while an id of its own comes back.
     let Some(domain) = Domain::start(Init::Listening) else { return };
-    let run = qmpsh(&["--json", "-C", SYSTEM, &domain.target()], "stop\ncont\nquery-name\n");
+    let lines = "stop\ncont\n{\"execute\": \"query-name\", \"id\": \"mine\"}\n";
+    let run = qmpsh(&["--json", "-C", SYSTEM, &domain.target()], lines);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stdout.contains("libvirt-"), "{}", run.stdout);
     let lines = run.json_lines();
+    let replies: Vec<&Value> = lines.iter().filter(|l| l.get("return").is_some()).collect();
+    assert_eq!(replies.len(), 3, "{}", run.stdout);
     let ids: Vec<&Value> = lines.iter().filter_map(|l| l.get("id")).collect();
-    assert_eq!(ids, [1, 2, 3], "{}", run.stdout);
+    assert_eq!(ids, ["mine"], "{}", run.stdout);
     let events: Vec<&Value> = lines.iter().filter_map(|l| l.get("event")).collect();
     assert_eq!(events, ["STOP", "RESUME"], "{}", run.stdout);
     assert!(lines.iter().filter(|l| l.get("event").is_some()).all(|l| l["timestamp"]["seconds"].is_u64()));

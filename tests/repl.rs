@@ -172,3 +172,49 @@ fn ctrl_c_interrupts_a_wait_and_qemu_leaving_exits_3() {
     assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
     assert!(screen.contains("qmpsh-exit=3"), "{screen}");
 }
+
+#[test]
+fn a_late_reply_to_a_timed_out_command_is_not_taken_for_the_next_one() {
+    // Replies are matched by order (qmpsh sends no ids on QMP): the reply
+    // owed to the command that timed out is passed over when it comes.
+    let mut steps = common::handshake();
+    steps.extend([
+        // The schema, for completion.
+        common::expect("query-qmp-schema"),
+        common::send(
+            r#"{"return": [{"name": "query-status", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
+            {"name": "query-name", "meta-type": "command", "arg-type": "0", "ret-type": "0"},
+            {"name": "0", "meta-type": "object", "members": []}]}
+"#,
+        ),
+        // The VM's name, for the prompt.
+        common::expect("query-name"),
+        common::send("{\"return\": {}}\n"),
+        common::expect("query-status"),
+        common::Step::Pause(Duration::from_millis(1400)),
+        common::expect("query-name"),
+        common::send("{\"return\": {\"status\": \"late\"}}\n"),
+        common::send("{\"return\": {\"name\": \"on-time\"}}\n"),
+        common::Step::ExpectHangUp,
+    ]);
+    let server = common::FakeServer::start(steps);
+    let dir = tempfile::tempdir().unwrap();
+    let command = format!(
+        "env XDG_STATE_HOME={} {} {} --timeout 1; echo qmpsh-exit=$?; sleep 60",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_qmpsh"),
+        server.socket_arg()
+    );
+    let Some(tmux) = Tmux::start(&command) else { return };
+    tmux.wait_for("the prompt", |s| s.contains(">"));
+    tmux.type_text("query-status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the timeout", |s| s.contains("no reply to query-status"));
+    tmux.type_text("query-name");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the reply", |s| s.contains("on-time"));
+    assert!(!screen.contains("late"), "{screen}");
+    tmux.keys(&["C-d"]);
+    tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit=0"));
+    server.finish();
+}

@@ -22,8 +22,8 @@ pub struct AgentMonitor {
     commands: Vec<String>,
     /// Commands that send no reply.
     silent: HashSet<String>,
-    /// Ids of posted commands that will get no reply.
-    unanswered: HashSet<String>,
+    /// Tickets of posted commands that will get no reply.
+    unanswered: HashSet<u64>,
     /// Whether something was sent that no reply has shown the agent read.
     unconfirmed: bool,
 }
@@ -37,8 +37,7 @@ impl AgentMonitor {
     /// agent answers within `timeout`.
     pub fn connect(target: &Target, label: &str, timeout: Duration) -> Result<AgentMonitor, ClientError> {
         let socket = SocketMonitor::connect_agent(target, timeout)?;
-        let mut agent =
-            AgentMonitor {
+        let mut agent = AgentMonitor {
             socket,
             commands: Vec::new(),
             silent: HashSet::new(),
@@ -98,10 +97,10 @@ impl AgentMonitor {
     /// error within a second means it refused (disabled, or no shutdown
     /// program in the guest), and says why.
     pub fn shutdown_guest(&mut self) -> Result<(), String> {
-        let id = self.socket.post(command("guest-shutdown"), &mut Quiet).map_err(|e| e.to_string())?;
+        let ticket = self.socket.post(command("guest-shutdown"), &mut Quiet).map_err(|e| e.to_string())?;
         self.unconfirmed = true;
         let deadline = Instant::now() + Duration::from_secs(1);
-        match self.socket.await_reply(&id, Some(deadline), &mut Quiet) {
+        match self.socket.await_reply(ticket, Some(deadline), &mut Quiet) {
             Ok(Err(refused)) => Err(refused.to_string()),
             Err(ClientError::Timeout | ClientError::Closed) | Ok(Ok(_)) => Ok(()),
             Err(e) => Err(e.to_string()),
@@ -128,29 +127,30 @@ impl Drop for AgentMonitor {
 }
 
 impl Monitor for AgentMonitor {
-    fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
+    fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError> {
         let silent = command.get("execute").and_then(Value::as_str).is_some_and(|name| self.silent.contains(name));
-        let id = self.socket.post(command, observer)?;
+        let ticket = self.socket.post(command, observer)?;
         if silent {
-            self.unanswered.insert(id.to_string());
+            self.socket.forget(ticket);
+            self.unanswered.insert(ticket);
             self.unconfirmed = true;
         }
-        Ok(id)
+        Ok(ticket)
     }
 
     fn await_reply(
         &mut self,
-        id: &Value,
+        ticket: u64,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
         // It will not answer: sent, it has done all it can tell us.
-        if self.unanswered.remove(&id.to_string()) {
+        if self.unanswered.remove(&ticket) {
             let done = Value::Object(Map::new());
             observer.received(&done, Kind::Reply);
             return Ok(Ok(done));
         }
-        let reply = self.socket.await_reply(id, deadline, observer);
+        let reply = self.socket.await_reply(ticket, deadline, observer);
         // A reply means the agent read everything sent before it.
         if reply.is_ok() {
             self.unconfirmed = false;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::ledger::{Ledger, Settled};
 use super::{ClientError, Kind, Observer, QmpError, Reply, Waker};
 use crate::interrupt;
 
@@ -142,31 +143,44 @@ impl Inbox {
         }
     }
 
-    /// Waits for the reply with `id`, handing every other message to
-    /// `observer` as it comes.
+    /// Waits for the reply to the command `ledger` knows as `ticket`,
+    /// handing every other message to `observer` as it comes.
     pub fn await_reply(
         &mut self,
-        id: &Value,
+        ticket: u64,
+        ledger: &mut Ledger,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
+        if !ledger.owes(ticket) {
+            return Err(ClientError::Protocol(format!("no command awaits reply {ticket}")));
+        }
         loop {
             let message = self.recv_message(deadline, observer)?;
-            match classify(&message, id) {
-                Class::Event => observer.received(&message, Kind::Event),
-                Class::Stray => observer.received(&message, Kind::Stray),
-                Class::Reply => {
+            if message.get("event").is_some() {
+                observer.received(&message, Kind::Event);
+                continue;
+            }
+            if message.get("return").is_none() && message.get("error").is_none() {
+                observer.received(&message, Kind::Stray);
+                continue;
+            }
+            match ledger.settle(&message) {
+                Settled::Answer(answered) if answered == ticket => {
                     observer.received(&message, Kind::Reply);
                     return Ok(reply_of(message));
                 }
-                Class::IdlessError => {
+                Settled::Unread(answered) if answered == ticket => {
                     observer.received(&message, Kind::Reply);
                     return Err(ClientError::Protocol(format!(
-                        "QEMU answered with an error that carries no id, so it could not read the \
-                         command: {}",
+                        "QEMU answered with an error that lacks the command's id, so it could not read \
+                         the command: {}",
                         QmpError::from_reply(&message["error"])
                     )));
                 }
+                // A reply to a command given up on (timed out, interrupted),
+                // or to none sent here.
+                _ => observer.received(&message, Kind::Stray),
             }
         }
     }
@@ -212,34 +226,6 @@ impl Inbox {
     pub fn waker(&self) -> Waker {
         let wake = Arc::clone(&self.wake);
         Box::new(move || wake())
-    }
-}
-
-/// How a message read while a command waits relates to that command.
-enum Class {
-    Event,
-    Reply,
-    /// An error without an id: QEMU could not read the command.
-    IdlessError,
-    /// Anything else, such as a reply to a command that timed out.
-    Stray,
-}
-
-fn classify(message: &Value, id: &Value) -> Class {
-    if message.get("event").is_some() {
-        return Class::Event;
-    }
-    let is_error = message.get("error").is_some();
-    if !is_error && message.get("return").is_none() {
-        return Class::Stray;
-    }
-    match message.get("id") {
-        Some(got) if got == id => Class::Reply,
-        Some(_) => Class::Stray,
-        None if is_error => Class::IdlessError,
-        // A peer that returns without echoing the id still answered us:
-        // one command is in flight at a time.
-        None => Class::Reply,
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod agent;
 mod framer;
 mod inbox;
+mod ledger;
 #[cfg(feature = "libvirt")]
 pub mod libvirt;
 mod socket;
@@ -122,20 +123,20 @@ pub trait Monitor {
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
-        let id = self.post(command, observer)?;
-        self.await_reply(&id, deadline, observer)
+        let ticket = self.post(command, observer)?;
+        self.await_reply(ticket, deadline, observer)
     }
 
-    /// Sends `command` without waiting (`--pipeline`) and returns its id,
+    /// Sends `command` without waiting (`--pipeline`) and returns a ticket
     /// for [`Monitor::await_reply`]. Replies must then be awaited in the
     /// order the commands were sent.
-    fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError>;
+    fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError>;
 
     /// Waits until `deadline` (or forever) for the reply to the command
-    /// posted with `id`, handing every other message to `observer`.
+    /// posted as `ticket`, handing every other message to `observer`.
     fn await_reply(
         &mut self,
-        id: &Value,
+        ticket: u64,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError>;

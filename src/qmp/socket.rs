@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::inbox::{Feed, Inbox, Incoming, Wake};
+use super::ledger::Ledger;
 use super::{ClientError, Framer, Kind, Monitor, Observer, Reply, Waker};
 use crate::target::Target;
 
@@ -35,7 +36,10 @@ pub struct Connect {
 pub struct SocketMonitor {
     writer: Stream,
     inbox: Inbox,
-    next_id: u64,
+    ledger: Ledger,
+    /// Give every command an id (the guest agent's channel may hold
+    /// replies meant for an earlier client); on QMP only `exec-oob` needs one.
+    tag_all: bool,
     greeting: Option<Value>,
 }
 
@@ -330,6 +334,7 @@ impl SocketMonitor {
     /// precedes its reply to `guest-sync-delimited`).
     pub fn connect_agent(target: &Target, timeout: Duration) -> Result<Self, ClientError> {
         let mut monitor = SocketMonitor::open(target, timeout, Framer::after_marker())?;
+        monitor.tag_all = true;
         monitor.writer.write_all(&[0xFF]).map_err(|e| ClientError::Io(format!("writing to the agent failed: {e}")))?;
         Ok(monitor)
     }
@@ -346,7 +351,7 @@ impl SocketMonitor {
         });
         let feed = SocketFeed { stream: reader, framer, wake: wake_read, ended: false, timeout: None };
         let inbox = Inbox::with_feed(Box::new(feed), wake);
-        Ok(SocketMonitor { writer, inbox, next_id: 1, greeting: None })
+        Ok(SocketMonitor { writer, inbox, ledger: Ledger::default(), tag_all: false, greeting: None })
     }
 
     fn handshake(
@@ -396,6 +401,11 @@ impl SocketMonitor {
         }
     }
 
+    /// Stops waiting for a reply to `ticket`: its command sends none.
+    pub fn forget(&mut self, ticket: u64) {
+        self.ledger.forget(ticket);
+    }
+
     fn send(&mut self, message: &Value) -> Result<(), ClientError> {
         let mut bytes = serde_json::to_vec(message).map_err(|e| ClientError::Io(e.to_string()))?;
         bytes.push(b'\n');
@@ -410,31 +420,31 @@ impl SocketMonitor {
 }
 
 impl Monitor for SocketMonitor {
-    /// Sends `command` with an id (its own, or the next of ours) and
-    /// returns the id, without waiting for the reply.
-    fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
+    /// Sends `command` (with an id only where [`Ledger`] needs one) and
+    /// returns its ticket, without waiting for the reply.
+    fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError> {
         let id = match command.get("id") {
-            Some(id) => id.clone(),
-            None => {
-                let id = Value::from(self.next_id);
-                self.next_id += 1;
+            Some(id) => Some(id.clone()),
+            None if self.tag_all || command.contains_key("exec-oob") => {
+                let id = self.ledger.fresh_id();
                 command.insert("id".into(), id.clone());
-                id
+                Some(id)
             }
+            None => None,
         };
         let message = Value::Object(command);
         observer.sent(&message);
         self.send(&message)?;
-        Ok(id)
+        Ok(self.ledger.record(id))
     }
 
     fn await_reply(
         &mut self,
-        id: &Value,
+        ticket: u64,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
-        self.inbox.await_reply(id, deadline, observer)
+        self.inbox.await_reply(ticket, &mut self.ledger, deadline, observer)
     }
 
     fn wait_event(

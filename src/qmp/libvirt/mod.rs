@@ -22,6 +22,7 @@ use virt::domain::Domain;
 use virt::error::{Error as VirtError, ErrorNumber};
 
 use super::inbox::{Inbox, Incoming};
+use super::ledger::Ledger;
 use super::{ClientError, Monitor, Observer, Reply, Waker};
 
 /// Which libvirt a `--connect` (or its absence) means, for messages: the
@@ -76,9 +77,10 @@ pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, String> {
 /// A QMP monitor reached through libvirt.
 pub struct LibvirtMonitor {
     inbox: Inbox,
-    /// Commands for the command thread: qmpsh's id and the JSON to send.
-    commands: Sender<(Value, String)>,
-    next_id: u64,
+    /// Commands for the command thread: the id the user gave it, if any,
+    /// and the JSON to send.
+    commands: Sender<(Option<Value>, String)>,
+    ledger: Ledger,
     /// Keeps the event callbacks registered while the monitor lives.
     _subscription: events::Subscription,
 }
@@ -107,18 +109,21 @@ impl LibvirtMonitor {
             .name("libvirt-commands".into())
             .spawn(move || run_commands(&domain, &requests, &tx))
             .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
-        Ok(LibvirtMonitor { inbox, commands, next_id: 1, _subscription: subscription })
+        Ok(LibvirtMonitor { inbox, commands, ledger: Ledger::default(), _subscription: subscription })
     }
 }
 
 /// The command thread: one blocking libvirt call at a time, each answer
-/// into the inbox under qmpsh's id.
-fn run_commands(domain: &Domain, requests: &Receiver<(Value, String)>, tx: &SyncSender<Incoming>) {
+/// into the inbox in order, with the user's id in place of libvirt's own.
+fn run_commands(domain: &Domain, requests: &Receiver<(Option<Value>, String)>, tx: &SyncSender<Incoming>) {
     for (id, command) in requests {
         let item = match domain.qemu_monitor_command(&command, 0) {
             Ok(reply) => match serde_json::from_str::<Value>(&reply) {
                 Ok(Value::Object(mut message)) => {
-                    message.insert("id".into(), id);
+                    message.remove("id");
+                    if let Some(id) = id {
+                        message.insert("id".into(), id);
+                    }
                     Incoming::Message(Value::Object(message))
                 }
                 _ => {
@@ -138,7 +143,7 @@ fn run_commands(domain: &Domain, requests: &Receiver<(Value, String)>, tx: &Sync
 /// socket: success after `quit`), the connection to libvirt is lost, or
 /// libvirt refused this one command (an error reply, as QEMU's own would
 /// be). The domain's state decides, not the wording of the error.
-fn failure(domain: &Domain, error: &VirtError, id: Value) -> Incoming {
+fn failure(domain: &Domain, error: &VirtError, id: Option<Value>) -> Incoming {
     // After `quit`, libvirt may report the monitor gone a moment before
     // it marks the domain stopped: give it that moment.
     if error.message().contains("monitor") {
@@ -160,34 +165,31 @@ fn failure(domain: &Domain, error: &VirtError, id: Value) -> Incoming {
             detail.insert("desc".into(), Value::from(error.message()));
             let mut reply = Map::new();
             reply.insert("error".into(), Value::Object(detail));
-            reply.insert("id".into(), id);
+            if let Some(id) = id {
+                reply.insert("id".into(), id);
+            }
             Incoming::Message(Value::Object(reply))
         }
     }
 }
 
 impl Monitor for LibvirtMonitor {
-    fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<Value, ClientError> {
-        let id = command.remove("id").unwrap_or_else(|| {
-            self.next_id += 1;
-            Value::from(self.next_id - 1)
-        });
-        // libvirt adds its own id to what it sends, so the command goes
-        // without ours; the observer sees it with ours, as on a socket.
-        let text = Value::Object(command.clone()).to_string();
-        command.insert("id".into(), id.clone());
-        observer.sent(&Value::Object(command));
+    fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError> {
+        observer.sent(&Value::Object(command.clone()));
+        // libvirt gives the command an id of its own in place of the user's.
+        let id = command.remove("id");
+        let text = Value::Object(command).to_string();
         self.commands.send((id.clone(), text)).map_err(|_| ClientError::Closed)?;
-        Ok(id)
+        Ok(self.ledger.record(id))
     }
 
     fn await_reply(
         &mut self,
-        id: &Value,
+        ticket: u64,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
-        self.inbox.await_reply(id, deadline, observer)
+        self.inbox.await_reply(ticket, &mut self.ledger, deadline, observer)
     }
 
     fn wait_event(
