@@ -45,7 +45,7 @@ fn entry_help(entry: &Entry) -> String {
         Some(qmp) => text.push_str(&format!("    sends QMP {qmp}\n")),
         None => text.push_str("    sent to HMP as text\n"),
     }
-    for arg in &entry.args {
+    for arg in entry.args {
         let optional = if arg.optional { ", optional" } else { "" };
         text.push_str(&format!("    {}: {}{optional}\n", arg.name, arg.kind.describe()));
     }

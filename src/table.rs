@@ -1,42 +1,29 @@
-//! The human command table: data from grammar/commands.json, embedded in the
-//! binary. Translation, `.help`, completion and hints all read this one
-//! table; `tests/table.rs` checks it against a real QEMU.
-
-use std::sync::OnceLock;
-
-use serde::Deserialize;
+//! The human command table: data from grammar/commands.json, compiled into
+//! the binary by `build.rs`. Translation, `.help`, completion and hints all
+//! read this one table; `tests/table.rs` checks it against a real QEMU.
 
 /// One human command, such as `powerdown` or `info status`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct Entry {
     /// As a person types it; `info X` entries have two words.
     pub name: &'static str,
-    #[serde(default)]
-    pub aliases: Vec<&'static str>,
+    pub aliases: &'static [&'static str],
     /// The QMP command it becomes; absent for HMP-only commands, which are
     /// passed through as text.
     pub qmp: Option<&'static str>,
     /// Arguments in HMP's positional order.
-    #[serde(default)]
-    pub args: Vec<ArgSpec>,
-    /// Arguments the QMP command always gets, whatever was typed.
-    #[serde(default)]
-    pub fixed: serde_json::Map<String, serde_json::Value>,
+    pub args: &'static [ArgSpec],
     pub help: &'static str,
     /// A line that uses it; tests send it to a real QEMU.
     pub example: &'static str,
 }
 
 /// One argument of a table command.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub struct ArgSpec {
     /// The name accepted in `name=value` form.
     pub name: &'static str,
-    #[serde(rename = "type")]
     pub kind: ArgType,
-    #[serde(default)]
     pub optional: bool,
     /// A flag such as `-f` that sets this (boolean) argument to true.
     pub flag: Option<&'static str>,
@@ -45,8 +32,7 @@ pub struct ArgSpec {
 }
 
 /// How an argument's text becomes JSON.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArgType {
     /// Taken as a string, even when it looks like a number.
     Str,
@@ -104,7 +90,7 @@ impl Entry {
     /// A usage line such as `eject [-f] device` or `screendump filename [-f format]`.
     pub fn usage(&self) -> String {
         let mut text = self.name.to_string();
-        for arg in &self.args {
+        for arg in self.args {
             let shown = match &arg.flag {
                 Some(flag) if arg.kind == ArgType::Bool => flag.to_string(),
                 Some(flag) => format!("{flag} {}", arg.name),
@@ -120,15 +106,12 @@ impl Entry {
     }
 }
 
-/// The embedded table, parsed once on first use (never in a script that
-/// sends only raw JSON).
+/// The table, in the order of grammar/commands.json.
 pub fn table() -> &'static [Entry] {
-    static TABLE: OnceLock<Vec<Entry>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        serde_json::from_str(include_str!("../grammar/commands.json"))
-            .expect("grammar/commands.json is checked by the table tests")
-    })
+    TABLE
 }
+
+static TABLE: &[Entry] = include!(concat!(env!("OUT_DIR"), "/table.rs"));
 
 /// The entry a person means by `name` (one word or `info X`), by its name
 /// or an alias.

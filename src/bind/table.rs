@@ -32,9 +32,6 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     let end = text.trim_end().len();
     let args = if entry.name.starts_with("info ") { &inv.args[1..] } else { &inv.args[..] };
     let mut tree = Tree::default();
-    for (key, value) in &entry.fixed {
-        tree.insert(&dotted(key), Leaf::Typed(value.clone()), inv.offset)?;
-    }
     let mut filled = vec![false; entry.args.len()];
     let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none());
     let mut words = args.iter();
