@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::path::Path;
 
 use crate::bind::{Action, Shell};
-use crate::cli::{Cli, ColorChoice, Command, ShellOptions};
+use crate::cli::{Cli, ColorChoice, Command, Deferred, LaunchOptions, ShellOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
@@ -29,8 +29,8 @@ const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs qmpsh as the command line asks.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Some(Command::Vm(command)) => vm::run(command),
-        Some(Command::Launch { start, shell }) => vm::launch(start, shell),
+        Some(Command::Vm(Deferred(command))) => vm::run(command),
+        Some(Command::Launch(Deferred(LaunchOptions { start, shell }))) => vm::launch(start, shell),
         None if cli.dry_run => {
             if cli.target.is_some() {
                 return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::EXIT_CODES_HELP;
 use crate::target::TARGET_HELP;
@@ -46,7 +46,8 @@ pub struct Cli {
     pub shell: ShellOptions,
 }
 
-/// How the shell reads lines and shows what comes back.
+// How the shell reads lines and shows what comes back (a plain comment, as
+// on StartOptions).
 #[derive(Debug, Clone, Args)]
 pub struct ShellOptions {
     /// Run this line, then exit (repeatable; runs in order)
@@ -101,16 +102,61 @@ pub struct ShellOptions {
 pub enum Command {
     /// Start a throwaway VM, open the shell on it, and remove it when the
     /// shell ends (also on Ctrl-C or SIGTERM)
-    Launch {
-        #[command(flatten)]
-        start: StartOptions,
-        #[command(flatten)]
-        shell: ShellOptions,
-    },
+    Launch(Deferred<LaunchOptions>),
     /// Managed VMs: state lives in $QMPSH_STATE_DIR, else
     /// $XDG_RUNTIME_DIR/qmpsh, else /tmp/qmpsh-$UID
     #[command(subcommand)]
-    Vm(VmCommand),
+    Vm(Deferred<VmCommand>),
+}
+
+// What `launch` takes: how to start the VM, then the shell's options (a
+// plain comment, as on StartOptions).
+#[derive(Debug, Args)]
+pub struct LaunchOptions {
+    #[command(flatten)]
+    pub start: StartOptions,
+    #[command(flatten)]
+    pub shell: ShellOptions,
+}
+
+/// A subcommand whose arguments clap learns only when the command line
+/// names it: a one-shot `qmpsh SOCK -c ...` does not pay for building the
+/// `vm` and `launch` parsers (a fifth of its instructions).
+#[derive(Debug)]
+pub struct Deferred<T>(pub T);
+
+impl<T: FromArgMatches> FromArgMatches for Deferred<T> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        T::from_arg_matches(matches).map(Deferred)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.0.update_from_arg_matches(matches)
+    }
+}
+
+impl<T: Subcommand> Subcommand for Deferred<T> {
+    fn augment_subcommands(command: clap::Command) -> clap::Command {
+        command.defer(T::augment_subcommands)
+    }
+
+    fn augment_subcommands_for_update(command: clap::Command) -> clap::Command {
+        command.defer(T::augment_subcommands_for_update)
+    }
+
+    fn has_subcommand(name: &str) -> bool {
+        T::has_subcommand(name)
+    }
+}
+
+impl<T: Args> Args for Deferred<T> {
+    fn augment_args(command: clap::Command) -> clap::Command {
+        command.defer(T::augment_args)
+    }
+
+    fn augment_args_for_update(command: clap::Command) -> clap::Command {
+        command.defer(T::augment_args_for_update)
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -22,7 +22,8 @@ use crate::target::Target;
 /// How long QEMU gets to open its QMP socket.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-/// The options of `vm start` and `launch`.
+// The options of `vm start` and `launch` (a plain comment: clap would show
+// a doc comment as the help of `launch`, whose arguments it learns last).
 #[derive(Debug, Clone, Args)]
 pub struct StartOptions {
     /// Guest memory in MB
