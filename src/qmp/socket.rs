@@ -206,10 +206,15 @@ struct SocketFeed {
     ended: bool,
     /// The socket's read timeout as last set.
     timeout: Option<Duration>,
+    /// How much to read at a time: small for a one-shot command, doubled
+    /// up to [`CHUNK`] while reads fill it.
+    chunk: usize,
 }
 
-/// How much is read at a time.
+/// The most read at a time.
 const CHUNK: usize = 64 * 1024;
+/// The first read's size: a greeting or a typical reply fits.
+const FIRST_CHUNK: usize = 4 * 1024;
 
 impl Feed for SocketFeed {
     fn next_within(&mut self, wait: Duration, wakeable: bool) -> Option<Incoming> {
@@ -263,12 +268,17 @@ impl SocketFeed {
                 self.timeout = timeout;
             }
         }
-        let room = self.framer.spare(CHUNK);
+        let room = self.framer.spare(self.chunk);
         let read = self.stream.read(room);
         self.framer.filled(*read.as_ref().unwrap_or(&0));
         match read {
             Ok(0) => Err(ClientError::Closed),
-            Ok(_) => Ok(true),
+            Ok(n) => {
+                if n >= self.chunk {
+                    self.chunk = (self.chunk * 2).min(CHUNK);
+                }
+                Ok(true)
+            }
             Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
             Err(e) if is_disconnect(&e) => Err(ClientError::Closed),
@@ -349,7 +359,8 @@ impl SocketMonitor {
             // pipe is full a wake-up is pending already.
             unsafe { libc::write(wake_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
         });
-        let feed = SocketFeed { stream: reader, framer, wake: wake_read, ended: false, timeout: None };
+        let feed =
+            SocketFeed { stream: reader, framer, wake: wake_read, ended: false, timeout: None, chunk: FIRST_CHUNK };
         let inbox = Inbox::with_feed(Box::new(feed), wake);
         Ok(SocketMonitor { writer, inbox, ledger: Ledger::default(), tag_all: false, greeting: None })
     }
