@@ -48,7 +48,7 @@ fn main() {
 
     println!("qmpsh end to end, QEMU -machine none, {rounds} rounds, medians (ratios pair by pair)\n");
     println!("{:<44} {:>10} {:>10} {:>7} {:>9}", "work", "qmpsh", "floor", "ratio", "qmpsh RSS");
-    compare(rounds, "one query-status", || qmpsh(&["-c", "query-status"]), || floor(&["one"]), None);
+    let one_shot = compare(rounds, "one query-status", || qmpsh(&["-c", "query-status"]), || floor(&["one"]), None);
     compare(
         rounds,
         &format!("{SCRIPT} query-status, piped"),
@@ -97,9 +97,10 @@ fn main() {
         let ours = median(runs.iter().map(|(_, o, ..)| o.wall.as_secs_f64()).collect());
         println!(
             "\none command, each right after a qmp-shell run: qmp-shell {}, qmpsh {}: qmp-shell is {ratio:.1}x \
-             slower than qmpsh ({floor_ratio:.1}x than the floor)",
+             slower than qmpsh ({floor_ratio:.1}x than the floor); against qmpsh's one-shot row above: {:.1}x",
             ms(theirs),
             ms(ours),
+            theirs / one_shot,
         );
     } else {
         println!("one command: qmp-shell                       not installed (pip install qemu.qmp; QMP_SHELL=...)");
@@ -164,7 +165,14 @@ fn ms(seconds: f64) -> String {
 
 /// Alternating runs of qmpsh and the floor; prints medians and the median
 /// of the pairwise ratios.
-fn compare(rounds: usize, label: &str, ours: impl Fn() -> Command, floor: impl Fn() -> Command, stdin: Option<&Path>) {
+/// Prints one row; returns qmpsh's median wall time in seconds.
+fn compare(
+    rounds: usize,
+    label: &str,
+    ours: impl Fn() -> Command,
+    floor: impl Fn() -> Command,
+    stdin: Option<&Path>,
+) -> f64 {
     let mut pairs = Vec::new();
     for _ in 0..rounds {
         let a = run(ours(), stdin);
@@ -176,6 +184,7 @@ fn compare(rounds: usize, label: &str, ours: impl Fn() -> Command, floor: impl F
     let b = median(pairs.iter().map(|(_, b)| b.wall.as_secs_f64()).collect());
     let rss = median(pairs.iter().map(|(a, _)| a.peak_kib as f64).collect()) / 1024.0;
     println!("{label:<44} {:>10} {:>10} {ratio:>6.2}x {rss:>6.1} MiB", ms(a), ms(b));
+    a
 }
 
 /// qmp-shell, if installed.
