@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::path::Path;
 
 use crate::bind::{Action, Shell};
-use crate::cli::{Cli, ColorChoice, Command, Deferred, LaunchOptions, ShellOptions};
+use crate::cli::{Cli, ColorChoice, Command, Deferred, ExecQemu, LaunchOptions, ShellOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Command::Vm(Deferred(command))) => vm::run(command),
         Some(Command::Launch(Deferred(LaunchOptions { start, shell }))) => vm::launch(start, shell),
+        Some(Command::ExecQemu(Deferred(ExecQemu { tied_to, command }))) => vm::exec_qemu(tied_to, &command),
         None if cli.dry_run => {
             if cli.target.is_some() {
                 return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));

@@ -1,22 +1,29 @@
-//! Timestamps: local wall-clock time for events on screen, UTC RFC 3339
-//! for the traffic log. Small enough not to need a date crate.
+//! Timestamps: local wall-clock time for events on screen (the time zone
+//! from `TZ` or /etc/localtime, by jiff), UTC RFC 3339 for the traffic log.
 
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// `HH:MM:SS.mmm` in the local time zone for a Unix time.
+use jiff::Timestamp;
+use jiff::tz::TimeZone;
+
+/// `HH:MM:SS.mmm` in the local time zone for a Unix time (UTC when the
+/// zone cannot be read).
 pub fn local_time_of_day(seconds: i64, micros: u32) -> String {
-    // SAFETY: localtime_r only writes into the `tm` we pass it.
-    let (hour, minute, second) = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        let t: libc::time_t = seconds;
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            let of_day = seconds.rem_euclid(86_400);
-            (of_day / 3600, of_day / 60 % 60, of_day % 60)
-        } else {
-            (i64::from(tm.tm_hour), i64::from(tm.tm_min), i64::from(tm.tm_sec))
-        }
-    };
-    format!("{hour:02}:{minute:02}:{second:02}.{:03}", micros / 1000)
+    time_of_day_in(local_zone(), seconds, micros)
+}
+
+fn time_of_day_in(zone: &TimeZone, seconds: i64, micros: u32) -> String {
+    let offset = Timestamp::from_second(seconds).map_or(0, |t| zone.to_offset(t).seconds());
+    let of_day = (seconds + i64::from(offset)).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}.{:03}", of_day / 3600, of_day / 60 % 60, of_day % 60, micros / 1000)
+}
+
+/// The local time zone, read once: a `.wait` loop printing many events does
+/// not re-read /etc/localtime.
+fn local_zone() -> &'static TimeZone {
+    static ZONE: OnceLock<TimeZone> = OnceLock::new();
+    ZONE.get_or_init(|| TimeZone::try_system().unwrap_or(TimeZone::UTC))
 }
 
 /// The current time as seconds and microseconds since the Unix epoch.
@@ -56,6 +63,15 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_of_day_follows_the_zone() {
+        let kolkata = TimeZone::fixed(jiff::tz::Offset::from_seconds(5 * 3600 + 1800).unwrap());
+        assert_eq!(time_of_day_in(&kolkata, 1_795_608_000, 123_456), "17:30:00.123");
+        assert_eq!(time_of_day_in(&TimeZone::UTC, 1_795_608_000, 999), "12:00:00.000");
+        let behind = TimeZone::fixed(jiff::tz::Offset::from_seconds(-13 * 3600).unwrap());
+        assert_eq!(time_of_day_in(&behind, 1_795_608_000, 0), "23:00:00.000");
+    }
 
     #[test]
     fn utc_dates_match_known_instants() {

@@ -4,39 +4,31 @@
 //! qmpsh.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
-static PENDING: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    // Only an atomic store: nothing else is safe in a signal handler.
-    PENDING.store(true, Ordering::SeqCst);
+/// Set by SIGINT (signal-hook's handler stores to it, nothing more).
+fn pending() -> &'static Arc<AtomicBool> {
+    static PENDING: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    PENDING.get_or_init(|| Arc::new(AtomicBool::new(false)))
 }
 
-/// Turns SIGINT into a flag for the rest of the process.
-pub fn install() {
-    // SAFETY: the handler only stores to an atomic; the sigaction struct is
-    // zeroed and then filled in before use.
-    unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigint as *const () as usize;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigemptyset(&mut action.sa_mask);
-        libc::sigaction(libc::SIGINT, &action, std::ptr::null_mut());
-    }
+/// Turns SIGINT into a flag for the rest of the process; says why when it
+/// cannot (Ctrl-C then ends qmpsh, as in a script).
+pub fn install() -> std::io::Result<()> {
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(pending())).map(drop)
 }
 
-/// Sets the flag as Ctrl-C would (for a thread that receives SIGINT with
-/// `sigwait`).
+/// Sets the flag as Ctrl-C would (for a thread that receives SIGINT itself).
 pub fn raise() {
-    PENDING.store(true, Ordering::SeqCst);
+    pending().store(true, Ordering::SeqCst);
 }
 
 /// Whether Ctrl-C was pressed since the last call; clears the flag.
 pub fn take() -> bool {
-    PENDING.swap(false, Ordering::SeqCst)
+    pending().swap(false, Ordering::SeqCst)
 }
 
 /// Forgets a Ctrl-C that nothing was waiting for.
 pub fn clear() {
-    PENDING.store(false, Ordering::SeqCst);
+    pending().store(false, Ordering::SeqCst);
 }

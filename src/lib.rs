@@ -5,6 +5,12 @@
 //! (drives a `qmp::Monitor`) → `output`/`render` (replies and events).
 //! `app` wires them for the command line; `repl` is the terminal loop;
 //! `vm` starts, stops and kills the VMs qmpsh manages.
+//!
+//! No `unsafe` anywhere but in the libvirt event callbacks
+//! (`qmp::libvirt::events`, behind the `libvirt` feature): system calls go
+//! through rustix and signal-hook, which wrap them safely.
+
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod bind;

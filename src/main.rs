@@ -1,6 +1,8 @@
 //! The qmpsh binary: parse the command line, run, turn the outcome into an
 //! exit code. Everything else lives in the library.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::Parser;

@@ -2,25 +2,21 @@
 //! line editor switches the terminal to raw mode in its own thread, and
 //! qmpsh must never leave it that way, however it exits.
 
+use rustix::stdio::stdin;
+use rustix::termios::{OptionalActions, Termios, tcgetattr, tcsetattr};
+
 /// Settings of standard input, as they were when saved.
-pub struct Saved(libc::termios);
+pub struct Saved(Termios);
 
 impl Saved {
     /// The current settings, when standard input is a terminal.
     pub fn now() -> Option<Saved> {
-        // SAFETY: tcgetattr fills the zeroed plain C struct we pass.
-        unsafe {
-            let mut termios: libc::termios = std::mem::zeroed();
-            (libc::tcgetattr(libc::STDIN_FILENO, &mut termios) == 0).then_some(Saved(termios))
-        }
+        tcgetattr(stdin()).ok().map(Saved)
     }
 
-    /// Puts them back.
+    /// Puts them back (nothing to do if stdin is no longer a terminal).
     pub fn restore(&self) {
-        // SAFETY: settings read from the same descriptor.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0);
-        }
+        let _ = tcsetattr(stdin(), OptionalActions::Now, &self.0);
     }
 }
 

@@ -26,9 +26,9 @@ impl Drop for Vms {
     fn drop(&mut self) {
         for entry in fs::read_dir(self.state.path()).into_iter().flatten().flatten() {
             let pid = fs::read_to_string(entry.path().join("qemu.pid")).unwrap_or_default();
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // SAFETY: signals the QEMU this test's `vm start` started.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+            // The QEMU this test's `vm start` started.
+            if let Some(pid) = pid.trim().parse::<i32>().ok().and_then(rustix::process::Pid::from_raw) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
         }
     }

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Run, finish, qemu_available, qmpsh_command};
+use rustix::process::{Pid, Signal, kill_process};
 
 /// A private state folder and qmpsh commands that use it.
 struct Vms {
@@ -55,8 +56,10 @@ impl Vms {
 impl Drop for Vms {
     fn drop(&mut self) {
         for pid in self.live_qemus() {
-            // SAFETY: a QEMU this test started, found by its private folder.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // A QEMU this test started, found by its private folder.
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
         }
     }
 }
@@ -161,8 +164,7 @@ fn a_symlinked_or_foreign_state_folder_is_refused() {
     assert!(run.stderr.contains("symlink"), "{}", run.stderr);
 
     // A folder of another user (root can make one; others cannot test this).
-    // SAFETY: getuid cannot fail.
-    if unsafe { libc::getuid() } == 0 {
+    if rustix::process::getuid().is_root() {
         let foreign = vms.dir().join("foreign");
         fs::create_dir(&foreign).unwrap();
         std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
@@ -232,8 +234,7 @@ fn launch_cleans_up_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
     std::thread::sleep(Duration::from_millis(300));
-    // SAFETY: signals the qmpsh child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    signal(&child, Signal::TERM);
     let status = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGTERM");
     drop(stdin);
     assert_eq!(status.code(), Some(143));
@@ -277,4 +278,35 @@ fn paths_with_commas_and_relative_state_folders() {
     let relative = finish(command, "");
     assert_eq!(relative.code, 2);
     assert!(relative.stderr.contains("must be an absolute path"), "{}", relative.stderr);
+}
+
+/// Sends `signal` to the qmpsh child a test started.
+fn signal(child: &std::process::Child, signal: Signal) {
+    let pid = Pid::from_child(child);
+    kill_process(pid, signal).unwrap();
+}
+
+#[test]
+fn launch_killed_outright_takes_its_qemu_with_it() {
+    // SIGKILL leaves qmpsh no chance to clean up: the kernel kills QEMU
+    // (PR_SET_PDEATHSIG, set by the step that becomes QEMU).
+    let Some(vms) = Vms::new() else { return };
+    let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
+    command.env("QMPSH_STATE_DIR", vms.dir());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while vms.live_qemus().is_empty() {
+        assert!(Instant::now() < deadline, "the launched VM never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    signal(&child, Signal::KILL);
+    let _ = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh dies");
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !vms.live_qemus().is_empty() {
+        assert!(Instant::now() < deadline, "QEMU outlived the qmpsh that launched it");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

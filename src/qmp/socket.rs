@@ -7,14 +7,19 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+use rustix::io::{Errno, read, write};
+use rustix::net::sockopt::socket_peercred;
+use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, connect, socket_with};
+use rustix::pipe::{PipeFlags, pipe_with};
 use serde_json::{Map, Value};
 
 use super::inbox::{Feed, Inbox, Incoming, Wake};
@@ -109,11 +114,11 @@ impl Stream {
     }
 }
 
-impl AsRawFd for Stream {
-    fn as_raw_fd(&self) -> RawFd {
+impl AsFd for Stream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Stream::Unix(s) => s.as_raw_fd(),
-            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
         }
     }
 }
@@ -144,41 +149,24 @@ impl Write for Stream {
 /// client holds the monitor and its listen queue is full, a plain connect
 /// would block for ever.
 fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
-    // SAFETY: a zeroed sockaddr_un is valid; the path is copied in with room
-    // for its NUL; the descriptor is owned from creation on.
-    unsafe {
-        let mut addr: libc::sockaddr_un = std::mem::zeroed();
-        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-        let bytes = path.as_os_str().as_bytes();
-        if bytes.len() >= addr.sun_path.len() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "the socket path is too long for a unix socket"));
+    let address = SocketAddrUnix::new(path)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the socket path is too long for a unix socket"))?;
+    let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+    let socket = socket_with(AddressFamily::UNIX, SocketType::STREAM, flags, None)?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match connect(&socket, &address) {
+            Ok(()) => break,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(Errno::AGAIN) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
         }
-        for (slot, byte) in addr.sun_path.iter_mut().zip(bytes) {
-            *slot = *byte as libc::c_char;
-        }
-        let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let socket = OwnedFd::from_raw_fd(fd);
-        let deadline = Instant::now() + timeout;
-        let length = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
-        loop {
-            if libc::connect(fd, (&addr as *const libc::sockaddr_un).cast(), length) == 0 {
-                break;
-            }
-            let error = io::Error::last_os_error();
-            match error.raw_os_error() {
-                Some(libc::EINTR) => {}
-                Some(libc::EAGAIN) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Some(libc::EAGAIN) => return Err(io::ErrorKind::TimedOut.into()),
-                _ => return Err(error),
-            }
-        }
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
-        Ok(UnixStream::from(socket))
     }
+    // Connected: reads block from here on, with their own timeouts.
+    let status = fcntl_getfl(&socket)?;
+    fcntl_setfl(&socket, status - OFlags::NONBLOCK)?;
+    Ok(UnixStream::from(socket))
 }
 
 /// Whether an I/O error means the peer went away.
@@ -238,7 +226,7 @@ impl Feed for SocketFeed {
                     Err(end) => return Some(self.end(end)),
                 }
             }
-            let (readable, woken) = match poll_two(self.stream.as_raw_fd(), self.wake.as_raw_fd(), left) {
+            let (readable, woken) = match poll_two(self.stream.as_fd(), self.wake.as_fd(), left) {
                 Ok(ready) => ready,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
                 Err(e) => return Some(self.end(ClientError::Io(format!("waiting for QEMU failed: {e}")))),
@@ -294,37 +282,23 @@ impl SocketFeed {
 
 /// Waits up to `wait` for `data` or `wake` to be readable (a hang-up or
 /// error counts as readable: the read then says what happened).
-fn poll_two(data: RawFd, wake: RawFd, wait: Duration) -> io::Result<(bool, bool)> {
-    let mut fds = [
-        libc::pollfd { fd: data, events: libc::POLLIN, revents: 0 },
-        libc::pollfd { fd: wake, events: libc::POLLIN, revents: 0 },
-    ];
-    let millis =
-        wait.as_millis().min(i32::MAX as u128) as i32 + i32::from(!wait.subsec_nanos().is_multiple_of(1_000_000));
-    // SAFETY: `fds` is a valid array of two pollfd for the call's duration.
-    let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok((fds[0].revents != 0, fds[1].revents != 0))
+fn poll_two(data: BorrowedFd<'_>, wake: BorrowedFd<'_>, wait: Duration) -> io::Result<(bool, bool)> {
+    let mut fds = [PollFd::new(&data, PollFlags::IN), PollFd::new(&wake, PollFlags::IN)];
+    let timeout = Timespec::try_from(wait).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+    poll(&mut fds, Some(&timeout))?;
+    let [data, wake] = &fds;
+    Ok((!data.revents().is_empty(), !wake.revents().is_empty()))
 }
 
 /// Empties the wake-up pipe (non-blocking): one wake-up however many bytes.
 fn drain_pipe(fd: &OwnedFd) {
     let mut sink = [0u8; 64];
-    // SAFETY: reads into a local buffer of the length given.
-    while unsafe { libc::read(fd.as_raw_fd(), sink.as_mut_ptr().cast(), sink.len()) } > 0 {}
+    while read(fd, &mut sink).is_ok_and(|n| n > 0) {}
 }
 
 /// A non-blocking pipe for wake-ups: (read end, write end).
 fn wake_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors that we then own.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both are fresh descriptors from pipe2, owned from here on.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok(pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK)?)
 }
 
 impl SocketMonitor {
@@ -355,9 +329,8 @@ impl SocketMonitor {
         let reader = writer.try_clone().map_err(cannot)?;
         let (wake_read, wake_write) = wake_pipe().map_err(cannot)?;
         let wake: Wake = Arc::new(move || {
-            // SAFETY: writes one byte from a local to our own pipe; when the
-            // pipe is full a wake-up is pending already.
-            unsafe { libc::write(wake_write.as_raw_fd(), [1u8].as_ptr().cast(), 1) };
+            // When the pipe is full a wake-up is pending already.
+            let _ = write(&wake_write, &[1]);
         });
         let feed =
             SocketFeed { stream: reader, framer, wake: wake_read, ended: false, timeout: None, chunk: FIRST_CHUNK };
@@ -477,19 +450,8 @@ impl Monitor for SocketMonitor {
 
     fn peer_pid(&self) -> Option<i32> {
         let Stream::Unix(stream) = &self.writer else { return None };
-        let mut cred = libc::ucred { pid: 0, uid: 0, gid: 0 };
-        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-        // SAFETY: SO_PEERCRED fills a ucred of the size we pass.
-        let ok = unsafe {
-            libc::getsockopt(
-                stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_PEERCRED,
-                (&mut cred as *mut libc::ucred).cast(),
-                &mut len,
-            )
-        } == 0;
-        (ok && cred.pid > 0).then_some(cred.pid)
+        let pid = socket_peercred(stream).ok()?.pid.as_raw_nonzero().get();
+        (pid > 0).then_some(pid)
     }
 
     fn waker(&self) -> Waker {

@@ -48,7 +48,7 @@ enum Input {
 /// Runs the REPL until Ctrl-D, `.exit` or `quit`.
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let terminal = RestoreOnDrop(terminal::Saved::now());
-    interrupt::install();
+    interrupt::install().map_err(|e| Error::Io(format!("cannot take over Ctrl-C: {e}")))?;
     let knowledge = Knowledge { schema: session.shared_schema()?, commands: session.command_names() };
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
     let version = session.version().unwrap_or_else(|| "QEMU".into());

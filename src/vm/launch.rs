@@ -8,6 +8,10 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::thread;
 
+use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
 use super::start::{self, StartOptions};
 use super::state::VmDir;
 use crate::app;
@@ -42,12 +46,12 @@ fn clean_up(exit_code: Option<i32>) {
 }
 
 fn undo(cleanup: Cleanup) {
-    if let Some(pid) = cleanup.qemu_pid {
-        // SAFETY: our own unreaped child, so the pid cannot have been reused.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-            libc::waitpid(pid, std::ptr::null_mut(), 0);
-        }
+    // Our own unreaped child, so the pid cannot have been reused; a QEMU
+    // that has exited already is fine, and then there is nothing to kill.
+    if let Some(pid) = cleanup.qemu_pid.and_then(Pid::from_raw)
+        && kill_process(pid, Signal::KILL).is_ok()
+    {
+        let _ = waitpid(Some(pid), WaitOptions::empty());
     }
     let _ = fs::remove_dir_all(&cleanup.vm.dir);
     if let Some(saved) = &cleanup.terminal {
@@ -55,33 +59,24 @@ fn undo(cleanup: Cleanup) {
     }
 }
 
-/// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and the threads it
-/// starts later) and handles them in a thread of their own.
-fn watch_signals(interactive: bool) {
-    // SAFETY: plain signal-set manipulation on a zeroed sigset_t.
-    let set = unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, signal);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    };
-    let _ = thread::Builder::new().name("qmpsh-signals".into()).spawn(move || {
-        loop {
-            let mut signal = 0;
-            // SAFETY: waits for one of the blocked signals.
-            if unsafe { libc::sigwait(&set, &mut signal) } != 0 {
-                return;
+/// Handles SIGINT, SIGTERM and SIGHUP in a thread of their own: each
+/// cleans up and exits, but for Ctrl-C in the REPL, which only interrupts.
+fn watch_signals(interactive: bool) -> Result<(), Error> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| Error::Io(format!("cannot watch for signals: {e}")))?;
+    thread::Builder::new()
+        .name("qmpsh-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal == SIGINT && interactive {
+                    interrupt::raise();
+                    continue;
+                }
+                clean_up(Some(128 + signal));
             }
-            if signal == libc::SIGINT && interactive {
-                interrupt::raise();
-                continue;
-            }
-            clean_up(Some(128 + signal));
-        }
-    });
+        })
+        .map_err(|e| Error::Io(format!("cannot start the signal thread: {e}")))?;
+    Ok(())
 }
 
 /// Starts the VM, runs the shell on it, and cleans up however it ends.
@@ -92,7 +87,10 @@ pub fn launch(options: StartOptions, shell: ShellOptions) -> Result<(), Error> {
     let terminal = interactive.then(terminal::Saved::now).flatten();
     *CLEANUP.lock().map_err(|_| Error::Io("cleanup state poisoned".into()))? =
         Some(Cleanup { vm: vm.clone(), qemu_pid: None, terminal });
-    watch_signals(interactive);
+    if let Err(e) = watch_signals(interactive) {
+        clean_up(None);
+        return Err(e);
+    }
     let started = match start::start(&vm, &options, true) {
         Ok(started) => started,
         Err(e) => {

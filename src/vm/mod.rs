@@ -3,6 +3,7 @@
 //! socket, pidfile and logs; the QEMU in it is trusted only while its
 //! command line names that socket (see `process`).
 
+mod exec;
 mod launch;
 #[cfg(feature = "libvirt")]
 mod libvirt;
@@ -23,6 +24,7 @@ use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
 use crate::target::Target;
+pub use exec::COMMAND as EXEC_COMMAND;
 pub use launch::launch;
 pub use process::Process;
 pub use start::StartOptions;
@@ -68,7 +70,7 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
             let vm = existing(&name)?;
             match running(&vm) {
                 Some(process) => {
-                    process.kill();
+                    process.kill().map_err(|e| Error::Failed(e.to_string()))?;
                     if !process.wait_exit(Duration::from_secs(5)) {
                         return Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL", process.pid)));
                     }
@@ -114,8 +116,13 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
         VmCommand::Delete { name } => {
             let vm = existing(&name)?;
             if let Some(process) = running(&vm) {
-                process.kill();
-                process.wait_exit(Duration::from_secs(5));
+                process.kill().map_err(|e| Error::Failed(e.to_string()))?;
+                if !process.wait_exit(Duration::from_secs(5)) {
+                    return Err(Error::Failed(format!(
+                        "QEMU (pid {}) survived SIGKILL; its folder stays",
+                        process.pid
+                    )));
+                }
             }
             fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
             println!("{}: deleted", vm.name);
@@ -136,6 +143,15 @@ fn existing(name: &str) -> Result<VmDir, Error> {
 /// Its QEMU, if it runs.
 pub fn running(vm: &VmDir) -> Option<Process> {
     Process::from_pidfile(&vm.pidfile(), &vm.socket())
+}
+
+/// `__exec-qemu`: this process becomes QEMU (see `exec`); returns only
+/// when it cannot.
+pub fn exec_qemu(tied_to: Option<u32>, command: &[std::ffi::OsString]) -> Result<(), Error> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(Error::Usage("__exec-qemu needs a program to run".into()));
+    };
+    Err(exec::become_qemu(tied_to, std::path::Path::new(program), args))
 }
 
 /// Removes what a dead QEMU leaves behind; the folder and logs stay.

@@ -3,10 +3,15 @@
 //! signalled. A pidfd, once opened, pins the very process we checked.
 
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
 
 /// A live QEMU that is ours.
 #[derive(Debug)]
@@ -40,10 +45,9 @@ fn is_our_qemu(pid: i32, socket: &Path) -> bool {
     runs_qemu(&arguments) && arguments.iter().any(|a| a.as_slice() == expected.as_bytes())
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: a plain syscall; on success it returns a new descriptor we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+/// A descriptor pinning process `pid`, where the kernel has pidfds.
+fn pin(pid: i32) -> Option<OwnedFd> {
+    pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()
 }
 
 impl Process {
@@ -56,7 +60,7 @@ impl Process {
     /// `pid`, if it is alive and its command line names `socket`. The pidfd
     /// is opened before the check, so the check is about that process.
     pub fn verify(pid: i32, socket: &Path) -> Option<Process> {
-        let pidfd = pidfd_open(pid);
+        let pidfd = pin(pid);
         let process = Process { pid, pidfd };
         (process.is_alive() && is_our_qemu(pid, socket)).then_some(process)
     }
@@ -64,7 +68,7 @@ impl Process {
     /// The process at the other end of our monitor connection, pinned by a
     /// pidfd, if it is a QEMU: a proxy in front of QEMU is never killed.
     pub fn peer(pid: i32) -> Option<Process> {
-        let process = Process { pid, pidfd: pidfd_open(pid) };
+        let process = Process { pid, pidfd: pin(pid) };
         (process.is_alive() && runs_qemu(&arguments(pid))).then_some(process)
     }
 
@@ -92,19 +96,21 @@ impl Process {
         true
     }
 
-    /// SIGKILL, through the pidfd when there is one.
-    pub fn kill(&self) {
-        // SAFETY: signals only this process (the pidfd pins it; without one,
-        // the pid was checked to still be our QEMU just before).
-        unsafe {
-            match &self.pidfd {
-                Some(fd) => {
-                    libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), libc::SIGKILL, 0, 0);
-                }
-                None => {
-                    libc::kill(self.pid, libc::SIGKILL);
-                }
-            }
+    /// SIGKILL, through the pidfd when there is one (without one, the pid
+    /// was checked to still be our QEMU just before). A process that has
+    /// already exited counts as killed; any other refusal (no permission)
+    /// is the error, said in words.
+    pub fn kill(&self) -> io::Result<()> {
+        let sent = match &self.pidfd {
+            Some(fd) => pidfd_send_signal(fd, Signal::KILL),
+            None => match Pid::from_raw(self.pid) {
+                Some(pid) => kill_process(pid, Signal::KILL),
+                None => Err(Errno::SRCH),
+            },
+        };
+        match sent {
+            Ok(()) | Err(Errno::SRCH) => Ok(()),
+            Err(e) => Err(io::Error::other(format!("cannot kill QEMU (pid {}): {e}", self.pid))),
         }
     }
 }
@@ -112,17 +118,15 @@ impl Process {
 /// Whether `fd` becomes readable within `timeout_ms` (a pidfd does when
 /// its process exits).
 fn poll_readable(fd: &OwnedFd, timeout_ms: i32) -> bool {
-    let mut entry = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     let deadline = Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64);
     loop {
-        let left = deadline.saturating_duration_since(Instant::now()).as_millis() as i32;
-        // SAFETY: one valid pollfd.
-        let ready = unsafe { libc::poll(&mut entry, 1, left) };
-        if ready > 0 {
-            return true;
-        }
-        if ready == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return false;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: 0, tv_nsec: 0 });
+        let mut entry = [PollFd::new(fd, PollFlags::IN)];
+        match poll(&mut entry, Some(&timeout)) {
+            Ok(ready) => return ready > 0,
+            Err(Errno::INTR) => continue,
+            Err(_) => return false,
         }
     }
 }

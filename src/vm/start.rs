@@ -4,8 +4,7 @@
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -191,30 +190,20 @@ pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, 
     let log =
         File::create(vm.qemu_log()).map_err(|e| Error::Io(format!("cannot write {}: {e}", vm.qemu_log().display())))?;
     let log_err = log.try_clone().map_err(|e| Error::Io(e.to_string()))?;
-    let mut command = Command::new(&options.qemu);
-    command.args(argv(vm, options, &socket)).stdin(Stdio::null()).stdout(log).stderr(log_err);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        command.pre_exec(move || {
-            // Its own session: Ctrl-C in this terminal is not for QEMU.
-            libc::setsid();
-            // Signals blocked for qmpsh's own watcher are not QEMU's business.
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::pthread_sigmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-            if tied {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            }
-            Ok(())
-        });
-    }
-    let mut child = command.spawn().map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => Error::Usage(format!(
+    // The trampoline looks the program up again (its argv[0] stays as
+    // given); looking first gives a clear error for a missing QEMU.
+    if super::exec::find_program(&options.qemu).is_none() {
+        return Err(Error::Usage(format!(
             "{} not found: install QEMU (on Debian or Ubuntu: apt-get install qemu-system-x86), or name the binary with --qemu",
             options.qemu.display()
-        )),
-        _ => Error::Io(format!("cannot start {}: {e}", options.qemu.display())),
-    })?;
+        )));
+    }
+    let this = std::env::current_exe().map_err(|e| Error::Io(format!("cannot find qmpsh's own binary: {e}")))?;
+    let tied_to = tied.then(std::process::id);
+    let mut command = Command::new(this);
+    command.args(super::exec::arguments(&options.qemu, &argv(vm, options, &socket), tied_to));
+    command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+    let mut child = command.spawn().map_err(|e| Error::Io(format!("cannot start {}: {e}", options.qemu.display())))?;
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let _ = fs::write(vm.started_file(), format!("{started}\n"));
     match await_monitor(&mut child, &socket) {

@@ -8,6 +8,8 @@ use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::process::getuid;
+
 use crate::error::Error;
 
 /// The longest unix socket path the kernel takes (sun_path less its NUL).
@@ -26,8 +28,7 @@ pub fn state_path() -> Result<PathBuf, Error> {
     }
     Ok(match from_env("XDG_RUNTIME_DIR").filter(|d| d.is_absolute()) {
         Some(runtime) => runtime.join("qmpsh"),
-        // SAFETY: getuid cannot fail.
-        None => PathBuf::from(format!("/tmp/qmpsh-{}", unsafe { libc::getuid() })),
+        None => PathBuf::from(format!("/tmp/qmpsh-{}", getuid().as_raw())),
     })
 }
 
@@ -57,8 +58,7 @@ pub fn ensure_private(dir: &Path) -> Result<(), Error> {
     if !meta.is_dir() {
         return Err(refuse("it is not a folder".into()));
     }
-    // SAFETY: getuid cannot fail.
-    let me = unsafe { libc::getuid() };
+    let me = getuid().as_raw();
     if meta.uid() != me {
         return Err(refuse(format!("it belongs to uid {}, not to you (uid {me})", meta.uid())));
     }

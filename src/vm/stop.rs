@@ -171,7 +171,7 @@ fn kill(
     match process {
         Some(process) => {
             say(printer, &format!("SIGKILL to QEMU (pid {})", process.pid));
-            process.kill();
+            process.kill().map_err(|e| Error::Failed(e.to_string()))?;
             if process.wait_exit(FORCE_LIMIT) {
                 Ok(Ending::Killed { asked })
             } else {
