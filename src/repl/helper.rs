@@ -104,7 +104,9 @@ impl Knowledge {
 /// Tab completion: where the replaced word starts, and the candidates.
 pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<String>) {
     let before = &line[..pos];
-    let start = before.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+    // After the last whitespace character, which may be wider than a byte
+    // (a no-break space is two).
+    let start = before.char_indices().rev().find(|(_, c)| c.is_whitespace()).map_or(0, |(i, c)| i + c.len_utf8());
     let word = &before[start..];
     let words: Vec<&str> = before[..start].split_whitespace().collect();
     let (start, prefix, candidates) = match words.as_slice() {
@@ -330,6 +332,13 @@ mod tests {
         // Arguments already given are not offered again.
         assert_eq!(completions("blockdev-add driver=file ").1, ["node-name=", "read-only="]);
         assert_eq!(completions("set_link n0 up=").1, ["off", "on"]);
+    }
+
+    #[test]
+    fn wide_whitespace_before_the_word_is_skipped_whole() {
+        // A no-break space is two bytes: the word starts after both.
+        assert_eq!(completions("qom-list\u{a0}pa"), (10, vec!["path=".to_string()]));
+        assert_eq!(completions("qom-list\u{3000}pa").0, 11);
     }
 
     #[test]
