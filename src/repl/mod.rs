@@ -103,13 +103,21 @@ fn converse(
             Some(false) => "...> ".to_string(),
             None => format!("{label}> "),
         };
+        // A Ctrl-C from before this prompt was for an earlier wait; one
+        // after the line is entered (the terminal is no longer raw then)
+        // must reach the command it runs, so the flag is not cleared later.
+        interrupt::clear();
         if requests.send(Request::Read(prompt)).is_err() {
             return Ok(());
         }
         let input = loop {
             match inputs.try_recv() {
                 Ok(input) => break input,
-                Err(TryRecvError::Disconnected) => return Ok(()),
+                // It ends on its own only after Ctrl-D or a failure it
+                // reported, so this is the line editor failing.
+                Err(TryRecvError::Disconnected) => {
+                    return Err(Error::Io("the line editor stopped unexpectedly".into()));
+                }
                 Err(TryRecvError::Empty) => {}
             }
             if session.idle()? == Flow::Exit {
@@ -144,7 +152,6 @@ fn run_typed(session: &mut Session, requests: &Sender<Request>, text: &str) -> R
     if !history::carries_secret(text) {
         let _ = requests.send(Request::Remember(text.to_string()));
     }
-    interrupt::clear();
     match session.run_line(text, None) {
         Ok(flow) => Ok(flow),
         Err(Error::CommandFailed) => Ok(Flow::Continue),
@@ -165,6 +172,9 @@ fn read_lines(
     printer: Sender<Option<Box<dyn ExternalPrinter + Send>>>,
     wake: Waker,
 ) {
+    // However this thread ends, even by a panic, the main loop wakes and
+    // sees that no more input will come.
+    let _wake_on_exit = WakeOnExit(&wake);
     let config = Config::builder()
         .max_history_size(1000)
         .and_then(|c| c.history_ignore_dups(true))
@@ -209,6 +219,15 @@ fn read_lines(
                 wake();
             }
         }
+    }
+}
+
+/// Calls the waker when dropped.
+struct WakeOnExit<'a>(&'a Waker);
+
+impl Drop for WakeOnExit<'_> {
+    fn drop(&mut self) {
+        (self.0)();
     }
 }
 
