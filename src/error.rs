@@ -24,13 +24,16 @@ pub enum Error {
     /// Could not connect, no greeting in time, or the connection broke
     /// unexpectedly (exit 3).
     Connection(String),
-    /// A command, `.wait` or VM stop ran out of time (exit 4).
+    /// A command or `.wait` ran out of time (exit 4).
     Timeout(String),
+    /// A VM stop had to quit or kill QEMU because the guest did not power
+    /// off (exit 4). Unlike a timeout it ends the REPL too: QEMU is gone.
+    Forced(String),
     /// Ctrl-C ended a wait (in the REPL, which goes on; exit 130 elsewhere).
     Interrupted,
     /// Standard output is a closed pipe: stop quietly, as `head` expects.
     BrokenPipe,
-    /// A local I/O failure, such as an unwritable log file (exit 2).
+    /// A local I/O failure, such as an unwritable log file (exit 1).
     Io(String),
 }
 
@@ -38,10 +41,10 @@ impl Error {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::CommandFailed | Error::Failed(_) => 1,
-            Error::Usage(_) | Error::Parse { .. } | Error::LinesRefused | Error::Io(_) => 2,
+            Error::CommandFailed | Error::Failed(_) | Error::Io(_) => 1,
+            Error::Usage(_) | Error::Parse { .. } | Error::LinesRefused => 2,
             Error::Connection(_) => 3,
-            Error::Timeout(_) => 4,
+            Error::Timeout(_) | Error::Forced(_) => 4,
             Error::Interrupted => 130,
             Error::BrokenPipe => 0,
         }
@@ -68,9 +71,12 @@ impl fmt::Display for Error {
         match self {
             Error::CommandFailed => f.write_str("a command failed"),
             Error::LinesRefused => f.write_str("some lines did not parse"),
-            Error::Usage(msg) | Error::Connection(msg) | Error::Timeout(msg) | Error::Io(msg) | Error::Failed(msg) => {
-                f.write_str(msg)
-            }
+            Error::Usage(msg)
+            | Error::Connection(msg)
+            | Error::Timeout(msg)
+            | Error::Forced(msg)
+            | Error::Io(msg)
+            | Error::Failed(msg) => f.write_str(msg),
             Error::Parse { line, column, message } => {
                 match (line, column) {
                     (Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
@@ -112,7 +118,8 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success (after `quit`, QEMU closing the socket is success)
   1  a command got a QMP error (script mode; with --keep-going, at the end),
-     or a VM operation failed (QEMU exited while starting)
+     a VM operation failed (QEMU exited while starting), or a local file or
+     stream could not be read or written
   2  usage or parse error (with --keep-going, at the end, if any line did
      not parse)
   3  connection failure: cannot connect, no greeting in time, connection lost

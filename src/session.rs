@@ -393,7 +393,10 @@ impl Session {
                 self.quitting = true;
                 let sequence =
                     stop::Stop { agent: self.settings.agent.as_ref(), process: process.as_ref(), timeout, kill };
-                let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, &sequence)?;
+                // Interrupted or failed, it did not end QEMU: QEMU leaving
+                // later is news again, not the quit we asked for.
+                let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, &sequence)
+                    .inspect_err(|_| self.quitting = false)?;
                 self.printer.text(&format!("{ending}\n"));
                 return ending.as_result(timeout).map(|()| Flow::Exit);
             }

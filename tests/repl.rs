@@ -218,3 +218,47 @@ fn a_late_reply_to_a_timed_out_command_is_not_taken_for_the_next_one() {
     tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit=0"));
     server.finish();
 }
+
+#[test]
+fn a_forced_shutdown_ends_the_repl_with_4_and_an_interrupted_one_is_forgotten() {
+    // `-machine none` has no power button that anything listens to: the
+    // stop ends in `quit`, and the shell must not prompt for a dead QEMU.
+    let Some((qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
+    let command = format!(
+        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        qemu.dir.path().display(),
+        env!("CARGO_BIN_EXE_qmpsh"),
+        qemu.socket.display()
+    );
+    let Some(tmux) = Tmux::start(&command) else { return };
+    let prompt = format!("{}>", qemu.socket.display());
+    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    tmux.type_text(".shutdown timeout=0.5");
+    tmux.keys(&["Enter"]);
+    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
+    assert!(screen.contains("quit after timeout"), "{screen}");
+    assert!(screen.contains("qmpsh-exit=4"), "{screen}");
+    assert_eq!(screen.matches(&prompt).count(), 1, "a prompt after the forced stop: {screen}");
+
+    // Ctrl-C during a stop: QEMU leaving later is a lost connection (3),
+    // not the quit qmpsh asked for.
+    let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
+    let command = format!(
+        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        qemu.dir.path().display(),
+        env!("CARGO_BIN_EXE_qmpsh"),
+        qemu.socket.display()
+    );
+    let Some(tmux) = Tmux::start(&command) else { return };
+    let prompt = format!("{}>", qemu.socket.display());
+    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    tmux.type_text(".shutdown timeout=30");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the button pressed", |s| s.contains("POWERDOWN"));
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
+    through_second_monitor(&second, "quit");
+    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
+    assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
+    assert!(screen.contains("qmpsh-exit=3"), "{screen}");
+}

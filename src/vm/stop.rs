@@ -78,10 +78,9 @@ impl Ending {
     pub fn as_result(self, timeout: Duration) -> Result<(), Error> {
         match self {
             Ending::Stopped(_) | Ending::Killed { asked: true } => Ok(()),
-            forced => Err(Error::Timeout(format!(
-                "the guest did not power off within {} s ({forced})",
-                timeout.as_secs_f64()
-            ))),
+            forced => {
+                Err(Error::Forced(format!("the guest did not power off within {} s ({forced})", timeout.as_secs_f64())))
+            }
         }
     }
 }
