@@ -440,38 +440,51 @@ fn enum_values(entity: &Json) -> Vec<&str> {
 /// The candidate closest to `word`, if any is close enough to be a typo.
 /// One that completes what was typed comes first (`query-statu` means
 /// `query-status`, not `query-stats`); then the fewest edits; then the
-/// nearest in length.
+/// nearest in length. A word longer than any name gets no suggestion, and
+/// only candidates near its length are compared, so a pasted screenful
+/// costs no more than a typo.
 pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let length = word.chars().count();
+    if length > LONGEST_NAME {
+        return None;
+    }
     let limit = (length / 3).max(2);
     candidates
-        .map(|c| (!c.starts_with(word), edit_distance(word, c), c.chars().count().abs_diff(length), c))
+        .map(|c| (c, c.chars().count().abs_diff(length)))
+        .filter(|(_, apart)| *apart <= limit)
+        .map(|(c, apart)| (!c.starts_with(word), edit_distance(word, c), apart, c))
         .filter(|(_, d, _, _)| *d <= limit)
         .min()
         .map(|(_, _, _, c)| c)
 }
 
+/// Longer than any QMP, HMP or qmpsh name.
+const LONGEST_NAME: usize = 64;
+
 /// Edit distance in characters, where swapping two neighbours is one edit
-/// (optimal string alignment).
+/// (optimal string alignment), in three rows of memory.
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut rows = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in rows.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    rows[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (rows[i - 1][j] + 1).min(rows[i][j - 1] + 1).min(rows[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(rows[i - 2][j - 2] + 1);
+    let cell = |row: &[usize], k: usize| row.get(k).copied().unwrap_or(usize::MAX / 2);
+    // The row before last (for swaps) and the last; each pass fills a new one.
+    let mut before = vec![0; b.len() + 1];
+    let mut last: Vec<usize> = (0..=b.len()).collect();
+    for (i, &ca) in a.iter().enumerate() {
+        let mut row = Vec::with_capacity(b.len() + 1);
+        row.push(i + 1);
+        for (j, &cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            let mut best = (cell(&last, j + 1) + 1).min(cell(&row, j) + 1).min(cell(&last, j) + cost);
+            let swapped = i > 0 && j > 0 && a.get(i - 1) == Some(&cb) && b.get(j - 1) == Some(&ca);
+            if swapped {
+                best = best.min(cell(&before, j - 1) + 1);
             }
-            rows[i][j] = best;
+            row.push(best);
         }
+        before = std::mem::replace(&mut last, row);
     }
-    rows[a.len()][b.len()]
+    cell(&last, b.len())
 }
 
 #[cfg(test)]
@@ -493,6 +506,22 @@ mod tests {
         tree.insert(&["v".to_string()], Leaf::Raw(Value::Bare("x".into())), 0).unwrap();
         assert!(schema.type_arguments("foo", tree, 0).is_err());
         assert!(schema.argument_values("foo", "v").is_empty());
+    }
+
+    #[test]
+    fn a_word_longer_than_any_name_gets_no_suggestion() {
+        let pasted = "query-status".repeat(100_000);
+        assert_eq!(suggest(&pasted, ["query-status", "stop"].into_iter()), None);
+        let near_limit = format!("{}x", "a".repeat(LONGEST_NAME - 1));
+        assert_eq!(suggest(&near_limit, [&near_limit[1..]].into_iter()), Some(&near_limit[1..]));
+    }
+
+    #[test]
+    fn edit_distance_counts_swaps_once() {
+        assert_eq!(edit_distance("stpo", "stop"), 1);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("ab", "ba"), 1);
     }
 
     #[test]
