@@ -1,0 +1,1 @@
+migrate -d unix:/tmp/qmpsh-no-such-peer.sock
