@@ -25,6 +25,7 @@ pub mod qmp;
 pub mod render;
 pub mod repl;
 pub mod schema;
+pub mod secrets;
 pub mod session;
 pub mod table;
 pub mod target;

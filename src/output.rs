@@ -4,10 +4,14 @@
 //! printed the moment they are read.
 
 use std::collections::VecDeque;
-use std::fs::File;
+use std::fs::{File, Permissions};
 use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
+use rustix::fs::{Mode, OFlags};
+use rustix::io::Errno;
+use rustix::process::getuid;
 use rustyline::ExternalPrinter;
 use serde_json::Value;
 
@@ -15,6 +19,7 @@ use crate::clock;
 use crate::error::Error;
 use crate::qmp::{Kind, Observer, QmpError};
 use crate::render::{self, Palette};
+use crate::secrets::LogMask;
 
 /// How output looks; fixed at start, `pretty` and `events` changeable by
 /// `.pretty` and `.events`.
@@ -30,21 +35,72 @@ pub struct Style {
     pub events: bool,
 }
 
-/// Appends all traffic as JSON Lines: `{"time", "direction", "message"}`.
+/// Appends all traffic as JSON Lines: `{"time", "direction", "message"}`,
+/// with secrets masked (see [`crate::secrets`]).
 struct TrafficLog {
     file: BufWriter<File>,
+    mask: LogMask,
 }
 
+/// The permissions of the log: it holds the whole conversation with QEMU.
+const LOG_MODE: u32 = 0o600;
+
 impl TrafficLog {
+    /// Opens `path` for appending, private to the user: a new file is
+    /// created 0600 (the mode is given to open(2), so the file is never
+    /// readable by others, whatever the umask). A symlink is refused
+    /// (O_NOFOLLOW): in a shared folder such as /tmp, where
+    /// fs.protected_symlinks may be off, a link planted by someone else
+    /// would have qmpsh, often run as root, append to and chmod the file it
+    /// points to. Folders on the way may still be symlinks.
+    fn open(path: &Path) -> Result<TrafficLog, Error> {
+        let cannot = |why: String| Error::Io(format!("cannot open log file {}: {why}", path.display()));
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let file = match rustix::fs::open(path, flags, Mode::from_raw_mode(LOG_MODE)) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::LOOP) => return Err(cannot("it is a symlink; name the file itself".into())),
+            Err(e) => return Err(cannot(io::Error::from(e).to_string())),
+        };
+        make_private(&file).map_err(cannot)?;
+        Ok(TrafficLog { file: BufWriter::new(file), mask: LogMask::default() })
+    }
+
     /// Writes the record around `message` rather than building it as a
-    /// value, so a large reply is not copied to be logged.
+    /// value, so a large reply is not copied to be logged; a message that
+    /// holds a secret is logged as a masked copy.
     fn write(&mut self, direction: &str, message: &Value) -> io::Result<()> {
+        let message = match direction {
+            "sent" => self.mask.sent(message),
+            _ => self.mask.received(message),
+        };
         let (s, us) = clock::now();
         write!(self.file, r#"{{"time":"{}","direction":"{direction}","message":"#, clock::utc_rfc3339(s, us))?;
-        serde_json::to_writer(&mut self.file, message)?;
+        serde_json::to_writer(&mut self.file, message.as_ref())?;
         self.file.write_all(b"}\n")?;
         self.file.flush()
     }
+}
+
+/// Makes sure an existing log file is the user's alone. A regular file
+/// that belongs to someone else is refused: its owner could read what is
+/// appended (root would otherwise log into a file another user planted).
+/// One of ours that others can reach is tightened to 0600 through the open
+/// handle (fchmod: the file tightened is the file written, even if its path
+/// changes meanwhile). Pipes and devices (`-l /dev/null`, a FIFO) are left
+/// as they are.
+fn make_private(file: &File) -> Result<(), String> {
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Ok(());
+    }
+    let me = getuid().as_raw();
+    if meta.uid() != me {
+        return Err(format!("it belongs to uid {}, not to you (uid {me})", meta.uid()));
+    }
+    if meta.mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(LOG_MODE)).map_err(|e| format!("cannot make it private: {e}"))?;
+    }
+    Ok(())
 }
 
 /// Where stdout output ends up.
@@ -95,17 +151,7 @@ impl Style {
 
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
-        let log = match log {
-            Some(path) => {
-                let file = File::options()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| Error::Io(format!("cannot open log file {}: {e}", path.display())))?;
-                Some(TrafficLog { file: BufWriter::new(file) })
-            }
-            None => None,
-        };
+        let log = log.map(TrafficLog::open).transpose()?;
         Ok(Printer {
             style,
             out: Vec::with_capacity(64 * 1024),

@@ -1,0 +1,338 @@
+//! The `-l` traffic log keeps secrets out and is private: each way a secret
+//! travels (QMP arguments, HMP text, a reply, the guest agent) is sent to a
+//! real QEMU (or a scripted agent) through a wiretap that records the bytes
+//! on the wire, so each test shows the secret reached QEMU unchanged while
+//! the log holds only `"***"`.
+
+mod common;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Shutdown;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use common::{Qemu, Run, finish, qmpsh_command, query_with};
+use serde_json::{Value, json};
+
+const SECRET: &str = "hunter2";
+
+/// A unix socket in front of QEMU's that records what the client sends.
+struct Wiretap {
+    socket: PathBuf,
+    sent: Arc<Mutex<Vec<u8>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Wiretap {
+    /// Serves one client, relaying it to `upstream`.
+    fn start(upstream: &Path) -> Wiretap {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("tap.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let record = Arc::clone(&sent);
+        let upstream = upstream.to_path_buf();
+        thread::spawn(move || {
+            let (client, _) = listener.accept().unwrap();
+            let qemu = UnixStream::connect(&upstream).unwrap();
+            let (mut from_client, mut to_qemu) = (client.try_clone().unwrap(), qemu.try_clone().unwrap());
+            let forward = thread::spawn(move || {
+                let mut buffer = [0u8; 4096];
+                while let Ok(n @ 1..) = from_client.read(&mut buffer) {
+                    record.lock().unwrap().extend_from_slice(&buffer[..n]);
+                    if to_qemu.write_all(&buffer[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = to_qemu.shutdown(Shutdown::Write);
+            });
+            let (mut from_qemu, mut to_client) = (qemu, client);
+            let _ = std::io::copy(&mut from_qemu, &mut to_client);
+            let _ = to_client.shutdown(Shutdown::Write);
+            let _ = forward.join();
+        });
+        Wiretap { socket, sent, _dir: dir }
+    }
+
+    /// Everything the client sent so far, as text.
+    fn sent(&self) -> String {
+        String::from_utf8_lossy(&self.sent.lock().unwrap()).into_owned()
+    }
+}
+
+/// What one qmpsh run with `-l` left: its outcome, the log, and the wire.
+struct Logged {
+    run: Run,
+    log: String,
+    wire: String,
+}
+
+/// Runs `lines` (each a `-c`) on `qemu` through a wiretap, logging to a
+/// fresh file.
+fn run_logged(qemu: &Qemu, lines: &[&str]) -> Logged {
+    let tap = Wiretap::start(&qemu.socket);
+    let log = qemu.dir.path().join("traffic.jsonl");
+    let _ = fs::remove_file(&log);
+    let mut args = vec![tap.socket.to_str().unwrap(), "-l", log.to_str().unwrap()];
+    for line in lines {
+        args.extend(["-c", line]);
+    }
+    let run = finish(qmpsh_command(&args), "");
+    Logged { run, log: fs::read_to_string(&log).unwrap(), wire: tap.sent() }
+}
+
+/// The secret is on the wire, and nowhere in the log's bytes, where `***`
+/// stands in its place.
+fn assert_masked(logged: &Logged, secret: &str, on_the_wire: &str) {
+    assert!(logged.wire.contains(on_the_wire), "sent unchanged: {on_the_wire} in {}", logged.wire);
+    assert!(!logged.log.contains(secret), "{secret} leaked into the log:\n{}", logged.log);
+    assert!(logged.log.contains(r#""***""#) || logged.log.contains("***"), "masked:\n{}", logged.log);
+    for line in logged.log.lines() {
+        let record: Value = serde_json::from_str(line).expect("each log line is still JSON");
+        assert!(record["message"].is_object(), "{line}");
+    }
+}
+
+/// QEMU with a VNC server that wants a password, so `set_password` and
+/// `change-vnc-password` succeed.
+fn qemu_with_vnc() -> Option<Qemu> {
+    Qemu::start_with(|dir| vec!["-vnc".into(), format!("unix:{}/vnc.sock,password=on", dir.display())])
+}
+
+/// A secret object's data, as QEMU holds it, asked by a client of our own.
+fn secret_data(qemu: &Qemu, id: &str) -> Value {
+    let reply = query_with(
+        &qemu.socket,
+        json!({"execute": "qom-get", "arguments": {"path": format!("/objects/{id}"), "property": "data"}}),
+    );
+    reply["return"].clone()
+}
+
+#[test]
+fn the_log_file_is_created_0600_whatever_the_umask_and_an_open_one_is_tightened() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let log = qemu.dir.path().join("new.jsonl");
+    // Under umask 0 a plain create would give 0666.
+    let mut command = Command::new("sh");
+    command.args(["-c", r#"umask 0; exec "$0" "$@""#, env!("CARGO_BIN_EXE_qmpsh")]);
+    command.args([&qemu.socket_arg(), "-l", log.to_str().unwrap(), "-c", "query-status"]);
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    command.stderr(std::process::Stdio::piped());
+    let run = finish(command, "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+
+    // One that exists open to others is made private, and still appended to.
+    let before = fs::read_to_string(&log).unwrap().lines().count();
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o644)).unwrap();
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", log.to_str().unwrap(), "-c", "query-status"]), "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(fs::read_to_string(&log).unwrap().lines().count() > before);
+}
+
+#[test]
+fn a_log_path_that_is_a_symlink_is_refused_and_its_target_left_alone() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let target = qemu.dir.path().join("someone-elses.conf");
+    fs::write(&target, "keep me\n").unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+    let link = qemu.dir.path().join("planted.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", link.to_str().unwrap(), "-c", "query-status"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a symlink"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&target).unwrap(), "keep me\n");
+    assert_eq!(fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
+}
+
+#[test]
+fn a_log_file_of_another_user_is_refused() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let theirs = qemu.dir.path().join("theirs.jsonl");
+    fs::write(&theirs, "").unwrap();
+    fs::set_permissions(&theirs, fs::Permissions::from_mode(0o666)).unwrap();
+    // Only root can give a file away; that is also who this guards.
+    if std::os::unix::fs::chown(&theirs, Some(65534), None).is_err() {
+        eprintln!("skipping: not root, cannot make a file of another user");
+        return;
+    }
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", theirs.to_str().unwrap(), "-c", "query-status"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("belongs to uid 65534"), "{}", run.stderr);
+    assert_eq!(fs::read_to_string(&theirs).unwrap(), "", "nothing written");
+}
+
+#[test]
+fn set_password_reaches_qemu_but_not_the_log() {
+    let Some(qemu) = qemu_with_vnc() else { return };
+    let logged = run_logged(&qemu, &[&format!("set_password vnc {SECRET}")]);
+    assert_eq!(logged.run.code, 0, "QEMU took the password: {:?}", logged.run);
+    assert_masked(&logged, SECRET, &format!(r#""password":"{SECRET}""#));
+}
+
+#[test]
+fn change_vnc_password_reaches_qemu_but_not_the_log() {
+    let Some(qemu) = qemu_with_vnc() else { return };
+    let logged = run_logged(&qemu, &[&format!("change-vnc-password password={SECRET}")]);
+    assert_eq!(logged.run.code, 0, "QEMU took the password: {:?}", logged.run);
+    assert_masked(
+        &logged,
+        SECRET,
+        &format!(r#"{{"execute":"change-vnc-password","arguments":{{"password":"{SECRET}"}}}}"#),
+    );
+}
+
+#[test]
+fn change_vnc_password_in_hmp_spelling_is_masked_though_qemu_refuses_it() {
+    // qmpsh's `change` is blockdev-change-medium: the password lands in
+    // `format`, and QEMU answers that there is no device `vnc`.
+    let Some(qemu) = qemu_with_vnc() else { return };
+    let logged = run_logged(&qemu, &[&format!("change vnc password {SECRET}")]);
+    assert_eq!(logged.run.code, 1, "{:?}", logged.run);
+    assert_masked(&logged, SECRET, &format!(r#""format":"{SECRET}""#));
+}
+
+#[test]
+fn object_add_secret_in_key_value_form_reaches_qemu_but_not_the_log() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let logged = run_logged(&qemu, &[&format!("object-add qom-type=secret id=s1 data={SECRET}")]);
+    assert_eq!(logged.run.code, 0, "{:?}", logged.run);
+    assert_masked(&logged, SECRET, &format!(r#""data":"{SECRET}""#));
+    assert_eq!(secret_data(&qemu, "s1"), SECRET);
+}
+
+#[test]
+fn object_add_secret_in_raw_json_reaches_qemu_but_not_the_log() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let line = format!(
+        r#"{{"execute": "object-add", "arguments": {{"qom-type": "secret", "id": "s2", "data": "{SECRET}"}}}}"#
+    );
+    let logged = run_logged(&qemu, &[&line]);
+    assert_eq!(logged.run.code, 0, "{:?}", logged.run);
+    assert_masked(&logged, SECRET, &format!(r#""data":"{SECRET}""#));
+    assert_eq!(secret_data(&qemu, "s2"), SECRET);
+}
+
+#[test]
+fn hmp_object_add_secret_reaches_qemu_but_not_the_log() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    // A doubled comma is a comma in the value.
+    let logged = run_logged(&qemu, &[&format!("hmp object_add secret,id=s3,data={SECRET},,x")]);
+    assert_eq!(logged.run.code, 0, "{:?}", logged.run);
+    assert_masked(&logged, SECRET, &format!("object_add secret,id=s3,data={SECRET},,x"));
+    assert!(logged.log.contains("object_add secret,id=s3,data=***"), "{}", logged.log);
+    assert_eq!(secret_data(&qemu, "s3"), format!("{SECRET},x"));
+}
+
+#[test]
+fn hmp_set_password_reaches_qemu_but_not_the_log() {
+    let Some(qemu) = qemu_with_vnc() else { return };
+    let logged = run_logged(&qemu, &[&format!("hmp set_password vnc {SECRET}")]);
+    assert_eq!(logged.run.code, 0, "QEMU took the password: {:?}", logged.run);
+    assert_masked(&logged, SECRET, &format!("set_password vnc {SECRET}"));
+    assert!(logged.log.contains("set_password vnc ***"), "{}", logged.log);
+}
+
+#[test]
+fn a_secret_read_back_is_printed_but_masked_in_the_log() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let added = query_with(
+        &qemu.socket,
+        json!({"execute": "object-add", "arguments": {"qom-type": "secret", "id": "s4", "data": SECRET}}),
+    );
+    assert_eq!(added, json!({"return": {}}));
+    let logged = run_logged(&qemu, &["qom-get path=/objects/s4 property=data", "hmp qom-get s4 data", "query-status"]);
+    assert_eq!(logged.run.code, 0, "{:?}", logged.run);
+    assert_eq!(logged.run.stdout.matches(SECRET).count(), 2, "both replies printed: {}", logged.run.stdout);
+    assert!(!logged.log.contains(SECRET), "{}", logged.log);
+    let replies = replies_by_command(&logged.log);
+    let read_back: Vec<&Value> =
+        replies.iter().filter(|(c, _)| c == "qom-get" || c == "human-monitor-command").map(|(_, r)| r).collect();
+    assert_eq!(read_back, [&json!("***"), &json!("***")], "{}", logged.log);
+    let status = replies.iter().find(|(c, _)| c == "query-status").map(|(_, r)| r["status"].clone());
+    assert_eq!(status, Some(json!("running")), "later replies are logged as they are");
+}
+
+/// Each command in a log with the `return` of its reply (the commands ran
+/// one at a time, so a reply follows its command).
+fn replies_by_command(log: &str) -> Vec<(String, Value)> {
+    let mut pairs = Vec::new();
+    let mut last = None;
+    for record in log.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()) {
+        let message = &record["message"];
+        if record["direction"] == "sent" {
+            last = message["execute"].as_str().map(str::to_string);
+        } else if let (Some(command), Some(returned)) = (&last, message.get("return")) {
+            pairs.push((command.clone(), returned.clone()));
+            last = None;
+        }
+    }
+    pairs
+}
+
+/// A guest agent that answers the resync and `guest-info`, accepts any
+/// `guest-set-user-password`, and records each line it reads.
+fn fake_agent(socket: &Path) -> thread::JoinHandle<Vec<String>> {
+    let listener = UnixListener::bind(socket).unwrap();
+    thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let mut lines = Vec::new();
+        for line in BufReader::new(stream).split(b'\n') {
+            let Ok(line) = line else { break };
+            let text: String = String::from_utf8_lossy(&line).chars().filter(|c| *c != '\u{FFFD}').collect();
+            let Ok(message) = serde_json::from_str::<Value>(&text) else { continue };
+            lines.push(text.clone());
+            let id = message.get("id").cloned().unwrap_or(Value::Null);
+            let reply = match message["execute"].as_str() {
+                Some("guest-sync-delimited") => {
+                    let _ = writer.write_all(&[0xFF]);
+                    json!({"return": message["arguments"]["id"], "id": id})
+                }
+                Some("guest-info") => json!({"return": {"version": "7.2", "supported_commands": [
+                    {"name": "guest-set-user-password", "enabled": true, "success-response": true}]}, "id": id}),
+                Some("guest-set-user-password") => json!({"return": {}, "id": id}),
+                _ => json!({"error": {"class": "CommandNotFound", "desc": "no"}, "id": id}),
+            };
+            if writeln!(writer, "{reply}").is_err() {
+                break;
+            }
+        }
+        lines
+    })
+}
+
+#[test]
+fn guest_set_user_password_reaches_the_agent_but_not_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("ga.sock");
+    let agent = fake_agent(&socket);
+    let log = dir.path().join("agent.jsonl");
+    // base64 of the password, as the command wants it.
+    let encoded = "aHVudGVyMg==";
+    let line = format!(r#"guest-set-user-password username=root password="{encoded}" crypted=false"#);
+    let run =
+        finish(qmpsh_command(&["--agent", socket.to_str().unwrap(), "-l", log.to_str().unwrap(), "-c", &line]), "");
+    assert_eq!(run.code, 0, "{run:?}");
+    let received = agent.join().unwrap();
+    let command = received.iter().find(|l| l.contains("guest-set-user-password")).expect("the agent got it");
+    let command: Value = serde_json::from_str(command).unwrap();
+    assert_eq!(command["arguments"], json!({"username": "root", "password": encoded, "crypted": false}));
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(!logged.contains("aHVudGVyMg"), "{logged}");
+    let sent: Vec<Value> = logged
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["direction"] == "sent")
+        .map(|r| r["message"].clone())
+        .collect();
+    let masked = sent.iter().find(|m| m["execute"] == "guest-set-user-password").expect("logged");
+    assert_eq!(masked["arguments"], json!({"username": "root", "password": "***", "crypted": false}));
+    assert_eq!(fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+}
