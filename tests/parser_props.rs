@@ -91,3 +91,18 @@ proptest! {
         }
     }
 }
+
+/// A QemuOpts string's dotted keys are split by binding, not the grammar,
+/// and once nested without limit: `device_add e1000,a.a.a...=1` with
+/// 10,000 parts (a 20 KB line) overflowed the stack while the arguments
+/// were typed and dropped, with or without the schema.
+#[test]
+fn qemuopts_keys_nest_a_bounded_depth() {
+    let text = format!("device_add e1000,{}=1", vec!["a"; 10_000].join("."));
+    let line = parse_line(&text).unwrap();
+    for schema in [None, Some(schema::recorded())] {
+        let context = Context { hmp: false, cpu: None, schema };
+        let e = bind::bind(&line, &text, &context).unwrap_err();
+        assert_eq!(e.message, "expected a key of at most 32 dotted parts");
+    }
+}

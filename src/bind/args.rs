@@ -6,7 +6,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::{Result, error};
-use crate::line::{Value, literal};
+use crate::line::{MAX_KEY_PARTS, Value, literal};
 
 /// A leaf: text still to be typed, or a value whose type is settled.
 #[derive(Debug, Clone)]
@@ -50,8 +50,14 @@ impl Tree {
     }
 
     /// Inserts `leaf` at the dotted `key`, refusing a key given twice or used
-    /// both as a value and as a parent.
+    /// both as a value and as a parent, or nested deeper than the grammar
+    /// allows: typing, untyping and dropping a tree recurse on its depth,
+    /// and a QemuOpts string's keys (`e1000,a.a.a...=1`) reach here without
+    /// passing the grammar's limit.
     pub fn insert(&mut self, key: &[String], leaf: Leaf, offset: usize) -> Result<()> {
+        if key.len() > MAX_KEY_PARTS {
+            return error(offset, format!("a key of at most {MAX_KEY_PARTS} dotted parts"));
+        }
         let mut tree = self;
         for (depth, part) in key.iter().enumerate() {
             let last = depth + 1 == key.len();
@@ -289,6 +295,16 @@ mod tests {
         assert!(tree.insert(&key("a.b"), raw("2"), 4).unwrap_err().message.contains("not both"));
         tree.insert(&key("c.d"), raw("1"), 0).unwrap();
         assert!(tree.insert(&key("c"), raw("2"), 9).unwrap_err().message.contains("`c` to be either"));
+    }
+
+    #[test]
+    fn keys_nest_no_deeper_than_the_grammar_allows() {
+        let mut tree = Tree::default();
+        let deepest = vec!["a".to_string(); MAX_KEY_PARTS];
+        tree.insert(&deepest, raw("1"), 0).unwrap();
+        let deeper = vec!["b".to_string(); MAX_KEY_PARTS + 1];
+        let err = tree.insert(&deeper, raw("1"), 7).unwrap_err();
+        assert_eq!((err.offset, err.message.as_str()), (7, "expected a key of at most 32 dotted parts"));
     }
 
     #[test]

@@ -96,8 +96,8 @@ fn json_message(err: &serde_json::Error) -> String {
 
 /// How deep dotted keys may nest (QEMU's arguments nest a few levels);
 /// binding walks them recursively, and hostile input must not overflow the
-/// stack.
-const MAX_KEY_PARTS: usize = 32;
+/// stack. Binding checks it again for keys it builds itself (QemuOpts).
+pub(crate) const MAX_KEY_PARTS: usize = 32;
 
 /// The integers written in valid JSON text, with their offsets: serde_json
 /// reads one past 64 bits, and `-0`, as a float, which is not what the

@@ -11,6 +11,7 @@ mod grammar;
 pub mod literal;
 
 pub use assemble::Assembler;
+pub(crate) use grammar::MAX_KEY_PARTS;
 pub use grammar::parse_line;
 
 use serde_json::Map;
