@@ -19,7 +19,15 @@ pub fn path() -> Option<PathBuf> {
 /// harmless line that merely mentions the words is left out too.
 pub fn carries_secret(line: &str) -> bool {
     let lower = line.to_ascii_lowercase();
-    ["password", "secret", "passwd"].iter().any(|word| lower.contains(word))
+    ["password", "secret", "passwd", "cookie"].iter().any(|word| lower.contains(word)) || sets_data(&lower)
+}
+
+/// `qom-set` of a `data` property (a secret object's value, whatever the
+/// object's path is called), in any spelling: `qom-set PATH data VALUE`,
+/// `property=data`, raw JSON, through `hmp`.
+fn sets_data(lower: &str) -> bool {
+    let words = || lower.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    words().any(|w| w == "qom-set" || w == "qom_set") && words().any(|w| w == "data")
 }
 
 /// Creates the folder (0700) and the file (0600) before the editor writes
@@ -44,6 +52,11 @@ mod tests {
             "object_add secret,id=s0,data=x",
             "change-vnc-password password=x",
             r#"{"execute": "x", "arguments": {"new-Password": "x"}}"#,
+            "qom-set /objects/s0 data hunter2",
+            "qom-set path=/objects/s0 property=data value=hunter2",
+            "hmp qom-set /objects/s0 data hunter2",
+            r#"{"execute": "qom-set", "arguments": {"path": "/objects/s0", "property": "data", "value": "x"}}"#,
+            "blockdev-add driver=https node-name=h url=https://x/y cookie=session=abc",
         ] {
             assert!(carries_secret(line), "{line}");
         }
