@@ -175,7 +175,7 @@ impl Inbox {
                     return Err(ClientError::Protocol(format!(
                         "QEMU answered with an error that lacks the command's id, so it could not read \
                          the command: {}",
-                        QmpError::from_reply(&message["error"])
+                        QmpError::from_reply(message.get("error").unwrap_or(&Value::Null))
                     )));
                 }
                 // A reply to a command given up on (timed out, interrupted),

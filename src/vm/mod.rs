@@ -96,12 +96,15 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
         VmCommand::Status { name, json, .. } => {
             let vm = existing(&name)?;
             let mut r = report(&vm);
-            r["agent"] = if r["pid"].is_null() { Value::Null } else { agent_report(&vm) };
+            let agent = if r.get("pid").is_none_or(Value::is_null) { Value::Null } else { agent_report(&vm) };
+            if let Some(fields) = r.as_object_mut() {
+                fields.insert("agent".into(), agent);
+            }
             if json {
                 println!("{r}");
             } else {
                 for key in ["name", "pid", "state", "uptime", "socket"] {
-                    let value = match &r[key] {
+                    let value = match r.get(key).unwrap_or(&Value::Null) {
                         Value::String(s) => s.clone(),
                         Value::Null => "-".into(),
                         Value::Number(n) if key == "uptime" => format_uptime(n.as_u64().unwrap_or(0)),
@@ -109,7 +112,7 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
                     };
                     println!("{key:<7} {value}");
                 }
-                print_agent(&r["agent"]);
+                print_agent(r.get("agent").unwrap_or(&Value::Null));
             }
             Ok(())
         }
@@ -256,7 +259,7 @@ fn query_state(vm: &VmDir) -> String {
     };
     let deadline = Some(std::time::Instant::now() + Duration::from_secs(2));
     match monitor.execute(crate::qmp::command("query-status"), deadline, &mut Quiet) {
-        Ok(Ok(status)) => match status["status"].as_str().unwrap_or("") {
+        Ok(Ok(status)) => match status.get("status").and_then(Value::as_str).unwrap_or("") {
             "running" => "running".into(),
             "shutdown" => "shut down".into(),
             "paused" | "prelaunch" | "suspended" | "debug" | "io-error" | "watchdog" | "guest-panicked" => {

@@ -252,5 +252,5 @@ pub fn last_lines(path: &Path, n: usize) -> String {
         tail = String::from_utf8_lossy(&bytes).into_owned();
     }
     let lines: Vec<&str> = tail.lines().filter(|l| !l.trim().is_empty()).collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    lines.iter().skip(lines.len().saturating_sub(n)).copied().collect::<Vec<_>>().join("\n")
 }
