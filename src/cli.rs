@@ -101,7 +101,7 @@ pub struct ShellOptions {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start a throwaway VM, open the shell on it, and remove it when the
-    /// shell ends (also on Ctrl-C or SIGTERM)
+    /// shell ends (also on Ctrl-C, SIGTERM or SIGHUP)
     Launch(Deferred<LaunchOptions>),
     /// Managed VMs: state lives in $QMPSH_STATE_DIR, else
     /// $XDG_RUNTIME_DIR/qmpsh, else /tmp/qmpsh-$UID
