@@ -294,3 +294,37 @@ fn a_reply_shows_before_a_long_wait_for_the_next() {
     assert!(common::wait_with_deadline(&mut child, Duration::from_secs(10)).is_some_and(|s| s.success()));
     server.finish();
 }
+
+#[test]
+fn a_message_that_never_ends_stops_at_256_mib_with_exit_3() {
+    // A peer that sends one endless JSON string: qmpsh must not grow until
+    // it dies. The server writes until qmpsh hangs up.
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("endless.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut line = String::new();
+        writeln!(writer, "{}", common::GREETING.trim_end()).unwrap();
+        reader.read_line(&mut line).unwrap();
+        writeln!(writer, r#"{{"return": {{}}}}"#).unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        writer.write_all(br#"{"return": ""#).unwrap();
+        let chunk = vec![b'a'; 1 << 20];
+        let mut sent = 0usize;
+        while writer.write_all(&chunk).is_ok() && sent < 1 << 30 {
+            sent += chunk.len();
+        }
+        sent
+    });
+    let run = qmpsh(&[&format!("unix:{}", socket.display()), "-c", "query-status"], "");
+    let sent = server.join().unwrap();
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("over 256 MiB"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert!(sent < 1 << 30, "qmpsh read {sent} bytes before it stopped");
+}

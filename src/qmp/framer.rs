@@ -7,8 +7,13 @@
 //! so a 20 MB reply arriving in many reads is scanned once, then decoded
 //! once, in place.
 
+/// The largest message taken, in bytes: QEMU's largest reply
+/// (`query-qmp-schema`) is about 200 KB, so this only stops a peer that
+/// never ends its message from taking all memory.
+pub const MAX_MESSAGE: usize = 256 << 20;
+
 /// Accumulates bytes and yields complete messages.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Framer {
     buf: Vec<u8>,
     /// Bytes before this index are fully consumed and can be dropped.
@@ -22,6 +27,24 @@ pub struct Framer {
     depth: usize,
     in_string: bool,
     escaped: bool,
+    /// The largest message taken ([`MAX_MESSAGE`]).
+    limit: usize,
+}
+
+impl Default for Framer {
+    fn default() -> Self {
+        Framer {
+            buf: Vec::new(),
+            start: 0,
+            scanned: 0,
+            end: 0,
+            skipping: false,
+            depth: 0,
+            in_string: false,
+            escaped: false,
+            limit: MAX_MESSAGE,
+        }
+    }
 }
 
 impl Framer {
@@ -48,7 +71,8 @@ impl Framer {
         if self.buf.len() < self.end + want {
             self.buf.resize(self.end + want, 0);
         }
-        &mut self.buf[self.end..]
+        let end = self.end;
+        self.buf.get_mut(end..).unwrap_or_default()
     }
 
     /// Keeps `n` bytes of the slice [`Framer::spare`] returned.
@@ -59,7 +83,7 @@ impl Framer {
     /// The next complete message, if the bytes so far hold one.
     pub fn next_message(&mut self) -> Option<Result<serde_json::Value, String>> {
         while self.scanned < self.end {
-            let byte = self.buf[self.scanned];
+            let byte = self.buf.get(self.scanned).copied().unwrap_or(0);
             self.scanned += 1;
             if self.skipping {
                 self.skipping = byte != 0xFF;
@@ -91,7 +115,7 @@ impl Framer {
                 b'}' | b']' => {
                     self.depth -= 1;
                     if self.depth == 0 {
-                        let frame = &self.buf[self.start..self.scanned];
+                        let frame = self.buf.get(self.start..self.scanned).unwrap_or_default();
                         self.start = self.scanned;
                         return Some(
                             serde_json::from_slice(frame).map_err(|e| format!("QEMU sent invalid JSON ({e})")),
@@ -101,12 +125,18 @@ impl Framer {
                 _ => {}
             }
         }
+        if self.end - self.start > self.limit {
+            return Some(Err(format!(
+                "QEMU sent a message over {} MiB without ending it; qmpsh takes no more",
+                self.limit >> 20
+            )));
+        }
         None
     }
 
     fn garbage(&self, at: usize) -> String {
         let end = self.end.min(at + 40);
-        let shown = String::from_utf8_lossy(&self.buf[at..end]);
+        let shown = String::from_utf8_lossy(self.buf.get(at..end).unwrap_or_default());
         format!("QEMU sent something that is not a JSON object: {:?}", shown.trim_end())
     }
 }
@@ -123,6 +153,28 @@ mod tests {
 
     fn drain(framer: &mut Framer) -> Vec<serde_json::Value> {
         std::iter::from_fn(|| framer.next_message()).map(|m| m.unwrap()).collect()
+    }
+
+    #[test]
+    fn a_message_that_never_ends_is_refused_past_the_limit() {
+        let mut framer = Framer { limit: 1 << 20, ..Framer::new() };
+        feed(&mut framer, b"{\"return\": \"");
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut refused = None;
+        for _ in 0..20 {
+            feed(&mut framer, &chunk);
+            if let Some(outcome) = framer.next_message() {
+                refused = Some(outcome);
+                break;
+            }
+        }
+        let why = refused.expect("refused before 1.25 MiB").unwrap_err();
+        assert!(why.contains("over 1 MiB"), "{why}");
+        // Under the limit, a long message is fine.
+        let mut framer = Framer { limit: 1 << 20, ..Framer::new() };
+        let long = format!("{{\"return\": \"{}\"}}", "a".repeat(900_000));
+        feed(&mut framer, long.as_bytes());
+        assert!(framer.next_message().is_some_and(|m| m.is_ok()));
     }
 
     #[test]
