@@ -40,15 +40,23 @@ const MAX_DEPTH: usize = 32;
 /// [`MAX_DEPTH`]. The count also bounds the depth.
 const MAX_STEPS: usize = 256;
 
-/// The type references one walk has followed so far.
-#[derive(Default)]
+/// A description is for a person, and typing a value may describe a type
+/// at each step of its walk when it fails: a few references are enough.
+const MAX_DESCRIBED: usize = 16;
+
+/// The type references one walk may still follow.
 struct Steps(usize);
 
 impl Steps {
-    /// Counts one more; false once the walk has followed [`MAX_STEPS`].
+    fn new(budget: usize) -> Self {
+        Steps(budget)
+    }
+
+    /// Counts one more; false once the budget is spent.
     fn take(&mut self) -> bool {
-        self.0 += 1;
-        self.0 <= MAX_STEPS
+        let left = self.0.checked_sub(1);
+        self.0 = left.unwrap_or(0);
+        left.is_some()
     }
 }
 
@@ -263,7 +271,7 @@ impl Schema {
 
     /// The object type `ty` is, or (for an alternate) has among its members.
     fn object_in<'s>(&'s self, ty: &'s str) -> Option<&'s str> {
-        self.object_in_at(ty, &mut Steps::default())
+        self.object_in_at(ty, &mut Steps::new(MAX_STEPS))
     }
 
     fn object_in_at<'s>(&'s self, ty: &'s str, steps: &mut Steps) -> Option<&'s str> {
@@ -283,10 +291,20 @@ impl Schema {
 
     /// A written value as type `ty`, or what was expected instead.
     fn type_value(&self, ty: &str, value: &Value) -> std::result::Result<Json, String> {
-        self.type_value_at(ty, value, &mut Steps::default())
+        self.type_value_at(ty, value, &mut Steps::new(MAX_STEPS), true)
     }
 
-    fn type_value_at(&self, ty: &str, value: &Value, steps: &mut Steps) -> std::result::Result<Json, String> {
+    /// `explain`: whether a failure needs its message. An alternate drops
+    /// the failures of the types it tries, and describing a type for each
+    /// (a walk of its own) at every step of a long walk cost a walk a step.
+    fn type_value_at(
+        &self,
+        ty: &str,
+        value: &Value,
+        steps: &mut Steps,
+        explain: bool,
+    ) -> std::result::Result<Json, String> {
+        let describe = |ty: &str| if explain { self.describe(ty) } else { String::new() };
         if !steps.take() {
             return Err(format!("a value of type {ty} (the schema nests too deep)"));
         }
@@ -306,7 +324,7 @@ impl Schema {
                 "boolean" if !quoted => parse_bool(text).map(Json::Bool).ok_or_else(|| "true or false".to_string()),
                 "null" if !quoted && text == "null" => Ok(Json::Null),
                 "value" => Ok(untyped(value)),
-                _ => Err(format!("a value of type {}", self.describe(ty))),
+                _ => Err(format!("a value of type {}", describe(ty))),
             },
             "enum" => {
                 let values = enum_values(entity);
@@ -315,7 +333,7 @@ impl Schema {
                 }
                 match suggest(text, values.iter().copied()) {
                     Some(near) => Err(format!("`{near}`")),
-                    None => Err(format!("one of {}", self.describe(ty))),
+                    None => Err(format!("one of {}", describe(ty))),
                 }
             }
             "alternate" => {
@@ -325,10 +343,10 @@ impl Schema {
                 order.sort_by_key(|t| (self.is_string_like(t) != quoted) as u8);
                 order
                     .iter()
-                    .find_map(|t| self.type_value_at(t, value, steps).ok())
-                    .ok_or_else(|| format!("a value of type {}", self.describe(ty)))
+                    .find_map(|t| self.type_value_at(t, value, steps, false).ok())
+                    .ok_or_else(|| format!("a value of type {}", describe(ty)))
             }
-            "array" => Err(format!("a JSON array ({})", self.describe(ty))),
+            "array" => Err(format!("a JSON array ({})", describe(ty))),
             "object" => Err("a JSON object or dotted keys".to_string()),
             _ => Ok(untyped(value)),
         }
@@ -354,7 +372,7 @@ impl Schema {
 
     /// A short description of a type: `str`, `one of a|b`, `array of int`.
     pub fn describe(&self, ty: &str) -> String {
-        self.describe_at(ty, &mut Steps::default())
+        self.describe_at(ty, &mut Steps::new(MAX_DESCRIBED))
     }
 
     fn describe_at(&self, ty: &str, steps: &mut Steps) -> String {
@@ -426,7 +444,7 @@ impl Schema {
     }
 
     fn values_of(&self, ty: &str) -> Vec<String> {
-        self.values_at(ty, &mut Steps::default())
+        self.values_at(ty, &mut Steps::new(MAX_STEPS))
     }
 
     fn values_at(&self, ty: &str, steps: &mut Steps) -> Vec<String> {
