@@ -228,10 +228,10 @@ impl Printer {
         }
     }
 
-    /// A QMP error reply, on stderr.
-    pub fn qmp_error(&mut self, error: &QmpError) {
+    /// A QMP error reply, on stderr, naming its script line when known.
+    pub fn qmp_error(&mut self, error: &QmpError, line: Option<usize>) {
         self.flush();
-        let _ = render::error(&mut io::stderr().lock(), error, &self.style.stderr);
+        let _ = render::error(&mut io::stderr().lock(), error, line, &self.style.stderr);
     }
 
     /// A local problem with a line (parse error, timeout, ...), on stderr.

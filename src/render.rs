@@ -148,8 +148,12 @@ fn hmp_text(w: &mut impl Write, text: &str) -> io::Result<()> {
 }
 
 /// `error: CLASS: desc`.
-pub fn error(w: &mut impl Write, error: &QmpError, palette: &Palette) -> io::Result<()> {
-    paint(w, palette.error, &format!("error: {error}"))?;
+pub fn error(w: &mut impl Write, error: &QmpError, line: Option<usize>, palette: &Palette) -> io::Result<()> {
+    let text = match line {
+        Some(line) => format!("error: line {line}: {error}"),
+        None => format!("error: {error}"),
+    };
+    paint(w, palette.error, &text)?;
     w.write_all(b"\n")
 }
 

@@ -147,7 +147,7 @@ impl Session {
                 self.send_ahead(request, line_no)
             }
             // Anything else depends on the replies so far: the window drains.
-            other => self.settle().and_then(|()| self.act(other)),
+            other => self.settle().and_then(|()| self.act(other, line_no)),
         };
         self.printer.check()?;
         match self.deferred.take() {
@@ -277,10 +277,10 @@ impl Session {
         self.monitor.waker()
     }
 
-    fn act(&mut self, action: Action) -> Result<Flow, Error> {
+    fn act(&mut self, action: Action, line_no: Option<usize>) -> Result<Flow, Error> {
         match action {
             Action::Nothing => Ok(Flow::Continue),
-            Action::Send(request) => self.send(request),
+            Action::Send(request) => self.send(request, line_no),
             Action::Shell(shell) => self.shell(shell),
         }
     }
@@ -294,12 +294,12 @@ impl Session {
         Error::Timeout(format!("no reply to {command} within {waited} s"))
     }
 
-    fn send(&mut self, request: Request) -> Result<Flow, Error> {
+    fn send(&mut self, request: Request, line_no: Option<usize>) -> Result<Flow, Error> {
         if request.quits() {
             self.quitting = true;
         }
         self.printer.forget_events();
-        match self.post(request, None) {
+        match self.post(request, line_no) {
             Ok(pending) => self.finish(pending),
             Err(e) => self.connection_lost(e),
         }
@@ -323,7 +323,7 @@ impl Session {
                 // HMP reports failure as text; a script must still see a failure.
                 let message = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
                 let message = message.strip_prefix("Error: ").unwrap_or(&message).to_string();
-                self.printer.qmp_error(&QmpError { class: "HMP".into(), desc: message });
+                self.printer.qmp_error(&QmpError { class: "HMP".into(), desc: message }, pending.line_no);
                 Err(Error::CommandFailed)
             }
             Ok(Ok(value)) => {
@@ -339,7 +339,7 @@ impl Session {
                 if error.class == "CommandNotFound" && self.in_flight.is_empty() {
                     error.desc.push_str(&self.did_you_mean(&pending.command));
                 }
-                self.printer.qmp_error(&error);
+                self.printer.qmp_error(&error, pending.line_no);
                 Err(Error::CommandFailed)
             }
             Err(ClientError::Timeout) => Err(self.timed_out(&pending.command)),

@@ -65,7 +65,7 @@ fn a_failed_command_stops_the_script_with_exit_1_and_a_hint() {
     assert_eq!(run.code, 1);
     assert_eq!(
         run.stderr,
-        "error: CommandNotFound: The command query-stauts has not been found (did you mean query-status?)\n"
+        "error: line 1: CommandNotFound: The command query-stauts has not been found (did you mean query-status?)\n"
     );
     assert_eq!(run.stdout, "");
 }
@@ -83,7 +83,7 @@ fn keep_going_runs_the_rest_and_still_exits_1() {
     server.finish();
     assert_eq!(run.code, 1);
     assert_eq!(run.stdout, "ok\n");
-    assert_eq!(run.stderr, "error: GenericError: nope\n");
+    assert_eq!(run.stderr, "error: line 1: GenericError: nope\n");
 }
 
 #[test]
@@ -161,7 +161,7 @@ fn commands_go_without_ids_and_replies_answer_them_in_order() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.stdout, "{\"status\":\"running\"}\n");
     assert!(run.stderr.contains(r#"-> {"execute":"query-status"}"#), "{}", run.stderr);
-    assert!(run.stderr.contains("error: GenericError: nope"), "{}", run.stderr);
+    assert!(run.stderr.contains("error: line 2: GenericError: nope"), "{}", run.stderr);
 }
 
 #[test]

@@ -393,7 +393,7 @@ fn failed_commands_exit_1_with_one_line() {
     let run = qmpsh(&["-C", SYSTEM, &domain.target()], "query-name\nnosuch\nquery-name\n");
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
-    assert!(run.stderr.starts_with("error: CommandNotFound"), "{run:?}");
+    assert!(run.stderr.starts_with("error: line 2: CommandNotFound"), "{run:?}");
     assert_eq!(run.stdout.lines().count(), 1, "the script stops at the failure: {run:?}");
 
     let run = qmpsh(&["-C", SYSTEM, &domain.target(), "-c", "hmp nosuch"], "");

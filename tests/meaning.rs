@@ -64,7 +64,7 @@ fn netdev_add_with_key_value_arguments_is_qmp_and_hmp_errors_fail() {
     assert_eq!(run.code, 1, "{run:?}");
     assert_eq!(
         run.stderr,
-        "error: HMP: netdev_add: extraneous characters at the end of line; Try \"help netdev_add\" for more \
+        "error: line 1: HMP: netdev_add: extraneous characters at the end of line; Try \"help netdev_add\" for more \
          information\n"
     );
     assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");
@@ -79,9 +79,9 @@ fn every_hmp_failure_form_is_an_error() {
     assert_eq!(run.stdout, "VM status: running\n");
     let errors: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(errors.len(), 4, "{}", run.stderr);
-    assert_eq!(errors[0], "error: HMP: unknown command: 'nosuch'");
-    assert_eq!(errors[1], "error: HMP: unknown command: 'info nosuch'");
-    assert_eq!(errors[2], "error: HMP: 'nosuchdev' is not a valid device model name");
+    assert_eq!(errors[0], "error: line 1: HMP: unknown command: 'nosuch'");
+    assert_eq!(errors[1], "error: line 2: HMP: unknown command: 'info nosuch'");
+    assert_eq!(errors[2], "error: line 4: HMP: 'nosuchdev' is not a valid device model name");
     assert!(errors[3].contains("Try \"help x\""), "{}", errors[3]);
 }
 
@@ -114,9 +114,9 @@ fn keep_going_reports_every_bad_line_and_exits_2() {
     let errors: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(errors.len(), 3, "{}", run.stderr);
     assert_eq!(errors[0], "qmpsh: line 2, column 14: expected a closing \" for this string");
-    assert!(errors[1].starts_with("error: CommandNotFound: "), "{}", errors[1]);
+    assert!(errors[1].starts_with("error: line 4: CommandNotFound: "), "{}", errors[1]);
     // A value QEMU refuses is a failed command, not a parse error.
-    assert!(errors[2].starts_with("error: "), "{}", errors[2]);
+    assert!(errors[2].starts_with("error: line 5: "), "{}", errors[2]);
     // `cont` after the bad line ran.
     assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");
 

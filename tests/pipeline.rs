@@ -38,7 +38,7 @@ fn a_failure_names_its_line_and_what_ran_after_it() {
     );
     assert_eq!(run.code, 1, "{run:?}");
     let errors: Vec<&str> = run.stderr.lines().collect();
-    assert!(errors[0].starts_with("error: CommandNotFound: "), "{}", run.stderr);
+    assert!(errors[0].starts_with("error: line 2: CommandNotFound: "), "{}", run.stderr);
     assert_eq!(errors[1], "qmpsh: line 2 failed; 2 commands sent after it had already run");
     // They did run, and their replies were shown.
     assert_eq!(query(&qemu.socket, "query-status")["return"]["status"], "running");

@@ -35,7 +35,7 @@ fn an_unknown_command_exits_1_with_its_class_and_stops_the_script() {
     let run = qmpsh(&[&qemu.socket_arg()], "no-such-command\nstop\n");
     assert_eq!(run.code, 1);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.starts_with("error: CommandNotFound: "), "{}", run.stderr);
+    assert!(run.stderr.starts_with("error: line 1: CommandNotFound: "), "{}", run.stderr);
     // `stop` never ran: the VM still runs.
     assert_eq!(query(&qemu.socket, "query-status")["return"]["status"], "running");
 }

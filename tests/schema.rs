@@ -21,7 +21,11 @@ fn a_number_for_a_str_argument_stays_a_string() {
     assert!(result.stderr.contains(r#"{"execute":"object-del","arguments":{"id":"123"}"#), "{}", result.stderr);
     // QEMU took the string and looked for the object: a runtime error, not a type error.
     assert_eq!(result.code, 1);
-    assert!(result.stderr.contains("error: GenericError") && result.stderr.contains("123"), "{}", result.stderr);
+    assert!(
+        result.stderr.contains("error: line 1: GenericError") && result.stderr.contains("123"),
+        "{}",
+        result.stderr
+    );
 }
 
 #[test]
@@ -52,7 +56,7 @@ fn an_unknown_command_is_sent_as_qmp_shell_sends_it_and_gets_a_hint() {
         let result = run(&qemu, line);
         assert_eq!(result.code, 1, "{line}: {}", result.stderr);
         assert!(sent_command(&result, "query-stauts"), "{line}: {}", result.stderr);
-        assert!(result.stderr.contains("error: CommandNotFound: "), "{line}: {}", result.stderr);
+        assert!(result.stderr.contains("error: line 1: CommandNotFound: "), "{line}: {}", result.stderr);
         assert!(result.stderr.contains("(did you mean query-status?)"), "{line}: {}", result.stderr);
     }
 }
