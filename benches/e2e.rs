@@ -9,6 +9,9 @@
 //!
 //! Needs `qemu-system-x86_64`; qmp-shell is found as `$QMP_SHELL` or on PATH.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

@@ -11,6 +11,9 @@
 //! `cargo bench --features libvirt --bench libvirt`. `QMPSH_BENCH_URI`
 //! picks the libvirt (default qemu:///system).
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -5,6 +5,9 @@
 //!     cargo bench --bench micro              # all groups, about a minute
 //!     cargo bench --bench micro -- frame     # one group
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use std::hint::black_box;
 use std::io::Write;
 use std::time::Duration;

@@ -1,6 +1,9 @@
 //! The command line itself: help, usage errors and the TARGET rule, none of
 //! which needs QEMU.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{qmpsh, qmpsh_in};

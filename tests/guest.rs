@@ -4,6 +4,9 @@
 //! while a guest that ignores the button is ended right after the timeout.
 //! A third guest ignores the button but runs Debian's real qemu-ga.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::fs;

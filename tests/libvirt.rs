@@ -1,3 +1,5 @@
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 #![cfg(feature = "libvirt")]
 //! `libvirt:DOMAIN` and `vm ... --connect URI` against a real libvirtd
 //! (`.ci/libvirtd start`): the way in to the VMs that libvirt runs, which

@@ -4,6 +4,9 @@
 //! failures fail, transactions are typed, and `--keep-going` reports every
 //! bad line.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{Qemu, qmpsh, query_with};

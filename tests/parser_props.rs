@@ -2,6 +2,9 @@
 //! binder, the answer is a result or an error at a real position, never a
 //! panic.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 use proptest::prelude::*;
 use qmpsh::bind::{self, Context};
 use qmpsh::line::{Assembler, parse_line};

@@ -3,6 +3,9 @@
 //! where QEMU sent them, a failure names its line and says how many
 //! commands after it already ran, and lines that need a reply wait for it.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use common::{Qemu, qmpsh, query};

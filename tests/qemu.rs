@@ -1,6 +1,9 @@
 //! qmpsh against a real `qemu-system-x86_64 -machine none`: what a user
 //! does first, checked end to end.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

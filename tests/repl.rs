@@ -1,6 +1,9 @@
 //! The REPL in a real terminal (tmux), against a real QEMU with a second
 //! QMP monitor that triggers events while qmpsh waits at its prompt.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -3,6 +3,9 @@
 //! makes `launch` clean up like SIGTERM. (Ctrl-C in the REPL and SIGTERM in
 //! `launch` are tested in repl.rs and vm.rs.)
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};

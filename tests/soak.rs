@@ -3,6 +3,9 @@
 //! open files, and qmpsh's resident memory. The numbers print on stderr
 //! (`cargo test --test soak -- --nocapture`).
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::collections::BTreeMap;

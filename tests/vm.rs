@@ -2,6 +2,9 @@
 //! kill, delete, launch, the state folder's safety, and that nothing is
 //! left behind. The power-button tests with a real guest are in guest.rs.
 
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
 mod common;
 
 use std::fs;

@@ -61,30 +61,23 @@ impl Tree {
         let mut tree = self;
         for (depth, part) in key.iter().enumerate() {
             let last = depth + 1 == key.len();
-            let path = || key[..=depth].join(".");
-            let at = tree.members.iter().position(|(n, _)| n == part);
-            match (at, last) {
-                (None, true) => {
+            let path = || key.iter().take(depth + 1).cloned().collect::<Vec<_>>().join(".");
+            let Some(at) = tree.members.iter().position(|(n, _)| n == part) else {
+                if last {
                     tree.members.push((part.clone(), Node::Leaf { leaf, offset }));
                     return Ok(());
                 }
-                (None, false) => {
-                    tree.members.push((part.clone(), Node::Branch { tree: Tree::default(), offset }));
-                    let Some((_, Node::Branch { tree: child, .. })) = tree.members.last_mut() else {
-                        unreachable!("just pushed a branch")
-                    };
-                    tree = child;
-                }
-                (Some(i), false) => match &mut tree.members[i].1 {
-                    Node::Branch { tree: child, .. } => tree = child,
-                    Node::Leaf { .. } => return error(offset, both(&path())),
-                },
-                (Some(i), true) => {
-                    return match tree.members[i].1 {
-                        Node::Branch { .. } => error(offset, both(&path())),
-                        Node::Leaf { .. } => error(offset, format!("`{}` only once", path())),
-                    };
-                }
+                tree.members.push((part.clone(), Node::Branch { tree: Tree::default(), offset }));
+                let Some((_, Node::Branch { tree: child, .. })) = tree.members.last_mut() else {
+                    unreachable!("just pushed a branch")
+                };
+                tree = child;
+                continue;
+            };
+            match (tree.members.get_mut(at).map(|(_, node)| node), last) {
+                (Some(Node::Branch { tree: child, .. }), false) => tree = child,
+                (Some(Node::Leaf { .. }), true) => return error(offset, format!("`{}` only once", path())),
+                _ => return error(offset, both(&path())),
             }
         }
         error(offset, "a key")
@@ -154,7 +147,7 @@ const DIGIT_ZEROS: [u32; 66] = [
 fn decimal_digit(c: char) -> Option<u32> {
     let code = u32::from(c);
     let at = DIGIT_ZEROS.partition_point(|&zero| zero <= code).checked_sub(1)?;
-    let value = code - DIGIT_ZEROS[at];
+    let value = code - DIGIT_ZEROS.get(at)?;
     (value < 10).then_some(value)
 }
 

@@ -30,7 +30,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
         return error(inv.offset + word.len(), format!("no `/` after `{word}`"));
     }
     let end = text.trim_end().len();
-    let args = if entry.name.starts_with("info ") { &inv.args[1..] } else { &inv.args[..] };
+    let args = inv.args.get(usize::from(entry.name.starts_with("info "))..).unwrap_or_default();
     let mut tree = Tree::default();
     let mut filled = vec![false; entry.args.len()];
     let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none());
@@ -51,7 +51,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
                 let Some(slot) = entry.args.iter().position(|spec| spec.flag == Some(word.as_str())) else {
                     return error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage()));
                 };
-                if entry.args[slot].kind == ArgType::Bool {
+                if entry.args.get(slot).is_some_and(|spec| spec.kind == ArgType::Bool) {
                     (slot, arg)
                 } else {
                     match words.next() {
@@ -67,8 +67,10 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
                 }
             },
         };
-        let spec = &entry.args[slot];
-        if std::mem::replace(&mut filled[slot], true) {
+        let (Some(spec), Some(seen)) = (entry.args.get(slot), filled.get_mut(slot)) else {
+            return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
+        };
+        if std::mem::replace(seen, true) {
             return error(arg.offset, format!("`{}` only once", spec.name));
         }
         if spec.kind == ArgType::Opts {
@@ -173,17 +175,19 @@ fn expand_opts(spec: &ArgSpec, arg: &Arg, tree: &mut Tree) -> Result<()> {
 }
 
 fn split_opts(text: &str) -> Vec<String> {
-    let mut items = vec![String::new()];
+    let mut items = Vec::new();
+    let mut item = String::new();
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
             ',' if chars.peek() == Some(&',') => {
                 chars.next();
-                items.last_mut().expect("starts with one item").push(',');
+                item.push(',');
             }
-            ',' => items.push(String::new()),
-            c => items.last_mut().expect("starts with one item").push(c),
+            ',' => items.push(std::mem::take(&mut item)),
+            c => item.push(c),
         }
     }
+    items.push(item);
     items
 }

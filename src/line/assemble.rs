@@ -117,7 +117,7 @@ fn needs_more(text: &str) -> bool {
             Some(_) => {}
             None if depth > 0 => match c {
                 '"' | '\'' => {
-                    let triple = rest.len() >= 3 && rest.as_bytes()[..3].iter().all(|&b| b == c as u8);
+                    let triple = rest.as_bytes().get(..3).is_some_and(|three| three.iter().all(|&b| b == c as u8));
                     let delimiter = if triple { &rest[..3] } else { &rest[..1] };
                     skip = delimiter.len() - 1;
                     quote = Some((delimiter, true));

@@ -107,8 +107,8 @@ fn json_integers(json: &str) -> Vec<(usize, &str)> {
     let mut found = Vec::new();
     let mut in_string = false;
     let mut at = 0;
-    while at < bytes.len() {
-        match bytes[at] {
+    while let Some(&byte) = bytes.get(at) {
+        match byte {
             b'\\' if in_string => at += 1,
             b'"' => in_string = !in_string,
             b'-' | b'0'..=b'9' if !in_string => {

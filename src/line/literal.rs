@@ -319,10 +319,8 @@ impl<'a> Parser<'a> {
         // An exponent's sign belongs to the number: `1e-5`.
         let mut len = len;
         let bytes = rest.as_bytes();
-        if len < bytes.len()
-            && (bytes[len] == b'-' || bytes[len] == b'+')
-            && len > 0
-            && matches!(bytes[len - 1], b'e' | b'E')
+        if bytes.get(len).is_some_and(|&b| b == b'-' || b == b'+')
+            && len.checked_sub(1).and_then(|before| bytes.get(before)).is_some_and(|&b| b == b'e' || b == b'E')
             && !rest.starts_with("0x")
             && !rest.starts_with("0X")
         {

@@ -40,7 +40,7 @@ pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
                 println!("{r}");
             } else {
                 for key in ["name", "id", "state", "uuid"] {
-                    let value = match &r[key] {
+                    let value = match r.get(key).unwrap_or(&Value::Null) {
                         Value::String(s) => s.clone(),
                         Value::Null => "-".into(),
                         other => other.to_string(),
