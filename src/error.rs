@@ -101,7 +101,10 @@ pub fn finish(result: Result<(), Error>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             if !err.is_silent() {
-                eprintln!("qmpsh: {err}");
+                // One write: on a terminal the line editor's thread may
+                // still redraw its prompt, and must not land mid-line.
+                let line = format!("qmpsh: {err}\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             }
             ExitCode::from(err.exit_code())
         }

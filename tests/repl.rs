@@ -96,6 +96,21 @@ fn through_second_monitor(socket: &Path, command: &str) {
     }
 }
 
+/// qmpsh's REPL on `qemu` in a terminal of its own, at its first prompt
+/// (the socket's path); the screen shows `qmpsh-exit=N` once it ends.
+fn repl_on(qemu: &Qemu) -> Option<(Tmux, String)> {
+    let command = format!(
+        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        qemu.dir.path().display(),
+        env!("CARGO_BIN_EXE_qmpsh"),
+        qemu.socket.display()
+    );
+    let tmux = Tmux::start(&command)?;
+    let prompt = format!("{}>", qemu.socket.display());
+    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    Some((tmux, prompt))
+}
+
 #[test]
 fn a_session_in_a_real_terminal() {
     let Some((qemu, second)) = Qemu::with_second_monitor(&["-name", "term-vm"]) else { return };
@@ -119,9 +134,11 @@ fn a_session_in_a_real_terminal() {
     tmux.type_text("qom-get path=/machine prop");
     thread::sleep(Duration::from_millis(200));
     through_second_monitor(&second, "stop");
-    let screen = tmux.wait_for("the STOP event", |s| s.contains(" STOP"));
-    let last = screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap();
-    assert_eq!(last.trim_end(), "term-vm> qom-get path=/machine prop", "{screen}");
+    // The event prints first, then the line is drawn again below it.
+    let last_line = |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_end().to_string();
+    tmux.wait_for("the STOP event above the line typed", |s| {
+        s.contains(" STOP") && last_line(s) == "term-vm> qom-get path=/machine prop"
+    });
 
     // Tab completes the argument name from the live schema.
     tmux.keys(&["Tab"]);
@@ -156,15 +173,7 @@ fn a_session_in_a_real_terminal() {
 #[test]
 fn ctrl_c_interrupts_a_wait_and_qemu_leaving_exits_3() {
     let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
-    let command = format!(
-        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
-        qemu.dir.path().display(),
-        env!("CARGO_BIN_EXE_qmpsh"),
-        qemu.socket.display()
-    );
-    let Some(tmux) = Tmux::start(&command) else { return };
-    let prompt = format!("{}>", qemu.socket.display());
-    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    let Some((tmux, _)) = repl_on(&qemu) else { return };
     tmux.type_text(".wait RESET");
     tmux.keys(&["Enter"]);
     thread::sleep(Duration::from_millis(300));
@@ -227,15 +236,7 @@ fn a_forced_shutdown_ends_the_repl_with_4_and_an_interrupted_one_is_forgotten() 
     // `-machine none` has no power button that anything listens to: the
     // stop ends in `quit`, and the shell must not prompt for a dead QEMU.
     let Some((qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
-    let command = format!(
-        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
-        qemu.dir.path().display(),
-        env!("CARGO_BIN_EXE_qmpsh"),
-        qemu.socket.display()
-    );
-    let Some(tmux) = Tmux::start(&command) else { return };
-    let prompt = format!("{}>", qemu.socket.display());
-    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    let Some((tmux, prompt)) = repl_on(&qemu) else { return };
     tmux.type_text(".shutdown timeout=0.5");
     tmux.keys(&["Enter"]);
     let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
@@ -246,15 +247,7 @@ fn a_forced_shutdown_ends_the_repl_with_4_and_an_interrupted_one_is_forgotten() 
     // Ctrl-C during a stop: QEMU leaving later is a lost connection (3),
     // not the quit qmpsh asked for.
     let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
-    let command = format!(
-        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
-        qemu.dir.path().display(),
-        env!("CARGO_BIN_EXE_qmpsh"),
-        qemu.socket.display()
-    );
-    let Some(tmux) = Tmux::start(&command) else { return };
-    let prompt = format!("{}>", qemu.socket.display());
-    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    let Some((tmux, _)) = repl_on(&qemu) else { return };
     tmux.type_text(".shutdown timeout=30");
     tmux.keys(&["Enter"]);
     tmux.wait_for("the button pressed", |s| s.contains("POWERDOWN"));

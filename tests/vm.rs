@@ -225,17 +225,7 @@ fn launch_leaves_no_qemu_and_no_folder() {
 #[test]
 fn launch_cleans_up_on_sigterm() {
     let Some(vms) = Vms::new() else { return };
-    let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
-    command.env("QMPSH_STATE_DIR", vms.dir());
-    let mut child = command.spawn().unwrap();
-    // A script that waits: the VM is up while qmpsh sleeps.
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while vms.live_qemus().is_empty() {
-        assert!(Instant::now() < deadline, "the launched VM never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, stdin) = launch_sleeping(&vms);
     std::thread::sleep(Duration::from_millis(300));
     signal(&child, Signal::TERM);
     let status = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGTERM");
@@ -283,6 +273,22 @@ fn paths_with_commas_and_relative_state_folders() {
     assert!(relative.stderr.contains("must be an absolute path"), "{}", relative.stderr);
 }
 
+/// `qmpsh launch` running a script that sleeps, once its QEMU runs; its
+/// stdin stays open until dropped.
+fn launch_sleeping(vms: &Vms) -> (std::process::Child, std::process::ChildStdin) {
+    let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
+    command.env("QMPSH_STATE_DIR", vms.dir());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while vms.live_qemus().is_empty() {
+        assert!(Instant::now() < deadline, "the launched VM never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, stdin)
+}
+
 /// Sends `signal` to the qmpsh child a test started.
 fn signal(child: &std::process::Child, signal: Signal) {
     let pid = Pid::from_child(child);
@@ -294,16 +300,7 @@ fn launch_killed_outright_takes_its_qemu_with_it() {
     // SIGKILL leaves qmpsh no chance to clean up: the kernel kills QEMU
     // (PR_SET_PDEATHSIG, set by the step that becomes QEMU).
     let Some(vms) = Vms::new() else { return };
-    let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
-    command.env("QMPSH_STATE_DIR", vms.dir());
-    let mut child = command.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while vms.live_qemus().is_empty() {
-        assert!(Instant::now() < deadline, "the launched VM never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut child, stdin) = launch_sleeping(&vms);
     signal(&child, Signal::KILL);
     let _ = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh dies");
     drop(stdin);
