@@ -135,14 +135,21 @@ fn starting_refuses_clearly() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("bad VM name"), "{}", bad.stderr);
 
+    // A VM operation that fails is exit 1, and leaves no dead VM behind.
     let missing = vms.qmpsh(&["vm", "start", "m", "--qemu", "/nonexistent/qemu"], "");
-    assert_eq!(missing.code, 2);
+    assert_eq!(missing.code, 1);
     assert!(missing.stderr.contains("apt-get install qemu-system-x86"), "{}", missing.stderr);
+    assert!(!vms.dir().join("m").exists());
 
     let broken = vms.qmpsh(&["vm", "start", "broken", "--", "-no-such-option"], "");
     assert_eq!(broken.code, 1);
     assert!(broken.stderr.contains("QEMU exited during start"), "{}", broken.stderr);
     assert!(broken.stderr.contains("-no-such-option: invalid option"), "{}", broken.stderr);
+    let kept = vms.dir().join("broken.failed.log");
+    assert!(broken.stderr.contains(&format!("QEMU's whole log: {}", kept.display())), "{}", broken.stderr);
+    assert!(fs::read_to_string(&kept).unwrap().contains("-no-such-option"));
+    let listed = vms.qmpsh(&["vm", "list"], "");
+    assert!(!listed.stdout.contains("broken") && !listed.stdout.contains("dead"), "{}", listed.stdout);
 
     let long_state = vms.dir().join("x".repeat(100));
     let mut command = qmpsh_command(&["vm", "start", "long"]);

@@ -61,7 +61,8 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
     match command {
         VmCommand::Start { name, options } => {
             let vm = VmDir::new(&name)?;
-            let started = start::start(&vm, &options, false)?;
+            let fresh = !vm.dir.exists();
+            let started = start::start(&vm, &options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
             println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
             Ok(())
         }
@@ -155,6 +156,20 @@ pub fn exec_qemu(tied_to: Option<u32>, command: &[std::ffi::OsString]) -> Result
         return Err(Error::Usage("__exec-qemu needs a program to run".into()));
     };
     Err(exec::become_qemu(tied_to, std::path::Path::new(program), args))
+}
+
+/// A VM that never started is not kept as a dead one: its folder goes,
+/// and QEMU's log, if it wrote one, moves beside the VM folders where the
+/// error names it.
+fn forget(vm: &VmDir, error: Error) -> Error {
+    let log = vm.qemu_log();
+    let kept = vm.dir.with_file_name(format!("{}.failed.log", vm.name));
+    let moved = log.metadata().is_ok_and(|m| m.len() > 0) && fs::rename(&log, &kept).is_ok();
+    let _ = fs::remove_dir_all(&vm.dir);
+    match error {
+        Error::Failed(why) if moved => Error::Failed(format!("{why}\nQEMU's whole log: {}", kept.display())),
+        other => other,
+    }
 }
 
 /// Removes what a dead QEMU leaves behind; the folder and logs stay.

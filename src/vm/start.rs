@@ -193,7 +193,7 @@ pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, 
     // The trampoline looks the program up again (its argv[0] stays as
     // given); looking first gives a clear error for a missing QEMU.
     if super::exec::find_program(&options.qemu).is_none() {
-        return Err(Error::Usage(format!(
+        return Err(Error::Failed(format!(
             "{} not found: install QEMU (on Debian or Ubuntu: apt-get install qemu-system-x86), or name the binary with --qemu",
             options.qemu.display()
         )));
