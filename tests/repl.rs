@@ -258,3 +258,16 @@ fn a_forced_shutdown_ends_the_repl_with_4_and_an_interrupted_one_is_forgotten() 
     assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
     assert!(screen.contains("qmpsh-exit=3"), "{screen}");
 }
+
+#[test]
+fn lines_typed_ahead_in_one_burst_all_run() {
+    // As a paste without bracketed paste, `expect` or tmux send-keys types
+    // them: the second and third arrive while the first still runs.
+    let Some((qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
+    let Some((tmux, prompt)) = repl_on(&qemu) else { return };
+    tmux.keys(&["query-name", "Enter", "query-status", "Enter", "info version", "Enter"]);
+    let screen = tmux.wait_for("all three replies", |s| s.contains("\"major\": 7"));
+    assert!(screen.contains(&format!("{prompt} query-status")), "{screen}");
+    assert!(screen.contains("\"status\": \"running\""), "{screen}");
+    assert_eq!(screen.matches(&prompt).count(), 4, "{screen}");
+}
