@@ -199,6 +199,11 @@ impl Printer {
         self.recent.clear();
     }
 
+    /// The last event named `name` since the last command was sent.
+    pub fn seen_event(&self, name: &str) -> Option<&Value> {
+        self.recent.iter().rev().find(|event| event.get("event").and_then(Value::as_str) == Some(name))
+    }
+
     /// Takes the first remembered event that `wanted` accepts, with those
     /// before it.
     pub fn take_event(&mut self, wanted: &mut dyn FnMut(&Value) -> bool) -> Option<Value> {

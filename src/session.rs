@@ -268,6 +268,16 @@ impl Session {
         }
         match self.monitor.wait_wake(&mut self.printer) {
             Ok(()) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
+            // QEMU announced its end (SHUTDOWN) and went: say so and leave.
+            Err(ClientError::Closed) if !self.quitting && self.printer.seen_event("SHUTDOWN").is_some() => {
+                let reason = self
+                    .printer
+                    .seen_event("SHUTDOWN")
+                    .and_then(|e| e.get("data")?.get("reason")?.as_str().map(String::from))
+                    .unwrap_or_else(|| "shutdown".into());
+                self.printer.problem(&format!("qmpsh: QEMU shut down ({reason})"));
+                Ok(Flow::Exit)
+            }
             Err(e) => self.connection_lost(e),
         }
     }

@@ -171,7 +171,10 @@ fn a_session_in_a_real_terminal() {
 }
 
 #[test]
-fn ctrl_c_interrupts_a_wait_and_qemu_leaving_exits_3() {
+fn ctrl_c_interrupts_a_wait_and_the_shell_leaves_when_qemu_does() {
+    // QEMU quitting (another client's `quit`) announces itself with
+    // SHUTDOWN: the shell says so and leaves at once, exit 0, with no
+    // Enter pressed.
     let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
     let Some((tmux, _)) = repl_on(&qemu) else { return };
     tmux.type_text(".wait RESET");
@@ -180,6 +183,15 @@ fn ctrl_c_interrupts_a_wait_and_qemu_leaving_exits_3() {
     tmux.keys(&["C-c"]);
     tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
     through_second_monitor(&second, "quit");
+    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
+    assert!(screen.contains("qmpsh: QEMU shut down (host-qmp-quit)"), "{screen}");
+    assert!(screen.contains("qmpsh-exit=0"), "{screen}");
+
+    // QEMU dying unannounced is a lost connection: exit 3, also at once.
+    let Some((mut qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
+    let Some((tmux, _)) = repl_on(&qemu) else { return };
+    tmux.type_text("query-st");
+    qemu.child.kill().unwrap();
     let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
     assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
     assert!(screen.contains("qmpsh-exit=3"), "{screen}");
@@ -244,16 +256,16 @@ fn a_forced_shutdown_ends_the_repl_with_4_and_an_interrupted_one_is_forgotten() 
     assert!(screen.contains("qmpsh-exit=4"), "{screen}");
     assert_eq!(screen.matches(&prompt).count(), 1, "a prompt after the forced stop: {screen}");
 
-    // Ctrl-C during a stop: QEMU leaving later is a lost connection (3),
+    // Ctrl-C during a stop: QEMU dying later is a lost connection (3),
     // not the quit qmpsh asked for.
-    let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
+    let Some((mut qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
     let Some((tmux, _)) = repl_on(&qemu) else { return };
     tmux.type_text(".shutdown timeout=30");
     tmux.keys(&["Enter"]);
     tmux.wait_for("the button pressed", |s| s.contains("POWERDOWN"));
     tmux.keys(&["C-c"]);
     tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
-    through_second_monitor(&second, "quit");
+    qemu.child.kill().unwrap();
     let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
     assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
     assert!(screen.contains("qmpsh-exit=3"), "{screen}");
@@ -266,7 +278,9 @@ fn lines_typed_ahead_in_one_burst_all_run() {
     let Some((qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
     let Some((tmux, prompt)) = repl_on(&qemu) else { return };
     tmux.keys(&["query-name", "Enter", "query-status", "Enter", "info version", "Enter"]);
-    let screen = tmux.wait_for("all three replies", |s| s.contains("\"major\": 7"));
+    let screen = tmux.wait_for("all three replies and a prompt again", |s| {
+        s.contains("\"major\": 7") && s.matches(&prompt).count() == 4
+    });
     assert!(screen.contains(&format!("{prompt} query-status")), "{screen}");
     assert!(screen.contains("\"status\": \"running\""), "{screen}");
     assert_eq!(screen.matches(&prompt).count(), 4, "{screen}");

@@ -71,19 +71,18 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         session.printer.print_through(printer);
     }
 
-    let outcome = converse(session, &label, &requests, &inputs);
-    match outcome {
+    let mut reading = false;
+    let outcome = converse(session, &label, &requests, &inputs, &mut reading);
+    if reading {
+        // QEMU went while a line was being typed: the input thread is
+        // inside readline, with the terminal raw. Put the terminal back and
+        // leave now rather than wait for Enter.
+        drop(terminal);
+        println!();
+    } else {
         // The input thread is idle: let it save history and end.
-        Ok(()) | Err(Error::Io(_)) => {
-            drop(requests);
-            let _ = reader.join();
-        }
-        // The input thread may be inside readline, with the terminal raw:
-        // put the terminal back before the error is printed.
-        Err(_) => {
-            drop(terminal);
-            println!();
-        }
+        drop(requests);
+        let _ = reader.join();
     }
     outcome
 }
@@ -94,6 +93,7 @@ fn converse(
     label: &str,
     requests: &Sender<Request>,
     inputs: &Receiver<Input>,
+    reading: &mut bool,
 ) -> Result<(), Error> {
     let fresh = |session: &Session| if session.hmp() { Assembler::for_hmp() } else { Assembler::new() };
     let mut assembler = fresh(session);
@@ -110,9 +110,13 @@ fn converse(
         if requests.send(Request::Read(prompt)).is_err() {
             return Ok(());
         }
+        *reading = true;
         let input = loop {
             match inputs.try_recv() {
-                Ok(input) => break input,
+                Ok(input) => {
+                    *reading = false;
+                    break input;
+                }
                 // It ends on its own only after Ctrl-D or a failure it
                 // reported, so this is the line editor failing.
                 Err(TryRecvError::Disconnected) => {
