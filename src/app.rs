@@ -11,7 +11,7 @@ use std::time::Duration;
 use std::path::Path;
 
 use crate::bind::{Action, Shell};
-use crate::cli::{Cli, ColorChoice, Command, Deferred, ExecQemu, LaunchOptions, ShellOptions};
+use crate::cli::{Cli, ColorChoice, Command, Deferred, LaunchOptions, ShellOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
@@ -31,7 +31,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Command::Vm(Deferred(command))) => vm::run(command),
         Some(Command::Launch(Deferred(LaunchOptions { start, shell }))) => vm::launch(start, shell),
-        Some(Command::ExecQemu(Deferred(ExecQemu { tied_to, command }))) => vm::exec_qemu(tied_to, &command),
+        Some(Command::Completions { shell }) => {
+            // Into memory first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "qmpsh", &mut script);
+            io::stdout().write_all(&script).map_err(Error::output)
+        }
+        Some(Command::Manpage) => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page).map_err(Error::output)?;
+            io::stdout().write_all(&page).map_err(Error::output)
+        }
         None if cli.dry_run => {
             if cli.target.is_some() {
                 return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));

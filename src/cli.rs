@@ -107,20 +107,14 @@ pub enum Command {
     /// $XDG_RUNTIME_DIR/qmpsh, else /tmp/qmpsh-$UID
     #[command(subcommand)]
     Vm(Deferred<VmCommand>),
-    /// Internal: become QEMU (how `vm start` and `launch` start it)
-    #[command(name = crate::vm::EXEC_COMMAND, hide = true)]
-    ExecQemu(Deferred<ExecQemu>),
-}
-
-// The internal `__exec-qemu` step (a plain comment, as on StartOptions).
-#[derive(Debug, Args)]
-pub struct ExecQemu {
-    /// Die with this process, which must be our parent
-    #[arg(long, value_name = "PID")]
-    pub tied_to: Option<u32>,
-    /// QEMU and its arguments
-    #[arg(last = true, required = true, value_name = "QEMU")]
-    pub command: Vec<std::ffi::OsString>,
+    /// Print a completion script for SHELL: `qmpsh completions bash >
+    /// ~/.local/share/bash-completion/completions/qmpsh`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print qmpsh's man page (roff): `qmpsh manpage > ~/.local/share/man/man1/qmpsh.1`
+    Manpage,
 }
 
 // What `launch` takes: how to start the VM, then the shell's options (a

@@ -154,3 +154,32 @@ fn keep_going_goes_past_a_line_that_is_not_utf8() {
     assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"execute\":\"stop\"}\n{\"execute\":\"cont\"}\n");
     assert_eq!(String::from_utf8_lossy(&output.stderr), "qmpsh: line 2: not valid UTF-8 (byte 1)\n");
 }
+
+#[test]
+fn completions_and_the_man_page_come_from_the_command_line_itself() {
+    // Bash: a script bash accepts, knowing the subcommands and the options
+    // of `vm start` (which clap learns only when asked).
+    let bash = qmpsh(&["completions", "bash"], "");
+    assert_eq!(bash.code, 0, "{bash:?}");
+    for needle in ["_qmpsh", "vm__subcmd__start", "--memory", "--pipeline", "launch"] {
+        assert!(bash.stdout.contains(needle), "the bash script lacks {needle}");
+    }
+    let script = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(script.path(), &bash.stdout).unwrap();
+    let checked = std::process::Command::new("bash").arg("-n").arg(script.path()).status().unwrap();
+    assert!(checked.success(), "bash -n refused the completion script");
+    for shell in ["zsh", "fish"] {
+        let run = qmpsh(&["completions", shell], "");
+        assert_eq!(run.code, 0, "{run:?}");
+        assert!(run.stdout.contains("qmpsh") && run.stdout.contains("keep-going"), "{shell}");
+    }
+    // The internal step that becomes QEMU is offered nowhere.
+    assert!(!bash.stdout.contains("exec-qemu"), "{}", bash.stdout);
+    let bad = qmpsh(&["completions", "tcsh"], "");
+    assert_eq!(bad.code, 2, "{bad:?}");
+
+    let man = qmpsh(&["manpage"], "");
+    assert_eq!(man.code, 0, "{man:?}");
+    assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH qmpsh 1"), "{}", man.stdout);
+    assert!(man.stdout.contains("keep\\-going") && man.stdout.contains("Exit codes"), "{}", man.stdout);
+}

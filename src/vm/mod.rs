@@ -149,9 +149,19 @@ pub fn running(vm: &VmDir) -> Option<Process> {
     Process::from_pidfile(&vm.pidfile(), &vm.socket())
 }
 
-/// `__exec-qemu`: this process becomes QEMU (see `exec`); returns only
-/// when it cannot.
-pub fn exec_qemu(tied_to: Option<u32>, command: &[std::ffi::OsString]) -> Result<(), Error> {
+/// `qmpsh __exec-qemu [--tied-to PID] -- PROGRAM ARGS...` (the arguments
+/// after the command's name): this process becomes QEMU (see `exec`);
+/// returns only when it cannot. Internal, so not in clap's command line,
+/// its help or its completions.
+pub fn exec_qemu(arguments: &[std::ffi::OsString]) -> Result<(), Error> {
+    let (tied_to, command) = match arguments {
+        [flag, pid, dashes, command @ ..] if flag == "--tied-to" && dashes == "--" => {
+            let pid = pid.to_str().and_then(|p| p.parse().ok());
+            (Some(pid.ok_or_else(|| Error::Usage("__exec-qemu --tied-to needs a pid".into()))?), command)
+        }
+        [dashes, command @ ..] if dashes == "--" => (None, command),
+        _ => return Err(Error::Usage("usage: __exec-qemu [--tied-to PID] -- PROGRAM ARGS...".into())),
+    };
     let Some((program, args)) = command.split_first() else {
         return Err(Error::Usage("__exec-qemu needs a program to run".into()));
     };
