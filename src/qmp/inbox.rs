@@ -65,11 +65,14 @@ impl Feed for Receiver<Incoming> {
 /// Makes the waiting side's next wait end with [`Incoming::Wake`].
 pub type Wake = Arc<dyn Fn() + Send + Sync>;
 
-/// The receiving end, with how the transport ended once it has.
+/// The receiving end, with how the transport ended once it has, and which
+/// reply answers which command sent through it.
 pub struct Inbox {
     feed: Box<dyn Feed>,
     ended: Option<ClientError>,
     wake: Wake,
+    /// The transport records each command it sends here.
+    pub(super) ledger: Ledger,
 }
 
 impl Inbox {
@@ -87,7 +90,7 @@ impl Inbox {
 
     /// An inbox over `feed`; `wake` makes its current or next wait end.
     pub fn with_feed(feed: Box<dyn Feed>, wake: Wake) -> Inbox {
-        Inbox { feed, ended: None, wake }
+        Inbox { feed, ended: None, wake, ledger: Ledger::default() }
     }
 
     /// The next message (or wake-up), or why none will come. A wait is cut
@@ -143,16 +146,15 @@ impl Inbox {
         }
     }
 
-    /// Waits for the reply to the command `ledger` knows as `ticket`,
-    /// handing every other message to `observer` as it comes.
+    /// Waits for the reply to the command recorded as `ticket`, handing
+    /// every other message to `observer` as it comes.
     pub fn await_reply(
         &mut self,
         ticket: u64,
-        ledger: &mut Ledger,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
-        if !ledger.owes(ticket) {
+        if !self.ledger.owes(ticket) {
             return Err(ClientError::Protocol(format!("no command awaits reply {ticket}")));
         }
         loop {
@@ -165,7 +167,7 @@ impl Inbox {
                 observer.received(&message, Kind::Stray);
                 continue;
             }
-            match ledger.settle(&message) {
+            match self.ledger.settle(&message) {
                 Settled::Answer(answered) if answered == ticket => {
                     observer.received(&message, Kind::Reply);
                     return Ok(reply_of(message));

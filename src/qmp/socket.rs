@@ -23,7 +23,6 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use serde_json::{Map, Value};
 
 use super::inbox::{Feed, Inbox, Incoming, Wake};
-use super::ledger::Ledger;
 use super::{ClientError, Framer, Kind, Monitor, Observer, Reply, Waker};
 use crate::target::Target;
 
@@ -41,7 +40,6 @@ pub struct Connect {
 pub struct SocketMonitor {
     writer: Stream,
     inbox: Inbox,
-    ledger: Ledger,
     /// Give every command an id (the guest agent's channel may hold
     /// replies meant for an earlier client); on QMP only `exec-oob` needs one.
     tag_all: bool,
@@ -335,7 +333,7 @@ impl SocketMonitor {
         let feed =
             SocketFeed { stream: reader, framer, wake: wake_read, ended: false, timeout: None, chunk: FIRST_CHUNK };
         let inbox = Inbox::with_feed(Box::new(feed), wake);
-        Ok(SocketMonitor { writer, inbox, ledger: Ledger::default(), tag_all: false, greeting: None })
+        Ok(SocketMonitor { writer, inbox, tag_all: false, greeting: None })
     }
 
     fn handshake(
@@ -387,7 +385,7 @@ impl SocketMonitor {
 
     /// Stops waiting for a reply to `ticket`: its command sends none.
     pub fn forget(&mut self, ticket: u64) {
-        self.ledger.forget(ticket);
+        self.inbox.ledger.forget(ticket);
     }
 
     fn send(&mut self, message: &Value) -> Result<(), ClientError> {
@@ -404,13 +402,13 @@ impl SocketMonitor {
 }
 
 impl Monitor for SocketMonitor {
-    /// Sends `command` (with an id only where [`Ledger`] needs one) and
+    /// Sends `command` (with an id only where the ledger needs one) and
     /// returns its ticket, without waiting for the reply.
     fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError> {
         let id = match command.get("id") {
             Some(id) => Some(id.clone()),
             None if self.tag_all || command.contains_key("exec-oob") => {
-                let id = self.ledger.fresh_id();
+                let id = self.inbox.ledger.fresh_id();
                 command.insert("id".into(), id.clone());
                 Some(id)
             }
@@ -419,7 +417,7 @@ impl Monitor for SocketMonitor {
         let message = Value::Object(command);
         observer.sent(&message);
         self.send(&message)?;
-        Ok(self.ledger.record(id))
+        Ok(self.inbox.ledger.record(id))
     }
 
     fn await_reply(
@@ -428,7 +426,7 @@ impl Monitor for SocketMonitor {
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
-        self.inbox.await_reply(ticket, &mut self.ledger, deadline, observer)
+        self.inbox.await_reply(ticket, deadline, observer)
     }
 
     fn wait_event(

@@ -22,7 +22,6 @@ use virt::domain::Domain;
 use virt::error::{Error as VirtError, ErrorNumber};
 
 use super::inbox::{Inbox, Incoming};
-use super::ledger::Ledger;
 use super::{ClientError, Monitor, Observer, Reply, Waker};
 
 /// Which libvirt a `--connect` (or its absence) means, for messages: the
@@ -80,7 +79,6 @@ pub struct LibvirtMonitor {
     /// Commands for the command thread: the id the user gave it, if any,
     /// and the JSON to send.
     commands: Sender<(Option<Value>, String)>,
-    ledger: Ledger,
     /// Keeps the event callbacks registered while the monitor lives.
     _subscription: events::Subscription,
 }
@@ -109,7 +107,7 @@ impl LibvirtMonitor {
             .name("libvirt-commands".into())
             .spawn(move || run_commands(&domain, &requests, &tx))
             .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
-        Ok(LibvirtMonitor { inbox, commands, ledger: Ledger::default(), _subscription: subscription })
+        Ok(LibvirtMonitor { inbox, commands, _subscription: subscription })
     }
 }
 
@@ -180,7 +178,7 @@ impl Monitor for LibvirtMonitor {
         let id = command.remove("id");
         let text = Value::Object(command).to_string();
         self.commands.send((id.clone(), text)).map_err(|_| ClientError::Closed)?;
-        Ok(self.ledger.record(id))
+        Ok(self.inbox.ledger.record(id))
     }
 
     fn await_reply(
@@ -189,7 +187,7 @@ impl Monitor for LibvirtMonitor {
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
-        self.inbox.await_reply(ticket, &mut self.ledger, deadline, observer)
+        self.inbox.await_reply(ticket, deadline, observer)
     }
 
     fn wait_event(
