@@ -11,9 +11,11 @@
 //! logged as it is, never copied.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::HashMap;
 
 use serde_json::{Map, Value};
+
+use crate::qmp::{Ledger, Settled};
 
 /// What a secret becomes in the log.
 pub const MASK: &str = "***";
@@ -176,18 +178,14 @@ struct ReplyMask {
     echoes: Vec<String>,
 }
 
-/// A command still owed its reply, as qmp::Ledger matches them: by id, or
-/// in order.
-struct Owed {
-    id: Option<Value>,
-    reply: Option<ReplyMask>,
-}
-
 /// Masks what goes to the traffic log, and follows the commands sent so
 /// that a reply carrying a secret is masked too.
 #[derive(Default)]
 pub struct LogMask {
-    owed: VecDeque<Owed>,
+    /// Which reply answers which command, as the client itself matches them.
+    ledger: Ledger,
+    /// How to mask the replies of the commands that need it, by ticket.
+    masks: HashMap<u64, ReplyMask>,
 }
 
 impl LogMask {
@@ -203,8 +201,10 @@ impl LogMask {
             find_in_arguments(name, arguments, &mut path, &mut found);
         }
         let reply = ReplyMask { secret: reply_secret(name, arguments), echoes: std::mem::take(&mut found.secrets) };
-        let reply = (reply != ReplyMask::default()).then_some(reply);
-        self.owed.push_back(Owed { id: message.get("id").cloned(), reply });
+        let ticket = self.ledger.record(message.get("id").cloned());
+        if reply != ReplyMask::default() {
+            self.masks.insert(ticket, reply);
+        }
         found.apply(message)
     }
 
@@ -220,14 +220,12 @@ impl LogMask {
         }
     }
 
-    /// What the reply `message` answers, removed from those owed: by its id,
-    /// else the oldest (QEMU answers in-band commands in order).
+    /// How the command that `message` answers wants its reply masked.
     fn settle(&mut self, message: &Value) -> Option<ReplyMask> {
-        let at = match message.get("id") {
-            Some(id) => self.owed.iter().position(|owed| owed.id.as_ref() == Some(id))?,
-            None => 0,
-        };
-        self.owed.remove(at)?.reply
+        match self.ledger.settle(message) {
+            Settled::Answer(ticket) | Settled::Unread(ticket) => self.masks.remove(&ticket),
+            Settled::Stray => None,
+        }
     }
 }
 
@@ -797,7 +795,9 @@ mod tests {
         assert_eq!(answer(&mut mask, json!({"event": "STOP"})), json!({"event": "STOP"}));
         assert_eq!(answer(&mut mask, json!({"return": "hunter2"})), json!({"return": MASK}));
         assert_eq!(answer(&mut mask, json!({"return": "plain"})), json!({"return": "plain"}));
-        assert!(mask.owed.is_empty());
+        // Nothing is owed any more.
+        assert!(mask.masks.is_empty());
+        assert_eq!(mask.ledger.settle(&json!({"return": {}})), Settled::Stray);
     }
 
     #[test]

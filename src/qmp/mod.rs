@@ -20,6 +20,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 pub use framer::Framer;
+pub use ledger::{Ledger, Settled};
 pub use socket::{Connect, SocketMonitor};
 
 /// What a received message was, as far as the client is concerned.
