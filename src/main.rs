@@ -10,11 +10,9 @@ use clap::Parser;
 fn main() -> ExitCode {
     // The internal step that becomes QEMU (`vm start`, `launch`) is not
     // part of the command line people use.
-    let arguments: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if let Some((first, rest)) = arguments.split_first()
-        && first == qmpsh::vm::EXEC_COMMAND
-    {
-        return qmpsh::error::finish(qmpsh::vm::exec_qemu(rest));
+    if std::env::args_os().nth(1).is_some_and(|first| first == qmpsh::vm::EXEC_COMMAND) {
+        let rest: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
+        return qmpsh::error::finish(qmpsh::vm::exec_qemu(&rest));
     }
     let cli = qmpsh::cli::Cli::parse();
     qmpsh::error::finish(qmpsh::app::run(cli))

@@ -268,16 +268,16 @@ impl Session {
         }
         match self.monitor.wait_wake(&mut self.printer) {
             Ok(()) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
-            // QEMU announced its end (SHUTDOWN) and went: say so and leave.
-            Err(ClientError::Closed) if !self.quitting && self.printer.seen_event("SHUTDOWN").is_some() => {
-                let reason = self
-                    .printer
-                    .seen_event("SHUTDOWN")
-                    .and_then(|e| e.get("data")?.get("reason")?.as_str().map(String::from))
-                    .unwrap_or_else(|| "shutdown".into());
-                self.printer.problem(&format!("qmpsh: QEMU shut down ({reason})"));
-                Ok(Flow::Exit)
-            }
+            Err(ClientError::Closed) if !self.quitting => match self.printer.seen_event("SHUTDOWN") {
+                // QEMU announced its end and went: say so and leave.
+                Some(shutdown) => {
+                    let reason = shutdown.get("data").and_then(|d| d.get("reason")).and_then(Value::as_str);
+                    let said = format!("qmpsh: QEMU shut down ({})", reason.unwrap_or("shutdown"));
+                    self.printer.problem(&said);
+                    Ok(Flow::Exit)
+                }
+                None => self.connection_lost(ClientError::Closed),
+            },
             Err(e) => self.connection_lost(e),
         }
     }
