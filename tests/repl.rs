@@ -10,72 +10,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Qemu;
-
-/// A tmux server of the test's own, so tests do not see each other.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Option<Tmux> {
-        let found = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
-        if !found {
-            if common::in_ci() {
-                panic!("tmux is missing, and CI must run the terminal tests: apt-get install -y tmux");
-            }
-            eprintln!("skipping: tmux is not installed");
-            return None;
-        }
-        let tmux = Tmux { socket: format!("qmpsh-test-{}-{:?}", std::process::id(), thread::current().id()) };
-        tmux.run(&["new-session", "-d", "-x", "150", "-y", "40", command]);
-        Some(tmux)
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Types text; `Enter`, `Tab`, `C-d` and friends are keys.
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "0"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    /// Types literal text (no key names).
-    fn type_text(&self, text: &str) {
-        self.run(&["send-keys", "-t", "0", "-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "0", "-S", "-100"])
-    }
-
-    /// Waits until the screen satisfies `ready`, failing with the screen.
-    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
+use common::tmux::Tmux;
 
 /// Sends one command through another QMP monitor of the same QEMU.
 fn through_second_monitor(socket: &Path, command: &str) {
@@ -94,6 +33,14 @@ fn through_second_monitor(socket: &Path, command: &str) {
             }
         }
     }
+}
+
+/// Waits for the shell to end, and checks it said `said` and exited `code`.
+fn ended(tmux: &Tmux, code: i32, said: &str) -> String {
+    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
+    assert!(screen.contains(said), "{screen}");
+    assert!(screen.contains(&format!("qmpsh-exit={code}")), "{screen}");
+    screen
 }
 
 /// qmpsh's REPL on `qemu` in a terminal of its own, at its first prompt
@@ -183,18 +130,14 @@ fn ctrl_c_interrupts_a_wait_and_the_shell_leaves_when_qemu_does() {
     tmux.keys(&["C-c"]);
     tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
     through_second_monitor(&second, "quit");
-    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
-    assert!(screen.contains("qmpsh: QEMU shut down (host-qmp-quit)"), "{screen}");
-    assert!(screen.contains("qmpsh-exit=0"), "{screen}");
+    ended(&tmux, 0, "qmpsh: QEMU shut down (host-qmp-quit)");
 
     // QEMU dying unannounced is a lost connection: exit 3, also at once.
     let Some((mut qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
     let Some((tmux, _)) = repl_on(&qemu) else { return };
     tmux.type_text("query-st");
     qemu.child.kill().unwrap();
-    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
-    assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
-    assert!(screen.contains("qmpsh-exit=3"), "{screen}");
+    ended(&tmux, 3, "qmpsh: QEMU closed the connection");
 }
 
 #[test]
@@ -251,9 +194,7 @@ fn a_forced_shutdown_ends_the_repl_with_4_and_an_interrupted_one_is_forgotten() 
     let Some((tmux, prompt)) = repl_on(&qemu) else { return };
     tmux.type_text(".shutdown timeout=0.5");
     tmux.keys(&["Enter"]);
-    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
-    assert!(screen.contains("quit after timeout"), "{screen}");
-    assert!(screen.contains("qmpsh-exit=4"), "{screen}");
+    let screen = ended(&tmux, 4, "quit after timeout");
     assert_eq!(screen.matches(&prompt).count(), 1, "a prompt after the forced stop: {screen}");
 
     // Ctrl-C during a stop: QEMU dying later is a lost connection (3),
@@ -266,9 +207,7 @@ fn a_forced_shutdown_ends_the_repl_with_4_and_an_interrupted_one_is_forgotten() 
     tmux.keys(&["C-c"]);
     tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
     qemu.child.kill().unwrap();
-    let screen = tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit="));
-    assert!(screen.contains("qmpsh: QEMU closed the connection"), "{screen}");
-    assert!(screen.contains("qmpsh-exit=3"), "{screen}");
+    ended(&tmux, 3, "qmpsh: QEMU closed the connection");
 }
 
 #[test]

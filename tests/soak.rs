@@ -13,12 +13,12 @@ use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::Qemu;
+use common::tmux::Tmux;
 
 /// How far qmpsh's resident memory may grow from the sample taken once it
 /// is warm to the highest one after. A leak of 64 bytes per script line
@@ -246,72 +246,6 @@ fn twenty_thousand_commands_run_in_flat_memory() {
 
 // --- the REPL in a terminal ----------------------------------------------
 
-/// A tmux server of the test's own (as in tests/repl.rs).
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str) -> Option<Tmux> {
-        let found = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
-        if !found {
-            if common::in_ci() {
-                panic!("tmux is missing, and CI must run the terminal tests: apt-get install -y tmux");
-            }
-            eprintln!("skipping: tmux is not installed");
-            return None;
-        }
-        let tmux = Tmux { socket: format!("qmpsh-soak-{}-{:?}", std::process::id(), thread::current().id()) };
-        // Enough scrollback for every event line, so they can be counted.
-        let history = ["start-server", ";", "set-option", "-g", "history-limit", "50000", ";"];
-        tmux.run(&[&history[..], &["new-session", "-d", "-x", "150", "-y", "40", command]].concat());
-        Some(tmux)
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "0"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-
-    fn type_text(&self, text: &str) {
-        self.run(&["send-keys", "-t", "0", "-l", text]);
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "0", "-S", "-100"])
-    }
-
-    /// The whole scrollback and the screen.
-    fn everything(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "0", "-S", "-", "-E", "-"])
-    }
-
-    /// Waits until the screen satisfies `ready`, failing with the screen.
-    fn wait_for(&self, what: &str, limit: Duration, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + limit;
-        loop {
-            let screen = self.screen();
-            if ready(&screen) {
-                return screen;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
-
 /// A QMP client on QEMU's second monitor that sends commands in bulk.
 struct Second {
     reader: BufReader<UnixStream>,
@@ -385,7 +319,7 @@ fn a_repl_receiving_a_long_event_stream_stays_flat() {
         qemu.socket.display()
     );
     let Some(tmux) = Tmux::start(&command) else { return };
-    tmux.wait_for("the prompt", Duration::from_secs(15), |s| s.contains("soak-repl>"));
+    tmux.wait_for("the prompt", |s| s.contains("soak-repl>"));
     let pid: u32 = fs::read_to_string(&pidfile).unwrap().trim().parse().expect("a pid in the pidfile");
     let exe = fs::read_link(format!("/proc/{pid}/exe")).unwrap();
     assert!(exe.ends_with("qmpsh"), "pid {pid} is {}", exe.display());
@@ -406,8 +340,9 @@ fn a_repl_receiving_a_long_event_stream_stays_flat() {
         burst.push(command);
         monitor.run(&burst);
         events += 2 * pairs;
-        let screen = tmux
-            .wait_for(&format!("{marker} after burst {n}"), Duration::from_secs(60), |s| last_event(s) == Some(marker));
+        let screen = tmux.wait_within(&format!("{marker} after burst {n}"), Duration::from_secs(60), |s| {
+            last_event(s) == Some(marker)
+        });
         assert!(screen.contains(" RESUME"), "{screen}");
         samples.push((events, rss_kib(pid)));
         if n == 0 {
@@ -422,7 +357,7 @@ fn a_repl_receiving_a_long_event_stream_stays_flat() {
     assert!(!before.contains("\"status\": \"running\""), "{before}");
     tmux.type_text("query-status");
     tmux.keys(&["Enter"]);
-    tmux.wait_for("the query-status reply", Duration::from_secs(15), |s| s.contains("\"status\": \"running\""));
+    tmux.wait_for("the query-status reply", |s| s.contains("\"status\": \"running\""));
     let shown = shown_events(&tmux.everything());
     let (_, warm) = samples[0];
     let (_, last) = *samples.last().unwrap();
@@ -446,7 +381,7 @@ fn a_repl_receiving_a_long_event_stream_stays_flat() {
         )
     );
     tmux.keys(&["C-d"]);
-    tmux.wait_for("the exit status", Duration::from_secs(15), |s| s.contains("qmpsh-exit=0"));
+    tmux.wait_for("the exit status", |s| s.contains("qmpsh-exit=0"));
     assert!(
         peak - warm <= RSS_GROWTH_LIMIT_KIB,
         "qmpsh's memory grew from {warm} KiB (1000 events) to {peak} KiB; samples (events, KiB): {samples:?}"

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own share of these
 
 pub mod guest;
+pub mod tmux;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
