@@ -2,7 +2,8 @@
 //! statics, so qmpsh reads it at no cost when it starts: parsing the JSON
 //! at run time was a fifth of a one-shot command's instructions. A table
 //! entry that is not what `src/table.rs` expects fails the build with the
-//! entry's name.
+//! entry's name. It also sorts the recorded QEMU's HMP command names
+//! (grammar/hmp-help.txt) into a static list.
 
 use std::env;
 use std::fmt::Write as _;
@@ -11,7 +12,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+#[path = "src/hmp/listing.rs"]
+mod listing;
+
 const TABLE: &str = "grammar/commands.json";
+const HMP_HELP: &str = "grammar/hmp-help.txt";
 
 const ENTRY_FIELDS: &[&str] = &["name", "aliases", "qmp", "args", "help", "example"];
 const ARG_FIELDS: &[&str] = &["name", "type", "optional", "flag", "to"];
@@ -38,6 +43,20 @@ fn main() {
     code.push_str("]\n");
     let out = env::var_os("OUT_DIR").unwrap_or_else(|| fail("cargo sets no OUT_DIR"));
     let path = Path::new(&out).join("table.rs");
+    fs::write(&path, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
+    hmp_names(Path::new(&out));
+}
+
+/// The recorded QEMU's HMP command names, sorted for a binary search: a
+/// line is checked against them before anything is asked of QEMU.
+fn hmp_names(out: &Path) {
+    println!("cargo::rerun-if-changed={HMP_HELP}");
+    let text = fs::read_to_string(HMP_HELP).unwrap_or_else(|e| fail(&format!("cannot read {HMP_HELP}: {e}")));
+    let mut names: Vec<&str> = text.lines().filter_map(listing::listed).flat_map(|(names, _, _)| names).collect();
+    names.sort_unstable();
+    names.dedup();
+    let code = format!("&{names:?}\n");
+    let path = out.join("hmp_names.rs");
     fs::write(&path, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
 }
 

@@ -55,12 +55,12 @@ fn bind(c: &mut Criterion) {
     let mut group = c.benchmark_group("bind");
     for &(name, text) in LINES {
         let line = parse_line(text).unwrap();
-        let bare = Context { hmp: false, cpu: None, schema: None };
+        let bare = Context { hmp: false, cpu: None, schema: None, hmp_commands: None };
         group.bench_with_input(BenchmarkId::new("no-schema", name), &line, |b, line| {
             b.iter(|| bind::bind(black_box(line), text, &bare).unwrap())
         });
         if bind::needs_schema(&line) {
-            let typed = Context { hmp: false, cpu: None, schema: Some(recorded) };
+            let typed = Context { hmp: false, cpu: None, schema: Some(recorded), hmp_commands: None };
             group.bench_with_input(BenchmarkId::new("schema", name), &line, |b, line| {
                 b.iter(|| bind::bind(black_box(line), text, &typed).unwrap())
             });

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 pub mod error;
 pub mod help;
+pub mod hmp;
 pub mod interrupt;
 pub mod line;
 pub mod output;

@@ -7,11 +7,12 @@ use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::bind::{self, Action, Context, Request, Shell};
 use crate::error::Error;
 use crate::help;
+use crate::hmp::{self, HmpCommands};
 use crate::line::{self, Assembler, Line, ParseError};
 use crate::output::Printer;
 use crate::qmp::{ClientError, Monitor, QmpError, Waker};
@@ -56,13 +57,34 @@ struct InFlight {
     text_reply: bool,
 }
 
-/// The live schema: not fetched yet, fetched, or not offered by the peer
-/// (qemu-ga has no `query-qmp-schema`).
-enum SchemaState {
-    NotFetched,
+/// Something qmpsh asks the peer for once, when a line first needs it:
+/// not fetched yet, fetched, or not offered (qemu-ga has no
+/// `query-qmp-schema` and no HMP).
+enum Fetched<T> {
+    NotYet,
     /// Shared with the REPL's completion.
-    Loaded(Arc<Schema>),
+    Loaded(Arc<T>),
     Unavailable,
+}
+
+impl<T> Fetched<T> {
+    fn get(&self) -> Option<&T> {
+        match self {
+            Fetched::Loaded(value) => Some(value.as_ref()),
+            _ => None,
+        }
+    }
+
+    fn shared(&self) -> Option<Arc<T>> {
+        match self {
+            Fetched::Loaded(value) => Some(Arc::clone(value)),
+            _ => None,
+        }
+    }
+
+    fn wanted(&self, needed: bool) -> bool {
+        needed && matches!(self, Fetched::NotYet)
+    }
 }
 
 /// A connected session.
@@ -72,7 +94,9 @@ pub struct Session {
     settings: Settings,
     /// `.cpu N`.
     cpu: Option<i64>,
-    schema: SchemaState,
+    schema: Fetched<Schema>,
+    /// HMP's command list (its `help`).
+    hmp_commands: Fetched<HmpCommands>,
     /// `quit` was sent: QEMU closing the connection is now success.
     quitting: bool,
     /// `--pipeline`: commands sent whose replies are still to come, oldest
@@ -90,7 +114,8 @@ impl Session {
             printer,
             settings,
             cpu: None,
-            schema: SchemaState::NotFetched,
+            schema: Fetched::NotYet,
+            hmp_commands: Fetched::NotYet,
             quitting: false,
             in_flight: VecDeque::new(),
             deferred: None,
@@ -114,10 +139,7 @@ impl Session {
 
     /// The live schema, if it has been fetched.
     pub fn schema(&self) -> Option<&Schema> {
-        match &self.schema {
-            SchemaState::Loaded(schema) => Some(schema.as_ref()),
-            _ => None,
-        }
+        self.schema.get()
     }
 
     /// Runs one logical line. `Err(Error::CommandFailed)` means QEMU
@@ -135,12 +157,22 @@ impl Session {
         // Only a line that needs the schema is bound with it, so a line
         // means the same whatever ran before it (and in `--dry-run`).
         let needs_schema = bind::needs_schema(&parsed);
-        if needs_schema && matches!(self.schema, SchemaState::NotFetched) {
-            self.settle()?; // the schema's reply must not be taken for another's
+        let needs_hmp = bind::needs_hmp_commands(&parsed);
+        if self.schema.wanted(needs_schema) || self.hmp_commands.wanted(needs_hmp) {
+            self.settle()?; // what qmpsh asks must not take another command's reply
+        }
+        if needs_schema {
             self.load_schema()?;
         }
-        let schema = if needs_schema { self.schema() } else { None };
-        let context = Context { hmp: self.settings.hmp, cpu: self.cpu, schema };
+        if needs_hmp {
+            self.load_hmp_commands()?;
+        }
+        let context = Context {
+            hmp: self.settings.hmp,
+            cpu: self.cpu,
+            schema: self.schema.get().filter(|_| needs_schema),
+            hmp_commands: self.hmp_commands.get().filter(|_| needs_hmp),
+        };
         let action = bind_line(&parsed, text, line_no, &context)?;
         let flow = match action {
             Action::Send(request) if self.settings.pipeline.is_some() && !request.quits() => {
@@ -221,29 +253,48 @@ impl Session {
 
     /// Fetches the schema once, when a line first needs it.
     fn load_schema(&mut self) -> Result<(), Error> {
-        if matches!(self.schema, SchemaState::NotFetched) {
+        if matches!(self.schema, Fetched::NotYet) {
             self.schema = match self.ask("query-qmp-schema")? {
-                Some(value) => Schema::from_return(value)
-                    .map_or(SchemaState::Unavailable, |schema| SchemaState::Loaded(Arc::new(schema))),
-                None => SchemaState::Unavailable,
+                Some(value) => {
+                    Schema::from_return(value).map_or(Fetched::Unavailable, |schema| Fetched::Loaded(Arc::new(schema)))
+                }
+                None => Fetched::Unavailable,
             };
         }
         Ok(())
     }
 
+    /// Fetches HMP's command list once, from its `help`.
+    fn load_hmp_commands(&mut self) -> Result<(), Error> {
+        if matches!(self.hmp_commands, Fetched::NotYet) {
+            let help = Request::hmp("help", None).message;
+            self.hmp_commands = match self.ask_message("human-monitor-command", help)? {
+                Some(Value::String(text)) => Fetched::Loaded(Arc::new(HmpCommands::parse(&text))),
+                _ => Fetched::Unavailable,
+            };
+        }
+        Ok(())
+    }
+
+    /// HMP's command list for the REPL's completion, fetched now if need be.
+    pub fn shared_hmp_commands(&mut self) -> Result<Option<Arc<HmpCommands>>, Error> {
+        self.load_hmp_commands()?;
+        Ok(self.hmp_commands.shared())
+    }
+
     /// The schema for the REPL's completion, fetched now if need be.
     pub fn shared_schema(&mut self) -> Result<Option<Arc<Schema>>, Error> {
         self.load_schema()?;
-        Ok(match &self.schema {
-            SchemaState::Loaded(schema) => Some(Arc::clone(schema)),
-            _ => None,
-        })
+        Ok(self.schema.shared())
     }
 
     /// Asks QEMU something for qmpsh itself: the reply is logged but not
     /// printed. `None` when QEMU answers with an error.
     pub fn ask(&mut self, command: &str) -> Result<Option<Value>, Error> {
-        let request = crate::qmp::command(command);
+        self.ask_message(command, crate::qmp::command(command))
+    }
+
+    fn ask_message(&mut self, command: &str, request: Map<String, Value>) -> Result<Option<Value>, Error> {
         let deadline = self.deadline();
         self.printer.internal = true;
         let reply = self.monitor.execute(request, deadline, &mut self.printer);
@@ -328,7 +379,7 @@ impl Session {
         let deadline = self.deadline();
         match self.monitor.await_reply(pending.ticket, deadline, &mut self.printer) {
             Ok(Ok(Value::String(text)))
-                if pending.hmp_line.as_deref().is_some_and(|line| is_hmp_failure(line, &text)) =>
+                if pending.hmp_line.as_deref().is_some_and(|line| hmp::is_failure(line, &text)) =>
             {
                 // HMP reports failure as text; a script must still see a failure.
                 let message = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
@@ -456,31 +507,6 @@ impl Session {
     }
 }
 
-/// Whether `text`, HMP's reply to `command_line`, is HMP's report of a
-/// failure, in one of the generic forms QEMU's monitor (monitor/hmp.c,
-/// hmp_handle_error) writes: a command's `Error: ...` line; `unknown
-/// command: 'x'`; a command that is not available; a CPU that does not
-/// exist; or any argument parse error, which HMP always follows with `Try
-/// "help CMD" for more information`. An `info` listing can start with
-/// `Error: ` as data (a chardev named `Error`), so there only a reply of
-/// that one line fails. Messages a command prints in its own words, without
-/// `Error:`, cannot be told from output and pass as text.
-fn is_hmp_failure(command_line: &str, text: &str) -> bool {
-    const FIRST_LINES: &[&str] = &["unknown command: '", "invalid CPU index", "No CPU available"];
-    let first = text.lines().next().unwrap_or_default();
-    let unavailable = first.starts_with("Command ") && first.contains(" not available");
-    let missing_cpu = first.starts_with("CPU#") && first.trim_end().ends_with(" not available");
-    let listing = command_line.split_whitespace().next() == Some("info");
-    let error = first.starts_with("Error: ") && !(listing && text.lines().nth(1).is_some());
-    FIRST_LINES.iter().any(|form| first.starts_with(form))
-        || unavailable
-        || missing_cpu
-        || error
-        || text
-            .lines()
-            .any(|line| line.starts_with("Try \"help ") && line.trim_end().ends_with("\" for more information"))
-}
-
 /// A parse or bind error, placed for a person: line and column.
 fn locate(text: &str, line_no: Option<usize>, error: ParseError) -> Error {
     let (lines_after, column) = line::position(text, error.offset);
@@ -513,7 +539,8 @@ pub fn translate<'s>(
 ) -> Result<Action, Error> {
     let parsed = parse(text, line_no, hmp)?;
     let schema = bind::needs_schema(&parsed).then(schema);
-    bind_line(&parsed, text, line_no, &Context { hmp, cpu, schema })
+    let hmp_commands = bind::needs_hmp_commands(&parsed).then(HmpCommands::recorded);
+    bind_line(&parsed, text, line_no, &Context { hmp, cpu, schema, hmp_commands })
 }
 
 /// Where lines come from: `-c` arguments or a stream such as stdin.

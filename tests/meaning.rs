@@ -189,3 +189,30 @@ fn a_listing_that_names_a_device_error_is_not_a_failure() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("Error: filename=null"), "{}", run.stdout);
 }
+
+#[test]
+fn a_command_only_hmp_has_runs_without_the_hmp_prefix() {
+    let Some(qemu) = pc() else { return };
+    let dump = qemu.dir.path().join("mem.bin");
+    // memsave is HMP's alone; chardev-add with a positional QemuOpts
+    // string is HMP's form of a name QMP has too; `help info` is HMP's
+    // help, which QMP lacks.
+    let script = format!("memsave 0 4096 \"{}\"\nchardev-add null,id=c0\nhelp info\n", dump.display());
+    let run = qmpsh(&[&qemu.socket_arg()], &script);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(std::fs::metadata(&dump).map(|m| m.len()).ok(), Some(4096));
+    let chardevs = query_with(&qemu.socket, json!({"execute": "query-chardev"}));
+    assert!(chardevs["return"].as_array().unwrap().iter().any(|c| c["label"] == "c0"), "{chardevs}");
+    assert!(run.stdout.contains("info status  -- show the current VM status"), "{}", run.stdout);
+
+    // A name neither QMP nor HMP has is refused before anything is sent,
+    // with the nearest name, in a script as at the prompt.
+    let run = qmpsh(&[&qemu.socket_arg(), "-v"], "inof status\n");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stderr.contains("line 1, column 1: expected a command QMP or HMP has, not `inof` (did you mean `info`?)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("inof\""), "nothing about inof was sent: {}", run.stderr);
+}

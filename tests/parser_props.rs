@@ -68,7 +68,7 @@ proptest! {
         match parse_line(&text) {
             Ok(line) => {
                 for (hmp, schema) in [(false, None), (true, None), (false, Some(schema::recorded()))] {
-                    let context = Context { hmp, cpu: None, schema };
+                    let context = Context { hmp, cpu: None, schema, hmp_commands: None };
                     if let Err(e) = bind::bind(&line, &text, &context) {
                         prop_assert!(e.offset <= text.len() && text.is_char_boundary(e.offset), "{e:?}");
                     }
@@ -104,7 +104,7 @@ fn qemuopts_keys_nest_a_bounded_depth() {
     let text = format!("device_add e1000,{}=1", vec!["a"; 10_000].join("."));
     let line = parse_line(&text).unwrap();
     for schema in [None, Some(schema::recorded())] {
-        let context = Context { hmp: false, cpu: None, schema };
+        let context = Context { hmp: false, cpu: None, schema, hmp_commands: None };
         let e = bind::bind(&line, &text, &context).unwrap_err();
         assert_eq!(e.message, "expected a key of at most 32 dotted parts");
     }

@@ -94,6 +94,18 @@ fn a_session_in_a_real_terminal() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("the qom-get reply", |s| s.contains("\"none-machine\""));
 
+    // A command only HMP has completes from HMP's own `help`, hints its
+    // arguments, and runs without `hmp`.
+    tmux.type_text("mouse_mo");
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("mouse_move completed", |s| s.contains("> mouse_move"));
+    tmux.type_text(" ");
+    tmux.wait_for("its usage hinted", |s| s.contains("> mouse_move dx dy [dz]"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("help info");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("HMP's help", |s| s.contains("info status  -- show the current VM status"));
+
     // JSON over two lines.
     tmux.type_text("{\"execute\":");
     tmux.keys(&["Enter"]);
@@ -154,6 +166,9 @@ fn a_late_reply_to_a_timed_out_command_is_not_taken_for_the_next_one() {
             {"name": "0", "meta-type": "object", "members": []}]}
 "#,
         ),
+        // HMP's commands, for completion.
+        common::expect("human-monitor-command"),
+        common::send("{\"return\": \"help|? [cmd] -- show the help\\r\\n\"}\n"),
         // The VM's name, for the prompt.
         common::expect("query-name"),
         common::send("{\"return\": {}}\n"),

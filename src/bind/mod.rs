@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
+use crate::hmp::{self, HmpCommands};
 use crate::line::{Invocation, Line, ParseError, Value};
 use crate::schema::{self, Schema};
 use args::{Leaf, Tree};
@@ -44,7 +45,8 @@ impl Request {
         Request { message, text_reply: false }
     }
 
-    fn hmp(command_line: &str, cpu: Option<i64>) -> Request {
+    /// `command_line` run by HMP, on CPU `cpu` when given.
+    pub fn hmp(command_line: &str, cpu: Option<i64>) -> Request {
         let mut arguments = Map::new();
         arguments.insert("command-line".into(), Json::String(command_line.into()));
         if let Some(cpu) = cpu {
@@ -116,6 +118,8 @@ pub struct Context<'s> {
     pub cpu: Option<i64>,
     /// The live schema, once fetched.
     pub schema: Option<&'s Schema>,
+    /// HMP's command list, when the line needs it (`needs_hmp_commands`).
+    pub hmp_commands: Option<&'s HmpCommands>,
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -144,10 +148,36 @@ pub fn needs_schema(line: &Line) -> bool {
                     || (entry.has_opts() && !inv.args.is_empty())
                     || inv.args.iter().filter_map(|a| a.key.as_ref()).any(passes_through)
             }
-            None => !inv.args.is_empty(),
+            // Alone, a name HMP has is HMP's only if QMP lacks it.
+            None => !inv.args.is_empty() || hmp::recorded_has(command_word(&inv.name)),
         },
         _ => false,
     }
+}
+
+/// Whether binding `line` wants HMP's command list: a name that is not a
+/// table command, given a positional argument (which only HMP's form can
+/// have), or alone when HMP may have it (`help`, `gdbserver`). Anything
+/// else binds without it, and `query-status` asks QEMU for nothing more.
+pub fn needs_hmp_commands(line: &Line) -> bool {
+    match line {
+        Line::Command(inv) => {
+            let word = command_word(&inv.name);
+            word != "info"
+                && crate::table::lookup(word).is_none()
+                && (inv.args.iter().any(|a| a.key.is_none()) || (inv.args.is_empty() && hmp::recorded_has(word)))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a line for a name outside the table is HMP's: HMP has the
+/// command, and the line is in HMP's form (a positional argument) or names
+/// no arguments for a command QMP does not have.
+fn is_hmp_only(inv: &Invocation, word: &str, context: &Context) -> bool {
+    let hmp_has = context.hmp_commands.is_some_and(|commands| commands.usage(word).is_some());
+    let positional = inv.args.iter().any(|a| a.key.is_none());
+    hmp_has && (positional || (inv.args.is_empty() && !is_qmp_command(word, context)))
 }
 
 /// Whether every argument is `key=value` (and there is one): qmp-shell's
@@ -228,7 +258,7 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
     };
     match entry {
         Some(entry) => table::bind(entry, inv, text, context),
-        None if word == "info" => Ok(Request::hmp(text.trim(), context.cpu)),
+        None if word == "info" || is_hmp_only(inv, word, context) => Ok(Request::hmp(text.trim(), context.cpu)),
         None if word != inv.name => error(inv.offset + word.len(), "no `/` after a QMP command name"),
         None => bind_qmp(inv, text, context),
     }
@@ -250,6 +280,9 @@ fn info_entry(inv: &Invocation, text: &str) -> Result<Option<&'static crate::tab
 /// without arguments: QEMU's CommandNotFound (and qmpsh's did-you-mean)
 /// then says so, the same way for every unknown name.
 fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+    if let Some(arg) = inv.args.iter().find(|a| a.key.is_none()) {
+        return positional_error(inv, arg.offset, context);
+    }
     let tree = named_arguments(inv)?;
     let arguments = match context.schema {
         Some(schema) if schema.has_command(&inv.name) => {
@@ -258,6 +291,23 @@ fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> 
         _ => tree.into_untyped(),
     };
     Ok(Request::qmp(&inv.name, arguments))
+}
+
+/// A positional argument for a command that takes none: a QMP command in
+/// HMP's form, or a name that neither QMP nor HMP has, for which the
+/// nearest name anything knows is offered (`inof` → `info`).
+fn positional_error<T>(inv: &Invocation, offset: usize, context: &Context) -> Result<T> {
+    let name = &inv.name;
+    if let Some(commands) = context.hmp_commands
+        && !is_qmp_command(name, context)
+    {
+        let table = crate::table::table().iter().flat_map(|e| e.names()).map(|n| n.split(' ').next().unwrap_or(n));
+        let hint = schema::suggest(name, table.chain(commands.names()))
+            .map(|near| format!(" (did you mean `{near}`?)"))
+            .unwrap_or_default();
+        return error(inv.offset, format!("a command QMP or HMP has, not `{name}`{hint}"));
+    }
+    error(offset, format!("key=value (`{name}` is not a table command, so every argument is named)"))
 }
 
 /// qmp-shell arguments: `key=value` pairs only.

@@ -13,6 +13,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use crate::bind::shell::COMMANDS;
+use crate::hmp::HmpCommands;
 use crate::schema::Schema;
 use crate::table::{self, ArgType, Entry};
 
@@ -23,6 +24,8 @@ pub struct Knowledge {
     pub schema: Option<Arc<Schema>>,
     /// Command names a peer without a schema told us (the guest agent).
     pub commands: Vec<String>,
+    /// HMP's commands, which a line may name without `hmp`.
+    pub hmp: Option<Arc<HmpCommands>>,
 }
 
 impl Knowledge {
@@ -36,7 +39,17 @@ impl Knowledge {
         words.push("hmp".into());
         words.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
         words.extend(self.qmp_names());
+        words.extend(self.hmp.iter().flat_map(|h| h.names().map(String::from)));
         words
+    }
+
+    /// The arguments HMP's `help` shows for a command only HMP has.
+    fn hmp_usage(&self, name: &str) -> Option<&str> {
+        if self.is_qmp(name) || table::lookup(name).is_some() {
+            return None;
+        }
+        let usage = self.hmp.as_ref()?.usage(name)?;
+        Some(usage.arguments.as_str())
     }
 
     fn qmp_names(&self) -> Vec<String> {
@@ -173,6 +186,9 @@ pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
                 })
                 .collect()
         }
+        None if words.len() == 1 && knowledge.hmp_usage(first).is_some() => {
+            knowledge.hmp_usage(first).map(|usage| vec![usage.to_string()]).unwrap_or_default()
+        }
         None => {
             let mut arguments = knowledge.arguments(&words);
             arguments.retain(|(name, _, _)| !given.contains(&name.as_str()));
@@ -305,7 +321,10 @@ mod tests {
             {"name": "SHUTDOWN", "meta-type": "event", "arg-type": "0"}
         ]))
         .unwrap();
-        Knowledge { schema: Some(Arc::new(schema)), commands: vec!["guest-ping".into()] }
+        let hmp = HmpCommands::parse(
+            "memsave addr size file -- save to disk virtual memory dump\nstop|s  -- stop emulation\n",
+        );
+        Knowledge { schema: Some(Arc::new(schema)), commands: vec!["guest-ping".into()], hmp: Some(Arc::new(hmp)) }
     }
 
     fn completions(line: &str) -> (usize, Vec<String>) {
@@ -355,6 +374,14 @@ mod tests {
         assert_eq!(hint("set_link n0 ", 12, &k).as_deref(), Some("up:on|off"));
         assert_eq!(hint("stop ", 5, &k), None);
         assert_eq!(hint("qom-list", 8, &k), None, "no hint before the space");
+    }
+
+    #[test]
+    fn commands_only_hmp_has_complete_and_hint_hmp_usage() {
+        let k = knowledge();
+        assert_eq!(completions("mems"), (0, vec!["memsave".to_string()]));
+        assert_eq!(hint("memsave ", 8, &k).as_deref(), Some("addr size file"));
+        assert_eq!(hint("stop ", 5, &k), None, "a table command keeps the table's hint");
     }
 
     #[test]

@@ -49,7 +49,11 @@ enum Input {
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let terminal = RestoreOnDrop(terminal::Saved::now());
     interrupt::install().map_err(|e| Error::Io(format!("cannot take over Ctrl-C: {e}")))?;
-    let knowledge = Knowledge { schema: session.shared_schema()?, commands: session.command_names() };
+    let knowledge = Knowledge {
+        schema: session.shared_schema()?,
+        commands: session.command_names(),
+        hmp: session.shared_hmp_commands()?,
+    };
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
     let version = session.version().unwrap_or_else(|| "QEMU".into());
     let named = name.as_deref().map(|n| format!("{n} at ")).unwrap_or_default();

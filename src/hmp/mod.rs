@@ -1,0 +1,112 @@
+//! HMP as QEMU describes it: the commands its `help` lists, so that a line
+//! for a command only HMP has (`memsave 0 16 f`, `help info`) goes to HMP
+//! without the `hmp` prefix, and the forms in which its text reports a
+//! failure. The list is fetched from the monitor when a line first needs
+//! it; a recorded QEMU's (grammar/hmp-help.txt) serves `--dry-run` and the
+//! quick check of whether a line may need the list at all.
+
+mod listing;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+/// HMP's commands, by every name they answer to.
+#[derive(Debug, Default)]
+pub struct HmpCommands {
+    by_name: BTreeMap<String, Usage>,
+}
+
+/// A command's arguments and help text, as `help` shows them.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub arguments: String,
+    pub help: String,
+}
+
+impl HmpCommands {
+    /// Reads what HMP's `help` printed.
+    pub fn parse(help: &str) -> HmpCommands {
+        let mut by_name = BTreeMap::new();
+        for (names, arguments, text) in help.lines().filter_map(listing::listed) {
+            let usage = Usage { arguments: arguments.to_string(), help: text.to_string() };
+            for name in names {
+                by_name.insert(name.to_string(), usage.clone());
+            }
+        }
+        HmpCommands { by_name }
+    }
+
+    /// The recorded QEMU's list (`--dry-run`).
+    pub fn recorded() -> &'static HmpCommands {
+        static RECORDED: OnceLock<HmpCommands> = OnceLock::new();
+        RECORDED.get_or_init(|| HmpCommands::parse(include_str!("../../grammar/hmp-help.txt")))
+    }
+
+    /// The command `name` (or an alias of it), if HMP has it.
+    pub fn usage(&self, name: &str) -> Option<&Usage> {
+        self.by_name.get(name)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+/// Whether the recorded QEMU's HMP has a command `name`: a search in a
+/// list compiled into the binary, so asking costs nothing.
+pub fn recorded_has(name: &str) -> bool {
+    RECORDED_NAMES.binary_search(&name).is_ok()
+}
+
+static RECORDED_NAMES: &[&str] = include!(concat!(env!("OUT_DIR"), "/hmp_names.rs"));
+
+/// Whether `text`, HMP's reply to `command_line`, is HMP's report of a
+/// failure, in one of the generic forms QEMU's monitor (monitor/hmp.c,
+/// hmp_handle_error) writes: a command's `Error: ...` line; `unknown
+/// command: 'x'`; a command that is not available; a CPU that does not
+/// exist; or any argument parse error, which HMP always follows with `Try
+/// "help CMD" for more information`. An `info` listing can start with
+/// `Error: ` as data (a chardev named `Error`), so there only a reply of
+/// that one line fails. Messages a command prints in its own words, without
+/// `Error:`, cannot be told from output and pass as text.
+pub fn is_failure(command_line: &str, text: &str) -> bool {
+    const FIRST_LINES: &[&str] = &["unknown command: '", "invalid CPU index", "No CPU available"];
+    let first = text.lines().next().unwrap_or_default();
+    let unavailable = first.starts_with("Command ") && first.contains(" not available");
+    let missing_cpu = first.starts_with("CPU#") && first.trim_end().ends_with(" not available");
+    let listing = command_line.split_whitespace().next() == Some("info");
+    let error = first.starts_with("Error: ") && !(listing && text.lines().nth(1).is_some());
+    FIRST_LINES.iter().any(|form| first.starts_with(form))
+        || unavailable
+        || missing_cpu
+        || error
+        || text
+            .lines()
+            .any(|line| line.starts_with("Try \"help ") && line.trim_end().ends_with("\" for more information"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_aliases_and_arguments_from_help_text() {
+        let help = "cont|c  -- resume emulation\n\
+                    drive_add [-n] [[<domain>:]<bus>:]<slot>\n\
+                    [file=file][,if=type]\n\
+                    \t\t\t copy for a device\n\
+                    memsave addr size file -- save to disk virtual memory dump\n";
+        let commands = HmpCommands::parse(help);
+        let names: Vec<&str> = commands.names().collect();
+        assert_eq!(names, ["c", "cont", "drive_add", "memsave"]);
+        assert_eq!(commands.usage("memsave").map(|u| u.arguments.as_str()), Some("addr size file"));
+        assert_eq!(commands.usage("c").map(|u| u.help.as_str()), Some("resume emulation"));
+    }
+
+    #[test]
+    fn the_compiled_names_are_the_recorded_list() {
+        let parsed: Vec<&str> = HmpCommands::recorded().names().collect();
+        assert_eq!(parsed, RECORDED_NAMES);
+        assert!(recorded_has("memsave") && recorded_has("?") && !recorded_has("query-status"));
+    }
+}
