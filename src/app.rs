@@ -54,11 +54,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         None if cli.agent.is_some() => {
             let agent = cli.agent.unwrap_or_default();
-            let target = match vm::VmDir::find_socket(&agent) {
-                Some(_) if !agent.contains('/') => Target::Unix(vm::VmDir::new(&agent)?.agent_socket()),
-                _ => Target::parse(&agent)?,
-            };
-            agent_shell(&target, &agent, &cli.shell)
+            agent_shell(&agent_target(&agent)?, &agent, &cli.shell)
         }
         None => {
             let Some(target) = cli.target.as_deref() else {
@@ -107,6 +103,30 @@ pub fn shell(target: &Target, options: &ShellOptions) -> Result<(), Error> {
         _ => None,
     };
     converse(monitor, printer, &target.to_string(), agent, options)
+}
+
+/// `--agent NAME|SOCKET`: a managed VM's agent channel, or a socket.
+fn agent_target(agent: &str) -> Result<Target, Error> {
+    let plain_word = !agent.contains('/') && !agent.contains(':');
+    if !plain_word {
+        return Target::parse(agent);
+    }
+    match vm::VmDir::find_socket(agent) {
+        Some(_) => {
+            let channel = vm::VmDir::new(agent)?.agent_socket();
+            if !channel.exists() {
+                return Err(Error::Usage(format!(
+                    "VM {agent} has no guest agent channel: it was started with --no-agent, on a machine \
+                     without PCI, or is not running"
+                )));
+            }
+            Ok(Target::Unix(channel))
+        }
+        None if !std::path::Path::new(agent).exists() => {
+            Err(Error::Usage(format!("no VM named {agent} and no socket file {agent} (qmpsh vm list shows the VMs)")))
+        }
+        None => Target::parse(agent),
+    }
 }
 
 /// `--agent`: the shell on a guest agent's channel, once it answers.

@@ -28,6 +28,8 @@ pub enum Error {
     Timeout(String),
     /// A VM stop had to quit or kill QEMU because the guest did not power
     /// off (exit 4). Unlike a timeout it ends the REPL too: QEMU is gone.
+    /// The stop sequence has said so on stdout (`quit after timeout`), so
+    /// it is not said again.
     Forced(String),
     /// Ctrl-C ended a wait (in the REPL, which goes on; exit 130 elsewhere).
     Interrupted,
@@ -50,10 +52,10 @@ impl Error {
         }
     }
 
-    /// Whether `main` should print this error; a failed command and a closed
-    /// stdout were already reported (or need no report).
+    /// Whether `main` should print this error; a failed command, a forced
+    /// stop and a closed stdout were already reported (or need no report).
     pub fn is_silent(&self) -> bool {
-        matches!(self, Error::CommandFailed | Error::LinesRefused | Error::BrokenPipe)
+        matches!(self, Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe)
     }
 
     /// Wraps an output error, recognising a closed pipe.

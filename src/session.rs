@@ -319,6 +319,11 @@ impl Session {
         }
         match self.monitor.wait_wake(&mut self.printer) {
             Ok(()) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
+            Err(ClientError::Closed) if self.monitor.ended_by().is_some() => {
+                let command = self.monitor.ended_by().unwrap_or_default();
+                self.printer.problem(&format!("qmpsh: the guest agent's channel closed after {command}"));
+                Ok(Flow::Exit)
+            }
             Err(ClientError::Closed) if !self.quitting => match self.printer.seen_event("SHUTDOWN") {
                 // QEMU announced its end and went: say so and leave.
                 Some(shutdown) => {

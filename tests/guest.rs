@@ -400,3 +400,47 @@ fn the_guest_agent_answers_and_shuts_the_guest_down() {
         asked.elapsed()
     );
 }
+
+#[test]
+fn the_interactive_agent_shell_holds_the_channel_and_leaves_after_guest_shutdown() {
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    if !vms.boot("gat", &guest.agent) {
+        return;
+    }
+    let command = format!(
+        "env QMPSH_STATE_DIR={} {} --agent gat; echo qmpsh-exit=$?; sleep 60",
+        vms.state.path().display(),
+        env!("CARGO_BIN_EXE_qmpsh")
+    );
+    let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
+    tmux.wait_for("the agent shell", |s| s.contains("connected to gat (the guest agent)") && s.contains("gat>"));
+    tmux.type_text("guest-ping");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the ping's reply", |s| s.contains("\nok"));
+
+    // The channel takes one client: status and a second shell say that it
+    // is held, and stop uses the button instead (this guest ignores it).
+    let status = vms.qmpsh(&["vm", "status", "gat"]);
+    assert!(status.stdout.contains("agent   held by another client"), "{}", status.stdout);
+    let second = vms.qmpsh(&["--agent", "gat", "--timeout", "1", "-c", "guest-ping"]);
+    assert_eq!(second.code, 3, "{second:?}");
+    assert!(second.stderr.contains("is another holding it?"), "{}", second.stderr);
+    let stop = vms.qmpsh(&["vm", "stop", "gat", "--timeout", "1"]);
+    assert!(stop.stdout.starts_with("another client holds the guest agent's channel"), "{}", stop.stdout);
+    assert_eq!(stop.code, 4, "{stop:?}");
+
+    // (The stop quit QEMU, so start again.) guest-shutdown gets no reply
+    // by design: the shell says the channel closed after it and leaves, 0.
+    drop(tmux);
+    if !vms.boot("gat", &guest.agent) {
+        return;
+    }
+    let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
+    tmux.wait_for("the agent shell", |s| s.contains("gat>"));
+    tmux.type_text("guest-shutdown");
+    tmux.keys(&["Enter"]);
+    tmux.wait_within("the shell to leave", Duration::from_secs(30), |s| {
+        s.contains("the guest agent's channel closed after guest-shutdown") && s.contains("qmpsh-exit=0")
+    });
+}

@@ -95,7 +95,8 @@ fn start_status_list_stop_and_delete() {
     // stop that had to force its way is a timeout (exit 4).
     let stopped = vms.qmpsh(&["vm", "stop", "web-1", "--timeout", "0.5"], "");
     assert_eq!(stopped.code, 4, "{stopped:?}");
-    assert!(stopped.stderr.contains("did not power off within 0.5 s"), "{}", stopped.stderr);
+    assert!(stopped.stdout.contains("no power-off within 0.5 s: quit"), "{}", stopped.stdout);
+    assert_eq!(stopped.stderr, "", "the outcome is said once, on stdout");
     assert!(stopped.stdout.contains("POWERDOWN"), "{}", stopped.stdout);
     assert!(stopped.stdout.ends_with("web-1: quit after timeout\n"), "{}", stopped.stdout);
     assert!(vms.live_qemus().is_empty());
@@ -249,6 +250,7 @@ fn dot_shutdown_forces_a_vm_that_ignores_the_button() {
     let quit = vms.qmpsh(&["s1"], ".shutdown timeout=0.3\n");
     assert_eq!(quit.code, 4, "{quit:?}");
     assert!(quit.stdout.ends_with("quit after timeout\n"), "{}", quit.stdout);
+    assert_eq!(quit.stdout.matches("quit after timeout").count() + quit.stderr.matches("after timeout").count(), 1);
     vms.start("s2");
     // `kill` kills at once, as asked: no button, no wait, exit 0.
     let killed = vms.qmpsh(&["s2"], ".shutdown timeout=30 kill\n");
@@ -316,4 +318,46 @@ fn launch_killed_outright_takes_its_qemu_with_it() {
         assert!(Instant::now() < deadline, "QEMU outlived the qmpsh that launched it");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn a_new_disk_a_user_network_and_the_accelerator_are_shown() {
+    let Some(vms) = Vms::new() else { return };
+    let found = std::process::Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(!common::in_ci(), "qemu-img is missing, and CI must test --disk-size: apt-get install -y qemu-utils");
+        eprintln!("skipping: qemu-img is not installed (apt-get install -y qemu-utils)");
+        return;
+    }
+    // A missing disk without --disk-size is refused before QEMU starts,
+    // saying how to make one, and leaves no VM behind.
+    let disk = vms.dir().join("new.qcow2");
+    let disk_arg = disk.display().to_string();
+    let refused = vms.qmpsh(&["vm", "start", "n0", "--disk", &disk_arg, "--", "-machine", "pc"], "");
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("does not exist: add --disk-size 4G"), "{}", refused.stderr);
+    assert!(!vms.dir().join("n0").exists() && !disk.exists());
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let args = ["vm", "start", "n1", "--accel", "tcg", "--disk", &disk_arg, "--disk-size", "64M"];
+    let started = vms.qmpsh(&[&args[..], &["--ssh-port", &port, "--", "-machine", "pc", "-S"]].concat(), "");
+    assert_eq!(started.code, 0, "{started:?}");
+    assert!(started.stdout.contains("accel tcg (asked for with --accel)"), "{}", started.stdout);
+    assert!(started.stdout.contains(&format!("ssh -p {port} USER@127.0.0.1")), "{}", started.stdout);
+
+    // The disk is a 64 MiB qcow2 the guest sees; the port forwards to it.
+    let blocks = vms.qmpsh(&["n1", "--json", "-c", "query-block"], "");
+    let image = &blocks.json_lines()[0]["return"][0]["inserted"]["image"];
+    assert_eq!((image["format"].as_str(), image["virtual-size"].as_u64()), (Some("qcow2"), Some(64 << 20)));
+    assert!(std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_ok(), "nothing listens on {port}");
+    let status = vms.qmpsh(&["vm", "status", "n1", "--json"], "");
+    let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(status["ssh_port"].as_u64(), port.parse().ok());
+    assert_eq!(status["accel"], "tcg");
+
+    // `auto` says why it chose what it did, here and in `vm status`.
+    vms.qmpsh(&["vm", "start", "n2", "--", "-machine", "none"], "");
+    let shown = vms.qmpsh(&["vm", "status", "n2"], "");
+    let accel = shown.stdout.lines().find(|l| l.starts_with("accel ")).unwrap_or_default();
+    assert!(accel.contains(" (auto: "), "{}", shown.stdout);
 }

@@ -26,6 +26,9 @@ pub struct AgentMonitor {
     unanswered: HashSet<u64>,
     /// Whether something was sent that no reply has shown the agent read.
     unconfirmed: bool,
+    /// The last command sent that gets no reply (`guest-shutdown`): the
+    /// channel closing after it is its doing.
+    ending: Option<String>,
 }
 
 /// How long closing waits for QEMU to read what the agent was sent last.
@@ -43,11 +46,17 @@ impl AgentMonitor {
             silent: HashSet::new(),
             unanswered: HashSet::new(),
             unconfirmed: false,
+            ending: None,
         };
         let deadline = Instant::now() + timeout;
-        agent.sync(deadline).map_err(|e| match e {
-            ClientError::Timeout | ClientError::Closed => ClientError::Io(format!(
-                "no guest agent answers on {label} within {} s: is qemu-ga running in the guest?",
+        let mut greeted = Greeted(false);
+        agent.sync(deadline, &mut greeted).map_err(|e| match e {
+            _ if greeted.0 => ClientError::Io(format!(
+                "{label} is a QMP monitor, not a guest agent's channel: `qmpsh {label}` opens it"
+            )),
+            ClientError::Timeout | ClientError::Closed | ClientError::Protocol(_) => ClientError::Io(format!(
+                "no guest agent answers on {label} within {} s: is qemu-ga running in the guest? \
+                 (the channel takes one client: is another holding it?)",
                 timeout.as_secs_f64()
             )),
             other => other,
@@ -58,7 +67,7 @@ impl AgentMonitor {
 
     /// `guest-sync-delimited` until the agent echoes our token: replies
     /// left on the channel by an earlier client are read past.
-    fn sync(&mut self, deadline: Instant) -> Result<(), ClientError> {
+    fn sync(&mut self, deadline: Instant, observer: &mut dyn Observer) -> Result<(), ClientError> {
         let base = SystemTime::now().duration_since(UNIX_EPOCH).map_or(1, |d| d.as_micros() as u64 % (1 << 40));
         for attempt in 0..8u64 {
             let token = base + attempt;
@@ -66,7 +75,7 @@ impl AgentMonitor {
             arguments.insert("id".into(), Value::from(token));
             let mut message = command("guest-sync-delimited");
             message.insert("arguments".into(), Value::Object(arguments));
-            match self.socket.execute(message, Some(deadline), &mut Quiet) {
+            match self.socket.execute(message, Some(deadline), observer) {
                 Ok(Ok(echo)) if echo == token => return Ok(()),
                 // A stale reply, or the agent's complaint about the reset
                 // byte (an error without an id): ask again.
@@ -113,6 +122,16 @@ impl AgentMonitor {
     }
 }
 
+/// Notices a QMP greeting where an agent was expected.
+struct Greeted(bool);
+
+impl Observer for Greeted {
+    fn sent(&mut self, _: &Value) {}
+    fn received(&mut self, message: &Value, _: Kind) {
+        self.0 |= message.get("QMP").is_some();
+    }
+}
+
 /// QEMU drops a client that hangs up at once, with whatever it had not yet
 /// read from the socket (it reads only as fast as the guest takes bytes). A
 /// command that gets no reply, such as `guest-shutdown`, could be lost that
@@ -128,9 +147,11 @@ impl Drop for AgentMonitor {
 
 impl Monitor for AgentMonitor {
     fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError> {
-        let silent = command.get("execute").and_then(Value::as_str).is_some_and(|name| self.silent.contains(name));
+        let name = command.get("execute").and_then(Value::as_str).map(String::from);
+        let silent = name.as_ref().filter(|name| self.silent.contains(*name));
+        self.ending = silent.cloned();
         let ticket = self.socket.post(command, observer)?;
-        if silent {
+        if self.ending.is_some() {
             self.socket.forget(ticket);
             self.unanswered.insert(ticket);
             self.unconfirmed = true;
@@ -177,5 +198,9 @@ impl Monitor for AgentMonitor {
 
     fn command_names(&self) -> Vec<String> {
         self.commands.clone()
+    }
+
+    fn ended_by(&self) -> Option<&str> {
+        self.ending.as_deref()
     }
 }

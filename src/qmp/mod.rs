@@ -176,6 +176,13 @@ pub trait Monitor {
     fn command_names(&self) -> Vec<String> {
         Vec::new()
     }
+
+    /// The command last sent, when it is one that gets no reply and may end
+    /// the peer's side (the agent's `guest-shutdown`): the connection
+    /// closing after it is then its doing, not a loss.
+    fn ended_by(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Ends a wait from another thread.

@@ -29,14 +29,15 @@ pub struct Knowledge {
 }
 
 impl Knowledge {
-    /// Words that can start a line.
+    /// Words that can start a line: on the guest agent, which lists its
+    /// commands itself, not the table's QEMU commands nor `hmp`.
     fn first_words(&self) -> Vec<String> {
-        let mut words: Vec<String> = table::table()
-            .iter()
-            .flat_map(|e| e.names())
-            .map(|n| n.split(' ').next().unwrap_or(n).to_string())
-            .collect();
-        words.push("hmp".into());
+        let mut words: Vec<String> = Vec::new();
+        if self.commands.is_empty() {
+            let table = table::table().iter().flat_map(|e| e.names());
+            words.extend(table.map(|n| n.split(' ').next().unwrap_or(n).to_string()));
+            words.push("hmp".into());
+        }
         words.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
         words.extend(self.qmp_names());
         words.extend(self.hmp.iter().flat_map(|h| h.names().map(String::from)));
@@ -324,7 +325,7 @@ mod tests {
         let hmp = HmpCommands::parse(
             "memsave addr size file -- save to disk virtual memory dump\nstop|s  -- stop emulation\n",
         );
-        Knowledge { schema: Some(Arc::new(schema)), commands: vec!["guest-ping".into()], hmp: Some(Arc::new(hmp)) }
+        Knowledge { schema: Some(Arc::new(schema)), commands: Vec::new(), hmp: Some(Arc::new(hmp)) }
     }
 
     fn completions(line: &str) -> (usize, Vec<String>) {
@@ -337,7 +338,6 @@ mod tests {
         assert_eq!(completions("query-"), (0, vec!["query-status".to_string()]));
         assert_eq!(completions("system_p"), (0, vec!["system_powerdown".to_string()]));
         assert_eq!(completions(".wa"), (0, vec![".wait".to_string()]));
-        assert_eq!(completions("guest-p"), (0, vec!["guest-ping".to_string()]));
         assert_eq!(completions("info mig").1, ["migrate", "migrate_capabilities", "migrate_parameters"]);
         assert_eq!(completions(".wait S"), (6, vec!["SHUTDOWN".to_string(), "STOP".to_string()]));
     }
@@ -374,6 +374,14 @@ mod tests {
         assert_eq!(hint("set_link n0 ", 12, &k).as_deref(), Some("up:on|off"));
         assert_eq!(hint("stop ", 5, &k), None);
         assert_eq!(hint("qom-list", 8, &k), None, "no hint before the space");
+    }
+
+    #[test]
+    fn the_guest_agent_completes_its_own_commands_not_qemus() {
+        let agent = Knowledge { schema: None, commands: vec!["guest-ping".into()], hmp: None };
+        assert_eq!(complete("guest-p", 7, &agent), (0, vec!["guest-ping".to_string()]));
+        assert_eq!(complete("pow", 3, &agent), (0, Vec::new()));
+        assert_eq!(complete(".wa", 3, &agent), (0, vec![".wait".to_string()]));
     }
 
     #[test]

@@ -49,13 +49,16 @@ enum Input {
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let terminal = RestoreOnDrop(terminal::Saved::now());
     interrupt::install().map_err(|e| Error::Io(format!("cannot take over Ctrl-C: {e}")))?;
+    // Only the guest agent lists its commands itself; it has no HMP.
+    let agent = !session.command_names().is_empty();
     let knowledge = Knowledge {
         schema: session.shared_schema()?,
         commands: session.command_names(),
-        hmp: session.shared_hmp_commands()?,
+        hmp: if agent { None } else { session.shared_hmp_commands()? },
     };
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
-    let version = session.version().unwrap_or_else(|| "QEMU".into());
+    let peer = if agent { "the guest agent" } else { "QEMU" };
+    let version = session.version().unwrap_or_else(|| peer.into());
     let named = name.as_deref().map(|n| format!("{n} at ")).unwrap_or_default();
     session
         .printer

@@ -103,6 +103,10 @@ pub fn launch(options: StartOptions, shell: ShellOptions) -> Result<(), Error> {
     {
         cleanup.qemu_pid = Some(started.child.id() as i32);
     }
+    if shell.verbose {
+        let accel = &started.chosen.accel;
+        eprintln!("qmpsh: accel {} ({})", accel.name, accel.why);
+    }
     let result = app::shell(&Target::Unix(started.socket), &shell);
     clean_up(None);
     result

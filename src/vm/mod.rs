@@ -64,6 +64,10 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
             let fresh = !vm.dir.exists();
             let started = start::start(&vm, &options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
             println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
+            println!("accel {} ({})", started.chosen.accel.name, started.chosen.accel.why);
+            if let Some(port) = started.chosen.ssh_port {
+                println!("ssh   127.0.0.1:{port} goes to the guest's port 22: ssh -p {port} USER@127.0.0.1");
+            }
             Ok(())
         }
         VmCommand::Stop { name, timeout, kill, .. } => stop(&existing(&name)?, Duration::from_secs_f64(timeout), kill),
@@ -104,14 +108,19 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
             if json {
                 println!("{r}");
             } else {
-                for key in ["name", "pid", "state", "uptime", "socket"] {
+                for key in ["name", "pid", "state", "uptime", "socket", "accel", "ssh_port"] {
                     let value = match r.get(key).unwrap_or(&Value::Null) {
+                        Value::String(s) if key == "accel" => {
+                            format!("{s} ({})", r.get("accel_why").and_then(Value::as_str).unwrap_or("-"))
+                        }
                         Value::String(s) => s.clone(),
                         Value::Null => "-".into(),
                         Value::Number(n) if key == "uptime" => format_uptime(n.as_u64().unwrap_or(0)),
+                        Value::Number(n) if key == "ssh_port" => format!("127.0.0.1:{n} (the guest's port 22)"),
                         other => other.to_string(),
                     };
-                    println!("{key:<7} {value}");
+                    let label = if key == "ssh_port" { "ssh" } else { key };
+                    println!("{label:<7} {value}");
                 }
                 print_agent(r.get("agent").unwrap_or(&Value::Null));
             }
@@ -222,21 +231,34 @@ fn report(vm: &VmDir) -> Value {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
         Some(now.saturating_sub(started))
     });
-    json!({
+    let mut report = json!({
         "name": vm.name,
         "pid": process.as_ref().map(|p| p.pid),
         "state": state,
         "uptime": uptime,
         "socket": vm.socket().display().to_string(),
-    })
+    });
+    // What `vm start` chose: accel, accel_why, ssh_port.
+    if let (Some(fields), Value::Object(chosen)) = (report.as_object_mut(), vm.chosen()) {
+        fields.extend(chosen);
+    }
+    report
 }
 
 /// What the guest agent tells of the guest (host name, OS, IP addresses),
-/// or null when no agent answers within half a second.
+/// `{"held": true}` when another client holds its channel, or null when no
+/// agent answers within half a second.
 fn agent_report(vm: &VmDir) -> Value {
     let socket = vm.agent_socket();
     if !socket.exists() {
         return Value::Null;
+    }
+    // Connecting to a channel someone holds would only time out.
+    let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true };
+    if let Ok(mut monitor) = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet)
+        && stop::agent_held(&mut monitor, &mut Quiet)
+    {
+        return json!({ "held": true });
     }
     // qemu-ga answers in well under 0.1 s; status must not wait long for
     // an agent that is not there.
@@ -265,6 +287,10 @@ fn agent_report(vm: &VmDir) -> Value {
 fn print_agent(agent: &Value) {
     if agent.is_null() {
         println!("agent   none");
+        return;
+    }
+    if agent["held"] == true {
+        println!("agent   held by another client (the channel takes one at a time)");
         return;
     }
     let text = |v: &Value| v.as_str().unwrap_or("-").to_string();

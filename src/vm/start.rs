@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::{Args, ValueEnum};
 
 use super::process::Process;
-use super::state::VmDir;
+use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir};
 use crate::error::Error;
 use crate::qmp::{Connect, Quiet, SocketMonitor};
 use crate::target::Target;
@@ -34,6 +34,10 @@ pub struct StartOptions {
     /// A disk image (repeatable), attached as virtio
     #[arg(long = "disk", value_name = "IMG")]
     pub disks: Vec<PathBuf>,
+    /// Create each --disk that does not exist yet, this big (4G, 512M):
+    /// a sparse raw file for a .raw name, else qcow2 with qemu-img
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "disks")]
+    pub disk_size: Option<u64>,
     /// A CD-ROM image
     #[arg(long, value_name = "ISO")]
     pub cdrom: Option<PathBuf>,
@@ -50,6 +54,14 @@ pub struct StartOptions {
     /// itself a virtual machine (nested KVM often cannot boot a kernel)
     #[arg(long, value_enum, default_value_t = Accel::Auto)]
     pub accel: Accel,
+    /// A network card (virtio-net) on QEMU's user network: the guest
+    /// reaches out through the host; nothing reaches in but --ssh-port
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub net: Option<Net>,
+    /// Forward 127.0.0.1:PORT on the host to the guest's port 22 (implies
+    /// --net user); `vm status` shows it
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ssh_port: Option<u16>,
     /// The QEMU binary
     #[arg(long, value_name = "BIN", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
@@ -90,27 +102,71 @@ impl Accel {
     /// does not say it runs under a hypervisor. Nested KVM (as on many CI
     /// machines) opens fine but can hang booting a kernel, so it is only
     /// used when asked for with `--accel kvm`.
-    pub fn resolve(self) -> &'static str {
+    pub fn resolve(self) -> AccelChoice {
+        let asked = |name| AccelChoice { name, why: "asked for with --accel".into() };
         match self {
-            Accel::Kvm => "kvm",
-            Accel::Tcg => "tcg",
+            Accel::Kvm => asked("kvm"),
+            Accel::Tcg => asked("tcg"),
             Accel::Auto => {
-                let kvm_opens = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+                let kvm = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm");
                 let nested = fs::read_to_string("/proc/cpuinfo")
                     .map(|info| {
                         info.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
                     })
                     .unwrap_or(true);
-                if kvm_opens && !nested { "kvm" } else { "tcg" }
+                let (name, why) = match kvm {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        ("tcg", "this machine has no /dev/kvm".into())
+                    }
+                    Err(e) => ("tcg", format!("/dev/kvm does not open read-write ({e}); the kvm group may help")),
+                    Ok(_) if nested => (
+                        "tcg",
+                        "/dev/kvm opens, but this machine is itself a virtual machine, where nested KVM often \
+                         cannot boot a kernel; --accel kvm tries it"
+                            .into(),
+                    ),
+                    Ok(_) => ("kvm", "/dev/kvm opens and this machine is not a virtual machine".into()),
+                };
+                AccelChoice { name, why: format!("auto: {why}") }
             }
         }
     }
+}
+
+/// `--net`: what network card a VM gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Net {
+    /// QEMU's user network (slirp): no root, no setup on the host.
+    User,
+}
+
+/// A size such as `4G`, `512M` or `1048576` (bytes), in binary units.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let (number, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let shift = match unit {
+        'B' => 0,
+        'K' => 10,
+        'M' => 20,
+        'G' => 30,
+        'T' => 40,
+        _ => return Err(format!("`{text}` is not a size: a number with K, M, G or T, such as 4G")),
+    };
+    let value: u64 =
+        number.parse().map_err(|_| format!("`{text}` is not a size: a number with K, M, G or T, such as 4G"))?;
+    value
+        .checked_mul(1 << shift)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("`{text}` is not a size from 1 byte to 16 EiB"))
 }
 
 /// A started VM.
 pub struct Started {
     pub child: Child,
     pub socket: PathBuf,
+    pub chosen: Chosen,
 }
 
 /// A path inside a QemuOpts value, where a comma is written twice.
@@ -124,7 +180,7 @@ pub fn qmp_argument(socket: &Path) -> String {
 }
 
 /// QEMU's arguments for this VM.
-fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
+fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<OsString> {
     let mut args: Vec<OsString> = Vec::new();
     let mut push = |a: &str| args.push(a.into());
     push("-name");
@@ -140,9 +196,9 @@ fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
         push("-device");
         push("virtio-serial-pci,id=qmpsh-serial");
         push("-chardev");
-        push(&format!("socket,id=qmpsh-agent,path={},server=on,wait=off", opts_path(&vm.agent_socket())));
+        push(&format!("socket,id={AGENT_CHARDEV},path={},server=on,wait=off", opts_path(&vm.agent_socket())));
         push("-device");
-        push("virtserialport,bus=qmpsh-serial.0,chardev=qmpsh-agent,name=org.qemu.guest_agent.0");
+        push(&format!("virtserialport,bus=qmpsh-serial.0,chardev={AGENT_CHARDEV},name=org.qemu.guest_agent.0"));
     }
     push("-pidfile");
     push(&vm.pidfile().display().to_string());
@@ -153,10 +209,18 @@ fn argv(vm: &VmDir, options: &StartOptions, socket: &Path) -> Vec<OsString> {
     push("-smp");
     push(&options.cpus.to_string());
     push("-accel");
-    push(options.accel.resolve());
+    push(accel);
+    if options.net.is_some() || options.ssh_port.is_some() {
+        let forward = options.ssh_port.map(|port| format!(",hostfwd=tcp:127.0.0.1:{port}-:22")).unwrap_or_default();
+        push("-netdev");
+        push(&format!("user,id=qmpsh-net{forward}"));
+        push("-device");
+        push("virtio-net-pci,netdev=qmpsh-net");
+    }
     for disk in &options.disks {
         push("-drive");
-        push(&format!("file={},if=virtio", opts_path(disk)));
+        let format = if is_raw(disk) { ",format=raw" } else { "" };
+        push(&format!("file={},if=virtio{format}", opts_path(disk)));
     }
     if let Some(iso) = &options.cdrom {
         push("-drive");
@@ -187,6 +251,8 @@ pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, 
     for stale in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
         let _ = fs::remove_file(stale);
     }
+    create_disks(options)?;
+    let chosen = Chosen { accel: options.accel.resolve(), ssh_port: options.ssh_port };
     let log =
         File::create(vm.qemu_log()).map_err(|e| Error::Io(format!("cannot write {}: {e}", vm.qemu_log().display())))?;
     let log_err = log.try_clone().map_err(|e| Error::Io(e.to_string()))?;
@@ -201,13 +267,14 @@ pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, 
     let this = std::env::current_exe().map_err(|e| Error::Io(format!("cannot find qmpsh's own binary: {e}")))?;
     let tied_to = tied.then(std::process::id);
     let mut command = Command::new(this);
-    command.args(super::exec::arguments(&options.qemu, &argv(vm, options, &socket), tied_to));
+    command.args(super::exec::arguments(&options.qemu, &argv(vm, options, chosen.accel.name, &socket), tied_to));
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     let mut child = command.spawn().map_err(|e| Error::Io(format!("cannot start {}: {e}", options.qemu.display())))?;
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let _ = fs::write(vm.started_file(), format!("{started}\n"));
+    vm.keep_chosen(&chosen);
     match await_monitor(&mut child, &socket) {
-        Ok(()) => Ok(Started { child, socket }),
+        Ok(()) => Ok(Started { child, socket, chosen }),
         Err(why) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -218,6 +285,53 @@ pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, 
             Err(Error::Failed(format!("VM {} did not start: {why}{shown}", vm.name)))
         }
     }
+}
+
+/// `--disk-size`: creates each `--disk` that does not exist yet; without
+/// it, a missing disk is an error here rather than QEMU's.
+fn create_disks(options: &StartOptions) -> Result<(), Error> {
+    for disk in options.disks.iter().filter(|d| !d.exists()) {
+        let Some(size) = options.disk_size else {
+            return Err(Error::Usage(format!(
+                "disk {} does not exist: add --disk-size 4G to create it, or make one with \
+                 `qemu-img create -f qcow2 {} 4G` (Debian package qemu-utils)",
+                disk.display(),
+                disk.display()
+            )));
+        };
+        let made = if is_raw(disk) { sparse_file(disk, size) } else { qemu_img_create(disk, size) };
+        made.map_err(|why| Error::Failed(format!("cannot create disk {}: {why}", disk.display())))?;
+    }
+    Ok(())
+}
+
+/// A `.raw` disk is raw: QEMU is told so, as probing a raw image would
+/// keep the guest from writing its first sector.
+fn is_raw(disk: &Path) -> bool {
+    disk.extension().is_some_and(|e| e == "raw")
+}
+
+fn qemu_img_create(disk: &Path, size: u64) -> Result<(), String> {
+    if super::exec::find_program(Path::new("qemu-img")).is_none() {
+        return Err("qemu-img not found (on Debian or Ubuntu: apt-get install qemu-utils)".into());
+    }
+    let output = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(disk)
+        .arg(size.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run qemu-img: {e}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&output.stderr);
+    Err(said.lines().find(|l| !l.trim().is_empty()).unwrap_or("qemu-img failed").trim().to_string())
+}
+
+fn sparse_file(disk: &Path, size: u64) -> Result<(), String> {
+    let file = fs::OpenOptions::new().write(true).create_new(true).open(disk).map_err(|e| e.to_string())?;
+    file.set_len(size).map_err(|e| e.to_string())
 }
 
 /// Waits until QEMU answers on its socket, or exits, or takes too long.

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::process::getuid;
 
+use serde_json::{Value, json};
+
 use crate::error::Error;
 
 /// The longest unix socket path the kernel takes (sun_path less its NUL).
@@ -84,6 +86,24 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     }
 }
 
+/// The id of the agent channel's chardev in a managed VM's QEMU.
+pub const AGENT_CHARDEV: &str = "qmpsh-agent";
+
+/// The accelerator a VM runs with, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccelChoice {
+    pub name: &'static str,
+    pub why: String,
+}
+
+/// What `vm start` chose for a VM, kept in its folder for `vm status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    pub accel: AccelChoice,
+    /// The host port forwarded to the guest's port 22.
+    pub ssh_port: Option<u16>,
+}
+
 /// One VM's folder and the files in it.
 #[derive(Debug, Clone)]
 pub struct VmDir {
@@ -138,6 +158,24 @@ impl VmDir {
     /// When it was started (Unix seconds), written by `vm start`.
     pub fn started_file(&self) -> PathBuf {
         self.dir.join("started")
+    }
+
+    /// What `vm start` chose (accelerator and why, forwarded ports), for
+    /// `vm status`.
+    pub fn chosen_file(&self) -> PathBuf {
+        self.dir.join("chosen.json")
+    }
+
+    /// Keeps what `vm start` chose; `vm status` shows it.
+    pub fn keep_chosen(&self, chosen: &Chosen) {
+        let record = json!({"accel": chosen.accel.name, "accel_why": chosen.accel.why, "ssh_port": chosen.ssh_port});
+        let _ = fs::write(self.chosen_file(), format!("{record}\n"));
+    }
+
+    /// What `vm start` chose, as kept (null fields for a VM started before).
+    pub fn chosen(&self) -> Value {
+        let kept = fs::read_to_string(self.chosen_file()).ok().and_then(|text| serde_json::from_str(&text).ok());
+        kept.unwrap_or_else(|| json!({"accel": null, "accel_why": null, "ssh_port": null}))
     }
 
     pub fn exists(&self) -> bool {

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::process::Process;
+use super::state::AGENT_CHARDEV;
 use crate::error::Error;
 use crate::output::Printer;
 use crate::qmp::agent::AgentMonitor;
@@ -129,7 +130,14 @@ pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -
     // An agent that is not up yet (the guest boots) is asked again between
     // presses of the button; one that refused is not.
     let mut ask_again = None;
-    match stop.agent.map(|agent| (agent, agent_shutdown(agent, printer, AGENT_LIMIT))) {
+    let agent = stop.agent.filter(|_| {
+        let held = agent_held(monitor, printer);
+        if held {
+            say(printer, "another client holds the guest agent's channel (it takes one at a time): the button instead");
+        }
+        !held
+    });
+    match agent.map(|agent| (agent, agent_shutdown(agent, printer, AGENT_LIMIT))) {
         Some((_, Agent::Accepted)) => {
             via = closes_by(monitor, printer, (Instant::now() + AGENT_GRACE).min(deadline))?.then_some(Via::GuestAgent);
             if via.is_none() && Instant::now() < deadline {
@@ -187,6 +195,15 @@ fn kill(
         }
         None => Err(Error::Failed("QEMU did not stop, and its pid is unknown, so it cannot be killed".into())),
     }
+}
+
+/// Whether another client holds a managed VM's agent channel, which QEMU
+/// gives to one client at a time: a free one it names `disconnected:...`.
+pub fn agent_held(monitor: &mut dyn Monitor, observer: &mut dyn Observer) -> bool {
+    let deadline = Instant::now() + AGENT_LIMIT;
+    let Ok(Ok(chardevs)) = monitor.execute(command("query-chardev"), Some(deadline), observer) else { return false };
+    let channel = chardevs.as_array().into_iter().flatten().find(|c| c["label"] == AGENT_CHARDEV);
+    channel.and_then(|c| c["filename"].as_str()).is_some_and(|name| !name.starts_with("disconnected:"))
 }
 
 /// What the guest agent made of a request to power off.
