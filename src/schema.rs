@@ -323,7 +323,9 @@ impl Schema {
                     .or_else(|| parse_size(text, 1).map(Json::from))
                     .ok_or_else(|| "an integer".to_string()),
                 "number" if !quoted => parse_number(text).ok_or_else(|| "a number".to_string()),
-                "boolean" if !quoted => parse_bool(text).map(Json::Bool).ok_or_else(|| "true or false".to_string()),
+                "boolean" if !quoted => {
+                    parse_bool(text).map(Json::Bool).ok_or_else(|| "true or false (or on/off, yes/no)".to_string())
+                }
                 "null" if !quoted && text == "null" => Ok(Json::Null),
                 "value" => Ok(untyped(value)),
                 _ => Err(format!("a value of type {}", describe(ty))),
@@ -478,9 +480,10 @@ fn enum_values(entity: &Json) -> Vec<&str> {
 }
 
 /// The candidate closest to `word`, if any is close enough to be a typo.
-/// One that completes what was typed comes first (`query-statu` means
-/// `query-status`, not `query-stats`); then the fewest edits; then the
-/// nearest in length. A word longer than any name gets no suggestion, and
+/// One that completes what was typed comes first, the shortest such
+/// (`query-statu` means `query-status`, not `query-stats`; `query-cpus`
+/// means `query-cpus-fast`); then the fewest edits; then the nearest in
+/// length. A word longer than any name gets no suggestion, and
 /// only candidates near its length are compared, so a pasted screenful
 /// costs no more than a typo.
 pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
@@ -490,10 +493,20 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
     }
     let limit = (length / 3).max(2);
     candidates
-        .map(|c| (c, c.chars().count().abs_diff(length)))
-        .filter(|(_, apart)| *apart <= limit)
-        .map(|(c, apart)| (!c.starts_with(word), edit_distance(word, c), apart, c))
-        .filter(|(_, d, _, _)| *d <= limit)
+        .filter_map(|c| {
+            let apart = c.chars().count().abs_diff(length);
+            // Three letters or more that start a name point at it however
+            // much is left to type (`query-cpus` → `query-cpus-fast`).
+            let completes = length >= 3 && c.starts_with(word);
+            if completes {
+                return Some((false, apart, apart, c));
+            }
+            if apart > limit {
+                return None;
+            }
+            let edits = edit_distance(word, c);
+            (edits <= limit).then_some((true, edits, apart, c))
+        })
         .min()
         .map(|(_, _, _, c)| c)
 }
@@ -600,5 +613,11 @@ mod tests {
         assert_eq!(suggest("query-statu", with_stats.into_iter()), Some("query-status"));
         assert_eq!(suggest("query-stat", with_stats.into_iter()), Some("query-stats"));
         assert_eq!(suggest("migrate", names.into_iter()), None);
+        // A longer completion still beats a near miss of the same length.
+        let cpus = ["query-cpus-fast", "query-jobs", "query-named-block-nodes"];
+        assert_eq!(suggest("query-cpus", cpus.into_iter()), Some("query-cpus-fast"));
+        assert_eq!(suggest("query-named-block", cpus.into_iter()), Some("query-named-block-nodes"));
+        assert_eq!(suggest("null", ["null-aio", "null-co", "file"].into_iter()), Some("null-co"));
+        assert_eq!(suggest("q", ["quit", "query-status"].into_iter()), None, "one letter names nothing");
     }
 }

@@ -216,3 +216,27 @@ fn a_command_only_hmp_has_runs_without_the_hmp_prefix() {
     );
     assert!(!run.stderr.contains("inof\""), "nothing about inof was sent: {}", run.stderr);
 }
+
+#[test]
+fn hmp_failures_in_a_commands_own_words_are_errors() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let script =
+        "drive_del nosuch\nhmp sendkey foo\ntrace-event nosuch on\nx/4x 0\ngdbserver bogus:bogus\nhmp info status\n";
+    let run = qmpsh(&[&qemu.socket_arg(), "--keep-going"], script);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "VM status: running\n");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        errors,
+        [
+            "error: line 1: HMP: Device 'nosuch' not found",
+            "error: line 2: HMP: invalid parameter: foo",
+            "error: line 3: HMP: unknown event \"nosuch\"",
+            "error: line 4: HMP: Can not dump without CPU",
+            "error: line 5: HMP: gdbstub: meaningless to attach gdb to a machine without any CPU.; Could not open \
+             gdbserver on device 'bogus:bogus'",
+        ],
+        "{}",
+        run.stderr
+    );
+}

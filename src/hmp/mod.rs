@@ -67,27 +67,60 @@ static RECORDED_NAMES: &[&str] = include!(concat!(env!("OUT_DIR"), "/hmp_names.r
 /// exist; or any argument parse error, which HMP always follows with `Try
 /// "help CMD" for more information`. An `info` listing can start with
 /// `Error: ` as data (a chardev named `Error`), so there only a reply of
-/// that one line fails. Messages a command prints in its own words, without
-/// `Error:`, cannot be told from output and pass as text.
+/// that one line fails. A command other than a listing or a data dump also
+/// fails on the forms in which commands word their own errors.
 pub fn is_failure(command_line: &str, text: &str) -> bool {
     const FIRST_LINES: &[&str] = &["unknown command: '", "invalid CPU index", "No CPU available"];
     let first = text.lines().next().unwrap_or_default();
     let unavailable = first.starts_with("Command ") && first.contains(" not available");
     let missing_cpu = first.starts_with("CPU#") && first.trim_end().ends_with(" not available");
-    let listing = command_line.split_whitespace().next() == Some("info");
+    let word = command_line.split_whitespace().next().unwrap_or_default();
+    let listing = word == "info";
     let error = first.starts_with("Error: ") && !(listing && text.lines().nth(1).is_some());
     FIRST_LINES.iter().any(|form| first.starts_with(form))
         || unavailable
         || missing_cpu
         || error
+        || (!listing && !PRINTS_DATA.contains(&word) && text.lines().any(|line| in_own_words(line.trim_end())))
         || text
             .lines()
             .any(|line| line.starts_with("Try \"help ") && line.trim_end().ends_with("\" for more information"))
 }
 
+/// Commands whose reply is data that could read like anything.
+const PRINTS_DATA: &[&str] = &["ringbuf_read", "print", "p", "help", "?", "sum", "qemu-io"];
+
+/// The failures that HMP commands report in their own words, without
+/// `Error:` (QEMU 7.2: `drive_del nosuch` → "Device 'nosuch' not found",
+/// `sendkey foo` → "invalid parameter: foo", `x/4x 0` on a machine without
+/// a CPU → "Can not dump without CPU", `trace-event nosuch on` → "unknown
+/// event ...", `gdbserver bogus:x` → "'bogus:x' is not a valid char
+/// driver", `singlestep bogus` → "unexpected option bogus"). A command
+/// that succeeds prints nothing or data, never these.
+fn in_own_words(first: &str) -> bool {
+    const STARTS: &[&str] =
+        &["invalid ", "Invalid ", "Could not ", "could not ", "Cannot ", "Can not ", "unknown ", "unexpected "];
+    const CONTAINS: &[&str] = &["' not found", " is not a valid ", ": Cannot access memory", " could not be resolved"];
+    STARTS.iter().any(|form| first.starts_with(form))
+        || CONTAINS.iter().any(|form| first.contains(form))
+        || first.ends_with(" not found")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_in_a_commands_own_words_fail_but_data_does_not() {
+        assert!(is_failure("drive_del nosuch", "Device 'nosuch' not found\r\n"));
+        assert!(is_failure("sendkey foo", "invalid parameter: foo\r\n"));
+        assert!(is_failure("hostfwd_remove tcp::1234", "host forwarding rule for tcp::1234 not found\r\n"));
+        assert!(is_failure("x/4x 0", "Can not dump without CPU\r\n"));
+        assert!(!is_failure("ringbuf_read rb0 64", "invalid parameter: foo\r\n"), "data read back");
+        assert!(!is_failure("info chardev", "Invalid: file\r\n"), "a listing");
+        assert!(!is_failure("x/2x 0", "0000000000000000: 0x00000000 0x00000000\r\n"));
+        assert!(!is_failure("mouse_move 1 1", ""));
+    }
 
     #[test]
     fn names_aliases_and_arguments_from_help_text() {

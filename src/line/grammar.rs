@@ -21,7 +21,7 @@ use super::{Arg, Invocation, Line, ParseError, Value, literal};
 
 /// Parses one logical line (continuations already joined).
 pub fn parse_line(text: &str) -> Result<Line, ParseError> {
-    let grammar = Grammar { full: text };
+    let grammar = Grammar { full: text, in_transaction: false };
     match all_consuming(|i| grammar.line(i)).parse(text) {
         Ok((_, line)) => Ok(line),
         Err(NomErr::Error(fail) | NomErr::Failure(fail)) => {
@@ -131,6 +131,8 @@ fn json_integers(json: &str) -> Vec<(usize, &str)> {
 /// Holds the whole line so rules can turn the rest they see into offsets.
 struct Grammar<'a> {
     full: &'a str,
+    /// Inside `transaction( ... )`, where `;` ends a bare value too.
+    in_transaction: bool,
 }
 
 impl<'a> Grammar<'a> {
@@ -235,7 +237,9 @@ impl<'a> Grammar<'a> {
             map(|i| self.double_quoted(i), Value::Quoted),
             map(|i| self.single_quoted(i), Value::Quoted),
             map(|i| self.json_composite(i), Value::Json),
-            map(take_till(char::is_whitespace), |s: &str| Value::Bare(s.to_string())),
+            map(take_till(|c: char| c.is_whitespace() || (self.in_transaction && c == ';')), |s: &str| {
+                Value::Bare(s.to_string())
+            }),
         ))
         .parse(i)
     }
@@ -329,8 +333,10 @@ impl<'a> Grammar<'a> {
 
     /// `transaction( action ; action )`, where a newline also separates.
     fn transaction(&self, i: &'a str) -> Res<'a, Line> {
+        let inside = Grammar { full: self.full, in_transaction: true };
         let separator = || many1((space0, alt((tag(";"), tag("\n"))), multispace0));
-        let actions = opt(pair(|i| self.invocation(i), many0(preceded(separator(), |i| self.invocation(i)))));
+        let action = |i| inside.invocation(i);
+        let actions = opt(pair(action, many0(preceded(separator(), action))));
         let body = terminated(
             preceded(opt(separator()), actions),
             (opt(separator()), multispace0, expect("')' to close the transaction", char(')'))),
@@ -435,13 +441,16 @@ mod tests {
     fn transactions_on_one_line_or_many() {
         let one = parse("transaction( a x=1 ; b )");
         let many = parse("transaction(\n  a x=1\n\n  b\n)");
-        for line in [one, many] {
+        // `;` right after a value ends the action, inside a transaction only.
+        let tight = parse("transaction( a x=1; b )");
+        for line in [one, many, tight] {
             let Line::Transaction(actions) = line else { panic!() };
             assert_eq!(actions.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
             assert_eq!(actions[0].args[0].value, bare("1"));
             assert!(actions[1].args.is_empty());
         }
         assert_eq!(parse("transaction( )"), Line::Transaction(vec![]));
+        assert!(matches!(parse("x a=1;b"), Line::Command(inv) if inv.args[0].value == bare("1;b")));
     }
 
     #[test]
