@@ -156,6 +156,7 @@ impl Schema {
         let tag = entity.get("tag").and_then(Json::as_str);
         let tag_value = tag.and_then(|tag| match given?.get(tag)? {
             Node::Leaf { leaf: Leaf::Raw(value), .. } => value.text().map(str::to_string),
+            Node::Leaf { leaf: Leaf::Opts(text), .. } => Some(text.clone()),
             Node::Leaf { leaf: Leaf::Typed(Json::String(s)), .. } => Some(s.clone()),
             _ => None,
         });
@@ -262,6 +263,9 @@ impl Schema {
                 let text = value.text().unwrap_or_default();
                 error(offset, format!("{expected} for `{path}`, not `{text}`"))
             }),
+            Node::Leaf { leaf: Leaf::Opts(text), offset } => self
+                .type_opts_item(ty, &text)
+                .or_else(|expected| error(offset, format!("{expected} for `{path}`, not `{text}`"))),
             Node::Branch { tree, offset } => match self.object_in(ty) {
                 Some(object) => self.type_object(object, tree, &format!("{path}."), false, end).map(Json::Object),
                 // An open value (`any`) may be an object, built as qmp-shell builds it.
@@ -269,6 +273,26 @@ impl Schema {
                 None => error(offset, format!("a single value for `{path}` ({}), not sub-keys", self.describe(ty))),
             },
         }
+    }
+
+    /// A QemuOpts item's text as type `ty`. QemuOpts has no lists: where
+    /// one is wanted, the item is a list of one, and QEMU's `String`
+    /// wrapper (`{"str": ...}`, as in `netdev_add user,hostfwd=...`) takes
+    /// the text.
+    fn type_opts_item(&self, ty: &str, text: &str) -> std::result::Result<Json, String> {
+        let element =
+            self.meta(ty).filter(|(meta, _)| *meta == "array").and_then(|(_, e)| e.get("element-type")?.as_str());
+        let Some(element) = element else { return self.type_value(ty, &Value::Bare(text.to_string())) };
+        let wrapper = self.object_in(element).map(|object| self.members(object, None));
+        let item = match wrapper.as_deref() {
+            Some([only]) if only.name == "str" => {
+                let mut object = Map::new();
+                object.insert("str".into(), Json::String(text.to_string()));
+                Json::Object(object)
+            }
+            _ => self.type_value(element, &Value::Bare(text.to_string()))?,
+        };
+        Ok(Json::Array(vec![item]))
     }
 
     /// The object type `ty` is, or (for an alternate) has among its members.

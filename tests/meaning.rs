@@ -240,3 +240,24 @@ fn hmp_failures_in_a_commands_own_words_are_errors() {
         run.stderr
     );
 }
+
+#[test]
+fn netdev_add_in_its_human_form_is_qmp_too() {
+    // QMP can do it, so QMP does it: a QemuOpts item where QMP wants a
+    // list (`hostfwd`) is a list of one, and QEMU's own errors come back.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let script =
+        format!("netdev_add user,id=n7,hostfwd=tcp:127.0.0.1:{port}-:22\nhmp info usernet\nnetdev_add user,id=n7\n");
+    let run = qmpsh(&[&qemu.socket_arg(), "-v"], &script);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            r#"{{"execute":"netdev_add","arguments":{{"type":"user","id":"n7","hostfwd":[{{"str":"tcp:127.0.0.1:{port}-:22"}}]}}}}"#
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains(&format!("127.0.0.1 {port}")), "{}", run.stdout);
+    assert!(run.stderr.contains("error: line 3: GenericError: Duplicate ID 'n7'"), "{}", run.stderr);
+}

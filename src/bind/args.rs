@@ -12,6 +12,10 @@ use crate::line::{MAX_KEY_PARTS, Value, literal};
 #[derive(Debug, Clone)]
 pub enum Leaf {
     Raw(Value),
+    /// An item's value from a QemuOpts string (`device_add e1000,id=n1`),
+    /// typed as QEMU types its command line: where a list is wanted, one
+    /// item is a list of one.
+    Opts(String),
     Typed(Json),
 }
 
@@ -26,6 +30,7 @@ impl Node {
     pub fn into_untyped(self) -> Json {
         match self {
             Node::Leaf { leaf: Leaf::Raw(value), .. } => untyped(&value),
+            Node::Leaf { leaf: Leaf::Opts(text), .. } => untyped(&Value::Bare(text)),
             Node::Leaf { leaf: Leaf::Typed(json), .. } => json,
             Node::Branch { tree, .. } => Json::Object(tree.into_untyped()),
         }

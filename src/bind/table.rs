@@ -169,7 +169,7 @@ fn expand_opts(spec: &ArgSpec, arg: &Arg, tree: &mut Tree) -> Result<()> {
         if key.iter().any(String::is_empty) {
             return error(arg.offset, format!("prop=value items in `{text}`"));
         }
-        tree.insert(&key, Leaf::Raw(Value::Bare(value)), arg.offset)?;
+        tree.insert(&key, Leaf::Opts(value), arg.offset)?;
     }
     Ok(())
 }
