@@ -15,6 +15,7 @@ use std::io::{BufReader, Cursor};
 use libfuzzer_sys::fuzz_target;
 use qmpsh::bind::{self, Action, Context};
 use qmpsh::error::Error;
+use qmpsh::hmp::HmpCommands;
 use qmpsh::line::{self, Assembler, ParseError, parse_line};
 use qmpsh::schema;
 use qmpsh::session::{self, Flow, Input};
@@ -95,9 +96,14 @@ fn check_logical(text: &str) {
     };
     let _ = bind::needs_schema(&parsed);
     let contexts = [
-        Context { hmp: false, cpu: None, schema: None },
-        Context { hmp: true, cpu: Some(1), schema: None },
-        Context { hmp: false, cpu: None, schema: Some(schema::recorded()) },
+        Context { hmp: false, cpu: None, schema: None, hmp_commands: None },
+        Context { hmp: true, cpu: Some(1), schema: None, hmp_commands: None },
+        Context {
+            hmp: false,
+            cpu: None,
+            schema: Some(schema::recorded()),
+            hmp_commands: Some(HmpCommands::recorded()),
+        },
     ];
     for context in &contexts {
         match bind::bind(&parsed, text, context) {
