@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
@@ -15,7 +16,7 @@ use crate::help;
 use crate::hmp::{self, HmpCommands};
 use crate::line::{self, Assembler, Line, ParseError};
 use crate::output::Printer;
-use crate::qmp::{ClientError, Monitor, QmpError, Waker};
+use crate::qmp::{ClientError, Kind, Monitor, Observer, QmpError, Waker};
 use crate::schema::{self, Schema};
 use crate::target::Target;
 use crate::vm::{Process, stop};
@@ -105,6 +106,9 @@ pub struct Session {
     /// `--pipeline`: the first failure among replies read ahead of the
     /// line that reports it.
     deferred: Option<Error>,
+    /// Counts the events seen, for the REPL's completion: what it learnt
+    /// of the VM's state is old after one.
+    events_seen: Option<Arc<AtomicU64>>,
 }
 
 impl Session {
@@ -119,6 +123,7 @@ impl Session {
             quitting: false,
             in_flight: VecDeque::new(),
             deferred: None,
+            events_seen: None,
         }
     }
 
@@ -317,7 +322,8 @@ impl Session {
             self.complete_oldest()?;
             return Ok(Flow::Continue);
         }
-        match self.monitor.wait_wake(&mut self.printer) {
+        let mut observer = Counting { printer: &mut self.printer, events: self.events_seen.as_deref() };
+        match self.monitor.wait_wake(&mut observer) {
             Ok(()) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
             Err(ClientError::Closed) if self.monitor.ended_by().is_some() => {
                 let command = self.monitor.ended_by().unwrap_or_default();
@@ -335,6 +341,28 @@ impl Session {
                 None => self.connection_lost(ClientError::Closed),
             },
             Err(e) => self.connection_lost(e),
+        }
+    }
+
+    /// From now on, counts in `counter` every event seen while idle or
+    /// looking (the REPL's completion cache).
+    pub fn count_events(&mut self, counter: Arc<AtomicU64>) {
+        self.events_seen = Some(counter);
+    }
+
+    /// Asks QEMU something for completion: the reply, or `None` when QEMU
+    /// answers with an error or not within `limit` (a late reply is passed
+    /// over when it comes).
+    pub fn look(&mut self, message: Map<String, Value>, limit: Duration) -> Result<Option<Value>, Error> {
+        let deadline = Some(Instant::now() + limit);
+        self.printer.internal = true;
+        let mut observer = Counting { printer: &mut self.printer, events: self.events_seen.as_deref() };
+        let reply = self.monitor.execute(message, deadline, &mut observer);
+        self.printer.internal = false;
+        match reply {
+            Ok(reply) => Ok(reply.ok()),
+            Err(ClientError::Timeout) => Ok(None),
+            Err(e) => self.connection_lost(e).map(|_| None),
         }
     }
 
@@ -516,6 +544,31 @@ impl Session {
 fn locate(text: &str, line_no: Option<usize>, error: ParseError) -> Error {
     let (lines_after, column) = line::position(text, error.offset);
     Error::Parse { line: line_no.map(|n| n + lines_after), column: Some(column), message: error.message }
+}
+
+/// Hands everything to the printer, counting events.
+struct Counting<'a> {
+    printer: &'a mut Printer,
+    events: Option<&'a AtomicU64>,
+}
+
+impl Observer for Counting<'_> {
+    fn sent(&mut self, message: &Value) {
+        self.printer.sent(message);
+    }
+
+    fn received(&mut self, message: &Value, kind: Kind) {
+        if kind == Kind::Event
+            && let Some(events) = self.events
+        {
+            events.fetch_add(1, Ordering::SeqCst);
+        }
+        self.printer.received(message, kind);
+    }
+
+    fn waiting(&mut self) {
+        self.printer.waiting();
+    }
 }
 
 /// Parses a line. With `-H`, a line that is not a comment, a `.` command

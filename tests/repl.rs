@@ -239,3 +239,118 @@ fn lines_typed_ahead_in_one_burst_all_run() {
     assert!(screen.contains("\"status\": \"running\""), "{screen}");
     assert_eq!(screen.matches(&prompt).count(), 4, "{screen}");
 }
+
+/// Presses Tab until the screen shows what `done` looks for: the first Tab
+/// may come before QEMU has answered, as completion waits only 100 ms.
+fn tab_until(tmux: &Tmux, what: &str, done: impl Fn(&str) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        tmux.keys(&["Tab"]);
+        thread::sleep(Duration::from_millis(300));
+        let screen = tmux.screen();
+        if done(&screen) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "no completion for {what}; the screen:\n{screen}");
+    }
+}
+
+/// What Tab should make of a line.
+enum Shows {
+    Line(&'static str),
+    List(&'static [&'static str]),
+}
+
+fn last_line(screen: &str) -> String {
+    screen.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_end().to_string()
+}
+
+#[test]
+fn completion_offers_what_the_vm_has_now() {
+    let Some(qemu) = Qemu::start(&[
+        "-machine",
+        "pc",
+        "-accel",
+        "tcg",
+        "-S",
+        "-m",
+        "64",
+        "-netdev",
+        "user,id=net0",
+        "-device",
+        "e1000,netdev=net0,id=nic0",
+        "-blockdev",
+        "driver=null-co,node-name=disk0",
+        "-device",
+        "virtio-blk-pci,drive=disk0,id=vd0",
+        "-device",
+        "qemu-xhci,id=xhci",
+        "-device",
+        "usb-tablet,id=tab0",
+        "-chardev",
+        "null,id=ch0",
+        "-object",
+        "iothread,id=io0",
+    ]) else {
+        return;
+    };
+    let Some((tmux, prompt)) = repl_on(&qemu) else { return };
+    // Each line typed, and what Tab makes of it: the line completed, or a
+    // list that holds these.
+    let cases: &[(&str, Shows)] = &[
+        ("qom-list path=/machine/per", Shows::List(&["/machine/peripheral-anon"])),
+        ("qom-get path=/machine/peripheral/nic0 property=ma", Shows::Line("property=mac")),
+        ("device_add e1000-8254", Shows::List(&["e1000-82544gc", "e1000-82545em"])),
+        ("device_add e1000,netd", Shows::Line("device_add e1000,netdev=")),
+        ("device_add driver=usb-tablet por", Shows::Line("device_add driver=usb-tablet port=")),
+        ("device_del ", Shows::List(&["nic0", "tab0", "vd0"])),
+        ("blockdev-del node-name=di", Shows::Line("blockdev-del node-name=disk0")),
+        ("chardev-remove id=c", Shows::List(&["ch0", "compat_monitor0"])),
+        ("netdev_del ne", Shows::Line("netdev_del net0")),
+        ("object-del id=i", Shows::Line("object-del id=io0")),
+        (".cpu ", Shows::Line(".cpu 0")),
+    ];
+    for (typed, shows) in cases {
+        tmux.type_text(typed);
+        tab_until(&tmux, typed, |s| match shows {
+            Shows::Line(text) => last_line(s).starts_with(&prompt) && last_line(s).contains(text),
+            Shows::List(names) => names.iter().all(|n| s.contains(n)),
+        });
+        tmux.keys(&["C-u"]);
+    }
+
+    // The hint names the argument under the cursor: its type, and whether
+    // it is needed.
+    tmux.type_text("qom-get path=/m");
+    tmux.wait_for("the hint for path", |s| last_line(s).contains("(path: string, required)"));
+    tmux.keys(&["C-u"]);
+
+    // A device deleted is no longer offered.
+    tmux.type_text("device_del tab0");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the device's deletion", |s| s.contains("DEVICE_DELETED"));
+    tmux.type_text("device_del ");
+    tab_until(&tmux, "device_del after the deletion", |s| {
+        let after = s.rfind("DEVICE_DELETED").map_or("", |at| &s[at..]);
+        let after = after.split_once('\n').map_or("", |(_, rest)| rest);
+        after.contains("nic0") && after.contains("vd0") && !after.contains("tab0")
+    });
+    tmux.keys(&["C-u"]);
+
+    // A stopped QEMU answers nothing: Tab gives up after a moment and the
+    // line goes on taking keys.
+    let pid = rustix::process::Pid::from_raw(qemu.child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    tmux.type_text("qom-list path=/machine/unattached/");
+    tmux.keys(&["Tab"]);
+    tmux.type_text("xyz");
+    let typed = tmux.wait_within("typing while QEMU is stopped", Duration::from_secs(3), |s| {
+        last_line(s).contains("/machine/unattached/xyz")
+    });
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert!(!typed.contains("error"), "{typed}");
+    tmux.keys(&["C-u"]);
+    tmux.type_text("info status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("a reply once QEMU goes on", |s| s.contains("\"status\": \"prelaunch\""));
+}

@@ -12,13 +12,14 @@ use rustyline::hint::Hinter;
 use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
+use super::live::{self, Fetcher, Item, Kind};
 use crate::bind::shell::COMMANDS;
 use crate::hmp::HmpCommands;
 use crate::schema::Schema;
 use crate::table::{self, ArgType, Entry};
 
-/// What completion knows: the table (always) and the schema (when QEMU
-/// offered one).
+/// What completion knows: the table (always), the schema (when QEMU
+/// offered one), HMP's commands, and what the VM has right now.
 #[derive(Clone, Default)]
 pub struct Knowledge {
     pub schema: Option<Arc<Schema>>,
@@ -26,6 +27,8 @@ pub struct Knowledge {
     pub commands: Vec<String>,
     /// HMP's commands, which a line may name without `hmp`.
     pub hmp: Option<Arc<HmpCommands>>,
+    /// Asks the VM for ids, paths and types (the REPL on QEMU only).
+    pub live: Option<Fetcher>,
 }
 
 impl Knowledge {
@@ -96,6 +99,106 @@ impl Knowledge {
         }
     }
 
+    /// The QMP command a line runs (a table command's, or the name typed)
+    /// and the QMP argument `key` fills.
+    fn qmp_argument<'k>(&self, words: &[&'k str], key: &'k str) -> Option<(&'k str, &'k str)> {
+        match self.entry(words) {
+            Some(entry) => {
+                let target = entry.args.iter().find(|a| a.name == key).map_or(key, |a| a.target());
+                Some((entry.qmp.unwrap_or(entry.name), target))
+            }
+            None => Some((*words.first()?, key)),
+        }
+    }
+
+    /// What the VM has now for argument `key`, given `typed` so far.
+    fn live_values(&self, words: &[&str], key: &str, typed: &str) -> Vec<String> {
+        let (Some(live), Some((command, argument))) = (&self.live, self.qmp_argument(words, key)) else {
+            return Vec::new();
+        };
+        let Some(kind) = live::kind_of(command, argument) else { return Vec::new() };
+        names(live.items(kind, typed, self.qom_path(words).as_deref()))
+    }
+
+    /// The QOM path a line names (`path=` or a table command's path
+    /// argument), whose properties `property` takes.
+    fn qom_path(&self, words: &[&str]) -> Option<String> {
+        if let Some(path) = words.iter().find_map(|w| w.strip_prefix("path=")) {
+            return Some(path.to_string());
+        }
+        let entry = self.entry(words)?;
+        let at = entry.args.iter().filter(|a| a.flag.is_none()).position(|a| a.target() == "path")?;
+        words.iter().skip(1).filter(|w| !w.contains('=') && !w.starts_with('-')).nth(at).map(|w| w.to_string())
+    }
+
+    /// Properties of the device or object type a line names
+    /// (`device_add driver=e1000`, `object-add qom-type=iothread`).
+    fn type_properties(&self, words: &[&str], live: &Fetcher) -> Vec<Item> {
+        let command = words.first().copied().unwrap_or_default();
+        let typed = words.iter().skip(1).filter_map(|w| w.split_once('='));
+        let named = typed.filter_map(|(key, value)| Some((live::kind_of(command, key)?, value)));
+        let found = named.into_iter().find(|(kind, _)| matches!(kind, Kind::DeviceType | Kind::ObjectType));
+        found.map(|(kind, ty)| live.properties(kind, ty)).unwrap_or_default()
+    }
+
+    /// Candidates from the VM for a positional word, when the argument in
+    /// that place takes a value only the VM knows.
+    fn positional(&self, words: &[&str], word: &str) -> Option<Vec<String>> {
+        let live = self.live.as_ref()?;
+        let first = *words.first()?;
+        let Some(entry) = self.entry(words) else {
+            // A command only HMP has: its usage names the arguments.
+            let usage = self.hmp_usage(first)?;
+            let arguments: Vec<&str> = usage
+                .split_whitespace()
+                .map(|t| t.trim_matches(|c| "[]<>".contains(c)))
+                .filter(|t| !t.is_empty() && !t.starts_with('-'))
+                .collect();
+            let kind = live::kind_of(first, arguments.get(words.len() - 1)?)?;
+            return Some(names(live.items(kind, word, None)));
+        };
+        let spec = positional_spec(entry, words)?;
+        let kind = live::kind_of(entry.qmp.unwrap_or(entry.name), spec.target())?;
+        if spec.kind != ArgType::Opts {
+            return Some(names(live.items(kind, word, self.qom_path(words).as_deref())));
+        }
+        // `device_add e1000,` continues with the type's properties.
+        Some(match word.rfind(',') {
+            None => names(live.items(kind, word, None)),
+            Some(at) => {
+                let ty = word.split(',').next().unwrap_or_default();
+                let (head, item) = word.split_at(at + 1);
+                if item.contains('=') {
+                    return Some(Vec::new());
+                }
+                live.properties(kind, ty).into_iter().map(|p| format!("{head}{}=", p.name)).collect()
+            }
+        })
+    }
+
+    /// The hint for the argument being typed: its type, and whether it is
+    /// needed.
+    fn hint_under_cursor(&self, line: &str) -> Option<String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (last, before) = words.split_last()?;
+        let first = *before.first()?;
+        if first.starts_with('.') || first.starts_with('{') || first == "hmp" {
+            return None;
+        }
+        let (name, ty, optional) = match last.split_once('=') {
+            Some((key, _)) => self.arguments(before).into_iter().find(|(n, _, _)| n == key).or_else(|| {
+                let live = self.live.as_ref()?.known_only();
+                let property = self.type_properties(before, &live).into_iter().find(|p| p.name == key)?;
+                Some((property.name, property.detail, true))
+            })?,
+            None => {
+                let spec = positional_spec(self.entry(before)?, before)?;
+                (spec.name.to_string(), spec.kind.describe().to_string(), spec.optional)
+            }
+        };
+        Some(format!("  ({name}: {ty}, {})", if optional { "optional" } else { "required" }))
+    }
+
     /// Values the argument `key` of the line's command can take.
     fn values(&self, words: &[&str], key: &str) -> Vec<String> {
         if let Some(entry) = self.entry(words) {
@@ -136,23 +239,43 @@ pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<St
         }
         [".schema"] => (start, word, knowledge.qmp_names()),
         [".events" | ".pretty"] => (start, word, vec!["on".into(), "off".into()]),
+        [".cpu"] => {
+            let cpus = knowledge.live.as_ref().map(|live| names(live.items(Kind::Cpu, word, None)));
+            (start, word, cpus.unwrap_or_default())
+        }
         [".wait"] => {
             let events = knowledge.schema.iter().flat_map(|s| s.event_names().map(String::from));
             (start, word, events.collect())
         }
         [first, ..] if first.starts_with('.') || *first == "hmp" || first.starts_with('{') => (start, word, Vec::new()),
-        _ => match word.split_once('=') {
-            Some((key, value)) => (start + key.len() + 1, value, knowledge.values(&words, key)),
-            None => {
-                let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
-                let names = knowledge
-                    .arguments(&words)
-                    .into_iter()
-                    .filter(|(name, _, _)| !given.contains(&name.as_str()))
-                    .map(|(name, _, _)| format!("{name}="));
-                (start, word, names.collect())
+        _ => {
+            match word.split_once('=') {
+                Some((key, value)) => {
+                    let mut values = knowledge.values(&words, key);
+                    values.extend(knowledge.live_values(&words, key, value));
+                    (start + key.len() + 1, value, values)
+                }
+                None => match knowledge.positional(&words, word) {
+                    Some(values) => (start, word, values),
+                    None => {
+                        let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
+                        let mut names: Vec<String> =
+                            knowledge
+                                .arguments(&words)
+                                .into_iter()
+                                .map(|(name, _, _)| name)
+                                .chain(knowledge.live.iter().flat_map(|live| {
+                                    knowledge.type_properties(&words, live).into_iter().map(|p| p.name)
+                                }))
+                                .filter(|name| !given.contains(&name.as_str()))
+                                .map(|name| format!("{name}="))
+                                .collect();
+                        names.dedup();
+                        (start, word, names)
+                    }
+                },
             }
-        },
+        }
     };
     let mut matches: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(prefix)).collect();
     matches.sort();
@@ -163,8 +286,11 @@ pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<St
 /// A greyed hint after the cursor: the arguments still missing, with their
 /// types, once a command and a space are typed.
 pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
-    if pos != line.len() || !line.ends_with(' ') {
+    if pos != line.len() {
         return None;
+    }
+    if !line.ends_with(' ') {
+        return knowledge.hint_under_cursor(line);
     }
     let words: Vec<&str> = line.split_whitespace().collect();
     let first = words.first()?;
@@ -202,6 +328,18 @@ pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
     };
     let text = shown.join(" ");
     (!text.is_empty()).then(|| shorten(text, 72))
+}
+
+/// The positional argument a word after `words` fills in a table command.
+fn positional_spec(entry: &'static Entry, words: &[&str]) -> Option<&'static crate::table::ArgSpec> {
+    let skip = if entry.name.starts_with("info ") { 2 } else { 1 };
+    let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
+    let positional = words.iter().skip(skip).filter(|w| !w.contains('=') && !w.starts_with('-')).count();
+    entry.args.iter().filter(|a| a.flag.is_none() && !given.contains(&a.name)).nth(positional)
+}
+
+fn names(items: Vec<Item>) -> Vec<String> {
+    items.into_iter().map(|item| item.name).collect()
 }
 
 fn shorten(mut text: String, width: usize) -> String {
@@ -325,7 +463,7 @@ mod tests {
         let hmp = HmpCommands::parse(
             "memsave addr size file -- save to disk virtual memory dump\nstop|s  -- stop emulation\n",
         );
-        Knowledge { schema: Some(Arc::new(schema)), commands: Vec::new(), hmp: Some(Arc::new(hmp)) }
+        Knowledge { schema: Some(Arc::new(schema)), commands: Vec::new(), hmp: Some(Arc::new(hmp)), live: None }
     }
 
     fn completions(line: &str) -> (usize, Vec<String>) {
@@ -378,7 +516,7 @@ mod tests {
 
     #[test]
     fn the_guest_agent_completes_its_own_commands_not_qemus() {
-        let agent = Knowledge { schema: None, commands: vec!["guest-ping".into()], hmp: None };
+        let agent = Knowledge { schema: None, commands: vec!["guest-ping".into()], hmp: None, live: None };
         assert_eq!(complete("guest-p", 7, &agent), (0, vec!["guest-ping".to_string()]));
         assert_eq!(complete("pow", 3, &agent), (0, Vec::new()));
         assert_eq!(complete(".wa", 3, &agent), (0, vec![".wait".to_string()]));

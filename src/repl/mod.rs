@@ -8,8 +8,11 @@
 
 mod helper;
 mod history;
+pub mod live;
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread;
 
@@ -51,10 +54,16 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     interrupt::install().map_err(|e| Error::Io(format!("cannot take over Ctrl-C: {e}")))?;
     // Only the guest agent lists its commands itself; it has no HMP.
     let agent = !session.command_names().is_empty();
+    // Completion asks the VM what it has now: events and commands make
+    // what it learnt old.
+    let changes = Arc::new(AtomicU64::new(0));
+    session.count_events(Arc::clone(&changes));
+    let (fetcher, server) = live::pair(session.waker(), Arc::clone(&changes));
     let knowledge = Knowledge {
         schema: session.shared_schema()?,
         commands: session.command_names(),
         hmp: if agent { None } else { session.shared_hmp_commands()? },
+        live: (!agent).then_some(fetcher),
     };
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
     let peer = if agent { "the guest agent" } else { "QEMU" };
@@ -79,7 +88,8 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     }
 
     let mut reading = false;
-    let outcome = converse(session, &label, &requests, &inputs, &mut reading);
+    let live = Live { server, changes };
+    let outcome = converse(session, &label, &requests, &inputs, &live, &mut reading);
     if reading {
         // QEMU went while a line was being typed: the input thread is
         // inside readline, with the terminal raw. Put the terminal back and
@@ -94,12 +104,21 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     outcome
 }
 
-/// The main loop: ask for a line, wait for it while printing events, run it.
+/// The session's side of completion from the VM's live state.
+struct Live {
+    server: live::Server,
+    /// Bumped by every event and every command run.
+    changes: Arc<AtomicU64>,
+}
+
+/// The main loop: ask for a line, wait for it while printing events and
+/// answering completion's questions, run it.
 fn converse(
     session: &mut Session,
     label: &str,
     requests: &Sender<Request>,
     inputs: &Receiver<Input>,
+    live: &Live,
     reading: &mut bool,
 ) -> Result<(), Error> {
     let fresh = |session: &Session| if session.hmp() { Assembler::for_hmp() } else { Assembler::new() };
@@ -131,6 +150,7 @@ fn converse(
                 }
                 Err(TryRecvError::Empty) => {}
             }
+            live.server.serve(session)?;
             if session.idle()? == Flow::Exit {
                 return Ok(());
             }
@@ -147,7 +167,9 @@ fn converse(
         // A paste can bring several lines at once: each is a line typed.
         for piece in physical.split('\n') {
             let Some((text, _)) = assembler.push(piece) else { continue };
-            if run_typed(session, requests, &text)? == Flow::Exit {
+            let flow = run_typed(session, requests, &text)?;
+            live.changes.fetch_add(1, Ordering::SeqCst);
+            if flow == Flow::Exit {
                 return Ok(());
             }
         }
