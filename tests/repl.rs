@@ -267,31 +267,33 @@ fn last_line(screen: &str) -> String {
 
 #[test]
 fn completion_offers_what_the_vm_has_now() {
-    let Some(qemu) = Qemu::start(&[
-        "-machine",
-        "pc",
-        "-accel",
-        "tcg",
-        "-S",
-        "-m",
-        "64",
-        "-netdev",
-        "user,id=net0",
-        "-device",
-        "e1000,netdev=net0,id=nic0",
-        "-blockdev",
-        "driver=null-co,node-name=disk0",
-        "-device",
-        "virtio-blk-pci,drive=disk0,id=vd0",
-        "-device",
-        "qemu-xhci,id=xhci",
-        "-device",
-        "usb-tablet,id=tab0",
-        "-chardev",
-        "null,id=ch0",
-        "-object",
-        "iothread,id=io0",
-    ]) else {
+    let found = std::process::Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
+    assert!(
+        found || !common::in_ci(),
+        "qemu-img is missing, and CI must test snapshot names: apt-get install qemu-utils"
+    );
+    let args = [
+        "-machine pc -accel tcg -S -m 64 -netdev user,id=net0 -device e1000,netdev=net0,id=nic0",
+        "-blockdev driver=null-co,node-name=disk0,read-only=on -device virtio-blk-pci,drive=disk0,id=vd0",
+        "-drive if=none,id=drv0,driver=null-co,read-only=on -device qemu-xhci,id=xhci -device usb-tablet,id=tab0",
+        "-chardev null,id=ch0 -object iothread,id=io0",
+    ];
+    let Some(qemu) = Qemu::start_with(|dir| {
+        let mut args: Vec<String> = args.join(" ").split(' ').map(String::from).collect();
+        // A qcow2 disk can hold the snapshot `loadvm` completes.
+        let image = dir.join("snap.qcow2");
+        let made = found
+            && std::process::Command::new("qemu-img")
+                .args(["create", "-q", "-f", "qcow2"])
+                .arg(&image)
+                .arg("16M")
+                .status()
+                .is_ok_and(|s| s.success());
+        if made {
+            args.extend(["-drive".into(), format!("if=none,id=snapdisk,file={}", image.display())]);
+        }
+        args
+    }) else {
         return;
     };
     let Some((tmux, prompt)) = repl_on(&qemu) else { return };
@@ -309,6 +311,10 @@ fn completion_offers_what_the_vm_has_now() {
         ("netdev_del ne", Shows::Line("netdev_del net0")),
         ("object-del id=i", Shows::Line("object-del id=io0")),
         (".cpu ", Shows::Line(".cpu 0")),
+        ("object-add qom-type=iothr", Shows::Line("object-add qom-type=iothread")),
+        ("block_resize drv", Shows::Line("block_resize drv0")),
+        ("migrate_set_capability xbz", Shows::Line("migrate_set_capability xbzrle")),
+        ("migrate_set_parameter max-ban", Shows::Line("migrate_set_parameter max-bandwidth")),
     ];
     for (typed, shows) in cases {
         tmux.type_text(typed);
@@ -316,6 +322,15 @@ fn completion_offers_what_the_vm_has_now() {
             Shows::Line(text) => last_line(s).starts_with(&prompt) && last_line(s).contains(text),
             Shows::List(names) => names.iter().all(|n| s.contains(n)),
         });
+        tmux.keys(&["C-u"]);
+    }
+
+    if found {
+        tmux.type_text("savevm snap1");
+        tmux.keys(&["Enter"]);
+        tmux.wait_for("the snapshot", |s| last_line(s) == prompt);
+        tmux.type_text("loadvm sn");
+        tab_until(&tmux, "loadvm", |s| last_line(s).contains("loadvm snap1"));
         tmux.keys(&["C-u"]);
     }
 

@@ -196,7 +196,8 @@ impl Knowledge {
                 (spec.name.to_string(), spec.kind.describe().to_string(), spec.optional)
             }
         };
-        Some(format!("  ({name}: {ty}, {})", if optional { "optional" } else { "required" }))
+        let needed = if optional { "optional" } else { "required" };
+        Some(format!("  ({name}: {}, {needed})", shorten(ty, 48)))
     }
 
     /// Values the argument `key` of the line's command can take.
