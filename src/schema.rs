@@ -517,6 +517,7 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
     }
     let limit = (length / 3).max(2);
     candidates
+        .filter(|c| *c != word)
         .filter_map(|c| {
             let apart = c.chars().count().abs_diff(length);
             // Three letters or more that start a name point at it however

@@ -31,8 +31,30 @@ pub fn uri_in_words(uri: Option<&str>) -> String {
     match (uri, std::env::var("LIBVIRT_DEFAULT_URI")) {
         (Some(uri), _) => uri.to_string(),
         (None, Ok(env)) if !env.is_empty() => env,
-        _ => "libvirt's default URI".to_string(),
+        _ => format!("libvirt's default URI ({})", default_uri()),
     }
+}
+
+/// The URI libvirt picks when given none and `LIBVIRT_DEFAULT_URI` is not
+/// set: `uri_default` in the user's (root: the system's) libvirt.conf,
+/// else the system instance for root and the session instance otherwise.
+fn default_uri() -> String {
+    let root = rustix::process::getuid().is_root();
+    let config = if root {
+        Some(std::path::PathBuf::from("/etc/libvirt/libvirt.conf"))
+    } else {
+        std::env::var_os("XDG_CONFIG_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".config")))
+            .map(|dir| dir.join("libvirt/libvirt.conf"))
+    };
+    let configured = config.and_then(|path| std::fs::read_to_string(path).ok()).and_then(|text| {
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == "uri_default").then(|| value.trim().trim_matches('"').to_string())
+        })
+    });
+    configured.unwrap_or_else(|| if root { "qemu:///system" } else { "qemu:///session" }.to_string())
 }
 
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
@@ -47,17 +69,28 @@ pub fn open(uri: Option<&str>) -> Result<Connect, String> {
 
 fn cannot_connect(error: &VirtError, uri: &str) -> String {
     let message = error.message();
+    // polkit's refusals (no agent to ask, or asked and cancelled) are
+    // refusals too.
     let denied = message.contains("Permission denied")
         || matches!(
             error.code(),
-            virt::error::ErrorNumberEnum::Known(ErrorNumber::AuthFailed | ErrorNumber::AccessDenied)
+            virt::error::ErrorNumberEnum::Known(
+                ErrorNumber::AuthFailed
+                    | ErrorNumber::AccessDenied
+                    | ErrorNumber::AuthUnavailable
+                    | ErrorNumber::AuthCancelled
+            )
         );
+    // A socket that cannot be reached is a system error of libvirt's RPC
+    // layer; other failures (no system bus for polkit, say) are not.
+    let unreachable = matches!(error.code(), virt::error::ErrorNumberEnum::Known(ErrorNumber::SystemError))
+        && matches!(error.domain(), virt::error::ErrorDomainEnum::Known(virt::error::ErrorDomain::Rpc));
     if denied {
         format!(
             "permission denied by libvirt at {uri}: run as root, join the `libvirt` group for qemu:///system, \
              or use qemu:///session for your own VMs ({message})"
         )
-    } else if message.contains("No such file or directory") || message.contains("Connection refused") {
+    } else if unreachable {
         format!("libvirtd is not running or not reachable at {uri} ({message})")
     } else {
         format!("cannot connect to libvirt at {uri}: {message}")
