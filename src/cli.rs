@@ -1,12 +1,13 @@
 //! The command line, as clap sees it.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::EXIT_CODES_HELP;
 use crate::target::TARGET_HELP;
-use crate::vm::StartOptions;
+use crate::units::{parse_seconds, parse_size};
 
 /// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
 /// socket; see replies and events as they happen; run the same lines as a
@@ -43,13 +44,13 @@ pub struct Cli {
     pub schema: Option<PathBuf>,
 
     #[command(flatten)]
-    pub shell: ShellOptions,
+    pub session: SessionOptions,
 }
 
 // How the shell reads lines and shows what comes back (a plain comment, as
 // on StartOptions).
 #[derive(Debug, Clone, Args)]
-pub struct ShellOptions {
+pub struct SessionOptions {
     /// Run this line, then exit (repeatable; runs in order)
     #[arg(short = 'c', long = "command", value_name = "CMD")]
     pub commands: Vec<String>,
@@ -124,7 +125,7 @@ pub struct LaunchOptions {
     #[command(flatten)]
     pub start: StartOptions,
     #[command(flatten)]
-    pub shell: ShellOptions,
+    pub session: SessionOptions,
 }
 
 /// A subcommand whose arguments clap learns only when the command line
@@ -239,9 +240,92 @@ fn after_help() -> String {
     format!("{TARGET_HELP}\n\n{EXIT_CODES_HELP}")
 }
 
-pub fn parse_seconds(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(s) if s.is_finite() && s > 0.0 && s < 1e9 => Ok(s),
-        _ => Err(format!("`{text}` is not a number of seconds above zero")),
+// The options of `vm start` and `launch` (a plain comment: clap would show
+// a doc comment as the help of `launch`, whose arguments it learns last).
+#[derive(Debug, Clone, Args)]
+pub struct StartOptions {
+    /// Guest memory in MB
+    #[arg(long, value_name = "MB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub memory: u32,
+    /// Virtual CPUs
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub cpus: u32,
+    /// A disk image (repeatable), attached as virtio
+    #[arg(long = "disk", value_name = "IMG")]
+    pub disks: Vec<PathBuf>,
+    /// Create each --disk that does not exist yet, this big (4G, 512M):
+    /// a sparse raw file for a .raw name, else qcow2 with qemu-img
+    #[arg(long, value_name = "SIZE", value_parser = parse_disk_size, requires = "disks")]
+    pub disk_size: Option<u64>,
+    /// A CD-ROM image
+    #[arg(long, value_name = "ISO")]
+    pub cdrom: Option<PathBuf>,
+    /// A kernel to boot directly
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// An initrd for --kernel
+    #[arg(long, value_name = "FILE")]
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line for --kernel
+    #[arg(long, value_name = "TEXT")]
+    pub append: Option<String>,
+    /// Accelerator: auto picks kvm only when /dev/kvm opens and this is not
+    /// itself a virtual machine (nested KVM often cannot boot a kernel)
+    #[arg(long, value_enum, default_value_t = Accel::Auto)]
+    pub accel: Accel,
+    /// A network card (virtio-net) on QEMU's user network: the guest
+    /// reaches out through the host; nothing reaches in but --ssh-port
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub net: Option<Net>,
+    /// Forward 127.0.0.1:PORT on the host to the guest's port 22 (implies
+    /// --net user); `vm status` shows it
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub ssh_port: Option<u16>,
+    /// The QEMU binary
+    #[arg(long, value_name = "BIN", default_value = "qemu-system-x86_64")]
+    pub qemu: PathBuf,
+    /// No guest agent channel (by default a virtio-serial port
+    /// org.qemu.guest_agent.0 on ga.sock in the VM's folder)
+    #[arg(long)]
+    pub no_agent: bool,
+    /// More QEMU arguments, after --
+    #[arg(last = true, value_name = "QEMU ARGS")]
+    pub extra: Vec<OsString>,
+}
+
+impl StartOptions {
+    /// Whether the VM gets an agent channel: unless `--no-agent`, or a
+    /// machine without PCI (`-machine none`), which has no bus for it.
+    pub fn wants_agent(&self) -> bool {
+        let mut extra = self.extra.iter().map(|a| a.to_string_lossy());
+        let mut no_pci = false;
+        while let Some(arg) = extra.next() {
+            if arg == "-machine" || arg == "-M" {
+                no_pci |=
+                    extra.next().is_some_and(|m| m == "none" || m.starts_with("none,") || m.contains("type=none"));
+            }
+        }
+        !self.no_agent && !no_pci
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// `--net`: what network card a VM gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Net {
+    /// QEMU's user network (slirp): no root, no setup on the host.
+    User,
+}
+
+/// `--disk-size`: a size above zero, such as `4G` or `512M`.
+fn parse_disk_size(text: &str) -> Result<u64, String> {
+    parse_size(text, 1)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("`{text}` is not a size: a number with K, M, G or T, such as 4G"))
 }

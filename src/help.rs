@@ -1,6 +1,6 @@
-//! `.help`: the command table and the shell commands, as text.
+//! `.help`: the command table and the dot commands, as text.
 
-use crate::bind::shell::COMMANDS;
+use crate::bind::dot::COMMANDS;
 use crate::table::{self, Entry};
 
 /// The whole list, or one entry's help. An unknown topic is an error.
@@ -30,7 +30,7 @@ fn overview() -> String {
     }
     text.push_str(&row("hmp TEXT", "send TEXT to the human monitor", width));
     text.push_str(&row("{\"execute\": ...}", "send a raw QMP message", width));
-    text.push_str("Shell commands:\n");
+    text.push_str("Dot commands:\n");
     for command in COMMANDS {
         text.push_str(&row(&command.usage(), command.help, width));
     }

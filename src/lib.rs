@@ -13,6 +13,8 @@
 #![deny(unsafe_code)]
 
 pub mod app;
+pub mod arguments;
+pub mod attach;
 pub mod bind;
 pub mod cli;
 pub mod clock;
@@ -20,15 +22,18 @@ pub mod error;
 pub mod help;
 pub mod hmp;
 pub mod interrupt;
+pub mod launch;
 pub mod line;
 pub mod output;
 pub mod qmp;
 pub mod render;
 pub mod repl;
 pub mod schema;
+pub mod script;
 pub mod secrets;
 pub mod session;
 pub mod table;
 pub mod target;
 pub mod terminal;
+pub mod units;
 pub mod vm;

@@ -9,8 +9,10 @@ use std::sync::OnceLock;
 
 use serde_json::{Map, Value as Json};
 
-use crate::bind::args::{Leaf, Node, Tree, parse_bool, parse_int, parse_number, parse_size, untyped};
+use crate::arguments::{Leaf, Node, Tree, parse_bool, parse_int, parse_number, untyped};
+use crate::line::expected as error;
 use crate::line::{ParseError, Value};
+use crate::units::parse_size;
 
 /// Schema entities by name.
 #[derive(Debug)]
@@ -61,10 +63,6 @@ impl Steps {
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
-
-fn error<T>(offset: usize, message: String) -> Result<T> {
-    Err(ParseError { offset, message: format!("expected {message}") })
-}
 
 /// The schema of the QEMU named in grammar/GRAMMAR.md, recorded with
 /// `qmpsh SOCK -c query-qmp-schema`: what `--dry-run` types by unless
@@ -199,7 +197,7 @@ impl Schema {
             .and_then(|ty| self.members(ty, None).into_iter().find(|m| m.name == "actions"))
             .and_then(|m| self.meta(m.ty)?.1.get("element-type")?.as_str());
         let Some(action_type) = action_type else {
-            return error(offset, "a QEMU whose schema has `transaction`".into());
+            return error(offset, "a QEMU whose schema has `transaction`");
         };
         let mut tag = Tree::default();
         tag.insert(&["type".to_string()], Leaf::Raw(Value::Bare(name.to_string())), offset)?;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::bind::{self, Action, Context, Request, Shell};
+use crate::bind::{self, Action, Context, DotCommand, Request};
 use crate::error::Error;
 use crate::help;
 use crate::hmp::{self, HmpCommands};
@@ -140,6 +140,13 @@ impl Session {
     /// The monitor's greeting, if it sent one.
     pub fn greeting(&self) -> Option<&Value> {
         self.monitor.greeting()
+    }
+
+    /// `QEMU 7.2.22` from the greeting, when there was one.
+    pub fn version(&self) -> Option<String> {
+        let qemu = self.greeting()?.get("QMP")?.get("version")?.get("qemu")?;
+        let part = |k: &str| qemu.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Some(format!("QEMU {}.{}.{}", part("major"), part("minor"), part("micro")))
     }
 
     /// The live schema, if it has been fetched.
@@ -375,7 +382,7 @@ impl Session {
         match action {
             Action::Nothing => Ok(Flow::Continue),
             Action::Send(request) => self.send(request, line_no),
-            Action::Shell(shell) => self.shell(shell),
+            Action::Dot(command) => self.run_dot(command),
         }
     }
 
@@ -470,19 +477,19 @@ impl Session {
         }
     }
 
-    fn shell(&mut self, shell: Shell) -> Result<Flow, Error> {
+    fn run_dot(&mut self, command: DotCommand) -> Result<Flow, Error> {
         // A dot command may wait (.sleep, .wait): what came before shows first.
         self.printer.flush();
-        match shell {
-            Shell::Exit => return Ok(Flow::Exit),
-            Shell::Help(topic) => {
+        match command {
+            DotCommand::Exit => return Ok(Flow::Exit),
+            DotCommand::Help(topic) => {
                 let text = help::text(topic.as_deref()).map_err(Error::Usage)?;
                 self.printer.text(&text);
             }
-            Shell::Events(on) => self.printer.style.events = on,
-            Shell::Pretty(on) => self.printer.style.pretty = on,
-            Shell::Cpu(index) => self.cpu = Some(index),
-            Shell::Shutdown { timeout, kill } => {
+            DotCommand::Events(on) => self.printer.style.events = on,
+            DotCommand::Pretty(on) => self.printer.style.pretty = on,
+            DotCommand::Cpu(index) => self.cpu = Some(index),
+            DotCommand::Shutdown { timeout, kill } => {
                 let process = self.monitor.peer_pid().and_then(Process::peer);
                 self.quitting = true;
                 let sequence =
@@ -494,7 +501,7 @@ impl Session {
                 self.printer.text(&format!("{ending}\n"));
                 return ending.as_result(timeout).map(|()| Flow::Exit);
             }
-            Shell::Schema(command) => {
+            DotCommand::Schema(command) => {
                 let text = match self.schema() {
                     None => {
                         return Err(Error::Usage("this monitor offers no schema (query-qmp-schema)".into()));
@@ -508,14 +515,14 @@ impl Session {
                 };
                 self.printer.text(&text);
             }
-            Shell::Sleep(duration) => {
+            DotCommand::Sleep(duration) => {
                 // Events that arrive meanwhile are printed as they come.
                 let deadline = Some(Instant::now() + duration);
                 if let Err(e) = self.monitor.wait_event(deadline, &mut self.printer, &mut |_| false) {
                     return self.connection_lost(e);
                 }
             }
-            Shell::Wait { event, timeout, fields } => {
+            DotCommand::Wait { event, timeout, fields } => {
                 let limit = timeout.or(self.settings.timeout);
                 let deadline = limit.map(|t| Instant::now() + t);
                 let mut wanted = |message: &Value| {
@@ -601,8 +608,9 @@ pub fn translate<'s>(
     bind_line(&parsed, text, line_no, &Context { hmp, cpu, schema, hmp_commands })
 }
 
-/// Where lines come from: `-c` arguments or a stream such as stdin.
-pub enum Input {
+/// Where a script's lines come from: `-c` arguments or a stream such as
+/// stdin.
+pub enum Source {
     Commands(Vec<String>),
     Stream(BufReader<Box<dyn Read + Send>>),
 }
@@ -668,17 +676,17 @@ pub fn assemble<S: ?Sized>(
 /// `each` says to stop or fails.
 /// With `hmp` (`-H`), HMP text lines continue only after a `\`.
 pub fn for_each_line(
-    input: Input,
+    input: Source,
     hmp: bool,
     mut each: impl FnMut(Logical) -> Result<Flow, Error>,
 ) -> Result<(), Error> {
     let mut each = |_: &mut (), line: Logical| each(line);
     match input {
-        Input::Commands(commands) => {
+        Source::Commands(commands) => {
             let mut lines = commands.iter().flat_map(|c| c.split('\n')).map(String::from);
             assemble(&mut (), hmp, |_| Ok(lines.next()), &mut each)
         }
-        Input::Stream(mut reader) => {
+        Source::Stream(mut reader) => {
             let mut number = 0;
             let next = |_: &mut ()| {
                 number += 1;

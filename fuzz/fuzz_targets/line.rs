@@ -18,7 +18,7 @@ use qmpsh::error::Error;
 use qmpsh::hmp::HmpCommands;
 use qmpsh::line::{self, Assembler, ParseError, parse_line};
 use qmpsh::schema;
-use qmpsh::session::{self, Flow, Input};
+use qmpsh::session::{self, Flow, Source};
 
 fuzz_target!(|data: &[u8]| on_small_stack(|| check(data)));
 
@@ -51,7 +51,7 @@ fn on_small_stack(work: impl FnOnce() + Send) {
 /// the way `--dry-run` does (the schema only when the line needs it).
 fn read_as_script(data: &[u8], hmp: bool) {
     let reader: Box<dyn std::io::Read + Send> = Box::new(Cursor::new(data.to_vec()));
-    let input = Input::Stream(BufReader::new(reader));
+    let input = Source::Stream(BufReader::new(reader));
     let result = session::for_each_line(input, hmp, |logical| {
         match logical {
             Ok((text, _)) => {

@@ -75,7 +75,7 @@ fn check_offset(text: &str, error: &ParseError) {
 /// What the REPL asks of a schema: about the line's command, and about
 /// some of the schema's own commands and every event.
 fn ask(schema: &Schema, text: &str) {
-    if let Ok(Line::Command(invocation) | Line::Shell(invocation)) = parse_line(text) {
+    if let Ok(Line::Command(invocation) | Line::Dot(invocation)) = parse_line(text) {
         ask_about(schema, &invocation.name);
         for arg in &invocation.args {
             if let Some(key) = &arg.key {

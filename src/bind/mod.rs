@@ -1,20 +1,20 @@
 //! Binding: a parsed [`Line`] checked against the command table (and the
 //! live schema, when loaded) and turned into what to do: a QMP message to
-//! send, a shell command to run here, or nothing. Values get their JSON
+//! send, a dot command to run here, or nothing. Values get their JSON
 //! types here, not in the grammar.
 
-pub mod args;
-pub mod shell;
-mod table;
+pub mod dot;
+mod human;
 
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
+use crate::arguments::{Leaf, Tree};
 use crate::hmp::{self, HmpCommands};
+use crate::line::expected as error;
 use crate::line::{Invocation, Line, ParseError, Value};
 use crate::schema::{self, Schema};
-use args::{Leaf, Tree};
 
 /// What a line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,8 +23,8 @@ pub enum Action {
     Nothing,
     /// Send this QMP message (without `id`).
     Send(Request),
-    /// Run a shell command here.
-    Shell(Shell),
+    /// Run a dot command (`.wait`, `.help`...) here.
+    Dot(DotCommand),
 }
 
 /// A QMP message and how to show its reply.
@@ -83,9 +83,9 @@ impl Request {
     }
 }
 
-/// Commands qmpsh handles itself.
+/// The dot commands, which qmpsh handles itself (`.help`, `.wait`...).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Shell {
+pub enum DotCommand {
     Help(Option<String>),
     Exit,
     Events(bool),
@@ -124,11 +124,6 @@ pub struct Context<'s> {
 
 type Result<T> = std::result::Result<T, ParseError>;
 
-/// A binding error at `offset`: what was expected there.
-fn error<T>(offset: usize, expected: impl Into<String>) -> Result<T> {
-    Err(ParseError { offset, message: format!("expected {}", expected.into()) })
-}
-
 /// Whether binding `line` wants the schema: a QMP command with arguments
 /// to type, a table command given `key=value` arguments (which may make it
 /// the QMP command of that name) or QemuOpts values, a transaction, or
@@ -138,7 +133,7 @@ fn error<T>(offset: usize, expected: impl Into<String>) -> Result<T> {
 /// sends.
 pub fn needs_schema(line: &Line) -> bool {
     match line {
-        Line::Shell(inv) => inv.name == "schema",
+        Line::Dot(inv) => inv.name == "schema",
         Line::Transaction(_) => true,
         Line::Command(inv) if inv.name == "info" => false,
         Line::Command(inv) => match crate::table::lookup(command_word(&inv.name)) {
@@ -205,7 +200,7 @@ pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
     match line {
         Line::Blank => Ok(Action::Nothing),
         Line::Json(message) => bind_json(message),
-        Line::Shell(inv) => shell::bind(inv).map(Action::Shell),
+        Line::Dot(inv) => dot::bind(inv).map(Action::Dot),
         Line::Hmp(command_line) if command_line.is_empty() => error(text.len(), "an HMP command after `hmp`"),
         Line::Hmp(command_line) => Ok(Action::Send(Request::hmp(command_line, context.cpu))),
         Line::Transaction(actions) => bind_transaction(actions, text, context),
@@ -257,7 +252,7 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
         _ => crate::table::lookup(word),
     };
     match entry {
-        Some(entry) => table::bind(entry, inv, text, context),
+        Some(entry) => human::bind(entry, inv, text, context),
         None if word == "info" || is_hmp_only(inv, word, context) => Ok(Request::hmp(text.trim(), context.cpu)),
         None if word != inv.name => error(inv.offset + word.len(), "no `/` after a QMP command name"),
         None => bind_qmp(inv, text, context),

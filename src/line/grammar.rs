@@ -323,7 +323,7 @@ impl<'a> Grammar<'a> {
     }
 
     fn shell(&self, i: &'a str) -> Res<'a, Line> {
-        map(preceded(char('.'), cut(|i| self.invocation(i))), Line::Shell).parse(i)
+        map(preceded(char('.'), cut(|i| self.invocation(i))), Line::Dot).parse(i)
     }
 
     fn hmp(&self, i: &'a str) -> Res<'a, Line> {
@@ -429,7 +429,7 @@ mod tests {
         // A command that merely starts with "hmp" is a command.
         assert_eq!(command("hmpx").name, "hmpx");
         match parse(".wait STOP timeout=5") {
-            Line::Shell(inv) => {
+            Line::Dot(inv) => {
                 assert_eq!(inv.name, "wait");
                 assert_eq!(inv.args.len(), 2);
             }

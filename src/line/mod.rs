@@ -24,7 +24,7 @@ pub enum Line {
     /// A raw QMP message, written as a JSON object.
     Json(Map<String, serde_json::Value>),
     /// `.NAME ARGS`: handled by qmpsh itself.
-    Shell(Invocation),
+    Dot(Invocation),
     /// `hmp REST`: the rest of the line, sent as HMP text.
     Hmp(String),
     /// `transaction( ... )`: the actions inside the block.
@@ -80,6 +80,12 @@ pub struct ParseError {
     /// Byte offset into the logical line.
     pub offset: usize,
     pub message: String,
+}
+
+/// A failure at `offset`: what was expected there. Binding and the schema
+/// report their errors this way too.
+pub fn expected<T>(offset: usize, what: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError { offset, message: format!("expected {}", what.into()) })
 }
 
 /// Where a byte offset of a logical line sits for a person: how many

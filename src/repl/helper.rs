@@ -13,7 +13,7 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use super::live::{self, Fetcher, Item, Kind};
-use crate::bind::shell::COMMANDS;
+use crate::bind::dot::COMMANDS;
 use crate::hmp::HmpCommands;
 use crate::schema::Schema;
 use crate::table::{self, ArgType, Entry};
@@ -391,13 +391,13 @@ pub fn highlight(line: &str) -> String {
 }
 
 /// The rustyline helper: one struct, reading [`Knowledge`].
-pub struct ShellHelper {
+pub struct EditorHelper {
     pub knowledge: Knowledge,
     /// Whether to colour the typed line and hints.
     pub color: bool,
 }
 
-impl Completer for ShellHelper {
+impl Completer for EditorHelper {
     type Candidate = String;
 
     fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
@@ -405,7 +405,7 @@ impl Completer for ShellHelper {
     }
 }
 
-impl Hinter for ShellHelper {
+impl Hinter for EditorHelper {
     type Hint = String;
 
     fn hint(&self, line: &str, pos: usize, _: &Context<'_>) -> Option<String> {
@@ -413,7 +413,7 @@ impl Hinter for ShellHelper {
     }
 }
 
-impl Highlighter for ShellHelper {
+impl Highlighter for EditorHelper {
     fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
         if self.color { Cow::Owned(highlight(line)) } else { Cow::Borrowed(line) }
     }
@@ -429,9 +429,9 @@ impl Highlighter for ShellHelper {
 
 /// Continuation is the session's business (the same joiner as scripts, so
 /// prompts can say what is open): every line is complete for the editor.
-impl Validator for ShellHelper {}
+impl Validator for EditorHelper {}
 
-impl Helper for ShellHelper {}
+impl Helper for EditorHelper {}
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,6 @@ use rustyline::config::Config;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Editor, ExternalPrinter};
-use serde_json::Value;
 
 use crate::error::Error;
 use crate::interrupt;
@@ -28,18 +27,18 @@ use crate::line::Assembler;
 use crate::qmp::Waker;
 use crate::session::{Flow, Session};
 use crate::terminal::{self, RestoreOnDrop};
-pub use helper::{Knowledge, ShellHelper, complete, highlight, hint};
+pub use helper::{EditorHelper, Knowledge, complete, highlight, hint};
 
 /// What the main thread asks of the input thread.
-enum Request {
+enum EditorTask {
     /// Read a line with this prompt.
     Read(String),
     /// Save this logical line in the history.
     Remember(String),
 }
 
-/// What the input thread reports.
-enum Input {
+/// What the input thread reports: what was typed.
+enum Typed {
     Line(String),
     /// Ctrl-C at the prompt.
     Interrupted,
@@ -77,7 +76,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let (requests, requests_rx) = mpsc::channel();
     let (inputs_tx, inputs) = mpsc::channel();
     let (printer_tx, printer_rx) = mpsc::channel();
-    let helper = ShellHelper { knowledge, color: !session.printer.style.stdout.is_plain() };
+    let helper = EditorHelper { knowledge, color: !session.printer.style.stdout.is_plain() };
     let waker = session.waker();
     let reader = thread::Builder::new()
         .name("qmpsh-input".into())
@@ -116,8 +115,8 @@ struct Live {
 fn converse(
     session: &mut Session,
     label: &str,
-    requests: &Sender<Request>,
-    inputs: &Receiver<Input>,
+    requests: &Sender<EditorTask>,
+    inputs: &Receiver<Typed>,
     live: &Live,
     reading: &mut bool,
 ) -> Result<(), Error> {
@@ -133,7 +132,7 @@ fn converse(
         // after the line is entered (the terminal is no longer raw then)
         // must reach the command it runs, so the flag is not cleared later.
         interrupt::clear();
-        if requests.send(Request::Read(prompt)).is_err() {
+        if requests.send(EditorTask::Read(prompt)).is_err() {
             return Ok(());
         }
         *reading = true;
@@ -156,13 +155,13 @@ fn converse(
             }
         };
         let physical = match input {
-            Input::Line(line) => line,
-            Input::Interrupted => {
+            Typed::Line(line) => line,
+            Typed::Interrupted => {
                 assembler = fresh(session);
                 continue;
             }
-            Input::Eof => return Ok(()),
-            Input::Failed(e) => return Err(Error::Io(format!("cannot read the terminal: {e}"))),
+            Typed::Eof => return Ok(()),
+            Typed::Failed(e) => return Err(Error::Io(format!("cannot read the terminal: {e}"))),
         };
         // A paste can bring several lines at once: each is a line typed.
         for piece in physical.split('\n') {
@@ -178,12 +177,12 @@ fn converse(
 
 /// Runs one logical line typed at the prompt: it goes to the history
 /// (unless it carries a secret), and its errors are shown, not fatal.
-fn run_typed(session: &mut Session, requests: &Sender<Request>, text: &str) -> Result<Flow, Error> {
+fn run_typed(session: &mut Session, requests: &Sender<EditorTask>, text: &str) -> Result<Flow, Error> {
     if text.trim().is_empty() {
         return Ok(Flow::Continue);
     }
     if !history::carries_secret(text) {
-        let _ = requests.send(Request::Remember(text.to_string()));
+        let _ = requests.send(EditorTask::Remember(text.to_string()));
     }
     match session.run_line(text, None) {
         Ok(flow) => Ok(flow),
@@ -198,10 +197,10 @@ fn run_typed(session: &mut Session, requests: &Sender<Request>, text: &str) -> R
 
 /// The input thread: owns the editor and the history file.
 fn read_lines(
-    helper: ShellHelper,
+    helper: EditorHelper,
     history: Option<PathBuf>,
-    requests: Receiver<Request>,
-    inputs: Sender<Input>,
+    requests: Receiver<EditorTask>,
+    inputs: Sender<Typed>,
     printer: Sender<Option<Box<dyn ExternalPrinter + Send>>>,
     wake: Waker,
 ) {
@@ -213,11 +212,11 @@ fn read_lines(
         .and_then(|c| c.history_ignore_dups(true))
         .map(|c| c.completion_type(CompletionType::List).auto_add_history(false).build())
         .unwrap_or_default();
-    let mut editor: Editor<ShellHelper, DefaultHistory> = match Editor::with_config(config) {
+    let mut editor: Editor<EditorHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(editor) => editor,
         Err(e) => {
             let _ = printer.send(None);
-            let _ = inputs.send(Input::Failed(e.to_string()));
+            let _ = inputs.send(Typed::Failed(e.to_string()));
             wake();
             return;
         }
@@ -232,19 +231,19 @@ fn read_lines(
     let _ = printer.send(external);
     while let Ok(request) = requests.recv() {
         match request {
-            Request::Remember(text) => {
+            EditorTask::Remember(text) => {
                 if let Some(path) = &history
                     && editor.add_history_entry(text).unwrap_or(false)
                 {
                     let _ = editor.append_history(path);
                 }
             }
-            Request::Read(prompt) => {
+            EditorTask::Read(prompt) => {
                 let input = match editor.readline(&prompt) {
-                    Ok(line) => Input::Line(line),
-                    Err(ReadlineError::Interrupted) => Input::Interrupted,
-                    Err(ReadlineError::Eof) => Input::Eof,
-                    Err(e) => Input::Failed(e.to_string()),
+                    Ok(line) => Typed::Line(line),
+                    Err(ReadlineError::Interrupted) => Typed::Interrupted,
+                    Err(ReadlineError::Eof) => Typed::Eof,
+                    Err(e) => Typed::Failed(e.to_string()),
                 };
                 if inputs.send(input).is_err() {
                     return;
@@ -261,14 +260,5 @@ struct WakeOnExit<'a>(&'a Waker);
 impl Drop for WakeOnExit<'_> {
     fn drop(&mut self) {
         (self.0)();
-    }
-}
-
-impl Session {
-    /// `QEMU 7.2.22` from the greeting, when there was one.
-    pub fn version(&self) -> Option<String> {
-        let qemu = self.greeting()?.get("QMP")?.get("version")?.get("qemu")?;
-        let part = |k: &str| qemu.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Some(format!("QEMU {}.{}.{}", part("major"), part("minor"), part("micro")))
     }
 }

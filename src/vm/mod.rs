@@ -4,7 +4,6 @@
 //! command line names that socket (see `process`).
 
 mod exec;
-mod launch;
 #[cfg(feature = "libvirt")]
 mod libvirt;
 mod process;
@@ -25,9 +24,8 @@ use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
 use crate::target::Target;
 pub use exec::COMMAND as EXEC_COMMAND;
-pub use launch::launch;
 pub use process::Process;
-pub use start::StartOptions;
+pub use start::{Started, start_qemu};
 pub use state::VmDir;
 
 /// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or with
@@ -62,7 +60,8 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
         VmCommand::Start { name, options } => {
             let vm = VmDir::new(&name)?;
             let fresh = !vm.dir.exists();
-            let started = start::start(&vm, &options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
+            let started =
+                start::start_qemu(&vm, &options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
             println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
             println!("accel {} ({})", started.chosen.accel.name, started.chosen.accel.why);
             if let Some(port) = started.chosen.ssh_port {
@@ -70,7 +69,9 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
             }
             Ok(())
         }
-        VmCommand::Stop { name, timeout, kill, .. } => stop(&existing(&name)?, Duration::from_secs_f64(timeout), kill),
+        VmCommand::Stop { name, timeout, kill, .. } => {
+            stop_managed(&existing(&name)?, Duration::from_secs_f64(timeout), kill)
+        }
         VmCommand::Kill { name, .. } => {
             let vm = existing(&name)?;
             match running(&vm) {
@@ -199,7 +200,7 @@ fn tidy(vm: &VmDir) {
 }
 
 /// `vm stop`: the graceful sequence, reporting which step ended it.
-fn stop(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> {
+fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> {
     let Some(process) = running(vm) else {
         tidy(vm);
         println!("{}: not running", vm.name);

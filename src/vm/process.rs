@@ -41,7 +41,7 @@ fn runs_qemu(arguments: &[Vec<u8>]) -> bool {
 /// the path (a shell, socat, qmpsh itself) is not ours.
 fn is_our_qemu(pid: i32, socket: &Path) -> bool {
     let arguments = arguments(pid);
-    let expected = super::start::qmp_argument(socket);
+    let expected = super::state::qmp_argument(socket);
     runs_qemu(&arguments) && arguments.iter().any(|a| a.as_slice() == expected.as_bytes())
 }
 

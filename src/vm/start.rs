@@ -10,10 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use clap::{Args, ValueEnum};
-
 use super::process::Process;
-use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir};
+use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, opts_path, qmp_argument};
+use crate::cli::{Accel, StartOptions};
 use crate::error::Error;
 use crate::qmp::{Connect, Quiet, SocketMonitor};
 use crate::target::Target;
@@ -21,145 +20,36 @@ use crate::target::Target;
 /// How long QEMU gets to open its QMP socket.
 const START_LIMIT: Duration = Duration::from_secs(30);
 
-// The options of `vm start` and `launch` (a plain comment: clap would show
-// a doc comment as the help of `launch`, whose arguments it learns last).
-#[derive(Debug, Clone, Args)]
-pub struct StartOptions {
-    /// Guest memory in MB
-    #[arg(long, value_name = "MB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
-    pub memory: u32,
-    /// Virtual CPUs
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub cpus: u32,
-    /// A disk image (repeatable), attached as virtio
-    #[arg(long = "disk", value_name = "IMG")]
-    pub disks: Vec<PathBuf>,
-    /// Create each --disk that does not exist yet, this big (4G, 512M):
-    /// a sparse raw file for a .raw name, else qcow2 with qemu-img
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, requires = "disks")]
-    pub disk_size: Option<u64>,
-    /// A CD-ROM image
-    #[arg(long, value_name = "ISO")]
-    pub cdrom: Option<PathBuf>,
-    /// A kernel to boot directly
-    #[arg(long, value_name = "FILE")]
-    pub kernel: Option<PathBuf>,
-    /// An initrd for --kernel
-    #[arg(long, value_name = "FILE")]
-    pub initrd: Option<PathBuf>,
-    /// The kernel command line for --kernel
-    #[arg(long, value_name = "TEXT")]
-    pub append: Option<String>,
-    /// Accelerator: auto picks kvm only when /dev/kvm opens and this is not
-    /// itself a virtual machine (nested KVM often cannot boot a kernel)
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
-    /// A network card (virtio-net) on QEMU's user network: the guest
-    /// reaches out through the host; nothing reaches in but --ssh-port
-    #[arg(long, value_enum, value_name = "MODE")]
-    pub net: Option<Net>,
-    /// Forward 127.0.0.1:PORT on the host to the guest's port 22 (implies
-    /// --net user); `vm status` shows it
-    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    pub ssh_port: Option<u16>,
-    /// The QEMU binary
-    #[arg(long, value_name = "BIN", default_value = "qemu-system-x86_64")]
-    pub qemu: PathBuf,
-    /// No guest agent channel (by default a virtio-serial port
-    /// org.qemu.guest_agent.0 on ga.sock in the VM's folder)
-    #[arg(long)]
-    pub no_agent: bool,
-    /// More QEMU arguments, after --
-    #[arg(last = true, value_name = "QEMU ARGS")]
-    pub extra: Vec<OsString>,
-}
-
-impl StartOptions {
-    /// Whether the VM gets an agent channel: unless `--no-agent`, or a
-    /// machine without PCI (`-machine none`), which has no bus for it.
-    fn wants_agent(&self) -> bool {
-        let mut extra = self.extra.iter().map(|a| a.to_string_lossy());
-        let mut no_pci = false;
-        while let Some(arg) = extra.next() {
-            if arg == "-machine" || arg == "-M" {
-                no_pci |=
-                    extra.next().is_some_and(|m| m == "none" || m.starts_with("none,") || m.contains("type=none"));
-            }
-        }
-        !self.no_agent && !no_pci
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Accel {
-    Auto,
-    Kvm,
-    Tcg,
-}
-
-impl Accel {
-    /// `auto` made concrete: KVM when /dev/kvm opens read-write and the CPU
-    /// does not say it runs under a hypervisor. Nested KVM (as on many CI
-    /// machines) opens fine but can hang booting a kernel, so it is only
-    /// used when asked for with `--accel kvm`.
-    pub fn resolve(self) -> AccelChoice {
-        let asked = |name| AccelChoice { name, why: "asked for with --accel".into() };
-        match self {
-            Accel::Kvm => asked("kvm"),
-            Accel::Tcg => asked("tcg"),
-            Accel::Auto => {
-                let kvm = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm");
-                let nested = fs::read_to_string("/proc/cpuinfo")
-                    .map(|info| {
-                        info.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
-                    })
-                    .unwrap_or(true);
-                let (name, why) = match kvm {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        ("tcg", "this machine has no /dev/kvm".into())
-                    }
-                    Err(e) => ("tcg", format!("/dev/kvm does not open read-write ({e}); the kvm group may help")),
-                    Ok(_) if nested => (
-                        "tcg",
-                        "/dev/kvm opens, but this machine is itself a virtual machine, where nested KVM often \
+/// The accelerator a VM gets, and why. `auto` is KVM when /dev/kvm opens
+/// read-write and the CPU does not say it runs under a hypervisor. Nested
+/// KVM (as on many CI machines) opens fine but can hang booting a kernel,
+/// so it is only used when asked for with `--accel kvm`.
+pub fn choose_accel(accel: Accel) -> AccelChoice {
+    let asked = |name| AccelChoice { name, why: "asked for with --accel".into() };
+    match accel {
+        Accel::Kvm => asked("kvm"),
+        Accel::Tcg => asked("tcg"),
+        Accel::Auto => {
+            let kvm = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm");
+            let nested = fs::read_to_string("/proc/cpuinfo")
+                .map(|info| {
+                    info.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"))
+                })
+                .unwrap_or(true);
+            let (name, why) = match kvm {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => ("tcg", "this machine has no /dev/kvm".into()),
+                Err(e) => ("tcg", format!("/dev/kvm does not open read-write ({e}); the kvm group may help")),
+                Ok(_) if nested => (
+                    "tcg",
+                    "/dev/kvm opens, but this machine is itself a virtual machine, where nested KVM often \
                          cannot boot a kernel; --accel kvm tries it"
-                            .into(),
-                    ),
-                    Ok(_) => ("kvm", "/dev/kvm opens and this machine is not a virtual machine".into()),
-                };
-                AccelChoice { name, why: format!("auto: {why}") }
-            }
+                        .into(),
+                ),
+                Ok(_) => ("kvm", "/dev/kvm opens and this machine is not a virtual machine".into()),
+            };
+            AccelChoice { name, why: format!("auto: {why}") }
         }
     }
-}
-
-/// `--net`: what network card a VM gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Net {
-    /// QEMU's user network (slirp): no root, no setup on the host.
-    User,
-}
-
-/// A size such as `4G`, `512M` or `1048576` (bytes), in binary units.
-fn parse_size(text: &str) -> Result<u64, String> {
-    let (number, unit) = match text.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
-        _ => (text, 'B'),
-    };
-    let shift = match unit {
-        'B' => 0,
-        'K' => 10,
-        'M' => 20,
-        'G' => 30,
-        'T' => 40,
-        _ => return Err(format!("`{text}` is not a size: a number with K, M, G or T, such as 4G")),
-    };
-    let value: u64 =
-        number.parse().map_err(|_| format!("`{text}` is not a size: a number with K, M, G or T, such as 4G"))?;
-    value
-        .checked_mul(1 << shift)
-        .filter(|&bytes| bytes > 0)
-        .ok_or_else(|| format!("`{text}` is not a size from 1 byte to 16 EiB"))
 }
 
 /// A started VM.
@@ -167,16 +57,6 @@ pub struct Started {
     pub child: Child,
     pub socket: PathBuf,
     pub chosen: Chosen,
-}
-
-/// A path inside a QemuOpts value, where a comma is written twice.
-fn opts_path(path: &Path) -> String {
-    path.display().to_string().replace(',', ",,")
-}
-
-/// The `-qmp` argument for `socket`; process checks look for exactly this.
-pub fn qmp_argument(socket: &Path) -> String {
-    format!("unix:{},server=on,wait=off", opts_path(socket))
 }
 
 /// QEMU's arguments for this VM.
@@ -242,7 +122,7 @@ fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<O
 
 /// Starts QEMU for `vm` and returns once its QMP socket greets. With
 /// `tied`, QEMU dies with this process (for `launch`).
-pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, Error> {
+pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, Error> {
     let socket = vm.checked_socket()?;
     if let Some(running) = Process::from_pidfile(&vm.pidfile(), &socket) {
         return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
@@ -252,7 +132,7 @@ pub fn start(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, 
         let _ = fs::remove_file(stale);
     }
     create_disks(options)?;
-    let chosen = Chosen { accel: options.accel.resolve(), ssh_port: options.ssh_port };
+    let chosen = Chosen { accel: choose_accel(options.accel), ssh_port: options.ssh_port };
     let log =
         File::create(vm.qemu_log()).map_err(|e| Error::Io(format!("cannot write {}: {e}", vm.qemu_log().display())))?;
     let log_err = log.try_clone().map_err(|e| Error::Io(e.to_string()))?;

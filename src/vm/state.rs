@@ -221,6 +221,16 @@ impl VmDir {
     }
 }
 
+/// A path inside a QemuOpts value, where a comma is written twice.
+pub fn opts_path(path: &Path) -> String {
+    path.display().to_string().replace(',', ",,")
+}
+
+/// The `-qmp` argument for `socket`; process checks look for exactly this.
+pub fn qmp_argument(socket: &Path) -> String {
+    format!("unix:{},server=on,wait=off", opts_path(socket))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

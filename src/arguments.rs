@@ -5,8 +5,9 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::{Result, error};
-use crate::line::{MAX_KEY_PARTS, Value, literal};
+use crate::line::{MAX_KEY_PARTS, ParseError, Value, expected as error, literal};
+
+type Result<T> = std::result::Result<T, ParseError>;
 
 /// A leaf: text still to be typed, or a value whose type is settled.
 #[derive(Debug, Clone)]
@@ -228,29 +229,6 @@ fn parse_float(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
-/// A size with an optional K/M/G/T suffix (powers of 1024, `B` for bytes);
-/// a bare number is multiplied by `unit`.
-pub fn parse_size(text: &str, unit: u64) -> Option<u64> {
-    let (number, multiplier) = match text.char_indices().last()? {
-        (at, c) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'B' => 0,
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return None,
-            };
-            (&text[..at], 1u64 << shift)
-        }
-        _ => (text, unit),
-    };
-    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    number.parse::<u64>().ok()?.checked_mul(multiplier)
-}
-
 /// A boolean where one is certainly wanted: `on`/`off`, `yes`/`no`, and
 /// `true`/`false` in any case.
 pub fn parse_bool(text: &str) -> Option<bool> {
@@ -344,15 +322,5 @@ mod tests {
         assert_eq!(parse_bool("TRUE"), Some(true));
         assert_eq!(parse_bool("off"), Some(false));
         assert_eq!(parse_bool("On"), None);
-    }
-
-    #[test]
-    fn sizes_take_suffixes() {
-        assert_eq!(parse_size("512", 1 << 20), Some(512 << 20));
-        assert_eq!(parse_size("1G", 1 << 20), Some(1 << 30));
-        assert_eq!(parse_size("4k", 1), Some(4096));
-        assert_eq!(parse_size("M", 1), None);
-        assert_eq!(parse_size("-1", 1), None);
-        assert_eq!(parse_size("99999999999T", 1), None);
     }
 }

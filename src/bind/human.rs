@@ -4,10 +4,11 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::args::{Leaf, Tree, parse_bool, parse_int, parse_size, untyped};
 use super::{Context, Request, Result, command_word, error};
+use crate::arguments::{Leaf, Tree, parse_bool, parse_int, untyped};
 use crate::line::{Arg, Invocation, Value};
 use crate::table::{ArgSpec, ArgType, Entry};
+use crate::units::parse_size;
 
 pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
     let Some(command) = &entry.qmp else {

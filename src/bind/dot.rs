@@ -1,77 +1,78 @@
-//! Binding of `.NAME` shell commands.
+//! Binding of `.NAME` dot commands.
 
 use std::time::Duration;
 
 use serde_json::Map;
 
-use super::args::{Leaf, Tree, parse_int};
-use super::{Result, Shell, error};
+use super::{DotCommand, Result};
+use crate::arguments::{Leaf, Tree, parse_int};
+use crate::line::expected as error;
 use crate::line::{Arg, Invocation, Value};
 
-/// One shell command, as `.help` shows it.
-pub struct ShellCommand {
+/// One dot command, as `.help` shows it.
+pub struct DotUsage {
     pub name: &'static str,
     pub args: &'static str,
     pub help: &'static str,
 }
 
-/// Every shell command: `.help` lists these, and an unknown name is
+/// Every dot command: `.help` lists these, and an unknown name is
 /// compared with them.
-pub const COMMANDS: &[ShellCommand] = &[
-    ShellCommand { name: "help", args: "[CMD]", help: "list commands, or show one" },
-    ShellCommand { name: "exit", args: "", help: "leave qmpsh (Ctrl-D too)" },
-    ShellCommand { name: "events", args: "on|off", help: "show or hide asynchronous events" },
-    ShellCommand { name: "pretty", args: "on|off", help: "pretty-print JSON replies" },
-    ShellCommand { name: "sleep", args: "SECS", help: "pause, printing events that arrive" },
-    ShellCommand {
+pub const COMMANDS: &[DotUsage] = &[
+    DotUsage { name: "help", args: "[CMD]", help: "list commands, or show one" },
+    DotUsage { name: "exit", args: "", help: "leave qmpsh (Ctrl-D too)" },
+    DotUsage { name: "events", args: "on|off", help: "show or hide asynchronous events" },
+    DotUsage { name: "pretty", args: "on|off", help: "pretty-print JSON replies" },
+    DotUsage { name: "sleep", args: "SECS", help: "pause, printing events that arrive" },
+    DotUsage {
         name: "wait",
         args: "EVENT [timeout=SECS] [KEY=VALUE...]",
         help: "block until a matching event arrives",
     },
-    ShellCommand { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
-    ShellCommand { name: "cpu", args: "N", help: "address HMP commands to CPU N" },
-    ShellCommand {
+    DotUsage { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
+    DotUsage { name: "cpu", args: "N", help: "address HMP commands to CPU N" },
+    DotUsage {
         name: "shutdown",
         args: "[timeout=SECS] [kill]",
         help: "guest agent or power button, wait (30 s), then quit, then SIGKILL; `kill` kills at once",
     },
 ];
 
-impl ShellCommand {
+impl DotUsage {
     /// `.wait EVENT [timeout=SECS] ...`
     pub fn usage(&self) -> String {
         format!(".{} {}", self.name, self.args).trim_end().to_string()
     }
 }
 
-pub fn bind(inv: &Invocation) -> Result<Shell> {
+pub fn bind(inv: &Invocation) -> Result<DotCommand> {
     let end = inv.offset + inv.name.len();
     let args = inv.args.as_slice();
     match inv.name.as_str() {
         "help" => {
             let topic: Vec<&str> = args.iter().filter_map(|a| a.value.text()).collect();
-            Ok(Shell::Help((!topic.is_empty()).then(|| topic.join(" "))))
+            Ok(DotCommand::Help((!topic.is_empty()).then(|| topic.join(" "))))
         }
         "exit" => match args.first() {
             Some(arg) => error(arg.offset, "nothing after .exit"),
-            None => Ok(Shell::Exit),
+            None => Ok(DotCommand::Exit),
         },
-        "events" => on_off(args, end, "events").map(Shell::Events),
-        "pretty" => on_off(args, end, "pretty").map(Shell::Pretty),
+        "events" => on_off(args, end, "events").map(DotCommand::Events),
+        "pretty" => on_off(args, end, "pretty").map(DotCommand::Pretty),
         "sleep" => match args {
-            [arg] if arg.key.is_none() => seconds(arg).map(Shell::Sleep),
+            [arg] if arg.key.is_none() => seconds(arg).map(DotCommand::Sleep),
             [arg, ..] => error(arg.offset, "a number of seconds after .sleep"),
             [] => error(end, "a number of seconds after .sleep"),
         },
         "wait" => wait(args, end),
         "schema" => match args {
-            [Arg { key: None, value: Value::Bare(name), .. }] => Ok(Shell::Schema(name.clone())),
+            [Arg { key: None, value: Value::Bare(name), .. }] => Ok(DotCommand::Schema(name.clone())),
             [arg, ..] => error(arg.offset, "a command name after .schema"),
             [] => error(end, "a command name after .schema"),
         },
         "cpu" => match args {
             [arg @ Arg { key: None, value: Value::Bare(n), .. }] => match parse_int(n) {
-                Some(index) if index >= 0 => Ok(Shell::Cpu(index)),
+                Some(index) if index >= 0 => Ok(DotCommand::Cpu(index)),
                 _ => error(arg.offset, "a CPU index (0, 1, ...)"),
             },
             [arg, ..] => error(arg.offset, "a CPU index after .cpu"),
@@ -82,7 +83,7 @@ pub fn bind(inv: &Invocation) -> Result<Shell> {
             let hint = crate::schema::suggest(other, COMMANDS.iter().map(|c| c.name))
                 .map(|near| format!(" (did you mean .{near}?)"))
                 .unwrap_or_default();
-            error(inv.offset, format!("a shell command (see .help), not `.{other}`{hint}"))
+            error(inv.offset, format!("a dot command (see .help), not `.{other}`{hint}"))
         }
     }
 }
@@ -98,7 +99,7 @@ fn on_off(args: &[Arg], end: usize, what: &str) -> Result<bool> {
 
 /// `.wait EVENT [timeout=SECS] [KEY=VALUE...]`: KEY=VALUE pairs match
 /// fields of the event's data, typed as qmp-shell types them.
-fn wait(args: &[Arg], end: usize) -> Result<Shell> {
+fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
     let (event, rest) = match args {
         [Arg { key: None, value: Value::Bare(name), .. }, rest @ ..] => (name.to_ascii_uppercase(), rest),
         [arg, ..] => return error(arg.offset, "an event name after .wait, such as STOP"),
@@ -114,11 +115,11 @@ fn wait(args: &[Arg], end: usize) -> Result<Shell> {
         }
     }
     let fields: Map<_, _> = fields.into_untyped();
-    Ok(Shell::Wait { event, timeout, fields })
+    Ok(DotCommand::Wait { event, timeout, fields })
 }
 
 /// `.shutdown [timeout=SECS] [kill]`.
-fn shutdown(args: &[Arg]) -> Result<Shell> {
+fn shutdown(args: &[Arg]) -> Result<DotCommand> {
     let mut timeout = Duration::from_secs(30);
     let mut kill = false;
     for arg in args {
@@ -128,13 +129,13 @@ fn shutdown(args: &[Arg]) -> Result<Shell> {
             _ => return error(arg.offset, "timeout=SECS or kill after .shutdown"),
         }
     }
-    Ok(Shell::Shutdown { timeout, kill })
+    Ok(DotCommand::Shutdown { timeout, kill })
 }
 
 /// Seconds as the command line takes them (above zero, below 1e9), so a
 /// deadline never overflows.
 fn seconds(arg: &Arg) -> Result<Duration> {
-    match arg.value.text().map(crate::cli::parse_seconds) {
+    match arg.value.text().map(crate::units::parse_seconds) {
         Some(Ok(seconds)) => Ok(Duration::from_secs_f64(seconds)),
         _ => error(arg.offset, "a number of seconds above zero"),
     }

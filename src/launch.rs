@@ -12,14 +12,13 @@ use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use super::start::{self, StartOptions};
-use super::state::VmDir;
-use crate::app;
-use crate::cli::ShellOptions;
+use crate::attach;
+use crate::cli::{SessionOptions, StartOptions};
 use crate::error::Error;
 use crate::interrupt;
 use crate::target::Target;
 use crate::terminal;
+use crate::vm::{self, VmDir};
 
 /// What the signal watcher must undo: the VM's QEMU and folder, and the
 /// terminal's settings.
@@ -80,10 +79,10 @@ fn watch_signals(interactive: bool) -> Result<(), Error> {
 }
 
 /// Starts the VM, runs the shell on it, and cleans up however it ends.
-pub fn launch(options: StartOptions, shell: ShellOptions) -> Result<(), Error> {
+pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Error> {
     let name = format!("launch-{}", std::process::id());
     let vm = VmDir::new(&name)?;
-    let interactive = shell.commands.is_empty() && std::io::stdin().is_terminal();
+    let interactive = session.commands.is_empty() && std::io::stdin().is_terminal();
     let terminal = interactive.then(terminal::Saved::now).flatten();
     *CLEANUP.lock().map_err(|_| Error::Io("cleanup state poisoned".into()))? =
         Some(Cleanup { vm: vm.clone(), qemu_pid: None, terminal });
@@ -91,7 +90,7 @@ pub fn launch(options: StartOptions, shell: ShellOptions) -> Result<(), Error> {
         clean_up(None);
         return Err(e);
     }
-    let started = match start::start(&vm, &options, true) {
+    let started = match vm::start_qemu(&vm, &options, true) {
         Ok(started) => started,
         Err(e) => {
             clean_up(None);
@@ -103,11 +102,11 @@ pub fn launch(options: StartOptions, shell: ShellOptions) -> Result<(), Error> {
     {
         cleanup.qemu_pid = Some(started.child.id() as i32);
     }
-    if shell.verbose {
+    if session.verbose {
         let accel = &started.chosen.accel;
         eprintln!("qmpsh: accel {} ({})", accel.name, accel.why);
     }
-    let result = app::shell(&Target::Unix(started.socket), &shell);
+    let result = attach::monitor(&Target::Unix(started.socket), &session);
     clean_up(None);
     result
 }

@@ -1,0 +1,144 @@
+//! Attaching to a monitor: connect to a target (a socket, a libvirt
+//! domain, a guest agent's channel) and talk to it, in the REPL on a
+//! terminal and as a script otherwise. `qmpsh TARGET`, `qmpsh --agent` and
+//! `launch` all come here.
+
+use std::io::{self, IsTerminal};
+use std::time::Duration;
+
+use crate::cli::{ColorChoice, SessionOptions};
+use crate::error::Error;
+use crate::output::{Printer, Style};
+use crate::qmp::agent::AgentMonitor;
+use crate::qmp::{Connect, Monitor, SocketMonitor};
+use crate::render::Palette;
+use crate::repl;
+use crate::script;
+use crate::session::{Session, Settings};
+use crate::target::Target;
+use crate::vm::VmDir;
+
+/// How long to wait for the greeting when `--timeout` is not given.
+pub const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to `target` and runs the REPL on a terminal, else the script.
+pub fn monitor(target: &Target, options: &SessionOptions) -> Result<(), Error> {
+    let mut printer = printer(options)?;
+    let timeout = options.timeout.map(Duration::from_secs_f64);
+    let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate };
+    let monitor: Box<dyn Monitor> = match target {
+        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
+        _ => Box::new(
+            SocketMonitor::connect(target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?,
+        ),
+    };
+    // A managed VM's folder holds its agent channel beside the QMP socket.
+    let agent = match target {
+        Target::Unix(path) if path.file_name().is_some_and(|n| n == "qmp.sock") => {
+            path.parent().map(|dir| dir.join("ga.sock")).filter(|ga| ga.exists()).map(Target::Unix)
+        }
+        _ => None,
+    };
+    converse(monitor, printer, &target.to_string(), agent, options)
+}
+
+/// `--agent NAME|SOCKET`: a managed VM's agent channel, or a socket.
+pub fn agent_target(agent: &str) -> Result<Target, Error> {
+    let plain_word = !agent.contains('/') && !agent.contains(':');
+    if !plain_word {
+        return Target::parse(agent);
+    }
+    match VmDir::find_socket(agent) {
+        Some(_) => {
+            let channel = VmDir::new(agent)?.agent_socket();
+            if !channel.exists() {
+                return Err(Error::Usage(format!(
+                    "VM {agent} has no guest agent channel: it was started with --no-agent, on a machine \
+                     without PCI, or is not running"
+                )));
+            }
+            Ok(Target::Unix(channel))
+        }
+        None if !std::path::Path::new(agent).exists() => {
+            Err(Error::Usage(format!("no VM named {agent} and no socket file {agent} (qmpsh vm list shows the VMs)")))
+        }
+        None => Target::parse(agent),
+    }
+}
+
+/// `--agent`: the shell on a guest agent's channel, once it answers.
+pub fn agent(target: &Target, label: &str, options: &SessionOptions) -> Result<(), Error> {
+    let printer = printer(options)?;
+    let timeout = options.timeout.map(Duration::from_secs_f64).unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let monitor = AgentMonitor::connect(target, label, timeout).map_err(|e| Error::Connection(e.to_string()))?;
+    converse(Box::new(monitor), printer, label, None, options)
+}
+
+/// Where output goes and how it looks, from the options and the terminal.
+fn printer(options: &SessionOptions) -> Result<Printer, Error> {
+    let style = Style {
+        stdout: palette(options.color, io::stdout().is_terminal()),
+        stderr: palette(options.color, io::stderr().is_terminal()),
+        pretty: options.pretty || io::stdout().is_terminal(),
+        json: options.json,
+        verbose: options.verbose,
+        events: true,
+    };
+    if !style.stdout.is_plain() || !style.stderr.is_plain() {
+        colored::control::set_override(true);
+    }
+    Printer::new(style, options.log.as_deref())
+}
+
+/// Runs the REPL on a terminal, else the script, on a connected monitor.
+fn converse(
+    monitor: Box<dyn Monitor>,
+    mut printer: Printer,
+    label: &str,
+    agent: Option<Target>,
+    options: &SessionOptions,
+) -> Result<(), Error> {
+    let interactive = options.commands.is_empty() && io::stdin().is_terminal();
+    let timeout = options.timeout.map(Duration::from_secs_f64);
+    printer.live = true;
+    let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    // The REPL waits for each reply: a person reads it before typing on.
+    let pipeline = options.pipeline.filter(|_| !interactive).map(|n| n as usize);
+    let keep_going = options.keep_going;
+    let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline, keep_going };
+    let mut session = Session::new(monitor, printer, settings);
+    if interactive {
+        repl::run(&mut session, label)
+    } else {
+        script::run(&mut session, script::input(options), options.keep_going)
+    }
+}
+
+/// A monitor through libvirt, for `libvirt:DOMAIN`.
+#[cfg(feature = "libvirt")]
+fn libvirt_monitor(domain: &str, uri: Option<&str>) -> Result<Box<dyn Monitor>, Error> {
+    match crate::qmp::libvirt::LibvirtMonitor::connect(uri, domain) {
+        Ok(monitor) => Ok(Box::new(monitor)),
+        Err(e) => Err(Error::Connection(e.to_string())),
+    }
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn libvirt_monitor(_: &str, _: Option<&str>) -> Result<Box<dyn Monitor>, Error> {
+    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
+}
+
+/// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.
+pub fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
+    let wanted = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+            is_terminal && !no_color && !dumb
+        }
+    };
+    if wanted { Palette::colored() } else { Palette::plain() }
+}
