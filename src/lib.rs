@@ -3,8 +3,11 @@
 //! The pipeline, in the order a line travels:
 //! `line` (assemble and parse) → `bind` (against `table`) → `session`
 //! (drives a `qmp::Monitor`) → `output`/`render` (replies and events).
-//! `app` wires them for the command line; `repl` is the terminal loop;
-//! `vm` starts, stops and kills the VMs qmpsh manages.
+//! `script` and `repl` feed a session lines; `attach` connects to a target
+//! and runs one of them; `app` dispatches the command line; `vm` starts,
+//! stops and kills the VMs qmpsh manages, and `launch` runs a shell on a
+//! throwaway one. Modules only import downwards: none imports one that
+//! imports it back.
 //!
 //! No `unsafe` anywhere but in the libvirt event callbacks
 //! (`qmp::libvirt::events`, behind the `libvirt` feature): system calls go
