@@ -30,7 +30,8 @@ pub fn monitor(target: &Target, options: &SessionOptions) -> Result<(), Error> {
     let monitor: Box<dyn Monitor> = match target {
         Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
         _ => Box::new(
-            SocketMonitor::connect(target, connect, &mut printer).map_err(|e| Error::Connection(e.to_string()))?,
+            SocketMonitor::connect(target, connect, &mut printer.own_traffic())
+                .map_err(|e| Error::Connection(e.to_string()))?,
         ),
     };
     // A managed VM's folder holds its agent channel beside the QMP socket.
@@ -94,14 +95,13 @@ fn printer(options: &SessionOptions) -> Result<Printer, Error> {
 /// Runs the REPL on a terminal, else the script, on a connected monitor.
 fn converse(
     monitor: Box<dyn Monitor>,
-    mut printer: Printer,
+    printer: Printer,
     label: &str,
     agent: Option<Target>,
     options: &SessionOptions,
 ) -> Result<(), Error> {
     let interactive = options.commands.is_empty() && io::stdin().is_terminal();
     let timeout = options.timeout.map(Duration::from_secs_f64);
-    printer.live = true;
     let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
     // The REPL waits for each reply: a person reads it before typing on.
     let pipeline = options.pipeline.filter(|_| !interactive).map(|n| n as usize);

@@ -3,7 +3,6 @@
 //! [`Printer`] is the [`Observer`] the QMP client reports to, so events are
 //! printed the moment they are read.
 
-use std::collections::VecDeque;
 use std::fs::{File, Permissions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -117,23 +116,12 @@ pub struct Printer {
     out: Vec<u8>,
     sink: Sink,
     log: Option<TrafficLog>,
-    /// Set once the handshake is over: `--json` shows command traffic only.
-    pub live: bool,
-    /// Set while qmpsh asks QEMU something for itself (the schema): its
-    /// reply is logged but not printed, while events still are.
-    pub internal: bool,
     /// The first output failure, reported at the next check.
     failure: Option<io::Error>,
-    /// Events received since the last command was sent, for `.wait` to
-    /// find one that came before it started (STOP arrives during `stop`).
-    recent: VecDeque<Value>,
 }
 
 /// How much output collects before it is written.
 const FLUSH_AT: usize = 64 * 1024;
-
-/// How many events `.wait` can look back on.
-const RECENT_EVENTS: usize = 1024;
 
 impl Style {
     /// Plain text with events, for the VM helpers' own output.
@@ -152,16 +140,7 @@ impl Style {
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
         let log = log.map(TrafficLog::open).transpose()?;
-        Ok(Printer {
-            style,
-            out: Vec::with_capacity(64 * 1024),
-            sink: Sink::Stdout(io::stdout()),
-            log,
-            live: false,
-            internal: false,
-            recent: VecDeque::new(),
-            failure: None,
-        })
+        Ok(Printer { style, out: Vec::with_capacity(64 * 1024), sink: Sink::Stdout(io::stdout()), log, failure: None })
     }
 
     fn record(&mut self, result: io::Result<()>) {
@@ -192,23 +171,6 @@ impl Printer {
         };
         self.out.clear();
         self.record(result);
-    }
-
-    /// Forgets the events received so far: a command is about to be sent.
-    pub fn forget_events(&mut self) {
-        self.recent.clear();
-    }
-
-    /// The last event named `name` since the last command was sent.
-    pub fn seen_event(&self, name: &str) -> Option<&Value> {
-        self.recent.iter().rev().find(|event| event.get("event").and_then(Value::as_str) == Some(name))
-    }
-
-    /// Takes the first remembered event that `wanted` accepts, with those
-    /// before it.
-    pub fn take_event(&mut self, wanted: &mut dyn FnMut(&Value) -> bool) -> Option<Value> {
-        let at = self.recent.iter().position(wanted)?;
-        self.recent.drain(..=at).next_back()
     }
 
     /// From now on, stdout goes through the line editor's printer, so an
@@ -245,6 +207,19 @@ impl Printer {
         let _ = render::error_text(&mut io::stderr().lock(), message, &self.style.stderr);
     }
 
+    /// An observer for traffic that is qmpsh's own (the handshake, the
+    /// schema, completion's questions): logged with `-l`, but neither
+    /// echoed by `-v` nor printed by `--json`; events still show.
+    pub fn own_traffic(&mut self) -> OwnTraffic<'_> {
+        OwnTraffic(self)
+    }
+
+    fn log(&mut self, direction: &str, message: &Value) {
+        if let Some(log) = &mut self.log {
+            let _ = log.write(direction, message);
+        }
+    }
+
     /// Free text for stdout, such as `.help`.
     pub fn text(&mut self, text: &str) {
         let result = self.out.write_all(text.as_bytes());
@@ -259,12 +234,8 @@ impl Observer for Printer {
     }
 
     fn sent(&mut self, message: &Value) {
-        if let Some(log) = &mut self.log {
-            let _ = log.write("sent", message);
-        }
-        // `-v` echoes what the user's lines send; the handshake and
-        // qmpsh's own questions (the schema) are in the `-l` log only.
-        if self.style.verbose && self.live && !self.internal {
+        self.log("sent", message);
+        if self.style.verbose {
             self.flush();
             let mut err = io::stderr().lock();
             let _ = err.write_all(b"-> ");
@@ -274,30 +245,40 @@ impl Observer for Printer {
     }
 
     fn received(&mut self, message: &Value, kind: Kind) {
-        if kind == Kind::Event {
-            if self.recent.len() == RECENT_EVENTS {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(message.clone());
-        }
-        if let Some(log) = &mut self.log {
-            let _ = log.write(if kind == Kind::Event { "event" } else { "received" }, message);
-        }
+        self.log(if kind == Kind::Event { "event" } else { "received" }, message);
         if self.style.json {
-            if self.live && !(self.internal && kind == Kind::Reply) {
-                let mut result = serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
-                if result.is_ok() {
-                    result = self.out.write_all(b"\n");
-                }
-                self.record(result);
-                if kind == Kind::Event {
-                    self.flush();
-                }
+            let mut result = serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
+            if result.is_ok() {
+                result = self.out.write_all(b"\n");
+            }
+            self.record(result);
+            if kind == Kind::Event {
+                self.flush();
             }
         } else if kind == Kind::Event && self.style.events {
             let result = render::event(&mut self.out, message, &self.style.stdout);
             self.record(result);
             self.flush();
+        }
+    }
+}
+
+/// See [`Printer::own_traffic`].
+pub struct OwnTraffic<'a>(&'a mut Printer);
+
+impl Observer for OwnTraffic<'_> {
+    fn waiting(&mut self) {
+        self.0.flush();
+    }
+
+    fn sent(&mut self, message: &Value) {
+        self.0.log("sent", message);
+    }
+
+    fn received(&mut self, message: &Value, kind: Kind) {
+        match kind {
+            Kind::Event => self.0.received(message, kind),
+            _ => self.0.log("received", message),
         }
     }
 }

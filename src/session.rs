@@ -109,6 +109,34 @@ pub struct Session {
     /// Counts the events seen, for the REPL's completion: what it learnt
     /// of the VM's state is old after one.
     events_seen: Option<Arc<AtomicU64>>,
+    /// Events received since the last command was sent, for `.wait` to
+    /// find one that came before it started (STOP arrives during `stop`),
+    /// and for the shell to see that QEMU said why it went.
+    recent: VecDeque<Value>,
+}
+
+/// How many events `.wait` can look back on.
+const RECENT_EVENTS: usize = 1024;
+
+/// The observer for a session's traffic: the printer (or, for qmpsh's own
+/// questions, its log), with every event remembered and counted.
+macro_rules! watch {
+    ($session:ident) => {
+        Watch {
+            printer: &mut $session.printer,
+            own: false,
+            recent: &mut $session.recent,
+            events_seen: $session.events_seen.as_deref(),
+        }
+    };
+    ($session:ident, own) => {
+        Watch {
+            printer: &mut $session.printer,
+            own: true,
+            recent: &mut $session.recent,
+            events_seen: $session.events_seen.as_deref(),
+        }
+    };
 }
 
 impl Session {
@@ -124,6 +152,7 @@ impl Session {
             in_flight: VecDeque::new(),
             deferred: None,
             events_seen: None,
+            recent: VecDeque::new(),
         }
     }
 
@@ -203,7 +232,7 @@ impl Session {
     /// `--pipeline`: sends `request` without waiting, and reads the oldest
     /// reply once the window is full.
     fn send_ahead(&mut self, request: Request, line_no: Option<usize>) -> Result<Flow, Error> {
-        self.printer.forget_events();
+        self.recent.clear();
         let pending = match self.post(request, line_no) {
             Ok(pending) => pending,
             Err(e) => return self.connection_lost(e),
@@ -308,9 +337,7 @@ impl Session {
 
     fn ask_message(&mut self, command: &str, request: Map<String, Value>) -> Result<Option<Value>, Error> {
         let deadline = self.deadline();
-        self.printer.internal = true;
-        let reply = self.monitor.execute(request, deadline, &mut self.printer);
-        self.printer.internal = false;
+        let reply = self.monitor.execute(request, deadline, &mut watch!(self, own));
         match reply {
             Ok(reply) => Ok(reply.ok()),
             Err(ClientError::Timeout) => Err(self.timed_out(command)),
@@ -329,15 +356,14 @@ impl Session {
             self.complete_oldest()?;
             return Ok(Flow::Continue);
         }
-        let mut observer = Counting { printer: &mut self.printer, events: self.events_seen.as_deref() };
-        match self.monitor.wait_wake(&mut observer) {
+        match self.monitor.wait_wake(&mut watch!(self)) {
             Ok(()) | Err(ClientError::Interrupted) => Ok(Flow::Continue),
             Err(ClientError::Closed) if self.monitor.ended_by().is_some() => {
                 let command = self.monitor.ended_by().unwrap_or_default();
                 self.printer.problem(&format!("qmpsh: the guest agent's channel closed after {command}"));
                 Ok(Flow::Exit)
             }
-            Err(ClientError::Closed) if !self.quitting => match self.printer.seen_event("SHUTDOWN") {
+            Err(ClientError::Closed) if !self.quitting => match self.seen_event("SHUTDOWN") {
                 // QEMU announced its end and went: say so and leave.
                 Some(shutdown) => {
                     let reason = shutdown.get("data").and_then(|d| d.get("reason")).and_then(Value::as_str);
@@ -351,6 +377,18 @@ impl Session {
         }
     }
 
+    /// The last event named `name` since the last command was sent.
+    fn seen_event(&self, name: &str) -> Option<&Value> {
+        self.recent.iter().rev().find(|event| event.get("event").and_then(Value::as_str) == Some(name))
+    }
+
+    /// Takes the first remembered event that `wanted` accepts, with those
+    /// before it.
+    fn take_event(&mut self, wanted: &mut dyn FnMut(&Value) -> bool) -> Option<Value> {
+        let at = self.recent.iter().position(wanted)?;
+        self.recent.drain(..=at).next_back()
+    }
+
     /// From now on, counts in `counter` every event seen while idle or
     /// looking (the REPL's completion cache).
     pub fn count_events(&mut self, counter: Arc<AtomicU64>) {
@@ -362,10 +400,7 @@ impl Session {
     /// over when it comes).
     pub fn look(&mut self, message: Map<String, Value>, limit: Duration) -> Result<Option<Value>, Error> {
         let deadline = Some(Instant::now() + limit);
-        self.printer.internal = true;
-        let mut observer = Counting { printer: &mut self.printer, events: self.events_seen.as_deref() };
-        let reply = self.monitor.execute(message, deadline, &mut observer);
-        self.printer.internal = false;
+        let reply = self.monitor.execute(message, deadline, &mut watch!(self, own));
         match reply {
             Ok(reply) => Ok(reply.ok()),
             Err(ClientError::Timeout) => Ok(None),
@@ -399,7 +434,7 @@ impl Session {
         if request.quits() {
             self.quitting = true;
         }
-        self.printer.forget_events();
+        self.recent.clear();
         match self.post(request, line_no) {
             Ok(pending) => self.finish(pending),
             Err(e) => self.connection_lost(e),
@@ -410,14 +445,14 @@ impl Session {
         let command = request.command().to_string();
         let hmp_line = request.hmp_line().map(str::to_string);
         let text_reply = request.text_reply;
-        let ticket = self.monitor.post(request.message, &mut self.printer)?;
+        let ticket = self.monitor.post(request.message, &mut watch!(self))?;
         Ok(InFlight { ticket, line_no, command, hmp_line, text_reply })
     }
 
     /// Waits for `pending`'s reply and shows it.
     fn finish(&mut self, pending: InFlight) -> Result<Flow, Error> {
         let deadline = self.deadline();
-        match self.monitor.await_reply(pending.ticket, deadline, &mut self.printer) {
+        match self.monitor.await_reply(pending.ticket, deadline, &mut watch!(self)) {
             Ok(Ok(Value::String(text)))
                 if pending.hmp_line.as_deref().is_some_and(|line| hmp::is_failure(line, &text)) =>
             {
@@ -466,7 +501,7 @@ impl Session {
     /// when qmpsh exits, QEMU is gone too.
     fn await_close(&mut self) {
         let deadline = Some(Instant::now() + self.settings.quit_grace);
-        let _ = self.monitor.wait_event(deadline, &mut self.printer, &mut |_| false);
+        let _ = self.monitor.wait_event(deadline, &mut watch!(self), &mut |_| false);
     }
 
     fn connection_lost(&mut self, error: ClientError) -> Result<Flow, Error> {
@@ -518,7 +553,7 @@ impl Session {
             DotCommand::Sleep(duration) => {
                 // Events that arrive meanwhile are printed as they come.
                 let deadline = Some(Instant::now() + duration);
-                if let Err(e) = self.monitor.wait_event(deadline, &mut self.printer, &mut |_| false) {
+                if let Err(e) = self.monitor.wait_event(deadline, &mut watch!(self), &mut |_| false) {
                     return self.connection_lost(e);
                 }
             }
@@ -530,11 +565,11 @@ impl Session {
                         && fields.iter().all(|(k, v)| message.get("data").and_then(|d| d.get(k)) == Some(v))
                 };
                 // It may have come already, while the last command ran.
-                if self.printer.take_event(&mut wanted).is_some() {
+                if self.take_event(&mut wanted).is_some() {
                     return Ok(Flow::Continue);
                 }
-                match self.monitor.wait_event(deadline, &mut self.printer, &mut wanted) {
-                    Ok(Some(_)) => self.printer.forget_events(),
+                match self.monitor.wait_event(deadline, &mut watch!(self), &mut wanted) {
+                    Ok(Some(_)) => self.recent.clear(),
                     Ok(None) => {
                         let waited = limit.unwrap_or_default().as_secs_f64();
                         return Err(Error::Timeout(format!("no {event} event within {waited} s")));
@@ -553,24 +588,30 @@ fn locate(text: &str, line_no: Option<usize>, error: ParseError) -> Error {
     Error::Parse { line: line_no.map(|n| n + lines_after), column: Some(column), message: error.message }
 }
 
-/// Hands everything to the printer, counting events.
-struct Counting<'a> {
+struct Watch<'a> {
     printer: &'a mut Printer,
-    events: Option<&'a AtomicU64>,
+    /// qmpsh's own question: its traffic is logged, not shown.
+    own: bool,
+    recent: &'a mut VecDeque<Value>,
+    events_seen: Option<&'a AtomicU64>,
 }
 
-impl Observer for Counting<'_> {
+impl Observer for Watch<'_> {
     fn sent(&mut self, message: &Value) {
-        self.printer.sent(message);
+        if self.own { self.printer.own_traffic().sent(message) } else { self.printer.sent(message) }
     }
 
     fn received(&mut self, message: &Value, kind: Kind) {
-        if kind == Kind::Event
-            && let Some(events) = self.events
-        {
-            events.fetch_add(1, Ordering::SeqCst);
+        if kind == Kind::Event {
+            if let Some(events) = self.events_seen {
+                events.fetch_add(1, Ordering::SeqCst);
+            }
+            if self.recent.len() == RECENT_EVENTS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(message.clone());
         }
-        self.printer.received(message, kind);
+        if self.own { self.printer.own_traffic().received(message, kind) } else { self.printer.received(message, kind) }
     }
 
     fn waiting(&mut self) {

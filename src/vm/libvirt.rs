@@ -105,7 +105,6 @@ fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
         return Ok(());
     }
     let mut printer = Printer::new(Style::plain(), None)?;
-    printer.live = true;
     let mut monitor = LibvirtMonitor::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {

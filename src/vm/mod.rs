@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::cli::VmCommand;
+use crate::cli::{StartOptions, VmCommand};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
@@ -57,92 +57,105 @@ fn run_libvirt(_: &str, _: VmCommand) -> Result<(), Error> {
 /// `qmpsh vm ...` on the VMs qmpsh started.
 fn run_own(command: VmCommand) -> Result<(), Error> {
     match command {
-        VmCommand::Start { name, options } => {
-            let vm = VmDir::new(&name)?;
-            let fresh = !vm.dir.exists();
-            let started =
-                start::start_qemu(&vm, &options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
-            println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
-            println!("accel {} ({})", started.chosen.accel.name, started.chosen.accel.why);
-            if let Some(port) = started.chosen.ssh_port {
-                println!("ssh   127.0.0.1:{port} goes to the guest's port 22: ssh -p {port} USER@127.0.0.1");
-            }
-            Ok(())
-        }
+        VmCommand::Start { name, options } => start_managed(&name, &options),
         VmCommand::Stop { name, timeout, kill, .. } => {
             stop_managed(&existing(&name)?, Duration::from_secs_f64(timeout), kill)
         }
-        VmCommand::Kill { name, .. } => {
-            let vm = existing(&name)?;
-            match running(&vm) {
-                Some(process) => {
-                    process.kill().map_err(|e| Error::Failed(e.to_string()))?;
-                    if !process.wait_exit(Duration::from_secs(5)) {
-                        return Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL", process.pid)));
-                    }
-                    tidy(&vm);
-                    println!("{}: killed", vm.name);
-                }
-                None => println!("{}: not running", vm.name),
-            }
-            Ok(())
+        VmCommand::Kill { name, .. } => kill_managed(&existing(&name)?),
+        VmCommand::List { json, .. } => list(json),
+        VmCommand::Status { name, json, .. } => status(&existing(&name)?, json),
+        VmCommand::Delete { name } => delete(&existing(&name)?),
+    }
+}
+
+/// `vm start`: what started, the accelerator and why, the ssh port.
+fn start_managed(name: &str, options: &StartOptions) -> Result<(), Error> {
+    let vm = VmDir::new(name)?;
+    let fresh = !vm.dir.exists();
+    let started = start::start_qemu(&vm, options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
+    println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
+    println!("accel {} ({})", started.chosen.accel.name, started.chosen.accel.why);
+    if let Some(port) = started.chosen.ssh_port {
+        println!("ssh   127.0.0.1:{port} goes to the guest's port 22: ssh -p {port} USER@127.0.0.1");
+    }
+    Ok(())
+}
+
+/// `vm kill`: SIGKILL, checked.
+fn kill_managed(vm: &VmDir) -> Result<(), Error> {
+    match running(vm) {
+        Some(process) => {
+            kill_checked(&process, "")?;
+            tidy(vm);
+            println!("{}: killed", vm.name);
         }
-        VmCommand::List { json, .. } => {
-            let reports: Vec<Value> = VmDir::all()?.iter().map(report).collect();
-            if json {
-                println!("{}", Value::Array(reports));
-            } else {
-                println!("{:<20} {:>8} {:<10} {:>9}  SOCKET", "NAME", "PID", "STATE", "UPTIME");
-                for r in &reports {
-                    print_row(r);
-                }
-            }
-            Ok(())
-        }
-        VmCommand::Status { name, json, .. } => {
-            let vm = existing(&name)?;
-            let mut r = report(&vm);
-            let agent = if r.get("pid").is_none_or(Value::is_null) { Value::Null } else { agent_report(&vm) };
-            if let Some(fields) = r.as_object_mut() {
-                fields.insert("agent".into(), agent);
-            }
-            if json {
-                println!("{r}");
-            } else {
-                for key in ["name", "pid", "state", "uptime", "socket", "accel", "ssh_port"] {
-                    let value = match r.get(key).unwrap_or(&Value::Null) {
-                        Value::String(s) if key == "accel" => {
-                            format!("{s} ({})", r.get("accel_why").and_then(Value::as_str).unwrap_or("-"))
-                        }
-                        Value::String(s) => s.clone(),
-                        Value::Null => "-".into(),
-                        Value::Number(n) if key == "uptime" => format_uptime(n.as_u64().unwrap_or(0)),
-                        Value::Number(n) if key == "ssh_port" => format!("127.0.0.1:{n} (the guest's port 22)"),
-                        other => other.to_string(),
-                    };
-                    let label = if key == "ssh_port" { "ssh" } else { key };
-                    println!("{label:<7} {value}");
-                }
-                print_agent(r.get("agent").unwrap_or(&Value::Null));
-            }
-            Ok(())
-        }
-        VmCommand::Delete { name } => {
-            let vm = existing(&name)?;
-            if let Some(process) = running(&vm) {
-                process.kill().map_err(|e| Error::Failed(e.to_string()))?;
-                if !process.wait_exit(Duration::from_secs(5)) {
-                    return Err(Error::Failed(format!(
-                        "QEMU (pid {}) survived SIGKILL; its folder stays",
-                        process.pid
-                    )));
-                }
-            }
-            fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
-            println!("{}: deleted", vm.name);
-            Ok(())
+        None => println!("{}: not running", vm.name),
+    }
+    Ok(())
+}
+
+/// SIGKILL, and a failure if QEMU outlives it (`aftermath` says what that
+/// leaves).
+fn kill_checked(process: &Process, aftermath: &str) -> Result<(), Error> {
+    process.kill().map_err(|e| Error::Failed(e.to_string()))?;
+    if process.wait_exit(Duration::from_secs(5)) {
+        Ok(())
+    } else {
+        Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL{aftermath}", process.pid)))
+    }
+}
+
+/// `vm list`: a table, or JSON.
+fn list(json: bool) -> Result<(), Error> {
+    let reports: Vec<Value> = VmDir::all()?.iter().map(report).collect();
+    if json {
+        println!("{}", Value::Array(reports));
+    } else {
+        println!("{:<20} {:>8} {:<10} {:>9}  SOCKET", "NAME", "PID", "STATE", "UPTIME");
+        for r in &reports {
+            print_row(r);
         }
     }
+    Ok(())
+}
+
+/// `vm status`: one VM, with what its guest agent tells.
+fn status(vm: &VmDir, json: bool) -> Result<(), Error> {
+    let mut r = report(vm);
+    let agent = if r.get("pid").is_none_or(Value::is_null) { Value::Null } else { agent_report(vm) };
+    if let Some(fields) = r.as_object_mut() {
+        fields.insert("agent".into(), agent);
+    }
+    if json {
+        println!("{r}");
+        return Ok(());
+    }
+    for key in ["name", "pid", "state", "uptime", "socket", "accel", "ssh_port"] {
+        let value = match r.get(key).unwrap_or(&Value::Null) {
+            Value::String(s) if key == "accel" => {
+                format!("{s} ({})", r.get("accel_why").and_then(Value::as_str).unwrap_or("-"))
+            }
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            Value::Number(n) if key == "uptime" => format_uptime(n.as_u64().unwrap_or(0)),
+            Value::Number(n) if key == "ssh_port" => format!("127.0.0.1:{n} (the guest's port 22)"),
+            other => other.to_string(),
+        };
+        let label = if key == "ssh_port" { "ssh" } else { key };
+        println!("{label:<7} {value}");
+    }
+    print_agent(r.get("agent").unwrap_or(&Value::Null));
+    Ok(())
+}
+
+/// `vm delete`: kills the VM if need be, then removes its folder.
+fn delete(vm: &VmDir) -> Result<(), Error> {
+    if let Some(process) = running(vm) {
+        kill_checked(&process, "; its folder stays")?;
+    }
+    fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
+    println!("{}: deleted", vm.name);
+    Ok(())
 }
 
 /// A VM that has a folder, or a clear error.
@@ -208,9 +221,8 @@ fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> 
     };
     let mut printer = Printer::new(Style::plain(), None)?;
     let connect = Connect { greeting_timeout: Duration::from_secs(5), negotiate: true };
-    let mut monitor = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer)
+    let mut monitor = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic())
         .map_err(|e| Error::Connection(format!("{e}; `qmpsh vm kill {}` ends it without the monitor", vm.name)))?;
-    printer.live = true;
     let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
     let sequence = stop::Stop { agent: agent.as_ref(), process: Some(&process), timeout, kill };
     let ending = stop::shutdown(&mut monitor, &mut printer, &sequence)?;
