@@ -93,19 +93,60 @@ type PhysicalLine = Result<Option<String>, Error>;
 /// just as the REPL does at its prompt.
 fn stream_script(
     session: &mut Session,
-    mut reader: BufReader<Box<dyn Read + Send>>,
+    reader: BufReader<Box<dyn Read + Send>>,
     run: &mut dyn FnMut(&mut Session, Logical) -> Result<Flow, Error>,
 ) -> Result<(), Error> {
-    // Lines go over in batches: the reader never waits while the session
-    // is busy, until it holds BATCH lines (bounded: `yes | qmpsh` must not
-    // fill memory while QEMU answers one command at a time).
-    const BATCH: usize = 1024;
     let (batches, next) = mpsc::sync_channel::<Vec<PhysicalLine>>(2);
     let wake = session.waker();
     // Set while the session waits for a line: only then does a new line
     // need to wake it (a busy script is not woken once per line).
     let idle = Arc::new(AtomicBool::new(false));
     let reader_idle = Arc::clone(&idle);
+    read_in_batches(reader, batches, wake, reader_idle)?;
+    // While no line is ready, the session prints events as they come.
+    let mut ready: VecDeque<PhysicalLine> = VecDeque::new();
+    let next_line = |session: &mut Session| loop {
+        if let Some(line) = ready.pop_front() {
+            return line;
+        }
+        match next.try_recv() {
+            Ok(batch) => ready.extend(batch),
+            Err(TryRecvError::Disconnected) => return Ok(None),
+            Err(TryRecvError::Empty) => {
+                // Say we wait, then look once more: a batch sent before the
+                // reader saw the flag is found here, one sent after wakes us.
+                idle.store(true, Ordering::SeqCst);
+                let flow = match next.try_recv() {
+                    Ok(batch) => {
+                        ready.extend(batch);
+                        Ok(Flow::Continue)
+                    }
+                    Err(_) => session.idle(),
+                };
+                idle.store(false, Ordering::SeqCst);
+                if flow? == Flow::Exit {
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    let hmp = session.hmp();
+    session::assemble(session, hmp, next_line, run)
+}
+
+/// Lines go over in batches: the reader never waits while the session is
+/// busy, until it holds this many (bounded: `yes | qmpsh` must not fill
+/// memory while QEMU answers one command at a time).
+const BATCH: usize = 1024;
+
+/// Reads `reader`'s lines in a thread of its own and sends them in
+/// batches, waking the session (`wake`) when it waits for one (`idle`).
+fn read_in_batches(
+    mut reader: BufReader<Box<dyn Read + Send>>,
+    batches: mpsc::SyncSender<Vec<PhysicalLine>>,
+    wake: crate::qmp::Waker,
+    reader_idle: Arc<AtomicBool>,
+) -> Result<(), Error> {
     thread::Builder::new()
         .name("qmpsh-stdin".into())
         .spawn(move || {
@@ -141,33 +182,5 @@ fn stream_script(
             }
         })
         .map_err(|e| Error::Io(format!("cannot start the input thread: {e}")))?;
-    // While no line is ready, the session prints events as they come.
-    let mut ready: VecDeque<PhysicalLine> = VecDeque::new();
-    let next_line = |session: &mut Session| loop {
-        if let Some(line) = ready.pop_front() {
-            return line;
-        }
-        match next.try_recv() {
-            Ok(batch) => ready.extend(batch),
-            Err(TryRecvError::Disconnected) => return Ok(None),
-            Err(TryRecvError::Empty) => {
-                // Say we wait, then look once more: a batch sent before the
-                // reader saw the flag is found here, one sent after wakes us.
-                idle.store(true, Ordering::SeqCst);
-                let flow = match next.try_recv() {
-                    Ok(batch) => {
-                        ready.extend(batch);
-                        Ok(Flow::Continue)
-                    }
-                    Err(_) => session.idle(),
-                };
-                idle.store(false, Ordering::SeqCst);
-                if flow? == Flow::Exit {
-                    return Ok(None);
-                }
-            }
-        }
-    };
-    let hmp = session.hmp();
-    session::assemble(session, hmp, next_line, run)
+    Ok(())
 }

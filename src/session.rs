@@ -512,6 +512,55 @@ impl Session {
         }
     }
 
+    /// `.shutdown`: the stop sequence on the connected VM.
+    fn shutdown(&mut self, timeout: Duration, kill: bool) -> Result<Flow, Error> {
+        let process = self.monitor.peer_pid().and_then(Process::peer);
+        self.quitting = true;
+        let sequence = stop::Stop { agent: self.settings.agent.as_ref(), process: process.as_ref(), timeout, kill };
+        // Interrupted or failed, it did not end QEMU: QEMU leaving later is
+        // news again, not the quit we asked for.
+        let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, &sequence)
+            .inspect_err(|_| self.quitting = false)?;
+        self.printer.text(&format!("{ending}\n"));
+        ending.as_result(timeout).map(|()| Flow::Exit)
+    }
+
+    /// `.schema CMD`: a command's arguments, from the live schema.
+    fn describe(&self, command: &str) -> Result<String, Error> {
+        let Some(schema) = self.schema() else {
+            return Err(Error::Usage("this monitor offers no schema (query-qmp-schema)".into()));
+        };
+        schema.describe_command(command).ok_or_else(|| {
+            let hint = schema::suggest(command, schema.command_names()).map(|near| format!(" (did you mean {near}?)"));
+            Error::Usage(format!("QEMU has no command {command}{}", hint.unwrap_or_default()))
+        })
+    }
+
+    /// `.wait EVENT`: until an event of that name with these data fields
+    /// comes, or came while the last command ran.
+    fn wait_for(&mut self, event: &str, timeout: Option<Duration>, fields: &Map<String, Value>) -> Result<Flow, Error> {
+        let limit = timeout.or(self.settings.timeout);
+        let deadline = limit.map(|t| Instant::now() + t);
+        let mut wanted = |message: &Value| {
+            message.get("event").and_then(Value::as_str) == Some(event)
+                && fields.iter().all(|(k, v)| message.get("data").and_then(|d| d.get(k)) == Some(v))
+        };
+        if self.take_event(&mut wanted).is_some() {
+            return Ok(Flow::Continue);
+        }
+        match self.monitor.wait_event(deadline, &mut watch!(self), &mut wanted) {
+            Ok(Some(_)) => {
+                self.recent.clear();
+                Ok(Flow::Continue)
+            }
+            Ok(None) => {
+                let waited = limit.unwrap_or_default().as_secs_f64();
+                Err(Error::Timeout(format!("no {event} event within {waited} s")))
+            }
+            Err(e) => self.connection_lost(e),
+        }
+    }
+
     fn run_dot(&mut self, command: DotCommand) -> Result<Flow, Error> {
         // A dot command may wait (.sleep, .wait): what came before shows first.
         self.printer.flush();
@@ -524,30 +573,9 @@ impl Session {
             DotCommand::Events(on) => self.printer.style.events = on,
             DotCommand::Pretty(on) => self.printer.style.pretty = on,
             DotCommand::Cpu(index) => self.cpu = Some(index),
-            DotCommand::Shutdown { timeout, kill } => {
-                let process = self.monitor.peer_pid().and_then(Process::peer);
-                self.quitting = true;
-                let sequence =
-                    stop::Stop { agent: self.settings.agent.as_ref(), process: process.as_ref(), timeout, kill };
-                // Interrupted or failed, it did not end QEMU: QEMU leaving
-                // later is news again, not the quit we asked for.
-                let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, &sequence)
-                    .inspect_err(|_| self.quitting = false)?;
-                self.printer.text(&format!("{ending}\n"));
-                return ending.as_result(timeout).map(|()| Flow::Exit);
-            }
+            DotCommand::Shutdown { timeout, kill } => return self.shutdown(timeout, kill),
             DotCommand::Schema(command) => {
-                let text = match self.schema() {
-                    None => {
-                        return Err(Error::Usage("this monitor offers no schema (query-qmp-schema)".into()));
-                    }
-                    Some(schema) => schema.describe_command(&command).ok_or_else(|| {
-                        let hint = schema::suggest(&command, schema.command_names())
-                            .map(|near| format!(" (did you mean {near}?)"))
-                            .unwrap_or_default();
-                        Error::Usage(format!("QEMU has no command {command}{hint}"))
-                    })?,
-                };
+                let text = self.describe(&command)?;
                 self.printer.text(&text);
             }
             DotCommand::Sleep(duration) => {
@@ -557,26 +585,7 @@ impl Session {
                     return self.connection_lost(e);
                 }
             }
-            DotCommand::Wait { event, timeout, fields } => {
-                let limit = timeout.or(self.settings.timeout);
-                let deadline = limit.map(|t| Instant::now() + t);
-                let mut wanted = |message: &Value| {
-                    message.get("event").and_then(Value::as_str) == Some(event.as_str())
-                        && fields.iter().all(|(k, v)| message.get("data").and_then(|d| d.get(k)) == Some(v))
-                };
-                // It may have come already, while the last command ran.
-                if self.take_event(&mut wanted).is_some() {
-                    return Ok(Flow::Continue);
-                }
-                match self.monitor.wait_event(deadline, &mut watch!(self), &mut wanted) {
-                    Ok(Some(_)) => self.recent.clear(),
-                    Ok(None) => {
-                        let waited = limit.unwrap_or_default().as_secs_f64();
-                        return Err(Error::Timeout(format!("no {event} event within {waited} s")));
-                    }
-                    Err(e) => return self.connection_lost(e),
-                }
-            }
+            DotCommand::Wait { event, timeout, fields } => return self.wait_for(&event, timeout, &fields),
         }
         Ok(Flow::Continue)
     }

@@ -11,81 +11,14 @@ use crate::table::{ArgSpec, ArgType, Entry};
 use crate::units::parse_size;
 
 pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
-    let Some(command) = &entry.qmp else {
-        // HMP reads `tag=x` as the word `tag=x`: refuse it rather than, say,
-        // name a snapshot `tag=x`.
-        if let Some(arg) = inv.args.iter().find(|a| a.key.is_some()) {
-            return error(
-                arg.offset,
-                format!(
-                    "HMP's positional form `{}`: `{}` is HMP-only and takes no key=value (`hmp ...` sends text as typed)",
-                    entry.usage(),
-                    entry.name
-                ),
-            );
-        }
-        return Ok(Request::hmp(text.trim(), context.cpu));
-    };
+    let Some(command) = &entry.qmp else { return hmp_only(entry, inv, text, context) };
     let word = command_word(&inv.name);
     if word != inv.name {
         return error(inv.offset + word.len(), format!("no `/` after `{word}`"));
     }
     let end = text.trim_end().len();
     let args = inv.args.get(usize::from(entry.name.starts_with("info "))..).unwrap_or_default();
-    let mut tree = Tree::default();
-    let mut filled = vec![false; entry.args.len()];
-    let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none());
-    let mut words = args.iter();
-    while let Some(arg) = words.next() {
-        let (slot, given) = match (&arg.key, &arg.value) {
-            (Some(key), _) => match entry.args.iter().position(|spec| spec.name == key.join(".")) {
-                Some(slot) => (slot, arg),
-                // Any other name goes to QMP as qmp-shell would send it
-                // (`device_add driver=e1000 id=n1`, `eject id=cd0`); the
-                // schema, when loaded, types it and catches typos.
-                None => {
-                    tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset)?;
-                    continue;
-                }
-            },
-            (None, Value::Bare(word)) if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() => {
-                let Some(slot) = entry.args.iter().position(|spec| spec.flag == Some(word.as_str())) else {
-                    return error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage()));
-                };
-                if entry.args.get(slot).is_some_and(|spec| spec.kind == ArgType::Bool) {
-                    (slot, arg)
-                } else {
-                    match words.next() {
-                        Some(value) => (slot, value),
-                        None => return error(end, format!("a value after {word}")),
-                    }
-                }
-            }
-            (None, _) => match positional.next() {
-                Some((slot, _)) => (slot, arg),
-                None => {
-                    return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
-                }
-            },
-        };
-        let (Some(spec), Some(seen)) = (entry.args.get(slot), filled.get_mut(slot)) else {
-            return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
-        };
-        if std::mem::replace(seen, true) {
-            return error(arg.offset, format!("`{}` only once", spec.name));
-        }
-        if spec.kind == ArgType::Opts {
-            expand_opts(spec, given, &mut tree)?;
-            continue;
-        }
-        let switch = given.key.is_none() && spec.flag.is_some() && spec.flag == given.value.text();
-        let value = if switch {
-            Json::Bool(true) // a bare switch such as `eject -f`
-        } else {
-            typed(spec, &given.value, given.key.is_some()).or_else(|expected| error(given.offset, expected))?
-        };
-        tree.insert(&dotted(spec.target()), Leaf::Typed(value), given.offset)?;
-    }
+    let (tree, filled) = fill(entry, args, end)?;
     // With the schema, QEMU's own rules decide what is missing (and catch
     // unknown names first); without it, the table's do.
     let arguments = match context.schema {
@@ -104,6 +37,89 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
         }
     };
     Ok(Request::qmp(command, arguments))
+}
+
+/// A command only HMP has, sent as typed. HMP reads `tag=x` as the word
+/// `tag=x`: that is refused rather than, say, a snapshot named `tag=x`.
+fn hmp_only(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+    if let Some(arg) = inv.args.iter().find(|a| a.key.is_some()) {
+        return error(
+            arg.offset,
+            format!(
+                "HMP's positional form `{}`: `{}` is HMP-only and takes no key=value (`hmp ...` sends text as typed)",
+                entry.usage(),
+                entry.name
+            ),
+        );
+    }
+    Ok(Request::hmp(text.trim(), context.cpu))
+}
+
+/// The arguments typed by the table, each in its place, and which of the
+/// table's arguments were given.
+fn fill(entry: &Entry, args: &[Arg], end: usize) -> Result<(Tree, Vec<bool>)> {
+    let mut tree = Tree::default();
+    let mut filled = vec![false; entry.args.len()];
+    let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none()).map(|(slot, _)| slot);
+    let mut words = args.iter();
+    while let Some(arg) = words.next() {
+        let Some((slot, given)) = place(entry, arg, &mut words, &mut positional, end, &mut tree)? else { continue };
+        let (Some(spec), Some(seen)) = (entry.args.get(slot), filled.get_mut(slot)) else {
+            return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
+        };
+        if std::mem::replace(seen, true) {
+            return error(arg.offset, format!("`{}` only once", spec.name));
+        }
+        if spec.kind == ArgType::Opts {
+            expand_opts(spec, given, &mut tree)?;
+            continue;
+        }
+        let switch = given.key.is_none() && spec.flag.is_some() && spec.flag == given.value.text();
+        let value = if switch {
+            Json::Bool(true) // a bare switch such as `eject -f`
+        } else {
+            typed(spec, &given.value, given.key.is_some()).or_else(|expected| error(given.offset, expected))?
+        };
+        tree.insert(&dotted(spec.target()), Leaf::Typed(value), given.offset)?;
+    }
+    Ok((tree, filled))
+}
+
+/// Which of the table's arguments `arg` fills, and the word that gives its
+/// value (a flag such as `-f FORMAT` takes the next one). `None` when it
+/// went into `tree` as it is: a name the table does not have goes to QMP
+/// as qmp-shell would send it (`device_add driver=e1000 id=n1`), and the
+/// schema, when loaded, types it and catches typos.
+fn place<'a>(
+    entry: &Entry,
+    arg: &'a Arg,
+    words: &mut impl Iterator<Item = &'a Arg>,
+    positional: &mut impl Iterator<Item = usize>,
+    end: usize,
+    tree: &mut Tree,
+) -> Result<Option<(usize, &'a Arg)>> {
+    match (&arg.key, &arg.value) {
+        (Some(key), _) => match entry.args.iter().position(|spec| spec.name == key.join(".")) {
+            Some(slot) => Ok(Some((slot, arg))),
+            None => tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset).map(|()| None),
+        },
+        (None, Value::Bare(word)) if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() => {
+            let Some(slot) = entry.args.iter().position(|spec| spec.flag == Some(word.as_str())) else {
+                return error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage()));
+            };
+            if entry.args.get(slot).is_some_and(|spec| spec.kind == ArgType::Bool) {
+                return Ok(Some((slot, arg)));
+            }
+            match words.next() {
+                Some(value) => Ok(Some((slot, value))),
+                None => error(end, format!("a value after {word}")),
+            }
+        }
+        (None, _) => match positional.next() {
+            Some(slot) => Ok(Some((slot, arg))),
+            None => error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage())),
+        },
+    }
 }
 
 fn dotted(key: &str) -> Vec<String> {

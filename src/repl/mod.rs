@@ -136,24 +136,8 @@ fn converse(
             return Ok(());
         }
         *reading = true;
-        let input = loop {
-            match inputs.try_recv() {
-                Ok(input) => {
-                    *reading = false;
-                    break input;
-                }
-                // It ends on its own only after Ctrl-D or a failure it
-                // reported, so this is the line editor failing.
-                Err(TryRecvError::Disconnected) => {
-                    return Err(Error::Io("the line editor stopped unexpectedly".into()));
-                }
-                Err(TryRecvError::Empty) => {}
-            }
-            live.server.serve(session)?;
-            if session.idle()? == Flow::Exit {
-                return Ok(());
-            }
-        };
+        let Some(input) = await_typed(session, inputs, live)? else { return Ok(()) };
+        *reading = false;
         let physical = match input {
             Typed::Line(line) => line,
             Typed::Interrupted => {
@@ -171,6 +155,24 @@ fn converse(
             if flow == Flow::Exit {
                 return Ok(());
             }
+        }
+    }
+}
+
+/// Waits for what the input thread reports, printing events and
+/// answering completion's questions meanwhile; `None` when QEMU went.
+fn await_typed(session: &mut Session, inputs: &Receiver<Typed>, live: &Live) -> Result<Option<Typed>, Error> {
+    loop {
+        match inputs.try_recv() {
+            Ok(input) => return Ok(Some(input)),
+            // It ends on its own only after Ctrl-D or a failure it
+            // reported, so this is the line editor failing.
+            Err(TryRecvError::Disconnected) => return Err(Error::Io("the line editor stopped unexpectedly".into())),
+            Err(TryRecvError::Empty) => {}
+        }
+        live.server.serve(session)?;
+        if session.idle()? == Flow::Exit {
+            return Ok(None);
         }
     }
 }
