@@ -12,6 +12,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use rustix::process::getuid;
 use rustyline::ExternalPrinter;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock;
@@ -64,20 +65,28 @@ impl TrafficLog {
         Ok(TrafficLog { file: BufWriter::new(file), mask: LogMask::default() })
     }
 
-    /// Writes the record around `message` rather than building it as a
-    /// value, so a large reply is not copied to be logged; a message that
-    /// holds a secret is logged as a masked copy.
+    /// Writes one record that borrows `message` (a large reply is not
+    /// copied to be logged); a message that holds a secret is logged as a
+    /// masked copy.
     fn write(&mut self, direction: &str, message: &Value) -> io::Result<()> {
         let message = match direction {
             "sent" => self.mask.sent(message),
             _ => self.mask.received(message),
         };
         let (s, us) = clock::now();
-        write!(self.file, r#"{{"time":"{}","direction":"{direction}","message":"#, clock::utc_rfc3339(s, us))?;
-        serde_json::to_writer(&mut self.file, message.as_ref())?;
-        self.file.write_all(b"}\n")?;
+        let record = Record { time: clock::utc_rfc3339(s, us), direction, message: message.as_ref() };
+        serde_json::to_writer(&mut self.file, &record)?;
+        self.file.write_all(b"\n")?;
         self.file.flush()
     }
+}
+
+/// One line of the traffic log.
+#[derive(Serialize)]
+struct Record<'a> {
+    time: String,
+    direction: &'a str,
+    message: &'a Value,
 }
 
 /// Makes sure an existing log file is the user's alone. A regular file
