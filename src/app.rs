@@ -73,6 +73,7 @@ fn dry_run(input: Source, options: &SessionOptions, saved: Option<&Schema>) -> R
     let mut cpu = None;
     let mut outcome = KeepGoing::default();
     let stderr_palette = attach::palette(options.color, io::stderr().is_terminal());
+    colored::control::set_override(!stderr_palette.is_plain());
     let mut translate_line = |line: Logical| -> Result<Flow, Error> {
         let (text, line_no) = line?;
         let schema = || saved.unwrap_or_else(|| schema::recorded());

@@ -86,9 +86,9 @@ fn printer(options: &SessionOptions) -> Result<Printer, Error> {
         verbose: options.verbose,
         events: true,
     };
-    if !style.stdout.is_plain() || !style.stderr.is_plain() {
-        colored::control::set_override(true);
-    }
+    // The palettes decide; `colored` does what they say and does not look
+    // at the environment or the terminal itself.
+    colored::control::set_override(!style.stdout.is_plain() || !style.stderr.is_plain());
     Printer::new(style, options.log.as_deref())
 }
 

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use colored::{Color, Colorize};
 use rustyline::completion::Completer;
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
@@ -15,6 +16,7 @@ use rustyline::{Context, Helper};
 use super::live::{self, Fetcher, Item, Kind};
 use crate::bind::dot::COMMANDS;
 use crate::hmp::HmpCommands;
+use crate::render::Palette;
 use crate::schema::Schema;
 use crate::table::{self, ArgType, Entry};
 
@@ -352,15 +354,10 @@ fn shorten(mut text: String, width: usize) -> String {
     text
 }
 
-const BOLD: &str = "\x1b[1m";
-const KEY: &str = "\x1b[34m";
-const VALUE: &str = "\x1b[32m";
-const DIM: &str = "\x1b[2m";
-const RESET: &str = "\x1b[0m";
-
-/// The typed line with its command in bold, keys in blue and values in
-/// green; only colour codes are added, so the width does not change.
-pub fn highlight(line: &str) -> String {
+/// The typed line with its command in bold and keys and values in the
+/// palette's colours (as in replies); only colour codes are added, so the
+/// width does not change.
+pub fn highlight(line: &str, palette: &Palette) -> String {
     let trimmed = line.trim_start();
     if trimmed.is_empty() || trimmed.starts_with('{') || trimmed.starts_with('#') {
         return line.to_string();
@@ -379,10 +376,10 @@ pub fn highlight(line: &str) -> String {
             continue;
         }
         if first {
-            out.push_str(&format!("{BOLD}{token}{RESET}"));
+            out.push_str(&token.bold().to_string());
             first = false;
         } else if let Some((key, value)) = token.split_once('=').filter(|(k, _)| !k.is_empty()) {
-            out.push_str(&format!("{KEY}{key}{RESET}={VALUE}{value}{RESET}"));
+            out.push_str(&format!("{}={}", paint(key, palette.key), paint(value, palette.string)));
         } else {
             out.push_str(token);
         }
@@ -390,11 +387,20 @@ pub fn highlight(line: &str) -> String {
     out
 }
 
+/// `text` in `color`, if any.
+fn paint(text: &str, color: Option<Color>) -> String {
+    match color {
+        Some(color) => text.color(color).to_string(),
+        None => text.to_string(),
+    }
+}
+
 /// The rustyline helper: one struct, reading [`Knowledge`].
 pub struct EditorHelper {
     pub knowledge: Knowledge,
-    /// Whether to colour the typed line and hints.
-    pub color: bool,
+    /// The colours of the terminal's output; plain means no colour here
+    /// either.
+    pub palette: Palette,
 }
 
 impl Completer for EditorHelper {
@@ -415,15 +421,15 @@ impl Hinter for EditorHelper {
 
 impl Highlighter for EditorHelper {
     fn highlight<'l>(&self, line: &'l str, _pos: usize) -> Cow<'l, str> {
-        if self.color { Cow::Owned(highlight(line)) } else { Cow::Borrowed(line) }
+        if self.palette.is_plain() { Cow::Borrowed(line) } else { Cow::Owned(highlight(line, &self.palette)) }
     }
 
     fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
-        if self.color { Cow::Owned(format!("{DIM}{hint}{RESET}")) } else { Cow::Borrowed(hint) }
+        if self.palette.is_plain() { Cow::Borrowed(hint) } else { Cow::Owned(hint.dimmed().to_string()) }
     }
 
     fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
-        self.color
+        !self.palette.is_plain()
     }
 }
 
@@ -543,9 +549,10 @@ mod tests {
 
     #[test]
     fn highlighting_only_adds_colour() {
+        colored::control::set_override(true);
         let line = "blockdev-add  driver=file x";
-        let coloured = highlight(line);
-        assert!(coloured.contains(BOLD) && coloured.contains(KEY));
+        let coloured = highlight(line, &Palette::colored());
+        assert!(coloured.contains("\x1b[1m") && coloured.contains("\x1b[34m"), "{coloured:?}");
         let plain: String = coloured
             .split('\x1b')
             .enumerate()

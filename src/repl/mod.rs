@@ -76,7 +76,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let (requests, requests_rx) = mpsc::channel();
     let (inputs_tx, inputs) = mpsc::channel();
     let (printer_tx, printer_rx) = mpsc::channel();
-    let helper = EditorHelper { knowledge, color: !session.printer.style.stdout.is_plain() };
+    let helper = EditorHelper { knowledge, palette: session.printer.style.stdout };
     let waker = session.waker();
     let reader = thread::Builder::new()
         .name("qmpsh-input".into())
