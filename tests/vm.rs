@@ -95,6 +95,7 @@ fn start_status_list_stop_and_delete() {
     // stop that had to force its way is a timeout (exit 4).
     let stopped = vms.qmpsh(&["vm", "stop", "web-1", "--timeout", "0.5"], "");
     assert_eq!(stopped.code, 4, "{stopped:?}");
+    assert!(stopped.stdout.starts_with("the VM is paused: cont"), "{}", stopped.stdout);
     assert!(stopped.stdout.contains("no power-off within 0.5 s: quit"), "{}", stopped.stdout);
     assert_eq!(stopped.stderr, "", "the outcome is said once, on stdout");
     assert!(stopped.stdout.contains("POWERDOWN"), "{}", stopped.stdout);
@@ -360,4 +361,21 @@ fn a_new_disk_a_user_network_and_the_accelerator_are_shown() {
     let shown = vms.qmpsh(&["vm", "status", "n2"], "");
     let accel = shown.stdout.lines().find(|l| l.starts_with("accel ")).unwrap_or_default();
     assert!(accel.contains(" (auto: "), "{}", shown.stdout);
+}
+
+#[test]
+fn a_vm_that_never_ran_stops_at_once() {
+    // Started with -S, the guest never ran: there is nothing to power off,
+    // so there is nothing to wait for either.
+    let Some(vms) = Vms::new() else { return };
+    let started = vms.qmpsh(&["vm", "start", "never", "--accel", "tcg", "--", "-machine", "none", "-S"], "");
+    assert_eq!(started.code, 0, "{started:?}");
+    let began = Instant::now();
+    let stopped = vms.qmpsh(&["vm", "stop", "never", "--timeout", "30"], "");
+    assert_eq!(stopped.code, 0, "{stopped:?}");
+    let lines: Vec<&str> = stopped.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"the guest never ran (QEMU was started with -S): quit"), "{}", stopped.stdout);
+    assert_eq!(lines.last(), Some(&"never: stopped (never ran)"), "{}", stopped.stdout);
+    assert!(began.elapsed() < Duration::from_secs(10), "took {:?}", began.elapsed());
+    assert!(vms.live_qemus().is_empty());
 }

@@ -47,6 +47,9 @@ pub enum Via {
     Acpi,
     /// libvirt's own shutdown (it picks the agent or ACPI itself).
     Libvirt,
+    /// The guest never ran (QEMU started with `-S`): nothing to power off,
+    /// so QEMU quit.
+    NeverRan,
 }
 
 /// How a stop ended.
@@ -67,6 +70,7 @@ impl fmt::Display for Ending {
             Ending::Stopped(Via::GuestAgent) => "stopped (guest agent)",
             Ending::Stopped(Via::Acpi) => "stopped (ACPI)",
             Ending::Stopped(Via::Libvirt) => "stopped",
+            Ending::Stopped(Via::NeverRan) => "stopped (never ran)",
             Ending::QuitAfterTimeout => "quit after timeout",
             Ending::Killed { .. } => "killed",
         })
@@ -124,6 +128,9 @@ pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -
     }
     let deadline = Instant::now() + stop.timeout;
     let exited = |p: Option<&Process>| p.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
+    if let Some(ending) = wake_guest(monitor, printer, stop.process)? {
+        return Ok(ending);
+    }
     // The agent first; if the guest has not gone within AGENT_GRACE of its
     // yes, the button after all, for the time that is left.
     let mut via = None;
@@ -166,6 +173,41 @@ pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -
         return Ok(Ending::QuitAfterTimeout);
     }
     kill(monitor, printer, stop.process, false)
+}
+
+/// A guest that cannot hear the button is made to: a paused VM goes on
+/// (`cont`), a suspended guest wakes (`system_wakeup`). One that never ran
+/// (`-S`) has nothing to power off: QEMU quits at once.
+fn wake_guest(
+    monitor: &mut dyn Monitor,
+    printer: &mut Printer,
+    process: Option<&Process>,
+) -> Result<Option<Ending>, Error> {
+    let limit = Some(Instant::now() + FORCE_LIMIT);
+    let status = match monitor.execute(command("query-status"), limit, printer) {
+        Ok(Ok(status)) => status.get("status").and_then(Value::as_str).map(String::from),
+        _ => None,
+    };
+    let (step, wake) = match status.as_deref() {
+        Some("prelaunch") => {
+            say(printer, "the guest never ran (QEMU was started with -S): quit");
+            let quit = match monitor.execute(command("quit"), limit, printer) {
+                Ok(_) => closes_by(monitor, printer, Instant::now() + FORCE_LIMIT)?,
+                Err(ClientError::Closed) => true,
+                Err(e) => return Err(failed(e)),
+            };
+            let gone = quit && process.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
+            return Ok(gone.then_some(Ending::Stopped(Via::NeverRan)));
+        }
+        Some("paused") => ("the VM is paused: cont, so that the guest can power off", "cont"),
+        Some("suspended") => ("the guest is suspended: system_wakeup, so that it can power off", "system_wakeup"),
+        _ => return Ok(None),
+    };
+    say(printer, step);
+    match monitor.execute(command(wake), limit, printer) {
+        Ok(_) => Ok(None),
+        Err(e) => Err(failed(e)),
+    }
 }
 
 /// SIGKILL, said; without a pid (a peer qmpsh cannot see), `quit`.
