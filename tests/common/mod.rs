@@ -108,23 +108,58 @@ pub struct Qemu {
 
 const QEMU: &str = "qemu-system-x86_64";
 
-/// Whether this is CI (`CI` set, not empty, not "false"): there a missing
-/// tool fails a test instead of skipping it.
+// --- what a test needs ----------------------------------------------------
+
+/// Whether this is CI (`CI` set, not empty, not "false"): CI installs
+/// everything the tests need, so there a missing tool is a broken CI.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
 }
 
-/// Whether QEMU can be run here. In CI (CI=true) a missing QEMU fails the
-/// test: CI installs it, so its absence is a broken CI, never a skip.
+/// Something a test needs (`need`: a tool, a service, root) is not here;
+/// `how` says how to get it. The test fails saying both, unless
+/// `QMPSH_ALLOW_SKIP=1` asks to skip what cannot run here (never in CI).
+/// A skip is written to the terminal itself, past libtest's capture (which
+/// takes only `print!` and `eprint!`), so it shows among the results instead
+/// of passing for `ok` unseen. Returns only when the test is to skip.
+pub fn missing(need: &str, how: &str) {
+    let test = thread::current().name().unwrap_or("a test").to_string();
+    if in_ci() {
+        panic!("{need} is missing, and CI must run {test}: {how}");
+    }
+    if std::env::var("QMPSH_ALLOW_SKIP").as_deref() != Ok("1") {
+        panic!("{need} is missing: {how}\n(QMPSH_ALLOW_SKIP=1 skips the tests that need it, out loud; CI never skips)");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {need} is missing ({how})");
+}
+
+/// Whether QEMU can be run here; when not, [`missing`] decides.
 pub fn qemu_available() -> bool {
     let found = Command::new(QEMU).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
     if !found {
-        if in_ci() {
-            panic!("{QEMU} is missing, and CI must run the QEMU tests: apt-get install -y qemu-system-x86");
-        }
-        eprintln!("skipping: {QEMU} is not installed (apt-get install -y qemu-system-x86)");
+        missing(QEMU, "apt-get install -y qemu-system-x86");
     }
     found
+}
+
+/// Whether qemu-img (for qcow2 disks) can be run here; when not,
+/// [`missing`] decides.
+pub fn qemu_img_available() -> bool {
+    let found = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        missing("qemu-img", "apt-get install -y qemu-utils");
+    }
+    found
+}
+
+/// Whether the tests run as root, who alone can give a file to another
+/// user; when not, [`missing`] decides (CI runs as root).
+pub fn root_available() -> bool {
+    let root = rustix::process::getuid().is_root();
+    if !root {
+        missing("root", "run the tests as root, as CI does: only root can make a file of another user");
+    }
+    root
 }
 
 impl Qemu {

@@ -10,15 +10,12 @@ pub struct Tmux {
 }
 
 impl Tmux {
-    /// Runs `command` in a 150x40 terminal. Without tmux: a failure in CI,
-    /// else `None` and a note (the test skips).
+    /// Runs `command` in a 150x40 terminal; `None` when tmux is missing and
+    /// [`super::missing`] lets the test skip.
     pub fn start(command: &str) -> Option<Tmux> {
         let found = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
         if !found {
-            if super::in_ci() {
-                panic!("tmux is missing, and CI must run the terminal tests: apt-get install -y tmux");
-            }
-            eprintln!("skipping: tmux is not installed");
+            super::missing("tmux", "apt-get install -y tmux");
             return None;
         }
         let tmux = Tmux { socket: format!("qmpsh-test-{}-{:?}", std::process::id(), thread::current().id()) };
