@@ -24,16 +24,12 @@ struct Vms {
     state: tempfile::TempDir,
 }
 
-/// Every VM a test started dies with the test, whatever it asserted.
+/// Every VM a test started dies with the test, whatever it asserted: each
+/// QEMU whose command line names the state folder, with or without its
+/// qemu.pid (a stop that failed half way may have removed it).
 impl Drop for Vms {
     fn drop(&mut self) {
-        for entry in fs::read_dir(self.state.path()).into_iter().flatten().flatten() {
-            let pid = fs::read_to_string(entry.path().join("qemu.pid")).unwrap_or_default();
-            // The QEMU this test's `vm start` started.
-            if let Some(pid) = pid.trim().parse::<i32>().ok().and_then(rustix::process::Pid::from_raw) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
+        common::kill_qemus_in(self.state.path());
     }
 }
 
@@ -216,7 +212,7 @@ fn stop_and_status_work_while_a_shell_holds_the_vm() {
     }
     let mut shell = qmpsh_command(&["held"]);
     shell.env("QMPSH_STATE_DIR", vms.state.path());
-    let mut shell = shell.spawn().unwrap();
+    let mut shell = common::Guarded(shell.spawn().unwrap());
     let holder = shell.stdin.take().unwrap(); // open: the shell waits for lines
     let mut out = shell.stdout.take().unwrap();
     // The shell holds the socket once it answers a line.

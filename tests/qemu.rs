@@ -212,7 +212,7 @@ fn colour_follows_the_color_option() {
 #[test]
 fn a_script_that_pauses_still_prints_events_as_they_come() {
     let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
-    let mut child = common::qmpsh_command(&[&qemu.socket_arg()]).spawn().unwrap();
+    let mut child = common::Guarded(common::qmpsh_command(&[&qemu.socket_arg()]).spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     let (lines_tx, lines) = std::sync::mpsc::channel();
     let stdout = child.stdout.take().unwrap();

@@ -6,34 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::thread;
 use std::time::Duration;
 
 use common::Qemu;
 use common::tmux::Tmux;
-
-/// Sends one command through another QMP monitor of the same QEMU.
-fn through_second_monitor(socket: &Path, command: &str) {
-    let stream = UnixStream::connect(socket).unwrap();
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
-    let mut line = String::new();
-    reader.read_line(&mut line).unwrap();
-    for execute in ["qmp_capabilities", command] {
-        writeln!(writer, "{{\"execute\": \"{execute}\"}}").unwrap();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            if line.contains("\"return\"") {
-                break;
-            }
-        }
-    }
-}
 
 /// Waits for the shell to end, and checks it said `said` and exited `code`.
 fn ended(tmux: &Tmux, code: i32, said: &str) -> String {
@@ -80,7 +58,7 @@ fn a_session_in_a_real_terminal() {
     // which stays as it was.
     tmux.type_text("qom-get path=/machine prop");
     thread::sleep(Duration::from_millis(200));
-    through_second_monitor(&second, "stop");
+    common::query(&second, "stop");
     // The event prints first, then the line is drawn again below it.
     let last_line = |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_end().to_string();
     tmux.wait_for("the STOP event above the line typed", |s| {
@@ -141,7 +119,7 @@ fn ctrl_c_interrupts_a_wait_and_the_shell_leaves_when_qemu_does() {
     thread::sleep(Duration::from_millis(300));
     tmux.keys(&["C-c"]);
     tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
-    through_second_monitor(&second, "quit");
+    common::query(&second, "quit");
     ended(&tmux, 0, "qmpsh: QEMU shut down (host-qmp-quit)");
 
     // QEMU dying unannounced is a lost connection: exit 3, also at once.

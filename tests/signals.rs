@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Qemu, qmpsh_command, wait_with_deadline};
+use common::{Guarded, Qemu, qmpsh_command, wait_with_deadline};
 use rustix::process::{Pid, Signal, kill_process};
 
 fn signal(child: &Child, signal: Signal) {
@@ -22,8 +22,8 @@ fn signal(child: &Child, signal: Signal) {
 
 /// Starts qmpsh on `socket` with `script` on its stdin (kept open, as a
 /// script still being written would be).
-fn script(args: &[&str], script: &str) -> (Child, std::process::ChildStdin) {
-    let mut child = qmpsh_command(args).spawn().unwrap();
+fn script(args: &[&str], script: &str) -> (Guarded, std::process::ChildStdin) {
+    let mut child = Guarded(qmpsh_command(args).spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(script.as_bytes()).unwrap();
     (child, stdin)
@@ -57,7 +57,7 @@ fn a_closed_stdout_ends_qmpsh_quietly() {
     // `qmpsh ... | head -1`: the reader goes away after one line.
     let Some(qemu) = Qemu::start(&[]) else { return };
     let mut command = qmpsh_command(&[qemu.socket.to_str().unwrap(), "-p", "-c", "query-qmp-schema"]);
-    let mut child = command.stdin(Stdio::null()).spawn().unwrap();
+    let mut child = Guarded(command.stdin(Stdio::null()).spawn().unwrap());
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     assert_eq!(first, "[\n");
@@ -76,7 +76,7 @@ fn sighup_makes_launch_clean_up() {
     }
     let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
     command.env("QMPSH_STATE_DIR", state.path());
-    let mut child = command.spawn().unwrap();
+    let mut child = Guarded(command.spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b".sleep 30\n").unwrap();
     // The VM's folder appears, then its socket: QEMU runs.
@@ -93,16 +93,5 @@ fn sighup_makes_launch_clean_up() {
     drop(stdin);
     assert_eq!(status.code(), Some(129), "{status:?}");
     assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "the VM folder is left");
-    assert!(!qemu_runs_in(state.path()), "QEMU survived");
-}
-
-/// Whether a process whose command line names `folder` still runs.
-fn qemu_runs_in(folder: &std::path::Path) -> bool {
-    let needle = folder.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
-        !zombie && cmdline.starts_with(b"qemu-system") && cmdline.windows(needle.len()).any(|w| w == needle)
-    })
+    assert!(common::qemus_in(state.path()).is_empty(), "QEMU survived");
 }

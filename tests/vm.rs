@@ -42,28 +42,16 @@ impl Vms {
         run
     }
 
-    /// Live processes whose command line mentions this state folder.
+    /// Live QEMUs whose command line mentions this state folder.
     fn live_qemus(&self) -> Vec<i32> {
-        let needle = self.dir().as_os_str().as_encoded_bytes().to_vec();
-        fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) && cmdline.starts_with(b"qemu-system")
-            })
-            .collect()
+        common::qemus_in(self.dir())
     }
 }
 
+/// Every QEMU a test started here dies with the test, whatever it asserted.
 impl Drop for Vms {
     fn drop(&mut self) {
-        for pid in self.live_qemus() {
-            // A QEMU this test started, found by its private folder.
-            if let Some(pid) = Pid::from_raw(pid) {
-                let _ = kill_process(pid, Signal::KILL);
-            }
-        }
+        common::kill_qemus_in(self.dir());
     }
 }
 
@@ -289,10 +277,10 @@ fn paths_with_commas_and_relative_state_folders() {
 
 /// `qmpsh launch` running a script that sleeps, once its QEMU runs; its
 /// stdin stays open until dropped.
-fn launch_sleeping(vms: &Vms) -> (std::process::Child, std::process::ChildStdin) {
+fn launch_sleeping(vms: &Vms) -> (common::Guarded, std::process::ChildStdin) {
     let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
     command.env("QMPSH_STATE_DIR", vms.dir());
-    let mut child = command.spawn().unwrap();
+    let mut child = common::Guarded(command.spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -96,6 +96,30 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::pro
     }
 }
 
+/// A process the test started, killed and reaped when dropped, so a test
+/// that fails half way leaves it running no longer than the test.
+pub struct Guarded(pub Child);
+
+impl std::ops::Deref for Guarded {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guarded {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 // --- real QEMU ------------------------------------------------------------
 
 /// A `qemu-system-x86_64 -machine none` with QMP on a unix socket in a
@@ -226,6 +250,36 @@ impl Drop for Qemu {
     }
 }
 
+/// The live QEMUs (zombies aside) whose command line names `folder`: those
+/// started there by `vm start` or `launch`, whoever their parent is now.
+pub fn qemus_in(folder: &Path) -> Vec<i32> {
+    let needle = folder.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
+            let ours = cmdline.starts_with(b"qemu-system") && cmdline.windows(needle.len()).any(|w| w == needle);
+            (ours && !zombie).then_some(pid)
+        })
+        .collect()
+}
+
+/// Kills every QEMU [`qemus_in`] `folder` finds: what a VM folder's guard
+/// does when dropped, so a failing test leaves no VM running. The pid
+/// comes from the process's own command line, never from a pid file that
+/// may have outlived its QEMU and name another process now.
+pub fn kill_qemus_in(folder: &Path) {
+    for pid in qemus_in(folder) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
 /// A minimal QMP client of its own, for checking QEMU's state independently
 /// of qmpsh: greets, negotiates, and runs one command.
 pub fn query(socket: &Path, command: &str) -> Value {
@@ -302,8 +356,9 @@ impl FakeServer {
         let socket = dir.path().join("fake.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let done = thread::spawn(move || {
-            let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
+            let stream = accept_within(&listener, Duration::from_secs(30))?;
             stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
             play(stream, steps)
         });
         FakeServer { dir, socket, done: Some(done) }
@@ -320,6 +375,18 @@ impl FakeServer {
             panic!("fake server: {e}");
         }
     }
+}
+
+/// The first client within `limit`: a qmpsh that exits before it connects
+/// fails the test instead of leaving [`FakeServer::finish`] waiting forever.
+fn accept_within(listener: &UnixListener, limit: Duration) -> Result<UnixStream, String> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(limit).map_err(|e| e.to_string())?;
+    let ready = poll(&mut [PollFd::new(listener, PollFlags::IN)], Some(&timeout)).map_err(|e| e.to_string())?;
+    if ready == 0 {
+        return Err(format!("no client connected within {} s", limit.as_secs()));
+    }
+    listener.accept().map(|(stream, _)| stream).map_err(|e| format!("accept failed: {e}"))
 }
 
 fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {

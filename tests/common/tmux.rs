@@ -1,12 +1,17 @@
 //! A terminal for the REPL tests: a tmux server of the test's own (so tests
 //! do not see each other), typed into and read back.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// A tmux server whose socket lives in a temporary folder of its own
+/// (`-S`; `-L` would leave the socket in /tmp/tmux-UID/): the server is
+/// killed and the folder removed when dropped.
 pub struct Tmux {
-    socket: String,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Tmux {
@@ -18,7 +23,8 @@ impl Tmux {
             super::missing("tmux", "apt-get install -y tmux");
             return None;
         }
-        let tmux = Tmux { socket: format!("qmpsh-test-{}-{:?}", std::process::id(), thread::current().id()) };
+        let dir = tempfile::tempdir().unwrap();
+        let tmux = Tmux { socket: dir.path().join("tmux.sock"), _dir: dir };
         // Scrollback enough for a long event stream to be counted.
         let history = ["start-server", ";", "set-option", "-g", "history-limit", "50000", ";"];
         tmux.run(&[&history[..], &["new-session", "-d", "-x", "150", "-y", "40", command]].concat());
@@ -26,7 +32,7 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
+        let out = Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().expect("tmux runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
