@@ -7,7 +7,6 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::thread;
 use std::time::Duration;
 
 use common::Qemu;
@@ -55,15 +54,22 @@ fn a_session_in_a_real_terminal() {
     tmux.wait_for("the reply", |s| s.contains("\"status\": \"running\""));
 
     // An event while idle, with half a line typed: it prints above the line,
-    // which stays as it was.
+    // which stays as it was. The event comes once the line shows, so it
+    // cannot have come before the typing.
+    let typed = "term-vm> qom-get path=/machine prop";
     tmux.type_text("qom-get path=/machine prop");
-    thread::sleep(Duration::from_millis(200));
+    let before = tmux.wait_for("the half line typed", |s| last_line(s) == typed);
+    assert!(!before.contains(" STOP"), "{before}");
     common::query(&second, "stop");
-    // The event prints first, then the line is drawn again below it.
-    let last_line = |s: &str| s.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim_end().to_string();
-    tmux.wait_for("the STOP event above the line typed", |s| {
-        s.contains(" STOP") && last_line(s) == "term-vm> qom-get path=/machine prop"
-    });
+    // The event prints first, then the line is drawn again below it, once.
+    let screen = tmux.wait_for("the STOP event above the line typed", |s| s.contains(" STOP") && last_line(s) == typed);
+    let lines: Vec<&str> = screen.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect();
+    assert!(lines[lines.len() - 2].ends_with(" STOP"), "the event is not right above the line: {screen}");
+    assert_eq!(
+        screen.matches("qom-get path=/machine prop").count(),
+        1,
+        "the half line is left above the event: {screen}"
+    );
 
     // Tab completes the argument name from the live schema.
     tmux.keys(&["Tab"]);
@@ -116,7 +122,7 @@ fn ctrl_c_interrupts_a_wait_and_the_shell_leaves_when_qemu_does() {
     let Some((tmux, _)) = repl_on(&qemu) else { return };
     tmux.type_text(".wait RESET");
     tmux.keys(&["Enter"]);
-    thread::sleep(Duration::from_millis(300));
+    tmux.wait_for_signal_keys();
     tmux.keys(&["C-c"]);
     tmux.wait_for("the interruption", |s| s.contains("qmpsh: interrupted"));
     common::query(&second, "quit");
@@ -221,16 +227,7 @@ fn lines_typed_ahead_in_one_burst_all_run() {
 /// Presses Tab until the screen shows what `done` looks for: the first Tab
 /// may come before QEMU has answered, as completion waits only 100 ms.
 fn tab_until(tmux: &Tmux, what: &str, done: impl Fn(&str) -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        tmux.keys(&["Tab"]);
-        thread::sleep(Duration::from_millis(300));
-        let screen = tmux.screen();
-        if done(&screen) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "no completion for {what}; the screen:\n{screen}");
-    }
+    tmux.press_until("Tab", &format!("the completion for {what}"), done);
 }
 
 /// What Tab should make of a line.

@@ -227,7 +227,6 @@ fn launch_leaves_no_qemu_and_no_folder() {
 fn launch_cleans_up_on_sigterm() {
     let Some(vms) = Vms::new() else { return };
     let (mut child, stdin) = launch_sleeping(&vms);
-    std::thread::sleep(Duration::from_millis(300));
     signal(&child, Signal::TERM);
     let status = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGTERM");
     drop(stdin);
@@ -275,19 +274,19 @@ fn paths_with_commas_and_relative_state_folders() {
     assert!(relative.stderr.contains("must be an absolute path"), "{}", relative.stderr);
 }
 
-/// `qmpsh launch` running a script that sleeps, once its QEMU runs; its
-/// stdin stays open until dropped.
+/// `qmpsh launch` running a script that sleeps, once its shell has
+/// answered a first command: by then QEMU runs and qmpsh knows its pid, so
+/// a signal finds everything in place to clean up. Its stdin stays open
+/// until dropped.
 fn launch_sleeping(vms: &Vms) -> (common::Guarded, std::process::ChildStdin) {
     let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
     command.env("QMPSH_STATE_DIR", vms.dir());
     let mut child = common::Guarded(command.spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while vms.live_qemus().is_empty() {
-        assert!(Instant::now() < deadline, "the launched VM never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    std::io::Write::write_all(&mut stdin, b"query-status\n.sleep 30\n").unwrap();
+    let lines = common::Lines::of(child.stdout.take().unwrap());
+    lines.until("the launched VM's status", Duration::from_secs(20), |l| l.contains("\"running\":true"));
+    assert_eq!(vms.live_qemus().len(), 1, "the launched VM runs");
     (child, stdin)
 }
 

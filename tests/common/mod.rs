@@ -96,6 +96,43 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::pro
     }
 }
 
+/// A child's output, line by line as it is printed, each awaited with a
+/// limit: a program that says nothing more fails the test instead of
+/// hanging it.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    pub fn of(stream: impl Read + Send + 'static) -> Lines {
+        let (sender, lines) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(lines)
+    }
+
+    /// The lines up to the first that `wanted` accepts, within `limit`.
+    pub fn until(&self, what: &str, limit: Duration, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            match self.0.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let found = wanted(&line);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no {what} ({e}); the lines before: {seen:?}"),
+            }
+        }
+    }
+}
+
 /// A process the test started, killed and reaped when dropped, so a test
 /// that fails half way leaves it running no longer than the test.
 pub struct Guarded(pub Child);
