@@ -24,16 +24,12 @@ struct Vms {
     state: tempfile::TempDir,
 }
 
-/// Every VM a test started dies with the test, whatever it asserted.
+/// Every VM a test started dies with the test, whatever it asserted: each
+/// QEMU whose command line names the state folder, with or without its
+/// qemu.pid (a stop that failed half way may have removed it).
 impl Drop for Vms {
     fn drop(&mut self) {
-        for entry in fs::read_dir(self.state.path()).into_iter().flatten().flatten() {
-            let pid = fs::read_to_string(entry.path().join("qemu.pid")).unwrap_or_default();
-            // The QEMU this test's `vm start` started.
-            if let Some(pid) = pid.trim().parse::<i32>().ok().and_then(rustix::process::Pid::from_raw) {
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
+        common::kill_qemus_in(self.state.path());
     }
 }
 
@@ -78,11 +74,16 @@ impl Vms {
         // A press before the guest has opened its power button is lost.
         let serial = self.state.path().join(name).join("serial.log");
         let deadline = Instant::now() + Duration::from_secs(120);
-        while !fs::read_to_string(&serial).unwrap_or_default().contains(READY) {
+        while !self.booted(name) {
             assert!(Instant::now() < deadline, "no {READY} on the serial console: {:?}", fs::read_to_string(&serial));
             std::thread::sleep(Duration::from_millis(50));
         }
         true
+    }
+
+    /// Whether the guest has said READY on its serial console.
+    fn booted(&self, name: &str) -> bool {
+        fs::read_to_string(self.state.path().join(name).join("serial.log")).unwrap_or_default().contains(READY)
     }
 
     fn qemu_runs(&self, name: &str) -> bool {
@@ -125,7 +126,7 @@ fn a_stop_asked_while_the_guest_boots_still_ends_clean() {
     let Some(vms) = vms() else { return };
     let Some(guest) = guest::guest() else { return };
     vms.start("early", &guest.listening);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(!vms.booted("early"), "up before the stop was asked: this would test nothing");
     let stopped = vms.qmpsh(&["vm", "stop", "early", "--timeout", "60"]);
     assert_eq!(stopped.code, 0, "{stopped:?}");
     assert!(stopped.stdout.contains("pressed again every 2 s"), "{}", stopped.stdout);
@@ -140,7 +141,7 @@ fn a_guest_deaf_to_the_button_stopped_while_it_boots_stops_through_its_agent_onc
     let Some(vms) = vms() else { return };
     let Some(guest) = guest::guest() else { return };
     vms.start("late", &guest.agent);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(!vms.booted("late"), "up before the stop was asked: this would test nothing");
     let stopped = vms.qmpsh(&["vm", "stop", "late", "--timeout", "60"]);
     assert_eq!(stopped.code, 0, "{stopped:?}");
     assert!(stopped.stdout.contains("the guest agent answers: guest-shutdown"), "{}", stopped.stdout);
@@ -216,7 +217,7 @@ fn stop_and_status_work_while_a_shell_holds_the_vm() {
     }
     let mut shell = qmpsh_command(&["held"]);
     shell.env("QMPSH_STATE_DIR", vms.state.path());
-    let mut shell = shell.spawn().unwrap();
+    let mut shell = common::Guarded(shell.spawn().unwrap());
     let holder = shell.stdin.take().unwrap(); // open: the shell waits for lines
     let mut out = shell.stdout.take().unwrap();
     // The shell holds the socket once it answers a line.

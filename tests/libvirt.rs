@@ -22,7 +22,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use common::guest::{self, APPEND, READY};
-use common::{Run, finish, in_ci, qmpsh, qmpsh_command, wait_with_deadline};
+use common::{Run, finish, qmpsh, qmpsh_command, wait_with_deadline};
 use serde_json::Value;
 
 /// The local system libvirt, through its unix socket.
@@ -41,8 +41,7 @@ fn virsh(uri: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run virsh: {e}"))
 }
 
-/// Whether libvirt answers at `uri`. In CI it must: there its absence is a
-/// broken CI, never a skip.
+/// Whether libvirt answers at `uri`; when not, [`common::missing`] decides.
 fn libvirt_available(uri: &str) -> bool {
     let found = Command::new("virsh").args(["-c", uri, "version"]).stdin(Stdio::null()).output();
     let why = match found {
@@ -50,10 +49,7 @@ fn libvirt_available(uri: &str) -> bool {
         Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
         Err(e) => format!("cannot run virsh: {e}"),
     };
-    if in_ci() {
-        panic!("libvirt is not reachable at {uri}, and CI must run the libvirt tests: run .ci/libvirtd start ({why})");
-    }
-    eprintln!("skipping: libvirt is not reachable at {uri} (run .ci/libvirtd start): {why}");
+    common::missing(&format!("libvirt at {uri} ({why})"), "run .ci/libvirtd start");
     false
 }
 

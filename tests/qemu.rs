@@ -212,22 +212,17 @@ fn colour_follows_the_color_option() {
 #[test]
 fn a_script_that_pauses_still_prints_events_as_they_come() {
     let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
-    let mut child = common::qmpsh_command(&[&qemu.socket_arg()]).spawn().unwrap();
+    let mut child = common::Guarded(common::qmpsh_command(&[&qemu.socket_arg()]).spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap());
-        }
-    });
+    let lines = common::Lines::of(child.stdout.take().unwrap());
     use std::io::Write as _;
     writeln!(stdin, "info status").unwrap();
-    assert!(lines.recv_timeout(Duration::from_secs(10)).unwrap().contains("running"));
+    let status = lines.until("the status", Duration::from_secs(10), |_| true);
+    assert!(status[0].contains("running"), "{status:?}");
     // The script says nothing more for now; another client pauses the VM.
     common::query(&second, "stop");
-    let event = lines.recv_timeout(Duration::from_secs(10)).expect("the STOP event, while stdin is quiet");
-    assert!(event.ends_with(" STOP"), "{event}");
+    let event = lines.until("the STOP event, while stdin is quiet", Duration::from_secs(10), |_| true);
+    assert!(event[0].ends_with(" STOP"), "{event:?}");
     drop(stdin);
     assert_eq!(common::wait_with_deadline(&mut child, Duration::from_secs(10)).unwrap().code(), Some(0));
 }
@@ -235,15 +230,20 @@ fn a_script_that_pauses_still_prints_events_as_they_come() {
 #[test]
 fn dot_wait_blocks_until_the_event_arrives() {
     let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
-    let resume = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(500));
-        common::query(&second, "cont");
-    });
-    let run = qmpsh(&[&qemu.socket_arg()], "stop\n.wait RESUME timeout=10\ninfo status\n");
-    resume.join().unwrap();
-    assert_eq!(run.code, 0, "{run:?}");
-    let last = run.stdout.lines().last().unwrap();
-    assert!(last.contains("\"running\":true"), "{}", run.stdout);
+    let mut child = common::Guarded(common::qmpsh_command(&[&qemu.socket_arg()]).spawn().unwrap());
+    let stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut &stdin, b"stop\n.wait RESUME timeout=10\ninfo status\n").unwrap();
+    drop(stdin);
+    let lines = common::Lines::of(child.stdout.take().unwrap());
+    // Once `stop` has its reply, qmpsh goes on to the wait: it must still
+    // be waiting when another client resumes the VM.
+    lines.until("reply to stop", Duration::from_secs(10), |l| l == "ok");
+    assert_eq!(query(&second, "query-status")["return"]["status"], "paused");
+    assert!(child.try_wait().unwrap().is_none(), "qmpsh did not wait");
+    common::query(&second, "cont");
+    let rest = lines.until("the status after the wait", Duration::from_secs(10), |l| l.contains("\"status\""));
+    assert!(rest.last().unwrap().contains("\"running\":true"), "{rest:?}");
+    assert_eq!(common::wait_with_deadline(&mut child, Duration::from_secs(10)).unwrap().code(), Some(0));
 }
 
 #[test]

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Map, Value};
 
-use common::{Qemu, Run, finish, in_ci, qmpsh, qmpsh_command};
+use common::{Qemu, Run, finish, qmpsh, qmpsh_command};
 
 const CORPUS: &str = include_str!("qmp_shell/corpus.txt");
 
@@ -588,8 +588,8 @@ fn split(items: Vec<Item>, entries: usize) -> Groups {
 
 // --- the tools ----------------------------------------------------------------
 
-/// qmp-shell: `$QMP_SHELL`, else `qmp-shell` on PATH. Missing, the test
-/// skips, except in CI, which must have it.
+/// qmp-shell: `$QMP_SHELL`, else `qmp-shell` on PATH; when it is missing,
+/// [`common::missing`] decides.
 fn qmp_shell() -> Option<PathBuf> {
     let program = std::env::var_os("QMP_SHELL").filter(|p| !p.is_empty()).unwrap_or_else(|| "qmp-shell".into());
     let program = PathBuf::from(program);
@@ -598,10 +598,7 @@ fn qmp_shell() -> Option<PathBuf> {
         return Some(program);
     }
     let install = "pip install qemu.qmp (in a venv), then put qmp-shell on PATH or set QMP_SHELL to it";
-    if in_ci() {
-        panic!("qmp-shell ({}) is missing, and CI must run the differential test: {install}", program.display());
-    }
-    eprintln!("skipping: qmp-shell ({}) is missing: {install}", program.display());
+    common::missing(&format!("qmp-shell ({})", program.display()), install);
     None
 }
 

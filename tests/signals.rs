@@ -13,7 +13,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Qemu, qmpsh_command, wait_with_deadline};
+use common::{Guarded, Qemu, qmpsh_command, wait_with_deadline};
 use rustix::process::{Pid, Signal, kill_process};
 
 fn signal(child: &Child, signal: Signal) {
@@ -22,8 +22,8 @@ fn signal(child: &Child, signal: Signal) {
 
 /// Starts qmpsh on `socket` with `script` on its stdin (kept open, as a
 /// script still being written would be).
-fn script(args: &[&str], script: &str) -> (Child, std::process::ChildStdin) {
-    let mut child = qmpsh_command(args).spawn().unwrap();
+fn script(args: &[&str], script: &str) -> (Guarded, std::process::ChildStdin) {
+    let mut child = Guarded(qmpsh_command(args).spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(script.as_bytes()).unwrap();
     (child, stdin)
@@ -33,14 +33,17 @@ fn script(args: &[&str], script: &str) -> (Child, std::process::ChildStdin) {
 fn ctrl_c_ends_a_script_that_waits_at_once() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let socket = qemu.socket.to_str().unwrap();
-    for line in ["query-status\n.sleep 60\n", "query-status\n.wait RESET\n", "query-status\nstop\n.wait RESET\n"] {
+    // Each script, and what the line it prints right before its wait holds.
+    let scripts = [
+        ("query-status\n.sleep 60\n", "\"running\":true"),
+        ("query-status\n.wait RESET\n", "\"running\":true"),
+        ("query-status\nstop\n.wait RESET\n", "ok"),
+    ];
+    for (line, before_the_wait) in scripts {
         let (mut child, stdin) = script(&[socket], line);
-        // Its first reply says it is connected; the wait comes next.
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut first = String::new();
-        stdout.read_line(&mut first).unwrap();
-        assert!(first.contains("running"), "{first}");
-        std::thread::sleep(Duration::from_millis(300));
+        let lines = common::Lines::of(child.stdout.take().unwrap());
+        lines.until("the reply before the wait", Duration::from_secs(10), |l| l.contains(before_the_wait));
+        await_waiting(&child);
         signal(&child, Signal::INT);
         let status = wait_with_deadline(&mut child, Duration::from_secs(5)).expect("Ctrl-C ends the wait");
         drop(stdin);
@@ -52,12 +55,30 @@ fn ctrl_c_ends_a_script_that_waits_at_once() {
     }
 }
 
+/// Waits until qmpsh's main thread, which runs the script, has been asleep
+/// in the kernel for 50 ms on end (five looks, 10 ms apart). Called once
+/// the reply before a wait is out and the whole script has been read, that
+/// sleep is the wait itself: a signal sent sooner could land before it and
+/// prove nothing about it.
+fn await_waiting(child: &Child) {
+    let stat = format!("/proc/{0}/task/{0}/stat", child.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut asleep = 0;
+    while asleep < 5 {
+        assert!(Instant::now() < deadline, "qmpsh never settled into its wait");
+        let text = std::fs::read_to_string(&stat).unwrap_or_default();
+        let state = text.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        asleep = if state == Some('S') { asleep + 1 } else { 0 };
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn a_closed_stdout_ends_qmpsh_quietly() {
     // `qmpsh ... | head -1`: the reader goes away after one line.
     let Some(qemu) = Qemu::start(&[]) else { return };
     let mut command = qmpsh_command(&[qemu.socket.to_str().unwrap(), "-p", "-c", "query-qmp-schema"]);
-    let mut child = command.stdin(Stdio::null()).spawn().unwrap();
+    let mut child = Guarded(command.stdin(Stdio::null()).spawn().unwrap());
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     assert_eq!(first, "[\n");
@@ -76,33 +97,16 @@ fn sighup_makes_launch_clean_up() {
     }
     let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
     command.env("QMPSH_STATE_DIR", state.path());
-    let mut child = command.spawn().unwrap();
+    let mut child = Guarded(command.spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b".sleep 30\n").unwrap();
-    // The VM's folder appears, then its socket: QEMU runs.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let socket =
-        || std::fs::read_dir(state.path()).ok()?.flatten().map(|e| e.path().join("qmp.sock")).find(|s| s.exists());
-    while socket().is_none() {
-        assert!(Instant::now() < deadline, "the launched VM never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(b"query-status\n.sleep 30\n").unwrap();
+    // Its shell has answered: QEMU runs, and qmpsh knows its pid.
+    let lines = common::Lines::of(child.stdout.take().unwrap());
+    lines.until("the launched VM's status", Duration::from_secs(20), |l| l.contains("\"running\":true"));
     signal(&child, Signal::HUP);
     let status = wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGHUP");
     drop(stdin);
     assert_eq!(status.code(), Some(129), "{status:?}");
     assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "the VM folder is left");
-    assert!(!qemu_runs_in(state.path()), "QEMU survived");
-}
-
-/// Whether a process whose command line names `folder` still runs.
-fn qemu_runs_in(folder: &std::path::Path) -> bool {
-    let needle = folder.as_os_str().as_encoded_bytes();
-    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
-        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
-        !zombie && cmdline.starts_with(b"qemu-system") && cmdline.windows(needle.len()).any(|w| w == needle)
-    })
+    assert!(common::qemus_in(state.path()).is_empty(), "QEMU survived");
 }

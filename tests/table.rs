@@ -1,16 +1,20 @@
 //! The command table (grammar/commands.json) checked as data, then against
-//! a real QEMU: every QMP command it names exists, and every example's
-//! translation has a shape QEMU accepts.
+//! a real QEMU, which is the authority: every QMP command it names is in
+//! `query-commands`, every argument fills an argument that command has in
+//! `query-qmp-schema` with a value of the type it wants, every HMP-only
+//! command is in HMP's `help`, and every example's translation has a shape
+//! QEMU accepts.
 
 // Tests and benchmarks may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
 
 mod common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use common::{Qemu, qmpsh, query};
-use qmpsh::table::{ArgType, table};
+use common::{Qemu, qmpsh, query, query_with};
+use qmpsh::table::{ArgSpec, ArgType, Entry, table};
+use serde_json::{Value, json};
 
 #[test]
 fn names_are_unique_and_examples_use_their_own_entry() {
@@ -51,6 +55,176 @@ fn every_qmp_command_in_the_table_exists_in_qemu() {
         missing.push("human-monitor-command");
     }
     assert!(missing.is_empty(), "QEMU lacks: {missing:?}");
+}
+
+/// QEMU's own description of its QMP commands and their arguments, as
+/// `query-qmp-schema` gives it: entities by (often numeric) name.
+struct Schema(HashMap<String, Value>);
+
+impl Schema {
+    fn of(qemu: &Qemu) -> Schema {
+        let reply = query(&qemu.socket, "query-qmp-schema");
+        let entities = reply["return"].as_array().unwrap();
+        Schema(entities.iter().map(|e| (e["name"].as_str().unwrap().to_string(), e.clone())).collect())
+    }
+
+    fn entity(&self, name: &str) -> &Value {
+        self.0.get(name).unwrap_or_else(|| panic!("the schema names {name} but does not describe it"))
+    }
+
+    /// An object type's members, its variants' members included (an
+    /// argument may exist only for one value of the tag, as `display` for
+    /// `set_password protocol=vnc`).
+    fn members(&self, object: &str) -> Vec<&Value> {
+        let entity = self.entity(object);
+        let mut members: Vec<&Value> = entity["members"].as_array().into_iter().flatten().collect();
+        for variant in entity["variants"].as_array().into_iter().flatten() {
+            members.extend(self.members(variant["type"].as_str().unwrap()));
+        }
+        members
+    }
+
+    /// The member a dotted argument (`file.filename`) names in the
+    /// arguments of `command`.
+    fn argument(&self, command: &str, target: &str) -> Option<&Value> {
+        let mut object = self.entity(command)["arg-type"].as_str().unwrap().to_string();
+        let mut found = None;
+        for part in target.split('.') {
+            let member = *self.members(&object).iter().find(|m| m["name"] == part)?;
+            object = member["type"].as_str().unwrap().to_string();
+            found = Some(member);
+        }
+        found
+    }
+
+    /// The JSON types a value of schema type `name` may have: a builtin's
+    /// own, `enum`, `array`, `object`, or any of an alternate's.
+    fn json_types(&self, name: &str) -> Vec<String> {
+        let entity = self.entity(name);
+        match entity["meta-type"].as_str().unwrap() {
+            "builtin" => vec![entity["json-type"].as_str().unwrap().to_string()],
+            "alternate" => entity["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(|m| self.json_types(m["type"].as_str().unwrap()))
+                .collect(),
+            other => vec![other.to_string()],
+        }
+    }
+}
+
+/// The JSON types an argument of this kind sends, as the schema names them.
+fn sent_as(kind: ArgType) -> &'static [&'static str] {
+    match kind {
+        // A QemuOpts string's first item fills a name: a string or an enum.
+        ArgType::Str | ArgType::Opts => &["string", "enum"],
+        ArgType::Int | ArgType::Size | ArgType::SizeMb => &["int"],
+        ArgType::Bool => &["boolean"],
+        ArgType::Keys => &["array"],
+        ArgType::Any => &["value"],
+    }
+}
+
+/// Table arguments that fill a QMP argument QEMU has deprecated, and why
+/// the table still does: a new one fails the test until it is listed here.
+const DEPRECATED_TARGETS: &[(&str, &str, &str)] = &[
+    ("eject", "device", "HMP's eject names a block backend, which QMP takes only as the deprecated device"),
+    ("blockdev-change-medium", "device", "HMP's change names a block backend, which QMP takes only as device"),
+];
+
+/// What is wrong with `spec`, an argument of `entry`, by QEMU's schema.
+fn argument_problem(schema: &Schema, entry: &Entry, spec: &ArgSpec) -> Option<String> {
+    let command = entry.qmp?;
+    let target = spec.target();
+    let Some(member) = schema.argument(command, target) else {
+        return Some(format!("{}: {} fills {command}'s {target}, which QEMU does not have", entry.name, spec.name));
+    };
+    let types = schema.json_types(member["type"].as_str().unwrap());
+    let accepts = types.iter().any(|t| t == "value" || sent_as(spec.kind).contains(&t.as_str()));
+    if !accepts {
+        return Some(format!(
+            "{}: {} sends {:?}, but {command}'s {target} wants {types:?}",
+            entry.name, spec.name, spec.kind
+        ));
+    }
+    // QEMU marks an optional member with a default (`null` if none).
+    if spec.optional && member.get("default").is_none() {
+        return Some(format!("{}: {} is optional, but {command} needs {target}", entry.name, spec.name));
+    }
+    let deprecated = member["features"].as_array().is_some_and(|f| f.contains(&json!("deprecated")));
+    if deprecated && !DEPRECATED_TARGETS.iter().any(|(c, t, _)| *c == command && *t == target) {
+        return Some(format!("{}: {} fills {command}'s {target}, which QEMU has deprecated", entry.name, spec.name));
+    }
+    None
+}
+
+#[test]
+fn every_argument_fills_an_argument_of_its_qmp_command_with_the_type_it_wants() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let schema = Schema::of(&qemu);
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for entry in table().iter().filter(|e| e.qmp.is_some()) {
+        let command = entry.qmp.unwrap();
+        for spec in entry.args {
+            checked += 1;
+            problems.extend(argument_problem(&schema, entry, spec));
+        }
+        // Whatever QMP cannot do without must be in reach: an argument of
+        // the table's, or a QemuOpts item (which can set any property).
+        let arg_type = schema.entity(command)["arg-type"].as_str().unwrap();
+        for member in schema.entity(arg_type)["members"].as_array().into_iter().flatten() {
+            let name = member["name"].as_str().unwrap();
+            let reached = entry.has_opts() || entry.args.iter().any(|a| a.target().split('.').next() == Some(name));
+            if member.get("default").is_none() && !reached {
+                problems.push(format!("{}: {command} needs {name}, which no argument fills", entry.name));
+            }
+        }
+    }
+    assert!(checked > 0, "no argument checked");
+    assert!(problems.is_empty(), "the table disagrees with QEMU's schema:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_schema_check_tells_a_wrong_argument() {
+    // The check above, shown the mistakes it is there to catch.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let schema = Schema::of(&qemu);
+    let problem = |name: &'static str, kind: ArgType, optional: bool| {
+        let spec = ArgSpec { name, kind, optional, flag: None, to: None };
+        let entry = Entry { name: "balloon", aliases: &[], qmp: Some("balloon"), args: &[], help: "", example: "" };
+        argument_problem(&schema, &entry, &spec)
+    };
+    assert_eq!(problem("value", ArgType::SizeMb, false), None);
+    assert!(problem("megabytes", ArgType::SizeMb, false).unwrap().contains("does not have"));
+    assert!(problem("value", ArgType::Str, false).unwrap().contains("wants"));
+    assert!(problem("value", ArgType::SizeMb, true).unwrap().contains("needs value"));
+}
+
+#[test]
+fn every_hmp_only_command_is_one_hmp_has() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let help = |line: &str| {
+        let reply =
+            query_with(&qemu.socket, json!({"execute": "human-monitor-command", "arguments": {"command-line": line}}));
+        reply["return"].as_str().unwrap().to_string()
+    };
+    // `help` lists `savevm [tag]`, `x /fmt addr`, ...; `help info` lists
+    // `info registers [-a|vcpu]`, ...: a command's words come first.
+    let (commands, topics) = (help("help"), help("help info"));
+    let listed = |name: &str| {
+        let listing = if name.starts_with("info ") { &topics } else { &commands };
+        listing.lines().any(|line| {
+            let mut words = line.split([' ', '|']);
+            name.split(' ').all(|word| words.next() == Some(word))
+        })
+    };
+    assert!(listed("info status") && listed("x") && !listed("info nothing") && !listed("nothing"));
+    let hmp_only: Vec<&str> = table().iter().filter(|e| e.qmp.is_none()).map(|e| e.name).collect();
+    assert!(!hmp_only.is_empty());
+    let missing: Vec<&&str> = hmp_only.iter().filter(|name| !listed(name)).collect();
+    assert!(missing.is_empty(), "HMP lacks {missing:?}; its help:\n{commands}\n{topics}");
 }
 
 /// What QEMU says when a message has the wrong shape, as opposed to a

@@ -42,28 +42,16 @@ impl Vms {
         run
     }
 
-    /// Live processes whose command line mentions this state folder.
+    /// Live QEMUs whose command line mentions this state folder.
     fn live_qemus(&self) -> Vec<i32> {
-        let needle = self.dir().as_os_str().as_encoded_bytes().to_vec();
-        fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-            .filter(|pid| {
-                let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                cmdline.windows(needle.len()).any(|w| w == needle.as_slice()) && cmdline.starts_with(b"qemu-system")
-            })
-            .collect()
+        common::qemus_in(self.dir())
     }
 }
 
+/// Every QEMU a test started here dies with the test, whatever it asserted.
 impl Drop for Vms {
     fn drop(&mut self) {
-        for pid in self.live_qemus() {
-            // A QEMU this test started, found by its private folder.
-            if let Some(pid) = Pid::from_raw(pid) {
-                let _ = kill_process(pid, Signal::KILL);
-            }
-        }
+        common::kill_qemus_in(self.dir());
     }
 }
 
@@ -163,7 +151,7 @@ fn starting_refuses_clearly() {
 }
 
 #[test]
-fn a_symlinked_or_foreign_state_folder_is_refused() {
+fn a_symlinked_state_folder_is_refused() {
     let Some(vms) = Vms::new() else { return };
     let real = vms.dir().join("real");
     fs::create_dir(&real).unwrap();
@@ -175,24 +163,29 @@ fn a_symlinked_or_foreign_state_folder_is_refused() {
     assert_eq!(run.code, 2);
     assert!(run.stderr.contains("symlink"), "{}", run.stderr);
 
-    // A folder of another user (root can make one; others cannot test this).
-    if rustix::process::getuid().is_root() {
-        let foreign = vms.dir().join("foreign");
-        fs::create_dir(&foreign).unwrap();
-        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
-        let mut command = qmpsh_command(&["vm", "list"]);
-        command.env("QMPSH_STATE_DIR", &foreign);
-        let run = finish(command, "");
-        assert_eq!(run.code, 2);
-        assert!(run.stderr.contains("belongs to uid 65534"), "{}", run.stderr);
-    }
-
     // A new one is made private.
     let fresh = vms.dir().join("fresh/state");
     let mut command = qmpsh_command(&["vm", "list"]);
     command.env("QMPSH_STATE_DIR", &fresh);
     assert_eq!(finish(command, "").code, 0);
     assert_eq!(fs::metadata(&fresh).unwrap().permissions().mode() & 0o777, 0o700);
+}
+
+#[test]
+fn a_state_folder_of_another_user_is_refused() {
+    // Only root can make one (CI runs as root, so there it always runs).
+    let Some(vms) = Vms::new() else { return };
+    if !common::root_available() {
+        return;
+    }
+    let foreign = vms.dir().join("foreign");
+    fs::create_dir(&foreign).unwrap();
+    std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).unwrap();
+    let mut command = qmpsh_command(&["vm", "list"]);
+    command.env("QMPSH_STATE_DIR", &foreign);
+    let run = finish(command, "");
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("belongs to uid 65534"), "{}", run.stderr);
 }
 
 #[test]
@@ -235,7 +228,6 @@ fn launch_leaves_no_qemu_and_no_folder() {
 fn launch_cleans_up_on_sigterm() {
     let Some(vms) = Vms::new() else { return };
     let (mut child, stdin) = launch_sleeping(&vms);
-    std::thread::sleep(Duration::from_millis(300));
     signal(&child, Signal::TERM);
     let status = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGTERM");
     drop(stdin);
@@ -283,19 +275,19 @@ fn paths_with_commas_and_relative_state_folders() {
     assert!(relative.stderr.contains("must be an absolute path"), "{}", relative.stderr);
 }
 
-/// `qmpsh launch` running a script that sleeps, once its QEMU runs; its
-/// stdin stays open until dropped.
-fn launch_sleeping(vms: &Vms) -> (std::process::Child, std::process::ChildStdin) {
+/// `qmpsh launch` running a script that sleeps, once its shell has
+/// answered a first command: by then QEMU runs and qmpsh knows its pid, so
+/// a signal finds everything in place to clean up. Its stdin stays open
+/// until dropped.
+fn launch_sleeping(vms: &Vms) -> (common::Guarded, std::process::ChildStdin) {
     let mut command = qmpsh_command(&["launch", "--", "-machine", "none"]);
     command.env("QMPSH_STATE_DIR", vms.dir());
-    let mut child = command.spawn().unwrap();
+    let mut child = common::Guarded(command.spawn().unwrap());
     let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, b".sleep 30\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while vms.live_qemus().is_empty() {
-        assert!(Instant::now() < deadline, "the launched VM never ran");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    std::io::Write::write_all(&mut stdin, b"query-status\n.sleep 30\n").unwrap();
+    let lines = common::Lines::of(child.stdout.take().unwrap());
+    lines.until("the launched VM's status", Duration::from_secs(20), |l| l.contains("\"running\":true"));
+    assert_eq!(vms.live_qemus().len(), 1, "the launched VM runs");
     (child, stdin)
 }
 
@@ -324,10 +316,7 @@ fn launch_killed_outright_takes_its_qemu_with_it() {
 #[test]
 fn a_new_disk_a_user_network_and_the_accelerator_are_shown() {
     let Some(vms) = Vms::new() else { return };
-    let found = std::process::Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(!common::in_ci(), "qemu-img is missing, and CI must test --disk-size: apt-get install -y qemu-utils");
-        eprintln!("skipping: qemu-img is not installed (apt-get install -y qemu-utils)");
+    if !common::qemu_img_available() {
         return;
     }
     // A missing disk without --disk-size is refused before QEMU starts,

@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::in_ci;
+use super::{in_ci, missing};
 
 /// The kernel command line to boot with.
 pub const APPEND: &str = "console=ttyS0 quiet panic=-1";
@@ -71,17 +71,17 @@ pub const HOSTNAME: &str = "qmpsh-guest";
 /// The guest, built once and cached under
 /// `<CARGO_MANIFEST_DIR>/target/qmpsh-guest/` (keyed by kernel version).
 ///
-/// Returns `None` (after an `eprintln!` "skipping: ...") when it cannot be
-/// built and `CI` is not set; panics with what is missing and how to install it
-/// when `CI` is set (non-empty and not `false`).
+/// When it cannot be built, [`super::missing`] decides: the test fails with
+/// what is missing and how to get it (in CI with the long story), or skips
+/// out loud with `QMPSH_ALLOW_SKIP=1`, and then this is `None`.
 pub fn guest() -> Option<&'static Guest> {
     static GUEST: OnceLock<Result<Guest, String>> = OnceLock::new();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("qmpsh-guest");
     match GUEST.get_or_init(|| obtain(&root)) {
         Ok(guest) => Some(guest),
-        Err(why) if in_ci() => panic!("cannot build the test guest (CI is set): {why}\n{HOW_TO}"),
         Err(why) => {
-            eprintln!("skipping: cannot build the test guest: {why} ({HOW_TO_SHORT})");
+            let how = if in_ci() { HOW_TO } else { HOW_TO_SHORT };
+            missing(&format!("the test guest ({why})"), how);
             None
         }
     }

@@ -96,6 +96,67 @@ pub fn wait_with_deadline(child: &mut Child, limit: Duration) -> Option<std::pro
     }
 }
 
+/// A child's output, line by line as it is printed, each awaited with a
+/// limit: a program that says nothing more fails the test instead of
+/// hanging it.
+pub struct Lines(std::sync::mpsc::Receiver<String>);
+
+impl Lines {
+    pub fn of(stream: impl Read + Send + 'static) -> Lines {
+        let (sender, lines) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Lines(lines)
+    }
+
+    /// The lines up to the first that `wanted` accepts, within `limit`.
+    pub fn until(&self, what: &str, limit: Duration, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            match self.0.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    let found = wanted(&line);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(e) => panic!("no {what} ({e}); the lines before: {seen:?}"),
+            }
+        }
+    }
+}
+
+/// A process the test started, killed and reaped when dropped, so a test
+/// that fails half way leaves it running no longer than the test.
+pub struct Guarded(pub Child);
+
+impl std::ops::Deref for Guarded {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guarded {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 // --- real QEMU ------------------------------------------------------------
 
 /// A `qemu-system-x86_64 -machine none` with QMP on a unix socket in a
@@ -108,23 +169,58 @@ pub struct Qemu {
 
 const QEMU: &str = "qemu-system-x86_64";
 
-/// Whether this is CI (`CI` set, not empty, not "false"): there a missing
-/// tool fails a test instead of skipping it.
+// --- what a test needs ----------------------------------------------------
+
+/// Whether this is CI (`CI` set, not empty, not "false"): CI installs
+/// everything the tests need, so there a missing tool is a broken CI.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
 }
 
-/// Whether QEMU can be run here. In CI (CI=true) a missing QEMU fails the
-/// test: CI installs it, so its absence is a broken CI, never a skip.
+/// Something a test needs (`need`: a tool, a service, root) is not here;
+/// `how` says how to get it. The test fails saying both, unless
+/// `QMPSH_ALLOW_SKIP=1` asks to skip what cannot run here (never in CI).
+/// A skip is written to the terminal itself, past libtest's capture (which
+/// takes only `print!` and `eprint!`), so it shows among the results instead
+/// of passing for `ok` unseen. Returns only when the test is to skip.
+pub fn missing(need: &str, how: &str) {
+    let test = thread::current().name().unwrap_or("a test").to_string();
+    if in_ci() {
+        panic!("{need} is missing, and CI must run {test}: {how}");
+    }
+    if std::env::var("QMPSH_ALLOW_SKIP").as_deref() != Ok("1") {
+        panic!("{need} is missing: {how}\n(QMPSH_ALLOW_SKIP=1 skips the tests that need it, out loud; CI never skips)");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {need} is missing ({how})");
+}
+
+/// Whether QEMU can be run here; when not, [`missing`] decides.
 pub fn qemu_available() -> bool {
     let found = Command::new(QEMU).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
     if !found {
-        if in_ci() {
-            panic!("{QEMU} is missing, and CI must run the QEMU tests: apt-get install -y qemu-system-x86");
-        }
-        eprintln!("skipping: {QEMU} is not installed (apt-get install -y qemu-system-x86)");
+        missing(QEMU, "apt-get install -y qemu-system-x86");
     }
     found
+}
+
+/// Whether qemu-img (for qcow2 disks) can be run here; when not,
+/// [`missing`] decides.
+pub fn qemu_img_available() -> bool {
+    let found = Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        missing("qemu-img", "apt-get install -y qemu-utils");
+    }
+    found
+}
+
+/// Whether the tests run as root, who alone can give a file to another
+/// user; when not, [`missing`] decides (CI runs as root).
+pub fn root_available() -> bool {
+    let root = rustix::process::getuid().is_root();
+    if !root {
+        missing("root", "run the tests as root, as CI does: only root can make a file of another user");
+    }
+    root
 }
 
 impl Qemu {
@@ -188,6 +284,36 @@ impl Drop for Qemu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The live QEMUs (zombies aside) whose command line names `folder`: those
+/// started there by `vm start` or `launch`, whoever their parent is now.
+pub fn qemus_in(folder: &Path) -> Vec<i32> {
+    let needle = folder.as_os_str().as_encoded_bytes();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
+            let ours = cmdline.starts_with(b"qemu-system") && cmdline.windows(needle.len()).any(|w| w == needle);
+            (ours && !zombie).then_some(pid)
+        })
+        .collect()
+}
+
+/// Kills every QEMU [`qemus_in`] `folder` finds: what a VM folder's guard
+/// does when dropped, so a failing test leaves no VM running. The pid
+/// comes from the process's own command line, never from a pid file that
+/// may have outlived its QEMU and name another process now.
+pub fn kill_qemus_in(folder: &Path) {
+    for pid in qemus_in(folder) {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
     }
 }
 
@@ -267,8 +393,9 @@ impl FakeServer {
         let socket = dir.path().join("fake.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let done = thread::spawn(move || {
-            let (stream, _) = listener.accept().map_err(|e| e.to_string())?;
+            let stream = accept_within(&listener, Duration::from_secs(30))?;
             stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            stream.set_write_timeout(Some(Duration::from_secs(30))).unwrap();
             play(stream, steps)
         });
         FakeServer { dir, socket, done: Some(done) }
@@ -285,6 +412,18 @@ impl FakeServer {
             panic!("fake server: {e}");
         }
     }
+}
+
+/// The first client within `limit`: a qmpsh that exits before it connects
+/// fails the test instead of leaving [`FakeServer::finish`] waiting forever.
+fn accept_within(listener: &UnixListener, limit: Duration) -> Result<UnixStream, String> {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let timeout = Timespec::try_from(limit).map_err(|e| e.to_string())?;
+    let ready = poll(&mut [PollFd::new(listener, PollFlags::IN)], Some(&timeout)).map_err(|e| e.to_string())?;
+    if ready == 0 {
+        return Err(format!("no client connected within {} s", limit.as_secs()));
+    }
+    listener.accept().map(|(stream, _)| stream).map_err(|e| format!("accept failed: {e}"))
 }
 
 fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {

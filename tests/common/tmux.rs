@@ -1,27 +1,30 @@
 //! A terminal for the REPL tests: a tmux server of the test's own (so tests
 //! do not see each other), typed into and read back.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// A tmux server whose socket lives in a temporary folder of its own
+/// (`-S`; `-L` would leave the socket in /tmp/tmux-UID/): the server is
+/// killed and the folder removed when dropped.
 pub struct Tmux {
-    socket: String,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
 }
 
 impl Tmux {
-    /// Runs `command` in a 150x40 terminal. Without tmux: a failure in CI,
-    /// else `None` and a note (the test skips).
+    /// Runs `command` in a 150x40 terminal; `None` when tmux is missing and
+    /// [`super::missing`] lets the test skip.
     pub fn start(command: &str) -> Option<Tmux> {
         let found = Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success());
         if !found {
-            if super::in_ci() {
-                panic!("tmux is missing, and CI must run the terminal tests: apt-get install -y tmux");
-            }
-            eprintln!("skipping: tmux is not installed");
+            super::missing("tmux", "apt-get install -y tmux");
             return None;
         }
-        let tmux = Tmux { socket: format!("qmpsh-test-{}-{:?}", std::process::id(), thread::current().id()) };
+        let dir = tempfile::tempdir().unwrap();
+        let tmux = Tmux { socket: dir.path().join("tmux.sock"), _dir: dir };
         // Scrollback enough for a long event stream to be counted.
         let history = ["start-server", ";", "set-option", "-g", "history-limit", "50000", ";"];
         tmux.run(&[&history[..], &["new-session", "-d", "-x", "150", "-y", "40", command]].concat());
@@ -29,7 +32,7 @@ impl Tmux {
     }
 
     fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs");
+        let out = Command::new("tmux").arg("-S").arg(&self.socket).args(args).output().expect("tmux runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -63,14 +66,57 @@ impl Tmux {
 
     /// [`Tmux::wait_for`] with a limit of its own.
     pub fn wait_within(&self, what: &str, limit: Duration, ready: impl Fn(&str) -> bool) -> String {
+        match self.poll(limit, &ready) {
+            Ok(screen) => screen,
+            Err(screen) => panic!("timed out waiting for {what}; the screen:\n{screen}"),
+        }
+    }
+
+    /// Presses `key` until the screen satisfies `done` (15 s at most), for
+    /// a key the program may take before it can act on it: Tab before
+    /// QEMU has answered completion's question, say. Each press gets a
+    /// second to show its effect before the next.
+    pub fn press_until(&self, key: &str, what: &str, done: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            self.keys(&[key]);
+            match self.poll(Duration::from_secs(1), &done) {
+                Ok(_) => return,
+                Err(screen) => assert!(Instant::now() < deadline, "{key} never gave {what}; the screen:\n{screen}"),
+            }
+        }
+    }
+
+    /// The screen once it satisfies `ready`, or the last screen seen when
+    /// `limit` has passed.
+    fn poll(&self, limit: Duration, ready: &impl Fn(&str) -> bool) -> Result<String, String> {
         let deadline = Instant::now() + limit;
         loop {
             let screen = self.screen();
             if ready(&screen) {
-                return screen;
+                return Ok(screen);
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; the screen:\n{screen}");
+            if Instant::now() >= deadline {
+                return Err(screen);
+            }
             thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits (15 s at most) until the terminal turns keys like Ctrl-C into
+    /// signals again: a line editor reads them as keys while it has the
+    /// terminal in raw mode, and the REPL gives it back (ISIG on) once a
+    /// line is entered, before running it. Ctrl-C pressed sooner is a key
+    /// for the editor, not an interruption of the command.
+    pub fn wait_for_signal_keys(&self) {
+        use rustix::termios::{LocalModes, tcgetattr};
+        let tty = self.run(&["display-message", "-p", "-t", "0", "#{pane_tty}"]);
+        let flags = rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NOCTTY;
+        let tty = rustix::fs::open(tty.trim(), flags, rustix::fs::Mode::empty()).expect("the pane's terminal opens");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !tcgetattr(&tty).expect("the pane's terminal settings").local_modes.contains(LocalModes::ISIG) {
+            assert!(Instant::now() < deadline, "the terminal stayed raw; the screen:\n{}", self.screen());
+            thread::sleep(Duration::from_millis(10));
         }
     }
 }
