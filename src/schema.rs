@@ -254,8 +254,22 @@ impl Schema {
 
     fn type_node(&self, ty: &str, node: Node, path: &str, end: usize) -> Result<Json> {
         match node {
-            Node::Leaf { leaf: Leaf::Typed(json), .. } | Node::Leaf { leaf: Leaf::Raw(Value::Json(json)), .. } => {
-                Ok(json)
+            Node::Leaf { leaf: Leaf::Raw(Value::Json(json)), .. } => Ok(json),
+            // Typed by the table (a human form): QMP's type must agree, so
+            // `set_password 0 x` is refused rather than sent with protocol "0".
+            Node::Leaf { leaf: Leaf::Typed(json), offset } => {
+                let written = match &json {
+                    Json::String(text) => Value::Quoted(text.clone()),
+                    Json::Number(number) => Value::Bare(number.to_string()),
+                    Json::Bool(on) => Value::Bare(on.to_string()),
+                    _ => return Ok(json),
+                };
+                match self.type_value(ty, &written) {
+                    Ok(_) => Ok(json),
+                    Err(expected) => {
+                        error(offset, format!("{expected} for `{path}`, not `{}`", written.text().unwrap_or_default()))
+                    }
+                }
             }
             Node::Leaf { leaf: Leaf::Raw(value), offset } => self.type_value(ty, &value).or_else(|expected| {
                 let text = value.text().unwrap_or_default();
