@@ -59,8 +59,9 @@ const ARGUMENT_RULES: &[ArgumentRule] = &[
     ArgumentRule { commands: &["change"], when: &[("device", &["vnc"]), ("target", VNC_PASSWORD)], paths: &[&["arg"]] },
     // QEMU before 2.10: block_passwd's password.
     ArgumentRule { commands: &["block_passwd"], when: &[], paths: &[&["password"]] },
-    // qmpsh's own `change vnc password X` (HMP's spelling) becomes
-    // blockdev-change-medium with X as `format`: still the user's secret.
+    // `change device=vnc filename=password format=X` in key=value form (the
+    // table's `change` names blockdev-change-medium's arguments): X is
+    // still meant as a password. (`change vnc password X` goes to HMP.)
     ArgumentRule {
         commands: &["blockdev-change-medium"],
         when: &[("device", &["vnc"]), ("filename", VNC_PASSWORD)],

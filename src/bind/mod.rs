@@ -248,6 +248,10 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
     let word = command_word(&inv.name);
     let entry = match word {
         "info" => info_entry(inv, text)?,
+        // HMP's `change vnc password X` is not a medium: HMP has it whole.
+        "change" if inv.args.first().is_some_and(|a| a.key.is_none() && a.value.text() == Some("vnc")) => {
+            return Ok(Request::hmp(text.trim(), context.cpu));
+        }
         _ if named_only(inv) && is_qmp_command(word, context) => None,
         _ => crate::table::lookup(word),
     };
