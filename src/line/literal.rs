@@ -10,6 +10,9 @@
 //! numbers and integers past 64 bits are refused with a reason rather than
 //! sent wrong.
 
+use std::iter::Peekable;
+use std::str::CharIndices;
+
 use serde_json::{Map, Number, Value};
 
 /// Why a literal did not parse: where (a byte offset into the text given)
@@ -247,32 +250,16 @@ impl<'a> Parser<'a> {
                         'r' => out.push('\r'),
                         't' => out.push('\t'),
                         'v' => out.push('\u{b}'),
-                        '0'..='7' => {
-                            let mut code = escaped.to_digit(8).unwrap_or(0);
-                            for _ in 0..2 {
-                                match chars.peek().and_then(|(_, d)| d.to_digit(8)) {
-                                    Some(d) => {
-                                        code = code * 8 + d;
-                                        chars.next();
-                                    }
-                                    None => break,
-                                }
-                            }
-                            out.push(self.code_point(code, here)?);
-                        }
+                        '0'..='7' => out.push(self.code_point(octal_rest(escaped, &mut chars), here)?),
                         'x' | 'u' | 'U' => {
                             let width = match escaped {
                                 'x' => 2,
                                 'u' => 4,
                                 _ => 8,
                             };
-                            let mut code = 0u32;
-                            for _ in 0..width {
-                                match chars.next().and_then(|(_, d)| d.to_digit(16)) {
-                                    Some(d) => code = code * 16 + d,
-                                    None => return self.fail(here, format!("{width} hex digits after \\{escaped}")),
-                                }
-                            }
+                            let Some(code) = hex_digits(width, &mut chars) else {
+                                return self.fail(here, format!("{width} hex digits after \\{escaped}"));
+                            };
                             match (high.take(), code) {
                                 (None, 0xD800..=0xDBFF) => high = Some((code, here)),
                                 (Some((first, _)), 0xDC00..=0xDFFF) => {
@@ -401,6 +388,30 @@ fn float(text: &str, negative: bool) -> Option<Value> {
     let number: f64 = text.replace('_', "").parse().ok()?;
     let number = if negative { -number } else { number };
     Number::from_f64(number).map(Value::Number)
+}
+
+/// An octal escape's value: its first digit and up to two more.
+fn octal_rest(first: char, chars: &mut Peekable<CharIndices<'_>>) -> u32 {
+    let mut code = first.to_digit(8).unwrap_or(0);
+    for _ in 0..2 {
+        match chars.peek().and_then(|(_, d)| d.to_digit(8)) {
+            Some(d) => {
+                code = code * 8 + d;
+                chars.next();
+            }
+            None => break,
+        }
+    }
+    code
+}
+
+/// Exactly `width` hex digits (at most 8, so the value fits).
+fn hex_digits(width: usize, chars: &mut Peekable<CharIndices<'_>>) -> Option<u32> {
+    let mut code = 0u32;
+    for _ in 0..width {
+        code = code * 16 + chars.next().and_then(|(_, d)| d.to_digit(16))?;
+    }
+    Some(code)
 }
 
 #[cfg(test)]
