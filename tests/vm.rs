@@ -368,3 +368,26 @@ fn a_vm_that_never_ran_stops_at_once() {
     assert!(began.elapsed() < Duration::from_secs(10), "took {:?}", began.elapsed());
     assert!(vms.live_qemus().is_empty());
 }
+
+#[test]
+fn a_qemu_that_does_not_answer_is_killed_by_stop() {
+    // A stopped (SIGSTOP) or wedged QEMU cannot be asked to power off:
+    // `vm stop` kills it after waiting for the monitor (exit 4), and
+    // `vm stop --kill` kills it at once (exit 0), neither through QMP.
+    let Some(vms) = Vms::new() else { return };
+    for (name, args, code) in [("wedged", &["--timeout", "1"][..], 4), ("frozen", &["--kill"][..], 0)] {
+        vms.start(name);
+        let pid = vms.live_qemus().into_iter().find(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&format!("/{name}/"))
+        });
+        let pid = Pid::from_raw(pid.unwrap()).unwrap();
+        kill_process(pid, Signal::STOP).unwrap();
+        let stopped = vms.qmpsh(&[&["vm", "stop", name][..], args].concat(), "");
+        assert_eq!(stopped.code, code, "{stopped:?}");
+        assert!(stopped.stdout.contains("SIGKILL to QEMU (pid "), "{}", stopped.stdout);
+        assert!(stopped.stdout.ends_with(&format!("{name}: killed\n")), "{}", stopped.stdout);
+        assert_eq!(stopped.stdout.contains("does not answer on its monitor"), code == 4, "{}", stopped.stdout);
+    }
+    assert!(vms.live_qemus().is_empty());
+}

@@ -220,9 +220,30 @@ fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> 
         return Ok(());
     };
     let mut printer = Printer::new(Style::plain(), None)?;
-    let connect = Connect { greeting_timeout: Duration::from_secs(5), negotiate: true };
-    let mut monitor = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic())
-        .map_err(|e| Error::Connection(format!("{e}; `qmpsh vm kill {}` ends it without the monitor", vm.name)))?;
+    // A kill needs no monitor, and one that does not answer (a stopped or
+    // wedged QEMU) cannot be asked: either way it comes to SIGKILL.
+    let greeting_timeout = timeout.clamp(Duration::from_secs(1), Duration::from_secs(5));
+    let connect = Connect { greeting_timeout, negotiate: true };
+    let monitor = if kill {
+        Err("--kill".to_string())
+    } else {
+        SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic())
+            .map_err(|e| e.to_string())
+    };
+    let mut monitor = match monitor {
+        Ok(monitor) => monitor,
+        Err(why) => {
+            if !kill {
+                println!("QEMU does not answer on its monitor ({why})");
+            }
+            println!("SIGKILL to QEMU (pid {})", process.pid);
+            kill_checked(&process, "")?;
+            tidy(vm);
+            let ending = stop::Ending::Killed { asked: kill };
+            println!("{}: {ending}", vm.name);
+            return ending.as_result(timeout);
+        }
+    };
     let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
     let sequence = stop::Stop { agent: agent.as_ref(), process: Some(&process), timeout, kill };
     let ending = stop::shutdown(&mut monitor, &mut printer, &sequence)?;
