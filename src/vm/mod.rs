@@ -85,24 +85,13 @@ fn start_managed(name: &str, options: &StartOptions) -> Result<(), Error> {
 fn kill_managed(vm: &VmDir) -> Result<(), Error> {
     match running(vm) {
         Some(process) => {
-            kill_checked(&process, "")?;
+            process.kill_and_wait(Duration::from_secs(5))?;
             tidy(vm);
             println!("{}: killed", vm.name);
         }
         None => println!("{}: not running", vm.name),
     }
     Ok(())
-}
-
-/// SIGKILL, and a failure if QEMU outlives it (`aftermath` says what that
-/// leaves).
-fn kill_checked(process: &Process, aftermath: &str) -> Result<(), Error> {
-    process.kill().map_err(|e| Error::Failed(e.to_string()))?;
-    if process.wait_exit(Duration::from_secs(5)) {
-        Ok(())
-    } else {
-        Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL{aftermath}", process.pid)))
-    }
 }
 
 /// `vm list`: a table, or JSON.
@@ -130,19 +119,25 @@ fn status(vm: &VmDir, json: bool) -> Result<(), Error> {
         println!("{r}");
         return Ok(());
     }
-    for key in ["name", "pid", "state", "uptime", "socket", "accel", "ssh_port"] {
-        let value = match r.get(key).unwrap_or(&Value::Null) {
-            Value::String(s) if key == "accel" => {
-                format!("{s} ({})", r.get("accel_why").and_then(Value::as_str).unwrap_or("-"))
-            }
-            Value::String(s) => s.clone(),
-            Value::Null => "-".into(),
-            Value::Number(n) if key == "uptime" => format_uptime(n.as_u64().unwrap_or(0)),
-            Value::Number(n) if key == "ssh_port" => format!("127.0.0.1:{n} (the guest's port 22)"),
-            other => other.to_string(),
-        };
-        let label = if key == "ssh_port" { "ssh" } else { key };
-        println!("{label:<7} {value}");
+    let text = |key: &str| match r.get(key) {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Null) | None => None,
+        Some(other) => Some(other.to_string()),
+    };
+    let uptime = r.get("uptime").and_then(Value::as_u64).map(format_uptime);
+    let accel = text("accel").map(|accel| format!("{accel} ({})", text("accel_why").unwrap_or_else(|| "-".into())));
+    let ssh = text("ssh_port").map(|port| format!("127.0.0.1:{port} (the guest's port 22)"));
+    let rows = [
+        ("name", text("name")),
+        ("pid", text("pid")),
+        ("state", text("state")),
+        ("uptime", uptime),
+        ("socket", text("socket")),
+        ("accel", accel),
+        ("ssh", ssh),
+    ];
+    for (label, value) in rows {
+        println!("{label:<7} {}", value.as_deref().unwrap_or("-"));
     }
     print_agent(r.get("agent").unwrap_or(&Value::Null));
     Ok(())
@@ -151,7 +146,7 @@ fn status(vm: &VmDir, json: bool) -> Result<(), Error> {
 /// `vm delete`: kills the VM if need be, then removes its folder.
 fn delete(vm: &VmDir) -> Result<(), Error> {
     if let Some(process) = running(vm) {
-        kill_checked(&process, "; its folder stays")?;
+        process.kill_and_wait(Duration::from_secs(5)).map_err(|e| Error::Failed(format!("{e}; its folder stays")))?;
     }
     fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
     println!("{}: deleted", vm.name);
@@ -224,29 +219,20 @@ fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> 
     // wedged QEMU) cannot be asked: either way it comes to SIGKILL.
     let greeting_timeout = timeout.clamp(Duration::from_secs(1), Duration::from_secs(5));
     let connect = Connect { greeting_timeout, negotiate: true };
-    let monitor = if kill {
-        Err("--kill".to_string())
-    } else {
-        SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic())
-            .map_err(|e| e.to_string())
-    };
-    let mut monitor = match monitor {
-        Ok(monitor) => monitor,
-        Err(why) => {
-            if !kill {
-                println!("QEMU does not answer on its monitor ({why})");
-            }
-            println!("SIGKILL to QEMU (pid {})", process.pid);
-            kill_checked(&process, "")?;
-            tidy(vm);
-            let ending = stop::Ending::Killed { asked: kill };
-            println!("{}: {ending}", vm.name);
-            return ending.as_result(timeout);
+    let monitor =
+        (!kill).then(|| SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic()));
+    let ending = match monitor {
+        Some(Ok(mut monitor)) => {
+            let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
+            let sequence = stop::Stop { agent: agent.as_ref(), process: Some(&process), timeout, kill };
+            stop::shutdown(&mut monitor, &mut printer, &sequence)?
         }
+        Some(Err(why)) => {
+            printer.text(&format!("QEMU does not answer on its monitor ({why})\n"));
+            stop::kill(None, &mut printer, Some(&process), false)?
+        }
+        None => stop::kill(None, &mut printer, Some(&process), true)?,
     };
-    let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
-    let sequence = stop::Stop { agent: agent.as_ref(), process: Some(&process), timeout, kill };
-    let ending = stop::shutdown(&mut monitor, &mut printer, &sequence)?;
     printer.flush();
     tidy(vm);
     println!("{}: {ending}", vm.name);

@@ -13,6 +13,8 @@ use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, kill_process, pidfd_open, pidfd_send_signal};
 
+use crate::error::Error;
+
 /// A live QEMU that is ours.
 #[derive(Debug)]
 pub struct Process {
@@ -94,6 +96,17 @@ impl Process {
             thread::sleep(Duration::from_millis(20));
         }
         true
+    }
+
+    /// SIGKILL, then a wait of up to `limit` for it to be gone; it
+    /// outliving the signal is the error.
+    pub fn kill_and_wait(&self, limit: Duration) -> Result<(), Error> {
+        self.kill().map_err(|e| Error::Failed(e.to_string()))?;
+        if self.wait_exit(limit) {
+            Ok(())
+        } else {
+            Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL", self.pid)))
+        }
     }
 
     /// SIGKILL, through the pidfd when there is one (without one, the pid

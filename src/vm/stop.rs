@@ -124,7 +124,7 @@ fn failed(error: ClientError) -> Error {
 /// The whole sequence on `monitor` (QMP), saying each step on `printer`.
 pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -> Result<Ending, Error> {
     if stop.kill {
-        return kill(monitor, printer, stop.process, true);
+        return kill(Some(monitor), printer, stop.process, true);
     }
     let deadline = Instant::now() + stop.timeout;
     let exited = |p: Option<&Process>| p.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
@@ -172,7 +172,7 @@ pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -
     if quit && exited(stop.process) {
         return Ok(Ending::QuitAfterTimeout);
     }
-    kill(monitor, printer, stop.process, false)
+    kill(Some(monitor), printer, stop.process, false)
 }
 
 /// A guest that cannot hear the button is made to: a paused VM goes on
@@ -210,24 +210,21 @@ fn wake_guest(
     }
 }
 
-/// SIGKILL, said; without a pid (a peer qmpsh cannot see), `quit`.
-fn kill(
-    monitor: &mut dyn Monitor,
+/// SIGKILL, said; without a pid (a peer qmpsh cannot see), `quit` through
+/// `monitor`. `vm stop` comes here without one when QEMU does not answer
+/// on it, or for `--kill`, which needs none.
+pub fn kill(
+    monitor: Option<&mut dyn Monitor>,
     printer: &mut Printer,
     process: Option<&Process>,
     asked: bool,
 ) -> Result<Ending, Error> {
-    match process {
-        Some(process) => {
+    match (process, monitor) {
+        (Some(process), _) => {
             say(printer, &format!("SIGKILL to QEMU (pid {})", process.pid));
-            process.kill().map_err(|e| Error::Failed(e.to_string()))?;
-            if process.wait_exit(FORCE_LIMIT) {
-                Ok(Ending::Killed { asked })
-            } else {
-                Err(Error::Failed(format!("QEMU (pid {}) survived SIGKILL", process.pid)))
-            }
+            process.kill_and_wait(FORCE_LIMIT).map(|()| Ending::Killed { asked })
         }
-        None if asked => {
+        (None, Some(monitor)) if asked => {
             say(printer, "quit (QEMU's pid is unknown here, so it cannot be signalled)");
             let force = Instant::now() + FORCE_LIMIT;
             match monitor.execute(command("quit"), Some(force), printer) {
@@ -235,7 +232,7 @@ fn kill(
                 Err(e) => Err(failed(e)),
             }
         }
-        None => Err(Error::Failed("QEMU did not stop, and its pid is unknown, so it cannot be killed".into())),
+        (None, _) => Err(Error::Failed("QEMU did not stop, and its pid is unknown, so it cannot be killed".into())),
     }
 }
 
