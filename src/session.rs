@@ -106,9 +106,9 @@ pub struct Session {
     /// `--pipeline`: the first failure among replies read ahead of the
     /// line that reports it.
     deferred: Option<Error>,
-    /// Counts the events seen, for the REPL's completion: what it learnt
-    /// of the VM's state is old after one.
-    events_seen: Option<Arc<AtomicU64>>,
+    /// Counts the commands sent and the events seen, for the REPL's
+    /// completion: what it learnt of the VM's state is old after one.
+    changes: Option<Arc<AtomicU64>>,
     /// Events received since the last command was sent, for `.wait` to
     /// find one that came before it started (STOP arrives during `stop`),
     /// and for the shell to see that QEMU said why it went.
@@ -122,19 +122,14 @@ const RECENT_EVENTS: usize = 1024;
 /// questions, its log), with every event remembered and counted.
 macro_rules! watch {
     ($session:ident) => {
-        Watch {
-            printer: &mut $session.printer,
-            own: false,
-            recent: &mut $session.recent,
-            events_seen: $session.events_seen.as_deref(),
-        }
+        watch!($session, false)
     };
-    ($session:ident, own) => {
+    ($session:ident, $own:expr) => {
         Watch {
             printer: &mut $session.printer,
-            own: true,
+            own: $own,
             recent: &mut $session.recent,
-            events_seen: $session.events_seen.as_deref(),
+            changes: $session.changes.as_deref(),
         }
     };
 }
@@ -151,7 +146,7 @@ impl Session {
             quitting: false,
             in_flight: VecDeque::new(),
             deferred: None,
-            events_seen: None,
+            changes: None,
             recent: VecDeque::new(),
         }
     }
@@ -337,7 +332,7 @@ impl Session {
 
     fn ask_message(&mut self, command: &str, request: Map<String, Value>) -> Result<Option<Value>, Error> {
         let deadline = self.deadline();
-        let reply = self.monitor.execute(request, deadline, &mut watch!(self, own));
+        let reply = self.monitor.execute(request, deadline, &mut watch!(self, true));
         match reply {
             Ok(reply) => Ok(reply.ok()),
             Err(ClientError::Timeout) => Err(self.timed_out(command)),
@@ -389,10 +384,10 @@ impl Session {
         self.recent.drain(..=at).next_back()
     }
 
-    /// From now on, counts in `counter` every event seen while idle or
-    /// looking (the REPL's completion cache).
-    pub fn count_events(&mut self, counter: Arc<AtomicU64>) {
-        self.events_seen = Some(counter);
+    /// From now on, counts in `counter` every command sent and every event
+    /// seen (the REPL's completion cache).
+    pub fn count_changes(&mut self, counter: Arc<AtomicU64>) {
+        self.changes = Some(counter);
     }
 
     /// Asks QEMU something for completion: the reply, or `None` when QEMU
@@ -400,7 +395,7 @@ impl Session {
     /// over when it comes).
     pub fn look(&mut self, message: Map<String, Value>, limit: Duration) -> Result<Option<Value>, Error> {
         let deadline = Some(Instant::now() + limit);
-        let reply = self.monitor.execute(message, deadline, &mut watch!(self, own));
+        let reply = self.monitor.execute(message, deadline, &mut watch!(self, true));
         match reply {
             Ok(reply) => Ok(reply.ok()),
             Err(ClientError::Timeout) => Ok(None),
@@ -602,19 +597,30 @@ struct Watch<'a> {
     /// qmpsh's own question: its traffic is logged, not shown.
     own: bool,
     recent: &'a mut VecDeque<Value>,
-    events_seen: Option<&'a AtomicU64>,
+    changes: Option<&'a AtomicU64>,
+}
+
+impl Watch<'_> {
+    fn count_change(&self) {
+        if let Some(changes) = self.changes {
+            changes.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Observer for Watch<'_> {
     fn sent(&mut self, message: &Value) {
-        if self.own { self.printer.own_traffic().sent(message) } else { self.printer.sent(message) }
+        if self.own {
+            self.printer.own_traffic().sent(message);
+        } else {
+            self.count_change();
+            self.printer.sent(message);
+        }
     }
 
     fn received(&mut self, message: &Value, kind: Kind) {
         if kind == Kind::Event {
-            if let Some(events) = self.events_seen {
-                events.fetch_add(1, Ordering::SeqCst);
-            }
+            self.count_change();
             if self.recent.len() == RECENT_EVENTS {
                 self.recent.pop_front();
             }

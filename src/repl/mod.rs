@@ -12,7 +12,7 @@ pub mod live;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread;
 
@@ -56,8 +56,8 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     // Completion asks the VM what it has now: events and commands make
     // what it learnt old.
     let changes = Arc::new(AtomicU64::new(0));
-    session.count_events(Arc::clone(&changes));
-    let (fetcher, server) = live::pair(session.waker(), Arc::clone(&changes));
+    session.count_changes(Arc::clone(&changes));
+    let (fetcher, server) = live::pair(session.waker(), changes);
     let knowledge = Knowledge {
         schema: session.shared_schema()?,
         commands: session.command_names(),
@@ -87,8 +87,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     }
 
     let mut reading = false;
-    let live = Live { server, changes };
-    let outcome = converse(session, &label, &requests, &inputs, &live, &mut reading);
+    let outcome = converse(session, &label, &requests, &inputs, &server, &mut reading);
     if reading {
         // QEMU went while a line was being typed: the input thread is
         // inside readline, with the terminal raw. Put the terminal back and
@@ -103,13 +102,6 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     outcome
 }
 
-/// The session's side of completion from the VM's live state.
-struct Live {
-    server: live::Server,
-    /// Bumped by every event and every command run.
-    changes: Arc<AtomicU64>,
-}
-
 /// The main loop: ask for a line, wait for it while printing events and
 /// answering completion's questions, run it.
 fn converse(
@@ -117,7 +109,7 @@ fn converse(
     label: &str,
     requests: &Sender<EditorTask>,
     inputs: &Receiver<Typed>,
-    live: &Live,
+    live: &live::Server,
     reading: &mut bool,
 ) -> Result<(), Error> {
     let fresh = |session: &Session| if session.hmp() { Assembler::for_hmp() } else { Assembler::new() };
@@ -150,9 +142,7 @@ fn converse(
         // A paste can bring several lines at once: each is a line typed.
         for piece in physical.split('\n') {
             let Some((text, _)) = assembler.push(piece) else { continue };
-            let flow = run_typed(session, requests, &text)?;
-            live.changes.fetch_add(1, Ordering::SeqCst);
-            if flow == Flow::Exit {
+            if run_typed(session, requests, &text)? == Flow::Exit {
                 return Ok(());
             }
         }
@@ -161,7 +151,7 @@ fn converse(
 
 /// Waits for what the input thread reports, printing events and
 /// answering completion's questions meanwhile; `None` when QEMU went.
-fn await_typed(session: &mut Session, inputs: &Receiver<Typed>, live: &Live) -> Result<Option<Typed>, Error> {
+fn await_typed(session: &mut Session, inputs: &Receiver<Typed>, live: &live::Server) -> Result<Option<Typed>, Error> {
     loop {
         match inputs.try_recv() {
             Ok(input) => return Ok(Some(input)),
@@ -170,7 +160,7 @@ fn await_typed(session: &mut Session, inputs: &Receiver<Typed>, live: &Live) -> 
             Err(TryRecvError::Disconnected) => return Err(Error::Io("the line editor stopped unexpectedly".into())),
             Err(TryRecvError::Empty) => {}
         }
-        live.server.serve(session)?;
+        live.serve(session)?;
         if session.idle()? == Flow::Exit {
             return Ok(None);
         }
