@@ -18,7 +18,7 @@ use crate::bind::dot::COMMANDS;
 use crate::hmp::HmpCommands;
 use crate::render::Palette;
 use crate::schema::Schema;
-use crate::table::{self, ArgType, Entry};
+use crate::table::{self, ArgSpec, ArgType, Entry};
 
 /// What completion knows: the table (always), the schema (when QEMU
 /// offered one), HMP's commands, and what the VM has right now.
@@ -302,43 +302,43 @@ pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
     }
     let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
     let shown: Vec<String> = match knowledge.entry(&words) {
-        Some(entry) => {
-            let skip = if entry.name.starts_with("info ") { 2 } else { 1 };
-            let positional = words.iter().skip(skip).filter(|w| !w.contains('=') && !w.starts_with('-')).count();
-            entry
-                .args
-                .iter()
-                .filter(|a| a.flag.is_none() && !given.contains(&a.name))
-                .skip(positional)
-                .map(|a| {
-                    let shown = format!("{}:{}", a.name, a.kind.describe());
-                    if a.optional { format!("[{shown}]") } else { shown }
-                })
-                .collect()
-        }
-        None if words.len() == 1 && knowledge.hmp_usage(first).is_some() => {
-            knowledge.hmp_usage(first).map(|usage| vec![usage.to_string()]).unwrap_or_default()
-        }
-        None => {
-            let mut arguments = knowledge.arguments(&words);
-            arguments.retain(|(name, _, _)| !given.contains(&name.as_str()));
-            arguments.sort_by_key(|(_, _, optional)| *optional);
-            arguments
-                .into_iter()
-                .map(|(name, ty, optional)| if optional { format!("[{name}={ty}]") } else { format!("{name}={ty}") })
-                .collect()
-        }
+        Some(entry) => positional_left(entry, &words)
+            .map(|a| {
+                let shown = format!("{}:{}", a.name, a.kind.describe());
+                if a.optional { format!("[{shown}]") } else { shown }
+            })
+            .collect(),
+        None => match knowledge.hmp_usage(first).filter(|_| words.len() == 1) {
+            Some(usage) => vec![usage.to_string()],
+            None => {
+                let mut arguments = knowledge.arguments(&words);
+                arguments.retain(|(name, _, _)| !given.contains(&name.as_str()));
+                arguments.sort_by_key(|(_, _, optional)| *optional);
+                arguments
+                    .into_iter()
+                    .map(
+                        |(name, ty, optional)| if optional { format!("[{name}={ty}]") } else { format!("{name}={ty}") },
+                    )
+                    .collect()
+            }
+        },
     };
     let text = shown.join(" ");
     (!text.is_empty()).then(|| shorten(text, 72))
 }
 
 /// The positional argument a word after `words` fills in a table command.
-fn positional_spec(entry: &'static Entry, words: &[&str]) -> Option<&'static crate::table::ArgSpec> {
+fn positional_spec(entry: &'static Entry, words: &[&str]) -> Option<&'static ArgSpec> {
+    positional_left(entry, words).next()
+}
+
+/// A table command's positional arguments still to come after `words`:
+/// not given by name, nor filled by the positional words so far.
+fn positional_left<'w>(entry: &'static Entry, words: &'w [&'w str]) -> impl Iterator<Item = &'static ArgSpec> + 'w {
     let skip = if entry.name.starts_with("info ") { 2 } else { 1 };
-    let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
     let positional = words.iter().skip(skip).filter(|w| !w.contains('=') && !w.starts_with('-')).count();
-    entry.args.iter().filter(|a| a.flag.is_none() && !given.contains(&a.name)).nth(positional)
+    let given = move |name: &str| words.iter().any(|w| w.split_once('=').is_some_and(|(k, _)| k == name));
+    entry.args.iter().filter(move |a| a.flag.is_none() && !given(a.name)).skip(positional)
 }
 
 fn names(items: Vec<Item>) -> Vec<String> {

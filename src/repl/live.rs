@@ -202,7 +202,7 @@ impl Cache {
 #[derive(Clone)]
 pub struct Fetcher {
     cache: Arc<Cache>,
-    requests: Arc<Mutex<Sender<Fetch>>>,
+    requests: Sender<Fetch>,
     wake: Arc<Mutex<Waker>>,
     /// Whether to ask QEMU and wait (Tab), or only read what is known
     /// (hints, drawn at every key).
@@ -221,12 +221,7 @@ pub struct Server {
 pub fn pair(wake: Waker, changes: Arc<AtomicU64>) -> (Fetcher, Server) {
     let cache = Arc::new(Cache { state: Mutex::new(State::default()), arrived: Condvar::new(), changes });
     let (requests, requests_rx) = std::sync::mpsc::channel();
-    let fetcher = Fetcher {
-        cache: Arc::clone(&cache),
-        requests: Arc::new(Mutex::new(requests)),
-        wake: Arc::new(Mutex::new(wake)),
-        patient: true,
-    };
+    let fetcher = Fetcher { cache: Arc::clone(&cache), requests, wake: Arc::new(Mutex::new(wake)), patient: true };
     (fetcher, Server { cache, requests: requests_rx })
 }
 
@@ -274,8 +269,7 @@ impl Fetcher {
             return None;
         }
         if state.asked.insert(fetch.clone()) {
-            let sent = self.requests.lock().map(|requests| requests.send(fetch.clone()).is_ok()).unwrap_or(false);
-            if !sent {
+            if self.requests.send(fetch.clone()).is_err() {
                 return None;
             }
             if let Ok(wake) = self.wake.lock() {
@@ -314,15 +308,16 @@ impl Fetcher {
             Kind::BlockNode => self.listed("query-named-block-nodes", |entry| {
                 entry.get("node-name").and_then(Value::as_str).filter(|n| !n.starts_with('#')).map(String::from)
             }),
-            Kind::BlockDevice => {
-                let mut names = self.listed("query-block", |entry| {
-                    entry.get("device").and_then(Value::as_str).filter(|d| !d.is_empty()).map(String::from)
-                });
-                names.extend(self.listed("query-block", |entry| {
-                    entry.get("qdev").and_then(Value::as_str).filter(|q| !q.contains('/')).map(String::from)
-                }));
-                names
-            }
+            // A backend's name, or its device's id when that is a name.
+            Kind::BlockDevice => match self.answer(Fetch::Query("query-block")) {
+                Some(Value::Array(devices)) => devices
+                    .iter()
+                    .flat_map(|d| [d.get("device"), d.get("qdev")])
+                    .filter_map(|name| name?.as_str().filter(|n| !n.is_empty() && !n.contains('/')))
+                    .map(|name| Item::new(name, ""))
+                    .collect(),
+                _ => Vec::new(),
+            },
             Kind::Chardev => self.listed("query-chardev", |entry| entry.get("label")?.as_str().map(String::from)),
             Kind::Job => self.listed("query-jobs", |entry| entry.get("id")?.as_str().map(String::from)),
             Kind::MigrationCapability => {
