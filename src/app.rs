@@ -1,6 +1,6 @@
 //! `run`: from parsed command-line options to what they ask for.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use crate::attach;
@@ -72,8 +72,7 @@ fn dry_run(input: Source, options: &SessionOptions, saved: Option<&Schema>) -> R
     let mut out = io::BufWriter::new(stdout.lock());
     let mut cpu = None;
     let mut outcome = KeepGoing::default();
-    let stderr_palette = attach::palette(options.color, io::stderr().is_terminal());
-    colored::control::set_override(!stderr_palette.is_plain());
+    let (_, stderr_palette) = attach::palettes(options.color);
     let mut translate_line = |line: Logical| -> Result<Flow, Error> {
         let (text, line_no) = line?;
         let schema = || saved.unwrap_or_else(|| schema::recorded());

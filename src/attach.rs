@@ -78,18 +78,26 @@ pub fn agent(target: &Target, label: &str, options: &SessionOptions) -> Result<(
 
 /// Where output goes and how it looks, from the options and the terminal.
 fn printer(options: &SessionOptions) -> Result<Printer, Error> {
+    let (stdout, stderr) = palettes(options.color);
     let style = Style {
-        stdout: palette(options.color, io::stdout().is_terminal()),
-        stderr: palette(options.color, io::stderr().is_terminal()),
+        stdout,
+        stderr,
         pretty: options.pretty || io::stdout().is_terminal(),
         json: options.json,
         verbose: options.verbose,
         events: true,
     };
-    // The palettes decide; `colored` does what they say and does not look
-    // at the environment or the terminal itself.
-    colored::control::set_override(!style.stdout.is_plain() || !style.stderr.is_plain());
     Printer::new(style, options.log.as_deref())
+}
+
+/// The palettes of stdout and stderr. They decide: `colored` is told to do
+/// what they say, and does not look at the environment or the terminal
+/// itself.
+pub fn palettes(choice: ColorChoice) -> (Palette, Palette) {
+    let stdout = palette(choice, io::stdout().is_terminal());
+    let stderr = palette(choice, io::stderr().is_terminal());
+    colored::control::set_override(!stdout.is_plain() || !stderr.is_plain());
+    (stdout, stderr)
 }
 
 /// Runs the REPL on a terminal, else the script, on a connected monitor.
@@ -130,7 +138,7 @@ fn libvirt_monitor(_: &str, _: Option<&str>) -> Result<Box<dyn Monitor>, Error> 
 }
 
 /// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.
-pub fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
+fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
     let wanted = match choice {
         ColorChoice::Always => true,
         ColorChoice::Never => false,
