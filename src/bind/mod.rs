@@ -157,10 +157,10 @@ pub fn needs_schema(line: &Line) -> bool {
 pub fn needs_hmp_commands(line: &Line) -> bool {
     match line {
         Line::Command(inv) => {
+            // The cheap tests first: most lines stop at them.
             let word = command_word(&inv.name);
-            word != "info"
-                && crate::table::lookup(word).is_none()
-                && (inv.args.iter().any(|a| a.key.is_none()) || (inv.args.is_empty() && hmp::recorded_has(word)))
+            let hmp_form = inv.args.iter().any(|a| a.key.is_none()) || (inv.args.is_empty() && hmp::recorded_has(word));
+            hmp_form && word != "info" && crate::table::lookup(word).is_none()
         }
         _ => false,
     }
