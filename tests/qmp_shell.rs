@@ -384,8 +384,8 @@ const DIFFERENCES: &[(&str, &str, &str)] = &[
         INT,
     ),
     (
-        "migrate-set-parameters compress-level=0x9",
-        r#"{"execute":"migrate-set-parameters","arguments":{"compress-level":9}}"#,
+        "migrate-set-parameters multifd-zlib-level=0x9",
+        r#"{"execute":"migrate-set-parameters","arguments":{"multifd-zlib-level":9}}"#,
         INT,
     ),
     (

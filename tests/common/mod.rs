@@ -194,13 +194,26 @@ pub fn missing(need: &str, how: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {need} is missing ({how})");
 }
 
-/// Whether QEMU can be run here; when not, [`missing`] decides.
+/// Whether QEMU can be run here; when not, [`missing`] decides. With
+/// `QMPSH_QEMU_VERSION` set (CI sets it for each QEMU it tests, such as
+/// `7.2`), the QEMU found must be that release: a PATH that picks another
+/// fails the test rather than testing the wrong QEMU.
 pub fn qemu_available() -> bool {
-    let found = Command::new(QEMU).arg("--version").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    if !found {
+    static VERSION: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let version = VERSION.get_or_init(|| {
+        let output = Command::new(QEMU).arg("--version").output().ok().filter(|o| o.status.success())?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        Some(text.split_whitespace().nth(3).unwrap_or_default().to_string())
+    });
+    let Some(version) = version else {
         missing(QEMU, "apt-get install -y qemu-system-x86");
+        return false;
+    };
+    if let Ok(wanted) = std::env::var("QMPSH_QEMU_VERSION") {
+        let same = version == &wanted || version.starts_with(&format!("{wanted}."));
+        assert!(same, "QMPSH_QEMU_VERSION={wanted}, but {QEMU} on PATH is QEMU {version}");
     }
-    found
+    true
 }
 
 /// Whether qemu-img (for qcow2 disks) can be run here; when not,
