@@ -2,13 +2,14 @@
 //! statics, so qmpsh reads it at no cost when it starts: parsing the JSON
 //! at run time was a fifth of a one-shot command's instructions. A table
 //! entry that is not what `src/table.rs` expects fails the build with the
-//! entry's name. It also sorts the recorded QEMU's HMP command names
-//! (grammar/hmp-help.txt) into a static list.
+//! entry's name. It also lists the QEMUs recorded under grammar/qemu-*/
+//! (by `grammar/record`), and sorts the HMP command names any of them has
+//! into a static list.
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
@@ -16,10 +17,10 @@ use serde_json::{Map, Value};
 mod listing;
 
 const TABLE: &str = "grammar/commands.json";
-const HMP_HELP: &str = "grammar/hmp-help.txt";
+const GRAMMAR: &str = "grammar";
 
-const ENTRY_FIELDS: &[&str] = &["name", "aliases", "qmp", "args", "help", "example"];
-const ARG_FIELDS: &[&str] = &["name", "type", "optional", "flag", "to"];
+const ENTRY_FIELDS: &[&str] = &["name", "aliases", "qmp", "args", "help", "example", "since", "until", "instead"];
+const ARG_FIELDS: &[&str] = &["name", "type", "optional", "flag", "to", "since", "until", "instead"];
 const ARG_TYPES: &[(&str, &str)] = &[
     ("str", "Str"),
     ("int", "Int"),
@@ -44,19 +45,92 @@ fn main() {
     let out = env::var_os("OUT_DIR").unwrap_or_else(|| fail("cargo sets no OUT_DIR"));
     let path = Path::new(&out).join("table.rs");
     fs::write(&path, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
-    hmp_names(Path::new(&out));
+    let qemus = recorded_qemus();
+    write(Path::new(&out), "recorded.rs", &recorded_code(&qemus));
+    write(Path::new(&out), "hmp_names.rs", &hmp_names(&qemus));
 }
 
-/// The recorded QEMU's HMP command names, sorted for a binary search: a
-/// line is checked against them before anything is asked of QEMU.
-fn hmp_names(out: &Path) {
-    println!("cargo::rerun-if-changed={HMP_HELP}");
-    let text = fs::read_to_string(HMP_HELP).unwrap_or_else(|e| fail(&format!("cannot read {HMP_HELP}: {e}")));
-    let mut names: Vec<&str> = text.lines().filter_map(listing::listed).flat_map(|(names, _, _)| names).collect();
+/// A QEMU under grammar/qemu-MAJOR.MINOR/.
+struct Qemu {
+    folder: PathBuf,
+    /// `(major, minor, micro)`.
+    version: (u32, u32, u32),
+    package: String,
+}
+
+/// The recorded QEMUs, oldest first.
+fn recorded_qemus() -> Vec<Qemu> {
+    println!("cargo::rerun-if-changed={GRAMMAR}");
+    let folders = fs::read_dir(GRAMMAR).unwrap_or_else(|e| fail(&format!("cannot read {GRAMMAR}: {e}")));
+    let mut qemus: Vec<Qemu> = folders
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("qemu-")))
+        .map(|folder| {
+            let file = folder.join("version");
+            let text =
+                fs::read_to_string(&file).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", file.display())));
+            let (number, package) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
+            let parts: Vec<u32> = number.split('.').map(|p| p.parse().unwrap_or(u32::MAX)).collect();
+            let [major, minor, micro] = parts[..] else {
+                fail(&format!("{}: `{number}` is not MAJOR.MINOR.MICRO", file.display()))
+            };
+            Qemu { folder, version: (major, minor, micro), package: package.to_string() }
+        })
+        .collect();
+    if qemus.is_empty() {
+        fail(&format!("no recorded QEMU under {GRAMMAR}/qemu-*/ (record one with grammar/record)"));
+    }
+    qemus.sort_by_key(|q| q.version);
+    qemus
+}
+
+/// `RECORDED_COUNT` and the `RECORDED` array of src/version.rs.
+fn recorded_code(qemus: &[Qemu]) -> String {
+    let root = env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| fail("cargo sets no CARGO_MANIFEST_DIR"));
+    let mut code = format!("pub(crate) const RECORDED_COUNT: usize = {};\n", qemus.len());
+    code.push_str("static RECORDED: [Recorded; RECORDED_COUNT] = [\n");
+    for qemu in qemus {
+        let file = |name: &str| Path::new(&root).join(&qemu.folder).join(name).display().to_string();
+        let (major, minor, micro) = qemu.version;
+        let _ = writeln!(
+            code,
+            "    Recorded {{ version: Version::new({major}, {minor}, {micro}), package: {:?}, \
+             schema_text: include_str!({:?}), hmp_help: include_str!({:?}), \
+             schema: OnceLock::new(), hmp_commands: OnceLock::new() }},",
+            qemu.package,
+            file("qmp-schema.json"),
+            file("hmp-help.txt"),
+        );
+    }
+    code.push_str("];\n");
+    code
+}
+
+/// The HMP command names any recorded QEMU has, sorted for a binary
+/// search: a line is checked against them before anything is asked of
+/// QEMU.
+fn hmp_names(qemus: &[Qemu]) -> String {
+    let texts: Vec<String> = qemus
+        .iter()
+        .map(|qemu| {
+            let file = qemu.folder.join("hmp-help.txt");
+            fs::read_to_string(&file).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", file.display())))
+        })
+        .collect();
+    let mut names: Vec<&str> = texts
+        .iter()
+        .flat_map(|text| text.lines())
+        .filter_map(listing::listed)
+        .flat_map(|(names, _, _)| names)
+        .collect();
     names.sort_unstable();
     names.dedup();
-    let code = format!("&{names:?}\n");
-    let path = out.join("hmp_names.rs");
+    format!("&{names:?}\n")
+}
+
+fn write(out: &Path, name: &str, code: &str) {
+    let path = out.join(name);
     fs::write(&path, code).unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", path.display())));
 }
 
@@ -86,10 +160,13 @@ fn entry_code(entry: &Value) -> String {
     let mut code = String::new();
     let _ = writeln!(
         code,
-        "    Entry {{ name: {name:?}, aliases: &[{aliases}], qmp: {}, args: &[{args}], help: {:?}, example: {:?} }},",
+        "    Entry {{ name: {name:?}, aliases: &[{aliases}], qmp: {}, args: &[{args}], help: {:?}, example: {:?}, \
+         span: {}, instead: {} }},",
         option(string(fields, "qmp", &whose)),
         required("help"),
         required("example"),
+        span(fields, &whose),
+        option(string(fields, "instead", &whose)),
     );
     code
 }
@@ -110,10 +187,30 @@ fn arg_code(arg: &Value, whose: &str) -> String {
         Some(other) => fail(&format!("{TABLE}: {whose}: optional is {other}, not true or false")),
     };
     format!(
-        "ArgSpec {{ name: {name:?}, kind: ArgType::{variant}, optional: {optional}, flag: {}, to: {} }}, ",
+        "ArgSpec {{ name: {name:?}, kind: ArgType::{variant}, optional: {optional}, flag: {}, to: {}, span: {}, \
+         instead: {} }}, ",
         option(string(fields, "flag", &whose)),
         option(string(fields, "to", &whose)),
+        span(fields, &whose),
+        option(string(fields, "instead", &whose)),
     )
+}
+
+/// The QEMU versions that have an entry or argument: `since` (the release
+/// that added it) and `until` (the one that removed it), as `"9.1"`.
+fn span(fields: &Map<String, Value>, whose: &str) -> String {
+    let bound = |key: &str| match string(fields, key, whose) {
+        None => "None".to_string(),
+        Some(text) => match text.split('.').map(str::parse::<u32>).collect::<Result<Vec<_>, _>>().as_deref() {
+            Ok([major, minor]) => format!("Some(Version::new({major}, {minor}, 0))"),
+            _ => fail(&format!("{TABLE}: {whose}: {key} is {text:?}, not a release such as \"9.1\"")),
+        },
+    };
+    let (since, until) = (bound("since"), bound("until"));
+    if since == "None" && until == "None" && fields.contains_key("instead") {
+        fail(&format!("{TABLE}: {whose}: `instead` says what to use where it is missing: give since or until"));
+    }
+    format!("Span {{ since: {since}, until: {until} }}")
 }
 
 fn known_fields(fields: &Map<String, Value>, known: &[&str], whose: &str) {

@@ -9,10 +9,11 @@ use crate::cli::{Cli, Command, Deferred, LaunchOptions, SessionOptions};
 use crate::error::Error;
 use crate::launch;
 use crate::render;
-use crate::schema::{self, Schema};
+use crate::schema::Schema;
 use crate::script::{self, KeepGoing};
-use crate::session::{self, Flow, Logical, Source};
+use crate::session::{self, Flow, Logical, Offline, Source};
 use crate::target::Target;
+use crate::version::{self, Version};
 use crate::vm;
 
 /// Runs qmpsh as the command line asks.
@@ -36,10 +37,25 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));
             }
             let saved = cli.schema.as_deref().map(read_schema).transpose()?;
-            dry_run(script::input(&cli.session), &cli.session, saved.as_ref())
+            let offline = offline(cli.qemu.as_deref(), saved.as_ref())?;
+            if cli.session.verbose {
+                let by = match &cli.schema {
+                    Some(file) => format!("the schema in {}", file.display()),
+                    None => format!("the recorded {}", offline.recorded.name()),
+                };
+                let versions = match offline.qemu {
+                    Some(version) => format!("table commands and arguments as QEMU {version} has them"),
+                    None => "table commands and arguments unchecked for versions (add --qemu VERSION)".into(),
+                };
+                let _ = writeln!(io::stderr(), "qmpsh: --dry-run: typing by {by}; {versions}");
+            }
+            dry_run(script::input(&cli.session), &cli.session, &offline)
         }
         None if cli.schema.is_some() => {
             Err(Error::Usage("--schema is for --dry-run; connected, qmpsh asks QEMU for its own".into()))
+        }
+        None if cli.qemu.is_some() => {
+            Err(Error::Usage("--qemu VERSION is for --dry-run; connected, qmpsh asks QEMU its version".into()))
         }
         None if cli.agent.is_some() => {
             let agent = cli.agent.unwrap_or_default();
@@ -63,11 +79,29 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     }
 }
 
+/// What `--dry-run` translates for: `--qemu VERSION` (a recorded QEMU),
+/// else the newest recorded. `--schema FILE` stands in for the schema,
+/// and then `--qemu` may name any version (its HMP commands are the
+/// nearest recorded QEMU's); with a file and no `--qemu`, the version is
+/// unknown.
+fn offline<'s>(qemu: Option<&str>, saved: Option<&'s Schema>) -> Result<Offline<'s>, Error> {
+    let Some(text) = qemu else {
+        let recorded = version::newest();
+        return Ok(Offline { recorded, schema: saved, qemu: saved.is_none().then_some(recorded.version) });
+    };
+    match (version::find(text), Version::parse(text)) {
+        (Ok(recorded), _) => Ok(Offline { recorded, schema: saved, qemu: Some(recorded.version) }),
+        (Err(_), Some(version)) if saved.is_some() => {
+            Ok(Offline { recorded: version::nearest(version), schema: saved, qemu: Some(version) })
+        }
+        (Err(why), _) => Err(Error::Usage(format!("--qemu: {why}"))),
+    }
+}
+
 /// `--dry-run`: each command's QMP message, one compact JSON per line,
 /// exactly as a connected run would send it: a line that needs the schema
-/// is bound with `schema` (the recorded one, or `--schema FILE`), others
-/// without, as when connected.
-fn dry_run(input: Source, options: &SessionOptions, saved: Option<&Schema>) -> Result<(), Error> {
+/// is bound with `offline`'s schema, others without, as when connected.
+fn dry_run(input: Source, options: &SessionOptions, offline: &Offline) -> Result<(), Error> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let mut cpu = None;
@@ -75,8 +109,7 @@ fn dry_run(input: Source, options: &SessionOptions, saved: Option<&Schema>) -> R
     let (_, stderr_palette) = attach::palettes(options.color);
     let mut translate_line = |line: Logical| -> Result<Flow, Error> {
         let (text, line_no) = line?;
-        let schema = || saved.unwrap_or_else(|| schema::recorded());
-        match session::translate(text, Some(line_no), options.hmp, cpu, schema)? {
+        match session::translate(text, Some(line_no), options.hmp, cpu, offline)? {
             Action::Send(request) => {
                 serde_json::to_writer(&mut out, &request.message).map_err(|e| Error::output(e.into()))?;
                 out.write_all(b"\n").map_err(Error::output)?;

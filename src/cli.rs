@@ -39,9 +39,15 @@ pub struct Cli {
 
     /// With --dry-run: type arguments by this schema, saved from your QEMU
     /// with `qmpsh SOCK -c query-qmp-schema > FILE` (default: the recorded
-    /// QEMU 7.2 schema)
+    /// QEMU's, see --qemu)
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
+
+    /// With --dry-run: translate for this QEMU version, one of those
+    /// recorded (7.2, 10.0; default: the newest): its schema, its HMP
+    /// commands, and the table commands and arguments it has
+    #[arg(long, value_name = "VERSION")]
+    pub qemu: Option<String>,
 
     #[command(flatten)]
     pub session: SessionOptions,

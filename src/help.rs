@@ -84,9 +84,13 @@ fn entry_help(entry: &Entry) -> String {
         Some(qmp) => text.push_str(&format!("    sends QMP {qmp}\n")),
         None => text.push_str("    sent to HMP as text\n"),
     }
+    if let Some(versions) = entry.span.describe() {
+        text.push_str(&format!("    only in {versions}\n"));
+    }
     for arg in entry.args {
         let optional = if arg.optional { ", optional" } else { "" };
-        text.push_str(&format!("    {}: {}{optional}\n", arg.name, arg.kind.describe()));
+        let versions = arg.span.describe().map(|v| format!(", only in {v}")).unwrap_or_default();
+        text.push_str(&format!("    {}: {}{optional}{versions}\n", arg.name, arg.kind.describe()));
     }
     text.push_str(&format!("    example: {}\n", entry.example));
     text
@@ -111,5 +115,14 @@ mod tests {
         // A usage too long for its column gets its own line.
         let long = row(&"x".repeat(50), "help", Some(80));
         assert_eq!(long, format!("  {}\n{}help\n", "x".repeat(50), " ".repeat(HELP_COLUMN)));
+    }
+
+    #[test]
+    fn an_entrys_help_says_which_qemus_have_it() {
+        let migrate = text(Some("migrate")).unwrap();
+        assert!(migrate.contains("    blk: on|off, optional, only in QEMU before 9.1\n"), "{migrate}");
+        assert!(migrate.contains("    uri: string\n"), "{migrate}");
+        let renamed = text(Some("one-insn-per-tb")).unwrap();
+        assert!(renamed.contains("    only in QEMU 8.1 and newer\n"), "{renamed}");
     }
 }

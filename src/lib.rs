@@ -39,4 +39,5 @@ pub mod table;
 pub mod target;
 pub mod terminal;
 pub mod units;
+pub mod version;
 pub mod vm;

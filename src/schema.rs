@@ -5,7 +5,6 @@
 //! anything is sent.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 
 use serde_json::{Map, Value as Json};
 
@@ -15,7 +14,7 @@ use crate::line::{ParseError, Value};
 use crate::units::parse_size;
 
 /// Schema entities by name.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Schema {
     entities: HashMap<String, Json>,
 }
@@ -63,19 +62,6 @@ impl Steps {
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
-
-/// The schema of the QEMU named in grammar/GRAMMAR.md, recorded with
-/// `qmpsh SOCK -c query-qmp-schema`: what `--dry-run` types by unless
-/// given `--schema FILE`.
-const RECORDED: &str = include_str!("../grammar/qmp-schema.json");
-
-/// The recorded schema, read once on first use.
-pub fn recorded() -> &'static Schema {
-    static SCHEMA: OnceLock<Schema> = OnceLock::new();
-    // The tests check that it parses; were it broken, lines would be bound
-    // without types rather than qmpsh failing.
-    SCHEMA.get_or_init(|| Schema::from_saved(RECORDED).unwrap_or_else(|_| Schema { entities: HashMap::new() }))
-}
 
 impl Schema {
     /// Reads a schema saved from QEMU: the output of `qmpsh SOCK -c

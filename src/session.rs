@@ -19,6 +19,7 @@ use crate::output::Printer;
 use crate::qmp::{ClientError, Kind, Monitor, Observer, QmpError, Waker};
 use crate::schema::{self, Schema};
 use crate::target::Target;
+use crate::version::{self, Recorded, Version};
 use crate::vm::{Process, stop};
 
 /// Whether to go on after a line.
@@ -98,6 +99,9 @@ pub struct Session {
     schema: Fetched<Schema>,
     /// HMP's command list (its `help`).
     hmp_commands: Fetched<HmpCommands>,
+    /// The QEMU's version: from the greeting, else (libvirt sends none)
+    /// asked when a line first needs it.
+    qemu: Fetched<Version>,
     /// `quit` was sent: QEMU closing the connection is now success.
     quitting: bool,
     /// `--pipeline`: commands sent whose replies are still to come, oldest
@@ -136,6 +140,10 @@ macro_rules! watch {
 
 impl Session {
     pub fn new(monitor: Box<dyn Monitor>, printer: Printer, settings: Settings) -> Session {
+        let qemu = match monitor.greeting().and_then(Version::of_greeting) {
+            Some(version) => Fetched::Loaded(Arc::new(version)),
+            None => Fetched::NotYet,
+        };
         Session {
             monitor,
             printer,
@@ -143,6 +151,7 @@ impl Session {
             cpu: None,
             schema: Fetched::NotYet,
             hmp_commands: Fetched::NotYet,
+            qemu,
             quitting: false,
             in_flight: VecDeque::new(),
             deferred: None,
@@ -168,9 +177,7 @@ impl Session {
 
     /// `QEMU 7.2.22` from the greeting, when there was one.
     pub fn version(&self) -> Option<String> {
-        let qemu = self.greeting()?.get("QMP")?.get("version")?.get("qemu")?;
-        let part = |k: &str| qemu.get(k).and_then(Value::as_u64).unwrap_or(0);
-        Some(format!("QEMU {}.{}.{}", part("major"), part("minor"), part("micro")))
+        self.greeting().and_then(Version::of_greeting).map(|version| format!("QEMU {version}"))
     }
 
     /// The live schema, if it has been fetched.
@@ -194,7 +201,8 @@ impl Session {
         // means the same whatever ran before it (and in `--dry-run`).
         let needs_schema = bind::needs_schema(&parsed);
         let needs_hmp = bind::needs_hmp_commands(&parsed);
-        if self.schema.wanted(needs_schema) || self.hmp_commands.wanted(needs_hmp) {
+        let needs_version = bind::needs_version(&parsed);
+        if self.schema.wanted(needs_schema) || self.hmp_commands.wanted(needs_hmp) || self.qemu.wanted(needs_version) {
             self.settle()?; // what qmpsh asks must not take another command's reply
         }
         if needs_schema {
@@ -203,11 +211,15 @@ impl Session {
         if needs_hmp {
             self.load_hmp_commands()?;
         }
+        if needs_version {
+            self.load_version()?;
+        }
         let context = Context {
             hmp: self.settings.hmp,
             cpu: self.cpu,
             schema: self.schema.get().filter(|_| needs_schema),
             hmp_commands: self.hmp_commands.get().filter(|_| needs_hmp),
+            qemu: self.qemu.get().copied(),
         };
         let action = bind_line(&parsed, text, line_no, &context)?;
         let flow = match action {
@@ -307,6 +319,19 @@ impl Session {
             self.hmp_commands = match self.ask_message("human-monitor-command", help)? {
                 Some(Value::String(text)) => Fetched::Loaded(Arc::new(HmpCommands::parse(&text))),
                 _ => Fetched::Unavailable,
+            };
+        }
+        Ok(())
+    }
+
+    /// Asks the QEMU's version once, when a line first needs it and the
+    /// greeting did not say (libvirt).
+    fn load_version(&mut self) -> Result<(), Error> {
+        if matches!(self.qemu, Fetched::NotYet) {
+            let reply = self.ask("query-version")?;
+            self.qemu = match reply.as_ref().and_then(|r| r.get("qemu")).and_then(Version::from_json) {
+                Some(version) => Fetched::Loaded(Arc::new(version)),
+                None => Fetched::Unavailable,
             };
         }
         Ok(())
@@ -648,20 +673,50 @@ fn bind_line(parsed: &Line, text: &str, line_no: Option<usize>, context: &Contex
     bind::bind(parsed, text, context).map_err(|e| locate(text, line_no, e))
 }
 
+/// What `--dry-run` binds by in place of a connected QEMU.
+#[derive(Debug, Clone, Copy)]
+pub struct Offline<'s> {
+    /// The recorded QEMU (`--qemu`, else the newest): its HMP commands,
+    /// and its schema unless `schema` is given.
+    pub recorded: &'static Recorded,
+    /// `--schema FILE`.
+    pub schema: Option<&'s Schema>,
+    /// The version whose table commands and arguments are checked: the
+    /// recorded one's, or none for `--schema FILE` without `--qemu`.
+    pub qemu: Option<Version>,
+}
+
+impl<'s> Offline<'s> {
+    /// The newest recorded QEMU.
+    pub fn newest() -> Offline<'static> {
+        let recorded = version::newest();
+        Offline { recorded, schema: None, qemu: Some(recorded.version) }
+    }
+
+    fn schema(&self) -> &'s Schema {
+        self.schema.unwrap_or_else(|| self.recorded.schema())
+    }
+}
+
 /// Parses and binds one logical line without a connection (`--dry-run`),
 /// giving binding the schema when the line needs it, as a session does
-/// (and only then reading it: the recorded one is 190 KB of JSON).
-pub fn translate<'s>(
+/// (and only then reading it: a recorded one is 200 KB of JSON).
+pub fn translate(
     text: &str,
     line_no: Option<usize>,
     hmp: bool,
     cpu: Option<i64>,
-    schema: impl FnOnce() -> &'s Schema,
+    offline: &Offline,
 ) -> Result<Action, Error> {
     let parsed = parse(text, line_no, hmp)?;
-    let schema = bind::needs_schema(&parsed).then(schema);
-    let hmp_commands = bind::needs_hmp_commands(&parsed).then(HmpCommands::recorded);
-    bind_line(&parsed, text, line_no, &Context { hmp, cpu, schema, hmp_commands })
+    let context = Context {
+        hmp,
+        cpu,
+        schema: bind::needs_schema(&parsed).then(|| offline.schema()),
+        hmp_commands: bind::needs_hmp_commands(&parsed).then(|| offline.recorded.hmp_commands()),
+        qemu: offline.qemu,
+    };
+    bind_line(&parsed, text, line_no, &context)
 }
 
 /// Where a script's lines come from: `-c` arguments or a stream such as

@@ -1,6 +1,9 @@
 //! The human command table: data from grammar/commands.json, compiled into
 //! the binary by `build.rs`. Translation, `.help`, completion and hints all
-//! read this one table; `tests/table.rs` checks it against a real QEMU.
+//! read this one table; `tests/table.rs` checks it against a real QEMU
+//! and against every recorded one.
+
+use crate::version::{Span, Version};
 
 /// One human command, such as `powerdown` or `info status`.
 #[derive(Debug)]
@@ -16,6 +19,10 @@ pub struct Entry {
     pub help: &'static str,
     /// A line that uses it; tests send it to a real QEMU.
     pub example: &'static str,
+    /// The QEMU versions that have it.
+    pub span: Span,
+    /// What to use where a QEMU lacks it.
+    pub instead: Option<&'static str>,
 }
 
 /// One argument of a table command.
@@ -29,6 +36,10 @@ pub struct ArgSpec {
     pub flag: Option<&'static str>,
     /// The QMP argument (dotted for nested) when it differs from `name`.
     pub to: Option<&'static str>,
+    /// The QEMU versions whose command has it.
+    pub span: Span,
+    /// What to use where a QEMU lacks it.
+    pub instead: Option<&'static str>,
 }
 
 /// How an argument's text becomes JSON.
@@ -74,12 +85,31 @@ impl ArgSpec {
     pub fn target(&self) -> &str {
         self.to.unwrap_or(self.name)
     }
+
+    /// How a person typed it: its flag (`-b`) or its name.
+    pub fn shown(&self) -> &str {
+        self.flag.unwrap_or(self.name)
+    }
+}
+
+/// Why `version` has no `what` (a command or an argument that `span` says
+/// which versions have), and what to use instead; `None` when it has it.
+pub fn missing_in(what: &str, span: Span, instead: Option<&str>, version: Version) -> Option<String> {
+    let why = span.missing_in(version)?;
+    let instead = instead.map(|text| format!(": {text}")).unwrap_or_default();
+    Some(format!("QEMU {version} has no {what} ({why}){instead}"))
 }
 
 impl Entry {
     /// Every name this entry answers to.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.name).chain(self.aliases.iter().copied())
+    }
+
+    /// Whether some QEMU version lacks it or one of its arguments: binding
+    /// it then needs to know the version.
+    pub fn is_versioned(&self) -> bool {
+        self.span.is_limited() || self.args.iter().any(|a| a.span.is_limited())
     }
 
     /// Whether it takes a QemuOpts string (and so any property by name).

@@ -183,3 +183,61 @@ fn completions_and_the_man_page_come_from_the_command_line_itself() {
     assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH qmpsh 1"), "{}", man.stdout);
     assert!(man.stdout.contains("keep\\-going") && man.stdout.contains("Exit codes"), "{}", man.stdout);
 }
+
+#[test]
+fn dry_run_translates_for_the_recorded_qemu_it_is_told() {
+    // Block migration went in QEMU 9.1: the newest recorded QEMU (the
+    // default) refuses `migrate -b`, naming itself and what to use; 7.2
+    // sends it. `-v` says which QEMU the lines were translated for.
+    let line = "migrate -b tcp:127.0.0.1:4444";
+    let newest = qmpsh(&["--dry-run", "-v", "-c", line], "");
+    assert_eq!(newest.code, 2, "{newest:?}");
+    assert_eq!(newest.stdout, "");
+    let mut said = newest.stderr.lines();
+    assert_eq!(
+        said.next(),
+        Some(
+            "qmpsh: --dry-run: typing by the recorded QEMU 10.0; table commands and arguments as QEMU 10.0.2 has them"
+        )
+    );
+    assert_eq!(
+        said.next(),
+        Some(
+            "qmpsh: line 1, column 9: QEMU 10.0.2 has no `migrate -b` (removed in QEMU 9.1): mirror the disks with \
+             blockdev-mirror to an NBD export on the destination, then migrate"
+        )
+    );
+    let old = qmpsh(&["--dry-run", "--qemu", "7.2", "-c", line, "-c", "migrate uri=tcp:x:1 inc=on"], "");
+    assert_eq!(old.code, 0, "{old:?}");
+    assert_eq!(
+        old.stdout,
+        "{\"execute\":\"migrate\",\"arguments\":{\"blk\":true,\"uri\":\"tcp:127.0.0.1:4444\"}}\n\
+         {\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:x:1\",\"inc\":true}}\n"
+    );
+    // The qmp-shell form is refused as well, at its argument.
+    let named = qmpsh(&["--dry-run", "--qemu", "10.0", "-c", "migrate uri=tcp:x:1 inc=on"], "");
+    assert_eq!(named.code, 2);
+    assert!(named.stderr.starts_with("qmpsh: line 1, column 21: QEMU 10.0.2 has no `migrate inc`"), "{}", named.stderr);
+
+    // A saved schema: any version may be named for it; without --qemu,
+    // versions go unchecked, and -v says so.
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("schema.json");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/grammar/qemu-7.2/qmp-schema.json"), &saved).unwrap();
+    let saved = saved.to_str().unwrap();
+    let unchecked = qmpsh(&["--dry-run", "-v", "--schema", saved, "-c", line], "");
+    assert_eq!(unchecked.code, 0, "{unchecked:?}");
+    assert!(unchecked.stderr.contains("unchecked for versions (add --qemu VERSION)"), "{}", unchecked.stderr);
+    let nine_one = qmpsh(&["--dry-run", "--schema", saved, "--qemu", "9.1", "-c", line], "");
+    assert_eq!(nine_one.code, 2);
+    assert!(nine_one.stderr.contains("QEMU 9.1.0 has no `migrate -b`"), "{}", nine_one.stderr);
+
+    // Only recorded versions stand alone; --qemu is for --dry-run.
+    let unknown = qmpsh(&["--dry-run", "--qemu", "8.0", "-c", "stop"], "");
+    assert_eq!((unknown.code, unknown.stdout.as_str()), (2, ""));
+    assert_eq!(
+        unknown.stderr,
+        "qmpsh: --qemu: QEMU 8.0 is not recorded (recorded: 7.2, 10.0; or give --schema FILE)\n"
+    );
+    assert_eq!(qmpsh(&["--qemu", "7.2", "x.sock", "-c", "stop"], "").code, 2);
+}

@@ -34,11 +34,14 @@ fn examples() -> Vec<(String, String)> {
 
 #[test]
 fn every_example_translates_as_documented() {
+    // For every recorded QEMU, as the page says: the examples are
+    // version-neutral.
     let examples = examples();
     assert!(examples.len() >= 40, "only {} examples found", examples.len());
     let mut wrong = Vec::new();
-    for (input, expected) in &examples {
-        let run = qmpsh(&["--dry-run"], input);
+    let versions = qmpsh::version::recorded().iter().map(|q| format!("{}.{}", q.version.major, q.version.minor));
+    for (version, (input, expected)) in versions.flat_map(|v| examples.iter().map(move |e| (v.clone(), e))) {
+        let run = qmpsh(&["--dry-run", "--qemu", &version], input);
         let shown = match expected.strip_prefix("error: ") {
             Some(_) => format!("error: {}", run.stderr.trim_end().trim_start_matches("qmpsh: ")),
             None if run.stdout.is_empty() => "(nothing)".to_string(),
@@ -46,10 +49,16 @@ fn every_example_translates_as_documented() {
         };
         let code = if expected.starts_with("error: ") { 2 } else { 0 };
         if shown != *expected || run.code != code {
-            wrong.push(format!("{input}  documented: {expected}\n  printed:    {shown} (exit {})", run.code));
+            wrong.push(format!("{input}  documented: {expected}\n  QEMU {version}: {shown} (exit {})", run.code));
         }
     }
-    assert!(wrong.is_empty(), "{} of {} examples differ:\n{}", wrong.len(), examples.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {} translations differ:\n{}",
+        wrong.len(),
+        examples.len() * qmpsh::version::recorded().len(),
+        wrong.join("\n")
+    );
 }
 
 /// Examples to leave out against a live QEMU: errors, a command QEMU lacks

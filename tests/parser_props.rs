@@ -17,7 +17,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use qmpsh::bind::{self, Action, Context};
 use qmpsh::line::{Assembler, Line, parse_line};
-use qmpsh::schema::{self, Schema};
+use qmpsh::schema::Schema;
+use qmpsh::version;
 use serde_json::{Map, Value as Json};
 
 /// `cases` cases, failures saved where they are committed. proptest's
@@ -94,8 +95,11 @@ proptest! {
     fn parsing_and_binding_never_panic(text in line_text()) {
         match parse_line(&text) {
             Ok(line) => {
-                for (hmp, schema) in [(false, None), (true, None), (false, Some(schema::recorded()))] {
-                    let context = Context { hmp, cpu: None, schema, hmp_commands: None };
+                let oldest = version::recorded().first().unwrap();
+                let qemus = [(false, None), (true, None), (false, Some(version::newest())), (false, Some(oldest))];
+                for (hmp, qemu) in qemus {
+                    let schema = qemu.map(|q| q.schema());
+                    let context = Context { hmp, schema, qemu: qemu.map(|q| q.version), ..Context::default() };
                     if let Err(e) = bind::bind(&line, &text, &context) {
                         prop_assert!(e.offset <= text.len() && text.is_char_boundary(e.offset), "{e:?}");
                     }
@@ -117,8 +121,8 @@ proptest! {
 fn qemuopts_keys_nest_a_bounded_depth() {
     let text = format!("device_add e1000,{}=1", vec!["a"; 10_000].join("."));
     let line = parse_line(&text).unwrap();
-    for schema in [None, Some(schema::recorded())] {
-        let context = Context { hmp: false, cpu: None, schema, hmp_commands: None };
+    for schema in [None, Some(version::newest().schema())] {
+        let context = Context { schema, ..Context::default() };
         let e = bind::bind(&line, &text, &context).unwrap_err();
         assert_eq!(e.message, "expected a key of at most 32 dotted parts");
     }
@@ -126,7 +130,7 @@ fn qemuopts_keys_nest_a_bounded_depth() {
 
 // --- a line means what its qmp-shell spelling means ------------------------
 
-/// The recorded schema (grammar/qmp-schema.json) as this test reads it,
+/// The newest recorded schema (grammar/qemu-*/qmp-schema.json) as this test reads it,
 /// apart from qmpsh's reading of it: entities by name, and the command
 /// names in a fixed order (a saved seed must make the same line again).
 struct SchemaFile {
@@ -137,7 +141,10 @@ struct SchemaFile {
 fn schema_file() -> &'static SchemaFile {
     static FILE: OnceLock<SchemaFile> = OnceLock::new();
     FILE.get_or_init(|| {
-        let list: Vec<Json> = serde_json::from_str(include_str!("../grammar/qmp-schema.json")).unwrap();
+        let newest = version::newest().version;
+        let file =
+            format!("{}/grammar/qemu-{}.{}/qmp-schema.json", env!("CARGO_MANIFEST_DIR"), newest.major, newest.minor);
+        let list: Vec<Json> = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
         let entities: HashMap<String, Json> =
             list.into_iter().map(|e| (e["name"].as_str().unwrap().to_string(), e)).collect();
         let mut commands: Vec<String> = entities
@@ -444,11 +451,8 @@ fn sent(text: &str, context: &Context) -> Option<Map<String, Json>> {
 
 /// Binding a line without a schema and with the recorded one.
 fn contexts() -> [Context<'static>; 2] {
-    let with: Option<&'static Schema> = Some(schema::recorded());
-    [
-        Context { hmp: false, cpu: None, schema: None, hmp_commands: None },
-        Context { schema: with, ..Context::default() },
-    ]
+    let with: Option<&'static Schema> = Some(version::newest().schema());
+    [Context::default(), Context { schema: with, ..Context::default() }]
 }
 
 /// Whatever way a line is written, what it sends is what its qmp-shell

@@ -1,7 +1,9 @@
 //! The command table (grammar/commands.json) checked as data, then against
-//! a real QEMU, which is the authority: every QMP command it names is in
+//! QEMU, which is the authority: the real one under test and every one
+//! recorded under grammar/qemu-*/. Every QMP command it names is in
 //! `query-commands`, every argument fills an argument that command has in
-//! `query-qmp-schema` with a value of the type it wants, every HMP-only
+//! `query-qmp-schema` with a value of the type it wants, exactly in the
+//! versions the table says have it (`since`, `until`), every HMP-only
 //! command is in HMP's `help`, and every example's translation has a shape
 //! QEMU accepts.
 
@@ -14,7 +16,13 @@ use std::collections::{HashMap, HashSet};
 
 use common::{Qemu, qmpsh, query, query_with};
 use qmpsh::table::{ArgSpec, ArgType, Entry, table};
+use qmpsh::version::{self, Span, Version};
 use serde_json::{Value, json};
+
+/// The version of the QEMU under test.
+fn version_of(qemu: &Qemu) -> Version {
+    Version::from_json(&query(&qemu.socket, "query-version")["return"]["qemu"]).unwrap()
+}
 
 #[test]
 fn names_are_unique_and_examples_use_their_own_entry() {
@@ -37,7 +45,10 @@ fn names_are_unique_and_examples_use_their_own_entry() {
 #[test]
 fn every_example_translates_without_a_connection() {
     for entry in table() {
-        let run = qmpsh(&["--dry-run"], &format!("{}\n", entry.example));
+        // For the newest recorded QEMU that has it.
+        let qemu = version::recorded().iter().rev().find(|q| entry.span.contains(q.version)).unwrap();
+        let version = format!("{}.{}", qemu.version.major, qemu.version.minor);
+        let run = qmpsh(&["--dry-run", "--qemu", &version], &format!("{}\n", entry.example));
         assert_eq!(run.code, 0, "{}: {}", entry.example, run.stderr);
         let message: serde_json::Value = serde_json::from_str(run.stdout.trim_end()).unwrap();
         let expected = entry.qmp.unwrap_or("human-monitor-command");
@@ -48,9 +59,15 @@ fn every_example_translates_without_a_connection() {
 #[test]
 fn every_qmp_command_in_the_table_exists_in_qemu() {
     let Some(qemu) = Qemu::start(&[]) else { return };
+    let version = version_of(&qemu);
     let reply = query(&qemu.socket, "query-commands");
     let known: HashSet<&str> = reply["return"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
-    let mut missing: Vec<&str> = table().iter().filter_map(|e| e.qmp).filter(|c| !known.contains(c)).collect();
+    let mut missing: Vec<&str> = table()
+        .iter()
+        .filter(|e| e.span.contains(version))
+        .filter_map(|e| e.qmp)
+        .filter(|c| !known.contains(c))
+        .collect();
     if !known.contains("human-monitor-command") {
         missing.push("human-monitor-command");
     }
@@ -63,8 +80,18 @@ struct Schema(HashMap<String, Value>);
 
 impl Schema {
     fn of(qemu: &Qemu) -> Schema {
-        let reply = query(&qemu.socket, "query-qmp-schema");
-        let entities = reply["return"].as_array().unwrap();
+        Schema::from_list(&query(&qemu.socket, "query-qmp-schema")["return"])
+    }
+
+    /// A QEMU recorded under grammar/qemu-MAJOR.MINOR/, read from its file.
+    fn recorded(version: Version) -> Schema {
+        let file =
+            format!("{}/grammar/qemu-{}.{}/qmp-schema.json", env!("CARGO_MANIFEST_DIR"), version.major, version.minor);
+        Schema::from_list(&serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap())
+    }
+
+    fn from_list(entities: &Value) -> Schema {
+        let entities = entities.as_array().unwrap();
         Schema(entities.iter().map(|e| (e["name"].as_str().unwrap().to_string(), e.clone())).collect())
     }
 
@@ -159,47 +186,107 @@ fn argument_problem(schema: &Schema, entry: &Entry, spec: &ArgSpec) -> Option<St
     None
 }
 
-#[test]
-fn every_argument_fills_an_argument_of_its_qmp_command_with_the_type_it_wants() {
-    let Some(qemu) = Qemu::start(&[]) else { return };
-    let schema = Schema::of(&qemu);
+/// What is wrong with the table by the schema of QEMU `version`: for what
+/// that version has (by the table's `since` and `until`), every argument
+/// fills an argument of its command with the type it wants, and every
+/// argument the command needs is in reach; what the table says it lacks,
+/// its schema lacks too.
+fn table_problems(schema: &Schema, version: Version) -> Vec<String> {
     let mut problems = Vec::new();
-    let mut checked = 0;
+    let has_command = |command: &str| schema.0.get(command).is_some_and(|e| e["meta-type"] == "command");
     for entry in table().iter().filter(|e| e.qmp.is_some()) {
         let command = entry.qmp.unwrap();
+        if !entry.span.contains(version) {
+            if has_command(command) {
+                problems.push(format!("{}: the table says QEMU {version} lacks it, but it has {command}", entry.name));
+            }
+            continue;
+        }
         for spec in entry.args {
-            checked += 1;
-            problems.extend(argument_problem(&schema, entry, spec));
+            if spec.span.contains(version) {
+                problems.extend(argument_problem(schema, entry, spec));
+            } else if schema.argument(command, spec.target()).is_some() {
+                problems.push(format!(
+                    "{}: the table says QEMU {version} lacks {}, but {command} has {}",
+                    entry.name,
+                    spec.name,
+                    spec.target()
+                ));
+            }
         }
         // Whatever QMP cannot do without must be in reach: an argument of
         // the table's, or a QemuOpts item (which can set any property).
         let arg_type = schema.entity(command)["arg-type"].as_str().unwrap();
         for member in schema.entity(arg_type)["members"].as_array().into_iter().flatten() {
             let name = member["name"].as_str().unwrap();
-            let reached = entry.has_opts() || entry.args.iter().any(|a| a.target().split('.').next() == Some(name));
+            let reached = entry.has_opts()
+                || entry.args.iter().any(|a| a.span.contains(version) && a.target().split('.').next() == Some(name));
             if member.get("default").is_none() && !reached {
                 problems.push(format!("{}: {command} needs {name}, which no argument fills", entry.name));
             }
         }
     }
-    assert!(checked > 0, "no argument checked");
-    assert!(problems.is_empty(), "the table disagrees with QEMU's schema:\n{}", problems.join("\n"));
+    problems
 }
 
 #[test]
-fn the_schema_check_tells_a_wrong_argument() {
+fn every_argument_fills_an_argument_of_its_qmp_command_with_the_type_it_wants() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let version = version_of(&qemu);
+    let problems = table_problems(&Schema::of(&qemu), version);
+    assert!(problems.is_empty(), "the table disagrees with QEMU {version}'s schema:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_table_agrees_with_every_recorded_qemu() {
+    // Each recorded QEMU is a real one's schema and help, so the table's
+    // versions are checked on every machine, whichever QEMU it runs.
+    for qemu in version::recorded() {
+        let problems = table_problems(&Schema::recorded(qemu.version), qemu.version);
+        assert!(problems.is_empty(), "the table disagrees with {}'s schema:\n{}", qemu.name(), problems.join("\n"));
+        for entry in table().iter().filter(|e| e.qmp.is_none()) {
+            let word = entry.name.split(' ').next().unwrap();
+            let has = qemu.hmp_commands().usage(word).is_some();
+            assert_eq!(has, entry.span.contains(qemu.version), "{}: does {} have {word}?", entry.name, qemu.name());
+        }
+    }
+    // Every version limit is seen on both sides by the recorded QEMUs, so
+    // the check above proves it rather than passing it by.
+    let spans = table().iter().flat_map(|e| std::iter::once(e.span).chain(e.args.iter().map(|a| a.span)));
+    for span in spans.filter(Span::is_limited) {
+        let versions = version::recorded().iter().map(|q| q.version);
+        let (inside, outside): (Vec<_>, Vec<_>) = versions.partition(|v| span.contains(*v));
+        assert!(!inside.is_empty() && !outside.is_empty(), "{span:?}: no recorded QEMU on each side");
+    }
+}
+
+#[test]
+fn the_schema_check_tells_a_wrong_argument_or_version() {
     // The check above, shown the mistakes it is there to catch.
     let Some(qemu) = Qemu::start(&[]) else { return };
     let schema = Schema::of(&qemu);
+    let version = version_of(&qemu);
     let problem = |name: &'static str, kind: ArgType, optional: bool| {
-        let spec = ArgSpec { name, kind, optional, flag: None, to: None };
-        let entry = Entry { name: "balloon", aliases: &[], qmp: Some("balloon"), args: &[], help: "", example: "" };
+        let spec = ArgSpec { name, kind, optional, flag: None, to: None, span: Span::default(), instead: None };
+        let entry = Entry {
+            name: "balloon",
+            aliases: &[],
+            qmp: Some("balloon"),
+            args: &[],
+            help: "",
+            example: "",
+            span: Span::default(),
+            instead: None,
+        };
         argument_problem(&schema, &entry, &spec)
     };
     assert_eq!(problem("value", ArgType::SizeMb, false), None);
     assert!(problem("megabytes", ArgType::SizeMb, false).unwrap().contains("does not have"));
     assert!(problem("value", ArgType::Str, false).unwrap().contains("wants"));
     assert!(problem("value", ArgType::SizeMb, true).unwrap().contains("needs value"));
+    // A span that leaves out the QEMU under test, on an argument it has.
+    let gone = Span { since: None, until: Some(version) };
+    assert!(!gone.contains(version));
 }
 
 #[test]
@@ -221,10 +308,13 @@ fn every_hmp_only_command_is_one_hmp_has() {
         })
     };
     assert!(listed("info status") && listed("x") && !listed("info nothing") && !listed("nothing"));
-    let hmp_only: Vec<&str> = table().iter().filter(|e| e.qmp.is_none()).map(|e| e.name).collect();
+    let version = version_of(&qemu);
+    let hmp_only: Vec<&Entry> = table().iter().filter(|e| e.qmp.is_none()).collect();
     assert!(!hmp_only.is_empty());
-    let missing: Vec<&&str> = hmp_only.iter().filter(|name| !listed(name)).collect();
-    assert!(missing.is_empty(), "HMP lacks {missing:?}; its help:\n{commands}\n{topics}");
+    // HMP has each exactly in the versions the table says.
+    let wrong: Vec<&str> =
+        hmp_only.iter().filter(|e| listed(e.name) != e.span.contains(version)).map(|e| e.name).collect();
+    assert!(wrong.is_empty(), "QEMU {version}'s HMP disagrees on {wrong:?}; its help:\n{commands}\n{topics}");
 }
 
 /// What QEMU says when a message has the wrong shape, as opposed to a
@@ -239,10 +329,17 @@ fn qemu_accepts_the_shape_of_every_example() {
         return;
     };
     let socket = qemu.socket_arg();
+    let version = version_of(&qemu);
     let (quit, others): (Vec<_>, Vec<_>) = table().iter().partition(|e| e.qmp == Some("quit"));
     let mut refused = Vec::new();
     for entry in others {
         let run = qmpsh(&[&socket, "-c", entry.example], "");
+        if !entry.span.contains(version) {
+            // What this QEMU lacks is refused by qmpsh itself, naming it.
+            let said = format!("line 1, column 1: QEMU {version} has no `{}`", entry.name);
+            assert!(run.code == 2 && run.stderr.contains(&said), "{}: {run:?}", entry.example);
+            continue;
+        }
         // 0: it worked; 1: QEMU refused at run time (no such device, ...).
         let acceptable = matches!(run.code, 0 | 1) && !is_shape_error(&run.stderr);
         if !acceptable {

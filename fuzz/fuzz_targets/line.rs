@@ -1,7 +1,7 @@
 //! The line language, from bytes to a QMP message: any bytes are read as a
 //! script is read (physical lines, continuations joined, lines that are not
 //! UTF-8 refused), each logical line is parsed and bound without a schema,
-//! with `-H`, and with the recorded QEMU 7.2 schema, and the whole input,
+//! with `-H`, and with each recorded QEMU's schema, and the whole input,
 //! when it is UTF-8, is also parsed as one logical line.
 //!
 //! Checked: nothing panics; every error points inside its line, on a
@@ -15,10 +15,9 @@ use std::io::{BufReader, Cursor};
 use libfuzzer_sys::fuzz_target;
 use qmpsh::bind::{self, Action, Context};
 use qmpsh::error::Error;
-use qmpsh::hmp::HmpCommands;
 use qmpsh::line::{self, Assembler, ParseError, parse_line};
-use qmpsh::schema;
-use qmpsh::session::{self, Flow, Source};
+use qmpsh::session::{self, Flow, Offline, Source};
+use qmpsh::version;
 
 fuzz_target!(|data: &[u8]| on_small_stack(|| check(data)));
 
@@ -58,7 +57,7 @@ fn read_as_script(data: &[u8], hmp: bool) {
                 if !hmp {
                     check_logical(text);
                 }
-                match session::translate(text, Some(1), hmp, None, schema::recorded) {
+                match session::translate(text, Some(1), hmp, None, &Offline::newest()) {
                     Ok(action) => check_action(&action),
                     Err(error) => check_located(text, &error),
                 }
@@ -95,14 +94,21 @@ fn check_logical(text: &str) {
         }
     };
     let _ = bind::needs_schema(&parsed);
+    let (newest, oldest) = (version::newest(), &version::recorded()[0]);
     let contexts = [
-        Context { hmp: false, cpu: None, schema: None, hmp_commands: None },
-        Context { hmp: true, cpu: Some(1), schema: None, hmp_commands: None },
+        Context::default(),
+        Context { hmp: true, cpu: Some(1), ..Context::default() },
         Context {
-            hmp: false,
-            cpu: None,
-            schema: Some(schema::recorded()),
-            hmp_commands: Some(HmpCommands::recorded()),
+            schema: Some(newest.schema()),
+            hmp_commands: Some(newest.hmp_commands()),
+            qemu: Some(newest.version),
+            ..Context::default()
+        },
+        Context {
+            schema: Some(oldest.schema()),
+            hmp_commands: Some(oldest.hmp_commands()),
+            qemu: Some(oldest.version),
+            ..Context::default()
         },
     ];
     for context in &contexts {

@@ -56,7 +56,7 @@ fn check(data: &[u8]) {
 fn bind_line(schema: &Schema, text: &str) {
     let Ok(parsed) = parse_line(text) else { return };
     for hmp in [false, true] {
-        let context = Context { hmp, cpu: None, schema: Some(schema), hmp_commands: None };
+        let context = Context { hmp, schema: Some(schema), ..Context::default() };
         match bind::bind(&parsed, text, &context) {
             Ok(Action::Send(request)) => {
                 assert!(serde_json::to_vec(&request.message).is_ok());

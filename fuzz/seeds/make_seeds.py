@@ -148,7 +148,7 @@ def framer_seeds(recording):
 
 # --- schema -------------------------------------------------------------------
 
-SCHEMA = os.path.join(ROOT, "grammar", "qmp-schema.json")
+SCHEMA = os.path.join(ROOT, "grammar", "qemu-7.2", "qmp-schema.json")
 
 # (command, variant cases kept in unions (None: all), lines)
 SCHEMA_SEEDS = [

@@ -6,11 +6,17 @@ use serde_json::{Map, Value as Json};
 
 use super::{Context, Request, Result, command_word, error};
 use crate::arguments::{Leaf, Tree, parse_bool, parse_int, untyped};
-use crate::line::{Arg, Invocation, Value};
-use crate::table::{ArgSpec, ArgType, Entry};
+use crate::line::{Arg, Invocation, Value, refused};
+use crate::table::{self, ArgSpec, ArgType, Entry};
 use crate::units::parse_size;
+use crate::version::Version;
 
 pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+    if let Some(version) = context.qemu
+        && let Some(why) = table::missing_in(&format!("`{}`", entry.name), entry.span, entry.instead, version)
+    {
+        return refused(inv.offset, why);
+    }
     let Some(command) = &entry.qmp else { return hmp_only(entry, inv, text, context) };
     let word = command_word(&inv.name);
     if word != inv.name {
@@ -18,7 +24,10 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     }
     let end = text.trim_end().len();
     let args = inv.args.get(usize::from(entry.name.starts_with("info "))..).unwrap_or_default();
-    let (tree, filled) = fill(entry, args, end)?;
+    let (tree, given) = fill(entry, args, end)?;
+    if let Some(version) = context.qemu {
+        refuse_missing_arguments(entry, &given, version)?;
+    }
     // With the schema, QEMU's own rules decide what is missing (and catch
     // unknown names first); without it, the table's do.
     let arguments = match context.schema {
@@ -27,8 +36,8 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
             let missing = entry
                 .args
                 .iter()
-                .zip(&filled)
-                .find(|(spec, filled)| !**filled && !spec.optional && tree.get(spec.target()).is_none());
+                .zip(&given)
+                .find(|(spec, given)| given.is_none() && !spec.optional && tree.get(spec.target()).is_none());
             if let Some((spec, _)) = missing {
                 let usage = entry.usage();
                 return error(end, format!("argument `{}` ({}): usage is `{usage}`", spec.name, spec.kind.describe()));
@@ -37,6 +46,43 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
         }
     };
     Ok(Request::qmp(command, arguments))
+}
+
+/// Refuses an argument given that QEMU `version` does not have (`migrate
+/// -b` after block migration was removed), at the column where it was
+/// given: QEMU would refuse it too, or worse, ignore it.
+fn refuse_missing_arguments(entry: &Entry, given: &[Option<usize>], version: Version) -> Result<()> {
+    for (spec, at) in entry.args.iter().zip(given) {
+        let Some(at) = at else { continue };
+        let what = format!("`{} {}`", entry.name, spec.shown());
+        if let Some(why) = table::missing_in(&what, spec.span, spec.instead, version) {
+            return refused(*at, why);
+        }
+    }
+    Ok(())
+}
+
+/// Whether a table entry for QMP command `command` has an argument some
+/// QEMU version lacks.
+pub(super) fn versioned_qmp(command: &str) -> bool {
+    table::table().iter().any(|entry| entry.qmp == Some(command) && entry.args.iter().any(|a| a.span.is_limited()))
+}
+
+/// Refuses, in a QMP command's `key=value` form, an argument the table
+/// knows QEMU `version` lacks (`migrate blk=true` after 9.1): the schema
+/// would refuse it too, but could not say when it went or what instead.
+pub(super) fn refuse_missing_named(inv: &Invocation, version: Version) -> Result<()> {
+    let entries = table::table().iter().filter(|entry| entry.qmp == Some(inv.name.as_str()));
+    for spec in entries.flat_map(|entry| entry.args).filter(|spec| spec.span.is_limited()) {
+        let given = inv.args.iter().find(|arg| arg.key.as_ref().is_some_and(|key| key.join(".") == spec.target()));
+        if let Some(arg) = given
+            && let Some(why) =
+                table::missing_in(&format!("`{} {}`", inv.name, spec.target()), spec.span, spec.instead, version)
+        {
+            return refused(arg.offset, why);
+        }
+    }
+    Ok(())
 }
 
 /// A command only HMP has, sent as typed. HMP reads `tag=x` as the word
@@ -55,11 +101,11 @@ fn hmp_only(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     Ok(Request::hmp(text.trim(), context.cpu))
 }
 
-/// The arguments typed by the table, each in its place, and which of the
-/// table's arguments were given.
-fn fill(entry: &Entry, args: &[Arg], end: usize) -> Result<(Tree, Vec<bool>)> {
+/// The arguments typed by the table, each in its place, and where each of
+/// the table's arguments was given (its offset), if it was.
+fn fill(entry: &Entry, args: &[Arg], end: usize) -> Result<(Tree, Vec<Option<usize>>)> {
     let mut tree = Tree::default();
-    let mut filled = vec![false; entry.args.len()];
+    let mut filled = vec![None; entry.args.len()];
     let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none()).map(|(slot, _)| slot);
     let mut words = args.iter();
     while let Some(arg) = words.next() {
@@ -67,7 +113,7 @@ fn fill(entry: &Entry, args: &[Arg], end: usize) -> Result<(Tree, Vec<bool>)> {
         let (Some(spec), Some(seen)) = (entry.args.get(slot), filled.get_mut(slot)) else {
             return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
         };
-        if std::mem::replace(seen, true) {
+        if seen.replace(arg.offset).is_some() {
             return error(arg.offset, format!("`{}` only once", spec.name));
         }
         if spec.kind == ArgType::Opts {

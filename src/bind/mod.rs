@@ -15,6 +15,7 @@ use crate::hmp::{self, HmpCommands};
 use crate::line::expected as error;
 use crate::line::{Invocation, Line, ParseError, Value};
 use crate::schema::{self, Schema};
+use crate::version::Version;
 
 /// What a line asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,6 +121,9 @@ pub struct Context<'s> {
     pub schema: Option<&'s Schema>,
     /// HMP's command list, when the line needs it (`needs_hmp_commands`).
     pub hmp_commands: Option<&'s HmpCommands>,
+    /// The version of the QEMU the line goes to, when known: a table
+    /// command or argument that version lacks is refused.
+    pub qemu: Option<Version>,
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -148,6 +152,21 @@ pub fn needs_schema(line: &Line) -> bool {
         },
         _ => false,
     }
+}
+
+/// Whether binding `line` wants the QEMU's version: a table command that
+/// some version lacks, or one of whose arguments some version lacks, in
+/// its human form or (with `key=value` arguments) as the QMP command it
+/// becomes.
+pub fn needs_version(line: &Line) -> bool {
+    let Line::Command(inv) = line else { return false };
+    let word = command_word(&inv.name);
+    let name = match inv.args.first() {
+        Some(topic) if word == "info" => format!("info {}", topic.value.text().unwrap_or_default()),
+        _ => word.to_string(),
+    };
+    let versioned = crate::table::lookup(&name).is_some_and(crate::table::Entry::is_versioned);
+    versioned || (named_only(inv) && human::versioned_qmp(word))
 }
 
 /// Whether binding `line` wants HMP's command list: a name that is not a
@@ -186,7 +205,7 @@ fn named_only(inv: &Invocation) -> bool {
 fn is_qmp_command(name: &str, context: &Context) -> bool {
     match context.schema {
         Some(schema) => schema.has_command(name),
-        None => schema::recorded().has_command(name),
+        None => crate::version::newest().schema().has_command(name),
     }
 }
 
@@ -283,6 +302,9 @@ fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> 
         return positional_error(inv, arg.offset, context);
     }
     let tree = named_arguments(inv)?;
+    if let Some(version) = context.qemu {
+        human::refuse_missing_named(inv, version)?;
+    }
     let arguments = match context.schema {
         Some(schema) if schema.has_command(&inv.name) => {
             schema.type_arguments(&inv.name, tree, text.trim_end().len())?

@@ -88,6 +88,12 @@ pub fn expected<T>(offset: usize, what: impl Into<String>) -> Result<T, ParseErr
     Err(ParseError { offset, message: format!("expected {}", what.into()) })
 }
 
+/// A line that parses but that binding refuses at `offset`, for the reason
+/// `why` gives (a table argument the QEMU's version lacks).
+pub fn refused<T>(offset: usize, why: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError { offset, message: why.into() })
+}
+
 /// Where a byte offset of a logical line sits for a person: how many
 /// physical lines after the first (multi-line JSON), and the 1-based column
 /// in characters on that line.
