@@ -262,10 +262,12 @@ impl Qemu {
         Qemu::start_args(|dir| ["-machine".to_string(), "none".to_string()].into_iter().chain(extra(dir)).collect())
     }
 
-    /// Waits until QEMU has created `path` (its socket), failing if it exits.
+    /// Waits until QEMU listens on the socket `path`, failing if it exits.
+    /// The file alone is not enough: QEMU binds it before it listens, and
+    /// a client connecting in between is refused.
     pub fn await_path(&mut self, path: &Path) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !path.exists() {
+        while !listening(path) {
             if let Some(status) = self.child.try_wait().unwrap() {
                 let mut err = String::new();
                 let _ = self.child.stderr.take().unwrap().read_to_string(&mut err);
@@ -291,6 +293,17 @@ impl Qemu {
         }
         false
     }
+}
+
+/// Whether a unix socket bound at `path` listens: `/proc/net/unix` shows
+/// it with the accepting flag (`__SO_ACCEPTCON`, 0x10000).
+fn listening(path: &Path) -> bool {
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let accepting = fields.get(3).and_then(|f| u32::from_str_radix(f, 16).ok()).is_some_and(|f| f & 0x10000 != 0);
+        accepting && fields.get(7).is_some_and(|bound| Path::new(bound) == path)
+    })
 }
 
 impl Drop for Qemu {
