@@ -71,11 +71,14 @@ fn recorded_qemus() -> Vec<Qemu> {
             let text =
                 fs::read_to_string(&file).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", file.display())));
             let (number, package) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
-            let parts: Vec<u32> = number.split('.').map(|p| p.parse().unwrap_or(u32::MAX)).collect();
-            let [major, minor, micro] = parts[..] else {
+            let parts: Result<Vec<u32>, _> = number.split('.').map(str::parse).collect();
+            let Ok([major, minor, micro]) = parts.as_deref() else {
                 fail(&format!("{}: `{number}` is not MAJOR.MINOR.MICRO", file.display()))
             };
-            Qemu { folder, version: (major, minor, micro), package: package.to_string() }
+            if folder.file_name().and_then(|n| n.to_str()) != Some(&format!("qemu-{major}.{minor}")) {
+                fail(&format!("{}: QEMU {number} belongs in {GRAMMAR}/qemu-{major}.{minor}/", file.display()));
+            }
+            Qemu { folder, version: (*major, *minor, *micro), package: package.to_string() }
         })
         .collect();
     if qemus.is_empty() {
@@ -209,6 +212,14 @@ fn span(fields: &Map<String, Value>, whose: &str) -> String {
     let (since, until) = (bound("since"), bound("until"));
     if since == "None" && until == "None" && fields.contains_key("instead") {
         fail(&format!("{TABLE}: {whose}: `instead` says what to use where it is missing: give since or until"));
+    }
+    let release = |key| {
+        string(fields, key, whose).map(|text| text.split('.').map(|p| p.parse().unwrap_or(0)).collect::<Vec<u32>>())
+    };
+    if let (Some(from), Some(to)) = (release("since"), release("until"))
+        && from >= to
+    {
+        fail(&format!("{TABLE}: {whose}: since must come before until"));
     }
     format!("Span {{ since: {since}, until: {until} }}")
 }
