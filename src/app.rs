@@ -44,10 +44,11 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     None => format!("the recorded {}", offline.recorded.name()),
                 };
                 let versions = match offline.qemu {
-                    Some(version) => format!("table commands and arguments as QEMU {version} has them"),
+                    Some(version) => format!("table commands and arguments as QEMU {} has them", version.short()),
                     None => "table commands and arguments unchecked for versions (add --qemu VERSION)".into(),
                 };
-                let _ = writeln!(io::stderr(), "qmpsh: --dry-run: typing by {by}; {versions}");
+                let hmp = offline.recorded.name();
+                let _ = writeln!(io::stderr(), "qmpsh: --dry-run: typing by {by}; HMP's commands of {hmp}; {versions}");
             }
             dry_run(script::input(&cli.session), &cli.session, &offline)
         }

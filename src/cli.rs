@@ -43,14 +43,21 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
 
-    /// With --dry-run: translate for this QEMU version, one of those
-    /// recorded (7.2, 10.0; default: the newest): its schema, its HMP
-    /// commands, and the table commands and arguments it has
-    #[arg(long, value_name = "VERSION")]
+    #[arg(long, value_name = "VERSION", help = qemu_help())]
     pub qemu: Option<String>,
 
     #[command(flatten)]
     pub session: SessionOptions,
+}
+
+/// `--qemu`'s help, which lists the recorded QEMUs.
+fn qemu_help() -> String {
+    format!(
+        "With --dry-run: translate for this QEMU version (recorded: {}; default: the newest): its schema, its HMP \
+         commands, and the table commands and arguments it has. With --schema FILE, any version may be named; \
+         without --qemu, versions are then not checked",
+        crate::version::releases()
+    )
 }
 
 // How the shell reads lines and shows what comes back (a plain comment, as

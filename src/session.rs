@@ -219,7 +219,7 @@ impl Session {
             cpu: self.cpu,
             schema: self.schema.get().filter(|_| needs_schema),
             hmp_commands: self.hmp_commands.get().filter(|_| needs_hmp),
-            qemu: self.qemu.get().copied(),
+            qemu: self.qemu.get().copied().filter(|_| needs_version),
         };
         let action = bind_line(&parsed, text, line_no, &context)?;
         let flow = match action {
@@ -335,6 +335,12 @@ impl Session {
             };
         }
         Ok(())
+    }
+
+    /// The QEMU's version for the REPL's completion, asked now if need be.
+    pub fn qemu_version(&mut self) -> Result<Option<Version>, Error> {
+        self.load_version()?;
+        Ok(self.qemu.get().copied())
     }
 
     /// HMP's command list for the REPL's completion, fetched now if need be.
@@ -714,7 +720,7 @@ pub fn translate(
         cpu,
         schema: bind::needs_schema(&parsed).then(|| offline.schema()),
         hmp_commands: bind::needs_hmp_commands(&parsed).then(|| offline.recorded.hmp_commands()),
-        qemu: offline.qemu,
+        qemu: offline.qemu.filter(|_| bind::needs_version(&parsed)),
     };
     bind_line(&parsed, text, line_no, &context)
 }

@@ -143,6 +143,53 @@ pub fn table() -> &'static [Entry] {
 
 static TABLE: &[Entry] = include!(concat!(env!("OUT_DIR"), "/table.rs"));
 
+/// Names some QEMU version lacks something of, sorted for a binary search,
+/// so a line that has nothing versioned (most) asks no more than that.
+struct Versioned {
+    /// Table names and aliases (`info` topics without `info`, apart).
+    names: Vec<&'static str>,
+    topics: Vec<&'static str>,
+    /// QMP commands of entries with a versioned argument.
+    qmp: Vec<&'static str>,
+}
+
+fn versioned() -> &'static Versioned {
+    static VERSIONED: std::sync::OnceLock<Versioned> = std::sync::OnceLock::new();
+    VERSIONED.get_or_init(|| {
+        let mut versioned = Versioned { names: Vec::new(), topics: Vec::new(), qmp: Vec::new() };
+        for entry in table().iter().filter(|e| e.is_versioned()) {
+            for name in entry.names() {
+                match name.strip_prefix("info ") {
+                    Some(topic) => versioned.topics.push(topic),
+                    None => versioned.names.push(name),
+                }
+            }
+            if let Some(qmp) = entry.qmp.filter(|_| entry.args.iter().any(|a| a.span.is_limited())) {
+                versioned.qmp.push(qmp);
+            }
+        }
+        for list in [&mut versioned.names, &mut versioned.topics, &mut versioned.qmp] {
+            list.sort_unstable();
+        }
+        versioned
+    })
+}
+
+/// Whether the entry named `name` (a word; `info` with `topic`) is
+/// [`Entry::is_versioned`].
+pub fn is_versioned(name: &str, topic: Option<&str>) -> bool {
+    match topic {
+        Some(topic) if name == "info" => versioned().topics.binary_search(&topic).is_ok(),
+        _ => versioned().names.binary_search(&name).is_ok(),
+    }
+}
+
+/// Whether an entry for QMP command `command` has an argument some QEMU
+/// version lacks (what its `key=value` form may then lack too).
+pub fn has_versioned_arguments(command: &str) -> bool {
+    versioned().qmp.binary_search(&command).is_ok()
+}
+
 /// The entry a person means by `name` (one word or `info X`), by its name
 /// or an alias.
 pub fn lookup(name: &str) -> Option<&'static Entry> {

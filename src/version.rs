@@ -128,6 +128,11 @@ impl Recorded {
         self.hmp_commands.get_or_init(|| HmpCommands::parse(self.hmp_help))
     }
 
+    /// `(major, minor)`: micro versions are fixes, not features.
+    fn release(&self) -> (u32, u32) {
+        (self.version.major, self.version.minor)
+    }
+
     /// `QEMU 10.0`, as `-v` and errors name it.
     pub fn name(&self) -> String {
         format!("QEMU {}.{}", self.version.major, self.version.minor)
@@ -148,25 +153,29 @@ pub fn newest() -> &'static Recorded {
     &RECORDED[RECORDED_COUNT - 1]
 }
 
-/// The recorded QEMU `text` names (`7.2`, `10.0`, or a full `7.2.22`),
-/// or what to name instead.
+/// The recorded QEMU of the release `text` names (`7.2`, `10.0`; a micro
+/// version such as `7.2.0` names its release too), or what to name
+/// instead.
 pub fn find(text: &str) -> Result<&'static Recorded, String> {
-    let known =
-        || RECORDED.iter().map(|r| format!("{}.{}", r.version.major, r.version.minor)).collect::<Vec<_>>().join(", ");
     let Some(wanted) = Version::parse(text) else {
-        return Err(format!("`{text}` is not a QEMU version such as 10.0 (recorded: {})", known()));
+        return Err(format!("`{text}` is not a QEMU version such as 10.0 (recorded: {})", releases()));
     };
-    let full = text.split('.').count() == 3;
     RECORDED
         .iter()
-        .find(|r| (r.version.major, r.version.minor) == (wanted.major, wanted.minor) && (!full || r.version == wanted))
-        .ok_or_else(|| format!("QEMU {text} is not recorded (recorded: {}; or give --schema FILE)", known()))
+        .find(|r| r.release() == (wanted.major, wanted.minor))
+        .ok_or_else(|| format!("QEMU {text} is not recorded (recorded: {}; or give --schema FILE)", releases()))
 }
 
-/// The recorded QEMU nearest to `version` from below (the oldest when all
-/// are newer): the best guess at its HMP commands without asking.
+/// The recorded releases, as `--help` and errors list them: `7.2, 10.0`.
+pub fn releases() -> String {
+    RECORDED.iter().map(|r| format!("{}.{}", r.version.major, r.version.minor)).collect::<Vec<_>>().join(", ")
+}
+
+/// The newest recorded QEMU of `version`'s release or an older one (the
+/// oldest when all are newer): the best guess at its HMP commands without
+/// asking.
 pub fn nearest(version: Version) -> &'static Recorded {
-    RECORDED.iter().rev().find(|r| r.version <= version).unwrap_or(&RECORDED[0])
+    RECORDED.iter().rev().find(|r| r.release() <= (version.major, version.minor)).unwrap_or(&RECORDED[0])
 }
 
 #[cfg(test)]
@@ -205,6 +214,10 @@ mod tests {
         let newest = newest();
         assert_eq!(find(&newest.version.short()).map(|r| r.version), Ok(newest.version));
         assert_eq!(find(&newest.version.to_string()).map(|r| r.version), Ok(newest.version));
+        let micro_zero = format!("{}.{}.0", newest.version.major, newest.version.minor);
+        assert_eq!(find(&micro_zero).map(|r| r.version), Ok(newest.version));
+        let release = Version { micro: 0, ..newest.version };
+        assert_eq!(nearest(release).version, newest.version, "a release's .0 is that release");
         assert!(find("1.0").unwrap_err().contains("not recorded"));
         assert!(find("ten").unwrap_err().contains("not a QEMU version"));
         assert_eq!(nearest(Version::new(99, 0, 0)).version, newest.version);

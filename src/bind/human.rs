@@ -12,10 +12,8 @@ use crate::units::parse_size;
 use crate::version::Version;
 
 pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
-    if let Some(version) = context.qemu
-        && let Some(why) = table::missing_in(&format!("`{}`", entry.name), entry.span, entry.instead, version)
-    {
-        return refused(inv.offset, why);
+    if let Some(version) = context.qemu {
+        refuse_missing_entry(entry, inv.offset, version)?;
     }
     let Some(command) = &entry.qmp else { return hmp_only(entry, inv, text, context) };
     let word = command_word(&inv.name);
@@ -28,6 +26,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     if let Some(version) = context.qemu {
         refuse_missing_arguments(entry, &given, version)?;
     }
+    let given: Vec<Option<usize>> = given.iter().map(|arg| arg.map(|a| a.offset)).collect();
     // With the schema, QEMU's own rules decide what is missing (and catch
     // unknown names first); without it, the table's do.
     let arguments = match context.schema {
@@ -48,24 +47,33 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     Ok(Request::qmp(command, arguments))
 }
 
-/// Refuses an argument given that QEMU `version` does not have (`migrate
-/// -b` after block migration was removed), at the column where it was
-/// given: QEMU would refuse it too, or worse, ignore it.
-fn refuse_missing_arguments(entry: &Entry, given: &[Option<usize>], version: Version) -> Result<()> {
-    for (spec, at) in entry.args.iter().zip(given) {
-        let Some(at) = at else { continue };
-        let what = format!("`{} {}`", entry.name, spec.shown());
-        if let Some(why) = table::missing_in(&what, spec.span, spec.instead, version) {
-            return refused(*at, why);
-        }
+/// Refuses a table command QEMU `version` does not have (HMP's
+/// `singlestep` after 9.0), at `at`.
+fn refuse_missing_entry(entry: &Entry, at: usize, version: Version) -> Result<()> {
+    if entry.span.is_limited()
+        && let Some(why) = table::missing_in(&format!("`{}`", entry.name), entry.span, entry.instead, version)
+    {
+        return refused(at, why);
     }
     Ok(())
 }
 
-/// Whether a table entry for QMP command `command` has an argument some
-/// QEMU version lacks.
-pub(super) fn versioned_qmp(command: &str) -> bool {
-    table::table().iter().any(|entry| entry.qmp == Some(command) && entry.args.iter().any(|a| a.span.is_limited()))
+/// Refuses an argument given that QEMU `version` does not have (`migrate
+/// -b` after block migration was removed), named as it was typed and at
+/// the column where it was: QEMU would refuse it too, or worse, ignore it.
+fn refuse_missing_arguments(entry: &Entry, given: &[Option<&Arg>], version: Version) -> Result<()> {
+    for (spec, arg) in entry.args.iter().zip(given) {
+        let Some(arg) = arg.filter(|_| spec.span.is_limited()) else { continue };
+        let typed = match (&arg.key, spec.flag) {
+            (Some(key), _) => key.join("."),
+            (None, Some(flag)) => flag.to_string(),
+            (None, None) => spec.name.to_string(),
+        };
+        if let Some(why) = table::missing_in(&format!("`{} {typed}`", entry.name), spec.span, spec.instead, version) {
+            return refused(arg.offset, why);
+        }
+    }
+    Ok(())
 }
 
 /// Refuses, in a QMP command's `key=value` form, an argument the table
@@ -75,14 +83,39 @@ pub(super) fn refuse_missing_named(inv: &Invocation, version: Version) -> Result
     let entries = table::table().iter().filter(|entry| entry.qmp == Some(inv.name.as_str()));
     for spec in entries.flat_map(|entry| entry.args).filter(|spec| spec.span.is_limited()) {
         let given = inv.args.iter().find(|arg| arg.key.as_ref().is_some_and(|key| key.join(".") == spec.target()));
+        let what = || format!("`{} {}`", inv.name, spec.target());
         if let Some(arg) = given
-            && let Some(why) =
-                table::missing_in(&format!("`{} {}`", inv.name, spec.target()), spec.span, spec.instead, version)
+            && let Some(why) = table::missing_in(&what(), spec.span, spec.instead, version)
         {
             return refused(arg.offset, why);
         }
     }
     Ok(())
+}
+
+/// Refuses HMP text (`hmp ...`, `-H`), starting at `at` in its line, for
+/// a table command QEMU `version` lacks or with a flag it lacks (`migrate
+/// -b`), as the table's own form is refused. HMP takes flags before the
+/// other arguments.
+pub(super) fn refuse_missing_in_hmp(command_line: &str, at: usize, version: Version) -> Result<()> {
+    let mut words = words_at(command_line);
+    let Some((_, first)) = words.next() else { return Ok(()) };
+    let Some(entry) = table::lookup(command_word(first)) else { return Ok(()) };
+    refuse_missing_entry(entry, at, version)?;
+    for (offset, word) in words.take_while(|(_, word)| word.starts_with('-')) {
+        let Some(spec) = entry.args.iter().find(|spec| spec.flag == Some(word) && spec.span.is_limited()) else {
+            continue;
+        };
+        if let Some(why) = table::missing_in(&format!("`{} {word}`", entry.name), spec.span, spec.instead, version) {
+            return refused(at + offset, why);
+        }
+    }
+    Ok(())
+}
+
+/// The whitespace-separated words of `text`, each with its byte offset.
+fn words_at(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.split_whitespace().map(move |word| (word.as_ptr() as usize - text.as_ptr() as usize, word))
 }
 
 /// A command only HMP has, sent as typed. HMP reads `tag=x` as the word
@@ -101,9 +134,9 @@ fn hmp_only(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     Ok(Request::hmp(text.trim(), context.cpu))
 }
 
-/// The arguments typed by the table, each in its place, and where each of
-/// the table's arguments was given (its offset), if it was.
-fn fill(entry: &Entry, args: &[Arg], end: usize) -> Result<(Tree, Vec<Option<usize>>)> {
+/// The arguments typed by the table, each in its place, and the word that
+/// gave each of the table's arguments, if one did.
+fn fill<'a>(entry: &Entry, args: &'a [Arg], end: usize) -> Result<(Tree, Vec<Option<&'a Arg>>)> {
     let mut tree = Tree::default();
     let mut filled = vec![None; entry.args.len()];
     let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none()).map(|(slot, _)| slot);
@@ -113,7 +146,7 @@ fn fill(entry: &Entry, args: &[Arg], end: usize) -> Result<(Tree, Vec<Option<usi
         let (Some(spec), Some(seen)) = (entry.args.get(slot), filled.get_mut(slot)) else {
             return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
         };
-        if seen.replace(arg.offset).is_some() {
+        if seen.replace(given).is_some() {
             return error(arg.offset, format!("`{}` only once", spec.name));
         }
         if spec.kind == ArgType::Opts {

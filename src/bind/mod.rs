@@ -156,17 +156,23 @@ pub fn needs_schema(line: &Line) -> bool {
 
 /// Whether binding `line` wants the QEMU's version: a table command that
 /// some version lacks, or one of whose arguments some version lacks, in
-/// its human form or (with `key=value` arguments) as the QMP command it
-/// becomes.
+/// its human form, as HMP text, or (with `key=value` arguments) as the QMP
+/// command it becomes. Binding is given the version exactly then, as it is
+/// the schema.
 pub fn needs_version(line: &Line) -> bool {
-    let Line::Command(inv) = line else { return false };
-    let word = command_word(&inv.name);
-    let name = match inv.args.first() {
-        Some(topic) if word == "info" => format!("info {}", topic.value.text().unwrap_or_default()),
-        _ => word.to_string(),
-    };
-    let versioned = crate::table::lookup(&name).is_some_and(crate::table::Entry::is_versioned);
-    versioned || (named_only(inv) && human::versioned_qmp(word))
+    match line {
+        Line::Command(inv) => {
+            let word = command_word(&inv.name);
+            let topic = inv.args.first().and_then(|a| a.value.text());
+            crate::table::is_versioned(word, topic) || (named_only(inv) && crate::table::has_versioned_arguments(word))
+        }
+        Line::Hmp(command_line) => {
+            let mut words = command_line.split_whitespace();
+            let word = words.next().map(command_word).unwrap_or_default();
+            crate::table::is_versioned(word, words.next())
+        }
+        _ => false,
+    }
 }
 
 /// Whether binding `line` wants HMP's command list: a name that is not a
@@ -221,7 +227,14 @@ pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
         Line::Json(message) => bind_json(message),
         Line::Dot(inv) => dot::bind(inv).map(Action::Dot),
         Line::Hmp(command_line) if command_line.is_empty() => error(text.len(), "an HMP command after `hmp`"),
-        Line::Hmp(command_line) => Ok(Action::Send(Request::hmp(command_line, context.cpu))),
+        Line::Hmp(command_line) => {
+            if let Some(version) = context.qemu {
+                // The text ends the line: `hmp TEXT`, or all of it with -H.
+                let at = text.trim_end().len().saturating_sub(command_line.len());
+                human::refuse_missing_in_hmp(command_line, at, version)?;
+            }
+            Ok(Action::Send(Request::hmp(command_line, context.cpu)))
+        }
         Line::Transaction(actions) => bind_transaction(actions, text, context),
         Line::Command(inv) => bind_command(inv, text, context).map(Action::Send),
     }

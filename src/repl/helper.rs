@@ -19,6 +19,7 @@ use crate::hmp::HmpCommands;
 use crate::render::Palette;
 use crate::schema::Schema;
 use crate::table::{self, ArgSpec, ArgType, Entry};
+use crate::version::{Span, Version};
 
 /// What completion knows: the table (always), the schema (when QEMU
 /// offered one), HMP's commands, and what the VM has right now.
@@ -31,6 +32,8 @@ pub struct Knowledge {
     pub hmp: Option<Arc<HmpCommands>>,
     /// Asks the VM for ids, paths and types (the REPL on QEMU only).
     pub live: Option<Fetcher>,
+    /// The QEMU's version, when known: what it lacks is not offered.
+    pub qemu: Option<Version>,
 }
 
 impl Knowledge {
@@ -39,7 +42,7 @@ impl Knowledge {
     fn first_words(&self) -> Vec<String> {
         let mut words: Vec<String> = Vec::new();
         if self.commands.is_empty() {
-            let table = table::table().iter().flat_map(|e| e.names());
+            let table = table::table().iter().filter(|e| self.has(e.span)).flat_map(|e| e.names());
             words.extend(table.map(|n| n.split(' ').next().unwrap_or(n).to_string()));
             words.push("hmp".into());
         }
@@ -68,12 +71,19 @@ impl Knowledge {
     /// arguments so far, is that QMP command (as binding reads it), so it
     /// has no entry here.
     fn entry(&self, words: &[&str]) -> Option<&'static Entry> {
-        match words {
+        let entry = match words {
             ["info", topic, ..] => table::lookup(&format!("info {topic}")),
             [name, args @ ..] if !args.is_empty() && args.iter().all(|a| a.contains('=')) && self.is_qmp(name) => None,
             [name, ..] => table::lookup(name),
             [] => None,
-        }
+        };
+        entry.filter(|e| self.has(e.span))
+    }
+
+    /// Whether the QEMU has what `span` says some versions lack (yes, when
+    /// its version is not known).
+    fn has(&self, span: Span) -> bool {
+        self.qemu.is_none_or(|version| span.contains(version))
     }
 
     fn is_qmp(&self, name: &str) -> bool {
@@ -93,6 +103,7 @@ impl Knowledge {
                 let table = entry
                     .args
                     .iter()
+                    .filter(|a| self.has(a.span))
                     .map(|a| (a.name.to_string(), a.kind.describe().to_string(), a.optional || a.flag.is_some()));
                 let both = words.len() == 1;
                 table.chain(qmp.into_iter().filter(|_| both)).collect()
@@ -232,7 +243,8 @@ pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<St
     let (start, prefix, candidates) = match words.as_slice() {
         [] => (start, word, knowledge.first_words()),
         ["info"] => {
-            let topics = table::table().iter().filter_map(|e| e.name.strip_prefix("info ")).map(String::from);
+            let topics = table::table().iter().filter(|e| knowledge.has(e.span));
+            let topics = topics.filter_map(|e| e.name.strip_prefix("info ")).map(String::from);
             (start, word, topics.collect())
         }
         [".help"] => {
@@ -470,7 +482,22 @@ mod tests {
         let hmp = HmpCommands::parse(
             "memsave addr size file -- save to disk virtual memory dump\nstop|s  -- stop emulation\n",
         );
-        Knowledge { schema: Some(Arc::new(schema)), commands: Vec::new(), hmp: Some(Arc::new(hmp)), live: None }
+        Knowledge { schema: Some(Arc::new(schema)), hmp: Some(Arc::new(hmp)), ..Knowledge::default() }
+    }
+
+    #[test]
+    fn what_the_qemu_lacks_is_not_offered() {
+        // QEMU 9.0 dropped HMP's singlestep for one-insn-per-tb (8.1).
+        let old = Knowledge { qemu: Some(Version::new(7, 2, 22)), ..knowledge() };
+        let new = Knowledge { qemu: Some(Version::new(10, 0, 2)), ..knowledge() };
+        let offered = |k: &Knowledge, line: &str| complete(line, line.len(), k).1;
+        assert_eq!(offered(&old, "singl"), ["singlestep"]);
+        assert!(offered(&new, "singl").is_empty());
+        assert_eq!(offered(&new, "one-insn"), ["one-insn-per-tb"]);
+        assert!(offered(&old, "one-insn").is_empty());
+        // Block migration's arguments went in 9.1.
+        assert!(offered(&old, "migrate bl").contains(&"blk=".to_string()), "{:?}", offered(&old, "migrate bl"));
+        assert!(offered(&new, "migrate bl").is_empty(), "{:?}", offered(&new, "migrate bl"));
     }
 
     fn completions(line: &str) -> (usize, Vec<String>) {
@@ -523,7 +550,7 @@ mod tests {
 
     #[test]
     fn the_guest_agent_completes_its_own_commands_not_qemus() {
-        let agent = Knowledge { schema: None, commands: vec!["guest-ping".into()], hmp: None, live: None };
+        let agent = Knowledge { commands: vec!["guest-ping".into()], ..Knowledge::default() };
         assert_eq!(complete("guest-p", 7, &agent), (0, vec!["guest-ping".to_string()]));
         assert_eq!(complete("pow", 3, &agent), (0, Vec::new()));
         assert_eq!(complete(".wa", 3, &agent), (0, vec![".wait".to_string()]));

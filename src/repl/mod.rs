@@ -63,6 +63,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         commands: session.command_names(),
         hmp: if agent { None } else { session.shared_hmp_commands()? },
         live: (!agent).then_some(fetcher),
+        qemu: if agent { None } else { session.qemu_version()? },
     };
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
     let peer = if agent { "the guest agent" } else { "QEMU" };
