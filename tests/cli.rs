@@ -7,6 +7,7 @@
 mod common;
 
 use common::{qmpsh, qmpsh_in};
+use qmpsh::version;
 
 #[test]
 fn help_lists_the_exit_codes_and_the_target_rule() {
@@ -190,20 +191,24 @@ fn dry_run_translates_for_the_recorded_qemu_it_is_told() {
     // default) refuses `migrate -b`, naming itself and what to use; 7.2
     // sends it. `-v` says which QEMU the lines were translated for.
     let line = "migrate -b tcp:127.0.0.1:4444";
+    let recorded = version::newest();
+    assert!(recorded.version >= version::Version::new(9, 1, 0), "the newest recorded QEMU lacks block migration");
+    let (release, full) = (recorded.name(), recorded.version.to_string());
     let newest = qmpsh(&["--dry-run", "-v", "-c", line], "");
     assert_eq!(newest.code, 2, "{newest:?}");
     assert_eq!(newest.stdout, "");
     let mut said = newest.stderr.lines();
     assert_eq!(
-        said.next(),
-        Some(
-            "qmpsh: --dry-run: typing by the recorded QEMU 10.0; table commands and arguments as QEMU 10.0.2 has them"
+        said.next().unwrap(),
+        format!(
+            "qmpsh: --dry-run: typing by the recorded {release}; HMP's commands of {release}; table commands and \
+             arguments as QEMU {full} has them"
         )
     );
     assert_eq!(
-        said.next(),
-        Some(
-            "qmpsh: line 1, column 9: QEMU 10.0.2 has no `migrate -b` (removed in QEMU 9.1): mirror the disks with \
+        said.next().unwrap(),
+        format!(
+            "qmpsh: line 1, column 9: QEMU {full} has no `migrate -b` (removed in QEMU 9.1): mirror the disks with \
              blockdev-mirror to an NBD export on the destination, then migrate"
         )
     );
@@ -215,9 +220,10 @@ fn dry_run_translates_for_the_recorded_qemu_it_is_told() {
          {\"execute\":\"migrate\",\"arguments\":{\"uri\":\"tcp:x:1\",\"inc\":true}}\n"
     );
     // The qmp-shell form is refused as well, at its argument.
-    let named = qmpsh(&["--dry-run", "--qemu", "10.0", "-c", "migrate uri=tcp:x:1 inc=on"], "");
+    let named = qmpsh(&["--dry-run", "-c", "migrate uri=tcp:x:1 inc=on"], "");
     assert_eq!(named.code, 2);
-    assert!(named.stderr.starts_with("qmpsh: line 1, column 21: QEMU 10.0.2 has no `migrate inc`"), "{}", named.stderr);
+    let said = format!("qmpsh: line 1, column 21: QEMU {full} has no `migrate inc`");
+    assert!(named.stderr.starts_with(&said), "{}", named.stderr);
 
     // A saved schema: any version may be named for it; without --qemu,
     // versions go unchecked, and -v says so.
@@ -231,13 +237,18 @@ fn dry_run_translates_for_the_recorded_qemu_it_is_told() {
     let nine_one = qmpsh(&["--dry-run", "--schema", saved, "--qemu", "9.1", "-c", line], "");
     assert_eq!(nine_one.code, 2);
     assert!(nine_one.stderr.contains("QEMU 9.1.0 has no `migrate -b`"), "{}", nine_one.stderr);
+    // A micro version names its release.
+    assert_eq!(qmpsh(&["--dry-run", "--qemu", "7.2.0", "-c", line], "").code, 0);
 
     // Only recorded versions stand alone; --qemu is for --dry-run.
     let unknown = qmpsh(&["--dry-run", "--qemu", "8.0", "-c", "stop"], "");
     assert_eq!((unknown.code, unknown.stdout.as_str()), (2, ""));
     assert_eq!(
         unknown.stderr,
-        "qmpsh: --qemu: QEMU 8.0 is not recorded (recorded: 7.2, 10.0; or give --schema FILE)\n"
+        format!("qmpsh: --qemu: QEMU 8.0 is not recorded (recorded: {}; or give --schema FILE)\n", version::releases())
     );
+    // --help lists them all.
+    let help = qmpsh(&["--help"], "").stdout;
+    assert!(help.contains(&format!("recorded: {}", version::releases())), "{help}");
     assert_eq!(qmpsh(&["--qemu", "7.2", "x.sock", "-c", "stop"], "").code, 2);
 }

@@ -409,10 +409,12 @@ fn version_limits_hold_over_libvirt_which_sends_no_greeting() {
     let asked = qmpsh(&["-C", SYSTEM, &domain.target(), "-c", "query-version"], "");
     let reply: Value = serde_json::from_str(asked.stdout.trim_end()).unwrap();
     let version = qmpsh::version::Version::from_json(&reply["qemu"]).unwrap();
-    if version < qmpsh::version::Version::new(9, 1, 0) {
-        return; // block migration is still there: nothing to refuse
-    }
     let run = qmpsh(&["-C", SYSTEM, &domain.target(), "-v", "-c", "migrate -b tcp:127.0.0.1:1"], "");
+    if version < qmpsh::version::Version::new(9, 1, 0) {
+        // Block migration is still there: the line goes to QEMU.
+        assert!(run.stderr.contains(r#""execute":"migrate","arguments":{"blk":true"#), "{run:?}");
+        return;
+    }
     assert_eq!(run.code, 2, "{run:?}");
     assert!(run.stderr.contains(&format!("column 9: QEMU {version} has no `migrate -b`")), "{run:?}");
     assert!(!run.stderr.contains(r#""execute":"migrate""#), "nothing was sent: {run:?}");

@@ -269,33 +269,64 @@ fn netdev_add_in_its_human_form_is_qmp_too() {
 #[test]
 fn a_table_argument_this_qemu_lacks_is_refused_naming_its_version() {
     // Block migration (`migrate -b`/`-i`, QMP's blk and inc) went in QEMU
-    // 9.1. On a QEMU without it, both forms are refused before anything is
-    // sent, naming the version and what to use instead; on one with it,
-    // they go to QEMU as typed.
+    // 9.1, HMP's `singlestep` in 9.0 (renamed `one-insn-per-tb` in 8.1).
+    // On a QEMU without one, every form of the line is refused before
+    // anything is sent, naming the version and what to use instead; on a
+    // QEMU with it, the line goes to QEMU as typed.
     let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
     let version = Version::from_json(&query(&second, "query-version")["return"]["qemu"]).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let lines = [
-        (format!("migrate -b tcp:127.0.0.1:{port}"), "-b", "`migrate -b`", r#""blk":true"#),
-        (format!("migrate uri=tcp:127.0.0.1:{port} inc=on"), "inc=", "`migrate inc`", r#""inc":true"#),
+    let migrate = "mirror the disks with blockdev-mirror to an NBD export on the destination, then migrate";
+    let block_migration = version < Version::new(9, 1, 0);
+    let cases = [
+        (&[][..], format!("migrate -b tcp:127.0.0.1:{port}"), "-b", "`migrate -b` (removed in QEMU 9.1)", migrate),
+        (
+            &[],
+            format!("migrate uri=tcp:127.0.0.1:{port} inc=on"),
+            "inc=",
+            "`migrate inc` (removed in QEMU 9.1)",
+            migrate,
+        ),
+        (&[], format!("hmp migrate -d -i tcp:127.0.0.1:{port}"), "-i", "`migrate -i` (removed in QEMU 9.1)", migrate),
+        (&["-H"], format!("  migrate -b tcp:127.0.0.1:{port}"), "-b", "`migrate -b` (removed in QEMU 9.1)", migrate),
     ];
-    for (line, typed, what, sent) in lines {
-        let column = line.find(typed).unwrap() + 1;
-        let run = qmpsh(&[&qemu.socket_arg(), "-v", "-c", &line], "");
-        if version >= Version::new(9, 1, 0) {
-            assert_eq!(run.code, 2, "{run:?}");
-            assert_eq!(
-                run.stderr,
-                format!(
-                    "qmpsh: line 1, column {column}: QEMU {version} has no {what} (removed in QEMU 9.1): mirror the \
-                     disks with blockdev-mirror to an NBD export on the destination, then migrate\n"
-                )
-            );
-            // Nothing went to QEMU: no migration has begun.
-            assert_eq!(query(&second, "query-migrate")["return"], json!({}));
-        } else {
-            assert!(run.stderr.contains(sent), "{run:?}");
+    for (options, line, typed, what, instead) in cases {
+        let run = qmpsh(&[&[qemu.socket_arg().as_str(), "-v", "-c", &line], options].concat(), "");
+        if block_migration {
+            assert!(run.stderr.contains("\"execute\":"), "sent: {run:?}");
             assert_eq!(run.code, 0, "{run:?}");
+            // The next case starts a migration of its own once this one has
+            // failed (nothing listens on the port).
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while ["setup", "active"]
+                .contains(&query(&second, "query-migrate")["return"]["status"].as_str().unwrap_or(""))
+            {
+                assert!(std::time::Instant::now() < deadline, "the migration to a closed port did not end");
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            continue;
+        }
+        let column = line.find(typed).unwrap() + 1;
+        assert_eq!(run.code, 2, "{line}: {run:?}");
+        assert_eq!(run.stderr, format!("qmpsh: line 1, column {column}: QEMU {version} has no {what}: {instead}\n"));
+        // Nothing went to QEMU: no migration has begun.
+        assert_eq!(query(&second, "query-migrate")["return"], json!({}), "{line}");
+    }
+    let renamed = [
+        ("singlestep off", version < Version::new(9, 0, 0), "(removed in QEMU 9.0): its name is one-insn-per-tb"),
+        ("one-insn-per-tb off", version >= Version::new(8, 1, 0), "(added in QEMU 8.1): its name is singlestep"),
+    ];
+    for (line, has, why) in renamed {
+        for options in [&[][..], &["-H"]] {
+            let run = qmpsh(&[&[qemu.socket_arg().as_str(), "-c", line], options].concat(), "");
+            if has {
+                assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{line}: {run:?}");
+            } else {
+                let word = line.split(' ').next().unwrap();
+                let said = format!("qmpsh: line 1, column 1: QEMU {version} has no `{word}` {why}");
+                assert_eq!(run.code, 2, "{line}: {run:?}");
+                assert!(run.stderr.starts_with(&said), "{line}: {}", run.stderr);
+            }
         }
     }
 }

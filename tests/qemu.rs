@@ -22,10 +22,9 @@ fn a_piped_script_prints_replies_and_events_without_prompt_or_banner() {
     assert_eq!(run.stderr, "");
     let lines: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(lines.len(), 7, "{}", run.stdout);
-    // As QEMU itself answers (7.2 adds "singlestep"), on one line.
-    let status: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
-    assert_eq!(status, query(&qemu.socket, "query-status")["return"]);
-    assert_eq!(status["status"], "running");
+    // As QEMU itself answers (7.2 adds "singlestep"), in its order, on one line.
+    assert_eq!(lines[0], query(&qemu.socket, "query-status")["return"].to_string());
+    assert!(lines[0].contains(r#""status":"running""#), "{}", lines[0]);
     assert!(lines[1].ends_with(" STOP"), "{}", lines[1]);
     assert_eq!(lines[2], "ok");
     assert!(lines[3].ends_with(" RESUME"), "{}", lines[3]);

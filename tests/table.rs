@@ -191,10 +191,10 @@ fn argument_problem(schema: &Schema, entry: &Entry, spec: &ArgSpec) -> Option<St
 /// fills an argument of its command with the type it wants, and every
 /// argument the command needs is in reach; what the table says it lacks,
 /// its schema lacks too.
-fn table_problems(schema: &Schema, version: Version) -> Vec<String> {
+fn table_problems(entries: &[Entry], schema: &Schema, version: Version) -> Vec<String> {
     let mut problems = Vec::new();
     let has_command = |command: &str| schema.0.get(command).is_some_and(|e| e["meta-type"] == "command");
-    for entry in table().iter().filter(|e| e.qmp.is_some()) {
+    for entry in entries.iter().filter(|e| e.qmp.is_some()) {
         let command = entry.qmp.unwrap();
         if !entry.span.contains(version) {
             if has_command(command) {
@@ -233,7 +233,7 @@ fn table_problems(schema: &Schema, version: Version) -> Vec<String> {
 fn every_argument_fills_an_argument_of_its_qmp_command_with_the_type_it_wants() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let version = version_of(&qemu);
-    let problems = table_problems(&Schema::of(&qemu), version);
+    let problems = table_problems(table(), &Schema::of(&qemu), version);
     assert!(problems.is_empty(), "the table disagrees with QEMU {version}'s schema:\n{}", problems.join("\n"));
 }
 
@@ -242,7 +242,7 @@ fn the_table_agrees_with_every_recorded_qemu() {
     // Each recorded QEMU is a real one's schema and help, so the table's
     // versions are checked on every machine, whichever QEMU it runs.
     for qemu in version::recorded() {
-        let problems = table_problems(&Schema::recorded(qemu.version), qemu.version);
+        let problems = table_problems(table(), &Schema::recorded(qemu.version), qemu.version);
         assert!(problems.is_empty(), "the table disagrees with {}'s schema:\n{}", qemu.name(), problems.join("\n"));
         for entry in table().iter().filter(|e| e.qmp.is_none()) {
             let word = entry.name.split(' ').next().unwrap();
@@ -262,31 +262,50 @@ fn the_table_agrees_with_every_recorded_qemu() {
 
 #[test]
 fn the_schema_check_tells_a_wrong_argument_or_version() {
-    // The check above, shown the mistakes it is there to catch.
+    // The checks above, shown the mistakes they are there to catch.
     let Some(qemu) = Qemu::start(&[]) else { return };
     let schema = Schema::of(&qemu);
     let version = version_of(&qemu);
+    let spec = |name: &'static str, kind: ArgType, optional: bool, span: Span| ArgSpec {
+        name,
+        kind,
+        optional,
+        flag: None,
+        to: None,
+        span,
+        instead: None,
+    };
+    let balloon = |args: &'static [ArgSpec], span: Span| Entry {
+        name: "balloon",
+        aliases: &[],
+        qmp: Some("balloon"),
+        args,
+        help: "",
+        example: "",
+        span,
+        instead: None,
+    };
     let problem = |name: &'static str, kind: ArgType, optional: bool| {
-        let spec = ArgSpec { name, kind, optional, flag: None, to: None, span: Span::default(), instead: None };
-        let entry = Entry {
-            name: "balloon",
-            aliases: &[],
-            qmp: Some("balloon"),
-            args: &[],
-            help: "",
-            example: "",
-            span: Span::default(),
-            instead: None,
-        };
-        argument_problem(&schema, &entry, &spec)
+        argument_problem(&schema, &balloon(&[], Span::default()), &spec(name, kind, optional, Span::default()))
     };
     assert_eq!(problem("value", ArgType::SizeMb, false), None);
     assert!(problem("megabytes", ArgType::SizeMb, false).unwrap().contains("does not have"));
     assert!(problem("value", ArgType::Str, false).unwrap().contains("wants"));
     assert!(problem("value", ArgType::SizeMb, true).unwrap().contains("needs value"));
-    // A span that leaves out the QEMU under test, on an argument it has.
+
+    // A version limit that leaves out the QEMU under test, on an argument
+    // and on a command it has.
     let gone = Span { since: None, until: Some(version) };
-    assert!(!gone.contains(version));
+    let args: &'static [ArgSpec] = Box::leak(Box::new([spec("value", ArgType::SizeMb, false, gone)]));
+    let problems = table_problems(&[balloon(args, Span::default())], &schema, version);
+    assert!(
+        problems.iter().any(|p| p.contains(&format!("says QEMU {version} lacks value, but balloon has"))),
+        "{problems:?}"
+    );
+    let problems = table_problems(&[balloon(&[], gone)], &schema, version);
+    assert_eq!(problems, [format!("balloon: the table says QEMU {version} lacks it, but it has balloon")]);
+    let args: &'static [ArgSpec] = Box::leak(Box::new([spec("value", ArgType::SizeMb, false, Span::default())]));
+    assert_eq!(table_problems(&[balloon(args, Span::default())], &schema, version), Vec::<String>::new());
 }
 
 #[test]
