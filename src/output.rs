@@ -211,9 +211,32 @@ impl Printer {
     }
 
     /// A local problem with a line (parse error, timeout, ...), on stderr.
+    /// At the prompt it goes through the line editor like events: the
+    /// editor may be drawing, and a line written past it could be cleared
+    /// by its next redraw (QEMU's `SHUTDOWN` and the shell's farewell come
+    /// together).
     pub fn problem(&mut self, message: &str) {
         self.flush();
-        let _ = render::error_text(&mut io::stderr().lock(), message, &self.style.stderr);
+        match &mut self.sink {
+            Sink::Terminal(printer) => {
+                let mut text = Vec::new();
+                let _ = render::error_text(&mut text, message, &self.style.stderr);
+                let _ = printer.print(String::from_utf8_lossy(&text).into_owned());
+            }
+            Sink::Stdout(_) => {
+                let _ = render::error_text(&mut io::stderr().lock(), message, &self.style.stderr);
+            }
+        }
+    }
+
+    /// Waits until the line editor has taken everything printed through
+    /// it, which it draws before it reads input again: its queue holds one
+    /// message, so an empty one is taken only after the last real one.
+    pub fn settle_editor(&mut self) {
+        self.flush();
+        if let Sink::Terminal(printer) = &mut self.sink {
+            let _ = printer.print(String::new());
+        }
     }
 
     /// An observer for traffic that is qmpsh's own (the handshake, the

@@ -2,6 +2,10 @@
 //! line editor switches the terminal to raw mode in its own thread, and
 //! qmpsh must never leave it that way, however it exits.
 
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{Mode, OFlags};
 use rustix::stdio::stdin;
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcsetattr};
 
@@ -16,8 +20,24 @@ impl Saved {
 
     /// Puts them back (nothing to do if stdin is no longer a terminal).
     pub fn restore(&self) {
-        let _ = tcsetattr(stdin(), OptionalActions::Now, &self.0);
+        self.restore_to(stdin());
     }
+
+    /// Puts them back on `terminal`, the one stdin was.
+    pub fn restore_to(&self, terminal: impl AsFd) {
+        let _ = tcsetattr(terminal, OptionalActions::Now, &self.0);
+    }
+}
+
+/// Ends a read of the line editor's that nothing will answer: its input,
+/// stdin, becomes /dev/null, so the read sees end-of-file and the editor
+/// stops drawing. For leaving only. Returns the terminal stdin was, to put
+/// its settings back on.
+pub fn end_input() -> io::Result<OwnedFd> {
+    let terminal = rustix::io::dup(stdin())?;
+    let null = rustix::fs::open("/dev/null", OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+    rustix::stdio::dup2_stdin(&null)?;
+    Ok(terminal)
 }
 
 /// Restores the saved settings when dropped.

@@ -10,11 +10,13 @@ mod helper;
 mod history;
 pub mod live;
 
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::thread;
+use std::time::Duration;
 
 use rustyline::config::Config;
 use rustyline::error::ReadlineError;
@@ -49,7 +51,7 @@ enum Typed {
 
 /// Runs the REPL until Ctrl-D, `.exit` or `quit`.
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
-    let terminal = RestoreOnDrop(terminal::Saved::now());
+    let mut terminal = RestoreOnDrop(terminal::Saved::now());
     interrupt::install().map_err(|e| Error::Io(format!("cannot take over Ctrl-C: {e}")))?;
     // Only the guest agent lists its commands itself; it has no HMP.
     let agent = !session.command_names().is_empty();
@@ -91,10 +93,20 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let outcome = converse(session, &label, &requests, &inputs, &server, &mut reading);
     if reading {
         // QEMU went while a line was being typed: the input thread is
-        // inside readline, with the terminal raw. Put the terminal back and
-        // leave now rather than wait for Enter.
+        // inside readline, with the terminal raw. Once the editor has taken
+        // what was printed through it (the farewell), end its read so it
+        // draws nothing more, put the terminal back and leave now rather
+        // than wait for Enter.
+        session.printer.settle_editor();
+        if let Ok(tty) = terminal::end_input() {
+            let _ = inputs.recv_timeout(Duration::from_secs(1));
+            // On the terminal stdin was: stdin is /dev/null now.
+            if let Some(saved) = terminal.0.take() {
+                saved.restore_to(&tty);
+            }
+        }
         drop(terminal);
-        println!();
+        let _ = writeln!(io::stdout());
     } else {
         // The input thread is idle: let it save history and end.
         drop(requests);
