@@ -1,6 +1,8 @@
-//! Joins physical lines into logical ones: a line ending in `\` continues
-//! on the next, and so does one with an unclosed `{` or `[` (multi-line
-//! JSON), or a `transaction(` block until its `)`.
+//! Joins physical lines into logical ones: a line ending in a `\` of its
+//! own (after whitespace, or alone) continues on the next, and so does one
+//! with an unclosed `{` or `[` (multi-line JSON), or a `transaction(` block
+//! until its `)`. A `\` at the end of a word is part of the word
+//! (`data=C:\`, as qmp-shell reads it): it never joins the next line.
 
 /// Collects physical lines until they form one logical line.
 #[derive(Debug, Default)]
@@ -33,7 +35,9 @@ impl Assembler {
         if self.pending.is_empty() {
             self.start = self.seen;
         }
-        if let Some(head) = physical.strip_suffix('\\') {
+        if let Some(head) = physical.strip_suffix('\\')
+            && (head.is_empty() || head.ends_with(char::is_whitespace))
+        {
             self.pending.push_str(head);
             return None;
         }
@@ -198,6 +202,16 @@ mod tests {
     #[test]
     fn backslash_and_transaction_blocks_continue() {
         assert_eq!(logical(&["device_add e1000 \\", "  id=n1"]), ["device_add e1000   id=n1"]);
+        assert_eq!(logical(&["\\", "stop"]), ["stop"]);
+        // A backslash that ends a word is the word's: the next line is a
+        // command of its own, and the value keeps its backslash.
+        assert_eq!(logical(&["ringbuf-write device=rb0 data=path\\", "query-status"]), [
+            "ringbuf-write device=rb0 data=path\\",
+            "query-status"
+        ]);
+        let mut hmp = Assembler::for_hmp();
+        let out: Vec<String> = ["print 1\\", "info status", "print 1 \\", "+ 2"].iter().filter_map(|l| hmp.push(l)).map(|(t, _)| t).collect();
+        assert_eq!(out, ["print 1\\", "info status", "print 1 + 2"]);
         assert_eq!(logical(&["transaction(", "  a", ")", "stop"]), ["transaction(\n  a\n)", "stop"]);
         assert_eq!(logical(&["transaction( a ; b )", "stop"]), ["transaction( a ; b )", "stop"]);
         // qmp-shell's way: the last action line closes the block.
