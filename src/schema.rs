@@ -514,20 +514,23 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         return None;
     }
     let limit = (length / 3).max(2);
+    // Case is not a difference worth an edit: `QUERY-STATUS` is `query-status`.
+    let lower = word.to_lowercase();
     candidates
         .filter(|c| *c != word)
         .filter_map(|c| {
             let apart = c.chars().count().abs_diff(length);
+            let candidate = c.to_lowercase();
             // Three letters or more that start a name point at it however
             // much is left to type (`query-cpus` → `query-cpus-fast`).
-            let completes = length >= 3 && c.starts_with(word);
+            let completes = length >= 3 && candidate.starts_with(&lower);
             if completes {
                 return Some((false, apart, apart, c));
             }
             if apart > limit {
                 return None;
             }
-            let edits = edit_distance(word, c);
+            let edits = edit_distance(&lower, &candidate);
             (edits <= limit).then_some((true, edits, apart, c))
         })
         .min()
@@ -642,5 +645,8 @@ mod tests {
         assert_eq!(suggest("query-named-block", cpus.into_iter()), Some("query-named-block-nodes"));
         assert_eq!(suggest("null", ["null-aio", "null-co", "file"].into_iter()), Some("null-co"));
         assert_eq!(suggest("q", ["quit", "query-status"].into_iter()), None, "one letter names nothing");
+        // Case costs nothing.
+        assert_eq!(suggest("QUERY-STATUS", names.into_iter()), Some("query-status"));
+        assert_eq!(suggest("Query-Stauts", names.into_iter()), Some("query-status"));
     }
 }

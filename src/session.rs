@@ -102,6 +102,8 @@ pub struct Session {
     /// The QEMU's version: from the greeting, else (libvirt sends none)
     /// asked when a line first needs it.
     qemu: Fetched<Version>,
+    /// HMP's `info` topics, for a hint after an unknown one.
+    info_topics: Fetched<Vec<String>>,
     /// `quit` was sent: QEMU closing the connection is now success.
     quitting: bool,
     /// `--pipeline`: commands sent whose replies are still to come, oldest
@@ -152,6 +154,7 @@ impl Session {
             schema: Fetched::NotYet,
             hmp_commands: Fetched::NotYet,
             qemu,
+            info_topics: Fetched::NotYet,
             quitting: false,
             in_flight: VecDeque::new(),
             deferred: None,
@@ -484,7 +487,10 @@ impl Session {
             {
                 // HMP reports failure as text; a script must still see a failure.
                 let message = text.lines().map(str::trim_end).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
-                let message = message.strip_prefix("Error: ").unwrap_or(&message).to_string();
+                let mut message = message.strip_prefix("Error: ").unwrap_or(&message).to_string();
+                if let Some(topic) = pending.hmp_line.as_deref().and_then(unknown_info_topic(&message)) {
+                    message.push_str(&self.info_topic_hint(topic));
+                }
                 self.printer.qmp_error(&QmpError { class: "HMP".into(), desc: message }, pending.line_no);
                 Err(Error::CommandFailed)
             }
@@ -521,6 +527,24 @@ impl Session {
             None => table.collect(),
         };
         schema::suggest(command, known.into_iter()).map(|near| format!(" (did you mean {near}?)")).unwrap_or_default()
+    }
+
+    /// A hint for an `info` topic HMP does not know, from the table's and
+    /// HMP's own topics (`help info`, asked once). Only this error path
+    /// pays for asking.
+    fn info_topic_hint(&mut self, topic: &str) -> String {
+        if matches!(self.info_topics, Fetched::NotYet) && self.in_flight.is_empty() {
+            let help = Request::hmp("help info", None).message;
+            self.info_topics = match self.ask_message("human-monitor-command", help) {
+                Ok(Some(Value::String(text))) => Fetched::Loaded(Arc::new(hmp::info_topics(&text))),
+                _ => Fetched::Unavailable,
+            };
+        }
+        let table = crate::table::table().iter().filter_map(|e| e.name.strip_prefix("info "));
+        let hmp = self.info_topics.get().into_iter().flatten().map(String::as_str);
+        schema::suggest(topic, table.chain(hmp))
+            .map(|near| format!(" (did you mean `info {near}`?)"))
+            .unwrap_or_default()
     }
 
     /// After `quit`: wait (briefly) for QEMU to close the socket, so that
@@ -677,6 +701,15 @@ fn parse(text: &str, line_no: Option<usize>, hmp: bool) -> Result<Line, Error> {
 
 fn bind_line(parsed: &Line, text: &str, line_no: Option<usize>, context: &Context) -> Result<Action, Error> {
     bind::bind(parsed, text, context).map_err(|e| locate(text, line_no, e))
+}
+
+/// The topic of `info TOPIC`, for an HMP failure `message` saying HMP has
+/// no such command.
+fn unknown_info_topic(message: &str) -> impl Fn(&str) -> Option<&str> + '_ {
+    move |line: &str| {
+        let topic = line.strip_prefix("info ")?.split_whitespace().next()?;
+        message.starts_with("unknown command: 'info ").then_some(topic)
+    }
 }
 
 /// What `--dry-run` binds by in place of a connected QEMU.

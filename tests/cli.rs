@@ -134,10 +134,13 @@ fn key_value_arguments_never_take_the_tables_hmp_units() {
 {"execute":"balloon","arguments":{"value":1048576}}
 "#
     );
-    // An HMP-only command would read `tag=x` as a word: refused instead.
+    // An HMP-only command would read `tag=x` as a word, not as its tag:
+    // refused instead. Another `a=b` is a word, as HMP reads it.
     let run = qmpsh(&["--dry-run", "-c", "savevm tag=snap1"], "");
     assert_eq!(run.code, 2, "{run:?}");
-    assert!(run.stderr.contains("`savevm` is HMP-only and takes no key=value"), "{}", run.stderr);
+    assert!(run.stderr.contains("HMP would take `tag=...` as the word, not as its tag"), "{}", run.stderr);
+    let run = qmpsh(&["--dry-run", "-c", "savevm a=b"], "");
+    assert_eq!(run.stdout, "{\"execute\":\"human-monitor-command\",\"arguments\":{\"command-line\":\"savevm a=b\"}}\n");
 }
 
 #[test]
@@ -251,4 +254,48 @@ fn dry_run_translates_for_the_recorded_qemu_it_is_told() {
     let help = qmpsh(&["--help"], "").stdout;
     assert!(help.contains(&format!("recorded: {}", version::releases())), "{help}");
     assert_eq!(qmpsh(&["--qemu", "7.2", "x.sock", "-c", "stop"], "").code, 2);
+}
+
+#[test]
+fn messages_name_the_real_problem() {
+    let said = |line: &str| {
+        let run = qmpsh(&["--dry-run", "-c", line], "");
+        assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{line}: {run:?}");
+        run.stderr.trim_end().to_string()
+    };
+    // A space that is not ASCII is named, not taken for part of a word.
+    assert_eq!(
+        said("qom-get /machine\u{a0}type"),
+        "qmpsh: line 1, column 17: expected a space after the argument, not a no-break space (U+00A0): only ASCII \
+         spaces and tabs separate words"
+    );
+    // The key, not the command.
+    assert_eq!(
+        said("my-cmd clé=1"),
+        "qmpsh: line 1, column 8: expected a key of ASCII letters, digits, `-`, `_` and `.` before `=`, not `clé`"
+    );
+    assert_eq!(
+        said(r#"my-cmd a="x\ud800""#),
+        "qmpsh: line 1, column 12: expected a valid JSON string (`\\ud800` is half of a UTF-16 surrogate pair, alone)"
+    );
+    // One argument given by name and by position.
+    assert_eq!(
+        said("block_resize device=disk0 128"),
+        "qmpsh: line 1, column 27: expected `device` once, not both as `device=disk0` and as `128`: positional words \
+         fill `block_resize device size` in order"
+    );
+}
+
+#[test]
+fn a_backslash_continues_a_line_only_as_a_word_of_its_own() {
+    // One that ends a word is the word's: the next line stays a command.
+    let script = "ringbuf-write device=rb0 data=path\\\nquery-status\nqom-list \\\n  path=/machine\n";
+    let run = qmpsh(&["--dry-run"], script);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "{\"execute\":\"ringbuf-write\",\"arguments\":{\"device\":\"rb0\",\"data\":\"path\\\\\"}}\n\
+         {\"execute\":\"query-status\"}\n\
+         {\"execute\":\"qom-list\",\"arguments\":{\"path\":\"/machine\"}}\n"
+    );
 }

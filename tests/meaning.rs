@@ -330,3 +330,35 @@ fn a_table_argument_this_qemu_lacks_is_refused_naming_its_version() {
         }
     }
 }
+
+#[test]
+fn a_positional_value_may_contain_an_equals_sign_as_in_hmp() {
+    // HMP reads `console=ttyS0` after the property as the value; so does
+    // qmpsh, once the line is in HMP's positional form.
+    let Some(qemu) = pc() else { return };
+    let run = qmpsh(&[&qemu.socket_arg()], "qom-set /machine append console=ttyS0 a=b\n");
+    assert_eq!(run.code, 2, "a second word has no place: {run:?}");
+    let run = qmpsh(&[&qemu.socket_arg()], "qom-set /machine append console=ttyS0\n");
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{run:?}");
+    let append = query_with(
+        &qemu.socket,
+        json!({"execute": "qom-get", "arguments": {"path": "/machine", "property": "append"}}),
+    );
+    assert_eq!(append["return"], "console=ttyS0");
+}
+
+#[test]
+fn hints_ignore_case_and_know_hmps_info_topics() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let run = qmpsh(&[&qemu.socket_arg(), "--keep-going"], "QUERY-STATUS\ninfo stauts\ninfo zzzzzzzz\n");
+    assert_eq!(run.code, 1, "{run:?}");
+    let errors: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(
+        errors,
+        [
+            "error: line 1: CommandNotFound: The command QUERY-STATUS has not been found (did you mean query-status?)",
+            "error: line 2: HMP: unknown command: 'info stauts' (did you mean `info status`?)",
+            "error: line 3: HMP: unknown command: 'info zzzzzzzz'",
+        ]
+    );
+}

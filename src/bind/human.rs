@@ -22,7 +22,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     }
     let end = text.trim_end().len();
     let args = inv.args.get(usize::from(entry.name.starts_with("info "))..).unwrap_or_default();
-    let (tree, given) = fill(entry, args, end)?;
+    let (tree, given) = fill(entry, args, text)?;
     if let Some(version) = context.qemu {
         refuse_missing_arguments(entry, &given, version)?;
     }
@@ -119,13 +119,18 @@ fn words_at(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// A command only HMP has, sent as typed. HMP reads `tag=x` as the word
-/// `tag=x`: that is refused rather than, say, a snapshot named `tag=x`.
+/// `tag=x`: where the key names one of the command's own arguments, that
+/// is refused rather than, say, a snapshot named `tag=x`; any other
+/// `a=b` is a word, as HMP reads it.
 fn hmp_only(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
-    if let Some(arg) = inv.args.iter().find(|a| a.key.is_some()) {
+    let named =
+        |a: &Arg| a.key.as_ref().map(|key| key.join(".")).filter(|key| entry.args.iter().any(|s| s.name == key));
+    if let Some((arg, key)) = inv.args.iter().find_map(|a| named(a).map(|key| (a, key))) {
         return error(
             arg.offset,
             format!(
-                "HMP's positional form `{}`: `{}` is HMP-only and takes no key=value (`hmp ...` sends text as typed)",
+                "HMP's positional form `{}`: `{}` is HMP-only, and HMP would take `{key}=...` as the word, not as \
+                 its {key} (`hmp ...` sends text as typed)",
                 entry.usage(),
                 entry.name
             ),
@@ -136,18 +141,37 @@ fn hmp_only(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
 
 /// The arguments typed by the table, each in its place, and the word that
 /// gave each of the table's arguments, if one did.
-fn fill<'a>(entry: &Entry, args: &'a [Arg], end: usize) -> Result<(Tree, Vec<Option<&'a Arg>>)> {
+fn fill<'a>(entry: &Entry, args: &'a [Arg], text: &str) -> Result<(Tree, Vec<Option<&'a Arg>>)> {
+    let end = text.trim_end().len();
     let mut tree = Tree::default();
     let mut filled = vec![None; entry.args.len()];
-    let mut positional = entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none()).map(|(slot, _)| slot);
+    let mut positional =
+        entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none()).map(|(slot, _)| slot).peekable();
     let mut words = args.iter();
+    let mut in_order = false; // a positional word has come: HMP's form
     while let Some(arg) = words.next() {
-        let Some((slot, given)) = place(entry, arg, &mut words, &mut positional, end, &mut tree)? else { continue };
+        let Some((slot, given, whole)) = place(entry, arg, &mut words, &mut positional, in_order, end, &mut tree)?
+        else {
+            continue;
+        };
+        in_order |= given.key.is_none() || whole;
         let (Some(spec), Some(seen)) = (entry.args.get(slot), filled.get_mut(slot)) else {
             return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
         };
-        if seen.replace(given).is_some() {
-            return error(arg.offset, format!("`{}` only once", spec.name));
+        if let Some(before) = seen.replace(given) {
+            let typed = |a: &Arg| text.get(a.offset..a.end).unwrap_or_default().to_string();
+            let twice = match (&before.key, &given.key) {
+                // Positional words fill the usage's places in order, named or not.
+                (Some(_), None) | (None, Some(_)) => format!(
+                    "`{}` once, not both as `{}` and as `{}`: positional words fill `{}` in order",
+                    spec.name,
+                    typed(before),
+                    typed(given),
+                    entry.usage()
+                ),
+                _ => format!("`{}` only once", spec.name),
+            };
+            return error(arg.offset, twice);
         }
         if spec.kind == ArgType::Opts {
             expand_opts(spec, given, &mut tree)?;
@@ -156,6 +180,9 @@ fn fill<'a>(entry: &Entry, args: &'a [Arg], end: usize) -> Result<(Tree, Vec<Opt
         let switch = given.key.is_none() && spec.flag.is_some() && spec.flag == given.value.text();
         let value = if switch {
             Json::Bool(true) // a bare switch such as `eject -f`
+        } else if whole {
+            let word = Value::Bare(text.get(given.offset..given.end).unwrap_or_default().to_string());
+            typed(spec, &word, false).or_else(|expected| error(given.offset, expected))?
         } else {
             typed(spec, &given.value, given.key.is_some()).or_else(|expected| error(given.offset, expected))?
         };
@@ -164,22 +191,28 @@ fn fill<'a>(entry: &Entry, args: &'a [Arg], end: usize) -> Result<(Tree, Vec<Opt
     Ok((tree, filled))
 }
 
-/// Which of the table's arguments `arg` fills, and the word that gives its
-/// value (a flag such as `-f FORMAT` takes the next one). `None` when it
-/// went into `tree` as it is: a name the table does not have goes to QMP
-/// as qmp-shell would send it (`device_add driver=e1000 id=n1`), and the
-/// schema, when loaded, types it and catches typos.
+/// Which of the table's arguments `arg` fills, the word that gives its
+/// value (a flag such as `-f FORMAT` takes the next one), and whether that
+/// is the whole word as typed, `=` and all. `None` when it went into
+/// `tree` as it is: a name the table does not have goes to QMP as
+/// qmp-shell would send it (`device_add driver=e1000 id=n1`), and the
+/// schema, when loaded, types it and catches typos. Once the line is in
+/// HMP's positional form (`in_order`), such a `key=value` is a positional
+/// word while a place is left, as HMP reads it: `qom-set /machine append
+/// console=ttyS0`, `set_password vnc pass=word`.
 fn place<'a>(
     entry: &Entry,
     arg: &'a Arg,
     words: &mut impl Iterator<Item = &'a Arg>,
-    positional: &mut impl Iterator<Item = usize>,
+    positional: &mut std::iter::Peekable<impl Iterator<Item = usize>>,
+    in_order: bool,
     end: usize,
     tree: &mut Tree,
-) -> Result<Option<(usize, &'a Arg)>> {
+) -> Result<Option<(usize, &'a Arg, bool)>> {
     match (&arg.key, &arg.value) {
         (Some(key), _) => match entry.args.iter().position(|spec| spec.name == key.join(".")) {
-            Some(slot) => Ok(Some((slot, arg))),
+            Some(slot) => Ok(Some((slot, arg, false))),
+            None if in_order && positional.peek().is_some() => Ok(positional.next().map(|slot| (slot, arg, true))),
             None => tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset).map(|()| None),
         },
         (None, Value::Bare(word)) if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() => {
@@ -187,15 +220,15 @@ fn place<'a>(
                 return error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage()));
             };
             if entry.args.get(slot).is_some_and(|spec| spec.kind == ArgType::Bool) {
-                return Ok(Some((slot, arg)));
+                return Ok(Some((slot, arg, false)));
             }
             match words.next() {
-                Some(value) => Ok(Some((slot, value))),
+                Some(value) => Ok(Some((slot, value, value.key.is_some()))),
                 None => error(end, format!("a value after {word}")),
             }
         }
         (None, _) => match positional.next() {
-            Some(slot) => Ok(Some((slot, arg))),
+            Some(slot) => Ok(Some((slot, arg, false))),
             None => error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage())),
         },
     }

@@ -332,6 +332,14 @@ fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> 
 /// nearest name anything knows is offered (`inof` → `info`).
 fn positional_error<T>(inv: &Invocation, offset: usize, context: &Context) -> Result<T> {
     let name = &inv.name;
+    // `clé=1` is a word, not a key: say so rather than blame the command.
+    let bad_key = inv.args.iter().find_map(|arg| {
+        let (key, _) = arg.value.text().filter(|_| arg.key.is_none())?.split_once('=')?;
+        (!key.is_empty() && !key.chars().all(crate::line::is_key_char)).then_some((arg.offset, key))
+    });
+    if let Some((at, key)) = bad_key {
+        return error(at, format!("a key of ASCII letters, digits, `-`, `_` and `.` before `=`, not `{key}`"));
+    }
     if let Some(commands) = context.hmp_commands
         && !is_qmp_command(name, context)
     {

@@ -45,6 +45,18 @@ impl HmpCommands {
     }
 }
 
+/// The topics `info` has, from what HMP's `help info` printed (`info
+/// status  -- show the current VM status`, one a line).
+pub fn info_topics(help_info: &str) -> Vec<String> {
+    help_info
+        .lines()
+        .filter_map(|line| line.strip_prefix("info "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .flat_map(|topic| topic.split('|'))
+        .map(String::from)
+        .collect()
+}
+
 /// Whether any recorded QEMU's HMP has a command `name`: a search in a
 /// list compiled into the binary, so asking costs nothing.
 pub fn recorded_has(name: &str) -> bool {

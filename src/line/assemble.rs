@@ -205,12 +205,16 @@ mod tests {
         assert_eq!(logical(&["\\", "stop"]), ["stop"]);
         // A backslash that ends a word is the word's: the next line is a
         // command of its own, and the value keeps its backslash.
-        assert_eq!(logical(&["ringbuf-write device=rb0 data=path\\", "query-status"]), [
-            "ringbuf-write device=rb0 data=path\\",
-            "query-status"
-        ]);
+        assert_eq!(
+            logical(&["ringbuf-write device=rb0 data=path\\", "query-status"]),
+            ["ringbuf-write device=rb0 data=path\\", "query-status"]
+        );
         let mut hmp = Assembler::for_hmp();
-        let out: Vec<String> = ["print 1\\", "info status", "print 1 \\", "+ 2"].iter().filter_map(|l| hmp.push(l)).map(|(t, _)| t).collect();
+        let out: Vec<String> = ["print 1\\", "info status", "print 1 \\", "+ 2"]
+            .iter()
+            .filter_map(|l| hmp.push(l))
+            .map(|(t, _)| t)
+            .collect();
         assert_eq!(out, ["print 1\\", "info status", "print 1 + 2"]);
         assert_eq!(logical(&["transaction(", "  a", ")", "stop"]), ["transaction(\n  a\n)", "stop"]);
         assert_eq!(logical(&["transaction( a ; b )", "stop"]), ["transaction( a ; b )", "stop"]);

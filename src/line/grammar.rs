@@ -25,10 +25,69 @@ pub fn parse_line(text: &str) -> Result<Line, ParseError> {
     match all_consuming(|i| grammar.line(i)).parse(text) {
         Ok((_, line)) => Ok(line),
         Err(NomErr::Error(fail) | NomErr::Failure(fail)) => {
-            Err(ParseError { offset: grammar.offset(fail.at), message: format!("expected {}", fail.expected) })
+            let offset = grammar.offset(fail.at);
+            let message = match fail.at.chars().next().filter(|c| c.is_whitespace() && !c.is_ascii()) {
+                // It looks like a space, and the message says why it is not one.
+                Some(c) => format!(
+                    "expected {}, not {} (U+{:04X}): only ASCII spaces and tabs separate words",
+                    fail.expected,
+                    space_name(c),
+                    u32::from(c)
+                ),
+                None => format!("expected {}", fail.expected),
+            };
+            Err(ParseError { offset, message })
         }
         // Only streaming parsers ask for more input; these are all complete.
         Err(NomErr::Incomplete(_)) => Err(ParseError { offset: text.len(), message: "expected more input".into() }),
+    }
+}
+
+/// The first `\uXXXX` escape in a JSON string literal that is half of a
+/// surrogate pair without its other half, and where it starts: serde_json
+/// says only "unexpected end of hex escape".
+fn lone_surrogate(literal: &str) -> Option<(usize, &str)> {
+    let escape_at = |at: usize| {
+        let hex = literal.get(at + 2..at + 6)?;
+        let unit = u16::from_str_radix(hex, 16).ok().filter(|_| literal.get(at..at + 2) == Some("\\u"))?;
+        Some((unit, literal.get(at..at + 6)?))
+    };
+    let mut escaped = false;
+    let mut chars = literal.char_indices();
+    while let Some((at, c)) = chars.next() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        if c != '\\' {
+            continue;
+        }
+        let Some((unit, escape)) = escape_at(at) else {
+            escaped = true;
+            continue;
+        };
+        match unit {
+            0xD800..=0xDBFF if escape_at(at + 6).is_some_and(|(low, _)| (0xDC00..=0xDFFF).contains(&low)) => {
+                chars.nth(10); // the rest of both escapes
+            }
+            0xD800..=0xDFFF => return Some((at, escape)),
+            _ => {
+                chars.nth(4);
+            }
+        }
+    }
+    None
+}
+
+/// What a person calls a space that is not ASCII.
+fn space_name(c: char) -> &'static str {
+    match c {
+        '\u{a0}' => "a no-break space",
+        '\u{202f}' => "a narrow no-break space",
+        '\u{2007}' => "a figure space",
+        '\u{3000}' => "an ideographic space",
+        '\u{2028}' | '\u{2029}' => "a Unicode line or paragraph separator",
+        _ => "a Unicode space",
     }
 }
 
@@ -81,7 +140,7 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_' || c == '-'
 }
 
-fn is_key_char(c: char) -> bool {
+pub(crate) fn is_key_char(c: char) -> bool {
     is_name_char(c) || c == '.'
 }
 
@@ -155,7 +214,13 @@ impl<'a> Grammar<'a> {
                     let quoted = &i[..n + 2];
                     return match serde_json::from_str::<String>(quoted) {
                         Ok(s) => Ok((&body[n + 1..], s)),
-                        Err(e) => failure(i, format!("a valid JSON string ({})", json_message(&e))),
+                        Err(e) => match lone_surrogate(quoted) {
+                            Some((at, escape)) => failure(
+                                &i[at..],
+                                format!("a valid JSON string (`{escape}` is half of a UTF-16 surrogate pair, alone)"),
+                            ),
+                            None => failure(i, format!("a valid JSON string ({})", json_message(&e))),
+                        },
                     };
                 }
                 _ => {}
@@ -282,12 +347,12 @@ impl<'a> Grammar<'a> {
 
     fn arg(&self, i: &'a str) -> Res<'a, Arg> {
         let offset = self.offset(i);
-        let pair_arg =
-            map(pair(|i| self.key(i), cut(|i| self.value(i))), |(key, value)| Arg { key: Some(key), value, offset });
-        let word_arg = map(|i| self.word(i), |value| Arg { key: None, value, offset });
+        let pair_arg = map(pair(|i| self.key(i), cut(|i| self.value(i))), |(key, value)| (Some(key), value));
+        let word_arg = map(|i| self.word(i), |value| (None, value));
         // After an argument: a space, the end, or what closes a transaction action.
         let boundary = cut(expect("a space after the argument", peek(alt((multispace1, eof, tag(";"), tag(")"))))));
-        terminated(alt((pair_arg, word_arg)), boundary).parse(i)
+        let (rest, (key, value)) = terminated(alt((pair_arg, word_arg)), boundary).parse(i)?;
+        Ok((rest, Arg { key, value, offset, end: self.offset(rest) }))
     }
 
     fn args(&self, i: &'a str) -> Res<'a, Vec<Arg>> {

@@ -11,8 +11,8 @@ mod grammar;
 pub mod literal;
 
 pub use assemble::Assembler;
-pub(crate) use grammar::MAX_KEY_PARTS;
 pub use grammar::parse_line;
+pub(crate) use grammar::{MAX_KEY_PARTS, is_key_char};
 
 use serde_json::Map;
 
@@ -50,6 +50,9 @@ pub struct Arg {
     pub value: Value,
     /// Byte offset of the argument in the logical line.
     pub offset: usize,
+    /// Byte offset just past it: `text[offset..end]` is the argument as
+    /// typed (HMP takes `console=ttyS0` as one value).
+    pub end: usize,
 }
 
 /// An argument's value as written. Its JSON type is decided when binding,
