@@ -362,3 +362,24 @@ fn hints_ignore_case_and_know_hmps_info_topics() {
         ]
     );
 }
+
+#[test]
+fn hmps_help_forms_print_what_hmp_prints() {
+    // QMP has no help form: these would be a device of type `help`.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let socket = qemu.socket_arg();
+    for (line, shows) in [
+        ("device_add help", "Network devices:"),
+        ("device_add ?", "Network devices:"),
+        ("device_add e1000,help", "e1000 options:"),
+        ("object_add help", "List of user creatable objects:"),
+        ("object_add iothread,help", "iothread options:"),
+        ("netdev_add help", "Available netdev backend types:"),
+        ("info", "info status"),
+    ] {
+        let run = qmpsh(&[&socket, "-v", "-c", line], "");
+        assert_eq!((run.code, run.stderr.lines().count()), (0, 1), "{line}: {run:?}");
+        assert!(run.stderr.contains(&format!(r#""command-line":"{line}""#)), "{line} goes to HMP: {}", run.stderr);
+        assert!(run.stdout.contains(shows), "{line}: {}", run.stdout);
+    }
+}

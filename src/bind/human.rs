@@ -16,6 +16,9 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
         refuse_missing_entry(entry, inv.offset, version)?;
     }
     let Some(command) = &entry.qmp else { return hmp_only(entry, inv, text, context) };
+    if asks_for_help(entry, inv) {
+        return Ok(Request::hmp(text.trim(), context.cpu));
+    }
     let word = command_word(&inv.name);
     if word != inv.name {
         return error(inv.offset + word.len(), format!("no `/` after `{word}`"));
@@ -45,6 +48,22 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
         }
     };
     Ok(Request::qmp(command, arguments))
+}
+
+/// Whether a QemuOpts line asks HMP for help rather than for a device,
+/// object or netdev: `device_add help` (or `?`) lists the types,
+/// `device_add e1000,help` a type's properties (any item named `help` or
+/// `?` does, whatever its value). QMP has no such form: it would be
+/// `driver=help`. For netdev_add only the type asks.
+fn asks_for_help(entry: &Entry, inv: &Invocation) -> bool {
+    let Some(spec) = entry.args.iter().find(|a| a.kind == ArgType::Opts) else { return false };
+    let Some(opts) = inv.args.first().filter(|a| a.key.is_none()).and_then(|a| a.value.text()) else { return false };
+    let help = |item: &str| matches!(item.split_once('=').map_or(item, |(key, _)| key), "help" | "?");
+    let items = split_opts(opts);
+    match spec.target() {
+        "type" => items.first().is_some_and(|first| help(first)),
+        _ => items.iter().any(|item| help(item)),
+    }
 }
 
 /// Refuses a table command QEMU `version` does not have (HMP's

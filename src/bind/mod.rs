@@ -296,9 +296,10 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
 }
 
 /// `info X`: the table entry when there is one; `None` sends HMP's own.
-fn info_entry(inv: &Invocation, text: &str) -> Result<Option<&'static crate::table::Entry>> {
+fn info_entry(inv: &Invocation, _text: &str) -> Result<Option<&'static crate::table::Entry>> {
     match inv.args.first() {
-        None => error(text.trim_end().len(), "what to show after `info`, such as `info status`"),
+        // `info` alone is HMP's list of what it can show.
+        None => Ok(None),
         Some(arg) => match (&arg.key, &arg.value) {
             (None, Value::Bare(topic)) => Ok(crate::table::lookup(&format!("info {topic}"))),
             _ => error(arg.offset, "an info topic such as `status`"),
