@@ -274,6 +274,9 @@ fn completion_offers_what_the_vm_has_now() {
     // list that holds these.
     let cases: &[(&str, Shows)] = &[
         ("qom-list path=/machine/per", Shows::List(&["/machine/peripheral-anon"])),
+        // Argument names beside positional values.
+        ("qom-list pa", Shows::Line("qom-list path=")),
+        ("qom-get p", Shows::List(&["path=", "property="])),
         ("qom-get path=/machine/peripheral/nic0 property=ma", Shows::Line("property=mac")),
         ("device_add e1000-8254", Shows::List(&["e1000-82544gc", "e1000-82545em"])),
         ("device_add e1000,netd", Shows::Line("device_add e1000,netdev=")),
@@ -297,6 +300,12 @@ fn completion_offers_what_the_vm_has_now() {
         });
         tmux.keys(&["C-u"]);
     }
+
+    // Paths are children: /machine's unset memory-backend link is none.
+    tmux.type_text("qom-list path=/machine/");
+    tab_until(&tmux, "/machine's children", |s| s.contains("/machine/peripheral-anon"));
+    assert!(!tmux.screen().contains("/machine/memory-backend"), "{}", tmux.screen());
+    tmux.keys(&["C-u"]);
 
     if found {
         tmux.type_text("savevm snap1");

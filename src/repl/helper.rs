@@ -270,25 +270,29 @@ pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<St
                     values.extend(knowledge.live_values(&words, key, value));
                     (start + key.len() + 1, value, values)
                 }
-                None => match knowledge.positional(&words, word) {
-                    Some(values) => (start, word, values),
-                    None => {
-                        let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
-                        let mut names: Vec<String> =
+                None => {
+                    let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
+                    let mut names: Vec<String> = knowledge
+                        .arguments(&words)
+                        .into_iter()
+                        .map(|(name, _, _)| name)
+                        .chain(
                             knowledge
-                                .arguments(&words)
-                                .into_iter()
-                                .map(|(name, _, _)| name)
-                                .chain(knowledge.live.iter().flat_map(|live| {
-                                    knowledge.type_properties(&words, live).into_iter().map(|p| p.name)
-                                }))
-                                .filter(|name| !given.contains(&name.as_str()))
-                                .map(|name| format!("{name}="))
-                                .collect();
-                        names.dedup();
-                        (start, word, names)
+                                .live
+                                .iter()
+                                .flat_map(|live| knowledge.type_properties(&words, live).into_iter().map(|p| p.name)),
+                        )
+                        .filter(|name| !given.contains(&name.as_str()))
+                        .map(|name| format!("{name}="))
+                        .collect();
+                    names.dedup();
+                    // A positional value or an argument's name: `qom-list pa`
+                    // is `path=`, `qom-list /ma` a path.
+                    if let Some(values) = knowledge.positional(&words, word) {
+                        names.extend(values);
                     }
-                },
+                    (start, word, names)
+                }
             }
         }
     };

@@ -379,8 +379,9 @@ impl Fetcher {
             Some(at) => &typed[..at],
         };
         let base = parent.trim_end_matches('/');
-        let navigable = |ty: &str| ty.starts_with("child<") || ty.starts_with("link<");
-        let children = self.qom_list(parent).into_iter().filter(|(_, ty)| navigable(ty));
+        // Only children: a link may be unset (`/machine/memory-backend`),
+        // and a set one names an object that is a child elsewhere.
+        let children = self.qom_list(parent).into_iter().filter(|(_, ty)| ty.starts_with("child<"));
         children.map(|(name, ty)| Item::new(format!("{base}/{name}"), ty)).collect()
     }
 
