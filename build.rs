@@ -20,16 +20,17 @@ const TABLE: &str = "grammar/commands.json";
 const GRAMMAR: &str = "grammar";
 
 const ENTRY_FIELDS: &[&str] = &["name", "aliases", "qmp", "args", "help", "example", "since", "until", "instead"];
-const ARG_FIELDS: &[&str] = &["name", "type", "optional", "flag", "to", "since", "until", "instead"];
+const ARG_FIELDS: &[&str] = &["name", "type", "optional", "flag", "to", "local", "since", "until", "instead"];
 const ARG_TYPES: &[(&str, &str)] = &[
     ("str", "Str"),
     ("int", "Int"),
     ("bool", "Bool"),
     ("size", "Size"),
     ("size-mb", "SizeMb"),
+    ("int-mb", "IntMb"),
     ("keys", "Keys"),
     ("opts", "Opts"),
-    ("any", "Any"),
+    ("property", "Property"),
 ];
 
 fn main() {
@@ -99,11 +100,12 @@ fn recorded_code(qemus: &[Qemu]) -> String {
         let _ = writeln!(
             code,
             "    Recorded {{ version: Version::new({major}, {minor}, {micro}), package: {:?}, \
-             schema_text: include_str!({:?}), hmp_help: include_str!({:?}), \
-             schema: OnceLock::new(), hmp_commands: OnceLock::new() }},",
+             schema_text: include_str!({:?}), hmp_help: include_str!({:?}), devices_text: include_str!({:?}), \
+             schema: OnceLock::new(), hmp_commands: OnceLock::new(), devices: OnceLock::new() }},",
             qemu.package,
             file("qmp-schema.json"),
             file("hmp-help.txt"),
+            file("device-properties.txt"),
         );
     }
     code.push_str("];\n");
@@ -184,14 +186,18 @@ fn arg_code(arg: &Value, whose: &str) -> String {
     let Some((_, variant)) = ARG_TYPES.iter().find(|(json, _)| *json == kind) else {
         fail(&format!("{TABLE}: {whose}: unknown type {kind:?}"))
     };
-    let optional = match fields.get("optional") {
+    let boolean = |key: &str| match fields.get(key) {
         None => false,
-        Some(Value::Bool(optional)) => *optional,
-        Some(other) => fail(&format!("{TABLE}: {whose}: optional is {other}, not true or false")),
+        Some(Value::Bool(value)) => *value,
+        Some(other) => fail(&format!("{TABLE}: {whose}: {key} is {other}, not true or false")),
     };
+    let (optional, local) = (boolean("optional"), boolean("local"));
+    if local && (kind != "bool" || fields.get("flag").is_none()) {
+        fail(&format!("{TABLE}: {whose}: only a bool flag can be local"));
+    }
     format!(
-        "ArgSpec {{ name: {name:?}, kind: ArgType::{variant}, optional: {optional}, flag: {}, to: {}, span: {}, \
-         instead: {} }}, ",
+        "ArgSpec {{ name: {name:?}, kind: ArgType::{variant}, optional: {optional}, flag: {}, to: {}, local: {local}, \
+         span: {}, instead: {} }}, ",
         option(string(fields, "flag", &whose)),
         option(string(fields, "to", &whose)),
         span(fields, &whose),

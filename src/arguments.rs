@@ -17,6 +17,8 @@ pub enum Leaf {
     /// typed as QEMU types its command line: where a list is wanted, one
     /// item is a list of one.
     Opts(String),
+    /// A QemuOpts key given more than once: a list, where QEMU takes one.
+    OptsList(Vec<String>),
     Typed(Json),
 }
 
@@ -32,6 +34,9 @@ impl Node {
         match self {
             Node::Leaf { leaf: Leaf::Raw(value), .. } => untyped(&value),
             Node::Leaf { leaf: Leaf::Opts(text), .. } => untyped(&Value::Bare(text)),
+            Node::Leaf { leaf: Leaf::OptsList(texts), .. } => {
+                Json::Array(texts.into_iter().map(|t| untyped(&Value::Bare(t))).collect())
+            }
             Node::Leaf { leaf: Leaf::Typed(json), .. } => json,
             Node::Branch { tree, .. } => Json::Object(tree.into_untyped()),
         }
@@ -87,6 +92,27 @@ impl Tree {
             }
         }
         error(offset, "a key")
+    }
+
+    /// Adds a QemuOpts item: a key given again makes its items a list
+    /// (`hostfwd=...,hostfwd=...`), which typing keeps where QEMU takes a
+    /// list and refuses elsewhere.
+    pub fn insert_opts(&mut self, key: &[String], text: String, offset: usize) -> Result<()> {
+        let path = key.join(".");
+        let existing = self.members.iter_mut().find(|(name, _)| key.len() == 1 && *name == path);
+        match existing.map(|(_, node)| node) {
+            Some(Node::Leaf { leaf: leaf @ Leaf::Opts(_), .. }) => {
+                if let Leaf::Opts(first) = std::mem::replace(leaf, Leaf::OptsList(Vec::new())) {
+                    *leaf = Leaf::OptsList(vec![first, text]);
+                }
+                Ok(())
+            }
+            Some(Node::Leaf { leaf: Leaf::OptsList(texts), .. }) => {
+                texts.push(text);
+                Ok(())
+            }
+            _ => self.insert(key, Leaf::Opts(text), offset),
+        }
     }
 
     /// qmp-shell typing for every raw leaf.

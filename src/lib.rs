@@ -28,6 +28,8 @@ pub mod interrupt;
 pub mod launch;
 pub mod line;
 pub mod output;
+pub mod properties;
+pub mod qemu_text;
 pub mod qmp;
 pub mod render;
 pub mod repl;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value as Json};
 use crate::arguments::{Leaf, Node, Tree, parse_bool, parse_int, parse_number, untyped};
 use crate::line::expected as error;
 use crate::line::{ParseError, Value};
+use crate::qemu_text::{self, Kind};
 use crate::units::parse_size;
 
 /// Schema entities by name.
@@ -264,6 +265,9 @@ impl Schema {
             Node::Leaf { leaf: Leaf::Opts(text), offset } => self
                 .type_opts_item(ty, &text)
                 .or_else(|expected| error(offset, format!("{expected} for `{path}`, not `{text}`"))),
+            Node::Leaf { leaf: Leaf::OptsList(texts), offset } => self
+                .type_opts_items(ty, &texts)
+                .or_else(|expected| error(offset, format!("{expected} for `{path}`, not `{}`", texts.join("`, `")))),
             Node::Branch { tree, offset } => match self.object_in(ty) {
                 Some(object) => self.type_object(object, tree, &format!("{path}."), false, end).map(Json::Object),
                 // An open value (`any`) may be an object, built as qmp-shell builds it.
@@ -278,19 +282,54 @@ impl Schema {
     /// wrapper (`{"str": ...}`, as in `netdev_add user,hostfwd=...`) takes
     /// the text.
     fn type_opts_item(&self, ty: &str, text: &str) -> std::result::Result<Json, String> {
+        self.type_opts_items(ty, std::slice::from_ref(&text.to_string()))
+    }
+
+    /// QemuOpts items given for one key (a key given twice is a list, as
+    /// QEMU's command line has it: `hostfwd=...,hostfwd=...`), as type
+    /// `ty`. Where a list is wanted, each item is one element.
+    fn type_opts_items(&self, ty: &str, texts: &[String]) -> std::result::Result<Json, String> {
         let element =
             self.meta(ty).filter(|(meta, _)| *meta == "array").and_then(|(_, e)| e.get("element-type")?.as_str());
-        let Some(element) = element else { return self.type_value(ty, &Value::Bare(text.to_string())) };
+        let Some(element) = element else {
+            return match texts {
+                [text] => self.type_opts_scalar(ty, text),
+                _ => Err(format!("one value ({} takes no list)", self.describe(ty))),
+            };
+        };
         let wrapper = self.object_in(element).map(|object| self.members(object, None));
-        let item = match wrapper.as_deref() {
+        let item = |text: &String| match wrapper.as_deref() {
             Some([only]) if only.name == "str" => {
                 let mut object = Map::new();
-                object.insert("str".into(), Json::String(text.to_string()));
-                Json::Object(object)
+                object.insert("str".into(), Json::String(text.clone()));
+                Ok(Json::Object(object))
             }
-            _ => self.type_value(element, &Value::Bare(text.to_string()))?,
+            _ => self.type_opts_scalar(element, text),
         };
-        Ok(Json::Array(vec![item]))
+        texts.iter().map(item).collect::<std::result::Result<Vec<_>, _>>().map(Json::Array)
+    }
+
+    /// One QemuOpts value as QEMU reads it for a scalar of type `ty`:
+    /// numbers in C's base 0 (`010` is 8), sizes with suffixes and
+    /// fractions, `on`/`off` (`yes`/`no`, `true`/`false`, `y`/`n`); enums
+    /// and other types as any typed value.
+    fn type_opts_scalar(&self, ty: &str, text: &str) -> std::result::Result<Json, String> {
+        match self.meta(ty) {
+            Some(("builtin", entity))
+                if !matches!(entity.get("json-type").and_then(Json::as_str), Some("value" | "null")) =>
+            {
+                let kind = Kind::of_property("", ty);
+                // The schema shows sizes as `int` too: `size=1.5M` is one.
+                let size = || qemu_text::strtosz(text, 1).and_then(|n| i64::try_from(n).ok()).map(Json::from);
+                match kind.read(text) {
+                    Err(_) if kind == Kind::Int => {
+                        size().ok_or_else(|| "an integer or a size such as 1.5M".to_string())
+                    }
+                    read => read.map_err(str::to_string),
+                }
+            }
+            _ => self.type_value(ty, &Value::Bare(text.to_string())),
+        }
     }
 
     /// The object type `ty` is, or (for an alternate) has among its members.

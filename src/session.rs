@@ -2,7 +2,7 @@
 //! with replies and events printed as they come. Script mode, `-c` and the
 //! REPL all drive this; they differ only in what a failure does.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
-use crate::bind::{self, Action, Context, DotCommand, Request};
+use crate::bind::{self, Action, Context, DotCommand, PropertyTypes, Request};
 use crate::error::Error;
 use crate::help;
 use crate::hmp::{self, HmpCommands};
 use crate::line::{self, Assembler, Line, ParseError};
 use crate::output::Printer;
+use crate::properties::{Owner, Properties};
 use crate::qmp::{ClientError, Kind, Monitor, Observer, QmpError, Waker};
 use crate::schema::{self, Schema};
 use crate::target::Target;
@@ -102,6 +103,9 @@ pub struct Session {
     /// The QEMU's version: from the greeting, else (libvirt sends none)
     /// asked when a line first needs it.
     qemu: Fetched<Version>,
+    /// The property types asked of QEMU, by their owner (`None`: it
+    /// could not say).
+    properties: HashMap<Owner, Option<Properties>>,
     /// HMP's `info` topics, for a hint after an unknown one.
     info_topics: Fetched<Vec<String>>,
     /// `quit` was sent: QEMU closing the connection is now success.
@@ -155,6 +159,7 @@ impl Session {
             hmp_commands: Fetched::NotYet,
             qemu,
             info_topics: Fetched::NotYet,
+            properties: HashMap::new(),
             quitting: false,
             in_flight: VecDeque::new(),
             deferred: None,
@@ -205,8 +210,17 @@ impl Session {
         let needs_schema = bind::needs_schema(&parsed);
         let needs_hmp = bind::needs_hmp_commands(&parsed);
         let needs_version = bind::needs_version(&parsed);
-        if self.schema.wanted(needs_schema) || self.hmp_commands.wanted(needs_hmp) || self.qemu.wanted(needs_version) {
+        let owner = bind::properties_owner(&parsed);
+        let needs_properties = owner.as_ref().is_some_and(|owner| !self.properties.contains_key(owner));
+        if self.schema.wanted(needs_schema)
+            || self.hmp_commands.wanted(needs_hmp)
+            || self.qemu.wanted(needs_version)
+            || needs_properties
+        {
             self.settle()?; // what qmpsh asks must not take another command's reply
+        }
+        if let Some(owner) = &owner {
+            self.load_properties(owner)?;
         }
         if needs_schema {
             self.load_schema()?;
@@ -223,6 +237,10 @@ impl Session {
             schema: self.schema.get().filter(|_| needs_schema),
             hmp_commands: self.hmp_commands.get().filter(|_| needs_hmp),
             qemu: self.qemu.get().copied().filter(|_| needs_version),
+            properties: match owner.as_ref().and_then(|owner| self.properties.get(owner)) {
+                Some(Some(properties)) => PropertyTypes::Known(properties),
+                _ => PropertyTypes::Unknown,
+            },
         };
         let action = bind_line(&parsed, text, line_no, &context)?;
         let flow = match action {
@@ -336,6 +354,18 @@ impl Session {
                 Some(version) => Fetched::Loaded(Arc::new(version)),
                 None => Fetched::Unavailable,
             };
+        }
+        Ok(())
+    }
+
+    /// Asks QEMU the types of `owner`'s properties once per connection:
+    /// `None` when it cannot say (an unknown device type or path).
+    fn load_properties(&mut self, owner: &Owner) -> Result<(), Error> {
+        if !self.properties.contains_key(owner) {
+            let (command, question) = owner.question();
+            let answer = self.ask_message(command, question)?;
+            let properties = answer.as_ref().and_then(Properties::from_list);
+            self.properties.insert(owner.clone(), properties);
         }
         Ok(())
     }
@@ -754,6 +784,13 @@ pub fn translate(
         schema: bind::needs_schema(&parsed).then(|| offline.schema()),
         hmp_commands: bind::needs_hmp_commands(&parsed).then(|| offline.recorded.hmp_commands()),
         qemu: offline.qemu.filter(|_| bind::needs_version(&parsed)),
+        properties: match bind::properties_owner(&parsed) {
+            Some(Owner::Device(name)) => {
+                offline.recorded.device(&name).map_or(PropertyTypes::Offline, PropertyTypes::Known)
+            }
+            Some(Owner::Object(_)) => PropertyTypes::Offline,
+            None => PropertyTypes::Unknown,
+        },
     };
     bind_line(&parsed, text, line_no, &context)
 }

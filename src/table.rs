@@ -36,6 +36,9 @@ pub struct ArgSpec {
     pub flag: Option<&'static str>,
     /// The QMP argument (dotted for nested) when it differs from `name`.
     pub to: Option<&'static str>,
+    /// A flag that changes how the line is read and is not sent itself
+    /// (`qom-set -j`: the value is JSON).
+    pub local: bool,
     /// The QEMU versions whose command has it.
     pub span: Span,
     /// What to use where a QEMU lacks it.
@@ -53,15 +56,23 @@ pub enum ArgType {
     Bool,
     /// Bytes; a bare number is bytes, `K`, `M`, `G`, `T` suffixes multiply.
     Size,
-    /// Megabytes in, bytes out: a bare number is MB, suffixes as for size.
+    /// A size as HMP's `block_resize` reads it (`qemu_strtosz_MiB`): a bare
+    /// number (a fraction too) is MiB, suffixes B K M G T P E in either
+    /// case, `0x` hex; bytes out.
     SizeMb,
+    /// MiB as HMP's `balloon` reads them: a number in C's base 0 (`0x40`,
+    /// `010` is 8); bytes out. A size suffix (`1G`) is taken too, where HMP
+    /// would refuse it.
+    IntMb,
     /// A key list such as `ctrl-alt-delete`, sent as QKeyCode values.
     Keys,
     /// A QemuOpts string `driver,prop=value,...`, sent as a flat object
     /// whose first bare item becomes this argument.
     Opts,
-    /// Typed as qmp-shell types `key=value`: numbers, booleans, JSON, text.
-    Any,
+    /// A QOM property's value (`qom-set`), read by the type QEMU reports
+    /// for the property the line names; in HMP's positional form, the rest
+    /// of the line as typed.
+    Property,
 }
 
 impl ArgType {
@@ -73,9 +84,10 @@ impl ArgType {
             ArgType::Bool => "on|off",
             ArgType::Size => "size",
             ArgType::SizeMb => "size in MB",
+            ArgType::IntMb => "size in MB",
             ArgType::Keys => "keys like ctrl-alt-delete",
             ArgType::Opts => "driver,prop=value,...",
-            ArgType::Any => "any JSON value",
+            ArgType::Property => "the property's type",
         }
     }
 }

@@ -2,12 +2,14 @@
 //! `query-version`), and the QEMUs recorded under grammar/, whose schema
 //! and HMP command list serve `--dry-run` without a connection.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::OnceLock;
 
 use serde_json::Value as Json;
 
 use crate::hmp::HmpCommands;
+use crate::properties::{self, Properties};
 use crate::schema::Schema;
 
 /// A QEMU release, `major.minor.micro`.
@@ -111,8 +113,10 @@ pub struct Recorded {
     pub package: &'static str,
     schema_text: &'static str,
     hmp_help: &'static str,
+    devices_text: &'static str,
     schema: OnceLock<Schema>,
     hmp_commands: OnceLock<HmpCommands>,
+    devices: OnceLock<HashMap<&'static str, Properties>>,
 }
 
 impl Recorded {
@@ -126,6 +130,11 @@ impl Recorded {
     /// HMP's command list, as its `help` printed it.
     pub fn hmp_commands(&self) -> &HmpCommands {
         self.hmp_commands.get_or_init(|| HmpCommands::parse(self.hmp_help))
+    }
+
+    /// The properties of device type `name` (CPUs are not recorded).
+    pub fn device(&self, name: &str) -> Option<&Properties> {
+        self.devices.get_or_init(|| properties::recorded(self.devices_text)).get(name)
     }
 
     /// `(major, minor)`: micro versions are fixes, not features.
@@ -225,6 +234,8 @@ mod tests {
         for qemu in recorded() {
             assert!(qemu.schema().has_command("query-qmp-schema"), "{}", qemu.name());
             assert!(qemu.hmp_commands().usage("info").is_some(), "{}", qemu.name());
+            let e1000 = qemu.device("e1000").map(|p| p.kind("bootindex"));
+            assert_eq!(e1000, Some(crate::qemu_text::Kind::Int), "{}", qemu.name());
         }
     }
 }

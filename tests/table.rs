@@ -146,10 +146,10 @@ fn sent_as(kind: ArgType) -> &'static [&'static str] {
     match kind {
         // A QemuOpts string's first item fills a name: a string or an enum.
         ArgType::Str | ArgType::Opts => &["string", "enum"],
-        ArgType::Int | ArgType::Size | ArgType::SizeMb => &["int"],
+        ArgType::Int | ArgType::Size | ArgType::SizeMb | ArgType::IntMb => &["int"],
         ArgType::Bool => &["boolean"],
         ArgType::Keys => &["array"],
-        ArgType::Any => &["value"],
+        ArgType::Property => &["value"],
     }
 }
 
@@ -202,7 +202,8 @@ fn table_problems(entries: &[Entry], schema: &Schema, version: Version) -> Vec<S
             }
             continue;
         }
-        for spec in entry.args {
+        // A local flag (`qom-set -j`) is how the line is read, not sent.
+        for spec in entry.args.iter().filter(|spec| !spec.local) {
             if spec.span.contains(version) {
                 problems.extend(argument_problem(schema, entry, spec));
             } else if schema.argument(command, spec.target()).is_some() {
@@ -272,6 +273,7 @@ fn the_schema_check_tells_a_wrong_argument_or_version() {
         optional,
         flag: None,
         to: None,
+        local: false,
         span,
         instead: None,
     };

@@ -4,9 +4,10 @@
 
 use serde_json::{Map, Value as Json};
 
-use super::{Context, Request, Result, command_word, error};
-use crate::arguments::{Leaf, Tree, parse_bool, parse_int, untyped};
+use super::{Context, Request, Result, command_word, error, property};
+use crate::arguments::{Leaf, Node, Tree, parse_bool, parse_int, untyped};
 use crate::line::{Arg, Invocation, Value, refused};
+use crate::qemu_text;
 use crate::table::{self, ArgSpec, ArgType, Entry};
 use crate::units::parse_size;
 use crate::version::Version;
@@ -25,10 +26,12 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     }
     let end = text.trim_end().len();
     let args = inv.args.get(usize::from(entry.name.starts_with("info "))..).unwrap_or_default();
-    let (tree, given) = fill(entry, args, text)?;
+    let (mut tree, given) = fill(entry, args, text)?;
     if let Some(version) = context.qemu {
         refuse_missing_arguments(entry, &given, version)?;
     }
+    set_property_values(entry, &given, text, &mut tree, context)?;
+    type_set_properties(entry, &mut tree, context)?;
     let given: Vec<Option<usize>> = given.iter().map(|arg| arg.map(|a| a.offset)).collect();
     // With the schema, QEMU's own rules decide what is missing (and catch
     // unknown names first); without it, the table's do.
@@ -48,6 +51,77 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
         }
     };
     Ok(Request::qmp(command, arguments))
+}
+
+/// The value of a `property`-typed argument (`qom-set`'s), read by the
+/// type of the property the line names: JSON with a local `-j` flag; in
+/// HMP's positional form the rest of the line as typed, read as QEMU reads
+/// text; in `key=value` form by qmpsh's typing of the property's type.
+fn set_property_values(
+    entry: &Entry,
+    given: &[Option<&Arg>],
+    text: &str,
+    tree: &mut Tree,
+    context: &Context,
+) -> Result<()> {
+    let json = entry.args.iter().zip(given).any(|(spec, arg)| spec.local && arg.is_some());
+    let end = text.trim_end().len();
+    for (spec, arg) in entry.args.iter().zip(given) {
+        let (ArgType::Property, Some(arg)) = (spec.kind, arg) else { continue };
+        let property = match tree.get("property") {
+            Some(Node::Leaf { leaf: Leaf::Typed(Json::String(name)), .. }) => name.clone(),
+            _ => String::new(),
+        };
+        // A `key=value` word taken whole in HMP's form is positional too.
+        let positional = arg.key.as_ref().is_none_or(|key| key.join(".") != spec.name);
+        let value = match (positional, json) {
+            (true, true) => {
+                let rest = text.get(arg.offset..end).unwrap_or_default();
+                serde_json::from_str(rest).or_else(|e| error(arg.offset, format!("JSON after -j ({e})")))?
+            }
+            (true, false) => {
+                context.properties.read_hmp(&property, text.get(arg.offset..end).unwrap_or_default(), arg.offset)?
+            }
+            (false, true) => match &arg.value {
+                Value::Json(value) => value.clone(),
+                other => {
+                    let text = other.text().unwrap_or_default();
+                    serde_json::from_str(text).or_else(|e| error(arg.offset, format!("JSON after -j ({e})")))?
+                }
+            },
+            (false, false) => match context.properties.read_named(&property, &arg.value, arg.offset)? {
+                Some(value) => value,
+                None => untyped(&arg.value),
+            },
+        };
+        tree.insert(&dotted(spec.target()), Leaf::Typed(value), arg.offset)?;
+    }
+    Ok(())
+}
+
+/// QemuOpts items that set properties of what the command creates (a
+/// device, an object), read as QEMU reads them for each property's type.
+/// An object's property QEMU could not describe is left to the schema.
+fn type_set_properties(entry: &Entry, tree: &mut Tree, context: &Context) -> Result<()> {
+    let command = entry.name;
+    // A device's properties have no schema.
+    let device = command == "device_add";
+    for (name, node) in &mut tree.members {
+        if !property::sets_property(command, name) {
+            continue;
+        }
+        let Node::Leaf { leaf, offset } = node else { continue };
+        match leaf {
+            Leaf::Opts(text) if device || context.properties.is_scalar(name) => {
+                *leaf = Leaf::Typed(context.properties.read_hmp(name, text, *offset)?);
+            }
+            Leaf::OptsList(_) if device => {
+                return error(*offset, format!("`{name}` only once (a device property takes one value)"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Whether a QemuOpts line asks HMP for help rather than for a device,
@@ -196,12 +270,27 @@ fn fill<'a>(entry: &Entry, args: &'a [Arg], text: &str) -> Result<(Tree, Vec<Opt
             expand_opts(spec, given, &mut tree)?;
             continue;
         }
+        if spec.local {
+            continue; // how the line is read, not sent
+        }
+        if spec.kind == ArgType::Property {
+            // Typed once the property is known; in HMP's form it is the
+            // rest of the line, spaces and all.
+            if given.key.is_none() || whole {
+                words.by_ref().for_each(drop);
+            }
+            continue;
+        }
         let switch = given.key.is_none() && spec.flag.is_some() && spec.flag == given.value.text();
         let value = if switch {
             Json::Bool(true) // a bare switch such as `eject -f`
         } else if whole {
             let word = Value::Bare(text.get(given.offset..given.end).unwrap_or_default().to_string());
             typed(spec, &word, false).or_else(|expected| error(given.offset, expected))?
+        } else if given.key.is_none() && spec.kind == ArgType::Str {
+            // As HMP reads a string: `'single'` keeps its quotes.
+            let raw = text.get(given.offset..given.end).unwrap_or_default();
+            Json::String(qemu_text::hmp_word(raw).or_else(|expected| error(given.offset, expected))?)
         } else {
             typed(spec, &given.value, given.key.is_some()).or_else(|expected| error(given.offset, expected))?
         };
@@ -257,44 +346,63 @@ fn dotted(key: &str) -> Vec<String> {
     key.split('.').map(str::to_string).collect()
 }
 
-/// A typed table argument, or what was expected instead. A `named`
-/// (`key=value`) argument is never in the table's HMP units: a `size-mb`
-/// given as `size=N` is bytes, as QMP has it.
+/// A typed table argument, or what was expected instead. A positional
+/// word is read as HMP reads it (numbers in C's base 0: `010` is 8); a
+/// `named` (`key=value`) argument as qmpsh reads typed values, and never in
+/// the table's HMP units (a `size-mb` given as `size=N` is bytes, as QMP
+/// has it).
 fn typed(spec: &ArgSpec, value: &Value, named: bool) -> std::result::Result<Json, String> {
     let text = match value {
         Value::Json(json) => return Ok(json.clone()),
         Value::Quoted(s) | Value::Bare(s) => s.as_str(),
     };
     let expected = |what: &str| format!("{what} for `{}`, not `{text}`", spec.name);
+    const MIB: u64 = 1 << 20;
     match spec.kind {
         ArgType::Str => Ok(Json::String(text.to_string())),
-        ArgType::Int => parse_int(text).map(Json::from).ok_or_else(|| expected("an integer")),
+        ArgType::Int if named => parse_int(text).map(Json::from).ok_or_else(|| expected("an integer")),
+        // HMP's `i`: 0 to 2^32-1.
+        ArgType::Int => qemu_text::strtoi64(text)
+            .filter(|n| (0..=i64::from(u32::MAX)).contains(n))
+            .map(Json::from)
+            .ok_or_else(|| expected("a number from 0 to 0xffffffff (0x for hex, a leading 0 for octal)")),
         ArgType::Bool => parse_bool(text).map(Json::Bool).ok_or_else(|| expected("on or off")),
         ArgType::Size => parse_size(text, 1).map(Json::from).ok_or_else(|| expected("a size such as 512M")),
-        ArgType::SizeMb if named => parse_size(text, 1).map(Json::from).ok_or_else(|| expected("a size in bytes")),
-        ArgType::SizeMb => {
-            parse_size(text, 1 << 20).map(Json::from).ok_or_else(|| expected("a size in MB, or one such as 1G"))
+        ArgType::SizeMb | ArgType::IntMb if named => {
+            parse_size(text, 1).map(Json::from).ok_or_else(|| expected("a size in bytes"))
         }
+        ArgType::SizeMb => qemu_text::strtosz(text, MIB)
+            .filter(|n| i64::try_from(*n).is_ok())
+            .map(Json::from)
+            .ok_or_else(|| expected("a size in MB, or one such as 1.5G")),
+        ArgType::IntMb => qemu_text::strtoi64(text)
+            .filter(|n| *n >= 0)
+            .and_then(|n| n.checked_mul(1 << 20))
+            .or_else(|| qemu_text::strtosz(text, MIB).and_then(|n| i64::try_from(n).ok()))
+            .map(Json::from)
+            .ok_or_else(|| expected("a number of MB (0x for hex, a leading 0 for octal)")),
         ArgType::Keys => keys(text).ok_or_else(|| expected("keys joined by '-', such as ctrl-alt-delete")),
-        ArgType::Any => Ok(untyped(value)),
-        ArgType::Opts => unreachable!("QemuOpts arguments are expanded, not typed"),
+        ArgType::Opts | ArgType::Property => Err(format!("`{}` to be read apart", spec.name)),
     }
 }
 
-/// `ctrl-alt-delete` → QKeyCode names; a number (`0x1d`) is a raw keycode.
+/// `ctrl-alt-delete` → QKeyCode names, as HMP's sendkey reads them: a key
+/// written `0x1d` (lowercase `0x`, hex) is a raw keycode, a lone `<` is
+/// `less`.
 fn keys(text: &str) -> Option<Json> {
     let mut list = Vec::new();
     for key in text.split('-') {
         let mut k = Map::new();
-        match parse_int(key) {
+        match key.strip_prefix("0x") {
             _ if key.is_empty() => return None,
-            Some(code) => {
+            Some(hex) => {
+                let code = i64::from_str_radix(hex, 16).ok().filter(|_| hex.bytes().all(|b| b.is_ascii_hexdigit()))?;
                 k.insert("type".into(), Json::String("number".into()));
                 k.insert("data".into(), Json::from(code));
             }
             None => {
                 k.insert("type".into(), Json::String("qcode".into()));
-                k.insert("data".into(), Json::String(key.to_string()));
+                k.insert("data".into(), Json::String(if key == "<" { "less" } else { key }.to_string()));
             }
         }
         list.push(Json::Object(k));
@@ -308,7 +416,8 @@ fn expand_opts(spec: &ArgSpec, arg: &Arg, tree: &mut Tree) -> Result<()> {
     let Some(text) = arg.value.text() else {
         return error(arg.offset, format!("a QemuOpts string such as `{}`", spec.kind.describe()));
     };
-    for (n, item) in split_opts(text).into_iter().enumerate() {
+    // An empty item is nothing (`e1000,`), as to QEMU.
+    for (n, item) in split_opts(text).into_iter().enumerate().filter(|(_, item)| !item.is_empty()) {
         let (key, value) = match item.split_once('=') {
             Some((key, value)) => (dotted(key), value.to_string()),
             None if n == 0 => (dotted(spec.target()), item),
@@ -317,9 +426,22 @@ fn expand_opts(spec: &ArgSpec, arg: &Arg, tree: &mut Tree) -> Result<()> {
         if key.iter().any(String::is_empty) {
             return error(arg.offset, format!("prop=value items in `{text}`"));
         }
-        tree.insert(&key, Leaf::Opts(value), arg.offset)?;
+        if key == ["id"] && !well_formed_id(&value) {
+            return error(
+                arg.offset,
+                format!("an id that starts with a letter (then letters, digits, `-`, `.`, `_`), not `{value}`"),
+            );
+        }
+        tree.insert_opts(&key, value, arg.offset)?;
     }
     Ok(())
+}
+
+/// QEMU's `id_wellformed`: a letter, then letters, digits, `-`, `.`, `_`.
+fn well_formed_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
 fn split_opts(text: &str) -> Vec<String> {

@@ -5,12 +5,15 @@
 
 pub mod dot;
 mod human;
+mod property;
+
+pub use property::{PropertyTypes, owner as properties_owner};
 
 use std::time::Duration;
 
 use serde_json::{Map, Value as Json};
 
-use crate::arguments::{Leaf, Tree};
+use crate::arguments::{Leaf, Node, Tree};
 use crate::hmp::{self, HmpCommands};
 use crate::line::expected as error;
 use crate::line::{Invocation, Line, ParseError, Value};
@@ -124,6 +127,8 @@ pub struct Context<'s> {
     /// The version of the QEMU the line goes to, when known: a table
     /// command or argument that version lacks is refused.
     pub qemu: Option<Version>,
+    /// The types of the properties the line sets (`properties_owner`).
+    pub properties: PropertyTypes<'s>,
 }
 
 type Result<T> = std::result::Result<T, ParseError>;
@@ -278,7 +283,14 @@ fn bind_transaction(actions: &[Invocation], text: &str, context: &Context) -> Re
 /// (`balloon 512` in MB) apply to its positional form alone.
 fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
     let word = command_word(&inv.name);
+    if let Some(whole) = opts_in_one_word(inv, text) {
+        return bind_command(&whole, text, context);
+    }
     let entry = match word {
+        // HMP's richer forms (`info block -v disk0`): the table's takes no arguments.
+        "info" if inv.args.len() > 1 && info_entry(inv, text)?.is_some_and(|entry| entry.args.is_empty()) => {
+            return Ok(Request::hmp(text.trim(), context.cpu));
+        }
         "info" => info_entry(inv, text)?,
         // HMP's `change vnc password X` is not a medium: HMP has it whole.
         "change" if inv.args.first().is_some_and(|a| a.key.is_none() && a.value.text() == Some("vnc")) => {
@@ -293,6 +305,20 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
         None if word != inv.name => error(inv.offset + word.len(), "no `/` after a QMP command name"),
         None => bind_qmp(inv, text, context),
     }
+}
+
+/// A QemuOpts string whose first item names its key (`device_add
+/// driver=e1000,id=n1`, `netdev_add type=user,id=n1`): the line as HMP
+/// reads it, with the whole word as the string. Written as one `key=value`,
+/// it would be a driver named `e1000,id=n1`.
+fn opts_in_one_word(inv: &Invocation, text: &str) -> Option<Invocation> {
+    let entry = crate::table::lookup(command_word(&inv.name)).filter(|entry| entry.has_opts())?;
+    let [arg] = inv.args.as_slice() else { return None };
+    let word = text.get(arg.offset..arg.end)?;
+    (arg.key.is_some() && word.contains(',') && entry.qmp.is_some()).then(|| Invocation {
+        args: vec![crate::line::Arg { key: None, value: Value::Bare(word.to_string()), ..arg.clone() }],
+        ..inv.clone()
+    })
 }
 
 /// `info X`: the table entry when there is one; `None` sends HMP's own.
@@ -315,10 +341,11 @@ fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> 
     if let Some(arg) = inv.args.iter().find(|a| a.key.is_none()) {
         return positional_error(inv, arg.offset, context);
     }
-    let tree = named_arguments(inv)?;
+    let mut tree = named_arguments(inv)?;
     if let Some(version) = context.qemu {
         human::refuse_missing_named(inv, version)?;
     }
+    type_properties(&inv.name, &mut tree, context)?;
     let arguments = match context.schema {
         Some(schema) if schema.has_command(&inv.name) => {
             schema.type_arguments(&inv.name, tree, text.trim_end().len())?
@@ -326,6 +353,34 @@ fn bind_qmp(inv: &Invocation, text: &str, context: &Context) -> Result<Request> 
         _ => tree.into_untyped(),
     };
     Ok(Request::qmp(&inv.name, arguments))
+}
+
+/// `key=value` values of properties, typed by the property's type:
+/// `device_add`'s device properties, `qom-set`'s `value`.
+fn type_properties(command: &str, tree: &mut Tree, context: &Context) -> Result<()> {
+    let text_of = |tree: &Tree, name: &str| match tree.get(name) {
+        Some(Node::Leaf { leaf: Leaf::Raw(value), .. }) => value.text().map(str::to_string),
+        _ => None,
+    };
+    let property = match command {
+        "qom-set" => text_of(tree, "property"),
+        _ => None,
+    };
+    for (name, node) in &mut tree.members {
+        let Node::Leaf { leaf: leaf @ Leaf::Raw(_), offset } = node else { continue };
+        let Leaf::Raw(value) = &*leaf else { continue };
+        let typed = match (command, name.as_str(), &property) {
+            (command, name, _) if property::sets_property(command, name) => {
+                context.properties.read_named(name, value, *offset)?
+            }
+            ("qom-set", "value", Some(property)) => context.properties.read_named(property, value, *offset)?,
+            _ => None,
+        };
+        if let Some(json) = typed {
+            *leaf = Leaf::Typed(json);
+        }
+    }
+    Ok(())
 }
 
 /// A positional argument for a command that takes none: a QMP command in

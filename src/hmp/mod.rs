@@ -75,7 +75,13 @@ static RECORDED_NAMES: &[&str] = include!(concat!(env!("OUT_DIR"), "/hmp_names.r
 /// that one line fails. A command other than a listing or a data dump also
 /// fails on the forms in which commands word their own errors.
 pub fn is_failure(command_line: &str, text: &str) -> bool {
-    const FIRST_LINES: &[&str] = &["unknown command: '", "invalid CPU index", "No CPU available"];
+    const FIRST_LINES: &[&str] = &[
+        "unknown command: '",
+        "invalid CPU index",
+        "No CPU available",
+        // `change vnc password` with no password: HMP cannot ask for one.
+        "terminal does not support password prompting",
+    ];
     let first = text.lines().next().unwrap_or_default();
     let unavailable = first.starts_with("Command ") && first.contains(" not available");
     let missing_cpu = first.starts_with("CPU#") && first.trim_end().ends_with(" not available");
