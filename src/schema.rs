@@ -500,6 +500,21 @@ impl Schema {
         self.members(ty, None).iter().map(|m| (m.name.to_string(), self.describe(m.ty), m.optional)).collect()
     }
 
+    /// Whether `command` takes an argument `name`: one of its members (a
+    /// variant's too), or any at all for a command that takes any
+    /// (`device_add`); `true` for a command the schema does not know.
+    pub fn takes_argument(&self, command: &str, name: &str) -> bool {
+        let Some(ty) = self.arg_type(command) else { return !self.has_command(command) };
+        // A union's variants each add members: any of them will do.
+        let variants = self.entities.get(ty).and_then(|e| e.get("variants")).and_then(Json::as_array);
+        let variant_has = |v: &Json| {
+            v.get("type").and_then(Json::as_str).is_some_and(|v| self.members(v, None).iter().any(|m| m.name == name))
+        };
+        OPEN_COMMANDS.contains(&command)
+            || self.members(ty, None).iter().any(|m| m.name == name)
+            || variants.is_some_and(|variants| variants.iter().any(variant_has))
+    }
+
     /// The values an argument can take, when they are few: an enum's
     /// values, or true/false.
     pub fn argument_values(&self, command: &str, argument: &str) -> Vec<String> {

@@ -167,12 +167,16 @@ fn dry_run_takes_a_schema_saved_from_qemu() {
 }
 
 #[test]
-fn a_json_value_in_a_positional_form_is_sent_as_itself() {
-    // `[false]` is not a bare switch such as `eject -f`: it must not become
-    // `true`. QEMU refuses the list, and the property keeps its value.
+fn a_json_value_in_a_positional_form_is_text_unless_j() {
+    // As HMP reads it, `[false]` after the property is text, which a
+    // boolean refuses; with `-j` it is JSON, a list, which QEMU refuses.
+    // `[false]` must never become `true`, and the property keeps its value.
     let Some(qemu) = Qemu::start(&[]) else { return };
     let script = "qom-set /machine dump-guest-core false\nqom-set /machine dump-guest-core [false]\n";
     let run = qmpsh(&[&qemu.socket_arg(), "-v"], script);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.contains("for `dump-guest-core`, not `[false]`"), "{}", run.stderr);
+    let run = qmpsh(&[&qemu.socket_arg(), "-v", "-c", "qom-set -j /machine dump-guest-core [false]"], "");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains(r#""value":[false]"#), "{}", run.stderr);
     let value = query_with(
@@ -335,16 +339,17 @@ fn a_table_argument_this_qemu_lacks_is_refused_naming_its_version() {
 fn a_positional_value_may_contain_an_equals_sign_as_in_hmp() {
     // HMP reads `console=ttyS0` after the property as the value; so does
     // qmpsh, once the line is in HMP's positional form.
+    // The value is the rest of the line, as HMP's qom-set reads it.
     let Some(qemu) = pc() else { return };
-    let run = qmpsh(&[&qemu.socket_arg()], "qom-set /machine append console=ttyS0 a=b\n");
-    assert_eq!(run.code, 2, "a second word has no place: {run:?}");
+    let append = || {
+        query_with(&qemu.socket, json!({"execute": "qom-get", "arguments": {"path": "/machine", "property": "append"}}))
+    };
     let run = qmpsh(&[&qemu.socket_arg()], "qom-set /machine append console=ttyS0\n");
     assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{run:?}");
-    let append = query_with(
-        &qemu.socket,
-        json!({"execute": "qom-get", "arguments": {"path": "/machine", "property": "append"}}),
-    );
-    assert_eq!(append["return"], "console=ttyS0");
+    assert_eq!(append()["return"], "console=ttyS0");
+    let run = qmpsh(&[&qemu.socket_arg()], "qom-set /machine append console=ttyS0 root=/dev/vda quiet\n");
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{run:?}");
+    assert_eq!(append()["return"], "console=ttyS0 root=/dev/vda quiet");
 }
 
 #[test]

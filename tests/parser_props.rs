@@ -516,14 +516,16 @@ fn a_bound_line_and_its_qmp_shell_spelling_send_the_same_message() {
 /// ending in the `\r` of a CRLF file.
 fn physical_line() -> impl Strategy<Value = String> {
     let text = prop::collection::vec(piece(), 0..10).prop_map(|parts| parts.concat().replace('\n', ""));
-    (text, prop::sample::select(&["", "", "\\", "\r", "\\\r"][..])).prop_map(|(text, end)| format!("{text}{end}"))
+    const ENDS: &[&str] = &["", "", "\\", " \\", "\r", "\\\r", " \\\r"];
+    (text, prop::sample::select(ENDS)).prop_map(|(text, end)| format!("{text}{end}"))
 }
 
 proptest! {
     #![proptest_config(config(1000))]
 
     /// Every byte of every physical line reaches a logical line, in order,
-    /// but the `\r` of CRLF and the `\` that continues a line: a line that
+    /// but the `\r` of CRLF and the `\` that continues a line (one standing
+    /// alone, after white space or as the whole line): a line that
     /// goes on is joined to the next with a newline (JSON, a transaction)
     /// or nothing (`\`). At the end of input only trailing newlines, or
     /// white space alone, may go. Each logical line starts at the physical
@@ -540,7 +542,9 @@ proptest! {
                 start = n + 1;
             }
             let line = physical.strip_suffix('\r').unwrap_or(physical);
-            let continued = line.strip_suffix('\\');
+            // A `\` continues only as a word of its own; at the end of a
+            // word it is the word's.
+            let continued = line.strip_suffix('\\').filter(|head| head.is_empty() || head.ends_with(char::is_whitespace));
             pending.push_str(continued.unwrap_or(line));
             match assembler.push(physical) {
                 Some((text, first)) => {

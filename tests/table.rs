@@ -49,6 +49,12 @@ fn every_example_translates_without_a_connection() {
         let qemu = version::recorded().iter().rev().find(|q| entry.span.contains(q.version)).unwrap();
         let version = format!("{}.{}", qemu.version.major, qemu.version.minor);
         let run = qmpsh(&["--dry-run", "--qemu", &version], &format!("{}\n", entry.example));
+        // A QOM property's type only a QEMU knows: --dry-run says so.
+        if entry.args.iter().any(|a| a.kind == ArgType::Property) {
+            assert_eq!(run.code, 2, "{}: {run:?}", entry.example);
+            assert!(run.stderr.contains("without a QEMU"), "{}: {}", entry.example, run.stderr);
+            continue;
+        }
         assert_eq!(run.code, 0, "{}: {}", entry.example, run.stderr);
         let message: serde_json::Value = serde_json::from_str(run.stdout.trim_end()).unwrap();
         let expected = entry.qmp.unwrap_or("human-monitor-command");

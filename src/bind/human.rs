@@ -26,7 +26,10 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     }
     let end = text.trim_end().len();
     let args = inv.args.get(usize::from(entry.name.starts_with("info "))..).unwrap_or_default();
-    let (mut tree, given) = fill(entry, args, text)?;
+    // A `key=value` that is no argument of the QMP command is a word, as
+    // HMP reads it (`screendump a=b.ppm`).
+    let takes = |key: &str| context.schema.is_none_or(|schema| schema.takes_argument(command, key));
+    let (mut tree, given) = fill(entry, args, text, &takes)?;
     if let Some(version) = context.qemu {
         refuse_missing_arguments(entry, &given, version)?;
     }
@@ -99,29 +102,37 @@ fn set_property_values(
     Ok(())
 }
 
-/// QemuOpts items that set properties of what the command creates (a
-/// device, an object), read as QEMU reads them for each property's type.
-/// An object's property QEMU could not describe is left to the schema.
+/// `device_add`'s QemuOpts items that set device properties, read as QEMU
+/// reads them for each property's type (a device's properties are in no
+/// schema).
 fn type_set_properties(entry: &Entry, tree: &mut Tree, context: &Context) -> Result<()> {
-    let command = entry.name;
-    // A device's properties have no schema.
-    let device = command == "device_add";
     for (name, node) in &mut tree.members {
-        if !property::sets_property(command, name) {
+        let Node::Leaf { leaf, offset } = node else { continue };
+        if !property::sets_property(entry.name, name) {
             continue;
         }
-        let Node::Leaf { leaf, offset } = node else { continue };
         match leaf {
-            Leaf::Opts(text) if device || context.properties.is_scalar(name) => {
-                *leaf = Leaf::Typed(context.properties.read_hmp(name, text, *offset)?);
-            }
-            Leaf::OptsList(_) if device => {
+            Leaf::Opts(text) => *leaf = Leaf::Typed(context.properties.read_hmp(name, text, *offset)?),
+            Leaf::OptsList(_) => {
                 return error(*offset, format!("`{name}` only once (a device property takes one value)"));
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Whether a line of `key=value` words for table command `word`, which
+/// would otherwise be the QMP command of that name, is HMP's form: a help
+/// form (`device_add driver=help`), or words whose keys the QMP command
+/// takes none of (`screendump a=b.ppm` names a file; with one key it does
+/// take, the line is QMP's, and the schema names any typo).
+pub(super) fn reads_as_hmp(inv: &Invocation, word: &str, context: &Context) -> bool {
+    let Some(entry) = table::lookup(word) else { return false };
+    let Some(schema) = context.schema else { return asks_for_help(entry, inv) };
+    let command = entry.qmp.unwrap_or(word);
+    asks_for_help(entry, inv)
+        || inv.args.iter().filter_map(|a| a.key.as_ref()).all(|key| !schema.takes_argument(command, &key.join(".")))
 }
 
 /// Whether a QemuOpts line asks HMP for help rather than for a device,
@@ -131,6 +142,12 @@ fn type_set_properties(entry: &Entry, tree: &mut Tree, context: &Context) -> Res
 /// `driver=help`. For netdev_add only the type asks.
 fn asks_for_help(entry: &Entry, inv: &Invocation) -> bool {
     let Some(spec) = entry.args.iter().find(|a| a.kind == ArgType::Opts) else { return false };
+    // `device_add driver=help` is the same QemuOpts string to HMP.
+    if let [arg] = inv.args.as_slice()
+        && arg.key.as_deref().is_some_and(|key| key == [spec.target()])
+    {
+        return matches!(arg.value.text(), Some("help" | "?"));
+    }
     let Some(opts) = inv.args.first().filter(|a| a.key.is_none()).and_then(|a| a.value.text()) else { return false };
     let help = |item: &str| matches!(item.split_once('=').map_or(item, |(key, _)| key), "help" | "?");
     let items = split_opts(opts);
@@ -234,7 +251,12 @@ fn hmp_only(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
 
 /// The arguments typed by the table, each in its place, and the word that
 /// gave each of the table's arguments, if one did.
-fn fill<'a>(entry: &Entry, args: &'a [Arg], text: &str) -> Result<(Tree, Vec<Option<&'a Arg>>)> {
+fn fill<'a>(
+    entry: &Entry,
+    args: &'a [Arg],
+    text: &str,
+    takes: &dyn Fn(&str) -> bool,
+) -> Result<(Tree, Vec<Option<&'a Arg>>)> {
     let end = text.trim_end().len();
     let mut tree = Tree::default();
     let mut filled = vec![None; entry.args.len()];
@@ -243,7 +265,14 @@ fn fill<'a>(entry: &Entry, args: &'a [Arg], text: &str) -> Result<(Tree, Vec<Opt
     let mut words = args.iter();
     let mut in_order = false; // a positional word has come: HMP's form
     while let Some(arg) = words.next() {
-        let Some((slot, given, whole)) = place(entry, arg, &mut words, &mut positional, in_order, end, &mut tree)?
+        // A `key=value` that names no argument is a word, once the line is
+        // in HMP's positional form or where the QMP command takes no such key.
+        let as_word = arg
+            .key
+            .as_ref()
+            .map(|key| key.join("."))
+            .is_some_and(|key| !entry.args.iter().any(|spec| spec.name == key) && (in_order || !takes(&key)));
+        let Some((slot, given, whole)) = place(entry, arg, &mut words, &mut positional, as_word, end, &mut tree)?
         else {
             continue;
         };
@@ -304,23 +333,23 @@ fn fill<'a>(entry: &Entry, args: &'a [Arg], text: &str) -> Result<(Tree, Vec<Opt
 /// is the whole word as typed, `=` and all. `None` when it went into
 /// `tree` as it is: a name the table does not have goes to QMP as
 /// qmp-shell would send it (`device_add driver=e1000 id=n1`), and the
-/// schema, when loaded, types it and catches typos. Once the line is in
-/// HMP's positional form (`in_order`), such a `key=value` is a positional
-/// word while a place is left, as HMP reads it: `qom-set /machine append
-/// console=ttyS0`, `set_password vnc pass=word`.
+/// schema, when loaded, types it and catches typos. `as_word`: such a
+/// `key=value` is a positional word while a place is left, as HMP reads
+/// it (`qom-set /machine append console=ttyS0`, `set_password vnc
+/// pass=word`).
 fn place<'a>(
     entry: &Entry,
     arg: &'a Arg,
     words: &mut impl Iterator<Item = &'a Arg>,
     positional: &mut std::iter::Peekable<impl Iterator<Item = usize>>,
-    in_order: bool,
+    as_word: bool,
     end: usize,
     tree: &mut Tree,
 ) -> Result<Option<(usize, &'a Arg, bool)>> {
     match (&arg.key, &arg.value) {
+        (Some(_), _) if as_word && positional.peek().is_some() => Ok(positional.next().map(|slot| (slot, arg, true))),
         (Some(key), _) => match entry.args.iter().position(|spec| spec.name == key.join(".")) {
             Some(slot) => Ok(Some((slot, arg, false))),
-            None if in_order && positional.peek().is_some() => Ok(positional.next().map(|slot| (slot, arg, true))),
             None => tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset).map(|()| None),
         },
         (None, Value::Bare(word)) if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() => {
@@ -416,8 +445,8 @@ fn expand_opts(spec: &ArgSpec, arg: &Arg, tree: &mut Tree) -> Result<()> {
     let Some(text) = arg.value.text() else {
         return error(arg.offset, format!("a QemuOpts string such as `{}`", spec.kind.describe()));
     };
-    // An empty item is nothing (`e1000,`), as to QEMU.
-    for (n, item) in split_opts(text).into_iter().enumerate().filter(|(_, item)| !item.is_empty()) {
+    // An empty item after the first is nothing (`e1000,`), as to QEMU.
+    for (n, item) in split_opts(text).into_iter().enumerate().filter(|(n, item)| *n == 0 || !item.is_empty()) {
         let (key, value) = match item.split_once('=') {
             Some((key, value)) => (dotted(key), value.to_string()),
             None if n == 0 => (dotted(spec.target()), item),

@@ -296,7 +296,7 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
         "change" if inv.args.first().is_some_and(|a| a.key.is_none() && a.value.text() == Some("vnc")) => {
             return Ok(Request::hmp(text.trim(), context.cpu));
         }
-        _ if named_only(inv) && is_qmp_command(word, context) => None,
+        _ if named_only(inv) && is_qmp_command(word, context) && !human::reads_as_hmp(inv, word, context) => None,
         _ => crate::table::lookup(word),
     };
     match entry {

@@ -9,7 +9,7 @@
 use serde_json::Value as Json;
 
 use super::{Result, error};
-use crate::arguments::{parse_bool, parse_int, parse_number, python_int};
+use crate::arguments::{parse_bool, parse_int, parse_number};
 use crate::line::{Invocation, Line, Value, refused};
 use crate::properties::{Owner, Properties};
 use crate::qemu_text::Kind;
@@ -23,8 +23,8 @@ pub enum PropertyTypes<'s> {
     #[default]
     Unknown,
     Known(&'s Properties),
-    /// `--dry-run` without a record of them: a value whose JSON depends on
-    /// the type is refused rather than guessed.
+    /// `--dry-run` without a record of them: a bare value is refused rather
+    /// than guessed (a quoted one is text, JSON is JSON, whatever the type).
     Offline,
 }
 
@@ -47,9 +47,7 @@ pub fn owner(line: &Line) -> Option<Owner> {
     let (_, type_key, own) = CREATORS.iter().find(|(names, _, _)| names.contains(&inv.name.as_str()))?;
     let positional = inv.args.first().filter(|a| a.key.is_none()).and_then(|a| a.value.text());
     // Or a QemuOpts string in one word: `driver=e1000,id=n1,bootindex=1`.
-    let in_one_word = || {
-        named_arg(inv, type_key)?.value.text().filter(|text| text.contains(','))
-    };
+    let in_one_word = || named_arg(inv, type_key)?.value.text().filter(|text| text.contains(','));
     let mut items = positional.or_else(in_one_word).into_iter().flat_map(|opts| opts.split(','));
     let from_opts = items.next().filter(|item| !item.contains('='));
     // Only a line that sets a property needs their types.
@@ -79,11 +77,6 @@ pub fn sets_property(command: &str, name: &str) -> bool {
 }
 
 impl PropertyTypes<'_> {
-    /// Whether property `name` is known to be a number, size or boolean.
-    pub fn is_scalar(&self, name: &str) -> bool {
-        matches!(self, PropertyTypes::Known(properties) if properties.kind(name) != Kind::Text)
-    }
-
     /// `text` from HMP's form, for property `name`: as QEMU reads it.
     pub fn read_hmp(&self, name: &str, text: &str, offset: usize) -> Result<Json> {
         match self {
@@ -92,8 +85,8 @@ impl PropertyTypes<'_> {
                 .read(text)
                 .or_else(|wanted| error(offset, format!("{wanted} for `{name}`, not `{text}`"))),
             PropertyTypes::Unknown => Ok(Json::String(text.to_string())),
-            PropertyTypes::Offline if hmp_depends_on_type(text) => offline(name, text, offset),
-            PropertyTypes::Offline => Ok(Json::String(text.to_string())),
+            // Any text may be refused by a type it does not fit.
+            PropertyTypes::Offline => offline(name, text, offset),
         }
     }
 
@@ -111,8 +104,7 @@ impl PropertyTypes<'_> {
                 .map(Some)
                 .or_else(|wanted| error(offset, format!("{wanted} for `{name}`, not `{text}`"))),
             PropertyTypes::Unknown => Ok(None),
-            PropertyTypes::Offline if named_depends_on_type(text) => offline(name, text, offset),
-            PropertyTypes::Offline => Ok(Some(Json::String(text.clone()))),
+            PropertyTypes::Offline => offline(name, text, offset),
         }
     }
 }
@@ -132,23 +124,12 @@ fn named_by_kind(kind: Kind, text: &str) -> std::result::Result<Json, &'static s
     }
 }
 
-/// Whether HMP's reading of `text` depends on the property's type: it is
-/// a number, a size or a boolean word to QEMU.
-fn hmp_depends_on_type(text: &str) -> bool {
-    [Kind::Int, Kind::Uint, Kind::Size, Kind::Bool, Kind::Number].iter().any(|kind| kind.read(text).is_ok())
-}
-
-/// The same for qmpsh's reading of a bare `key=value` value.
-fn named_depends_on_type(text: &str) -> bool {
-    python_int(text).is_some() || [Kind::Int, Kind::Bool, Kind::Number].iter().any(|k| named_by_kind(*k, text).is_ok())
-}
-
 fn offline<T>(name: &str, text: &str, offset: usize) -> Result<T> {
     refused(
         offset,
         format!(
             "cannot type `{name}={text}` without a QEMU: how a value is read depends on the property's type, which \
-             --dry-run knows only for the recorded QEMUs' device types"
+             --dry-run knows only for the recorded QEMUs' device types (quote a key=value for text, or give JSON)"
         ),
     )
 }
