@@ -45,7 +45,7 @@ impl Owner {
 
 /// Property names and how each is read. A name not here is read as text
 /// (QEMU refuses one the type does not have).
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Properties {
     kinds: HashMap<String, Kind>,
 }

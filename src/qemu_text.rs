@@ -28,10 +28,12 @@ impl Kind {
     /// The kind of a QOM property type such as `uint32` or `OnOffAuto`.
     /// `name` is the property's: a PCI device's `addr` is a slot number
     /// that QEMU reads from a string (`addr=0x3` is slot 3; as an integer
-    /// it would be a raw devfn), whatever type it reports.
+    /// it would be a raw devfn), though QEMU 7.2 reports it as `int32` (a
+    /// memory device's `addr` is a plain `uint64`).
     pub fn of_property(name: &str, ty: &str) -> Kind {
         match ty {
-            _ if name == "addr" => Kind::Text,
+            // QEMU 7.2 calls a PCI slot `int32`; 10.0 `str`.
+            "int32" if name == "addr" => Kind::Text,
             "bool" => Kind::Bool,
             "int" | "int8" | "int16" | "int32" | "int64" => Kind::Int,
             "uint4" | "uint8" | "uint16" | "uint32" | "uint64" => Kind::Uint,
@@ -263,6 +265,7 @@ mod tests {
         assert_eq!(Kind::of_property("bootindex", "int32").read("010"), Ok(Json::from(8)));
         assert_eq!(Kind::of_property("serial", "str").read("0012345"), Ok(Json::from("0012345")));
         assert_eq!(Kind::of_property("addr", "int32").read("0x3"), Ok(Json::from("0x3")));
+        assert_eq!(Kind::of_property("addr", "uint64").read("0x100000000"), Ok(Json::from(1u64 << 32)));
         assert_eq!(Kind::of_property("max-bytes", "uint64").read("0x400"), Ok(Json::from(1024)));
         assert_eq!(Kind::of_property("discard_granularity", "size").read("4k"), Ok(Json::from(4096)));
         assert_eq!(Kind::of_property("on", "OnOffAuto").read("auto"), Ok(Json::from("auto")));

@@ -320,8 +320,16 @@ impl Schema {
             {
                 let kind = Kind::of_property("", ty);
                 // The schema shows sizes as `int` too: `size=1.5M` is one.
+                // Only `010` (8 as a number, 10 as a size) and `08` (a size
+                // only) could mean two things: refused rather than guessed.
                 let size = || qemu_text::strtosz(text, 1).and_then(|n| i64::try_from(n).ok()).map(Json::from);
+                let digits = text.strip_prefix(['+', '-']).unwrap_or(text).as_bytes();
+                let leading_zero = matches!(digits, [b'0', next, ..] if next.is_ascii_digit());
                 match kind.read(text) {
+                    _ if kind == Kind::Int && leading_zero => Err(format!(
+                        "a number without a leading 0 (QEMU reads `{text}` as octal where it wants a number, as \
+                         decimal where it wants a size, and the schema does not say which this is)"
+                    )),
                     Err(_) if kind == Kind::Int => {
                         size().ok_or_else(|| "an integer or a size such as 1.5M".to_string())
                     }

@@ -243,6 +243,9 @@ impl Session {
             },
         };
         let action = bind_line(&parsed, text, line_no, &context)?;
+        if let Action::Send(request) = &action {
+            self.forget_paths(request.command());
+        }
         let flow = match action {
             Action::Send(request) if self.settings.pipeline.is_some() && !request.quits() => {
                 self.send_ahead(request, line_no)
@@ -360,14 +363,38 @@ impl Session {
 
     /// Asks QEMU the types of `owner`'s properties once per connection:
     /// `None` when it cannot say (an unknown device type or path).
+    /// A device type's come from the record when this QEMU is the very
+    /// build recorded: asking is not free of risk (a QEMU 7.2 without its
+    /// GL module package aborts when asked about `virtio-vga-gl`, which the
+    /// record therefore lacks, and which is then read as text).
     fn load_properties(&mut self, owner: &Owner) -> Result<(), Error> {
-        if !self.properties.contains_key(owner) {
-            let (command, question) = owner.question();
-            let answer = self.ask_message(command, question)?;
-            let properties = answer.as_ref().and_then(Properties::from_list);
+        if self.properties.contains_key(owner) {
+            return Ok(());
+        }
+        let recorded = self.greeting().and_then(version::recorded_build);
+        let properties = match (owner, recorded) {
+            (Owner::Device(name), Some(build)) => build.device(name).cloned(),
+            _ => {
+                let (command, question) = owner.question();
+                let answer = self.ask_message(command, question)?;
+                answer.as_ref().and_then(Properties::from_list)
+            }
+        };
+        // A path QEMU did not know may be made next: asked again then.
+        if properties.is_some() || matches!(owner, Owner::Device(_)) {
             self.properties.insert(owner.clone(), properties);
         }
         Ok(())
+    }
+
+    /// After a command that may change what objects there are, or their
+    /// types, what qmpsh learnt of paths is old.
+    fn forget_paths(&mut self, command: &str) {
+        const CHANGE_OBJECTS: &[&str] =
+            &["device_add", "device_del", "object-add", "object-del", "human-monitor-command"];
+        if CHANGE_OBJECTS.contains(&command) {
+            self.properties.retain(|owner, _| !matches!(owner, Owner::Object(_)));
+        }
     }
 
     /// The QEMU's version for the REPL's completion, asked now if need be.

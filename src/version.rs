@@ -180,6 +180,14 @@ pub fn releases() -> String {
     RECORDED.iter().map(|r| format!("{}.{}", r.version.major, r.version.minor)).collect::<Vec<_>>().join(", ")
 }
 
+/// The recorded QEMU that is the very build a greeting announces (its
+/// version and package), if one is.
+pub fn recorded_build(greeting: &Json) -> Option<&'static Recorded> {
+    let version = Version::of_greeting(greeting)?;
+    let package = greeting.get("QMP")?.get("version")?.get("package")?.as_str()?;
+    RECORDED.iter().find(|r| r.version == version && r.package == package.trim())
+}
+
 /// The newest recorded QEMU of `version`'s release or an older one (the
 /// oldest when all are newer): the best guess at its HMP commands without
 /// asking.

@@ -114,61 +114,85 @@ const REPLY_LIMIT: Duration = Duration::from_secs(20);
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Where qmpsh knowingly does something else than HMP with a line: the
-/// corpus line, the QEMU release it differs on (`None`: every one), and
-/// why. grammar/GRAMMAR.md lists the same classes for users.
-const DIFFERENCES: &[(&str, Option<&str>, &str)] = &[
+/// corpus line, the QEMU release it differs on (`None`: every one), what
+/// qmpsh does ([`SENDS`] it, or [`REFUSES`] it before sending; checked),
+/// and why. grammar/GRAMMAR.md lists the same classes for users.
+const DIFFERENCES: &[(&str, Option<&str>, bool, &str)] = &[
     // A key given twice: HMP keeps one value silently (the first `id`, the
     // last of anything else); qmpsh refuses rather than guess.
-    ("device_add e1000,id=n1,id=n2", None, TWICE),
-    ("device_add e1000,id=n1,bootindex=1,bootindex=2", None, TWICE),
-    ("device_add e1000,driver=rtl8139,id=n1", None, TWICE),
-    ("device_add virtio-blk-pci,id=vb1,drive=d1,drive=d2", None, TWICE),
-    ("object_add iothread,id=io1,poll-max-ns=1,poll-max-ns=2", None, TWICE),
-    ("object_add iothread,id=io1,id=io2", None, TWICE),
-    ("netdev_add user,id=n1,id=n2", None, TWICE),
+    ("device_add e1000,id=n1,id=n2", None, REFUSES, TWICE),
+    ("device_add e1000,id=n1,bootindex=1,bootindex=2", None, REFUSES, TWICE),
+    ("device_add e1000,driver=rtl8139,id=n1", None, REFUSES, TWICE),
+    ("device_add virtio-blk-pci,id=vb1,drive=d1,drive=d2", None, REFUSES, TWICE),
+    ("object_add iothread,id=io1,poll-max-ns=1,poll-max-ns=2", None, REFUSES, TWICE),
+    ("object_add iothread,id=io1,id=io2", None, REFUSES, TWICE),
+    ("netdev_add user,id=n1,id=n2", None, REFUSES, TWICE),
     // ...except where QEMU takes a list: each is an element, as on QEMU's
     // command line (HMP keeps only the last forward).
-    ("netdev_add user,id=n1,hostfwd=tcp::2222-:22,hostfwd=tcp::2223-:23", None, LIST),
-    ("netdev_add user,id=n1,hostfwd=tcp:127.0.0.1:52202-:22,hostfwd=udp:127.0.0.1:52203-:53", None, LIST),
-    ("object_add memory-backend-ram,id=m2,size=1M,policy=bind,host-nodes=0", None, LIST),
+    ("netdev_add user,id=n1,hostfwd=tcp::2222-:22,hostfwd=tcp::2223-:23", None, SENDS, LIST),
+    ("netdev_add user,id=n1,hostfwd=tcp:127.0.0.1:52202-:22,hostfwd=udp:127.0.0.1:52203-:53", None, SENDS, LIST),
+    ("object_add memory-backend-ram,id=m2,size=1M,policy=bind,host-nodes=0", None, SENDS, LIST),
     // An object's `int` may be a size: QEMU's schema shows both as int.
-    ("object_add iothread,id=io1,poll-max-ns=1k", None, INT_OR_SIZE),
-    ("object_add throttle-group,id=tg0,x-bps-total=1M", None, INT_OR_SIZE),
-    ("object_add memory-backend-ram,id=m2,size=010", None, INT_OR_SIZE),
-    ("object_add memory-backend-ram,id=m2,size=-1", None, INT_OR_SIZE),
+    ("object_add iothread,id=io1,poll-max-ns=1k", None, SENDS, INT_OR_SIZE),
+    ("object_add iothread,id=io1,poll-max-ns=010", None, REFUSES, INT_OR_SIZE),
+    ("object_add iothread,id=io1,poll-grow=2,poll-shrink=010", None, REFUSES, INT_OR_SIZE),
+    ("object_add throttle-group,id=tg0,x-bps-total=1M", None, SENDS, INT_OR_SIZE),
+    ("object_add memory-backend-ram,id=m2,size=010", None, REFUSES, INT_OR_SIZE),
+    ("object_add memory-backend-ram,id=m2,size=-1", None, SENDS, INT_OR_SIZE),
     // HMP's flags stand at their place in the usage; qmpsh takes them anywhere.
-    ("change -f cd0 cd.iso", None, FLAGS),
-    ("screendump -f png shot.png", None, FLAGS),
+    ("change -f cd0 cd.iso", None, SENDS, FLAGS),
+    ("screendump -f png shot.png", None, SENDS, FLAGS),
     // HMP reads a number argument as an expression; qmpsh as a number.
-    ("sendkey a 20+30", None, EXPRESSION),
-    ("balloon 16*2", None, EXPRESSION),
+    ("sendkey a 20+30", None, REFUSES, EXPRESSION),
+    ("balloon 16*2", None, REFUSES, EXPRESSION),
     // More than HMP takes, with one meaning.
-    ("balloon 1G", None, MORE),
-    ("balloon 1g", None, MORE),
-    ("balloon 32M", None, MORE),
-    ("balloon 1.5G", None, MORE),
-    ("balloon 512k", None, MORE),
-    ("set_link nic0 yes", None, MORE),
-    ("set_link nic0 no", None, MORE),
-    ("set_link nic0 true", None, MORE),
-    ("set_link nic0 false", None, MORE),
+    ("balloon 1G", None, SENDS, MORE),
+    ("balloon 1g", None, SENDS, MORE),
+    ("balloon 32M", None, SENDS, MORE),
+    ("balloon 1.5G", None, SENDS, MORE),
+    ("balloon 512k", None, SENDS, MORE),
+    ("set_link nic0 yes", None, SENDS, MORE),
+    ("set_link nic0 no", None, SENDS, MORE),
+    ("set_link nic0 true", None, SENDS, MORE),
+    ("set_link nic0 false", None, SENDS, MORE),
+    ("device_add virtio-blk-pci drive=d1 id=vb9 serial=0012345", None, SENDS, MORE),
+    (
+        "block_resize disk0 size=128",
+        None,
+        SENDS,
+        "after positional words, a key=value naming a number argument is that argument, in QMP's units (bytes); \
+         HMP refuses the word",
+    ),
     (
         "qom-list",
         None,
+        REFUSES,
         "HMP's `qom-list` alone prints `/` and nothing else; qmpsh asks for the path (QMP's qom-list needs one)",
     ),
     (
         "qom-set /machine append [abc]",
         None,
+        REFUSES,
         "a word that opens JSON (`[`) and is none is refused by qmpsh's grammar, which knows no command; quote it \
          or use -j",
     ),
     (
         "block_resize disk0 0x10M",
         Some("7.2"),
+        REFUSES,
         "QEMU 7.2 takes a size suffix on hex (deprecated, gone in 8.0); qmpsh reads sizes as QEMU 8.0 and newer do",
     ),
+    (
+        "object_add memory-backend-ram,id=m3,size=.5M",
+        Some("7.2"),
+        SENDS,
+        "QEMU 7.2 wants a digit before a size's point; qmpsh reads sizes as QEMU 10.0 does",
+    ),
 ];
+
+/// What qmpsh does with a listed line: sends it, or refuses it.
+const SENDS: bool = true;
+const REFUSES: bool = false;
 
 const TWICE: &str = "a key given twice is refused: HMP keeps one of the values without a word";
 const LIST: &str = "a key QEMU takes a list for may repeat, each an element, as on QEMU's command line";
@@ -176,8 +200,8 @@ const INT_OR_SIZE: &str = "QEMU's schema shows a size as `int`: qmpsh reads an o
      else as a size, where HMP knows which it is";
 const FLAGS: &str = "HMP takes a flag only at its place in the usage; qmpsh anywhere";
 const EXPRESSION: &str = "HMP reads a number argument as an expression (`20+30`); qmpsh reads a number";
-const MORE: &str =
-    "qmpsh takes more than HMP (a size suffix for balloon; yes/no/true/false for on/off), with one meaning";
+const MORE: &str = "qmpsh takes more than HMP (a size suffix for balloon; yes/no/true/false for on/off; key=value \
+     words after device_add's driver), with one meaning";
 
 // --- the corpus ---------------------------------------------------------------
 
@@ -591,7 +615,8 @@ fn exchange(socket: &Path, message: &Value) -> Reply {
     }
     let mut reply = Reply::Closed;
     for message in [&json!({"execute": "qmp_capabilities"}), message] {
-        if writeln!(writer, "{message}").is_err() {
+        // One write: QEMU runs a command once its JSON closes.
+        if writer.write_all(format!("{message}\n").as_bytes()).is_err() {
             return Reply::Closed;
         }
         reply = read_reply(&mut reader);
@@ -947,7 +972,7 @@ fn every_human_line_does_what_hmp_does_on_the_same_qemu() {
         let (ours, theirs) = sides.as_ref().expect("every entry ran");
         let found = differences(entry, ours, theirs);
         let _ = write!(log, "{}\n\n", describe(entry, ours, theirs, &found));
-        let listed = DIFFERENCES.iter().find(|(line, only, _)| {
+        let listed = DIFFERENCES.iter().find(|(line, only, _, _)| {
             *line == entry.line && only.is_none_or(|release| version.starts_with(&format!("{release}.")))
         });
         match (found.is_empty(), listed) {
@@ -955,6 +980,15 @@ fn every_human_line_does_what_hmp_does_on_the_same_qemu() {
             (true, Some(_)) => problems.push(format!(
                 "corpus.txt:{}: {}\n  DIFFERENCES lists it, but qmpsh now does what HMP does: drop it from the table",
                 entry.row, entry.line
+            )),
+            // What qmpsh does with a listed line is pinned too: refused
+            // before sending is exit 2, anything else went to QEMU.
+            (false, Some((_, _, sends, _))) if (ours.outcome.how != "exit 2") != *sends => problems.push(format!(
+                "corpus.txt:{}: {}\n  DIFFERENCES says qmpsh {} it, but qmpsh ended with {}",
+                entry.row,
+                entry.line,
+                if *sends { "sends" } else { "refuses" },
+                ours.outcome.how
             )),
             (false, Some(_)) => {}
             (false, None) => {
@@ -1031,7 +1065,7 @@ fn check_coverage(entries: &[Entry]) -> (String, Vec<String>) {
 fn check_table(entries: &[Entry]) -> Vec<String> {
     DIFFERENCES
         .iter()
-        .filter_map(|(line, _, reason)| {
+        .filter_map(|(line, _, _, reason)| {
             if !entries.iter().any(|e| e.line == *line) {
                 Some(format!("DIFFERENCES lists `{line}`, which is not in the corpus"))
             } else if reason.trim().is_empty() {

@@ -35,7 +35,7 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     }
     set_property_values(entry, &given, text, &mut tree, context)?;
     type_set_properties(entry, &mut tree, context)?;
-    let given: Vec<Option<usize>> = given.iter().map(|arg| arg.map(|a| a.offset)).collect();
+    let given: Vec<Option<usize>> = given.iter().map(|g| g.map(|g| g.arg.offset)).collect();
     // With the schema, QEMU's own rules decide what is missing (and catch
     // unknown names first); without it, the table's do.
     let arguments = match context.schema {
@@ -62,35 +62,28 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
 /// text; in `key=value` form by qmpsh's typing of the property's type.
 fn set_property_values(
     entry: &Entry,
-    given: &[Option<&Arg>],
+    given: &[Option<Given>],
     text: &str,
     tree: &mut Tree,
     context: &Context,
 ) -> Result<()> {
-    let json = entry.args.iter().zip(given).any(|(spec, arg)| spec.local && arg.is_some());
+    let json = entry.args.iter().zip(given).any(|(spec, given)| spec.local && given.is_some());
     let end = text.trim_end().len();
-    for (spec, arg) in entry.args.iter().zip(given) {
-        let (ArgType::Property, Some(arg)) = (spec.kind, arg) else { continue };
+    for (spec, given) in entry.args.iter().zip(given) {
+        let (ArgType::Property, Some(given)) = (spec.kind, given) else { continue };
         let property = match tree.get("property") {
             Some(Node::Leaf { leaf: Leaf::Typed(Json::String(name)), .. }) => name.clone(),
             _ => String::new(),
         };
-        // A `key=value` word taken whole in HMP's form is positional too.
-        let positional = arg.key.as_ref().is_none_or(|key| key.join(".") != spec.name);
-        let value = match (positional, json) {
-            (true, true) => {
-                let rest = text.get(arg.offset..end).unwrap_or_default();
-                serde_json::from_str(rest).or_else(|e| error(arg.offset, format!("JSON after -j ({e})")))?
-            }
-            (true, false) => {
-                context.properties.read_hmp(&property, text.get(arg.offset..end).unwrap_or_default(), arg.offset)?
-            }
+        let (arg, rest) = (given.arg, text.get(given.arg.offset..end).unwrap_or_default());
+        let as_json =
+            |text: &str| serde_json::from_str(text).or_else(|e| error(arg.offset, format!("JSON after -j ({e})")));
+        let value = match (given.positional, json) {
+            (true, true) => as_json(rest)?,
+            (true, false) => context.properties.read_hmp(&property, rest, arg.offset)?,
             (false, true) => match &arg.value {
                 Value::Json(value) => value.clone(),
-                other => {
-                    let text = other.text().unwrap_or_default();
-                    serde_json::from_str(text).or_else(|e| error(arg.offset, format!("JSON after -j ({e})")))?
-                }
+                other => as_json(other.text().unwrap_or_default())?,
             },
             (false, false) => match context.properties.read_named(&property, &arg.value, arg.offset)? {
                 Some(value) => value,
@@ -116,7 +109,13 @@ fn type_set_properties(entry: &Entry, tree: &mut Tree, context: &Context) -> Res
             Leaf::OptsList(_) => {
                 return error(*offset, format!("`{name}` only once (a device property takes one value)"));
             }
-            _ => {}
+            // `device_add virtio-blk-pci serial=0012345`: a key=value word.
+            Leaf::Raw(value) => {
+                if let Some(typed) = context.properties.read_named(name, value, *offset)? {
+                    *leaf = Leaf::Typed(typed);
+                }
+            }
+            Leaf::Typed(_) => {}
         }
     }
     Ok(())
@@ -171,9 +170,9 @@ fn refuse_missing_entry(entry: &Entry, at: usize, version: Version) -> Result<()
 /// Refuses an argument given that QEMU `version` does not have (`migrate
 /// -b` after block migration was removed), named as it was typed and at
 /// the column where it was: QEMU would refuse it too, or worse, ignore it.
-fn refuse_missing_arguments(entry: &Entry, given: &[Option<&Arg>], version: Version) -> Result<()> {
-    for (spec, arg) in entry.args.iter().zip(given) {
-        let Some(arg) = arg.filter(|_| spec.span.is_limited()) else { continue };
+fn refuse_missing_arguments(entry: &Entry, given: &[Option<Given>], version: Version) -> Result<()> {
+    for (spec, given) in entry.args.iter().zip(given) {
+        let Some(arg) = given.map(|g| g.arg).filter(|_| spec.span.is_limited()) else { continue };
         let typed = match (&arg.key, spec.flag) {
             (Some(key), _) => key.join("."),
             (None, Some(flag)) => flag.to_string(),
@@ -249,6 +248,22 @@ fn hmp_only(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
     Ok(Request::hmp(text.trim(), context.cpu))
 }
 
+/// The word that gave one of a table command's arguments, and whether it
+/// was read in HMP's positional form: as typed, `=` and all, when it is a
+/// `key=value` word taken whole (`set_password vnc pass=word`).
+#[derive(Debug, Clone, Copy)]
+struct Given<'a> {
+    arg: &'a Arg,
+    positional: bool,
+}
+
+impl Given<'_> {
+    /// The word as typed.
+    fn raw<'t>(&self, text: &'t str) -> &'t str {
+        text.get(self.arg.offset..self.arg.end).unwrap_or_default()
+    }
+}
+
 /// The arguments typed by the table, each in its place, and the word that
 /// gave each of the table's arguments, if one did.
 fn fill<'a>(
@@ -256,47 +271,41 @@ fn fill<'a>(
     args: &'a [Arg],
     text: &str,
     takes: &dyn Fn(&str) -> bool,
-) -> Result<(Tree, Vec<Option<&'a Arg>>)> {
+) -> Result<(Tree, Vec<Option<Given<'a>>>)> {
     let end = text.trim_end().len();
     let mut tree = Tree::default();
-    let mut filled = vec![None; entry.args.len()];
+    let mut filled: Vec<Option<Given>> = vec![None; entry.args.len()];
     let mut positional =
         entry.args.iter().enumerate().filter(|(_, spec)| spec.flag.is_none()).map(|(slot, _)| slot).peekable();
     let mut words = args.iter();
     let mut in_order = false; // a positional word has come: HMP's form
     while let Some(arg) = words.next() {
-        // A `key=value` that names no argument is a word, once the line is
-        // in HMP's positional form or where the QMP command takes no such key.
-        let as_word = arg
-            .key
-            .as_ref()
-            .map(|key| key.join("."))
-            .is_some_and(|key| !entry.args.iter().any(|spec| spec.name == key) && (in_order || !takes(&key)));
-        let Some((slot, given, whole)) = place(entry, arg, &mut words, &mut positional, as_word, end, &mut tree)?
-        else {
+        let next = positional.peek().and_then(|slot| entry.args.get(*slot));
+        let as_word = as_word(entry, arg, next, in_order, takes);
+        let Some((slot, given)) = place(entry, arg, &mut words, &mut positional, as_word, end, &mut tree)? else {
             continue;
         };
-        in_order |= given.key.is_none() || whole;
+        in_order |= given.positional;
         let (Some(spec), Some(seen)) = (entry.args.get(slot), filled.get_mut(slot)) else {
             return error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage()));
         };
         if let Some(before) = seen.replace(given) {
-            let typed = |a: &Arg| text.get(a.offset..a.end).unwrap_or_default().to_string();
-            let twice = match (&before.key, &given.key) {
+            let twice = if before.positional == given.positional {
+                format!("`{}` only once", spec.name)
+            } else {
                 // Positional words fill the usage's places in order, named or not.
-                (Some(_), None) | (None, Some(_)) => format!(
+                format!(
                     "`{}` once, not both as `{}` and as `{}`: positional words fill `{}` in order",
                     spec.name,
-                    typed(before),
-                    typed(given),
+                    before.raw(text),
+                    given.raw(text),
                     entry.usage()
-                ),
-                _ => format!("`{}` only once", spec.name),
+                )
             };
             return error(arg.offset, twice);
         }
         if spec.kind == ArgType::Opts {
-            expand_opts(spec, given, &mut tree)?;
+            expand_opts(spec, given.arg, &mut tree)?;
             continue;
         }
         if spec.local {
@@ -305,38 +314,54 @@ fn fill<'a>(
         if spec.kind == ArgType::Property {
             // Typed once the property is known; in HMP's form it is the
             // rest of the line, spaces and all.
-            if given.key.is_none() || whole {
+            if given.positional {
                 words.by_ref().for_each(drop);
             }
             continue;
         }
-        let switch = given.key.is_none() && spec.flag.is_some() && spec.flag == given.value.text();
+        let at = given.arg.offset;
+        let switch = given.arg.key.is_none() && spec.flag.is_some() && spec.flag == given.arg.value.text();
         let value = if switch {
             Json::Bool(true) // a bare switch such as `eject -f`
-        } else if whole {
-            let word = Value::Bare(text.get(given.offset..given.end).unwrap_or_default().to_string());
-            typed(spec, &word, false).or_else(|expected| error(given.offset, expected))?
-        } else if given.key.is_none() && spec.kind == ArgType::Str {
+        } else if given.positional && spec.kind == ArgType::Str {
             // As HMP reads a string: `'single'` keeps its quotes.
-            let raw = text.get(given.offset..given.end).unwrap_or_default();
-            Json::String(qemu_text::hmp_word(raw).or_else(|expected| error(given.offset, expected))?)
+            Json::String(qemu_text::hmp_word(given.raw(text)).or_else(|expected| error(at, expected))?)
+        } else if given.positional {
+            typed(spec, &Value::Bare(given.raw(text).to_string()), false).or_else(|expected| error(at, expected))?
         } else {
-            typed(spec, &given.value, given.key.is_some()).or_else(|expected| error(given.offset, expected))?
+            typed(spec, &given.arg.value, true).or_else(|expected| error(at, expected))?
         };
-        tree.insert(&dotted(spec.target()), Leaf::Typed(value), given.offset)?;
+        tree.insert(&dotted(spec.target()), Leaf::Typed(value), at)?;
     }
     Ok((tree, filled))
 }
 
-/// Which of the table's arguments `arg` fills, the word that gives its
-/// value (a flag such as `-f FORMAT` takes the next one), and whether that
-/// is the whole word as typed, `=` and all. `None` when it went into
-/// `tree` as it is: a name the table does not have goes to QMP as
-/// qmp-shell would send it (`device_add driver=e1000 id=n1`), and the
-/// schema, when loaded, types it and catches typos. `as_word`: such a
-/// `key=value` is a positional word while a place is left, as HMP reads
-/// it (`qom-set /machine append console=ttyS0`, `set_password vnc
-/// pass=word`).
+/// Whether a `key=value` word is a positional word, as HMP reads every
+/// word. It is where its key names none of the table's arguments, once the
+/// line is in HMP's form or where the QMP command takes no such key
+/// (`screendump a=b.ppm`); and, once the line is in HMP's form, where the
+/// next place takes text (`set_password vnc password=x` sets that
+/// password): only a key named for a number, a size or a flag's value
+/// stays the argument it names (`block_resize disk0 size=134217728`).
+fn as_word(entry: &Entry, arg: &Arg, next: Option<&ArgSpec>, in_order: bool, takes: &dyn Fn(&str) -> bool) -> bool {
+    let Some(key) = arg.key.as_ref().map(|key| key.join(".")) else { return false };
+    let names_argument = entry.args.iter().any(|spec| spec.name == key);
+    let takes_text = next.is_some_and(|spec| matches!(spec.kind, ArgType::Str | ArgType::Property));
+    match names_argument {
+        false => in_order || !takes(&key),
+        true => in_order && takes_text,
+    }
+}
+
+/// Which of the table's arguments `arg` fills, and the word that gives its
+/// value (a flag such as `-f FORMAT` takes the next one). `None` when it
+/// went into `tree` as it is: a name the table does not have goes to QMP
+/// as qmp-shell would send it (`device_add driver=e1000 id=n1`), and the
+/// schema, when loaded, types it and catches typos. `as_word`: a
+/// `key=value` word is a positional word while a place is left ([`as_word`]).
+/// A word that starts with `-` and is none of the command's flags is a
+/// positional word too while a place is left, as HMP reads it (`qom-set
+/// /machine append -quiet`).
 fn place<'a>(
     entry: &Entry,
     arg: &'a Arg,
@@ -345,27 +370,31 @@ fn place<'a>(
     as_word: bool,
     end: usize,
     tree: &mut Tree,
-) -> Result<Option<(usize, &'a Arg, bool)>> {
+) -> Result<Option<(usize, Given<'a>)>> {
+    let whole = |slot| (slot, Given { arg, positional: true });
     match (&arg.key, &arg.value) {
-        (Some(_), _) if as_word && positional.peek().is_some() => Ok(positional.next().map(|slot| (slot, arg, true))),
+        (Some(_), _) if as_word && positional.peek().is_some() => Ok(positional.next().map(whole)),
         (Some(key), _) => match entry.args.iter().position(|spec| spec.name == key.join(".")) {
-            Some(slot) => Ok(Some((slot, arg, false))),
+            Some(slot) => Ok(Some((slot, Given { arg, positional: false }))),
             None => tree.insert(key, Leaf::Raw(arg.value.clone()), arg.offset).map(|()| None),
         },
         (None, Value::Bare(word)) if word.len() > 1 && word.starts_with('-') && parse_int(word).is_none() => {
             let Some(slot) = entry.args.iter().position(|spec| spec.flag == Some(word.as_str())) else {
-                return error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage()));
+                return match positional.next() {
+                    Some(slot) => Ok(Some(whole(slot))),
+                    None => error(arg.offset, format!("a flag of `{}`, not `{word}`", entry.usage())),
+                };
             };
             if entry.args.get(slot).is_some_and(|spec| spec.kind == ArgType::Bool) {
-                return Ok(Some((slot, arg, false)));
+                return Ok(Some((slot, Given { arg, positional: true })));
             }
             match words.next() {
-                Some(value) => Ok(Some((slot, value, value.key.is_some()))),
+                Some(value) => Ok(Some((slot, Given { arg: value, positional: true }))),
                 None => error(end, format!("a value after {word}")),
             }
         }
         (None, _) => match positional.next() {
-            Some(slot) => Ok(Some((slot, arg, false))),
+            Some(slot) => Ok(Some(whole(slot))),
             None => error(arg.offset, format!("no more arguments: usage is `{}`", entry.usage())),
         },
     }
@@ -407,7 +436,11 @@ fn typed(spec: &ArgSpec, value: &Value, named: bool) -> std::result::Result<Json
         ArgType::IntMb => qemu_text::strtoi64(text)
             .filter(|n| *n >= 0)
             .and_then(|n| n.checked_mul(1 << 20))
-            .or_else(|| qemu_text::strtosz(text, MIB).and_then(|n| i64::try_from(n).ok()))
+            // With a size suffix (`1G`), which HMP would refuse.
+            .or_else(|| {
+                let suffixed = text.ends_with(|c: char| c.is_ascii_alphabetic());
+                qemu_text::strtosz(text, MIB).filter(|_| suffixed).and_then(|n| i64::try_from(n).ok())
+            })
             .map(Json::from)
             .ok_or_else(|| expected("a number of MB (0x for hex, a leading 0 for octal)")),
         ArgType::Keys => keys(text).ok_or_else(|| expected("keys joined by '-', such as ctrl-alt-delete")),
@@ -473,7 +506,8 @@ fn well_formed_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
-fn split_opts(text: &str) -> Vec<String> {
+/// A QemuOpts string's items, at its commas (`,,` is a comma of an item).
+pub(super) fn split_opts(text: &str) -> Vec<String> {
     let mut items = Vec::new();
     let mut item = String::new();
     let mut chars = text.chars().peekable();

@@ -40,23 +40,39 @@ const CREATORS: &[(&[&str], &str, &[&str])] = &[(&["device_add"], "driver", &["d
 pub fn owner(line: &Line) -> Option<Owner> {
     let Line::Command(inv) = line else { return None };
     if inv.name == "qom-set" {
-        let positional = inv.args.iter().filter(|a| a.key.is_none()).filter_map(|a| a.value.text());
-        let path = named(inv, "path").or_else(|| positional.into_iter().find(|word| *word != "-j"));
+        // With -j the value is JSON, whatever the type.
+        let positional: Vec<&str> =
+            inv.args.iter().filter(|a| a.key.is_none()).filter_map(|a| a.value.text()).collect();
+        if positional.first() == Some(&"-j") {
+            return None;
+        }
+        let path = named(inv, "path").or_else(|| positional.first().copied());
         return path.map(|p| Owner::Object(p.to_string()));
     }
     let (_, type_key, own) = CREATORS.iter().find(|(names, _, _)| names.contains(&inv.name.as_str()))?;
     let positional = inv.args.first().filter(|a| a.key.is_none()).and_then(|a| a.value.text());
-    // Or a QemuOpts string in one word: `driver=e1000,id=n1,bootindex=1`.
-    let in_one_word = || named_arg(inv, type_key)?.value.text().filter(|text| text.contains(','));
-    let mut items = positional.or_else(in_one_word).into_iter().flat_map(|opts| opts.split(','));
-    let from_opts = items.next().filter(|item| !item.contains('='));
-    // Only a line that sets a property needs their types.
+    // Or a QemuOpts string in one `key=value` word: `id=n1,driver=e1000`.
+    let in_one_word = || match inv.args.as_slice() {
+        [arg] => Some(format!("{}={}", arg.key.as_ref()?.join("."), arg.value.text().filter(|t| t.contains(','))?)),
+        _ => None,
+    };
+    let opts = positional.map(str::to_string).or_else(in_one_word);
+    let items = opts.as_deref().map(super::human::split_opts).unwrap_or_default();
     let key = |item: &str| item.split_once('=').map_or(item, |(key, _)| key).to_string();
-    let keys: Vec<String> =
-        items.map(key).chain(inv.args.iter().filter_map(|a| Some(a.key.as_ref()?.join(".")))).collect();
-    let sets_one = keys.iter().any(|key| !own.contains(&key.as_str()));
-    let name = named(inv, type_key).or(from_opts).filter(|name| !name.is_empty() && sets_one)?;
-    Some(Owner::Device(name.to_string()))
+    let named_keys = inv.args.iter().filter_map(|a| Some(a.key.as_ref()?.join(".")));
+    let keys: Vec<String> = items.iter().skip(1).map(|item| key(item)).chain(named_keys).collect();
+    // Only a line that sets a property needs their types (help forms do not).
+    let asks_help = keys.iter().chain(items.first()).any(|key| matches!(key.as_str(), "help" | "?"));
+    let sets_one = keys.iter().any(|key| !own.contains(&key.as_str())) && !asks_help;
+    // The type: the first item when it has no `=`, else `driver=` anywhere.
+    let prefix = format!("{type_key}=");
+    let from_items = items
+        .first()
+        .filter(|first| !first.contains('='))
+        .cloned()
+        .or_else(|| items.iter().find_map(|item| item.strip_prefix(&prefix).map(str::to_string)));
+    let name = from_items.or_else(|| named(inv, type_key).map(str::to_string)).filter(|name| !name.is_empty());
+    name.filter(|_| sets_one).map(Owner::Device)
 }
 
 /// The value of `key=`, up to a comma (`driver=e1000,id=n1` is a QemuOpts
@@ -129,7 +145,8 @@ fn offline<T>(name: &str, text: &str, offset: usize) -> Result<T> {
         offset,
         format!(
             "cannot type `{name}={text}` without a QEMU: how a value is read depends on the property's type, which \
-             --dry-run knows only for the recorded QEMUs' device types (quote a key=value for text, or give JSON)"
+             --dry-run knows only for the recorded QEMUs' device types (in the key=value form a quoted value is \
+             text; qom-set -j takes JSON)"
         ),
     )
 }

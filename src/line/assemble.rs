@@ -35,7 +35,8 @@ impl Assembler {
         if self.pending.is_empty() {
             self.start = self.seen;
         }
-        if let Some(head) = physical.strip_suffix('\\')
+        // Blanks after the `\\` do not hide it.
+        if let Some(head) = physical.trim_end().strip_suffix('\\')
             && (head.is_empty() || head.ends_with(char::is_whitespace))
         {
             self.pending.push_str(head);

@@ -349,7 +349,8 @@ pub fn query(socket: &Path, command: &str) -> Value {
     query_with(socket, serde_json::json!({ "execute": command }))
 }
 
-/// [`query`] with a whole QMP message, arguments and all.
+/// [`query`] with a whole QMP message, arguments and all. The reply is
+/// `null` when QEMU closes the connection instead (after `quit`).
 pub fn query_with(socket: &Path, message: Value) -> Value {
     let stream = UnixStream::connect(socket).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -358,10 +359,14 @@ pub fn query_with(socket: &Path, message: Value) -> Value {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap(); // greeting
     for (n, message) in [serde_json::json!({"execute": "qmp_capabilities"}), message].into_iter().enumerate() {
-        writeln!(writer, "{message}").unwrap();
+        // One write: QEMU runs a command as soon as its JSON closes, and a
+        // newline written apart after `quit` would meet a closed socket.
+        writer.write_all(format!("{message}\n").as_bytes()).unwrap();
         loop {
             line.clear();
-            reader.read_line(&mut line).unwrap();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                return Value::Null;
+            }
             let reply: Value = serde_json::from_str(&line).unwrap();
             if reply.get("return").is_some() || reply.get("error").is_some() {
                 if n == 1 {
