@@ -391,3 +391,54 @@ fn a_qemu_that_does_not_answer_is_killed_by_stop() {
     }
     assert!(vms.live_qemus().is_empty());
 }
+
+#[test]
+fn a_disk_name_is_never_an_option_to_qemu_img() {
+    // `--disk=-obacking_file=F,backing_fmt=raw` once reached qemu-img as an
+    // option: it made a stray image, named by the size, backed by F.
+    let Some(vms) = Vms::new() else { return };
+    if !common::qemu_img_available() {
+        return;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    fs::write(cwd.path().join("secret.raw"), vec![7u8; 1 << 20]).unwrap();
+    let disk = "-obacking_file=secret.raw,backing_fmt=raw";
+    let args = ["vm", "start", "inj", "--accel", "tcg", &format!("--disk={disk}"), "--disk-size", "1M"];
+    let mut command = qmpsh_command(&[&args[..], &["--", "-machine", "pc", "-S"]].concat());
+    command.env("QMPSH_STATE_DIR", vms.dir()).current_dir(cwd.path());
+    let run = finish(command, "");
+    let mut made: Vec<String> =
+        fs::read_dir(cwd.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    made.sort();
+    assert_eq!(made, [disk, "secret.raw"], "{run:?}");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json", "-U"])
+        .arg(cwd.path().join(disk))
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!((info["format"].as_str(), info.get("backing-filename")), (Some("qcow2"), None), "{info}");
+    assert_eq!(run.code, 0, "{run:?}");
+    let blocks = vms.qmpsh(&["inj", "--json", "-c", "query-block"], "");
+    let file = blocks.json_lines()[0]["return"][0]["inserted"]["file"].as_str().unwrap().to_string();
+    assert_eq!(Path::new(&file), cwd.path().join(disk), "{}", blocks.stdout);
+}
+
+#[test]
+fn a_state_folder_with_a_comma_in_its_path() {
+    // QEMU reads a comma in an option as the next option: a path in QEMU's
+    // option syntax doubles it, and one QEMU takes as it stands does not.
+    let Some(vms) = Vms::new() else { return };
+    let state = vms.dir().join("st,ate");
+    let mut command = qmpsh_command(&["vm", "start", "c", "--accel", "tcg", "--", "-machine", "none"]);
+    command.env("QMPSH_STATE_DIR", &state);
+    let run = finish(command, "");
+    assert_eq!(run.code, 0, "{run:?}");
+    for file in ["qmp.sock", "ctl.sock", "qemu.pid", "serial.log"] {
+        assert!(state.join("c").join(file).exists(), "{file} is not in the VM's folder");
+    }
+    let mut command = qmpsh_command(&["c", "-c", "query-status"]);
+    command.env("QMPSH_STATE_DIR", &state);
+    let status = finish(command, "");
+    assert!(status.stdout.contains("\"running\":true"), "{status:?}");
+}

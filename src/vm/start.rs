@@ -82,8 +82,12 @@ fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<O
     }
     push("-pidfile");
     push(&vm.pidfile().display().to_string());
+    // `-serial file:PATH` takes PATH as it stands, commas and all, where
+    // a chardev's path= is a QemuOpts value with commas doubled.
+    push("-chardev");
+    push(&format!("file,id=qmpsh-serial-log,path={}", opts_path(&vm.serial_log())));
     push("-serial");
-    push(&format!("file:{}", opts_path(&vm.serial_log())));
+    push("chardev:qmpsh-serial-log");
     push("-m");
     push(&options.memory.to_string());
     push("-smp");
@@ -124,6 +128,7 @@ fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<O
 /// `tied`, QEMU dies with this process (for `launch`).
 pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, Error> {
     let socket = vm.checked_socket()?;
+    let options = &absolute(options)?;
     if let Some(running) = Process::from_pidfile(&vm.pidfile(), &socket) {
         return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
     }
@@ -165,6 +170,18 @@ pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Star
             Err(Error::Failed(format!("VM {} did not start: {why}{shown}", vm.name)))
         }
     }
+}
+
+/// The disk images with absolute paths: a name such as `-ofoo` then is
+/// no option to qemu-img, and one such as `nbd:...` or `json:...` no
+/// protocol to QEMU.
+fn absolute(options: &StartOptions) -> Result<StartOptions, Error> {
+    let absolute =
+        |path: &Path| std::path::absolute(path).map_err(|e| Error::Usage(format!("bad path {}: {e}", path.display())));
+    let mut options = options.clone();
+    options.disks = options.disks.iter().map(|disk| absolute(disk)).collect::<Result<_, _>>()?;
+    options.cdrom = options.cdrom.as_deref().map(absolute).transpose()?;
+    Ok(options)
 }
 
 /// `--disk-size`: creates each `--disk` that does not exist yet; without
