@@ -4,7 +4,7 @@
 //! kernel kills QEMU with it (PR_SET_PDEATHSIG); only the folder remains.
 
 use std::fs;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::thread;
 
@@ -104,7 +104,7 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
     }
     if session.verbose {
         let accel = &started.chosen.accel;
-        eprintln!("qmpsh: accel {} ({})", accel.name, accel.why);
+        let _ = writeln!(std::io::stderr(), "qmpsh: accel {} ({})", accel.name, accel.why);
     }
     let result = attach::monitor(&Target::Unix(started.socket), &session);
     clean_up(None);

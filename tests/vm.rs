@@ -392,6 +392,48 @@ fn a_qemu_that_does_not_answer_is_killed_by_stop() {
     assert!(vms.live_qemus().is_empty());
 }
 
+/// Runs qmpsh in `vms`'s state folder with its stdout a pipe no one reads
+/// (closed before qmpsh writes), as `qmpsh vm ... | true`; returns the exit
+/// code and stderr.
+fn with_closed_stdout(vms: &Vms, args: &[&str]) -> (i32, String) {
+    let mut command = qmpsh_command(args);
+    command.env("QMPSH_STATE_DIR", vms.dir()).stdin(std::process::Stdio::null());
+    let mut child = common::Guarded(command.spawn().unwrap());
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = common::wait_with_deadline(&mut child, Duration::from_secs(60)).expect("qmpsh ends");
+    (status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn a_closed_stdout_ends_the_vm_helpers_quietly() {
+    // `qmpsh vm status web | true`, `vm list | head -1`: what a VM helper
+    // did stands, and saying it to no one is no error.
+    let Some(vms) = Vms::new() else { return };
+    let start = ["vm", "start", "a", "--accel", "tcg", "--", "-machine", "none"];
+    assert_eq!(with_closed_stdout(&vms, &start), (0, String::new()), "vm start");
+    assert_eq!(vms.live_qemus().len(), 1, "the VM started all the same");
+    vms.start("b");
+    vms.start("c");
+    let quiet: [(&[&str], i32); 8] = [
+        (&["vm", "status", "a"], 0),
+        (&["vm", "status", "a", "--json"], 0),
+        (&["vm", "list"], 0),
+        (&["vm", "list", "--json"], 0),
+        // -machine none has no power button: a stop that forces is exit 4.
+        (&["vm", "stop", "a", "--timeout", "0.1"], 4),
+        (&["vm", "stop", "a"], 0),
+        (&["vm", "kill", "b"], 0),
+        (&["vm", "delete", "c"], 0),
+    ];
+    for (args, code) in quiet {
+        assert_eq!(with_closed_stdout(&vms, args), (code, String::new()), "{args:?}");
+    }
+    assert!(vms.live_qemus().is_empty(), "a VM survived its stop, kill or delete");
+    assert!(!vms.dir().join("c").exists(), "vm delete did not delete");
+}
+
 #[test]
 fn a_disk_name_is_never_an_option_to_qemu_img() {
     // `--disk=-obacking_file=F,backing_fmt=raw` once reached qemu-img as an
