@@ -91,7 +91,7 @@ fn a_closed_stdout_ends_qmpsh_quietly() {
 
 #[test]
 fn sighup_makes_launch_clean_up() {
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_folder();
     if !common::qemu_available() {
         return;
     }
@@ -107,6 +107,6 @@ fn sighup_makes_launch_clean_up() {
     let status = wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGHUP");
     drop(stdin);
     assert_eq!(status.code(), Some(129), "{status:?}");
-    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "the VM folder is left");
+    assert!(common::state_entries(state.path()).is_empty(), "the VM folder is left");
     assert!(common::qemus_in(state.path()).is_empty(), "QEMU survived");
 }

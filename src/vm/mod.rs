@@ -62,12 +62,12 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
     match command {
         VmCommand::Start { name, options } => start_managed(&name, &options, out),
         VmCommand::Stop { name, timeout, kill, .. } => {
-            stop_managed(&existing(&name)?, Duration::from_secs_f64(timeout), kill, out)
+            stop_managed(&VmDir::existing(&name)?, Duration::from_secs_f64(timeout), kill, out)
         }
-        VmCommand::Kill { name, .. } => kill_managed(&existing(&name)?, out),
+        VmCommand::Kill { name, .. } => kill_managed(&VmDir::existing(&name)?, out),
         VmCommand::List { json, .. } => list(json, out),
-        VmCommand::Status { name, json, .. } => status(&existing(&name)?, json, out),
-        VmCommand::Delete { name } => delete(&existing(&name)?, out),
+        VmCommand::Status { name, json, .. } => status(&VmDir::existing(&name)?, json, out),
+        VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
     }
 }
 
@@ -161,15 +161,6 @@ fn delete(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
     }
     fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
     writeln!(out, "{}: deleted", vm.name).map_err(Error::output)
-}
-
-/// A VM that has a folder, or a clear error.
-fn existing(name: &str) -> Result<VmDir, Error> {
-    let vm = VmDir::new(name)?;
-    if !vm.exists() {
-        return Err(Error::Usage(format!("no VM named {name} (qmpsh vm list shows them)")));
-    }
-    Ok(vm)
 }
 
 /// Its QEMU, if it runs.

@@ -132,7 +132,7 @@ pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Star
     if let Some(running) = Process::from_pidfile(&vm.pidfile(), &socket) {
         return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
     }
-    super::state::ensure_private(&vm.dir)?;
+    vm.create()?;
     for stale in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
         let _ = fs::remove_file(stale);
     }

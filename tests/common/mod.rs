@@ -331,6 +331,28 @@ pub fn qemus_in(folder: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// A fresh state folder for `QMPSH_STATE_DIR`: private, as qmpsh wants
+/// one (it refuses a folder others can reach rather than tighten it, and a
+/// temporary folder is 0755 under the usual umask).
+pub fn state_folder() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    state
+}
+
+/// What a state folder holds besides the marker qmpsh writes in it when it
+/// makes it or takes it over: the names of VM folders and logs.
+pub fn state_entries(state: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".qmpsh-state")
+        .collect();
+    names.sort();
+    names
+}
+
 /// Kills every QEMU [`qemus_in`] `folder` finds: what a VM folder's guard
 /// does when dropped, so a failing test leaves no VM running. The pid
 /// comes from the process's own command line, never from a pid file that
