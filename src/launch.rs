@@ -102,6 +102,8 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
     {
         cleanup.qemu_pid = Some(started.child.id() as i32);
     }
+    // Registered: `vm stop` and `vm kill` may act on it like on any VM.
+    drop(started.lock);
     if session.verbose {
         let accel = &started.chosen.accel;
         let _ = writeln!(std::io::stderr(), "qmpsh: accel {} ({})", accel.name, accel.why);

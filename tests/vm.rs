@@ -564,6 +564,40 @@ fn only_folders_qmpsh_made_are_vms() {
     assert_eq!((deleted.code, deleted.stdout.as_str()), (0, "legacy: deleted\n"), "{deleted:?}");
 }
 
+#[test]
+fn two_starts_of_one_name_at_once_start_one_vm() {
+    // Both check that the name is free; without a lock both may find it
+    // so, and two QEMUs then share one folder, one of them unmanaged.
+    let Some(vms) = Vms::new() else { return };
+    for round in 0..5 {
+        let runs: Vec<Run> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| vms.qmpsh(&["vm", "start", "twin", "--accel", "tcg", "--", "-machine", "none"], ""))
+                })
+                .collect();
+            starts.into_iter().map(|start| start.join().unwrap()).collect()
+        });
+        let won: Vec<&Run> = runs.iter().filter(|run| run.code == 0).collect();
+        assert_eq!(won.len(), 1, "round {round}: {runs:?}");
+        let lost = runs.iter().find(|run| run.code != 0).unwrap();
+        assert_eq!(lost.code, 2, "round {round}: {lost:?}");
+        assert!(
+            lost.stderr.contains("VM twin is busy: another qmpsh is starting")
+                || lost.stderr.contains("VM twin is already running"),
+            "round {round}: {}",
+            lost.stderr
+        );
+        let live = vms.live_qemus();
+        assert_eq!(live.len(), 1, "round {round}: QEMUs {live:?}");
+        let pidfile = fs::read_to_string(vms.dir().join("twin/qemu.pid")).unwrap();
+        assert_eq!(pidfile.trim().parse::<i32>().ok(), live.first().copied(), "round {round}: the pidfile");
+        assert!(won[0].stdout.contains(&format!("pid {},", live[0])), "round {round}: {}", won[0].stdout);
+        let killed = vms.qmpsh(&["vm", "kill", "twin"], "");
+        assert_eq!(killed.code, 0, "{killed:?}");
+    }
+}
+
 /// Runs qmpsh in `vms`'s state folder with its stdout a pipe no one reads
 /// (closed before qmpsh writes), as `qmpsh vm ... | true`; returns the exit
 /// code and stderr.

@@ -26,7 +26,7 @@ use crate::target::Target;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use process::Process;
 pub use start::{Started, start_qemu};
-pub use state::VmDir;
+pub use state::{VmDir, VmLock};
 
 /// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or with
 /// `--connect` on libvirt's domains.
@@ -74,8 +74,7 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
 /// `vm start`: what started, the accelerator and why, the ssh port.
 fn start_managed(name: &str, options: &StartOptions, out: &mut dyn Write) -> Result<(), Error> {
     let vm = VmDir::new(name)?;
-    let fresh = !vm.dir.exists();
-    let started = start::start_qemu(&vm, options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
+    let started = start::start_qemu(&vm, options, false)?;
     let mut said =
         writeln!(out, "started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display())
             .and_then(|()| writeln!(out, "accel {} ({})", started.chosen.accel.name, started.chosen.accel.why));
@@ -84,11 +83,13 @@ fn start_managed(name: &str, options: &StartOptions, out: &mut dyn Write) -> Res
             writeln!(out, "ssh   127.0.0.1:{port} goes to the guest's port 22: ssh -p {port} USER@127.0.0.1")
         });
     }
+    drop(started.lock);
     said.map_err(Error::output)
 }
 
 /// `vm kill`: SIGKILL, checked.
 fn kill_managed(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
+    let _lock = vm.lock()?;
     let said = match running(vm) {
         Some(process) => {
             process.kill_and_wait(Duration::from_secs(5))?;
@@ -156,10 +157,12 @@ fn write_status(r: &Value, json: bool, out: &mut dyn Write) -> io::Result<()> {
 
 /// `vm delete`: kills the VM if need be, then removes its folder.
 fn delete(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
+    let lock = vm.lock()?;
     if let Some(process) = running(vm) {
         process.kill_and_wait(Duration::from_secs(5)).map_err(|e| Error::Failed(format!("{e}; its folder stays")))?;
     }
     fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
+    drop(lock);
     writeln!(out, "{}: deleted", vm.name).map_err(Error::output)
 }
 
@@ -210,6 +213,7 @@ fn tidy(vm: &VmDir) {
 
 /// `vm stop`: the graceful sequence, reporting which step ended it.
 fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let _lock = vm.lock()?;
     let Some(process) = running(vm) else {
         tidy(vm);
         return writeln!(out, "{}: not running", vm.name).map_err(Error::output);

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::process::Process;
-use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, opts_path, qmp_argument};
+use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, VmLock, opts_path, qmp_argument};
 use crate::cli::{Accel, StartOptions};
 use crate::error::Error;
 use crate::qmp::{Connect, Quiet, SocketMonitor};
@@ -57,6 +57,8 @@ pub struct Started {
     pub child: Child,
     pub socket: PathBuf,
     pub chosen: Chosen,
+    /// The VM's folder stays locked while this lives.
+    pub lock: VmLock,
 }
 
 /// QEMU's arguments for this VM.
@@ -124,15 +126,26 @@ fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<O
     args
 }
 
-/// Starts QEMU for `vm` and returns once its QMP socket greets. With
-/// `tied`, QEMU dies with this process (for `launch`).
+/// Starts QEMU for `vm` and returns once its QMP socket greets, the VM's
+/// folder locked from the check that the name is free until then. With
+/// `tied`, QEMU dies with this process (for `launch`). A start that fails
+/// removes the folder it made.
 pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, Error> {
     let socket = vm.checked_socket()?;
-    let options = &absolute(options)?;
-    if let Some(running) = Process::from_pidfile(&vm.pidfile(), &socket) {
+    let options = absolute(options)?;
+    let (lock, made) = vm.create_locked()?;
+    match start_locked(vm, &options, tied, &socket) {
+        Ok((child, chosen)) => Ok(Started { child, socket, chosen, lock }),
+        Err(e) if made => Err(super::forget(vm, e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// [`start_qemu`] once the folder is made and locked.
+fn start_locked(vm: &VmDir, options: &StartOptions, tied: bool, socket: &Path) -> Result<(Child, Chosen), Error> {
+    if let Some(running) = Process::from_pidfile(&vm.pidfile(), socket) {
         return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
     }
-    vm.create()?;
     for stale in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
         let _ = fs::remove_file(stale);
     }
@@ -152,19 +165,20 @@ pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Star
     let this = std::env::current_exe().map_err(|e| Error::Io(format!("cannot find qmpsh's own binary: {e}")))?;
     let tied_to = tied.then(std::process::id);
     let mut command = Command::new(this);
-    command.args(super::exec::arguments(&options.qemu, &argv(vm, options, chosen.accel.name, &socket), tied_to));
+    command.args(super::exec::arguments(&options.qemu, &argv(vm, options, chosen.accel.name, socket), tied_to));
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     let mut child = command.spawn().map_err(|e| Error::Io(format!("cannot start {}: {e}", options.qemu.display())))?;
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let _ = fs::write(vm.started_file(), format!("{started}\n"));
     vm.keep_chosen(&chosen);
-    match await_monitor(&mut child, &socket) {
-        Ok(()) => Ok(Started { child, socket, chosen }),
+    match await_monitor(&mut child, socket) {
+        Ok(()) => Ok((child, chosen)),
         Err(why) => {
+            // Our own child, not yet reaped: its pid is still QEMU's.
             let _ = child.kill();
             let _ = child.wait();
             let _ = fs::remove_file(vm.pidfile());
-            let _ = fs::remove_file(&socket);
+            let _ = fs::remove_file(socket);
             let tail = last_lines(&vm.qemu_log(), 8);
             let shown = if tail.is_empty() { String::new() } else { format!(":\n{tail}") };
             Err(Error::Failed(format!("VM {} did not start: {why}{shown}", vm.name)))

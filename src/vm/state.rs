@@ -10,7 +10,7 @@
 //! when qmpsh creates it), each VM's folder [`VM_MARKER`] (written by
 //! `vm start`).
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -30,6 +30,10 @@ pub const STATE_MARKER: &str = ".qmpsh-state";
 
 /// The file that marks a VM's folder as made by `vm start` or `launch`.
 pub const VM_MARKER: &str = "qmpsh-vm";
+
+/// The file in a VM's folder that `vm start`, `stop`, `kill` and `delete`
+/// lock, so that only one of them acts on the VM at a time.
+const LOCK_FILE: &str = "lock";
 
 /// Files only qmpsh puts in a VM's folder: a folder made by a qmpsh from
 /// before [`VM_MARKER`] counts as a VM when it holds one of them.
@@ -265,9 +269,15 @@ enum Lookup {
     Vm(VmDir),
 }
 
+/// A VM's folder, locked (see [`VmDir::lock`]) while this lives.
+#[derive(Debug)]
+pub struct VmLock {
+    _held: File,
+}
+
 impl VmDir {
     /// The folder VM `name` is to have, for `vm start` and `launch`,
-    /// which make it ([`VmDir::create`]); the state folder is
+    /// which make it ([`VmDir::create_locked`]); the state folder is
     /// created or checked.
     pub fn new(name: &str) -> Result<VmDir, Error> {
         check_name(name)?;
@@ -325,9 +335,10 @@ impl VmDir {
     }
 
     /// Makes the VM's folder (0700, marked as a VM's) unless it exists,
-    /// and checks it: `vm start` and `launch`. Says whether this call made
-    /// the folder.
-    pub fn create(&self) -> Result<bool, Error> {
+    /// checks it, and locks it: `vm start` and `launch`, from the check
+    /// that the name is free until the VM runs. Says whether this call
+    /// made the folder.
+    pub fn create_locked(&self) -> Result<(VmLock, bool), Error> {
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", self.dir.display()));
         let made = make_marked(&self.dir, VM_MARKER).map_err(|e| refuse(format!("cannot create it: {e}")))?;
         private_folder(&self.dir).map_err(refuse)?;
@@ -338,10 +349,49 @@ impl VmDir {
                 self.dir.display()
             )));
         }
+        let lock = self.lock()?;
         check_sockets(&self.dir).map_err(refuse)?;
         // A VM's folder from before the marker gets one.
         mark(&self.dir.join(VM_MARKER)).map_err(|e| refuse(format!("cannot mark it as a VM's: {e}")))?;
-        Ok(made)
+        Ok((lock, made))
+    }
+
+    /// Locks the VM's folder for this qmpsh, at once or not at all: a
+    /// second `vm start`, `stop`, `kill` or `delete` of the VM is refused
+    /// while one runs. The lock goes with the returned value, or with
+    /// qmpsh however it ends.
+    pub fn lock(&self) -> Result<VmLock, Error> {
+        let path = self.dir.join(LOCK_FILE);
+        let busy = || {
+            Error::Usage(format!(
+                "VM {} is busy: another qmpsh is starting, stopping or deleting it; try again when it is done",
+                self.name
+            ))
+        };
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|e| Error::Io(format!("cannot open the lock file {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(busy()),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::Io(format!("cannot lock {}: {e}", path.display())));
+            }
+        }
+        // The folder may have gone between the open and the lock (a delete,
+        // a start that failed): a lock on a file no longer there guards
+        // nothing.
+        let held = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+        let there = fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).ok();
+        if held.is_none() || held != there {
+            return Err(busy());
+        }
+        Ok(VmLock { _held: file })
     }
 
     pub fn socket(&self) -> PathBuf {
