@@ -90,7 +90,7 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
         clean_up(None);
         return Err(e);
     }
-    let started = match vm::start_qemu(&vm, &options, true) {
+    let started = match vm::start_qemu(&vm, &options, true, None) {
         Ok(started) => started,
         Err(e) => {
             clean_up(None);

@@ -598,6 +598,45 @@ fn two_starts_of_one_name_at_once_start_one_vm() {
     }
 }
 
+#[test]
+fn a_signal_while_qemu_starts_ends_it() {
+    // Ctrl-C, SIGTERM or SIGHUP while QEMU boots: vm start ends the QEMU
+    // it was starting (exit 128 + the signal) rather than leave it to run
+    // with nothing that manages it.
+    let Some(vms) = Vms::new() else { return };
+    let tools = tempfile::tempdir().unwrap();
+    // QEMU, once the test opens the gate: until then, a QEMU booting.
+    let gate = tools.path().join("gate");
+    let slow = tools.path().join("slow-qemu");
+    let script = format!(
+        "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.02; done\nexec qemu-system-x86_64 \"$@\"\n",
+        gate.display()
+    );
+    fs::write(&slow, script).unwrap();
+    fs::set_permissions(&slow, fs::Permissions::from_mode(0o755)).unwrap();
+    let state = vms.dir().to_str().unwrap();
+    for (signal, code) in [(Signal::TERM, 143), (Signal::HUP, 129), (Signal::INT, 130)] {
+        let _ = fs::remove_file(&gate);
+        let args =
+            ["vm", "start", "slow", "--accel", "tcg", "--qemu", slow.to_str().unwrap(), "--", "-machine", "none"];
+        let mut command = qmpsh_command(&args);
+        command.env("QMPSH_STATE_DIR", vms.dir());
+        let mut child = common::Guarded(command.spawn().unwrap());
+        let booting = common::eventually(Duration::from_secs(10), || !common::processes_naming(state).is_empty());
+        assert!(booting, "{signal:?}: QEMU's start never began");
+        kill_process(Pid::from_child(&child), signal).unwrap();
+        let status = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("vm start ends");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        fs::write(&gate, "").unwrap();
+        let gone = common::eventually(Duration::from_secs(10), || common::processes_naming(state).is_empty());
+        assert!(gone, "{signal:?}: QEMU runs on after vm start ended: {:?}", common::processes_naming(state));
+        assert_eq!(status.code(), Some(code), "{signal:?}: {status:?} {stderr}");
+        assert!(stderr.contains("arrived while QEMU started: QEMU (pid "), "{signal:?}: {stderr}");
+        assert!(!vms.dir().join("slow").exists(), "{signal:?}: the folder of a VM that never started stays");
+    }
+}
+
 /// Runs qmpsh in `vms`'s state folder with its stdout a pipe no one reads
 /// (closed before qmpsh writes), as `qmpsh vm ... | true`; returns the exit
 /// code and stderr.

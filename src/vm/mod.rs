@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{StartOptions, VmCommand};
 use crate::error::Error;
+use crate::interrupt::{self, Caught};
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
@@ -71,10 +72,13 @@ fn run_own(command: VmCommand) -> Result<(), Error> {
     }
 }
 
-/// `vm start`: what started, the accelerator and why, the ssh port.
+/// `vm start`: what started, the accelerator and why, the ssh port. Ctrl-C,
+/// SIGTERM, SIGHUP and SIGQUIT do not cut it short: QEMU either has
+/// started, and is said to run, or is ended.
 fn start_managed(name: &str, options: &StartOptions, out: &mut dyn Write) -> Result<(), Error> {
+    let caught = Caught::install().map_err(|e| Error::Io(format!("cannot watch for signals: {e}")))?;
     let vm = VmDir::new(name)?;
-    let started = start::start_qemu(&vm, options, false)?;
+    let started = start::start_qemu(&vm, options, false, Some(&caught))?;
     let mut said =
         writeln!(out, "started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display())
             .and_then(|()| writeln!(out, "accel {} ({})", started.chosen.accel.name, started.chosen.accel.why));
@@ -84,6 +88,10 @@ fn start_managed(name: &str, options: &StartOptions, out: &mut dyn Write) -> Res
         });
     }
     drop(started.lock);
+    if let Some(signal) = caught.signal() {
+        let message = format!("vm start {name}: {} arrived once the VM had started: it runs", interrupt::name(signal));
+        return Err(Error::Signalled { signal, message });
+    }
     said.map_err(Error::output)
 }
 
@@ -198,8 +206,10 @@ fn forget(vm: &VmDir, error: Error) -> Error {
     let kept = vm.dir.with_file_name(format!("{}.failed.log", vm.name));
     let moved = log.metadata().is_ok_and(|m| m.len() > 0) && fs::rename(&log, &kept).is_ok();
     let _ = fs::remove_dir_all(&vm.dir);
+    let whole = |why: String| format!("{why}\nQEMU's whole log: {}", kept.display());
     match error {
-        Error::Failed(why) if moved => Error::Failed(format!("{why}\nQEMU's whole log: {}", kept.display())),
+        Error::Failed(why) if moved => Error::Failed(whole(why)),
+        Error::Signalled { signal, message } if moved => Error::Signalled { signal, message: whole(message) },
         other => other,
     }
 }
