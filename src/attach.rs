@@ -50,9 +50,9 @@ pub fn agent_target(agent: &str) -> Result<Target, Error> {
     if !plain_word {
         return Target::parse(agent);
     }
-    match VmDir::find_socket(agent) {
-        Some(_) => {
-            let channel = VmDir::new(agent)?.agent_socket();
+    match VmDir::find(agent)? {
+        Some(vm) => {
+            let channel = vm.agent_socket();
             if !channel.exists() {
                 return Err(Error::Usage(format!(
                     "VM {agent} has no guest agent channel: it was started with --no-agent, on a machine \

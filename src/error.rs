@@ -35,6 +35,11 @@ pub enum Error {
     Interrupted,
     /// Standard output is a closed pipe: stop quietly, as `head` expects.
     BrokenPipe,
+    /// An ending signal (SIGINT, SIGHUP, SIGTERM, SIGQUIT) arrived while a
+    /// step that must not be cut short ran (`vm start`), which then
+    /// finished or undid what it began, as `message` says (exit 128 + the
+    /// signal's number).
+    Signalled { signal: i32, message: String },
     /// A local I/O failure, such as an unwritable log file (exit 1).
     Io(String),
 }
@@ -49,6 +54,7 @@ impl Error {
             Error::Timeout(_) | Error::Forced(_) => 4,
             Error::Interrupted => 130,
             Error::BrokenPipe => 0,
+            Error::Signalled { signal, .. } => u8::try_from(128 + signal).unwrap_or(1),
         }
     }
 
@@ -78,7 +84,8 @@ impl fmt::Display for Error {
             | Error::Timeout(msg)
             | Error::Forced(msg)
             | Error::Io(msg)
-            | Error::Failed(msg) => f.write_str(msg),
+            | Error::Failed(msg)
+            | Error::Signalled { message: msg, .. } => f.write_str(msg),
             Error::Parse { line, column, message } => {
                 match (line, column) {
                     (Some(l), Some(c)) => write!(f, "line {l}, column {c}: ")?,
@@ -130,4 +137,5 @@ Exit codes:
   3  connection failure: cannot connect, no greeting in time, connection lost
   4  timeout: a command (with --timeout) or .wait ran out of time, or a VM
      stop had to quit or kill QEMU because the guest did not power off
-130  interrupted by Ctrl-C; 143 by SIGTERM (launch cleans up first)";
+130  ended by Ctrl-C; 129 by SIGHUP, 143 by SIGTERM, 131 by SIGQUIT (launch,
+     vm start and the shell at its prompt first undo what they began)";

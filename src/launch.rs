@@ -1,81 +1,34 @@
 //! `qmpsh launch`: a throwaway VM in a private folder, the shell on it, and
 //! the VM killed and its folder removed when the shell ends, on Ctrl-C in
-//! a script, on SIGTERM or SIGHUP. If qmpsh itself is killed outright, the
-//! kernel kills QEMU with it (PR_SET_PDEATHSIG); only the folder remains.
+//! a script, on SIGTERM, SIGHUP or SIGQUIT. If qmpsh itself is killed
+//! outright, the kernel kills QEMU with it (PR_SET_PDEATHSIG); only the
+//! folder remains.
 
 use std::fs;
-use std::io::IsTerminal;
-use std::sync::Mutex;
-use std::thread;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use signal_hook::iterator::Signals;
 
 use crate::attach;
 use crate::cli::{SessionOptions, StartOptions};
 use crate::error::Error;
-use crate::interrupt;
+use crate::interrupt::{self, CtrlC};
 use crate::target::Target;
-use crate::terminal;
 use crate::vm::{self, VmDir};
 
-/// What the signal watcher must undo: the VM's QEMU and folder, and the
-/// terminal's settings.
-struct Cleanup {
-    vm: VmDir,
-    qemu_pid: Option<i32>,
-    terminal: Option<terminal::Saved>,
-}
-
-static CLEANUP: Mutex<Option<Cleanup>> = Mutex::new(None);
-
-/// Kills QEMU, removes the folder, restores the terminal, then exits with
-/// `exit_code` if given; runs once. The lock is held throughout, so when a
-/// signal is being handled, the main thread (which sees QEMU go) waits here
-/// instead of exiting first with a different status.
-fn clean_up(exit_code: Option<i32>) {
-    let Ok(mut guard) = CLEANUP.lock() else { return };
-    if let Some(cleanup) = guard.take() {
-        undo(cleanup);
-    }
-    if let Some(code) = exit_code {
-        std::process::exit(code);
-    }
-}
-
-fn undo(cleanup: Cleanup) {
+/// Kills QEMU (`qemu_pid`, 0 before it started) and removes the VM's
+/// folder.
+fn undo(vm: &VmDir, qemu_pid: i32) {
     // Our own unreaped child, so the pid cannot have been reused; a QEMU
     // that has exited already is fine, and then there is nothing to kill.
-    if let Some(pid) = cleanup.qemu_pid.and_then(Pid::from_raw)
+    if let Some(pid) = Pid::from_raw(qemu_pid)
         && kill_process(pid, Signal::KILL).is_ok()
     {
         let _ = waitpid(Some(pid), WaitOptions::empty());
     }
-    let _ = fs::remove_dir_all(&cleanup.vm.dir);
-    if let Some(saved) = &cleanup.terminal {
-        saved.restore();
-    }
-}
-
-/// Handles SIGINT, SIGTERM and SIGHUP in a thread of their own: each
-/// cleans up and exits, but for Ctrl-C in the REPL, which only interrupts.
-fn watch_signals(interactive: bool) -> Result<(), Error> {
-    let mut signals =
-        Signals::new([SIGINT, SIGTERM, SIGHUP]).map_err(|e| Error::Io(format!("cannot watch for signals: {e}")))?;
-    thread::Builder::new()
-        .name("qmpsh-signals".into())
-        .spawn(move || {
-            for signal in signals.forever() {
-                if signal == SIGINT && interactive {
-                    interrupt::raise();
-                    continue;
-                }
-                clean_up(Some(128 + signal));
-            }
-        })
-        .map_err(|e| Error::Io(format!("cannot start the signal thread: {e}")))?;
-    Ok(())
+    let _ = fs::remove_dir_all(&vm.dir);
 }
 
 /// Starts the VM, runs the shell on it, and cleans up however it ends.
@@ -83,30 +36,29 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
     let name = format!("launch-{}", std::process::id());
     let vm = VmDir::new(&name)?;
     let interactive = session.commands.is_empty() && std::io::stdin().is_terminal();
-    let terminal = interactive.then(terminal::Saved::now).flatten();
-    *CLEANUP.lock().map_err(|_| Error::Io("cleanup state poisoned".into()))? =
-        Some(Cleanup { vm: vm.clone(), qemu_pid: None, terminal });
-    if let Err(e) = watch_signals(interactive) {
-        clean_up(None);
-        return Err(e);
-    }
-    let started = match vm::start_qemu(&vm, &options, true) {
+    let qemu_pid = Arc::new(AtomicI32::new(0));
+    let cleanup = {
+        let (vm, qemu_pid) = (vm.clone(), Arc::clone(&qemu_pid));
+        interrupt::on_ending(move || undo(&vm, qemu_pid.load(Ordering::SeqCst)))?
+    };
+    // Ctrl-C at the prompt only interrupts; in a script it ends qmpsh, and
+    // the VM with it.
+    interrupt::ctrl_c_too(if interactive { CtrlC::Interrupts } else { CtrlC::Ends })?;
+    let started = match vm::start_qemu(&vm, &options, true, None) {
         Ok(started) => started,
         Err(e) => {
-            clean_up(None);
+            cleanup.run();
             return Err(e);
         }
     };
-    if let Ok(mut cleanup) = CLEANUP.lock()
-        && let Some(cleanup) = cleanup.as_mut()
-    {
-        cleanup.qemu_pid = Some(started.child.id() as i32);
-    }
+    qemu_pid.store(started.child.id() as i32, Ordering::SeqCst);
+    // Registered: `vm stop` and `vm kill` may act on it like on any VM.
+    drop(started.lock);
     if session.verbose {
         let accel = &started.chosen.accel;
-        eprintln!("qmpsh: accel {} ({})", accel.name, accel.why);
+        let _ = writeln!(std::io::stderr(), "qmpsh: accel {} ({})", accel.name, accel.why);
     }
     let result = attach::monitor(&Target::Unix(started.socket), &session);
-    clean_up(None);
+    cleanup.run();
     result
 }

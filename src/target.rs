@@ -59,11 +59,13 @@ and a VM share its name) is an error: write unix:NAME, ./NAME or tcp:....";
 
 impl Target {
     /// Reads TARGET by the rule in [`TARGET_HELP`]; `vm_socket` names the
-    /// socket of a managed VM, if one has that name.
-    pub fn parse_with(text: &str, vm_socket: impl Fn(&str) -> Option<PathBuf>) -> Result<Target, Error> {
+    /// socket of a managed VM, if one has that name, or refuses one that
+    /// fails its checks.
+    pub fn parse_with(text: &str, vm_socket: impl Fn(&str) -> Result<Option<PathBuf>, Error>) -> Result<Target, Error> {
         let target = Target::parse(text)?;
         let plain_word = !text.contains('/') && !text.contains(':');
-        match vm_socket(text).filter(|_| plain_word) {
+        let vm = if plain_word { vm_socket(text)? } else { None };
+        match vm {
             Some(_) if Path::new(text).exists() => Err(Error::Usage(format!(
                 "TARGET {text} is ambiguous: a VM and a file in this folder share the name; \
                  write ./{text} for the file"

@@ -10,6 +10,7 @@ use rustix::stdio::stdin;
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcsetattr};
 
 /// Settings of standard input, as they were when saved.
+#[derive(Clone)]
 pub struct Saved(Termios);
 
 impl Saved {
@@ -28,6 +29,21 @@ impl Saved {
         let _ = tcsetattr(terminal, OptionalActions::Now, &self.0);
     }
 }
+
+/// Leaves the terminal as it was before the line editor took it, from any
+/// thread (for a signal that ends qmpsh while the editor reads): the saved
+/// settings back, and bracketed paste, which the editor turns on in
+/// raw mode, off again. Writes to the file descriptor itself, past
+/// stdout's lock, which another thread may hold.
+pub fn leave(saved: &Saved) {
+    saved.restore();
+    if rustix::termios::isatty(rustix::stdio::stdout()) {
+        let _ = rustix::io::write(rustix::stdio::stdout(), BRACKETED_PASTE_OFF);
+    }
+}
+
+/// What turns a terminal's bracketed paste mode off.
+const BRACKETED_PASTE_OFF: &[u8] = b"\x1b[?2004l";
 
 /// Ends a read of the line editor's that nothing will answer: its input,
 /// stdin, becomes /dev/null, so the read sees end-of-file and the editor

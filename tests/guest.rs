@@ -94,7 +94,7 @@ impl Vms {
 }
 
 fn vms() -> Option<Vms> {
-    qemu_available().then(|| Vms { state: tempfile::tempdir().unwrap() })
+    qemu_available().then(|| Vms { state: common::state_folder() })
 }
 
 #[test]

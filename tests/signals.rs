@@ -1,7 +1,8 @@
 //! Signals and pipes against the real binary and a real QEMU: Ctrl-C ends a
-//! waiting script at once, a closed stdout ends qmpsh quietly, and SIGHUP
-//! makes `launch` clean up like SIGTERM. (Ctrl-C in the REPL and SIGTERM in
-//! `launch` are tested in repl.rs and vm.rs.)
+//! waiting script at once, a closed stdout ends qmpsh quietly, SIGHUP
+//! makes `launch` clean up like SIGTERM, and a signal that ends the shell
+//! at its prompt leaves the terminal as it found it. (Ctrl-C in the REPL
+//! and SIGTERM in `launch` are tested in repl.rs and vm.rs.)
 
 // Tests and benchmarks may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -91,7 +92,7 @@ fn a_closed_stdout_ends_qmpsh_quietly() {
 
 #[test]
 fn sighup_makes_launch_clean_up() {
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_folder();
     if !common::qemu_available() {
         return;
     }
@@ -107,6 +108,57 @@ fn sighup_makes_launch_clean_up() {
     let status = wait_with_deadline(&mut child, Duration::from_secs(10)).expect("qmpsh ends on SIGHUP");
     drop(stdin);
     assert_eq!(status.code(), Some(129), "{status:?}");
-    assert_eq!(std::fs::read_dir(state.path()).unwrap().count(), 0, "the VM folder is left");
+    assert!(common::state_entries(state.path()).is_empty(), "the VM folder is left");
     assert!(common::qemus_in(state.path()).is_empty(), "QEMU survived");
+}
+
+/// The qmpsh process a terminal's shell (`shell`, a pid) runs, once it runs.
+fn qmpsh_under(shell: i32) -> i32 {
+    let children = format!("/proc/{shell}/task/{shell}/children");
+    let qmpsh = std::path::Path::new(env!("CARGO_BIN_EXE_qmpsh"));
+    let mut found = None;
+    let started = common::eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&children).unwrap_or_default();
+        found = text
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<i32>().ok())
+            .find(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == qmpsh));
+        found.is_some()
+    });
+    assert!(started, "qmpsh never ran in the terminal");
+    found.unwrap()
+}
+
+#[test]
+fn a_signal_at_the_prompt_leaves_the_terminal_as_it_found_it() {
+    // The line editor holds the terminal raw (no echo) with bracketed
+    // paste on while it waits at the prompt; SIGTERM, SIGHUP or SIGQUIT
+    // must not leave it so for the shell that comes next.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    for (signal, code) in [(Signal::TERM, 143), (Signal::HUP, 129), (Signal::QUIT, 131)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (before, after) = (dir.path().join("before"), dir.path().join("after"));
+        let command = format!(
+            "stty -g > {before}; env XDG_STATE_HOME={home} {qmpsh} {socket}; echo qmpsh-exit=$?; \
+             stty -g > {after}.part; mv {after}.part {after}; cat",
+            before = before.display(),
+            after = after.display(),
+            home = dir.path().display(),
+            qmpsh = env!("CARGO_BIN_EXE_qmpsh"),
+            socket = qemu.socket.display(),
+        );
+        let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
+        tmux.wait_for("the prompt", |s| s.contains(&format!("{}>", qemu.socket.display())));
+        let qmpsh = qmpsh_under(tmux.pane_pid());
+        kill_process(Pid::from_raw(qmpsh).unwrap(), signal).unwrap();
+        tmux.wait_for("the exit status", |s| s.contains(&format!("qmpsh-exit={code}")));
+        assert!(common::eventually(Duration::from_secs(10), || after.exists()), "{signal:?}: stty never ran");
+        let (before, after) = (std::fs::read_to_string(&before).unwrap(), std::fs::read_to_string(&after).unwrap());
+        assert_eq!(before, after, "{signal:?}: the terminal's settings (stty -g) changed");
+        // With echo back on, a paste shows as typed; with bracketed paste
+        // left on, it would come wrapped in ESC [200~ ... ESC [201~.
+        tmux.paste("pasted-back");
+        let screen = tmux.wait_for("the paste echoed", |s| s.contains("pasted-back"));
+        assert!(!screen.contains("200~"), "{signal:?}: bracketed paste is still on:\n{screen}");
+    }
 }

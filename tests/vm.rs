@@ -22,7 +22,7 @@ struct Vms {
 
 impl Vms {
     fn new() -> Option<Vms> {
-        qemu_available().then(|| Vms { state: tempfile::tempdir().unwrap() })
+        qemu_available().then(|| Vms { state: common::state_folder() })
     }
 
     fn dir(&self) -> &Path {
@@ -221,7 +221,7 @@ fn launch_leaves_no_qemu_and_no_folder() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(run.stdout.contains("\"running\":true"), "{}", run.stdout);
     assert!(vms.live_qemus().is_empty());
-    assert_eq!(fs::read_dir(vms.dir()).unwrap().count(), 0, "the VM folder is gone");
+    assert!(common::state_entries(vms.dir()).is_empty(), "the VM folder is gone");
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn launch_cleans_up_on_sigterm() {
     drop(stdin);
     assert_eq!(status.code(), Some(143));
     assert!(vms.live_qemus().is_empty(), "QEMU survived");
-    assert_eq!(fs::read_dir(vms.dir()).unwrap().count(), 0, "the VM folder is left");
+    assert!(common::state_entries(vms.dir()).is_empty(), "the VM folder is left");
 }
 
 #[test]
@@ -262,7 +262,8 @@ fn dot_shutdown_forces_a_vm_that_ignores_the_button() {
 fn paths_with_commas_and_relative_state_folders() {
     let Some(vms) = Vms::new() else { return };
     // QEMU reads commas as option separators: they must be doubled.
-    let disk = vms.dir().join("a,b.img");
+    let disks = tempfile::tempdir().unwrap();
+    let disk = disks.path().join("a,b.img");
     fs::write(&disk, vec![0u8; 1 << 20]).unwrap();
     let run = vms.qmpsh(&["vm", "start", "comma", "--accel", "tcg", "--disk", disk.to_str().unwrap()], "");
     assert_eq!(run.code, 0, "{run:?}");
@@ -390,4 +391,341 @@ fn a_qemu_that_does_not_answer_is_killed_by_stop() {
         assert_eq!(stopped.stdout.contains("does not answer on its monitor"), code == 4, "{}", stopped.stdout);
     }
     assert!(vms.live_qemus().is_empty());
+}
+
+/// A VM folder `name` in the state folder `state`, as `vm start` makes one
+/// (0700, marked), with listeners on its QMP and agent sockets that note
+/// any client: a stand-in for another user's trap.
+fn planted_vm(state: &Path, name: &str) -> Vec<std::os::unix::net::UnixListener> {
+    use std::os::unix::fs::DirBuilderExt;
+    let folder = state.join(name);
+    fs::DirBuilder::new().mode(0o700).create(&folder).unwrap();
+    fs::write(folder.join("qmpsh-vm"), "").unwrap();
+    ["qmp.sock", "ga.sock"]
+        .iter()
+        .map(|socket| {
+            let listener = std::os::unix::net::UnixListener::bind(folder.join(socket)).unwrap();
+            listener.set_nonblocking(true).unwrap();
+            listener
+        })
+        .collect()
+}
+
+/// A private state folder qmpsh has marked as its own, in `parent`.
+fn marked_state(parent: &Path, name: &str) -> std::path::PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let state = parent.join(name);
+    fs::DirBuilder::new().mode(0o700).create(&state).unwrap();
+    fs::write(state.join(".qmpsh-state"), "").unwrap();
+    state
+}
+
+#[test]
+fn every_way_to_a_vm_by_name_refuses_a_folder_others_control() {
+    // Another user who makes `/tmp/qmpsh-0/web/qmp.sock` first (the state
+    // folder when XDG_RUNTIME_DIR is unset) must not receive root's
+    // commands: TARGET, --agent and every vm command check the state
+    // folder, the VM's folder and its sockets as `vm list` does, and
+    // change nothing.
+    let Some(vms) = Vms::new() else { return };
+    fn chown(path: &Path) {
+        std::os::unix::fs::lchown(path, Some(65534), Some(65534)).unwrap();
+    }
+    fn chmod(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+    type Spoil = Box<dyn Fn(&Path, &Path)>;
+    let cases: Vec<(&str, bool, &str, Spoil)> = vec![
+        ("state folder of another user", true, "belongs to uid 65534", Box::new(|state, _| chown(state))),
+        (
+            "state folder others can reach",
+            false,
+            "others can reach it (mode 0755)",
+            Box::new(|state, _| chmod(state, 0o755)),
+        ),
+        ("VM folder of another user", true, "belongs to uid 65534", Box::new(|_, vm| chown(vm))),
+        ("VM folder others can reach", false, "others can reach it (mode 0711)", Box::new(|_, vm| chmod(vm, 0o711))),
+        (
+            "socket of another user",
+            true,
+            "qmp.sock belongs to uid 65534",
+            Box::new(|_, vm| chown(&vm.join("qmp.sock"))),
+        ),
+        (
+            "VM folder that is a symlink",
+            false,
+            "symlink",
+            Box::new(|_, vm| {
+                let elsewhere = vm.with_file_name("elsewhere");
+                fs::rename(vm, &elsewhere).unwrap();
+                std::os::unix::fs::symlink(&elsewhere, vm).unwrap();
+            }),
+        ),
+    ];
+    for (n, (case, needs_root, said, spoil)) in cases.into_iter().enumerate() {
+        if needs_root && !common::root_available() {
+            continue;
+        }
+        let state = marked_state(vms.dir(), &format!("state{n}"));
+        let listeners = planted_vm(&state, "web");
+        let vm = state.join("web");
+        spoil(&state, &vm);
+        let mode = |path: &Path| fs::symlink_metadata(path).unwrap().mode();
+        let before = (mode(&state), mode(&vm));
+        let commands: [&[&str]; 7] = [
+            &["web", "--timeout", "1", "-c", "query-status"],
+            &["--agent", "web", "--timeout", "1", "-c", "guest-ping"],
+            &["vm", "status", "web"],
+            &["vm", "stop", "web", "--timeout", "1"],
+            &["vm", "kill", "web"],
+            &["vm", "delete", "web"],
+            &["vm", "start", "web", "--", "-machine", "none"],
+        ];
+        for args in commands {
+            let mut command = qmpsh_command(args);
+            command.env("QMPSH_STATE_DIR", &state);
+            let run = finish(command, "");
+            assert_eq!(run.code, 2, "{case}: {args:?}: {run:?}");
+            assert!(run.stderr.contains(said), "{case}: {args:?}: {}", run.stderr);
+            assert_eq!(run.stderr.lines().count(), 1, "{case}: {args:?}: {}", run.stderr);
+            for listener in &listeners {
+                assert!(listener.accept().is_err(), "{case}: {args:?} connected to the planted socket");
+            }
+            assert_eq!((mode(&state), mode(&vm)), before, "{case}: {args:?} changed a mode");
+            assert!(vm.join("qmp.sock").exists(), "{case}: {args:?} removed the socket");
+        }
+        assert!(vms.live_qemus().is_empty(), "{case}: a QEMU started");
+    }
+}
+
+#[test]
+fn only_folders_qmpsh_made_are_vms() {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(vms) = Vms::new() else { return };
+    let private = |path: &Path| fs::DirBuilder::new().mode(0o700).recursive(true).create(path).unwrap();
+    let run_in = |state: &Path, args: &[&str]| {
+        let mut command = qmpsh_command(args);
+        command.env("QMPSH_STATE_DIR", state);
+        finish(command, "")
+    };
+
+    // QMPSH_STATE_DIR=$HOME: a private folder of someone's own files is not
+    // a state folder, and nothing in it is a VM to delete or list.
+    // Folders of the test's own, beside the VMs' state folder.
+    let scratch = tempfile::tempdir().unwrap();
+    let home = scratch.path().join("home");
+    private(&home.join("Documents"));
+    fs::write(home.join("Documents/notes.txt"), "mine").unwrap();
+    for args in [&["vm", "delete", "Documents"][..], &["vm", "list"], &["vm", "start", "x"]] {
+        let run = run_in(&home, args);
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("qmpsh did not make it"), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+    assert!(home.join("Documents/notes.txt").exists(), "a folder qmpsh did not make was deleted");
+    assert_eq!(common::state_entries(&home), ["Documents"], "qmpsh wrote into it");
+
+    // In qmpsh's own state folder, a folder someone put there is no VM.
+    vms.start("real");
+    private(&vms.dir().join("Documents"));
+    fs::write(vms.dir().join("Documents/notes.txt"), "mine").unwrap();
+    let listed = vms.qmpsh(&["vm", "list", "--json"], "");
+    let names: Vec<String> =
+        listed.json_lines()[0].as_array().unwrap().iter().map(|vm| vm["name"].as_str().unwrap().into()).collect();
+    assert_eq!(names, ["real"], "{}", listed.stdout);
+    for args in [&["vm", "delete", "Documents"][..], &["vm", "status", "Documents"], &["vm", "start", "Documents"]] {
+        let run = vms.qmpsh(args, "");
+        assert_eq!(run.code, 2, "{args:?}: {run:?}");
+        assert!(run.stderr.contains("is not a VM of qmpsh's"), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    }
+    assert!(vms.dir().join("Documents/notes.txt").exists());
+
+    // A state folder others can reach is refused, not tightened.
+    let open = scratch.path().join("open");
+    fs::create_dir(&open).unwrap();
+    fs::set_permissions(&open, fs::Permissions::from_mode(0o755)).unwrap();
+    let refused = run_in(&open, &["vm", "list"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("others can reach it (mode 0755)"), "{}", refused.stderr);
+    assert_eq!(fs::metadata(&open).unwrap().mode() & 0o777, 0o755, "tightened");
+
+    // A state folder an older qmpsh made, without the marker: its VMs
+    // (folders with qmpsh's files) still count, and it is taken over.
+    let old = scratch.path().join("old");
+    private(&old.join("legacy"));
+    fs::write(old.join("legacy/chosen.json"), r#"{"accel":"tcg","accel_why":"asked","ssh_port":null}"#).unwrap();
+    fs::write(old.join("broken.failed.log"), "QEMU said no\n").unwrap();
+    let listed = run_in(&old, &["vm", "list"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    assert!(listed.stdout.lines().any(|l| l.starts_with("legacy ") && l.contains(" dead ")), "{}", listed.stdout);
+    assert!(old.join(".qmpsh-state").exists(), "not taken over");
+    let deleted = run_in(&old, &["vm", "delete", "legacy"]);
+    assert_eq!((deleted.code, deleted.stdout.as_str()), (0, "legacy: deleted\n"), "{deleted:?}");
+}
+
+#[test]
+fn two_starts_of_one_name_at_once_start_one_vm() {
+    // Both check that the name is free; without a lock both may find it
+    // so, and two QEMUs then share one folder, one of them unmanaged.
+    let Some(vms) = Vms::new() else { return };
+    for round in 0..5 {
+        let runs: Vec<Run> = std::thread::scope(|scope| {
+            let starts: Vec<_> = (0..2)
+                .map(|_| {
+                    scope.spawn(|| vms.qmpsh(&["vm", "start", "twin", "--accel", "tcg", "--", "-machine", "none"], ""))
+                })
+                .collect();
+            starts.into_iter().map(|start| start.join().unwrap()).collect()
+        });
+        let won: Vec<&Run> = runs.iter().filter(|run| run.code == 0).collect();
+        assert_eq!(won.len(), 1, "round {round}: {runs:?}");
+        let lost = runs.iter().find(|run| run.code != 0).unwrap();
+        assert_eq!(lost.code, 2, "round {round}: {lost:?}");
+        assert!(
+            lost.stderr.contains("VM twin is busy: another qmpsh is starting")
+                || lost.stderr.contains("VM twin is already running"),
+            "round {round}: {}",
+            lost.stderr
+        );
+        let live = vms.live_qemus();
+        assert_eq!(live.len(), 1, "round {round}: QEMUs {live:?}");
+        let pidfile = fs::read_to_string(vms.dir().join("twin/qemu.pid")).unwrap();
+        assert_eq!(pidfile.trim().parse::<i32>().ok(), live.first().copied(), "round {round}: the pidfile");
+        assert!(won[0].stdout.contains(&format!("pid {},", live[0])), "round {round}: {}", won[0].stdout);
+        let killed = vms.qmpsh(&["vm", "kill", "twin"], "");
+        assert_eq!(killed.code, 0, "{killed:?}");
+    }
+}
+
+#[test]
+fn a_signal_while_qemu_starts_ends_it() {
+    // Ctrl-C, SIGTERM or SIGHUP while QEMU boots: vm start ends the QEMU
+    // it was starting (exit 128 + the signal) rather than leave it to run
+    // with nothing that manages it.
+    let Some(vms) = Vms::new() else { return };
+    let tools = tempfile::tempdir().unwrap();
+    // QEMU, once the test opens the gate: until then, a QEMU booting.
+    let gate = tools.path().join("gate");
+    let slow = tools.path().join("slow-qemu");
+    let script = format!(
+        "#!/bin/sh\nwhile [ ! -e '{}' ]; do sleep 0.02; done\nexec qemu-system-x86_64 \"$@\"\n",
+        gate.display()
+    );
+    fs::write(&slow, script).unwrap();
+    fs::set_permissions(&slow, fs::Permissions::from_mode(0o755)).unwrap();
+    let state = vms.dir().to_str().unwrap();
+    for (signal, code) in [(Signal::TERM, 143), (Signal::HUP, 129), (Signal::INT, 130)] {
+        let _ = fs::remove_file(&gate);
+        let args =
+            ["vm", "start", "slow", "--accel", "tcg", "--qemu", slow.to_str().unwrap(), "--", "-machine", "none"];
+        let mut command = qmpsh_command(&args);
+        command.env("QMPSH_STATE_DIR", vms.dir());
+        let mut child = common::Guarded(command.spawn().unwrap());
+        let booting = common::eventually(Duration::from_secs(10), || !common::processes_naming(state).is_empty());
+        assert!(booting, "{signal:?}: QEMU's start never began");
+        kill_process(Pid::from_child(&child), signal).unwrap();
+        let status = common::wait_with_deadline(&mut child, Duration::from_secs(10)).expect("vm start ends");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        fs::write(&gate, "").unwrap();
+        let gone = common::eventually(Duration::from_secs(10), || common::processes_naming(state).is_empty());
+        assert!(gone, "{signal:?}: QEMU runs on after vm start ended: {:?}", common::processes_naming(state));
+        assert_eq!(status.code(), Some(code), "{signal:?}: {status:?} {stderr}");
+        assert!(stderr.contains("arrived while QEMU started: QEMU (pid "), "{signal:?}: {stderr}");
+        assert!(!vms.dir().join("slow").exists(), "{signal:?}: the folder of a VM that never started stays");
+    }
+}
+
+/// Runs qmpsh in `vms`'s state folder with its stdout a pipe no one reads
+/// (closed before qmpsh writes), as `qmpsh vm ... | true`; returns the exit
+/// code and stderr.
+fn with_closed_stdout(vms: &Vms, args: &[&str]) -> (i32, String) {
+    let mut command = qmpsh_command(args);
+    command.env("QMPSH_STATE_DIR", vms.dir()).stdin(std::process::Stdio::null());
+    let mut child = common::Guarded(command.spawn().unwrap());
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = common::wait_with_deadline(&mut child, Duration::from_secs(60)).expect("qmpsh ends");
+    (status.code().unwrap_or(-1), stderr)
+}
+
+#[test]
+fn a_closed_stdout_ends_the_vm_helpers_quietly() {
+    // `qmpsh vm status web | true`, `vm list | head -1`: what a VM helper
+    // did stands, and saying it to no one is no error.
+    let Some(vms) = Vms::new() else { return };
+    let start = ["vm", "start", "a", "--accel", "tcg", "--", "-machine", "none"];
+    assert_eq!(with_closed_stdout(&vms, &start), (0, String::new()), "vm start");
+    assert_eq!(vms.live_qemus().len(), 1, "the VM started all the same");
+    vms.start("b");
+    vms.start("c");
+    let quiet: [(&[&str], i32); 8] = [
+        (&["vm", "status", "a"], 0),
+        (&["vm", "status", "a", "--json"], 0),
+        (&["vm", "list"], 0),
+        (&["vm", "list", "--json"], 0),
+        // -machine none has no power button: a stop that forces is exit 4.
+        (&["vm", "stop", "a", "--timeout", "0.1"], 4),
+        (&["vm", "stop", "a"], 0),
+        (&["vm", "kill", "b"], 0),
+        (&["vm", "delete", "c"], 0),
+    ];
+    for (args, code) in quiet {
+        assert_eq!(with_closed_stdout(&vms, args), (code, String::new()), "{args:?}");
+    }
+    assert!(vms.live_qemus().is_empty(), "a VM survived its stop, kill or delete");
+    assert!(!vms.dir().join("c").exists(), "vm delete did not delete");
+}
+
+#[test]
+fn a_disk_name_is_never_an_option_to_qemu_img() {
+    // `--disk=-obacking_file=F,backing_fmt=raw` once reached qemu-img as an
+    // option: it made a stray image, named by the size, backed by F.
+    let Some(vms) = Vms::new() else { return };
+    if !common::qemu_img_available() {
+        return;
+    }
+    let cwd = tempfile::tempdir().unwrap();
+    fs::write(cwd.path().join("secret.raw"), vec![7u8; 1 << 20]).unwrap();
+    let disk = "-obacking_file=secret.raw,backing_fmt=raw";
+    let args = ["vm", "start", "inj", "--accel", "tcg", &format!("--disk={disk}"), "--disk-size", "1M"];
+    let mut command = qmpsh_command(&[&args[..], &["--", "-machine", "pc", "-S"]].concat());
+    command.env("QMPSH_STATE_DIR", vms.dir()).current_dir(cwd.path());
+    let run = finish(command, "");
+    let mut made: Vec<String> =
+        fs::read_dir(cwd.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    made.sort();
+    assert_eq!(made, [disk, "secret.raw"], "{run:?}");
+    let info = std::process::Command::new("qemu-img")
+        .args(["info", "--output=json", "-U"])
+        .arg(cwd.path().join(disk))
+        .output()
+        .unwrap();
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!((info["format"].as_str(), info.get("backing-filename")), (Some("qcow2"), None), "{info}");
+    assert_eq!(run.code, 0, "{run:?}");
+    let blocks = vms.qmpsh(&["inj", "--json", "-c", "query-block"], "");
+    let file = blocks.json_lines()[0]["return"][0]["inserted"]["file"].as_str().unwrap().to_string();
+    assert_eq!(Path::new(&file), cwd.path().join(disk), "{}", blocks.stdout);
+}
+
+#[test]
+fn a_state_folder_with_a_comma_in_its_path() {
+    // QEMU reads a comma in an option as the next option: a path in QEMU's
+    // option syntax doubles it, and one QEMU takes as it stands does not.
+    let Some(vms) = Vms::new() else { return };
+    let state = vms.dir().join("st,ate");
+    let mut command = qmpsh_command(&["vm", "start", "c", "--accel", "tcg", "--", "-machine", "none"]);
+    command.env("QMPSH_STATE_DIR", &state);
+    let run = finish(command, "");
+    assert_eq!(run.code, 0, "{run:?}");
+    for file in ["qmp.sock", "ctl.sock", "qemu.pid", "serial.log"] {
+        assert!(state.join("c").join(file).exists(), "{file} is not in the VM's folder");
+    }
+    let mut command = qmpsh_command(&["c", "-c", "query-status"]);
+    command.env("QMPSH_STATE_DIR", &state);
+    let status = finish(command, "");
+    assert!(status.stdout.contains("\"running\":true"), "{status:?}");
 }

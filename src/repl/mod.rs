@@ -53,6 +53,14 @@ enum Typed {
 pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let mut terminal = RestoreOnDrop(terminal::Saved::now());
     interrupt::install().map_err(|e| Error::Io(format!("cannot take over Ctrl-C: {e}")))?;
+    // SIGTERM, SIGHUP or SIGQUIT while the editor has the terminal raw
+    // must not leave it that way.
+    let saved = terminal.0.clone();
+    let _leave_on_signal = interrupt::on_ending(move || {
+        if let Some(saved) = &saved {
+            terminal::leave(saved);
+        }
+    })?;
     // Only the guest agent lists its commands itself; it has no HMP.
     let agent = !session.command_names().is_empty();
     // Completion asks the VM what it has now: events and commands make

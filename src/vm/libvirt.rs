@@ -2,6 +2,7 @@
 //! domains libvirt runs. libvirt owns their QEMU, so every action goes
 //! through libvirt (shutdown, destroy); qmpsh never signals that QEMU.
 
+use std::io::{self, Write};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -14,58 +15,66 @@ use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::libvirt::{self, LibvirtMonitor};
 
-/// Runs one `vm` command on libvirt at `uri`.
+/// Runs one `vm` command on libvirt at `uri`. What it says goes to stdout,
+/// where a closed pipe ends the saying quietly, never the act.
 pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
     let connect = libvirt::open(Some(uri)).map_err(Error::Connection)?;
+    let out = &mut io::stdout();
     match command {
         VmCommand::List { json, .. } => {
             let domains = connect
                 .list_all_domains(0)
                 .map_err(|e| Error::Connection(format!("libvirt at {uri} cannot list domains: {}", e.message())))?;
             let reports: Vec<Value> = domains.iter().map(report).collect();
-            if json {
-                println!("{}", Value::Array(reports));
-            } else {
-                println!("{:<20} {:>5} STATE", "NAME", "ID");
-                for r in &reports {
-                    let id = r["id"].as_u64().map_or("-".to_string(), |id| id.to_string());
-                    println!("{:<20} {id:>5} {}", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""));
-                }
-            }
-            Ok(())
+            write_list(&reports, json, out).map_err(Error::output)
         }
         VmCommand::Status { name, json, .. } => {
             let r = report(&domain(&connect, &name)?);
-            if json {
-                println!("{r}");
-            } else {
-                for key in ["name", "id", "state", "uuid"] {
-                    let value = match r.get(key).unwrap_or(&Value::Null) {
-                        Value::String(s) => s.clone(),
-                        Value::Null => "-".into(),
-                        other => other.to_string(),
-                    };
-                    println!("{key:<7} {value}");
-                }
-            }
-            Ok(())
+            write_status(&r, json, out).map_err(Error::output)
         }
-        VmCommand::Stop { name, timeout, kill: false, .. } => stop(&connect, &name, Duration::from_secs_f64(timeout)),
+        VmCommand::Stop { name, timeout, kill: false, .. } => {
+            stop(&connect, &name, Duration::from_secs_f64(timeout), out)
+        }
         // `--kill` and `vm kill` alike: libvirt's destroy, at once.
         VmCommand::Stop { name, .. } | VmCommand::Kill { name, .. } => {
             let domain = domain(&connect, &name)?;
             if !domain.is_active().unwrap_or(false) {
-                println!("{name}: not running");
-                return Ok(());
+                return writeln!(out, "{name}: not running").map_err(Error::output);
             }
             destroy(&domain, &name)?;
-            println!("{name}: killed");
-            Ok(())
+            writeln!(out, "{name}: killed").map_err(Error::output)
         }
         VmCommand::Start { .. } | VmCommand::Delete { .. } => {
             Err(Error::Usage("--connect works with vm list, status, stop and kill".into()))
         }
     }
+}
+
+fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<()> {
+    if json {
+        return writeln!(out, "{}", Value::Array(reports.to_vec()));
+    }
+    writeln!(out, "{:<20} {:>5} STATE", "NAME", "ID")?;
+    for r in reports {
+        let id = r["id"].as_u64().map_or("-".to_string(), |id| id.to_string());
+        writeln!(out, "{:<20} {id:>5} {}", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""))?;
+    }
+    Ok(())
+}
+
+fn write_status(r: &Value, json: bool, out: &mut dyn Write) -> io::Result<()> {
+    if json {
+        return writeln!(out, "{r}");
+    }
+    for key in ["name", "id", "state", "uuid"] {
+        let value = match r.get(key).unwrap_or(&Value::Null) {
+            Value::String(s) => s.clone(),
+            Value::Null => "-".into(),
+            other => other.to_string(),
+        };
+        writeln!(out, "{key:<7} {value}")?;
+    }
+    Ok(())
 }
 
 fn domain(connect: &Connect, name: &str) -> Result<Domain, Error> {
@@ -98,11 +107,10 @@ fn report(domain: &Domain) -> Value {
 /// button, or its agent), the wait, then libvirt's destroy; events print as
 /// they come, and the ending has the words and exit codes of qmpsh's own
 /// VMs.
-fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
+fn stop(connect: &Connect, name: &str, timeout: Duration, out: &mut dyn Write) -> Result<(), Error> {
     let domain = domain(connect, name)?;
     if !domain.is_active().unwrap_or(false) {
-        println!("{name}: not running");
-        return Ok(());
+        return writeln!(out, "{name}: not running").map_err(Error::output);
     }
     let mut printer = Printer::new(Style::plain(), None)?;
     let mut monitor = LibvirtMonitor::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
@@ -118,8 +126,9 @@ fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
         Ending::Killed { asked: false }
     };
     printer.flush();
-    println!("{name}: {ending}");
-    ending.as_result(timeout)
+    // What happened to the domain decides the exit; a closed stdout does not.
+    let said = writeln!(out, "{name}: {ending}");
+    ending.as_result(timeout).and(said.map_err(Error::output))
 }
 
 /// libvirt's destroy, and a check that it took.

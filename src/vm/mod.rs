@@ -12,13 +12,14 @@ mod state;
 pub mod stop;
 
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
 use crate::cli::{StartOptions, VmCommand};
 use crate::error::Error;
+use crate::interrupt::{self, Caught};
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
@@ -26,7 +27,7 @@ use crate::target::Target;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use process::Process;
 pub use start::{Started, start_qemu};
-pub use state::VmDir;
+pub use state::{VmDir, VmLock};
 
 /// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or with
 /// `--connect` on libvirt's domains.
@@ -54,70 +55,90 @@ fn run_libvirt(_: &str, _: VmCommand) -> Result<(), Error> {
     Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 
-/// `qmpsh vm ...` on the VMs qmpsh started.
+/// `qmpsh vm ...` on the VMs qmpsh started. Everything they print goes to
+/// stdout through `out`; a closed stdout ends the printing quietly, never
+/// the act.
 fn run_own(command: VmCommand) -> Result<(), Error> {
+    let out = &mut io::stdout();
     match command {
-        VmCommand::Start { name, options } => start_managed(&name, &options),
+        VmCommand::Start { name, options } => start_managed(&name, &options, out),
         VmCommand::Stop { name, timeout, kill, .. } => {
-            stop_managed(&existing(&name)?, Duration::from_secs_f64(timeout), kill)
+            stop_managed(&VmDir::existing(&name)?, Duration::from_secs_f64(timeout), kill, out)
         }
-        VmCommand::Kill { name, .. } => kill_managed(&existing(&name)?),
-        VmCommand::List { json, .. } => list(json),
-        VmCommand::Status { name, json, .. } => status(&existing(&name)?, json),
-        VmCommand::Delete { name } => delete(&existing(&name)?),
+        VmCommand::Kill { name, .. } => kill_managed(&VmDir::existing(&name)?, out),
+        VmCommand::List { json, .. } => list(json, out),
+        VmCommand::Status { name, json, .. } => status(&VmDir::existing(&name)?, json, out),
+        VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
     }
 }
 
-/// `vm start`: what started, the accelerator and why, the ssh port.
-fn start_managed(name: &str, options: &StartOptions) -> Result<(), Error> {
+/// `vm start`: what started, the accelerator and why, the ssh port. Ctrl-C,
+/// SIGTERM, SIGHUP and SIGQUIT do not cut it short: QEMU either has
+/// started, and is said to run, or is ended.
+fn start_managed(name: &str, options: &StartOptions, out: &mut dyn Write) -> Result<(), Error> {
+    let caught = Caught::install().map_err(|e| Error::Io(format!("cannot watch for signals: {e}")))?;
     let vm = VmDir::new(name)?;
-    let fresh = !vm.dir.exists();
-    let started = start::start_qemu(&vm, options, false).map_err(|e| if fresh { forget(&vm, e) } else { e })?;
-    println!("started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display());
-    println!("accel {} ({})", started.chosen.accel.name, started.chosen.accel.why);
+    let started = start::start_qemu(&vm, options, false, Some(&caught))?;
+    let mut said =
+        writeln!(out, "started {}: pid {}, socket {}", vm.name, started.child.id(), started.socket.display())
+            .and_then(|()| writeln!(out, "accel {} ({})", started.chosen.accel.name, started.chosen.accel.why));
     if let Some(port) = started.chosen.ssh_port {
-        println!("ssh   127.0.0.1:{port} goes to the guest's port 22: ssh -p {port} USER@127.0.0.1");
+        said = said.and_then(|()| {
+            writeln!(out, "ssh   127.0.0.1:{port} goes to the guest's port 22: ssh -p {port} USER@127.0.0.1")
+        });
     }
-    Ok(())
+    drop(started.lock);
+    if let Some(signal) = caught.signal() {
+        let message = format!("vm start {name}: {} arrived once the VM had started: it runs", interrupt::name(signal));
+        return Err(Error::Signalled { signal, message });
+    }
+    said.map_err(Error::output)
 }
 
 /// `vm kill`: SIGKILL, checked.
-fn kill_managed(vm: &VmDir) -> Result<(), Error> {
-    match running(vm) {
+fn kill_managed(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
+    let _lock = vm.lock()?;
+    let said = match running(vm) {
         Some(process) => {
             process.kill_and_wait(Duration::from_secs(5))?;
             tidy(vm);
-            println!("{}: killed", vm.name);
+            writeln!(out, "{}: killed", vm.name)
         }
-        None => println!("{}: not running", vm.name),
-    }
-    Ok(())
+        None => writeln!(out, "{}: not running", vm.name),
+    };
+    said.map_err(Error::output)
 }
 
 /// `vm list`: a table, or JSON.
-fn list(json: bool) -> Result<(), Error> {
+fn list(json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let reports: Vec<Value> = VmDir::all()?.iter().map(report).collect();
+    write_list(&reports, json, out).map_err(Error::output)
+}
+
+fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        println!("{}", Value::Array(reports));
-    } else {
-        println!("{:<20} {:>8} {:<10} {:>9}  SOCKET", "NAME", "PID", "STATE", "UPTIME");
-        for r in &reports {
-            print_row(r);
-        }
+        return writeln!(out, "{}", Value::Array(reports.to_vec()));
+    }
+    writeln!(out, "{:<20} {:>8} {:<10} {:>9}  SOCKET", "NAME", "PID", "STATE", "UPTIME")?;
+    for r in reports {
+        write_row(r, out)?;
     }
     Ok(())
 }
 
 /// `vm status`: one VM, with what its guest agent tells.
-fn status(vm: &VmDir, json: bool) -> Result<(), Error> {
+fn status(vm: &VmDir, json: bool, out: &mut dyn Write) -> Result<(), Error> {
     let mut r = report(vm);
     let agent = if r.get("pid").is_none_or(Value::is_null) { Value::Null } else { agent_report(vm) };
     if let Some(fields) = r.as_object_mut() {
         fields.insert("agent".into(), agent);
     }
+    write_status(&r, json, out).map_err(Error::output)
+}
+
+fn write_status(r: &Value, json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        println!("{r}");
-        return Ok(());
+        return writeln!(out, "{r}");
     }
     let text = |key: &str| match r.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
@@ -137,29 +158,20 @@ fn status(vm: &VmDir, json: bool) -> Result<(), Error> {
         ("ssh", ssh),
     ];
     for (label, value) in rows {
-        println!("{label:<7} {}", value.as_deref().unwrap_or("-"));
+        writeln!(out, "{label:<7} {}", value.as_deref().unwrap_or("-"))?;
     }
-    print_agent(r.get("agent").unwrap_or(&Value::Null));
-    Ok(())
+    write_agent(r.get("agent").unwrap_or(&Value::Null), out)
 }
 
 /// `vm delete`: kills the VM if need be, then removes its folder.
-fn delete(vm: &VmDir) -> Result<(), Error> {
+fn delete(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
+    let lock = vm.lock()?;
     if let Some(process) = running(vm) {
         process.kill_and_wait(Duration::from_secs(5)).map_err(|e| Error::Failed(format!("{e}; its folder stays")))?;
     }
     fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
-    println!("{}: deleted", vm.name);
-    Ok(())
-}
-
-/// A VM that has a folder, or a clear error.
-fn existing(name: &str) -> Result<VmDir, Error> {
-    let vm = VmDir::new(name)?;
-    if !vm.exists() {
-        return Err(Error::Usage(format!("no VM named {name} (qmpsh vm list shows them)")));
-    }
-    Ok(vm)
+    drop(lock);
+    writeln!(out, "{}: deleted", vm.name).map_err(Error::output)
 }
 
 /// Its QEMU, if it runs.
@@ -194,8 +206,10 @@ fn forget(vm: &VmDir, error: Error) -> Error {
     let kept = vm.dir.with_file_name(format!("{}.failed.log", vm.name));
     let moved = log.metadata().is_ok_and(|m| m.len() > 0) && fs::rename(&log, &kept).is_ok();
     let _ = fs::remove_dir_all(&vm.dir);
+    let whole = |why: String| format!("{why}\nQEMU's whole log: {}", kept.display());
     match error {
-        Error::Failed(why) if moved => Error::Failed(format!("{why}\nQEMU's whole log: {}", kept.display())),
+        Error::Failed(why) if moved => Error::Failed(whole(why)),
+        Error::Signalled { signal, message } if moved => Error::Signalled { signal, message: whole(message) },
         other => other,
     }
 }
@@ -208,11 +222,11 @@ fn tidy(vm: &VmDir) {
 }
 
 /// `vm stop`: the graceful sequence, reporting which step ended it.
-fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> {
+fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool, out: &mut dyn Write) -> Result<(), Error> {
+    let _lock = vm.lock()?;
     let Some(process) = running(vm) else {
         tidy(vm);
-        println!("{}: not running", vm.name);
-        return Ok(());
+        return writeln!(out, "{}: not running", vm.name).map_err(Error::output);
     };
     let mut printer = Printer::new(Style::plain(), None)?;
     // A kill needs no monitor, and one that does not answer (a stopped or
@@ -235,8 +249,9 @@ fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> 
     };
     printer.flush();
     tidy(vm);
-    println!("{}: {ending}", vm.name);
-    ending.as_result(timeout)
+    // What happened to the VM decides the exit; a closed stdout does not.
+    let said = writeln!(out, "{}: {ending}", vm.name);
+    ending.as_result(timeout).and(said.map_err(Error::output))
 }
 
 /// What `vm list` and `vm status` show of one VM.
@@ -304,21 +319,19 @@ fn agent_report(vm: &VmDir) -> Value {
 }
 
 /// The agent's part of `vm status`.
-fn print_agent(agent: &Value) {
+fn write_agent(agent: &Value, out: &mut dyn Write) -> io::Result<()> {
     if agent.is_null() {
-        println!("agent   none");
-        return;
+        return writeln!(out, "agent   none");
     }
     if agent["held"] == true {
-        println!("agent   held by another client (the channel takes one at a time)");
-        return;
+        return writeln!(out, "agent   held by another client (the channel takes one at a time)");
     }
     let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
     let addresses: Vec<String> = agent["addresses"].as_array().into_iter().flatten().map(text).collect();
-    println!("agent   qemu-ga");
-    println!("host    {}", text(&agent["hostname"]));
-    println!("os      {}", text(&agent["os"]));
-    println!("ip      {}", if addresses.is_empty() { "-".to_string() } else { addresses.join(", ") });
+    writeln!(out, "agent   qemu-ga")?;
+    writeln!(out, "host    {}", text(&agent["hostname"]))?;
+    writeln!(out, "os      {}", text(&agent["os"]))?;
+    writeln!(out, "ip      {}", if addresses.is_empty() { "-".to_string() } else { addresses.join(", ") })
 }
 
 /// running / paused / shut down, from `query-status`; `busy` when another
@@ -342,11 +355,10 @@ fn query_state(vm: &VmDir) -> String {
     }
 }
 
-fn print_row(r: &Value) {
+fn write_row(r: &Value, out: &mut dyn Write) -> io::Result<()> {
     let pid = r["pid"].as_i64().map_or("-".to_string(), |p| p.to_string());
     let uptime = r["uptime"].as_u64().map_or("-".to_string(), format_uptime);
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(
+    writeln!(
         out,
         "{:<20} {:>8} {:<10} {:>9}  {}",
         r["name"].as_str().unwrap_or(""),
@@ -354,7 +366,7 @@ fn print_row(r: &Value) {
         r["state"].as_str().unwrap_or(""),
         uptime,
         r["socket"].as_str().unwrap_or("")
-    );
+    )
 }
 
 fn format_uptime(seconds: u64) -> String {

@@ -11,9 +11,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::process::Process;
-use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, opts_path, qmp_argument};
+use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, VmLock, opts_path, qmp_argument};
 use crate::cli::{Accel, StartOptions};
 use crate::error::Error;
+use crate::interrupt::{self, Caught};
 use crate::qmp::{Connect, Quiet, SocketMonitor};
 use crate::target::Target;
 
@@ -57,6 +58,8 @@ pub struct Started {
     pub child: Child,
     pub socket: PathBuf,
     pub chosen: Chosen,
+    /// The VM's folder stays locked while this lives.
+    pub lock: VmLock,
 }
 
 /// QEMU's arguments for this VM.
@@ -82,8 +85,12 @@ fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<O
     }
     push("-pidfile");
     push(&vm.pidfile().display().to_string());
+    // `-serial file:PATH` takes PATH as it stands, commas and all, where
+    // a chardev's path= is a QemuOpts value with commas doubled.
+    push("-chardev");
+    push(&format!("file,id=qmpsh-serial-log,path={}", opts_path(&vm.serial_log())));
     push("-serial");
-    push(&format!("file:{}", opts_path(&vm.serial_log())));
+    push("chardev:qmpsh-serial-log");
     push("-m");
     push(&options.memory.to_string());
     push("-smp");
@@ -120,18 +127,59 @@ fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<O
     args
 }
 
-/// Starts QEMU for `vm` and returns once its QMP socket greets. With
-/// `tied`, QEMU dies with this process (for `launch`).
-pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Started, Error> {
+/// Starts QEMU for `vm` and returns once its QMP socket greets, the VM's
+/// folder locked from the check that the name is free until then. With
+/// `tied`, QEMU dies with this process (for `launch`). With `caught`, an
+/// ending signal that arrives meanwhile ends the QEMU being started
+/// ([`Error::Signalled`]): no QEMU is left that no pidfile names. A start
+/// that fails removes the folder it made.
+pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool, caught: Option<&Caught>) -> Result<Started, Error> {
     let socket = vm.checked_socket()?;
-    if let Some(running) = Process::from_pidfile(&vm.pidfile(), &socket) {
+    let options = absolute(options)?;
+    let (lock, made) = vm.create_locked()?;
+    match start_locked(vm, &options, tied, caught, &socket) {
+        Ok((child, chosen)) => Ok(Started { child, socket, chosen, lock }),
+        Err(e) if made => Err(super::forget(vm, e)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The disk images with absolute paths: a name such as `-ofoo` then is
+/// no option to qemu-img, and one such as `nbd:...` or `json:...` no
+/// protocol to QEMU.
+fn absolute(options: &StartOptions) -> Result<StartOptions, Error> {
+    let absolute =
+        |path: &Path| std::path::absolute(path).map_err(|e| Error::Usage(format!("bad path {}: {e}", path.display())));
+    let mut options = options.clone();
+    options.disks = options.disks.iter().map(|disk| absolute(disk)).collect::<Result<_, _>>()?;
+    options.cdrom = options.cdrom.as_deref().map(absolute).transpose()?;
+    Ok(options)
+}
+
+/// [`start_qemu`] once the folder is made and locked.
+fn start_locked(
+    vm: &VmDir,
+    options: &StartOptions,
+    tied: bool,
+    caught: Option<&Caught>,
+    socket: &Path,
+) -> Result<(Child, Chosen), Error> {
+    if let Some(running) = Process::from_pidfile(&vm.pidfile(), socket) {
         return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
     }
-    super::state::ensure_private(&vm.dir)?;
     for stale in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
         let _ = fs::remove_file(stale);
     }
-    create_disks(options)?;
+    let signalled = |what: &str| {
+        let signal = caught.and_then(Caught::signal)?;
+        let message = format!("vm start {}: {} arrived {what}", vm.name, interrupt::name(signal));
+        Some(Error::Signalled { signal, message })
+    };
+    let disks = create_disks(options);
+    if let Some(e) = signalled("before QEMU started: it was not started") {
+        return Err(e);
+    }
+    disks?;
     let chosen = Chosen { accel: choose_accel(options.accel), ssh_port: options.ssh_port };
     let log =
         File::create(vm.qemu_log()).map_err(|e| Error::Io(format!("cannot write {}: {e}", vm.qemu_log().display())))?;
@@ -147,19 +195,35 @@ pub fn start_qemu(vm: &VmDir, options: &StartOptions, tied: bool) -> Result<Star
     let this = std::env::current_exe().map_err(|e| Error::Io(format!("cannot find qmpsh's own binary: {e}")))?;
     let tied_to = tied.then(std::process::id);
     let mut command = Command::new(this);
-    command.args(super::exec::arguments(&options.qemu, &argv(vm, options, chosen.accel.name, &socket), tied_to));
+    command.args(super::exec::arguments(&options.qemu, &argv(vm, options, chosen.accel.name, socket), tied_to));
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
     let mut child = command.spawn().map_err(|e| Error::Io(format!("cannot start {}: {e}", options.qemu.display())))?;
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let _ = fs::write(vm.started_file(), format!("{started}\n"));
     vm.keep_chosen(&chosen);
-    match await_monitor(&mut child, &socket) {
-        Ok(()) => Ok(Started { child, socket, chosen }),
-        Err(why) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            let _ = fs::remove_file(vm.pidfile());
-            let _ = fs::remove_file(&socket);
+    let interrupted = || caught.and_then(Caught::signal);
+    let outcome = await_monitor(&mut child, socket, &interrupted);
+    // Our own child, not yet reaped: its pid is still QEMU's.
+    let end = |child: &mut Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = fs::remove_file(vm.pidfile());
+        let _ = fs::remove_file(socket);
+    };
+    match outcome {
+        Ok(()) => Ok((child, chosen)),
+        Err(Awaited::Signalled(signal)) => {
+            end(&mut child);
+            let message = format!(
+                "vm start {}: {} arrived while QEMU started: QEMU (pid {}) was ended",
+                vm.name,
+                interrupt::name(signal),
+                child.id()
+            );
+            Err(Error::Signalled { signal, message })
+        }
+        Err(Awaited::Failed(why)) => {
+            end(&mut child);
             let tail = last_lines(&vm.qemu_log(), 8);
             let shown = if tail.is_empty() { String::new() } else { format!(":\n{tail}") };
             Err(Error::Failed(format!("VM {} did not start: {why}{shown}", vm.name)))
@@ -214,13 +278,24 @@ fn sparse_file(disk: &Path, size: u64) -> Result<(), String> {
     file.set_len(size).map_err(|e| e.to_string())
 }
 
-/// Waits until QEMU answers on its socket, or exits, or takes too long.
-fn await_monitor(child: &mut Child, socket: &Path) -> Result<(), String> {
+/// Why QEMU's monitor was not reached.
+enum Awaited {
+    Failed(String),
+    /// An ending signal arrived first.
+    Signalled(i32),
+}
+
+/// Waits until QEMU answers on its socket, or exits, or takes too long,
+/// or `interrupted` says a signal came.
+fn await_monitor(child: &mut Child, socket: &Path, interrupted: &dyn Fn() -> Option<i32>) -> Result<(), Awaited> {
     let deadline = Instant::now() + START_LIMIT;
     let target = Target::Unix(socket.to_path_buf());
     loop {
+        if let Some(signal) = interrupted() {
+            return Err(Awaited::Signalled(signal));
+        }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!("QEMU exited during start ({status})"));
+            return Err(Awaited::Failed(format!("QEMU exited during start ({status})")));
         }
         if socket.exists() {
             let connect = Connect { greeting_timeout: Duration::from_secs(2), negotiate: true };
@@ -229,7 +304,7 @@ fn await_monitor(child: &mut Child, socket: &Path) -> Result<(), String> {
             }
         }
         if Instant::now() > deadline {
-            return Err(format!("its QMP socket did not answer within {} s", START_LIMIT.as_secs()));
+            return Err(Awaited::Failed(format!("its QMP socket did not answer within {} s", START_LIMIT.as_secs())));
         }
         thread::sleep(Duration::from_millis(20));
     }

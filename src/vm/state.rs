@@ -1,11 +1,18 @@
 //! Where managed VMs live: a private state folder with one folder per VM.
 //!
 //! `$QMPSH_STATE_DIR`, else `$XDG_RUNTIME_DIR/qmpsh`, else `/tmp/qmpsh-$UID`.
-//! qmpsh creates it 0700 and refuses one that is a symlink or belongs to
-//! another user: sockets there give control of VMs.
+//! Sockets there give control of VMs, so every way to a VM by name (TARGET,
+//! `--agent`, `vm ...`, `launch`) takes the same checks: the state folder
+//! and the VM's folder are real folders (not symlinks) of the user's that
+//! no one else can reach, and the sockets in the VM's folder are the
+//! user's. A folder that fails is refused, never tightened. Only what qmpsh
+//! made counts: the state folder holds the marker [`STATE_MARKER`] (written
+//! when qmpsh creates it), each VM's folder [`VM_MARKER`] (written by
+//! `vm start`).
 
-use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::process::getuid;
@@ -16,6 +23,24 @@ use crate::error::Error;
 
 /// The longest unix socket path the kernel takes (sun_path less its NUL).
 pub const UNIX_PATH_MAX: usize = 107;
+
+/// The file that marks a state folder as qmpsh's (a VM name cannot start
+/// with a dot, so no VM's folder can take its place).
+pub const STATE_MARKER: &str = ".qmpsh-state";
+
+/// The file that marks a VM's folder as made by `vm start` or `launch`.
+pub const VM_MARKER: &str = "qmpsh-vm";
+
+/// The file in a VM's folder that `vm start`, `stop`, `kill` and `delete`
+/// lock, so that only one of them acts on the VM at a time.
+const LOCK_FILE: &str = "lock";
+
+/// Files only qmpsh puts in a VM's folder: a folder made by a qmpsh from
+/// before [`VM_MARKER`] counts as a VM when it holds one of them.
+const OWN_FILES: [&str; 6] = ["qmp.sock", "ctl.sock", "ga.sock", "qemu.pid", "chosen.json", "started"];
+
+/// The sockets of a VM's folder, which must be the user's.
+const SOCKETS: [&str; 3] = ["qmp.sock", "ctl.sock", "ga.sock"];
 
 /// Where the state folder is, by the rule above; not created or checked.
 /// A relative `QMPSH_STATE_DIR` is refused: the same VM must be found from
@@ -34,40 +59,165 @@ pub fn state_path() -> Result<PathBuf, Error> {
     })
 }
 
-/// The state folder, created and checked.
+/// The state folder, for the commands that may write there (`vm start`,
+/// `launch`, `vm list`): created 0700 with its marker when missing,
+/// checked by [`check_state`] otherwise.
 pub fn state_dir() -> Result<PathBuf, Error> {
     let dir = state_path()?;
-    ensure_private(&dir)?;
-    Ok(dir)
-}
-
-/// Creates `dir` 0700 if missing; refuses a symlink, a non-folder, or a
-/// folder owned by another user; tightens a folder of ours that is open to
-/// others.
-pub fn ensure_private(dir: &Path) -> Result<(), Error> {
     let refuse = |why: String| Error::Usage(format!("refusing state folder {}: {why}", dir.display()));
-    if fs::symlink_metadata(dir).is_err() {
+    if let Some(parent) = dir.parent().filter(|p| fs::symlink_metadata(p).is_err()) {
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(dir)
+            .create(parent)
             .map_err(|e| refuse(format!("cannot create it: {e}")))?;
     }
-    let meta = fs::symlink_metadata(dir).map_err(|e| refuse(e.to_string()))?;
+    // Made here and now, it is qmpsh's; one that exists already, whoever
+    // made it a moment ago, goes through the checks.
+    if !make_marked(&dir, STATE_MARKER).map_err(|e| refuse(format!("cannot create it: {e}")))? {
+        check_state(&dir, true)?;
+    }
+    Ok(dir)
+}
+
+/// Makes the folder `dir` (0700) with the file `marker` in it, unless
+/// something is at `dir` already; true when this call made it. The folder
+/// is made aside and moved into place, so that no one sees it without its
+/// marker (a second qmpsh would take it for a folder qmpsh did not make).
+fn make_marked(dir: &Path, marker: &str) -> io::Result<bool> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    if fs::symlink_metadata(dir).is_ok() {
+        return Ok(false);
+    }
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let aside = dir.with_file_name(format!(".{name}.{}.new", std::process::id()));
+    fs::DirBuilder::new().mode(0o700).create(&aside)?;
+    let moved = mark(&aside.join(marker))
+        .and_then(|()| renameat_with(CWD, &aside, CWD, dir, RenameFlags::NOREPLACE).map_err(io::Error::from));
+    match moved {
+        Ok(()) => Ok(true),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&aside);
+            match e.kind() {
+                io::ErrorKind::AlreadyExists => Ok(false),
+                // A file system without renameat2's flags (NFS): made in place.
+                io::ErrorKind::InvalidInput => match fs::DirBuilder::new().mode(0o700).create(dir) {
+                    Ok(()) => mark(&dir.join(marker)).map(|()| true),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+                    Err(e) => Err(e),
+                },
+                _ => Err(e),
+            }
+        }
+    }
+}
+
+/// The state folder if it exists, checked but never created or changed:
+/// for finding a VM by name.
+fn existing_state_dir() -> Result<Option<PathBuf>, Error> {
+    let dir = state_path()?;
+    match fs::symlink_metadata(&dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        _ => check_state(&dir, false).map(|()| Some(dir)),
+    }
+}
+
+/// Refuses a state folder that is not private (see [`private_folder`]) or
+/// not qmpsh's. One without the marker is qmpsh's when everything in it
+/// is (an empty folder, or one that an older qmpsh made): with `adopt`, it
+/// gets the marker.
+fn check_state(dir: &Path, adopt: bool) -> Result<(), Error> {
+    let refuse = |why: String| Error::Usage(format!("refusing state folder {}: {why}", dir.display()));
+    private_folder(dir).map_err(refuse)?;
+    if is_file(&dir.join(STATE_MARKER)) {
+        return Ok(());
+    }
+    let entries = fs::read_dir(dir).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    let stranger = entries.filter_map(Result::ok).find(|entry| !is_own_entry(dir, &entry.file_name()));
+    // Another qmpsh may have marked it meanwhile, and made a VM's folder.
+    if let Some(entry) = stranger.filter(|_| !is_file(&dir.join(STATE_MARKER))) {
+        return Err(refuse(format!(
+            "qmpsh did not make it (it has no {STATE_MARKER} file) and {} in it is not qmpsh's; \
+             set QMPSH_STATE_DIR to a folder for qmpsh alone",
+            entry.file_name().to_string_lossy()
+        )));
+    }
+    if adopt {
+        mark(&dir.join(STATE_MARKER)).map_err(|e| refuse(format!("cannot mark it as qmpsh's: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Whether `name` in the state folder `dir` is something qmpsh puts
+/// there: its marker, a VM's folder, or the log of a VM that did not start.
+fn is_own_entry(dir: &Path, name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else { return false };
+    if name == STATE_MARKER {
+        return true;
+    }
+    if let Some(vm) = name.strip_suffix(".failed.log") {
+        return check_name(vm).is_ok() && is_file(&dir.join(name));
+    }
+    check_name(name).is_ok() && private_folder(&dir.join(name)).is_ok() && is_vm_folder(&dir.join(name))
+}
+
+/// Why `dir` is not a private folder of the user's (a symlink, not a
+/// folder, another user's, or reachable by others), if it is not.
+fn private_folder(dir: &Path) -> Result<(), String> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
     if meta.file_type().is_symlink() {
-        return Err(refuse("it is a symlink".into()));
+        return Err("it is a symlink".into());
     }
     if !meta.is_dir() {
-        return Err(refuse("it is not a folder".into()));
+        return Err("it is not a folder".into());
     }
     let me = getuid().as_raw();
     if meta.uid() != me {
-        return Err(refuse(format!("it belongs to uid {}, not to you (uid {me})", meta.uid())));
+        return Err(format!("it belongs to uid {}, not to you (uid {me})", meta.uid()));
     }
-    if meta.mode() & 0o077 != 0 {
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(|e| refuse(e.to_string()))?;
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "others can reach it (mode {mode:04o}); qmpsh does not change a folder it did not make: \
+             chmod 700 it if it is qmpsh's"
+        ));
     }
     Ok(())
+}
+
+/// Whether a (private) folder is a VM's: it holds [`VM_MARKER`], or one of
+/// the files only qmpsh writes there.
+fn is_vm_folder(dir: &Path) -> bool {
+    is_file(&dir.join(VM_MARKER)) || OWN_FILES.iter().any(|file| fs::symlink_metadata(dir.join(file)).is_ok())
+}
+
+/// Why a socket in a VM's folder is not to be used (not a socket, or
+/// another user's), if one is not.
+fn check_sockets(dir: &Path) -> Result<(), String> {
+    let me = getuid().as_raw();
+    for name in SOCKETS {
+        let Ok(meta) = fs::symlink_metadata(dir.join(name)) else { continue };
+        if !meta.file_type().is_socket() {
+            return Err(format!("its {name} is not a socket"));
+        }
+        if meta.uid() != me {
+            return Err(format!("its {name} belongs to uid {}, not to you (uid {me})", meta.uid()));
+        }
+    }
+    Ok(())
+}
+
+fn is_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
+/// Writes a marker file (empty, 0600) unless it is there.
+fn mark(path: &Path) -> io::Result<()> {
+    match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && is_file(path) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether `name` is a usable VM name: letters, digits, `-`, `_`, `.`, not
@@ -111,11 +261,137 @@ pub struct VmDir {
     pub dir: PathBuf,
 }
 
+/// What a VM's name finds in the state folder.
+enum Lookup {
+    Missing,
+    /// A folder qmpsh did not make.
+    Stranger(PathBuf),
+    Vm(VmDir),
+}
+
+/// A VM's folder, locked (see [`VmDir::lock`]) while this lives.
+#[derive(Debug)]
+pub struct VmLock {
+    _held: File,
+}
+
 impl VmDir {
-    /// The folder of VM `name` (checked, not created).
+    /// The folder VM `name` is to have, for `vm start` and `launch`,
+    /// which make it ([`VmDir::create_locked`]); the state folder is
+    /// created or checked.
     pub fn new(name: &str) -> Result<VmDir, Error> {
         check_name(name)?;
         Ok(VmDir { name: name.to_string(), dir: state_dir()?.join(name) })
+    }
+
+    /// The existing VM `name`, checked, or a clear error: for `vm stop`,
+    /// `status`, `kill` and `delete`. Nothing is created or changed.
+    pub fn existing(name: &str) -> Result<VmDir, Error> {
+        check_name(name)?;
+        match VmDir::lookup(name)? {
+            Lookup::Vm(vm) => Ok(vm),
+            Lookup::Missing => Err(Error::Usage(format!("no VM named {name} (qmpsh vm list shows them)"))),
+            Lookup::Stranger(dir) => Err(Error::Usage(format!(
+                "{} is not a VM of qmpsh's (it has no {VM_MARKER} file): qmpsh leaves it alone",
+                dir.display()
+            ))),
+        }
+    }
+
+    /// VM `name`, checked, if there is one: for reading TARGET and
+    /// `--agent`. A folder qmpsh did not make is no VM; one that fails a
+    /// check is an error, never passed over for a file of the same name.
+    /// Nothing is created or changed.
+    pub fn find(name: &str) -> Result<Option<VmDir>, Error> {
+        if check_name(name).is_err() {
+            return Ok(None);
+        }
+        match VmDir::lookup(name)? {
+            Lookup::Vm(vm) => Ok(Some(vm)),
+            Lookup::Missing | Lookup::Stranger(_) => Ok(None),
+        }
+    }
+
+    /// The QMP socket of VM `name`, if there is one (see [`VmDir::find`]).
+    pub fn find_socket(name: &str) -> Result<Option<PathBuf>, Error> {
+        Ok(VmDir::find(name)?.map(|vm| vm.socket()))
+    }
+
+    /// What the state folder holds under `name` (a valid name), checked.
+    fn lookup(name: &str) -> Result<Lookup, Error> {
+        // Nothing of that name, or no state folder: nothing to check.
+        if fs::symlink_metadata(state_path()?.join(name)).is_err() {
+            return Ok(Lookup::Missing);
+        }
+        let Some(state) = existing_state_dir()? else { return Ok(Lookup::Missing) };
+        let dir = state.join(name);
+        let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", dir.display()));
+        private_folder(&dir).map_err(refuse)?;
+        if !is_vm_folder(&dir) {
+            return Ok(Lookup::Stranger(dir));
+        }
+        check_sockets(&dir).map_err(refuse)?;
+        Ok(Lookup::Vm(VmDir { name: name.to_string(), dir }))
+    }
+
+    /// Makes the VM's folder (0700, marked as a VM's) unless it exists,
+    /// checks it, and locks it: `vm start` and `launch`, from the check
+    /// that the name is free until the VM runs. Says whether this call
+    /// made the folder.
+    pub fn create_locked(&self) -> Result<(VmLock, bool), Error> {
+        let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", self.dir.display()));
+        let made = make_marked(&self.dir, VM_MARKER).map_err(|e| refuse(format!("cannot create it: {e}")))?;
+        private_folder(&self.dir).map_err(refuse)?;
+        if !made && !is_vm_folder(&self.dir) {
+            return Err(Error::Usage(format!(
+                "{} is there and is not a VM of qmpsh's (it has no {VM_MARKER} file): \
+                 choose another name, or move it away",
+                self.dir.display()
+            )));
+        }
+        let lock = self.lock()?;
+        check_sockets(&self.dir).map_err(refuse)?;
+        // A VM's folder from before the marker gets one.
+        mark(&self.dir.join(VM_MARKER)).map_err(|e| refuse(format!("cannot mark it as a VM's: {e}")))?;
+        Ok((lock, made))
+    }
+
+    /// Locks the VM's folder for this qmpsh, at once or not at all: a
+    /// second `vm start`, `stop`, `kill` or `delete` of the VM is refused
+    /// while one runs. The lock goes with the returned value, or with
+    /// qmpsh however it ends.
+    pub fn lock(&self) -> Result<VmLock, Error> {
+        let path = self.dir.join(LOCK_FILE);
+        let busy = || {
+            Error::Usage(format!(
+                "VM {} is busy: another qmpsh is starting, stopping or deleting it; try again when it is done",
+                self.name
+            ))
+        };
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|e| Error::Io(format!("cannot open the lock file {}: {e}", path.display())))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(busy()),
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(Error::Io(format!("cannot lock {}: {e}", path.display())));
+            }
+        }
+        // The folder may have gone between the open and the lock (a delete,
+        // a start that failed): a lock on a file no longer there guards
+        // nothing.
+        let held = file.metadata().map(|m| (m.dev(), m.ino())).ok();
+        let there = fs::symlink_metadata(&path).map(|m| (m.dev(), m.ino())).ok();
+        if held.is_none() || held != there {
+            return Err(busy());
+        }
+        Ok(VmLock { _held: file })
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -178,18 +454,6 @@ impl VmDir {
         kept.unwrap_or_else(|| json!({"accel": null, "accel_why": null, "ssh_port": null}))
     }
 
-    pub fn exists(&self) -> bool {
-        self.dir.is_dir()
-    }
-
-    /// The socket of an existing VM `name`, looked up without creating or
-    /// changing anything (for reading TARGET).
-    pub fn find_socket(name: &str) -> Option<PathBuf> {
-        check_name(name).ok()?;
-        let dir = state_path().ok()?.join(name);
-        dir.is_dir().then(|| dir.join("qmp.sock"))
-    }
-
     /// The socket path, refused if the kernel could not bind it.
     pub fn checked_socket(&self) -> Result<PathBuf, Error> {
         let socket = self.socket();
@@ -204,17 +468,18 @@ impl VmDir {
         Ok(socket)
     }
 
-    /// Every VM with a folder in the state folder, sorted by name.
+    /// Every VM in the state folder, sorted by name: folders qmpsh made
+    /// that pass the checks; anything else there is passed over.
     pub fn all() -> Result<Vec<VmDir>, Error> {
         let state = state_dir()?;
         let entries = fs::read_dir(&state)
             .map_err(|e| Error::Io(format!("cannot read the state folder {}: {e}", state.display())))?;
         let mut vms: Vec<VmDir> = entries
             .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|name| check_name(name).is_ok())
             .map(|name| VmDir { dir: state.join(&name), name })
+            .filter(|vm| private_folder(&vm.dir).is_ok() && is_vm_folder(&vm.dir) && check_sockets(&vm.dir).is_ok())
             .collect();
         vms.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(vms)
@@ -246,16 +511,30 @@ mod tests {
     }
 
     #[test]
-    fn the_state_folder_is_private_and_never_a_symlink() {
+    fn a_folder_is_private_only_when_no_one_else_can_reach_it() {
+        use std::os::unix::fs::PermissionsExt;
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("a/b/state");
-        ensure_private(&dir).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
-        ensure_private(&dir).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700, "tightened");
+        let dir = tmp.path().join("state");
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        assert_eq!(private_folder(&dir), Ok(()));
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
+        assert!(private_folder(&dir).unwrap_err().contains("others can reach it (mode 0750)"));
+        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o750, "left as it was");
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(ensure_private(&link).unwrap_err().to_string().contains("symlink"));
+        assert!(private_folder(&link).unwrap_err().contains("symlink"));
+    }
+
+    #[test]
+    fn only_folders_with_qmpsh_files_are_vms() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(!is_vm_folder(tmp.path()), "an empty folder");
+        fs::write(tmp.path().join("notes.txt"), "").unwrap();
+        assert!(!is_vm_folder(tmp.path()), "a folder of someone's files");
+        fs::write(tmp.path().join("chosen.json"), "{}").unwrap();
+        assert!(is_vm_folder(tmp.path()), "one an older qmpsh made");
+        let marked = tempfile::tempdir().unwrap();
+        mark(&marked.path().join(VM_MARKER)).unwrap();
+        assert!(is_vm_folder(marked.path()));
     }
 }

@@ -331,6 +331,58 @@ pub fn qemus_in(folder: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// A fresh state folder for `QMPSH_STATE_DIR`: private, as qmpsh wants
+/// one (it refuses a folder others can reach rather than tighten it, and a
+/// temporary folder is 0755 under the usual umask).
+pub fn state_folder() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let state = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(state.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    state
+}
+
+/// What a state folder holds besides the marker qmpsh writes in it when it
+/// makes it or takes it over: the names of VM folders and logs.
+pub fn state_entries(state: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(state)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".qmpsh-state")
+        .collect();
+    names.sort();
+    names
+}
+
+/// The live processes (zombies aside) whose command line mentions `text`:
+/// whatever ran, not only QEMU.
+pub fn processes_naming(text: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
+            let named = cmdline.windows(text.len()).any(|w| w == text.as_bytes());
+            (named && !zombie && pid != std::process::id() as i32).then_some(pid)
+        })
+        .collect()
+}
+
+/// Waits up to `limit` for `done`, checking every 10 ms; false if it never
+/// held.
+pub fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
 /// Kills every QEMU [`qemus_in`] `folder` finds: what a VM folder's guard
 /// does when dropped, so a failing test leaves no VM running. The pid
 /// comes from the process's own command line, never from a pid file that

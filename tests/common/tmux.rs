@@ -48,6 +48,18 @@ impl Tmux {
         self.run(&["send-keys", "-t", "0", "-l", text]);
     }
 
+    /// Pastes `text` as a terminal does (`paste-buffer -p`): wrapped in the
+    /// bracketed-paste marks if the program asked for them.
+    pub fn paste(&self, text: &str) {
+        self.run(&["set-buffer", "--", text]);
+        self.run(&["paste-buffer", "-p", "-t", "0"]);
+    }
+
+    /// The pid of the program the terminal runs (its shell).
+    pub fn pane_pid(&self) -> i32 {
+        self.run(&["display-message", "-p", "-t", "0", "#{pane_pid}"]).trim().parse().expect("the pane's pid")
+    }
+
     /// The screen and the last 100 lines above it.
     pub fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "0", "-S", "-100"])
