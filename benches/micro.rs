@@ -1,6 +1,6 @@
 //! In-process micro-benchmarks: the line parser, the binder (without and
 //! with the recorded schema), loading a schema, the framer on a recorded
-//! stream, and the renderer. Whole-process numbers are in `benches/e2e.rs`.
+//! stream, the renderer, and joining a JSON command of many lines. Whole-process numbers are in `benches/e2e.rs`.
 //!
 //!     cargo bench --bench micro              # all groups, about a minute
 //!     cargo bench --bench micro -- frame     # one group
@@ -16,7 +16,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use serde_json::{Value, json};
 
 use qmpsh::bind::{self, Context};
-use qmpsh::line::parse_line;
+use qmpsh::line::{Assembler, parse_line};
 use qmpsh::qmp::Framer;
 use qmpsh::render::{self, Palette};
 use qmpsh::schema::Schema;
@@ -154,6 +154,27 @@ fn render(c: &mut Criterion) {
     group.finish();
 }
 
+/// A raw QMP command pretty-printed over `lines` lines, as one would
+/// paste it: the time to join it grows with its length, not its square.
+fn assemble(c: &mut Criterion) {
+    let mut group = c.benchmark_group("assemble");
+    for lines in [10_000, 40_000] {
+        let mut text = vec!["{\"execute\": \"x\", \"arguments\": {\"list\": [".to_string()];
+        text.extend((0..lines - 2).map(|n| format!("    {{\"n\": {n}, \"s\": \"a [ \\\" {{\"}},")));
+        text.push("{}]}}".to_string());
+        group.throughput(Throughput::Elements(lines as u64));
+        group.bench_function(BenchmarkId::new("pretty-json-lines", lines), |b| {
+            b.iter(|| {
+                let mut assembler = Assembler::new();
+                let joined: Vec<_> = text.iter().filter_map(|line| assembler.push(line)).collect();
+                assert_eq!(joined.len(), 1);
+                joined
+            })
+        });
+    }
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -164,6 +185,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = parse, bind, load_schema, frame, render
+    targets = parse, bind, load_schema, frame, render, assemble
 }
 criterion_main!(micro);

@@ -1,10 +1,11 @@
 //! `run`: from parsed command-line options to what they ask for.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
 
 use crate::attach;
 use crate::bind::{Action, DotCommand};
+use crate::bounds;
 use crate::cli::{Cli, Command, Deferred, LaunchOptions, SessionOptions};
 use crate::error::Error;
 use crate::launch;
@@ -132,9 +133,22 @@ fn dry_run(input: Source, options: &SessionOptions, offline: &Offline) -> Result
 }
 
 /// `--schema FILE`: a schema saved with `qmpsh SOCK -c query-qmp-schema`.
+/// It is read up to [`bounds::MAX_SCHEMA_FILE`]: `--schema /dev/zero`
+/// is refused, not read until memory runs out.
 fn read_schema(path: &Path) -> Result<Schema, Error> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("cannot read the schema file {}: {e}", path.display())))?;
+    let cannot = |why: String| Error::Usage(format!("cannot read the schema file {}: {why}", path.display()));
+    let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
+    let mut text = String::new();
+    file.take(bounds::MAX_SCHEMA_FILE as u64 + 1).read_to_string(&mut text).map_err(|e| cannot(e.to_string()))?;
+    if text.len() > bounds::MAX_SCHEMA_FILE {
+        return Err(cannot(format!(
+            "it is over {} MiB, and a saved QEMU schema is about 200 KB",
+            bounds::MAX_SCHEMA_FILE >> 20
+        )));
+    }
+    if bounds::too_many_values(text.as_bytes()) {
+        return Err(cannot(bounds::values_refused("it holds", bounds::MAX_VALUES)));
+    }
     Schema::from_saved(&text).map_err(|e| {
         Error::Usage(format!(
             "{} is not a saved QMP schema ({e}); save one with `qmpsh SOCK -c query-qmp-schema > FILE`",

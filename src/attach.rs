@@ -10,7 +10,7 @@ use crate::cli::{ColorChoice, SessionOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
-use crate::qmp::{Connect, Monitor, SocketMonitor};
+use crate::qmp::{ClientError, Connect, Monitor, SocketMonitor};
 use crate::render::Palette;
 use crate::repl;
 use crate::script;
@@ -29,10 +29,13 @@ pub fn monitor(target: &Target, options: &SessionOptions) -> Result<(), Error> {
     let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate };
     let monitor: Box<dyn Monitor> = match target {
         Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
-        _ => Box::new(
-            SocketMonitor::connect(target, connect, &mut printer.own_traffic())
-                .map_err(|e| Error::Connection(e.to_string()))?,
-        ),
+        _ => {
+            let connection = |e: ClientError| Error::Connection(e.to_string());
+            let mut monitor =
+                SocketMonitor::connect(target, connect, &mut printer.own_traffic()).map_err(connection)?;
+            monitor.set_write_timeout(timeout).map_err(connection)?;
+            Box::new(monitor)
+        }
     };
     // A managed VM's folder holds its agent channel beside the QMP socket.
     let agent = match target {

@@ -22,6 +22,7 @@ pub mod app;
 pub mod arguments;
 pub mod attach;
 pub mod bind;
+pub mod bounds;
 pub mod cli;
 pub mod clock;
 pub mod error;

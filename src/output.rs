@@ -129,6 +129,9 @@ pub struct Printer {
     failure: Option<io::Error>,
 }
 
+/// How much of a stray message a note shows.
+const STRAY_SHOWN: usize = 200;
+
 /// How much output collects before it is written.
 const FLUSH_AT: usize = 64 * 1024;
 
@@ -252,6 +255,28 @@ impl Printer {
         }
     }
 
+    /// A note on stderr for a message that answers no command sent here:
+    /// the connection may be shared, or the peer is not QEMU. What it was
+    /// shows in short (the whole is in the `-l` log).
+    fn stray(&mut self, message: &Value) {
+        let mut shown = message.to_string();
+        if shown.len() > STRAY_SHOWN {
+            let cut = (0..=STRAY_SHOWN).rev().find(|&at| shown.is_char_boundary(at)).unwrap_or(0);
+            shown.truncate(cut);
+            shown.push_str("...");
+        }
+        let what = match message.get("id") {
+            Some(id) if message.get("return").is_some() || message.get("error").is_some() => {
+                format!("a reply with id {id}, which no command sent here carries")
+            }
+            _ if message.get("return").is_some() || message.get("error").is_some() => {
+                "a reply while no command sent here awaited one (a second reply to the last command?)".to_string()
+            }
+            _ => "a message that is neither a reply nor an event".to_string(),
+        };
+        self.problem(&format!("qmpsh: passed over {what}: {shown}"));
+    }
+
     /// Free text for stdout, such as `.help`.
     pub fn text(&mut self, text: &str) {
         let result = self.out.write_all(text.as_bytes());
@@ -276,8 +301,15 @@ impl Observer for Printer {
         }
     }
 
+    fn closed(&self) -> bool {
+        self.failure.as_ref().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    }
+
     fn received(&mut self, message: &Value, kind: Kind) {
         self.log(if kind == Kind::Event { "event" } else { "received" }, message);
+        if kind == Kind::Stray {
+            self.stray(message);
+        }
         if self.style.json {
             let mut result = serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
             if result.is_ok() {
@@ -307,9 +339,17 @@ impl Observer for OwnTraffic<'_> {
         self.0.log("sent", message);
     }
 
+    fn closed(&self) -> bool {
+        self.0.closed()
+    }
+
     fn received(&mut self, message: &Value, kind: Kind) {
         match kind {
             Kind::Event => self.0.received(message, kind),
+            Kind::Stray => {
+                self.0.log("received", message);
+                self.0.stray(message);
+            }
             _ => self.0.log("received", message),
         }
     }

@@ -3,7 +3,7 @@
 //! REPL all drive this; they differ only in what a failure does.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::bind::{self, Action, Context, DotCommand, PropertyTypes, Request};
+use crate::bounds;
 use crate::error::Error;
 use crate::help;
 use crate::hmp::{self, HmpCommands};
@@ -615,6 +616,12 @@ impl Session {
         match error {
             ClientError::Closed if self.quitting => Ok(Flow::Exit),
             ClientError::Interrupted => Err(Error::Interrupted),
+            ClientError::OutputClosed => Err(Error::BrokenPipe),
+            // Only a write times out here (a wait for a reply says which).
+            ClientError::Timeout => Err(Error::Timeout(format!(
+                "QEMU took no more of the command within {} s: it has stopped reading its monitor",
+                self.settings.timeout.unwrap_or_default().as_secs_f64()
+            ))),
             other => Err(Error::Connection(other.to_string())),
         }
     }
@@ -744,11 +751,22 @@ impl Observer for Watch<'_> {
     fn waiting(&mut self) {
         self.printer.waiting();
     }
+
+    fn closed(&self) -> bool {
+        self.printer.closed()
+    }
 }
 
 /// Parses a line. With `-H`, a line that is not a comment, a `.` command
 /// or raw JSON is HMP text as typed: the grammar never sees it.
 fn parse(text: &str, line_no: Option<usize>, hmp: bool) -> Result<Line, Error> {
+    let refuse = |message: String| Err(Error::Parse { line: line_no, column: None, message });
+    if text.len() > bounds::MAX_LINE {
+        return refuse(format!("the line is over {} MiB; qmpsh takes no longer lines", bounds::MAX_LINE >> 20));
+    }
+    if bounds::too_many_values(text.as_bytes()) {
+        return refuse(bounds::values_refused("the line holds", bounds::MAX_VALUES));
+    }
     let trimmed = text.trim();
     if hmp && !trimmed.is_empty() && !trimmed.starts_with(['.', '{', '#']) {
         return Ok(Line::Hmp(trimmed.to_string()));
@@ -831,20 +849,48 @@ pub enum Source {
 
 /// The next physical line of `reader` (number `number`), without its
 /// newline; `None` at the end.
+/// A line longer than [`bounds::MAX_LINE`] is refused as unreadable (its
+/// rest is read past, in pieces), not kept growing.
 pub fn read_physical(reader: &mut dyn BufRead, number: usize) -> Result<Option<String>, Error> {
+    let failed = |e: io::Error| Error::Io(format!("cannot read input: {e}"));
     let mut raw = Vec::new();
-    let n = reader.read_until(b'\n', &mut raw).map_err(|e| Error::Io(format!("cannot read input: {e}")))?;
+    let n = (&mut *reader).take(bounds::MAX_LINE as u64 + 1).read_until(b'\n', &mut raw).map_err(failed)?;
     if n == 0 {
         return Ok(None);
     }
     if raw.last() == Some(&b'\n') {
         raw.pop();
+    } else if raw.len() > bounds::MAX_LINE {
+        drop(raw);
+        skip_line(reader).map_err(failed)?;
+        let message = format!("the line is over {} MiB; qmpsh takes no longer lines", bounds::MAX_LINE >> 20);
+        return Err(Error::Parse { line: Some(number), column: None, message });
     }
     String::from_utf8(raw).map(Some).map_err(|e| Error::Parse {
         line: Some(number),
         column: None,
         message: format!("not valid UTF-8 (byte {})", e.utf8_error().valid_up_to() + 1),
     })
+}
+
+/// Reads past the rest of a line, a buffer at a time.
+fn skip_line(reader: &mut dyn BufRead) -> io::Result<()> {
+    loop {
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        match buffer.iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                reader.consume(at + 1);
+                return Ok(());
+            }
+            None => {
+                let all = buffer.len();
+                reader.consume(all);
+            }
+        }
+    }
 }
 
 /// One logical line for [`assemble`]'s caller: its text and the number of
@@ -880,9 +926,25 @@ pub fn assemble<S: ?Sized>(
             return Ok(());
         }
     }
+    finish(&mut assembler, state, &mut each).map(|_| ())
+}
+
+/// The end of one unit of input (the stream, or one `-c`): what is pending
+/// is a line, and a `\` that continued into the end is refused, as an
+/// open `{` is.
+fn finish<S: ?Sized>(
+    assembler: &mut Assembler,
+    state: &mut S,
+    each: &mut impl FnMut(&mut S, Logical) -> Result<Flow, Error>,
+) -> Result<Flow, Error> {
+    if let Some(start) = assembler.dangling() {
+        assembler.finish();
+        let message = "expected a line after the `\\` that continues this one, not the end of the input".to_string();
+        return each(state, Err(Error::Parse { line: Some(start), column: None, message }));
+    }
     match assembler.finish() {
-        Some((text, start)) => each(state, Ok((&text, start))).map(|_| ()),
-        None => Ok(()),
+        Some((text, start)) => each(state, Ok((&text, start))),
+        None => Ok(Flow::Continue),
     }
 }
 
@@ -897,8 +959,22 @@ pub fn for_each_line(
     let mut each = |_: &mut (), line: Logical| each(line);
     match input {
         Source::Commands(commands) => {
-            let mut lines = commands.iter().flat_map(|c| c.split('\n')).map(String::from);
-            assemble(&mut (), hmp, |_| Ok(lines.next()), &mut each)
+            // Each `-c` is whole: a `\` or an open `{` never reaches into
+            // the next one.
+            let mut assembler = if hmp { Assembler::for_hmp() } else { Assembler::new() };
+            for command in &commands {
+                for physical in command.split('\n') {
+                    if let Some((text, start)) = assembler.push(physical)
+                        && each(&mut (), Ok((&text, start)))? == Flow::Exit
+                    {
+                        return Ok(());
+                    }
+                }
+                if finish(&mut assembler, &mut (), &mut each)? == Flow::Exit {
+                    return Ok(());
+                }
+            }
+            Ok(())
         }
         Source::Stream(mut reader) => {
             let mut number = 0;

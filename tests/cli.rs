@@ -299,3 +299,60 @@ fn a_backslash_continues_a_line_only_as_a_word_of_its_own() {
          {\"execute\":\"qom-list\",\"arguments\":{\"path\":\"/machine\"}}\n"
     );
 }
+
+#[test]
+fn a_backslash_at_the_end_of_input_is_refused_as_an_open_brace_is() {
+    // Before, the half line ran as if it were whole.
+    let run = qmpsh(&["--dry-run"], "stop\nqom-list \\\n");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
+    assert_eq!(
+        run.stderr,
+        "qmpsh: line 2: expected a line after the `\\` that continues this one, not the end of the input\n"
+    );
+    let open = qmpsh(&["--dry-run"], "stop\n{\"execute\": \"cont\"\n");
+    assert_eq!((open.code, open.stdout.as_str()), (2, "{\"execute\":\"stop\"}\n"), "{}", open.stderr);
+}
+
+#[test]
+fn each_dash_c_is_a_whole_line_that_a_backslash_cannot_join_to_the_next() {
+    let run = qmpsh(&["--dry-run", "--keep-going", "-c", "qom-list \\", "-c", "stop"], "");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
+    assert!(run.stderr.contains("expected a line after the `\\`"), "{}", run.stderr);
+    // Within one -c, newlines still join as they do in a script.
+    let joined = qmpsh(&["--dry-run", "-c", "qom-list \\\n path=/machine"], "");
+    assert_eq!(joined.stdout, "{\"execute\":\"qom-list\",\"arguments\":{\"path\":\"/machine\"}}\n", "{joined:?}");
+}
+
+#[test]
+fn a_schema_file_without_end_is_refused_not_read_into_memory() {
+    let run = qmpsh(&["--dry-run", "--schema", "/dev/zero", "-c", "stop"], "");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "qmpsh: cannot read the schema file /dev/zero: it is over 16 MiB, and a saved QEMU schema is about 200 KB\n"
+    );
+}
+
+#[test]
+fn a_line_of_too_many_values_is_refused_and_the_script_goes_on_with_keep_going() {
+    let huge = format!("{{\"execute\": \"x\", \"arguments\": {{\"list\": [{}0]}}}}", "0,".repeat(2_100_000));
+    let run = qmpsh(&["--dry-run", "--keep-going"], &format!("{huge}\nstop\n"));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
+    assert_eq!(
+        run.stderr,
+        "qmpsh: line 1: the line holds over 2097152 JSON values; qmpsh takes no more (read, that could take \
+         gigabytes)\n"
+    );
+}
+
+#[test]
+fn an_input_line_without_end_is_refused_past_64_mib_and_the_next_line_still_reads() {
+    let endless = "a".repeat(65 << 20);
+    let run = qmpsh(&["--dry-run", "--keep-going"], &format!("{endless}\nstop\n"));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
+    assert_eq!(run.stderr, "qmpsh: line 1: the line is over 64 MiB; qmpsh takes no longer lines\n");
+}

@@ -122,7 +122,7 @@ fn a_20_mb_reply_arrives_whole() {
 }
 
 #[test]
-fn a_reply_with_an_unknown_id_is_dropped() {
+fn a_reply_with_an_unknown_id_is_passed_over_with_a_note() {
     let server = script(vec![
         expect("query-status"),
         send(r#"{"return": {"stale": true}, "id": 999}"#),
@@ -131,7 +131,146 @@ fn a_reply_with_an_unknown_id_is_dropped() {
     ]);
     let run = qmpsh(&[&server.socket_arg(), "-c", "query-status"], "");
     server.finish();
-    assert_eq!(run.stdout, "{\"fresh\":true}\n");
+    assert_eq!((run.code, run.stdout.as_str()), (0, "{\"fresh\":true}\n"), "{}", run.stderr);
+    assert_eq!(
+        run.stderr,
+        "qmpsh: passed over a reply with id 999, which no command sent here carries: {\"return\":{\"stale\":true},\"id\":999}\n"
+    );
+}
+
+#[test]
+fn a_timeout_after_a_stray_reply_says_the_reply_came() {
+    // "No reply" alone would be wrong: one came, for no command of ours.
+    let server = script(vec![
+        expect("query-status"),
+        send(r#"{"return": {"status": "running"}, "id": "someone-else"}"#),
+        Step::Pause(Duration::from_secs(2)),
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "--timeout", "0.5", "-c", "query-status"], "");
+    server.finish();
+    assert_eq!(run.code, 4, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", run.stderr);
+    assert!(lines[0].starts_with(r#"qmpsh: passed over a reply with id "someone-else""#), "{}", run.stderr);
+    assert!(lines[1].contains("no reply to query-status within 0.5 s"), "{}", run.stderr);
+}
+
+#[test]
+fn replies_out_of_order_to_the_users_own_ids_each_reach_their_command() {
+    // With ids, a peer may answer in any order; the replies still show in
+    // the order of the commands, each its own.
+    let server = script(vec![
+        expect("first"),
+        expect("second"),
+        send(r#"{"return": "for second", "id": "b"}"#),
+        send(r#"{"return": "for first", "id": "a"}"#),
+        Step::ExpectHangUp,
+    ]);
+    let script = "{\"execute\": \"first\", \"id\": \"a\"}\n{\"execute\": \"second\", \"id\": \"b\"}\n";
+    let run = qmpsh(&[&server.socket_arg(), "--pipeline=2"], script);
+    server.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "\"for first\"\n\"for second\"\n");
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn a_second_reply_to_one_command_is_not_taken_for_the_next_ones() {
+    let server = script(vec![
+        expect("query-status"),
+        send("{\"return\": {\"n\": 1}}\n{\"return\": {\"n\": 1, \"again\": true}}\n"),
+        expect("stop"),
+        send(r#"{"return": {"n": 2}}"#),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "query-status", "-c", "stop"], "");
+    server.finish();
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(run.stdout, "{\"n\":1}\n{\"n\":2}\n");
+    assert!(
+        run.stderr.starts_with("qmpsh: passed over a reply while no command sent here awaited one"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains(r#""again":true"#), "{}", run.stderr);
+}
+
+#[test]
+fn an_error_without_a_description_shows_what_the_peer_sent() {
+    let server = script(vec![
+        expect("stop"),
+        send(r#"{"error": {"class": "GenericError"}}"#),
+        expect("cont"),
+        send(r#"{"error": {"code": 7}}"#),
+        Step::ExpectHangUp,
+    ]);
+    let run = qmpsh(&[&server.socket_arg(), "--keep-going", "-c", "stop", "-c", "cont"], "");
+    server.finish();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "error: line 1: GenericError: {\"class\":\"GenericError\"}\nerror: line 2: error: {\"code\":7}\n"
+    );
+}
+
+#[test]
+fn a_timeout_holds_under_a_flood_of_events() {
+    let server = script(vec![expect("query-status"), Step::Flood(event("FLOOD", Some(r#"{"n": 1}"#)).repeat(100))]);
+    let started = std::time::Instant::now();
+    let run = qmpsh(&[&server.socket_arg(), "--timeout", "1", "-c", "query-status"], "");
+    let took = started.elapsed();
+    server.finish();
+    assert_eq!(run.code, 4, "{}", run.stderr);
+    assert!(run.stdout.lines().count() > 100, "the flood was shown while waiting");
+    assert!(run.stderr.contains("no reply to query-status within 1 s"), "{}", run.stderr);
+    // A wait that ignored its deadline would run until the 60 s limit.
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
+
+#[test]
+fn a_closed_output_ends_a_wait_under_a_flood_of_events() {
+    // `qmpsh ... | head -1`: once head has gone, qmpsh stops too.
+    use std::io::{BufRead, BufReader};
+    let server = script(vec![expect("query-status"), Step::Flood(event("FLOOD", None).repeat(100))]);
+    let mut child = common::qmpsh_command(&[&server.socket_arg(), "-c", "query-status"]).spawn().unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.ends_with(" FLOOD\n"), "{first:?}");
+    // The reader is dropped: stdout is a closed pipe now.
+    let status = common::wait_with_deadline(&mut child, Duration::from_secs(20));
+    server.finish();
+    let status = status.expect("qmpsh exits once its output is closed");
+    assert_eq!(status.code(), Some(0), "a closed pipe ends qmpsh quietly, as it does `head`");
+}
+
+#[test]
+fn a_timeout_holds_while_the_peer_stops_reading_a_large_command() {
+    // 10 MB: more than the socket takes without the peer reading. The peer
+    // reads nothing for 30 s: a write without a deadline would wait for it
+    // and end in "closed the connection" (exit 3).
+    let big = format!("{{\"execute\": \"x\", \"arguments\": {{\"data\": \"{}\"}}}}\n", "a".repeat(10 << 20));
+    let server = script(vec![Step::Pause(Duration::from_secs(30))]);
+    let run = qmpsh(&[&server.socket_arg(), "--timeout", "1"], &big);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert_eq!(run.stderr, "qmpsh: QEMU took no more of the command within 1 s: it has stopped reading its monitor\n");
+    // Not finished: the server is still asleep, as a peer that stopped reading.
+    drop(server);
+}
+
+#[test]
+fn a_reply_of_too_many_values_is_refused_before_it_takes_gigabytes() {
+    // 3 million zeros: 6 MB of text, gigabytes once read as values.
+    let reply = format!("{{\"return\": [{}0]}}\n", "0,".repeat(3_000_000));
+    let server = script(vec![expect("query-big"), send(&reply)]);
+    let run = qmpsh(&[&server.socket_arg(), "-c", "query-big"], "");
+    // Not finished: qmpsh hangs up before the server has written it all.
+    drop(server);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(
+        run.stderr,
+        "qmpsh: protocol error: QEMU sent a message of over 2097152 JSON values; qmpsh takes no more (read, that \
+         could take gigabytes)\n"
+    );
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! until its `)`. A `\` at the end of a word is part of the word
 //! (`data=C:\`, as qmp-shell reads it): it never joins the next line.
 
+use crate::bounds::MAX_LINE;
+
 /// Collects physical lines until they form one logical line.
 #[derive(Debug, Default)]
 pub struct Assembler {
@@ -12,9 +14,18 @@ pub struct Assembler {
     start: usize,
     /// Physical lines seen so far.
     seen: usize,
+    /// Physical lines in the pending text.
+    lines: usize,
     /// `-H`: a line that is not JSON or a `.` command is HMP text, where
     /// brackets mean nothing, so only `\` continues it.
     hmp: bool,
+    /// The brackets and quotes of the pending text so far, and how much of
+    /// it they have seen: each byte is scanned once, however many lines a
+    /// JSON value spans.
+    scan: Scan,
+    scanned: usize,
+    /// The last line ended in a continuing `\`.
+    dangling: bool,
 }
 
 impl Assembler {
@@ -35,18 +46,21 @@ impl Assembler {
         if self.pending.is_empty() {
             self.start = self.seen;
         }
-        // Blanks after the `\\` do not hide it.
+        self.lines += 1;
+        // Blanks after the `\` do not hide it.
+        self.dangling = false;
         if let Some(head) = physical.trim_end().strip_suffix('\\')
             && (head.is_empty() || head.ends_with(char::is_whitespace))
         {
             self.pending.push_str(head);
-            return None;
+            self.dangling = true;
+            return self.too_long().then(|| self.take());
         }
         self.pending.push_str(physical);
         let hmp_text = self.hmp && !self.pending.trim_start().starts_with(['{', '.', '#']);
-        if !hmp_text && needs_more(&self.pending) {
+        if !hmp_text && self.needs_more(physical) {
             self.pending.push('\n');
-            return None;
+            return self.too_long().then(|| self.take());
         }
         Some(self.take())
     }
@@ -61,98 +75,144 @@ impl Assembler {
     /// logical line it belonged to.
     pub fn skip_unreadable(&mut self) {
         self.seen += 1;
-        self.pending.clear();
+        self.reset();
+    }
+
+    /// Whether the input ended on a `\` that continues the line: what it
+    /// joined is no whole line, as an open `{` is none either.
+    pub fn dangling(&self) -> Option<usize> {
+        self.dangling.then_some(self.start)
     }
 
     /// At the end of input: whatever is pending, complete or not, so the
     /// parser can say what is missing.
     pub fn finish(&mut self) -> Option<(String, usize)> {
         if self.pending.trim().is_empty() {
-            self.pending.clear();
+            self.reset();
             return None;
         }
         let text = self.pending.trim_end_matches('\n').to_string();
-        self.pending.clear();
-        Some((text, self.start))
+        let start = self.start;
+        self.reset();
+        Some((text, start))
     }
 
     fn take(&mut self) -> (String, usize) {
-        (std::mem::take(&mut self.pending), self.start)
+        let taken = (std::mem::take(&mut self.pending), self.start);
+        self.reset();
+        taken
+    }
+
+    /// Whether the pending text has grown past what a line may hold
+    /// ([`MAX_LINE`]): it is then handed on as it is, for the parser to
+    /// refuse, rather than kept growing.
+    fn too_long(&self) -> bool {
+        self.pending.len() > MAX_LINE
+    }
+
+    fn reset(&mut self) {
+        self.pending.clear();
+        (self.lines, self.scanned, self.dangling) = (0, 0, false);
+        self.scan = Scan::default();
+    }
+
+    /// Whether the pending text (whose last physical line is `last`) has an
+    /// open JSON `{`/`[`, or an open transaction block. Brackets count only
+    /// where the grammar reads JSON: at the start of a line or word, or
+    /// right after `=`; not inside quotes, comments or `hmp` text.
+    fn needs_more(&mut self, last: &str) -> bool {
+        let trimmed = self.pending.trim_start();
+        let hmp =
+            trimmed.strip_prefix("hmp").is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        if trimmed.starts_with('#') || hmp {
+            return false;
+        }
+        if trimmed.starts_with("transaction(") {
+            return !closes_transaction(last, self.lines == 1);
+        }
+        let new = self.pending.get(self.scanned..).unwrap_or_default();
+        self.scan.feed(new);
+        self.scanned = self.pending.len();
+        self.scan.depth > 0
     }
 }
 
-/// Whether `text` has an open JSON `{`/`[`, or an open transaction block.
-/// Brackets count only where the grammar reads JSON: at the start of a
-/// line or word, or right after `=`; not inside quotes, comments or `hmp`
-/// text.
-fn needs_more(text: &str) -> bool {
-    let trimmed = text.trim_start();
-    let hmp = trimmed.strip_prefix("hmp").is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
-    if trimmed.starts_with('#') || hmp {
-        return false;
-    }
-    if trimmed.starts_with("transaction(") {
-        return !closes_transaction(text);
-    }
-    let mut depth = 0usize;
-    // The open quote (one quote character, or a Python triple quote), and
-    // whether a backslash escapes in it: always inside JSON or a Python
-    // literal, and in a top-level "string", but not in a top-level
-    // 'string', which is taken literally.
-    let mut quote: Option<(&str, bool)> = None;
-    let mut escaped = false;
-    // Characters of a delimiter already seen (a triple quote's last two).
-    let mut skip = 0;
-    let mut previous: Option<char> = None;
-    for (at, c) in text.char_indices() {
-        let rest = &text[at..];
-        let value_starts = previous.is_none_or(|p| p.is_whitespace() || p == '=');
-        previous = Some(c);
-        if skip > 0 {
-            skip -= 1;
-            continue;
-        }
-        match quote {
-            Some(_) if escaped => escaped = false,
-            Some((_, true)) if c == '\\' => escaped = true,
-            Some((q, _)) if rest.starts_with(q) => {
-                quote = None;
-                skip = q.len() - 1;
+/// A quote being read: its delimiter (`"`, `'`, or a Python triple quote),
+/// and whether a backslash escapes in it: always inside JSON or a Python
+/// literal, and in a top-level "string", but not in a top-level 'string',
+/// which is taken literally.
+#[derive(Debug, Clone, Copy)]
+struct Quote {
+    delimiter: &'static str,
+    escapes: bool,
+}
+
+/// Where a scan of brackets and quotes stands.
+#[derive(Debug, Default)]
+struct Scan {
+    depth: usize,
+    quote: Option<Quote>,
+    escaped: bool,
+    /// Characters of a delimiter already seen (a triple quote's last two).
+    skip: usize,
+    previous: Option<char>,
+}
+
+impl Scan {
+    /// Reads on through `text`, the next part of the logical line.
+    fn feed(&mut self, text: &str) {
+        for (at, c) in text.char_indices() {
+            let rest = text.get(at..).unwrap_or_default();
+            let value_starts = self.previous.is_none_or(|p| p.is_whitespace() || p == '=');
+            self.previous = Some(c);
+            if self.skip > 0 {
+                self.skip -= 1;
+                continue;
             }
-            Some(_) => {}
-            None if depth > 0 => match c {
-                '"' | '\'' => {
-                    let triple = rest.as_bytes().get(..3).is_some_and(|three| three.iter().all(|&b| b == c as u8));
-                    let delimiter = if triple { &rest[..3] } else { &rest[..1] };
-                    skip = delimiter.len() - 1;
-                    quote = Some((delimiter, true));
+            match self.quote {
+                Some(_) if self.escaped => self.escaped = false,
+                Some(Quote { escapes: true, .. }) if c == '\\' => self.escaped = true,
+                Some(Quote { delimiter, .. }) if rest.starts_with(delimiter) => {
+                    self.quote = None;
+                    self.skip = delimiter.len() - 1;
                 }
-                '{' | '[' => depth += 1,
-                '}' | ']' => depth -= 1,
-                _ => {}
-            },
-            None => match c {
-                '"' | '\'' if value_starts => quote = Some((&rest[..1], c == '"')),
-                '{' | '[' if value_starts => depth = 1,
-                _ => {}
-            },
+                Some(_) => {}
+                None if self.depth > 0 => match c {
+                    '"' | '\'' => {
+                        let triple = rest.as_bytes().get(..3).is_some_and(|three| three.iter().all(|&b| b == c as u8));
+                        let delimiter = match (c, triple) {
+                            ('"', true) => "\"\"\"",
+                            ('"', false) => "\"",
+                            (_, true) => "\'\'\'",
+                            (_, false) => "\'",
+                        };
+                        self.skip = delimiter.len() - 1;
+                        self.quote = Some(Quote { delimiter, escapes: true });
+                    }
+                    '{' | '[' => self.depth += 1,
+                    '}' | ']' => self.depth -= 1,
+                    _ => {}
+                },
+                None => match c {
+                    '"' if value_starts => self.quote = Some(Quote { delimiter: "\"", escapes: true }),
+                    '\'' if value_starts => self.quote = Some(Quote { delimiter: "\'", escapes: false }),
+                    '{' | '[' if value_starts => self.depth = 1,
+                    _ => {}
+                },
+            }
         }
     }
-    depth > 0
 }
 
 /// A one-line block ends with `)`; a multi-line block with a line that is
 /// only `)`, or (as qmp-shell allows) an action line whose last word is `)`.
-fn closes_transaction(text: &str) -> bool {
-    let mut lines = text.lines();
-    let first = lines.next().unwrap_or_default();
-    match lines.last() {
-        None => first.trim_end().ends_with(')'),
-        Some(last) => {
-            let last = last.trim();
-            last == ")" || last.strip_suffix(')').is_some_and(|head| head.ends_with(char::is_whitespace))
-        }
+/// `last` is the block's last line so far; `only` whether it is its first.
+fn closes_transaction(last: &str, only: bool) -> bool {
+    if only {
+        return last.trim_end().ends_with(')');
     }
+    let last = last.trim();
+    last == ")" || last.strip_suffix(')').is_some_and(|head| head.ends_with(char::is_whitespace))
 }
 
 #[cfg(test)]

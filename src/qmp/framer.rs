@@ -7,10 +7,7 @@
 //! so a 20 MB reply arriving in many reads is scanned once, then decoded
 //! once, in place.
 
-/// The largest message taken, in bytes: QEMU's largest reply
-/// (`query-qmp-schema`) is about 200 KB, so this only stops a peer that
-/// never ends its message from taking all memory.
-pub const MAX_MESSAGE: usize = 256 << 20;
+use crate::bounds::{self, MAX_MESSAGE, MAX_VALUES};
 
 /// Accumulates bytes and yields complete messages.
 #[derive(Debug)]
@@ -27,8 +24,13 @@ pub struct Framer {
     depth: usize,
     in_string: bool,
     escaped: bool,
+    /// Values in the message being scanned, counted as
+    /// [`bounds::values_at_most`] does.
+    values: usize,
     /// The largest message taken ([`MAX_MESSAGE`]).
     limit: usize,
+    /// The most values a message may hold ([`MAX_VALUES`]).
+    max_values: usize,
 }
 
 impl Default for Framer {
@@ -42,7 +44,9 @@ impl Default for Framer {
             depth: 0,
             in_string: false,
             escaped: false,
+            values: 0,
             limit: MAX_MESSAGE,
+            max_values: MAX_VALUES,
         }
     }
 }
@@ -95,7 +99,7 @@ impl Framer {
                     // 0xFF (never in UTF-8 text) is the guest agent's
                     // reset marker, sent before a guest-sync-delimited reply.
                     b' ' | b'\t' | b'\r' | b'\n' | 0xFF => self.start = self.scanned,
-                    b'{' => self.depth = 1,
+                    b'{' => (self.depth, self.values) = (1, 1),
                     _ => return Some(Err(self.garbage(self.scanned - 1))),
                 }
                 continue;
@@ -111,7 +115,15 @@ impl Framer {
             }
             match byte {
                 b'"' => self.in_string = true,
-                b'{' | b'[' => self.depth += 1,
+                b',' | b'{' | b'[' => {
+                    self.values += 1;
+                    if self.values > self.max_values {
+                        return Some(Err(bounds::values_refused("QEMU sent a message of", self.max_values)));
+                    }
+                    if byte != b',' {
+                        self.depth += 1;
+                    }
+                }
                 b'}' | b']' => {
                     self.depth -= 1;
                     if self.depth == 0 {
@@ -175,6 +187,20 @@ mod tests {
         let long = format!("{{\"return\": \"{}\"}}", "a".repeat(900_000));
         feed(&mut framer, long.as_bytes());
         assert!(framer.next_message().is_some_and(|m| m.is_ok()));
+    }
+
+    #[test]
+    fn a_message_of_too_many_values_is_refused_before_it_is_read() {
+        let mut framer = Framer { max_values: 1000, ..Framer::new() };
+        let many = format!("{{\"return\": [{}0]}}", "0,".repeat(999));
+        feed(&mut framer, many.as_bytes());
+        let why = framer.next_message().unwrap().unwrap_err();
+        assert!(why.contains("over 1000 JSON values"), "{why}");
+        // At the limit, a message is fine.
+        let mut framer = Framer { max_values: 1000, ..Framer::new() };
+        let fits = format!("{{\"return\": [{}0]}}", "0,".repeat(997));
+        feed(&mut framer, fits.as_bytes());
+        assert_eq!(framer.next_message().unwrap().unwrap()["return"].as_array().map(Vec::len), Some(998));
     }
 
     #[test]

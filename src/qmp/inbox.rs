@@ -5,6 +5,7 @@
 //! for a reply, an event or a wake-up, with a deadline and Ctrl-C, is
 //! written once, here.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
@@ -73,6 +74,19 @@ pub struct Inbox {
     wake: Wake,
     /// The transport records each command it sends here.
     pub(super) ledger: Ledger,
+    /// Replies read while another was awaited, by ticket: a peer may answer
+    /// commands that carry ids in any order. One per command in flight.
+    early: HashMap<u64, Early>,
+    /// Commands whose wait was given up (timed out, interrupted): a reply
+    /// that comes later is passed over, not kept.
+    abandoned: HashSet<u64>,
+}
+
+/// A reply that came before its turn.
+enum Early {
+    Answer(Value),
+    /// An error without the command's id ([`Settled::Unread`]).
+    Unread(Value),
 }
 
 impl Inbox {
@@ -90,7 +104,7 @@ impl Inbox {
 
     /// An inbox over `feed`; `wake` makes its current or next wait end.
     pub fn with_feed(feed: Box<dyn Feed>, wake: Wake) -> Inbox {
-        Inbox { feed, ended: None, wake, ledger: Ledger::default() }
+        Inbox { feed, ended: None, wake, ledger: Ledger::default(), early: HashMap::new(), abandoned: HashSet::new() }
     }
 
     /// The next message (or wake-up), or why none will come. A wait is cut
@@ -110,6 +124,11 @@ impl Inbox {
         loop {
             if interrupt::take() {
                 return Err(ClientError::Interrupted);
+            }
+            // Checked before every message, not only when none comes: a
+            // flood of events must not hold the wait open past its deadline.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(ClientError::Timeout);
             }
             let period = if first { FIRST_SLICE } else { INTERRUPT_POLL };
             let slice = match deadline {
@@ -147,42 +166,101 @@ impl Inbox {
     }
 
     /// Waits for the reply to the command recorded as `ticket`, handing
-    /// every other message to `observer` as it comes.
+    /// every other message to `observer` as it comes. A reply to another
+    /// command still awaited is kept for its turn; a reply to none is
+    /// shown as [`Kind::Stray`]. A wait that ends without the reply gives
+    /// the command up: its reply, if it comes, is passed over.
     pub fn await_reply(
         &mut self,
         ticket: u64,
         deadline: Option<Instant>,
         observer: &mut dyn Observer,
     ) -> Result<Reply, ClientError> {
+        if let Some(early) = self.early.remove(&ticket) {
+            return answer(early, observer);
+        }
         if !self.ledger.owes(ticket) {
             return Err(ClientError::Protocol(format!("no command awaits reply {ticket}")));
         }
+        let reply = self.await_owed(ticket, deadline, observer);
+        if reply.is_err() && self.ledger.owes(ticket) {
+            self.abandoned.insert(ticket);
+        }
+        reply
+    }
+
+    fn await_owed(
+        &mut self,
+        ticket: u64,
+        deadline: Option<Instant>,
+        observer: &mut dyn Observer,
+    ) -> Result<Reply, ClientError> {
         loop {
             let message = self.recv_message(deadline, observer)?;
-            if message.get("event").is_some() {
-                observer.received(&message, Kind::Event);
-                continue;
+            if let Some(early) = self.sort(message, observer) {
+                match early {
+                    (answered, early) if answered == ticket => return answer(early, observer),
+                    (answered, early) => {
+                        self.early.insert(answered, early);
+                    }
+                }
             }
-            if message.get("return").is_none() && message.get("error").is_none() {
+            if observer.closed() {
+                return Err(ClientError::OutputClosed);
+            }
+        }
+    }
+
+    /// Hands `message` to `observer` unless it is a reply to a command
+    /// still awaited, which it returns with that command's ticket.
+    fn sort(&mut self, message: Value, observer: &mut dyn Observer) -> Option<(u64, Early)> {
+        if message.get("event").is_some() {
+            observer.received(&message, Kind::Event);
+            return None;
+        }
+        if message.get("return").is_none() && message.get("error").is_none() {
+            observer.received(&message, Kind::Stray);
+            return None;
+        }
+        let (answered, early) = match self.ledger.settle(&message) {
+            Settled::Answer(answered) => (answered, Early::Answer(message)),
+            Settled::Unread(answered) => (answered, Early::Unread(message)),
+            Settled::Stray => {
                 observer.received(&message, Kind::Stray);
-                continue;
+                return None;
             }
-            match self.ledger.settle(&message) {
-                Settled::Answer(answered) if answered == ticket => {
-                    observer.received(&message, Kind::Reply);
-                    return Ok(reply_of(message));
+        };
+        if self.abandoned.remove(&answered) {
+            let (Early::Answer(message) | Early::Unread(message)) = &early;
+            observer.received(message, Kind::Late);
+            return None;
+        }
+        Some((answered, early))
+    }
+
+    /// Reads what has already come, without waiting, when no command
+    /// awaits a reply: before a command is sent, so a reply nothing asked
+    /// for (a second reply to the last command) is reported as such, not
+    /// taken for the next command's answer. With commands in flight
+    /// (`--pipeline`) it reads nothing: their replies and the events
+    /// between them show in the order they came, each in its turn.
+    pub fn read_ready(&mut self, observer: &mut dyn Observer) {
+        let awaited = self.ledger.owed().any(|ticket| !self.abandoned.contains(&ticket));
+        if self.ended.is_some() || awaited {
+            return;
+        }
+        while let Some(item) = self.feed.next_within(Duration::ZERO, false) {
+            match item {
+                Incoming::Message(message) => {
+                    if let Some((answered, early)) = self.sort(message, observer) {
+                        self.early.insert(answered, early);
+                    }
                 }
-                Settled::Unread(answered) if answered == ticket => {
-                    observer.received(&message, Kind::Reply);
-                    return Err(ClientError::Protocol(format!(
-                        "QEMU answered with an error that lacks the command's id, so it could not read \
-                         the command: {}",
-                        QmpError::from_reply(message.get("error").unwrap_or(&Value::Null))
-                    )));
+                Incoming::Wake => {}
+                Incoming::End(end) => {
+                    self.ended = Some(end);
+                    return;
                 }
-                // A reply to a command given up on (timed out, interrupted),
-                // or to none sent here.
-                _ => observer.received(&message, Kind::Stray),
             }
         }
     }
@@ -201,12 +279,17 @@ impl Inbox {
                 Err(e) => return Err(e),
             };
             if message.get("event").is_none() {
-                observer.received(&message, Kind::Stray);
-                continue;
+                if let Some((answered, early)) = self.sort(message, observer) {
+                    self.early.insert(answered, early);
+                }
+            } else {
+                observer.received(&message, Kind::Event);
+                if wanted(&message) {
+                    return Ok(Some(message));
+                }
             }
-            observer.received(&message, Kind::Event);
-            if wanted(&message) {
-                return Ok(Some(message));
+            if observer.closed() {
+                return Err(ClientError::OutputClosed);
             }
         }
     }
@@ -217,8 +300,12 @@ impl Inbox {
             match self.recv(None, true, observer)? {
                 Got::Woken => return Ok(()),
                 Got::Message(message) => {
-                    let kind = if message.get("event").is_some() { Kind::Event } else { Kind::Stray };
-                    observer.received(&message, kind);
+                    if let Some((answered, early)) = self.sort(message, observer) {
+                        self.early.insert(answered, early);
+                    }
+                    if observer.closed() {
+                        return Err(ClientError::OutputClosed);
+                    }
                 }
             }
         }
@@ -228,6 +315,23 @@ impl Inbox {
     pub fn waker(&self) -> Waker {
         let wake = Arc::clone(&self.wake);
         Box::new(move || wake())
+    }
+}
+
+/// Shows a reply in its turn and returns it.
+fn answer(early: Early, observer: &mut dyn Observer) -> Result<Reply, ClientError> {
+    match early {
+        Early::Answer(message) => {
+            observer.received(&message, Kind::Reply);
+            Ok(reply_of(message))
+        }
+        Early::Unread(message) => {
+            observer.received(&message, Kind::Reply);
+            Err(ClientError::Protocol(format!(
+                "QEMU answered with an error that lacks the command's id, so it could not read the command: {}",
+                QmpError::from_reply(message.get("error").unwrap_or(&Value::Null))
+            )))
+        }
     }
 }
 

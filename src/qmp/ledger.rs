@@ -56,6 +56,11 @@ impl Ledger {
         self.owed.iter().any(|owed| owed.ticket == ticket)
     }
 
+    /// The commands still owed a reply.
+    pub fn owed(&self) -> impl Iterator<Item = u64> + '_ {
+        self.owed.iter().map(|owed| owed.ticket)
+    }
+
     /// Stops waiting for a reply to `ticket` (a command that never sends one).
     pub fn forget(&mut self, ticket: u64) {
         self.owed.retain(|owed| owed.ticket != ticket);

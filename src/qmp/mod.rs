@@ -32,8 +32,13 @@ pub enum Kind {
     Reply,
     /// An asynchronous event.
     Event,
-    /// A reply nobody waits for (unknown id, or after a timeout): dropped.
+    /// A message that answers no command sent here (an id never sent, a
+    /// second reply to one command, a reply with nothing awaited): passed
+    /// over, and worth a note.
     Stray,
+    /// The reply to a command whose wait was given up (it timed out or was
+    /// interrupted): passed over.
+    Late,
 }
 
 /// Sees the traffic as it happens: for logging, `-v`, `--json`, and
@@ -44,6 +49,11 @@ pub trait Observer {
     /// Nothing has come for a moment and the wait goes on: a good time to
     /// show what is buffered.
     fn waiting(&mut self) {}
+    /// Whether the output went away (a closed pipe): a wait that only
+    /// shows what comes stops then.
+    fn closed(&self) -> bool {
+        false
+    }
 }
 
 /// A QMP message that runs `name` without arguments.
@@ -69,9 +79,14 @@ pub struct QmpError {
 }
 
 impl QmpError {
+    /// The error of a reply. One without a class or a description (a peer
+    /// that is not QEMU) shows what it sent instead of nothing.
     fn from_reply(error: &Value) -> QmpError {
-        let text = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-        QmpError { class: text("class"), desc: text("desc") }
+        let text = |key: &str| error.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string);
+        match (text("class"), text("desc")) {
+            (Some(class), Some(desc)) => QmpError { class, desc },
+            (class, _) => QmpError { class: class.unwrap_or_else(|| "error".into()), desc: error.to_string() },
+        }
     }
 }
 
@@ -99,6 +114,9 @@ pub enum ClientError {
     Interrupted,
     /// The connection could not be made or used.
     Io(String),
+    /// The output was closed while messages were being shown
+    /// ([`Observer::closed`]).
+    OutputClosed,
 }
 
 impl fmt::Display for ClientError {
@@ -109,6 +127,7 @@ impl fmt::Display for ClientError {
             ClientError::Protocol(msg) => write!(f, "protocol error: {msg}"),
             ClientError::Interrupted => f.write_str("interrupted"),
             ClientError::Io(msg) => f.write_str(msg),
+            ClientError::OutputClosed => f.write_str("the output was closed"),
         }
     }
 }

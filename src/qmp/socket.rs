@@ -44,6 +44,9 @@ pub struct SocketMonitor {
     /// replies meant for an earlier client); on QMP only `exec-oob` needs one.
     tag_all: bool,
     greeting: Option<Value>,
+    /// A command was written in part (a write timed out): QEMU would read
+    /// whatever comes next as its rest, so nothing more is sent.
+    torn: bool,
 }
 
 enum Stream {
@@ -108,6 +111,13 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_read_timeout(timeout),
             Stream::Tcp(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match self {
+            Stream::Unix(s) => s.set_write_timeout(timeout),
+            Stream::Tcp(s) => s.set_write_timeout(timeout),
         }
     }
 }
@@ -216,6 +226,17 @@ impl Feed for SocketFeed {
                 return Some(Incoming::End(ClientError::Closed));
             }
             let left = deadline.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                // Only what has already come: a read only when one would
+                // not block.
+                match poll_two(self.stream.as_fd(), self.wake.as_fd(), Duration::ZERO) {
+                    Ok((true, _)) => match self.read_within(None) {
+                        Ok(_) => continue,
+                        Err(end) => return Some(self.end(end)),
+                    },
+                    _ => return None,
+                }
+            }
             if !wakeable {
                 // A plain read with a timeout: one system call per reply.
                 match self.read_within(Some(left)) {
@@ -333,7 +354,7 @@ impl SocketMonitor {
         let feed =
             SocketFeed { stream: reader, framer, wake: wake_read, ended: false, timeout: None, chunk: FIRST_CHUNK };
         let inbox = Inbox::with_feed(Box::new(feed), wake);
-        Ok(SocketMonitor { writer, inbox, tag_all: false, greeting: None })
+        Ok(SocketMonitor { writer, inbox, tag_all: false, greeting: None, torn: false })
     }
 
     fn handshake(
@@ -347,9 +368,9 @@ impl SocketMonitor {
             Ok(message) => message,
             Err(ClientError::Timeout) => {
                 return Err(ClientError::Io(format!(
-                    "no QMP greeting from {target} within {} s: QEMU serves one client per QMP socket, \
-                     so another client may be holding it (or this is not a QMP socket; -N skips the \
-                     greeting for qemu-ga)",
+                    "no QMP greeting from {target} within {} s: another client may be holding it (QEMU serves \
+                     one client per QMP socket), QEMU may be stopped or slow (--timeout SECS waits longer), or \
+                     this is not a QMP socket (-N skips the greeting for qemu-ga)",
                     timeout.as_secs_f64()
                 )));
             }
@@ -388,12 +409,28 @@ impl SocketMonitor {
         self.inbox.ledger.forget(ticket);
     }
 
+    /// How long one command may take to be written (`--timeout`): a peer
+    /// that stops reading would otherwise block the write for ever. A
+    /// timed-out write ends the session's use of the connection.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        let timeout = timeout.map(|t| t.max(Duration::from_millis(1)));
+        self.writer.set_write_timeout(timeout).map_err(|e| ClientError::Io(e.to_string()))
+    }
+
     fn send(&mut self, message: &Value) -> Result<(), ClientError> {
+        if self.torn {
+            return Err(ClientError::Io(
+                "the connection cannot be used: a command was left written in part".to_string(),
+            ));
+        }
         let mut bytes = serde_json::to_vec(message).map_err(|e| ClientError::Io(e.to_string()))?;
         bytes.push(b'\n');
         self.writer.write_all(&bytes).map_err(|e| {
             if is_disconnect(&e) {
                 ClientError::Closed
+            } else if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                self.torn = true;
+                ClientError::Timeout
             } else {
                 ClientError::Io(format!("writing to QEMU failed: {e}"))
             }
@@ -414,6 +451,8 @@ impl Monitor for SocketMonitor {
             }
             None => None,
         };
+        // A reply read now answers no command about to be sent.
+        self.inbox.read_ready(observer);
         let message = Value::Object(command);
         observer.sent(&message);
         self.send(&message)?;

@@ -117,6 +117,7 @@ pub fn closes_by(monitor: &mut dyn Monitor, observer: &mut dyn Observer, deadlin
 fn failed(error: ClientError) -> Error {
     match error {
         ClientError::Interrupted => Error::Interrupted,
+        ClientError::OutputClosed => Error::BrokenPipe,
         other => Error::Connection(other.to_string()),
     }
 }

@@ -444,6 +444,8 @@ pub enum Step {
     ExpectHangUp,
     /// Wait before the next step.
     Pause(Duration),
+    /// Write these bytes over and over until the client hangs up.
+    Flood(String),
 }
 
 pub fn send(text: &str) -> Step {
@@ -542,6 +544,7 @@ fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
                 }
             }
             Step::Pause(d) => thread::sleep(d),
+            Step::Flood(text) => while writer.write_all(text.as_bytes()).is_ok() {},
         }
     }
     Ok(())

@@ -14,6 +14,7 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::sys;
 
+use crate::bounds;
 use crate::qmp::ClientError;
 use crate::qmp::inbox::Incoming;
 
@@ -160,6 +161,7 @@ unsafe extern "C" fn on_monitor_event(
     timestamp.insert("microseconds".into(), Value::from(micros));
     message.insert("timestamp".into(), Value::Object(timestamp));
     message.insert("event".into(), Value::from(event.unwrap_or_default()));
+    let details = details.filter(|d| !bounds::too_many_values(d.as_bytes()));
     if let Some(data) = details.and_then(|d| serde_json::from_str::<Value>(d).ok()) {
         message.insert("data".into(), data);
     }

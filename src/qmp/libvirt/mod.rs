@@ -23,6 +23,7 @@ use virt::error::{Error as VirtError, ErrorNumber};
 
 use super::inbox::{Inbox, Incoming};
 use super::{ClientError, Monitor, Observer, Reply, Waker};
+use crate::bounds;
 
 /// Which libvirt a `--connect` (or its absence) means, for messages: the
 /// URI given, else `$LIBVIRT_DEFAULT_URI`, else libvirt's own default, as
@@ -149,6 +150,9 @@ impl LibvirtMonitor {
 fn run_commands(domain: &Domain, requests: &Receiver<(Option<Value>, String)>, tx: &SyncSender<Incoming>) {
     for (id, command) in requests {
         let item = match domain.qemu_monitor_command(&command, 0) {
+            Ok(reply) if bounds::too_many_values(reply.as_bytes()) => Incoming::End(ClientError::Protocol(
+                bounds::values_refused("libvirt returned a reply of", bounds::MAX_VALUES),
+            )),
             Ok(reply) => match serde_json::from_str::<Value>(&reply) {
                 Ok(Value::Object(mut message)) => {
                     message.remove("id");
@@ -158,7 +162,10 @@ fn run_commands(domain: &Domain, requests: &Receiver<(Option<Value>, String)>, t
                     Incoming::Message(Value::Object(message))
                 }
                 _ => {
-                    Incoming::End(ClientError::Protocol(format!("libvirt returned a reply that is not JSON: {reply}")))
+                    let shown: String = reply.chars().take(200).collect();
+                    Incoming::End(ClientError::Protocol(format!(
+                        "libvirt returned a reply that is not JSON: {shown:?}"
+                    )))
                 }
             },
             Err(error) => failure(domain, &error, id),
