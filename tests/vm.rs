@@ -729,3 +729,31 @@ fn a_state_folder_with_a_comma_in_its_path() {
     let status = finish(command, "");
     assert!(status.stdout.contains("\"running\":true"), "{status:?}");
 }
+
+#[test]
+fn a_state_folder_that_cannot_be_written_is_a_failure_exit_1() {
+    // Not a refusal of the folder (exit 2): it is qmpsh's and private, but
+    // the file system says no. Root writes anywhere, so as root qmpsh runs
+    // as nobody, who owns the folder.
+    use std::os::unix::fs::{PermissionsExt, chown};
+    use std::os::unix::process::CommandExt;
+    let state = common::state_folder();
+    let dir = state.path().join("state");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join(".qmpsh-state"), "").unwrap();
+    let as_root = rustix::process::getuid().is_root();
+    if as_root {
+        chown(state.path(), Some(65534), Some(65534)).unwrap();
+        chown(&dir, Some(65534), Some(65534)).unwrap();
+    }
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o500)).unwrap();
+    let mut command = qmpsh_command(&["vm", "start", "x", "--no-agent"]);
+    command.env("QMPSH_STATE_DIR", &dir);
+    if as_root {
+        command.uid(65534).gid(65534);
+    }
+    let run = finish(command, "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.starts_with("qmpsh: cannot create the VM folder "), "{}", run.stderr);
+    assert!(run.stderr.ends_with("Permission denied (os error 13)\n"), "{}", run.stderr);
+}

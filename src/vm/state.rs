@@ -64,17 +64,14 @@ pub fn state_path() -> Result<PathBuf, Error> {
 /// checked by [`check_state`] otherwise.
 pub fn state_dir() -> Result<PathBuf, Error> {
     let dir = state_path()?;
-    let refuse = |why: String| Error::Usage(format!("refusing state folder {}: {why}", dir.display()));
+    // A folder that cannot be written is a failure (exit 1), not a refusal.
+    let cannot = |e: io::Error| Error::Io(format!("cannot create the state folder {}: {e}", dir.display()));
     if let Some(parent) = dir.parent().filter(|p| fs::symlink_metadata(p).is_err()) {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| refuse(format!("cannot create it: {e}")))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(parent).map_err(cannot)?;
     }
     // Made here and now, it is qmpsh's; one that exists already, whoever
     // made it a moment ago, goes through the checks.
-    if !make_marked(&dir, STATE_MARKER).map_err(|e| refuse(format!("cannot create it: {e}")))? {
+    if !make_marked(&dir, STATE_MARKER).map_err(cannot)? {
         check_state(&dir, true)?;
     }
     Ok(dir)
@@ -132,7 +129,8 @@ fn check_state(dir: &Path, adopt: bool) -> Result<(), Error> {
     if is_file(&dir.join(STATE_MARKER)) {
         return Ok(());
     }
-    let entries = fs::read_dir(dir).map_err(|e| refuse(format!("cannot read it: {e}")))?;
+    let entries =
+        fs::read_dir(dir).map_err(|e| Error::Io(format!("cannot read the state folder {}: {e}", dir.display())))?;
     let stranger = entries.filter_map(Result::ok).find(|entry| !is_own_entry(dir, &entry.file_name()));
     // Another qmpsh may have marked it meanwhile, and made a VM's folder.
     if let Some(entry) = stranger.filter(|_| !is_file(&dir.join(STATE_MARKER))) {
@@ -143,7 +141,8 @@ fn check_state(dir: &Path, adopt: bool) -> Result<(), Error> {
         )));
     }
     if adopt {
-        mark(&dir.join(STATE_MARKER)).map_err(|e| refuse(format!("cannot mark it as qmpsh's: {e}")))?;
+        mark(&dir.join(STATE_MARKER))
+            .map_err(|e| Error::Io(format!("cannot mark the state folder {} as qmpsh's: {e}", dir.display())))?;
     }
     Ok(())
 }
@@ -340,7 +339,8 @@ impl VmDir {
     /// made the folder.
     pub fn create_locked(&self) -> Result<(VmLock, bool), Error> {
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", self.dir.display()));
-        let made = make_marked(&self.dir, VM_MARKER).map_err(|e| refuse(format!("cannot create it: {e}")))?;
+        let cannot = |what: &str, e: io::Error| Error::Io(format!("cannot {what} {}: {e}", self.dir.display()));
+        let made = make_marked(&self.dir, VM_MARKER).map_err(|e| cannot("create the VM folder", e))?;
         private_folder(&self.dir).map_err(refuse)?;
         if !made && !is_vm_folder(&self.dir) {
             return Err(Error::Usage(format!(
@@ -352,7 +352,7 @@ impl VmDir {
         let lock = self.lock()?;
         check_sockets(&self.dir).map_err(refuse)?;
         // A VM's folder from before the marker gets one.
-        mark(&self.dir.join(VM_MARKER)).map_err(|e| refuse(format!("cannot mark it as a VM's: {e}")))?;
+        mark(&self.dir.join(VM_MARKER)).map_err(|e| cannot("mark as a VM's folder", e))?;
         Ok((lock, made))
     }
 
