@@ -28,6 +28,7 @@ pub mod interrupt;
 pub mod launch;
 pub mod line;
 pub mod output;
+pub mod private;
 pub mod properties;
 pub mod qemu_text;
 pub mod qmp;

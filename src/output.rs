@@ -3,20 +3,17 @@
 //! [`Printer`] is the [`Observer`] the QMP client reports to, so events are
 //! printed the moment they are read.
 
-use std::fs::{File, Permissions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use rustix::fs::{Mode, OFlags};
-use rustix::io::Errno;
-use rustix::process::getuid;
 use rustyline::ExternalPrinter;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock;
 use crate::error::Error;
+use crate::private::{self, Access};
 use crate::qmp::{Kind, Observer, QmpError};
 use crate::render::{self, Palette};
 use crate::secrets::LogMask;
@@ -42,26 +39,13 @@ struct TrafficLog {
     mask: LogMask,
 }
 
-/// The permissions of the log: it holds the whole conversation with QEMU.
-const LOG_MODE: u32 = 0o600;
-
 impl TrafficLog {
-    /// Opens `path` for appending, private to the user: a new file is
-    /// created 0600 (the mode is given to open(2), so the file is never
-    /// readable by others, whatever the umask). A symlink is refused
-    /// (O_NOFOLLOW): in a shared folder such as /tmp, where
-    /// fs.protected_symlinks may be off, a link planted by someone else
-    /// would have qmpsh, often run as root, append to and chmod the file it
-    /// points to. Folders on the way may still be symlinks.
+    /// Opens `path` for appending, private to the user by the rules of
+    /// [`crate::private`]: a symlink, anything but a regular file, or a
+    /// file of another user is refused before anything is written.
     fn open(path: &Path) -> Result<TrafficLog, Error> {
-        let cannot = |why: String| Error::Io(format!("cannot open log file {}: {why}", path.display()));
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let file = match rustix::fs::open(path, flags, Mode::from_raw_mode(LOG_MODE)) {
-            Ok(fd) => File::from(fd),
-            Err(Errno::LOOP) => return Err(cannot("it is a symlink; name the file itself".into())),
-            Err(e) => return Err(cannot(io::Error::from(e).to_string())),
-        };
-        make_private(&file).map_err(cannot)?;
+        let file = private::open_file(rustix::fs::CWD, path, Access::Append)
+            .map_err(|why| Error::Io(format!("cannot open log file {}: {why}", path.display())))?;
         Ok(TrafficLog { file: BufWriter::new(file), mask: LogMask::default() })
     }
 
@@ -87,28 +71,6 @@ struct Record<'a> {
     time: String,
     direction: &'a str,
     message: &'a Value,
-}
-
-/// Makes sure an existing log file is the user's alone. A regular file
-/// that belongs to someone else is refused: its owner could read what is
-/// appended (root would otherwise log into a file another user planted).
-/// One of ours that others can reach is tightened to 0600 through the open
-/// handle (fchmod: the file tightened is the file written, even if its path
-/// changes meanwhile). Pipes and devices (`-l /dev/null`, a FIFO) are left
-/// as they are.
-fn make_private(file: &File) -> Result<(), String> {
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Ok(());
-    }
-    let me = getuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!("it belongs to uid {}, not to you (uid {me})", meta.uid()));
-    }
-    if meta.mode() & 0o077 != 0 {
-        file.set_permissions(Permissions::from_mode(LOG_MODE)).map_err(|e| format!("cannot make it private: {e}"))?;
-    }
-    Ok(())
 }
 
 /// Where stdout output ends up.

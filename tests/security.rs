@@ -339,3 +339,38 @@ fn guest_set_user_password_reaches_the_agent_but_not_the_log() {
     assert_eq!(masked["arguments"], json!({"username": "root", "password": "***", "crypted": false}));
     assert_eq!(fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
 }
+
+#[test]
+fn a_log_path_that_is_not_a_regular_file_is_refused_without_waiting_for_a_reader() {
+    // A FIFO is no log: whoever holds its other end (another user, when
+    // qmpsh runs as root in a shared folder) would read the traffic, and
+    // with nobody at the other end open(2) would wait forever.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let fifo = qemu.dir.path().join("planted.fifo");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o666), 0).unwrap();
+    let log_arg = fifo.to_str().unwrap();
+
+    // Nobody reads: refused at once, not a hang.
+    let mut child = qmpsh_command(&[&qemu.socket_arg(), "-l", log_arg, "-c", "query-status"]).spawn().unwrap();
+    let status = common::wait_with_deadline(&mut child, std::time::Duration::from_secs(10));
+    let status = status.expect("qmpsh returned instead of waiting in open(2) for a reader");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is a FIFO, not a regular file"), "{stderr}");
+
+    // Someone reads: refused all the same, and they get nothing.
+    let reader = rustix::fs::open(&fifo, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK, 0.into()).unwrap();
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", log_arg, "-c", "query-status"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a FIFO, not a regular file"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "nothing was run: {}", run.stdout);
+    let mut heard = Vec::new();
+    let _ = fs::File::from(reader).read_to_end(&mut heard);
+    assert!(heard.is_empty(), "the reader got {}", String::from_utf8_lossy(&heard));
+
+    // A device neither (and it is not opened at all).
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", "/dev/null", "-c", "query-status"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a character device, not a regular file"), "{}", run.stderr);
+}
