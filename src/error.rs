@@ -35,15 +35,19 @@ pub enum Error {
     Interrupted,
     /// Standard output is a closed pipe: stop quietly, as `head` expects.
     BrokenPipe,
-    /// A local I/O failure, such as an unwritable log file (exit 1).
+    /// A local I/O failure, such as a log file that cannot be opened
+    /// (exit 1).
     Io(String),
+    /// The `-l` traffic log could not be written; said when it happened
+    /// (exit 1).
+    LogFailed,
 }
 
 impl Error {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::CommandFailed | Error::Failed(_) | Error::Io(_) => 1,
+            Error::CommandFailed | Error::Failed(_) | Error::Io(_) | Error::LogFailed => 1,
             Error::Usage(_) | Error::Parse { .. } | Error::LinesRefused => 2,
             Error::Connection(_) => 3,
             Error::Timeout(_) | Error::Forced(_) => 4,
@@ -55,7 +59,7 @@ impl Error {
     /// Whether `main` should print this error; a failed command, a forced
     /// stop and a closed stdout were already reported (or need no report).
     pub fn is_silent(&self) -> bool {
-        matches!(self, Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe)
+        matches!(self, Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe | Error::LogFailed)
     }
 
     /// Wraps an output error, recognising a closed pipe.
@@ -73,6 +77,7 @@ impl fmt::Display for Error {
         match self {
             Error::CommandFailed => f.write_str("a command failed"),
             Error::LinesRefused => f.write_str("some lines did not parse"),
+            Error::LogFailed => f.write_str("the traffic log could not be written"),
             Error::Usage(msg)
             | Error::Connection(msg)
             | Error::Timeout(msg)

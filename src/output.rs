@@ -5,7 +5,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use rustyline::ExternalPrinter;
 use serde::Serialize;
@@ -35,6 +35,7 @@ pub struct Style {
 /// Appends all traffic as JSON Lines: `{"time", "direction", "message"}`,
 /// with secrets masked (see [`crate::secrets`]).
 struct TrafficLog {
+    path: PathBuf,
     file: BufWriter<File>,
     mask: LogMask,
 }
@@ -46,7 +47,7 @@ impl TrafficLog {
     fn open(path: &Path) -> Result<TrafficLog, Error> {
         let file = private::open_file(rustix::fs::CWD, path, Access::Append)
             .map_err(|why| Error::Io(format!("cannot open log file {}: {why}", path.display())))?;
-        Ok(TrafficLog { file: BufWriter::new(file), mask: LogMask::default() })
+        Ok(TrafficLog { path: path.to_path_buf(), file: BufWriter::new(file), mask: LogMask::default() })
     }
 
     /// Writes one record that borrows `message` (a large reply is not
@@ -89,6 +90,9 @@ pub struct Printer {
     log: Option<TrafficLog>,
     /// The first output failure, reported at the next check.
     failure: Option<io::Error>,
+    /// The traffic log could not be written: said when it happened, and
+    /// from then on nothing more is sent (see [`Printer::check_log`]).
+    log_failed: bool,
 }
 
 /// How much output collects before it is written.
@@ -111,7 +115,14 @@ impl Style {
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
         let log = log.map(TrafficLog::open).transpose()?;
-        Ok(Printer { style, out: Vec::with_capacity(64 * 1024), sink: Sink::Stdout(io::stdout()), log, failure: None })
+        Ok(Printer {
+            style,
+            out: Vec::with_capacity(64 * 1024),
+            sink: Sink::Stdout(io::stdout()),
+            log,
+            failure: None,
+            log_failed: false,
+        })
     }
 
     fn record(&mut self, result: io::Result<()>) {
@@ -208,10 +219,26 @@ impl Printer {
         OwnTraffic(self)
     }
 
+    /// Logs one message. A log that cannot be written is said at once, in
+    /// one line, and written no more: a record may be half written, and
+    /// the run ends at the next line (see [`Printer::check_log`]).
     fn log(&mut self, direction: &str, message: &Value) {
-        if let Some(log) = &mut self.log {
-            let _ = log.write(direction, message);
+        let Some(log) = &mut self.log else { return };
+        if let Err(e) = log.write(direction, message) {
+            let said = format!("qmpsh: cannot write log file {}: {e}; nothing more is sent", log.path.display());
+            self.log = None;
+            self.log_failed = true;
+            self.problem(&said);
         }
+    }
+
+    /// Whether the traffic log can still be written: `-l` asks for every
+    /// message to be logged, so once it cannot be, nothing more is sent.
+    /// Checked before each line, so the line in progress when the log
+    /// failed has run to its end (its reply shown), and at the end of a
+    /// run, which then fails (exit 1) if it would have succeeded.
+    pub fn check_log(&self) -> Result<(), Error> {
+        if self.log_failed { Err(Error::LogFailed) } else { Ok(()) }
     }
 
     /// Free text for stdout, such as `.help`.

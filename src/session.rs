@@ -197,6 +197,8 @@ impl Session {
     /// answered with an error, already printed; whether that stops the
     /// session is the caller's choice.
     pub fn run_line(&mut self, text: &str, line_no: Option<usize>) -> Result<Flow, Error> {
+        // With -l, nothing is sent that cannot be logged.
+        self.printer.check_log()?;
         // A failure read ahead (--pipeline) stops the script before this
         // line is sent, unless it goes on past failures.
         if !self.settings.keep_going

@@ -374,3 +374,65 @@ fn a_log_path_that_is_not_a_regular_file_is_refused_without_waiting_for_a_reader
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("is a character device, not a regular file"), "{}", run.stderr);
 }
+
+/// qmpsh under `sh`, which ignores SIGXFSZ before it execs it (an ignored
+/// signal stays ignored), so a file size limit makes write(2) fail with
+/// EFBIG instead of killing qmpsh; `limit` is run first (`ulimit -f 0`).
+fn qmpsh_without_sigxfsz(limit: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command.args(["-c", &format!(r#"trap '' XFSZ; {limit}; exec "$0" "$@""#), env!("CARGO_BIN_EXE_qmpsh")]);
+    command.args(args);
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    command.stderr(std::process::Stdio::piped());
+    command
+}
+
+#[test]
+fn a_log_that_cannot_be_written_stops_qmpsh_before_it_sends_a_command() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    // /dev/full fails every write, but it is a device: refused when opened.
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", "/dev/full", "-c", "stop"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a character device, not a regular file"), "{}", run.stderr);
+
+    // A file that cannot grow (RLIMIT_FSIZE 0): the greeting's record fails.
+    let log = qemu.dir.path().join("cannot-grow.jsonl");
+    let args = [qemu.socket_arg(), "-l".into(), log.display().to_string(), "-c".into(), "stop".into()];
+    let run = finish(qmpsh_without_sigxfsz("ulimit -f 0", &args.iter().map(String::as_str).collect::<Vec<_>>()), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {}", run.stderr);
+    assert!(run.stderr.contains(&format!("cannot write log file {}: File too large", log.display())), "{run:?}");
+    assert_eq!(run.stdout, "", "stop was not run");
+    assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");
+}
+
+#[test]
+fn a_log_that_fails_midway_ends_the_script_once_the_line_in_progress_is_done() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let log = qemu.dir.path().join("midway.jsonl");
+    let mut command = qmpsh_without_sigxfsz("true", &[&qemu.socket_arg(), "-l", log.to_str().unwrap()]);
+    let mut child = common::Guarded(command.spawn().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = common::Lines::of(child.stdout.take().unwrap());
+    let limit = std::time::Duration::from_secs(20);
+    writeln!(stdin, "query-status").unwrap();
+    stdout.until("the first reply", limit, |line| line.contains("running"));
+    // From here the log cannot grow (sh exec'd qmpsh: the same pid).
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let none = rustix::process::Rlimit { current: Some(0), maximum: None };
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::Fsize, none).unwrap();
+    writeln!(stdin, "stop\ncont").unwrap();
+    drop(stdin);
+    let shown = stdout.until("stop's reply", limit, |line| line == "ok");
+    let status = common::wait_with_deadline(&mut child.0, limit).expect("qmpsh ends");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("cannot write log file") && stderr.contains("File too large"), "{stderr}");
+    assert!(shown.iter().any(|line| line.ends_with(" STOP")), "stop ran to its end: {shown:?}");
+    // cont was not sent: its record could not have been logged.
+    assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "paused");
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("query-status") && !logged.contains(r#""cont""#), "{logged}");
+}

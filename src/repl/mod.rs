@@ -112,7 +112,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         drop(requests);
         let _ = reader.join();
     }
-    outcome
+    outcome.and_then(|()| session.printer.check_log())
 }
 
 /// The main loop: ask for a line, wait for it while printing events and
