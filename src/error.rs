@@ -57,9 +57,13 @@ impl Error {
     }
 
     /// Whether `main` should print this error; a failed command, a forced
-    /// stop and a closed stdout were already reported (or need no report).
+    /// stop, a failed log and a closed stdout were already reported (or need
+    /// no report).
     pub fn is_silent(&self) -> bool {
-        matches!(self, Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe | Error::LogFailed)
+        matches!(
+            self,
+            Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe | Error::LogFailed
+        )
     }
 
     /// Wraps an output error, recognising a closed pipe.
