@@ -3,6 +3,7 @@
 //! [`Printer`] is the [`Observer`] the QMP client reports to, so events are
 //! printed the moment they are read.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use crate::error::Error;
 use crate::private::{self, Access};
 use crate::qmp::{Kind, Observer, QmpError};
 use crate::render::{self, Palette};
-use crate::secrets::LogMask;
+use crate::secrets::{self, LogMask};
 
 /// How output looks; fixed at start, `pretty` and `events` changeable by
 /// `.pretty` and `.events`.
@@ -30,36 +31,47 @@ pub struct Style {
     /// `-v`: echo each message sent, on stderr.
     pub verbose: bool,
     pub events: bool,
+    /// `--show-secrets`: `-v` and `-l` show messages as they are, secrets
+    /// and all, instead of masked (see [`crate::secrets`]).
+    pub show_secrets: bool,
 }
 
 /// Appends all traffic as JSON Lines: `{"time", "direction", "message"}`,
-/// with secrets masked (see [`crate::secrets`]).
+/// with secrets masked (see [`crate::secrets`]) unless `--show-secrets`.
 struct TrafficLog {
     path: PathBuf,
     file: BufWriter<File>,
-    mask: LogMask,
+    /// None with `--show-secrets`.
+    mask: Option<LogMask>,
 }
 
 impl TrafficLog {
     /// Opens `path` for appending, private to the user by the rules of
     /// [`crate::private`]: a symlink, anything but a regular file, or a
     /// file of another user is refused before anything is written.
-    fn open(path: &Path) -> Result<TrafficLog, Error> {
+    fn open(path: &Path, mask: bool) -> Result<TrafficLog, Error> {
         let file = private::open_file(rustix::fs::CWD, path, Access::Append)
             .map_err(|why| Error::Io(format!("cannot open log file {}: {why}", path.display())))?;
-        Ok(TrafficLog { path: path.to_path_buf(), file: BufWriter::new(file), mask: LogMask::default() })
+        let mask = mask.then(LogMask::default);
+        Ok(TrafficLog { path: path.to_path_buf(), file: BufWriter::new(file), mask })
     }
 
-    /// Writes one record that borrows `message` (a large reply is not
-    /// copied to be logged); a message that holds a secret is logged as a
-    /// masked copy.
+    /// The log's copy of `message`: masked where it holds a secret (a
+    /// copy), else `message` itself (a large reply is not copied to be
+    /// logged). Every message goes through here once, so that the mask
+    /// can tell which reply answers which command.
+    fn copy<'a>(&mut self, direction: &str, message: &'a Value) -> Cow<'a, Value> {
+        match (&mut self.mask, direction) {
+            (None, _) => Cow::Borrowed(message),
+            (Some(mask), "sent") => mask.sent(message),
+            (Some(mask), _) => mask.received(message),
+        }
+    }
+
+    /// Writes one record of `message` as it is given.
     fn write(&mut self, direction: &str, message: &Value) -> io::Result<()> {
-        let message = match direction {
-            "sent" => self.mask.sent(message),
-            _ => self.mask.received(message),
-        };
         let (s, us) = clock::now();
-        let record = Record { time: clock::utc_rfc3339(s, us), direction, message: message.as_ref() };
+        let record = Record { time: clock::utc_rfc3339(s, us), direction, message };
         serde_json::to_writer(&mut self.file, &record)?;
         self.file.write_all(b"\n")?;
         self.file.flush()
@@ -108,13 +120,14 @@ impl Style {
             json: false,
             verbose: false,
             events: true,
+            show_secrets: false,
         }
     }
 }
 
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
-        let log = log.map(TrafficLog::open).transpose()?;
+        let log = log.map(|path| TrafficLog::open(path, !style.show_secrets)).transpose()?;
         Ok(Printer {
             style,
             out: Vec::with_capacity(64 * 1024),
@@ -224,7 +237,14 @@ impl Printer {
     /// the run ends at the next line (see [`Printer::check_log`]).
     fn log(&mut self, direction: &str, message: &Value) {
         let Some(log) = &mut self.log else { return };
-        if let Err(e) = log.write(direction, message) {
+        let copy = log.copy(direction, message);
+        self.write_log(direction, &copy);
+    }
+
+    /// Writes the log's `copy` of a message (see [`TrafficLog::copy`]).
+    fn write_log(&mut self, direction: &str, copy: &Value) {
+        let Some(log) = &mut self.log else { return };
+        if let Err(e) = log.write(direction, copy) {
             let said = format!("qmpsh: cannot write log file {}: {e}; nothing more is sent", log.path.display());
             self.log = None;
             self.log_failed = true;
@@ -254,13 +274,20 @@ impl Observer for Printer {
         self.flush();
     }
 
+    /// Logs `message` and echoes it with `-v`: the same copy, masked
+    /// unless `--show-secrets` (stderr is kept by CI jobs as a log is).
     fn sent(&mut self, message: &Value) {
-        self.log("sent", message);
+        let shown = match &mut self.log {
+            Some(log) => log.copy("sent", message),
+            None if self.style.verbose && !self.style.show_secrets => secrets::masked(message),
+            None => Cow::Borrowed(message),
+        };
+        self.write_log("sent", &shown);
         if self.style.verbose {
             self.flush();
             let mut err = io::stderr().lock();
             let _ = err.write_all(b"-> ");
-            let _ = render::json(&mut err, message, false, &self.style.stderr);
+            let _ = render::json(&mut err, &shown, false, &self.style.stderr);
             let _ = err.write_all(b"\n");
         }
     }

@@ -436,3 +436,39 @@ fn a_log_that_fails_midway_ends_the_script_once_the_line_in_progress_is_done() {
     let logged = fs::read_to_string(&log).unwrap();
     assert!(logged.contains("query-status") && !logged.contains(r#""cont""#), "{logged}");
 }
+
+#[test]
+fn verbose_masks_secrets_as_the_log_does_and_show_secrets_shows_both_raw() {
+    // -v goes to stderr, which CI jobs keep: a secret there outlives the
+    // command as it would in the log.
+    let Some(qemu) = qemu_with_vnc() else { return };
+    let lines = [format!("set_password vnc {SECRET}"), format!("hmp object_add secret,id=s5,data={SECRET}")];
+    let mut args = vec!["-v".to_string()];
+    for line in &lines {
+        args.extend(["-c".to_string(), line.clone()]);
+    }
+    let tap = Wiretap::start(&qemu.socket);
+    let mut masked = vec![tap.socket.display().to_string()];
+    masked.extend(args.iter().cloned());
+    let run = finish(qmpsh_command(&masked.iter().map(String::as_str).collect::<Vec<_>>()), "");
+    assert_eq!(run.code, 0, "QEMU took both: {run:?}");
+    assert!(tap.sent().contains(&format!(r#""password":"{SECRET}""#)), "sent unchanged: {}", tap.sent());
+    assert!(!run.stderr.contains(SECRET), "{SECRET} leaked into -v:\n{}", run.stderr);
+    assert!(run.stderr.contains(r#"-> {"execute":"set_password","arguments":{"protocol":"vnc","password":"***"}}"#));
+    assert!(run.stderr.contains("object_add secret,id=s5,data=***"), "{}", run.stderr);
+    assert_eq!(secret_data(&qemu, "s5"), SECRET);
+
+    // Asked for, the raw wire: on stderr and in the log.
+    let tap = Wiretap::start(&qemu.socket);
+    let log = qemu.dir.path().join("raw.jsonl");
+    let mut raw =
+        vec![tap.socket.display().to_string(), "--show-secrets".into(), "-l".into(), log.display().to_string()];
+    raw.extend(args.iter().map(|a| a.replace("s5", "s6")));
+    let run = finish(qmpsh_command(&raw.iter().map(String::as_str).collect::<Vec<_>>()), "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains(&format!(r#""password":"{SECRET}""#)), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("data={SECRET}")), "{}", run.stderr);
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains(&format!(r#""password":"{SECRET}""#)), "{logged}");
+    assert!(!logged.contains("***"), "{logged}");
+}
