@@ -4,6 +4,8 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use crate::visible::{Breaks, visible};
+
 /// Everything that ends a qmpsh run early. Each variant maps to one exit code
 /// listed in `--help`.
 #[derive(Debug)]
@@ -113,8 +115,11 @@ pub fn finish(result: Result<(), Error>) -> ExitCode {
         Err(err) => {
             if !err.is_silent() {
                 // One write: on a terminal the line editor's thread may
-                // still redraw its prompt, and must not land mid-line.
-                let line = format!("qmpsh: {err}\n");
+                // still redraw its prompt, and must not land mid-line. The
+                // peer's words in a message were made visible where they
+                // were put in; what escaped that is made visible here.
+                let message = err.to_string();
+                let line = format!("qmpsh: {}\n", visible(&message, Breaks::Keep));
                 let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             }
             ExitCode::from(err.exit_code())

@@ -43,4 +43,5 @@ pub mod target;
 pub mod terminal;
 pub mod units;
 pub mod version;
+pub mod visible;
 pub mod vm;

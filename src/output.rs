@@ -18,6 +18,7 @@ use crate::private::{self, Access};
 use crate::qmp::{Kind, Observer, QmpError};
 use crate::render::{self, Palette};
 use crate::secrets::{self, LogMask};
+use crate::visible::{Breaks, visible};
 
 /// How output looks; fixed at start, `pretty` and `events` changeable by
 /// `.pretty` and `.events`.
@@ -261,9 +262,11 @@ impl Printer {
         if self.log_failed { Err(Error::LogFailed) } else { Ok(()) }
     }
 
-    /// Free text for stdout, such as `.help`.
+    /// Free text for stdout, such as `.help`, `.schema` (whose names are
+    /// QEMU's) or the steps of a VM stop; control characters but line
+    /// breaks are made visible.
     pub fn text(&mut self, text: &str) {
-        let result = self.out.write_all(text.as_bytes());
+        let result = self.out.write_all(visible(text, Breaks::Keep).as_bytes());
         self.record(result);
         self.flush();
     }
@@ -295,7 +298,7 @@ impl Observer for Printer {
     fn received(&mut self, message: &Value, kind: Kind) {
         self.log(if kind == Kind::Event { "event" } else { "received" }, message);
         if self.style.json {
-            let mut result = serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
+            let mut result = render::json(&mut self.out, message, false, &Palette::plain());
             if result.is_ok() {
                 result = self.out.write_all(b"\n");
             }

@@ -21,6 +21,7 @@ use crate::qmp::{ClientError, Kind, Monitor, Observer, QmpError, Waker};
 use crate::schema::{self, Schema};
 use crate::target::Target;
 use crate::version::{self, Recorded, Version};
+use crate::visible;
 use crate::vm::{Process, stop};
 
 /// Whether to go on after a line.
@@ -455,7 +456,7 @@ impl Session {
                 // QEMU announced its end and went: say so and leave.
                 Some(shutdown) => {
                     let reason = shutdown.get("data").and_then(|d| d.get("reason")).and_then(Value::as_str);
-                    let said = format!("qmpsh: QEMU shut down ({})", reason.unwrap_or("shutdown"));
+                    let said = format!("qmpsh: QEMU shut down ({})", visible::line(reason.unwrap_or("shutdown")));
                     self.printer.problem(&said);
                     Ok(Flow::Exit)
                 }

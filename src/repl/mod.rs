@@ -29,6 +29,7 @@ use crate::line::Assembler;
 use crate::qmp::Waker;
 use crate::session::{Flow, Session};
 use crate::terminal::{self, RestoreOnDrop};
+use crate::visible;
 pub use helper::{EditorHelper, Knowledge, complete, highlight, hint};
 
 /// What the main thread asks of the input thread.
@@ -67,7 +68,8 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         live: (!agent).then_some(fetcher),
         qemu: if agent { None } else { session.qemu_version()? },
     };
-    let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
+    // The VM's name is QEMU's text, shown in the banner and every prompt.
+    let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(visible::line));
     let peer = if agent { "the guest agent" } else { "QEMU" };
     let version = session.version().unwrap_or_else(|| peer.into());
     let named = name.as_deref().map(|n| format!("{n} at ")).unwrap_or_default();

@@ -13,6 +13,8 @@ use crate::cli::VmCommand;
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::libvirt::{self, LibvirtMonitor};
+use crate::render;
+use crate::visible;
 
 /// Runs one `vm` command on libvirt at `uri`.
 pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
@@ -24,12 +26,13 @@ pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
                 .map_err(|e| Error::Connection(format!("libvirt at {uri} cannot list domains: {}", e.message())))?;
             let reports: Vec<Value> = domains.iter().map(report).collect();
             if json {
-                println!("{}", Value::Array(reports));
+                println!("{}", render::json_line(&Value::Array(reports)));
             } else {
                 println!("{:<20} {:>5} STATE", "NAME", "ID");
                 for r in &reports {
                     let id = r["id"].as_u64().map_or("-".to_string(), |id| id.to_string());
-                    println!("{:<20} {id:>5} {}", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""));
+                    let text = |key: &str| visible::line(r[key].as_str().unwrap_or(""));
+                    println!("{:<20} {id:>5} {}", text("name"), text("state"));
                 }
             }
             Ok(())
@@ -37,11 +40,11 @@ pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
         VmCommand::Status { name, json, .. } => {
             let r = report(&domain(&connect, &name)?);
             if json {
-                println!("{r}");
+                println!("{}", render::json_line(&r));
             } else {
                 for key in ["name", "id", "state", "uuid"] {
                     let value = match r.get(key).unwrap_or(&Value::Null) {
-                        Value::String(s) => s.clone(),
+                        Value::String(s) => visible::line(s),
                         Value::Null => "-".into(),
                         other => other.to_string(),
                     };
@@ -55,11 +58,11 @@ pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
         VmCommand::Stop { name, .. } | VmCommand::Kill { name, .. } => {
             let domain = domain(&connect, &name)?;
             if !domain.is_active().unwrap_or(false) {
-                println!("{name}: not running");
+                println!("{}: not running", visible::line(&name));
                 return Ok(());
             }
             destroy(&domain, &name)?;
-            println!("{name}: killed");
+            println!("{}: killed", visible::line(&name));
             Ok(())
         }
         VmCommand::Start { .. } | VmCommand::Delete { .. } => {
@@ -100,6 +103,7 @@ fn report(domain: &Domain) -> Value {
 /// VMs.
 fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
     let domain = domain(connect, name)?;
+    let name = visible::line(name);
     if !domain.is_active().unwrap_or(false) {
         println!("{name}: not running");
         return Ok(());
@@ -109,12 +113,12 @@ fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {
         // A guest without ACPI may still power off by itself: wait anyway.
-        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", e.message()));
+        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(&e.message())));
     }
     let ending = if stop::closes_by(&mut monitor, &mut printer, deadline)? || !domain.is_active().unwrap_or(true) {
         Ending::Stopped(Via::Libvirt)
     } else {
-        destroy(&domain, name)?;
+        destroy(&domain, &name)?;
         Ending::Killed { asked: false }
     };
     printer.flush();
@@ -124,7 +128,10 @@ fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
 
 /// libvirt's destroy, and a check that it took.
 fn destroy(domain: &Domain, name: &str) -> Result<(), Error> {
-    domain.destroy().map_err(|e| Error::Failed(format!("libvirt could not destroy {name}: {}", e.message())))?;
+    let name = visible::line(name);
+    domain
+        .destroy()
+        .map_err(|e| Error::Failed(format!("libvirt could not destroy {name}: {}", visible::line(&e.message()))))?;
     if domain.is_active().unwrap_or(false) {
         return Err(Error::Failed(format!("{name} still runs after libvirt's destroy")));
     }

@@ -22,7 +22,9 @@ use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
+use crate::render;
 use crate::target::Target;
+use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use process::Process;
 pub use start::{Started, start_qemu};
@@ -98,7 +100,7 @@ fn kill_managed(vm: &VmDir) -> Result<(), Error> {
 fn list(json: bool) -> Result<(), Error> {
     let reports: Vec<Value> = VmDir::all()?.iter().map(report).collect();
     if json {
-        println!("{}", Value::Array(reports));
+        println!("{}", render::json_line(&Value::Array(reports)));
     } else {
         println!("{:<20} {:>8} {:<10} {:>9}  SOCKET", "NAME", "PID", "STATE", "UPTIME");
         for r in &reports {
@@ -116,11 +118,11 @@ fn status(vm: &VmDir, json: bool) -> Result<(), Error> {
         fields.insert("agent".into(), agent);
     }
     if json {
-        println!("{r}");
+        println!("{}", render::json_line(&r));
         return Ok(());
     }
     let text = |key: &str| match r.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(visible::line(s)),
         Some(Value::Null) | None => None,
         Some(other) => Some(other.to_string()),
     };
@@ -228,7 +230,7 @@ fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool) -> Result<(), Error> 
             stop::shutdown(&mut monitor, &mut printer, &sequence)?
         }
         Some(Err(why)) => {
-            printer.text(&format!("QEMU does not answer on its monitor ({why})\n"));
+            printer.text(&format!("QEMU does not answer on its monitor ({})\n", visible::line(&why.to_string())));
             stop::kill(None, &mut printer, Some(&process), false)?
         }
         None => stop::kill(None, &mut printer, Some(&process), true)?,
@@ -303,7 +305,7 @@ fn agent_report(vm: &VmDir) -> Value {
     json!({ "hostname": hostname, "os": os, "addresses": addresses })
 }
 
-/// The agent's part of `vm status`.
+/// The agent's part of `vm status`: the guest's words, made visible.
 fn print_agent(agent: &Value) {
     if agent.is_null() {
         println!("agent   none");
@@ -313,7 +315,7 @@ fn print_agent(agent: &Value) {
         println!("agent   held by another client (the channel takes one at a time)");
         return;
     }
-    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let text = |v: &Value| visible::line(v.as_str().unwrap_or("-"));
     let addresses: Vec<String> = agent["addresses"].as_array().into_iter().flatten().map(text).collect();
     println!("agent   qemu-ga");
     println!("host    {}", text(&agent["hostname"]));
@@ -336,7 +338,7 @@ fn query_state(vm: &VmDir) -> String {
             "paused" | "prelaunch" | "suspended" | "debug" | "io-error" | "watchdog" | "guest-panicked" => {
                 "paused".into()
             }
-            other => other.into(),
+            other => visible::line(other),
         },
         _ => "busy".into(),
     }
@@ -346,15 +348,8 @@ fn print_row(r: &Value) {
     let pid = r["pid"].as_i64().map_or("-".to_string(), |p| p.to_string());
     let uptime = r["uptime"].as_u64().map_or("-".to_string(), format_uptime);
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(
-        out,
-        "{:<20} {:>8} {:<10} {:>9}  {}",
-        r["name"].as_str().unwrap_or(""),
-        pid,
-        r["state"].as_str().unwrap_or(""),
-        uptime,
-        r["socket"].as_str().unwrap_or("")
-    );
+    let text = |key: &str| visible::line(r[key].as_str().unwrap_or(""));
+    let _ = writeln!(out, "{:<20} {:>8} {:<10} {:>9}  {}", text("name"), pid, text("state"), uptime, text("socket"));
 }
 
 fn format_uptime(seconds: u64) -> String {

@@ -23,6 +23,7 @@ use virt::error::{Error as VirtError, ErrorNumber};
 
 use super::inbox::{Inbox, Incoming};
 use super::{ClientError, Monitor, Observer, Reply, Waker};
+use crate::visible;
 
 /// Which libvirt a `--connect` (or its absence) means, for messages: the
 /// URI given, else `$LIBVIRT_DEFAULT_URI`, else libvirt's own default, as
@@ -69,6 +70,7 @@ pub fn open(uri: Option<&str>) -> Result<Connect, String> {
 
 fn cannot_connect(error: &VirtError, uri: &str) -> String {
     let message = error.message();
+    let said = visible::line(&message);
     // polkit's refusals (no agent to ask, or asked and cancelled) are
     // refusals too.
     let denied = message.contains("Permission denied")
@@ -88,12 +90,12 @@ fn cannot_connect(error: &VirtError, uri: &str) -> String {
     if denied {
         format!(
             "permission denied by libvirt at {uri}: run as root, join the `libvirt` group for qemu:///system, \
-             or use qemu:///session for your own VMs ({message})"
+             or use qemu:///session for your own VMs ({said})"
         )
     } else if unreachable {
-        format!("libvirtd is not running or not reachable at {uri} ({message})")
+        format!("libvirtd is not running or not reachable at {uri} ({said})")
     } else {
-        format!("cannot connect to libvirt at {uri}: {message}")
+        format!("cannot connect to libvirt at {uri}: {said}")
     }
 }
 
@@ -158,6 +160,7 @@ fn run_commands(domain: &Domain, requests: &Receiver<(Option<Value>, String)>, t
                     Incoming::Message(Value::Object(message))
                 }
                 _ => {
+                    let reply = visible::line(&reply);
                     Incoming::End(ClientError::Protocol(format!("libvirt returned a reply that is not JSON: {reply}")))
                 }
             },
@@ -189,7 +192,10 @@ fn failure(domain: &Domain, error: &VirtError, id: Option<Value>) -> Incoming {
         Err(gone) if matches!(gone.code(), virt::error::ErrorNumberEnum::Known(ErrorNumber::NoDomain)) => {
             Incoming::End(ClientError::Closed)
         }
-        Err(lost) => Incoming::End(ClientError::Io(format!("the connection to libvirt was lost: {}", lost.message()))),
+        Err(lost) => {
+            let said = visible::line(&lost.message());
+            Incoming::End(ClientError::Io(format!("the connection to libvirt was lost: {said}")))
+        }
         Ok(true) => {
             let mut detail = Map::new();
             detail.insert("class".into(), Value::from("libvirt"));
