@@ -2,7 +2,9 @@
 //! travels (QMP arguments, HMP text, a reply, the guest agent) is sent to a
 //! real QEMU (or a scripted agent) through a wiretap that records the bytes
 //! on the wire, so each test shows the secret reached QEMU unchanged while
-//! the log holds only `"***"`.
+//! the log holds only `"***"`; `-v`'s echo masks them alike. The log is a
+//! regular file of the user's, never a symlink, a FIFO or a device, and a
+//! log that cannot be written stops qmpsh before it sends anything more.
 
 // Tests and benchmarks may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
