@@ -86,8 +86,13 @@ struct Escaping<F>(F);
 
 impl<F: Formatter> Formatter for Escaping<F> {
     fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
-        // In UTF-8, DEL is 0x7F and C1 is 0xC2 0x80..=0x9F: plain text is
-        // passed over a byte at a time.
+        // In UTF-8, DEL is 0x7F and C1 is 0xC2 0x80..=0x9F. Most text is
+        // ASCII without DEL, which the standard library tells a word at a
+        // time; the rest is looked at a byte at a time.
+        let bytes = fragment.as_bytes();
+        if bytes.is_ascii() && !bytes.contains(&0x7f) {
+            return writer.write_all(bytes);
+        }
         let mut rest = fragment;
         while let Some(at) = rest.bytes().position(|b| b == 0x7f || b == 0xc2) {
             let Some((plain, tail)) = rest.split_at_checked(at) else { break };
