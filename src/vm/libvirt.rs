@@ -113,7 +113,7 @@ fn stop(connect: &Connect, name: &str, timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {
         // A guest without ACPI may still power off by itself: wait anyway.
-        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(&e.message())));
+        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(e.message())));
     }
     let ending = if stop::closes_by(&mut monitor, &mut printer, deadline)? || !domain.is_active().unwrap_or(true) {
         Ending::Stopped(Via::Libvirt)
@@ -131,7 +131,7 @@ fn destroy(domain: &Domain, name: &str) -> Result<(), Error> {
     let name = visible::line(name);
     domain
         .destroy()
-        .map_err(|e| Error::Failed(format!("libvirt could not destroy {name}: {}", visible::line(&e.message()))))?;
+        .map_err(|e| Error::Failed(format!("libvirt could not destroy {name}: {}", visible::line(e.message()))))?;
     if domain.is_active().unwrap_or(false) {
         return Err(Error::Failed(format!("{name} still runs after libvirt's destroy")));
     }

@@ -70,7 +70,7 @@ pub fn open(uri: Option<&str>) -> Result<Connect, String> {
 
 fn cannot_connect(error: &VirtError, uri: &str) -> String {
     let message = error.message();
-    let said = visible::line(&message);
+    let said = visible::line(message);
     // polkit's refusals (no agent to ask, or asked and cancelled) are
     // refusals too.
     let denied = message.contains("Permission denied")
@@ -193,7 +193,7 @@ fn failure(domain: &Domain, error: &VirtError, id: Option<Value>) -> Incoming {
             Incoming::End(ClientError::Closed)
         }
         Err(lost) => {
-            let said = visible::line(&lost.message());
+            let said = visible::line(lost.message());
             Incoming::End(ClientError::Io(format!("the connection to libvirt was lost: {said}")))
         }
         Ok(true) => {
