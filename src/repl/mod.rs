@@ -222,7 +222,7 @@ fn read_lines(
     // sees that no more input will come.
     let _wake_on_exit = WakeOnExit(&wake);
     let config = Config::builder()
-        .max_history_size(1000)
+        .max_history_size(history::KEPT)
         .and_then(|c| c.history_ignore_dups(true))
         .map(|c| c.completion_type(CompletionType::List).auto_add_history(false).build())
         .unwrap_or_default();
