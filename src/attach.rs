@@ -89,6 +89,7 @@ fn printer(options: &SessionOptions) -> Result<Printer, Error> {
         json: options.json,
         verbose: options.verbose,
         events: true,
+        show_secrets: options.show_secrets,
     };
     Printer::new(style, options.log.as_deref())
 }

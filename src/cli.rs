@@ -76,13 +76,19 @@ pub struct SessionOptions {
     #[arg(short = 'p', long)]
     pub pretty: bool,
 
-    /// Echo each QMP message sent, on stderr
+    /// Echo each QMP message sent, on stderr, secrets masked as "***"
     #[arg(short = 'v', long)]
     pub verbose: bool,
 
-    /// Append all traffic to FILE as JSON Lines, with timestamps
+    /// Append all traffic to FILE as JSON Lines, with timestamps, secrets
+    /// masked as "***"; FILE must be a regular file of yours (created 0600)
     #[arg(short = 'l', long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
+
+    /// Show secrets (passwords, secret objects' data, cookies) as they are
+    /// in -v's echo and the -l log, instead of "***"
+    #[arg(long)]
+    pub show_secrets: bool,
 
     /// Skip the greeting and negotiation (for qemu-ga sockets)
     #[arg(short = 'N', long = "no-negotiate")]

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use crate::visible::{Breaks, visible};
+
 /// Everything that ends a qmpsh run early. Each variant maps to one exit code
 /// listed in `--help`.
 #[derive(Debug)]
@@ -40,15 +42,19 @@ pub enum Error {
     /// finished or undid what it began, as `message` says (exit 128 + the
     /// signal's number).
     Signalled { signal: i32, message: String },
-    /// A local I/O failure, such as an unwritable log file (exit 1).
+    /// A local I/O failure, such as a log file that cannot be opened
+    /// (exit 1).
     Io(String),
+    /// The `-l` traffic log could not be written; said when it happened
+    /// (exit 1).
+    LogFailed,
 }
 
 impl Error {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::CommandFailed | Error::Failed(_) | Error::Io(_) => 1,
+            Error::CommandFailed | Error::Failed(_) | Error::Io(_) | Error::LogFailed => 1,
             Error::Usage(_) | Error::Parse { .. } | Error::LinesRefused => 2,
             Error::Connection(_) => 3,
             Error::Timeout(_) | Error::Forced(_) => 4,
@@ -59,9 +65,13 @@ impl Error {
     }
 
     /// Whether `main` should print this error; a failed command, a forced
-    /// stop and a closed stdout were already reported (or need no report).
+    /// stop, a failed log and a closed stdout were already reported (or need
+    /// no report).
     pub fn is_silent(&self) -> bool {
-        matches!(self, Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe)
+        matches!(
+            self,
+            Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe | Error::LogFailed
+        )
     }
 
     /// Wraps an output error, recognising a closed pipe.
@@ -79,6 +89,7 @@ impl fmt::Display for Error {
         match self {
             Error::CommandFailed => f.write_str("a command failed"),
             Error::LinesRefused => f.write_str("some lines did not parse"),
+            Error::LogFailed => f.write_str("the traffic log could not be written"),
             Error::Usage(msg)
             | Error::Connection(msg)
             | Error::Timeout(msg)
@@ -111,8 +122,11 @@ pub fn finish(result: Result<(), Error>) -> ExitCode {
         Err(err) => {
             if !err.is_silent() {
                 // One write: on a terminal the line editor's thread may
-                // still redraw its prompt, and must not land mid-line.
-                let line = format!("qmpsh: {err}\n");
+                // still redraw its prompt, and must not land mid-line. The
+                // peer's words in a message were made visible where they
+                // were put in; what escaped that is made visible here.
+                let message = err.to_string();
+                let line = format!("qmpsh: {}\n", visible(&message, Breaks::Keep));
                 let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
             }
             ExitCode::from(err.exit_code())

@@ -3,23 +3,22 @@
 //! [`Printer`] is the [`Observer`] the QMP client reports to, so events are
 //! printed the moment they are read.
 
-use std::fs::{File, Permissions};
+use std::borrow::Cow;
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags};
-use rustix::io::Errno;
-use rustix::process::getuid;
 use rustyline::ExternalPrinter;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock;
 use crate::error::Error;
+use crate::private::{self, Access};
 use crate::qmp::{Kind, Observer, QmpError};
 use crate::render::{self, Palette};
-use crate::secrets::LogMask;
+use crate::secrets::{self, LogMask};
+use crate::visible::{Breaks, visible};
 
 /// How output looks; fixed at start, `pretty` and `events` changeable by
 /// `.pretty` and `.events`.
@@ -33,48 +32,47 @@ pub struct Style {
     /// `-v`: echo each message sent, on stderr.
     pub verbose: bool,
     pub events: bool,
+    /// `--show-secrets`: `-v` and `-l` show messages as they are, secrets
+    /// and all, instead of masked (see [`crate::secrets`]).
+    pub show_secrets: bool,
 }
 
 /// Appends all traffic as JSON Lines: `{"time", "direction", "message"}`,
-/// with secrets masked (see [`crate::secrets`]).
+/// with secrets masked (see [`crate::secrets`]) unless `--show-secrets`.
 struct TrafficLog {
+    path: PathBuf,
     file: BufWriter<File>,
-    mask: LogMask,
+    /// None with `--show-secrets`.
+    mask: Option<LogMask>,
 }
 
-/// The permissions of the log: it holds the whole conversation with QEMU.
-const LOG_MODE: u32 = 0o600;
-
 impl TrafficLog {
-    /// Opens `path` for appending, private to the user: a new file is
-    /// created 0600 (the mode is given to open(2), so the file is never
-    /// readable by others, whatever the umask). A symlink is refused
-    /// (O_NOFOLLOW): in a shared folder such as /tmp, where
-    /// fs.protected_symlinks may be off, a link planted by someone else
-    /// would have qmpsh, often run as root, append to and chmod the file it
-    /// points to. Folders on the way may still be symlinks.
-    fn open(path: &Path) -> Result<TrafficLog, Error> {
-        let cannot = |why: String| Error::Io(format!("cannot open log file {}: {why}", path.display()));
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let file = match rustix::fs::open(path, flags, Mode::from_raw_mode(LOG_MODE)) {
-            Ok(fd) => File::from(fd),
-            Err(Errno::LOOP) => return Err(cannot("it is a symlink; name the file itself".into())),
-            Err(e) => return Err(cannot(io::Error::from(e).to_string())),
-        };
-        make_private(&file).map_err(cannot)?;
-        Ok(TrafficLog { file: BufWriter::new(file), mask: LogMask::default() })
+    /// Opens `path` for appending, private to the user by the rules of
+    /// [`crate::private`]: a symlink, anything but a regular file, or a
+    /// file of another user is refused before anything is written.
+    fn open(path: &Path, mask: bool) -> Result<TrafficLog, Error> {
+        let file = private::open_file(rustix::fs::CWD, path, Access::Append)
+            .map_err(|why| Error::Io(format!("cannot open log file {}: {why}", path.display())))?;
+        let mask = mask.then(LogMask::default);
+        Ok(TrafficLog { path: path.to_path_buf(), file: BufWriter::new(file), mask })
     }
 
-    /// Writes one record that borrows `message` (a large reply is not
-    /// copied to be logged); a message that holds a secret is logged as a
-    /// masked copy.
+    /// The log's copy of `message`: masked where it holds a secret (a
+    /// copy), else `message` itself (a large reply is not copied to be
+    /// logged). Every message goes through here once, so that the mask
+    /// can tell which reply answers which command.
+    fn copy<'a>(&mut self, direction: &str, message: &'a Value) -> Cow<'a, Value> {
+        match (&mut self.mask, direction) {
+            (None, _) => Cow::Borrowed(message),
+            (Some(mask), "sent") => mask.sent(message),
+            (Some(mask), _) => mask.received(message),
+        }
+    }
+
+    /// Writes one record of `message` as it is given.
     fn write(&mut self, direction: &str, message: &Value) -> io::Result<()> {
-        let message = match direction {
-            "sent" => self.mask.sent(message),
-            _ => self.mask.received(message),
-        };
         let (s, us) = clock::now();
-        let record = Record { time: clock::utc_rfc3339(s, us), direction, message: message.as_ref() };
+        let record = Record { time: clock::utc_rfc3339(s, us), direction, message };
         serde_json::to_writer(&mut self.file, &record)?;
         self.file.write_all(b"\n")?;
         self.file.flush()
@@ -87,28 +85,6 @@ struct Record<'a> {
     time: String,
     direction: &'a str,
     message: &'a Value,
-}
-
-/// Makes sure an existing log file is the user's alone. A regular file
-/// that belongs to someone else is refused: its owner could read what is
-/// appended (root would otherwise log into a file another user planted).
-/// One of ours that others can reach is tightened to 0600 through the open
-/// handle (fchmod: the file tightened is the file written, even if its path
-/// changes meanwhile). Pipes and devices (`-l /dev/null`, a FIFO) are left
-/// as they are.
-fn make_private(file: &File) -> Result<(), String> {
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Ok(());
-    }
-    let me = getuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!("it belongs to uid {}, not to you (uid {me})", meta.uid()));
-    }
-    if meta.mode() & 0o077 != 0 {
-        file.set_permissions(Permissions::from_mode(LOG_MODE)).map_err(|e| format!("cannot make it private: {e}"))?;
-    }
-    Ok(())
 }
 
 /// Where stdout output ends up.
@@ -127,6 +103,9 @@ pub struct Printer {
     log: Option<TrafficLog>,
     /// The first output failure, reported at the next check.
     failure: Option<io::Error>,
+    /// The traffic log could not be written: said when it happened, and
+    /// from then on nothing more is sent (see [`Printer::check_log`]).
+    log_failed: bool,
 }
 
 /// How much of a stray message a note shows.
@@ -145,14 +124,22 @@ impl Style {
             json: false,
             verbose: false,
             events: true,
+            show_secrets: false,
         }
     }
 }
 
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
-        let log = log.map(TrafficLog::open).transpose()?;
-        Ok(Printer { style, out: Vec::with_capacity(64 * 1024), sink: Sink::Stdout(io::stdout()), log, failure: None })
+        let log = log.map(|path| TrafficLog::open(path, !style.show_secrets)).transpose()?;
+        Ok(Printer {
+            style,
+            out: Vec::with_capacity(64 * 1024),
+            sink: Sink::Stdout(io::stdout()),
+            log,
+            failure: None,
+            log_failed: false,
+        })
     }
 
     fn record(&mut self, result: io::Result<()>) {
@@ -249,9 +236,23 @@ impl Printer {
         OwnTraffic(self)
     }
 
+    /// Logs one message. A log that cannot be written is said at once, in
+    /// one line, and written no more: a record may be half written, and
+    /// the run ends at the next line (see [`Printer::check_log`]).
     fn log(&mut self, direction: &str, message: &Value) {
-        if let Some(log) = &mut self.log {
-            let _ = log.write(direction, message);
+        let Some(log) = &mut self.log else { return };
+        let copy = log.copy(direction, message);
+        self.write_log(direction, &copy);
+    }
+
+    /// Writes the log's `copy` of a message (see [`TrafficLog::copy`]).
+    fn write_log(&mut self, direction: &str, copy: &Value) {
+        let Some(log) = &mut self.log else { return };
+        if let Err(e) = log.write(direction, copy) {
+            let said = format!("qmpsh: cannot write log file {}: {e}; nothing more is sent", log.path.display());
+            self.log = None;
+            self.log_failed = true;
+            self.problem(&said);
         }
     }
 
@@ -277,9 +278,20 @@ impl Printer {
         self.problem(&format!("qmpsh: passed over {what}: {shown}"));
     }
 
-    /// Free text for stdout, such as `.help`.
+    /// Whether the traffic log can still be written: `-l` asks for every
+    /// message to be logged, so once it cannot be, nothing more is sent.
+    /// Checked before each line, so the line in progress when the log
+    /// failed has run to its end (its reply shown), and at the end of a
+    /// run, which then fails (exit 1) if it would have succeeded.
+    pub fn check_log(&self) -> Result<(), Error> {
+        if self.log_failed { Err(Error::LogFailed) } else { Ok(()) }
+    }
+
+    /// Free text for stdout, such as `.help`, `.schema` (whose names are
+    /// QEMU's) or the steps of a VM stop; control characters but line
+    /// breaks are made visible.
     pub fn text(&mut self, text: &str) {
-        let result = self.out.write_all(text.as_bytes());
+        let result = self.out.write_all(visible(text, Breaks::Keep).as_bytes());
         self.record(result);
         self.flush();
     }
@@ -290,13 +302,20 @@ impl Observer for Printer {
         self.flush();
     }
 
+    /// Logs `message` and echoes it with `-v`: the same copy, masked
+    /// unless `--show-secrets` (stderr is kept by CI jobs as a log is).
     fn sent(&mut self, message: &Value) {
-        self.log("sent", message);
+        let shown = match &mut self.log {
+            Some(log) => log.copy("sent", message),
+            None if self.style.verbose && !self.style.show_secrets => secrets::masked(message),
+            None => Cow::Borrowed(message),
+        };
+        self.write_log("sent", &shown);
         if self.style.verbose {
             self.flush();
             let mut err = io::stderr().lock();
             let _ = err.write_all(b"-> ");
-            let _ = render::json(&mut err, message, false, &self.style.stderr);
+            let _ = render::json(&mut err, &shown, false, &self.style.stderr);
             let _ = err.write_all(b"\n");
         }
     }
@@ -311,7 +330,7 @@ impl Observer for Printer {
             self.stray(message);
         }
         if self.style.json {
-            let mut result = serde_json::to_writer(&mut self.out, message).map_err(io::Error::from);
+            let mut result = render::json(&mut self.out, message, false, &Palette::plain());
             if result.is_ok() {
                 result = self.out.write_all(b"\n");
             }

@@ -1,14 +1,21 @@
 //! Rendering: pure functions from replies, errors and events to text in an
 //! `impl Write`, styled by a [`Palette`]. Whether a stream gets colour is
 //! decided once, in `main`; a plain palette makes output exact for tests.
+//!
+//! What a peer sent is data: text (event names, HMP output, errors) shows
+//! its control characters as `\x1b` ([`crate::visible`]), and JSON escapes
+//! all of them, DEL and C1 (`\u009b`) too, which serde_json leaves raw.
 
 use std::io::{self, Write};
 
 use colored::{Color, Colorize};
+use serde::Serialize;
 use serde_json::Value;
+use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter, Serializer};
 
 use crate::clock;
 use crate::qmp::QmpError;
+use crate::visible::{self, Breaks, visible};
 
 /// The colours of one output stream; `Palette::plain()` has none.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,12 +65,85 @@ fn paint(w: &mut impl Write, color: Option<Color>, text: &str) -> io::Result<()>
 pub fn json(w: &mut impl Write, value: &Value, pretty: bool, palette: &Palette) -> io::Result<()> {
     if palette.is_plain() {
         return if pretty {
-            serde_json::to_writer_pretty(&mut *w, value).map_err(io::Error::from)
+            json_with(w, value, PrettyFormatter::new())
         } else {
-            serde_json::to_writer(&mut *w, value).map_err(io::Error::from)
+            json_with(w, value, CompactFormatter)
         };
     }
     json_styled(w, value, pretty.then_some(0), palette)
+}
+
+/// JSON by serde_json's `formatter`, with every control character escaped.
+fn json_with(w: &mut impl Write, value: &(impl Serialize + ?Sized), formatter: impl Formatter) -> io::Result<()> {
+    value.serialize(&mut Serializer::with_formatter(w, Escaping(formatter))).map_err(io::Error::from)
+}
+
+/// A serde_json formatter that also escapes DEL and the C1 controls
+/// (`\u007f`, `\u009b`): JSON allows them raw, and serde_json, which
+/// escapes C0, writes them so; a terminal may act on them. The output is
+/// the same JSON value.
+struct Escaping<F>(F);
+
+impl<F: Formatter> Formatter for Escaping<F> {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        // In UTF-8, DEL is 0x7F and C1 is 0xC2 0x80..=0x9F. Most text is
+        // ASCII without DEL, which the standard library tells a word at a
+        // time; the rest is looked at a byte at a time.
+        let bytes = fragment.as_bytes();
+        if bytes.is_ascii() && !bytes.contains(&0x7f) {
+            return writer.write_all(bytes);
+        }
+        let mut rest = fragment;
+        while let Some(at) = rest.bytes().position(|b| b == 0x7f || b == 0xc2) {
+            let Some((plain, tail)) = rest.split_at_checked(at) else { break };
+            writer.write_all(plain.as_bytes())?;
+            let mut chars = tail.chars();
+            match chars.next() {
+                Some(c) if visible::is_control(c) => write!(writer, "\\u{:04x}", u32::from(c))?,
+                Some(c) => writer.write_all(c.encode_utf8(&mut [0; 4]).as_bytes())?,
+                None => {}
+            }
+            rest = chars.as_str();
+        }
+        writer.write_all(rest.as_bytes())
+    }
+
+    // What a pretty formatter does differently from a compact one.
+    fn begin_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_array(writer)
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array(writer)
+    }
+    fn begin_array_value<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_array_value(writer, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_array_value(writer)
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object(writer)
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object(writer)
+    }
+    fn begin_object_key<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        self.0.begin_object_key(writer, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.begin_object_value(writer)
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.0.end_object_value(writer)
+    }
+}
+
+/// One value as compact JSON, control characters escaped: for output that
+/// is not written through [`json`] (`vm status --json`).
+pub fn json_line(value: &(impl Serialize + ?Sized)) -> String {
+    let mut out = Vec::new();
+    let _ = json_with(&mut out, value, CompactFormatter);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `indent` is the current depth when pretty, `None` when compact.
@@ -114,7 +194,7 @@ fn json_styled(w: &mut impl Write, value: &Value, indent: Option<usize>, palette
 }
 
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+    json_line(s)
 }
 
 /// A command's successful reply: `ok` for an empty object, HMP text as
@@ -133,13 +213,13 @@ pub fn reply(w: &mut impl Write, value: &Value, text: bool, pretty: bool, palett
     }
 }
 
-/// HMP output with QEMU's CRLF line ends made plain, ending in a newline;
-/// empty output prints nothing.
+/// HMP output with QEMU's CRLF line ends made plain and its other control
+/// characters visible, ending in a newline; empty output prints nothing.
 fn hmp_text(w: &mut impl Write, text: &str) -> io::Result<()> {
     if text.is_empty() {
         return Ok(());
     }
-    let text = text.replace("\r\n", "\n");
+    let text = visible(text, Breaks::Keep);
     w.write_all(text.as_bytes())?;
     if !text.ends_with('\n') {
         w.write_all(b"\n")?;
@@ -147,7 +227,7 @@ fn hmp_text(w: &mut impl Write, text: &str) -> io::Result<()> {
     Ok(())
 }
 
-/// `error: CLASS: desc`.
+/// `error: CLASS: desc` (made visible by `QmpError`'s `Display`).
 pub fn error(w: &mut impl Write, error: &QmpError, line: Option<usize>, palette: &Palette) -> io::Result<()> {
     let text = match line {
         Some(line) => format!("error: line {line}: {error}"),
@@ -157,9 +237,11 @@ pub fn error(w: &mut impl Write, error: &QmpError, line: Option<usize>, palette:
     w.write_all(b"\n")
 }
 
-/// A local problem, coloured like an error.
+/// A local problem, coloured like an error. The peer's words in it were
+/// made visible where they were put in; what escaped that is made visible
+/// here, line breaks aside.
 pub fn error_text(w: &mut impl Write, message: &str, palette: &Palette) -> io::Result<()> {
-    paint(w, palette.error, message)?;
+    paint(w, palette.error, &visible(message, Breaks::Keep))?;
     w.write_all(b"\n")
 }
 
@@ -173,7 +255,7 @@ pub fn event(w: &mut impl Write, event: &Value, palette: &Palette) -> io::Result
     paint(w, palette.time, &clock::local_time_of_day(seconds, micros))?;
     w.write_all(b" ")?;
     let name = event.get("event").and_then(Value::as_str).unwrap_or("?");
-    paint(w, palette.event, name)?;
+    paint(w, palette.event, &visible(name, Breaks::Escape))?;
     if let Some(data) = event.get("data") {
         w.write_all(b" ")?;
         json(w, data, false, palette)?;
@@ -203,6 +285,34 @@ mod tests {
         );
         assert_eq!(text(|w| reply(w, &json!("VM status: paused\r\n"), true, false, &plain)), "VM status: paused\n");
         assert_eq!(text(|w| reply(w, &json!(""), true, false, &plain)), "");
+    }
+
+    #[test]
+    fn json_escapes_every_control_character_and_keeps_its_layout() {
+        // A no-break space (U+00A0) shares its first UTF-8 byte with C1: kept.
+        let value = json!({"a\u{9b}": ["\u{1b}[2J\u{7f}", "\u{a0}©é\u{80}"], "b": {}});
+        let plain = Palette::plain();
+        let compact = text(|w| json(w, &value, false, &plain));
+        assert_eq!(compact, "{\"a\\u009b\":[\"\\u001b[2J\\u007f\",\"\u{a0}©é\\u0080\"],\"b\":{}}");
+        assert_eq!(serde_json::from_str::<Value>(&compact).unwrap(), value, "the same value");
+        let pretty = text(|w| json(w, &value, true, &plain));
+        let serde = serde_json::to_string_pretty(&value).unwrap();
+        assert_eq!(
+            pretty,
+            serde.replace('\u{9b}', "\\u009b").replace('\u{7f}', "\\u007f").replace('\u{80}', "\\u0080")
+        );
+        colored::control::set_override(true);
+        let styled = text(|w| json(w, &value, false, &Palette::colored()));
+        assert_eq!(strip_ansi(&styled), compact);
+    }
+
+    #[test]
+    fn hmp_text_and_event_names_show_control_characters() {
+        let plain = Palette::plain();
+        let shown = text(|w| reply(w, &json!("a\u{1b}[2J\r\nb\rforged\r\n"), true, false, &plain));
+        assert_eq!(shown, "a\\x1b[2J\nb\\x0dforged\n");
+        let ev = json!({"event": "STOP\u{1b}]0;t\u{7}", "timestamp": {"seconds": 0, "microseconds": 0}});
+        assert!(text(|w| event(w, &ev, &plain)).ends_with(" STOP\\x1b]0;t\\x07\n"));
     }
 
     #[test]

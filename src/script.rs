@@ -42,6 +42,7 @@ pub fn run(session: &mut Session, input: Source, keep_going: bool) -> Result<(),
     session.printer.flush();
     result?;
     session.printer.check()?;
+    session.printer.check_log()?;
     outcome.finish()
 }
 

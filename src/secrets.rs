@@ -1,9 +1,10 @@
-//! Secrets kept out of the `-l` traffic log.
+//! Secrets kept out of the `-l` traffic log and the `-v` echo.
 //!
-//! The log is a copy of the traffic for the user to read later, so a secret
-//! in it outlives the command that carried it. [`LogMask`] hands the log a
-//! copy of each message with every secret replaced by `"***"`; what is sent
-//! to QEMU is never touched. Where secrets sit is data, taken from QEMU's
+//! The log is a copy of the traffic for the user to read later, and `-v`'s
+//! stderr is kept by CI jobs, so a secret in either outlives the command
+//! that carried it. [`LogMask`] hands the log a copy of each message with
+//! every secret replaced by `"***"` ([`masked`] does it for `-v`, which
+//! shows only what is sent); what is sent to QEMU is never touched. Where secrets sit is data, taken from QEMU's
 //! QAPI schema and HMP command table: [`ARGUMENT_RULES`] (command
 //! arguments), [`SECRET_KEYS`] (keys that are secret wherever they appear),
 //! [`REPLY_RULES`] (replies that carry one) and [`HMP_RULES`] (HMP text
@@ -196,11 +197,7 @@ impl LogMask {
     pub fn sent<'a>(&mut self, message: &'a Value) -> Cow<'a, Value> {
         let name = command_name(message).unwrap_or_default();
         let arguments = message.get("arguments");
-        let mut found = Found::default();
-        if let Some(arguments) = arguments {
-            let mut path = vec!["arguments".to_string()];
-            find_in_arguments(name, arguments, &mut path, &mut found);
-        }
+        let mut found = find_in_message(message);
         let reply = ReplyMask { secret: reply_secret(name, arguments), echoes: std::mem::take(&mut found.secrets) };
         let ticket = self.ledger.record(message.get("id").cloned());
         if reply != ReplyMask::default() {
@@ -228,6 +225,23 @@ impl LogMask {
             Settled::Stray => None,
         }
     }
+}
+
+/// A copy of a message sent with its secrets masked, as [`LogMask::sent`]
+/// makes it, for showing it once (`-v`): nothing is remembered for its
+/// reply.
+pub fn masked<'a>(message: &'a Value) -> Cow<'a, Value> {
+    find_in_message(message).apply(message)
+}
+
+/// The secrets in a message's arguments.
+fn find_in_message(message: &Value) -> Found {
+    let mut found = Found::default();
+    if let Some(arguments) = message.get("arguments") {
+        let mut path = vec!["arguments".to_string()];
+        find_in_arguments(command_name(message).unwrap_or_default(), arguments, &mut path, &mut found);
+    }
+    found
 }
 
 /// The command a message executes (`execute`, or `exec-oob`).

@@ -22,6 +22,7 @@ use crate::qmp::{ClientError, Kind, Monitor, Observer, QmpError, Waker};
 use crate::schema::{self, Schema};
 use crate::target::Target;
 use crate::version::{self, Recorded, Version};
+use crate::visible;
 use crate::vm::{Process, stop};
 
 /// Whether to go on after a line.
@@ -198,6 +199,8 @@ impl Session {
     /// answered with an error, already printed; whether that stops the
     /// session is the caller's choice.
     pub fn run_line(&mut self, text: &str, line_no: Option<usize>) -> Result<Flow, Error> {
+        // With -l, nothing is sent that cannot be logged.
+        self.printer.check_log()?;
         // A failure read ahead (--pipeline) stops the script before this
         // line is sent, unless it goes on past failures.
         if !self.settings.keep_going
@@ -454,7 +457,7 @@ impl Session {
                 // QEMU announced its end and went: say so and leave.
                 Some(shutdown) => {
                     let reason = shutdown.get("data").and_then(|d| d.get("reason")).and_then(Value::as_str);
-                    let said = format!("qmpsh: QEMU shut down ({})", reason.unwrap_or("shutdown"));
+                    let said = format!("qmpsh: QEMU shut down ({})", visible::line(reason.unwrap_or("shutdown")));
                     self.printer.problem(&said);
                     Ok(Flow::Exit)
                 }

@@ -3,11 +3,12 @@
 //! in qmpsh, except for deliberate differences; this test holds it to that.
 //!
 //! Every entry of `qmp_shell/corpus.txt` goes through `qmp-shell -v` and
-//! `qmpsh -v --keep-going`, each against its own real QEMU (a `pc` machine
-//! with disks, NICs and an iothread, so the commands really run), and must
-//! send the same QMP message as qmp-shell, or be listed in [`DIFFERENCES`]
-//! with what qmpsh sends instead and why. A second test holds `qmpsh
-//! --dry-run --schema` to exactly what the connected run sends.
+//! `qmpsh -v --show-secrets --keep-going`, each against its own real QEMU
+//! (a `pc` machine with disks, NICs and an iothread, so the commands really
+//! run), and must send the same QMP message as qmp-shell, or be listed in
+//! [`DIFFERENCES`] with what qmpsh sends instead and why. A second test
+//! holds `qmpsh --dry-run --schema` to exactly what the connected run
+//! sends.
 //!
 //! Both tools read one stream: each entry, then a separator command that
 //! names the entry. The messages a tool sends are cut at the separators into
@@ -724,10 +725,12 @@ fn check_qmp_shell_groups(groups: &Groups, run: &Run) {
     assert!(bad.is_empty(), "the corpus confuses qmp-shell:\n{}\nits stderr:\n{}", bad.join("\n"), run.stderr);
 }
 
-/// `qmpsh -v --keep-going`: on stderr, `-> ` and each message it sends
-/// (with an `id`), and its errors as other lines.
+/// `qmpsh -v --show-secrets --keep-going`: on stderr, `-> ` and each
+/// message it sends (with an `id`), and its errors as other lines. The
+/// secrets of the corpus (a `secret` object's data, a VNC password) are
+/// compared too, so `-v` shows them as sent instead of `"***"`.
 fn run_connected(qemu: &Qemu, stream: &str, entries: usize) -> Groups {
-    let run = finish(qmpsh_command(&["-v", "--keep-going", &qemu.socket_arg()]), stream);
+    let run = finish(qmpsh_command(&["-v", "--show-secrets", "--keep-going", &qemu.socket_arg()]), stream);
     let items = run.stderr.lines().filter_map(|line| match line.strip_prefix("-> ") {
         Some(json) => {
             let message = normalize(parse_json(json, "qmpsh -v"));
@@ -736,7 +739,7 @@ fn run_connected(qemu: &Qemu, stream: &str, entries: usize) -> Groups {
         }
         None => Some(Item::Note(line.to_string())),
     });
-    nonempty(split(items.collect(), entries), "qmpsh -v --keep-going", &run)
+    nonempty(split(items.collect(), entries), "qmpsh -v --show-secrets --keep-going", &run)
 }
 
 /// The schema of `qemu`, saved as the user would: `qmpsh SOCK -c

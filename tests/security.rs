@@ -2,7 +2,9 @@
 //! travels (QMP arguments, HMP text, a reply, the guest agent) is sent to a
 //! real QEMU (or a scripted agent) through a wiretap that records the bytes
 //! on the wire, so each test shows the secret reached QEMU unchanged while
-//! the log holds only `"***"`.
+//! the log holds only `"***"`; `-v`'s echo masks them alike. The log is a
+//! regular file of the user's, never a symlink, a FIFO or a device, and a
+//! log that cannot be written stops qmpsh before it sends anything more.
 
 // Tests and benchmarks may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -338,4 +340,137 @@ fn guest_set_user_password_reaches_the_agent_but_not_the_log() {
     let masked = sent.iter().find(|m| m["execute"] == "guest-set-user-password").expect("logged");
     assert_eq!(masked["arguments"], json!({"username": "root", "password": "***", "crypted": false}));
     assert_eq!(fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+#[test]
+fn a_log_path_that_is_not_a_regular_file_is_refused_without_waiting_for_a_reader() {
+    // A FIFO is no log: whoever holds its other end (another user, when
+    // qmpsh runs as root in a shared folder) would read the traffic, and
+    // with nobody at the other end open(2) would wait forever.
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let fifo = qemu.dir.path().join("planted.fifo");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o666), 0).unwrap();
+    let log_arg = fifo.to_str().unwrap();
+
+    // Nobody reads: refused at once, not a hang.
+    let mut child = qmpsh_command(&[&qemu.socket_arg(), "-l", log_arg, "-c", "query-status"]).spawn().unwrap();
+    let status = common::wait_with_deadline(&mut child, std::time::Duration::from_secs(10));
+    let status = status.expect("qmpsh returned instead of waiting in open(2) for a reader");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is a FIFO, not a regular file"), "{stderr}");
+
+    // Someone reads: refused all the same, and they get nothing.
+    let reader = rustix::fs::open(&fifo, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::NONBLOCK, 0.into()).unwrap();
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", log_arg, "-c", "query-status"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a FIFO, not a regular file"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "nothing was run: {}", run.stdout);
+    let mut heard = Vec::new();
+    let _ = fs::File::from(reader).read_to_end(&mut heard);
+    assert!(heard.is_empty(), "the reader got {}", String::from_utf8_lossy(&heard));
+
+    // A device neither (and it is not opened at all).
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", "/dev/null", "-c", "query-status"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a character device, not a regular file"), "{}", run.stderr);
+}
+
+/// qmpsh under `sh`, which ignores SIGXFSZ before it execs it (an ignored
+/// signal stays ignored), so a file size limit makes write(2) fail with
+/// EFBIG instead of killing qmpsh; `limit` is run first (`ulimit -f 0`).
+fn qmpsh_without_sigxfsz(limit: &str, args: &[&str]) -> Command {
+    let mut command = Command::new("sh");
+    command.args(["-c", &format!(r#"trap '' XFSZ; {limit}; exec "$0" "$@""#), env!("CARGO_BIN_EXE_qmpsh")]);
+    command.args(args);
+    command.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    command.stderr(std::process::Stdio::piped());
+    command
+}
+
+#[test]
+fn a_log_that_cannot_be_written_stops_qmpsh_before_it_sends_a_command() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    // /dev/full fails every write, but it is a device: refused when opened.
+    let run = finish(qmpsh_command(&[&qemu.socket_arg(), "-l", "/dev/full", "-c", "stop"]), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("is a character device, not a regular file"), "{}", run.stderr);
+
+    // A file that cannot grow (RLIMIT_FSIZE 0): the greeting's record fails.
+    let log = qemu.dir.path().join("cannot-grow.jsonl");
+    let args = [qemu.socket_arg(), "-l".into(), log.display().to_string(), "-c".into(), "stop".into()];
+    let run = finish(qmpsh_without_sigxfsz("ulimit -f 0", &args.iter().map(String::as_str).collect::<Vec<_>>()), "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "one line: {}", run.stderr);
+    assert!(run.stderr.contains(&format!("cannot write log file {}: File too large", log.display())), "{run:?}");
+    assert_eq!(run.stdout, "", "stop was not run");
+    assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");
+}
+
+#[test]
+fn a_log_that_fails_midway_ends_the_script_once_the_line_in_progress_is_done() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let log = qemu.dir.path().join("midway.jsonl");
+    let mut command = qmpsh_without_sigxfsz("true", &[&qemu.socket_arg(), "-l", log.to_str().unwrap()]);
+    let mut child = common::Guarded(command.spawn().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = common::Lines::of(child.stdout.take().unwrap());
+    let limit = std::time::Duration::from_secs(20);
+    writeln!(stdin, "query-status").unwrap();
+    stdout.until("the first reply", limit, |line| line.contains("running"));
+    // From here the log cannot grow (sh exec'd qmpsh: the same pid).
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let none = rustix::process::Rlimit { current: Some(0), maximum: None };
+    rustix::process::prlimit(Some(pid), rustix::process::Resource::Fsize, none).unwrap();
+    writeln!(stdin, "stop\ncont").unwrap();
+    drop(stdin);
+    let shown = stdout.until("stop's reply", limit, |line| line == "ok");
+    let status = common::wait_with_deadline(&mut child.0, limit).expect("qmpsh ends");
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("cannot write log file") && stderr.contains("File too large"), "{stderr}");
+    assert!(shown.iter().any(|line| line.ends_with(" STOP")), "stop ran to its end: {shown:?}");
+    // cont was not sent: its record could not have been logged.
+    assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "paused");
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("query-status") && !logged.contains(r#""cont""#), "{logged}");
+}
+
+#[test]
+fn verbose_masks_secrets_as_the_log_does_and_show_secrets_shows_both_raw() {
+    // -v goes to stderr, which CI jobs keep: a secret there outlives the
+    // command as it would in the log.
+    let Some(qemu) = qemu_with_vnc() else { return };
+    let lines = [format!("set_password vnc {SECRET}"), format!("hmp object_add secret,id=s5,data={SECRET}")];
+    let mut args = vec!["-v".to_string()];
+    for line in &lines {
+        args.extend(["-c".to_string(), line.clone()]);
+    }
+    let tap = Wiretap::start(&qemu.socket);
+    let mut masked = vec![tap.socket.display().to_string()];
+    masked.extend(args.iter().cloned());
+    let run = finish(qmpsh_command(&masked.iter().map(String::as_str).collect::<Vec<_>>()), "");
+    assert_eq!(run.code, 0, "QEMU took both: {run:?}");
+    assert!(tap.sent().contains(&format!(r#""password":"{SECRET}""#)), "sent unchanged: {}", tap.sent());
+    assert!(!run.stderr.contains(SECRET), "{SECRET} leaked into -v:\n{}", run.stderr);
+    assert!(run.stderr.contains(r#"-> {"execute":"set_password","arguments":{"protocol":"vnc","password":"***"}}"#));
+    assert!(run.stderr.contains("object_add secret,id=s5,data=***"), "{}", run.stderr);
+    assert_eq!(secret_data(&qemu, "s5"), SECRET);
+
+    // Asked for, the raw wire: on stderr and in the log.
+    let tap = Wiretap::start(&qemu.socket);
+    let log = qemu.dir.path().join("raw.jsonl");
+    let mut raw =
+        vec![tap.socket.display().to_string(), "--show-secrets".into(), "-l".into(), log.display().to_string()];
+    raw.extend(args.iter().map(|a| a.replace("s5", "s6")));
+    let run = finish(qmpsh_command(&raw.iter().map(String::as_str).collect::<Vec<_>>()), "");
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains(&format!(r#""password":"{SECRET}""#)), "{}", run.stderr);
+    assert!(run.stderr.contains(&format!("data={SECRET}")), "{}", run.stderr);
+    let logged = fs::read_to_string(&log).unwrap();
+    assert!(logged.contains(&format!(r#""password":"{SECRET}""#)), "{logged}");
+    assert!(!logged.contains("***"), "{logged}");
 }

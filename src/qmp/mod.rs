@@ -19,6 +19,8 @@ use std::time::Instant;
 
 use serde_json::{Map, Value};
 
+use crate::visible::{Breaks, visible};
+
 pub use framer::Framer;
 pub use ledger::{Ledger, Settled};
 pub use socket::{Connect, SocketMonitor};
@@ -90,9 +92,11 @@ impl QmpError {
     }
 }
 
+/// `CLASS: desc`, each made visible: both are the peer's text.
 impl fmt::Display for QmpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.class, self.desc)
+        let line = |text| visible(text, Breaks::Escape);
+        write!(f, "{}: {}", line(&self.class), line(&self.desc))
     }
 }
 

@@ -20,6 +20,7 @@ use crate::render::Palette;
 use crate::schema::Schema;
 use crate::table::{self, ArgSpec, ArgType, Entry};
 use crate::version::{Span, Version};
+use crate::visible;
 
 /// What completion knows: the table (always), the schema (when QEMU
 /// offered one), HMP's commands, and what the VM has right now.
@@ -422,16 +423,22 @@ pub struct EditorHelper {
 impl Completer for EditorHelper {
     type Candidate = String;
 
+    /// A candidate with a control character (a name QEMU made up) is
+    /// left out: listed, the terminal would act on it; inserted, the line
+    /// would not mean what it shows.
     fn complete(&self, line: &str, pos: usize, _: &Context<'_>) -> rustyline::Result<(usize, Vec<String>)> {
-        Ok(complete(line, pos, &self.knowledge))
+        let (start, mut candidates) = complete(line, pos, &self.knowledge);
+        candidates.retain(|c| !c.chars().any(visible::is_control));
+        Ok((start, candidates))
     }
 }
 
 impl Hinter for EditorHelper {
     type Hint = String;
 
+    /// Made visible: argument names and types come from QEMU's schema.
     fn hint(&self, line: &str, pos: usize, _: &Context<'_>) -> Option<String> {
-        hint(line, pos, &self.knowledge)
+        hint(line, pos, &self.knowledge).map(|hint| visible::line(&hint))
     }
 }
 

@@ -11,7 +11,6 @@ mod history;
 pub mod live;
 
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -20,7 +19,7 @@ use std::time::Duration;
 
 use rustyline::config::Config;
 use rustyline::error::ReadlineError;
-use rustyline::history::DefaultHistory;
+use rustyline::history::MemHistory;
 use rustyline::{CompletionType, Editor, ExternalPrinter};
 
 use crate::error::Error;
@@ -29,7 +28,9 @@ use crate::line::Assembler;
 use crate::qmp::Waker;
 use crate::session::{Flow, Session};
 use crate::terminal::{self, RestoreOnDrop};
+use crate::visible;
 pub use helper::{EditorHelper, Knowledge, complete, highlight, hint};
+use history::History;
 
 /// What the main thread asks of the input thread.
 enum EditorTask {
@@ -75,7 +76,8 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         live: (!agent).then_some(fetcher),
         qemu: if agent { None } else { session.qemu_version()? },
     };
-    let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(String::from));
+    // The VM's name is QEMU's text, shown in the banner and every prompt.
+    let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(visible::line));
     let peer = if agent { "the guest agent" } else { "QEMU" };
     let version = session.version().unwrap_or_else(|| peer.into());
     let named = name.as_deref().map(|n| format!("{n} at ")).unwrap_or_default();
@@ -84,6 +86,13 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         .text(&format!("qmpsh: connected to {named}{target} ({version}); .help lists commands, Ctrl-D leaves\n"));
     let label = name.unwrap_or_else(|| target.to_string());
 
+    // History is best effort: refused, the shell goes on without it, and
+    // says why once.
+    let history = history::path().and_then(|path| {
+        history::open(&path)
+            .inspect_err(|why| session.printer.problem(&format!("qmpsh: history not kept: cannot use {why}")))
+            .ok()
+    });
     let (requests, requests_rx) = mpsc::channel();
     let (inputs_tx, inputs) = mpsc::channel();
     let (printer_tx, printer_rx) = mpsc::channel();
@@ -91,7 +100,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     let waker = session.waker();
     let reader = thread::Builder::new()
         .name("qmpsh-input".into())
-        .spawn(move || read_lines(helper, history::path(), requests_rx, inputs_tx, printer_tx, waker))
+        .spawn(move || read_lines(helper, history, requests_rx, inputs_tx, printer_tx, waker))
         .map_err(|e| Error::Io(format!("cannot start the input thread: {e}")))?;
     if let Ok(Some(printer)) = printer_rx.recv() {
         session.printer.print_through(printer);
@@ -120,7 +129,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         drop(requests);
         let _ = reader.join();
     }
-    outcome
+    outcome.and_then(|()| session.printer.check_log())
 }
 
 /// The main loop: ask for a line, wait for it while printing events and
@@ -211,7 +220,7 @@ fn run_typed(session: &mut Session, requests: &Sender<EditorTask>, text: &str) -
 /// The input thread: owns the editor and the history file.
 fn read_lines(
     helper: EditorHelper,
-    history: Option<PathBuf>,
+    mut history: Option<History>,
     requests: Receiver<EditorTask>,
     inputs: Sender<Typed>,
     printer: Sender<Option<Box<dyn ExternalPrinter + Send>>>,
@@ -221,11 +230,14 @@ fn read_lines(
     // sees that no more input will come.
     let _wake_on_exit = WakeOnExit(&wake);
     let config = Config::builder()
-        .max_history_size(1000)
+        .max_history_size(history::KEPT)
         .and_then(|c| c.history_ignore_dups(true))
         .map(|c| c.completion_type(CompletionType::List).auto_add_history(false).build())
         .unwrap_or_default();
-    let mut editor: Editor<EditorHelper, DefaultHistory> = match Editor::with_config(config) {
+    // The entries live in memory; the file is ours to read and write
+    // (see history), never rustyline's.
+    let entries = MemHistory::with_config(&config);
+    let mut editor: Editor<EditorHelper, MemHistory> = match Editor::with_history(config, entries) {
         Ok(editor) => editor,
         Err(e) => {
             let _ = printer.send(None);
@@ -235,20 +247,19 @@ fn read_lines(
         }
     };
     editor.set_helper(Some(helper));
-    // History is best effort: a read-only home still gets a shell.
-    let history = history.filter(|path| history::prepare(path).is_ok());
-    if let Some(path) = &history {
-        let _ = editor.load_history(path);
+    // Best effort: a history that cannot be read is an empty one.
+    for entry in history.as_mut().and_then(|h| h.load().ok()).unwrap_or_default() {
+        let _ = editor.add_history_entry(entry);
     }
     let external = editor.create_external_printer().ok().map(|p| Box::new(p) as Box<dyn ExternalPrinter + Send>);
     let _ = printer.send(external);
     while let Ok(request) = requests.recv() {
         match request {
             EditorTask::Remember(text) => {
-                if let Some(path) = &history
-                    && editor.add_history_entry(text).unwrap_or(false)
+                if editor.add_history_entry(text.as_str()).unwrap_or(false)
+                    && let Some(file) = &mut history
                 {
-                    let _ = editor.append_history(path);
+                    let _ = file.append(&text);
                 }
             }
             EditorTask::Read(prompt) => {

@@ -14,6 +14,8 @@ use crate::cli::VmCommand;
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::libvirt::{self, LibvirtMonitor};
+use crate::render;
+use crate::visible;
 
 /// Runs one `vm` command on libvirt at `uri`. What it says goes to stdout,
 /// where a closed pipe ends the saying quietly, never the act.
@@ -39,10 +41,10 @@ pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
         VmCommand::Stop { name, .. } | VmCommand::Kill { name, .. } => {
             let domain = domain(&connect, &name)?;
             if !domain.is_active().unwrap_or(false) {
-                return writeln!(out, "{name}: not running").map_err(Error::output);
+                return writeln!(out, "{}: not running", visible::line(&name)).map_err(Error::output);
             }
             destroy(&domain, &name)?;
-            writeln!(out, "{name}: killed").map_err(Error::output)
+            writeln!(out, "{}: killed", visible::line(&name)).map_err(Error::output)
         }
         VmCommand::Start { .. } | VmCommand::Delete { .. } => {
             Err(Error::Usage("--connect works with vm list, status, stop and kill".into()))
@@ -52,23 +54,24 @@ pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
 
 fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        return writeln!(out, "{}", Value::Array(reports.to_vec()));
+        return writeln!(out, "{}", render::json_line(reports));
     }
     writeln!(out, "{:<20} {:>5} STATE", "NAME", "ID")?;
     for r in reports {
         let id = r["id"].as_u64().map_or("-".to_string(), |id| id.to_string());
-        writeln!(out, "{:<20} {id:>5} {}", r["name"].as_str().unwrap_or(""), r["state"].as_str().unwrap_or(""))?;
+        let text = |key: &str| visible::line(r[key].as_str().unwrap_or(""));
+        writeln!(out, "{:<20} {id:>5} {}", text("name"), text("state"))?;
     }
     Ok(())
 }
 
 fn write_status(r: &Value, json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        return writeln!(out, "{r}");
+        return writeln!(out, "{}", render::json_line(r));
     }
     for key in ["name", "id", "state", "uuid"] {
         let value = match r.get(key).unwrap_or(&Value::Null) {
-            Value::String(s) => s.clone(),
+            Value::String(s) => visible::line(s),
             Value::Null => "-".into(),
             other => other.to_string(),
         };
@@ -109,6 +112,7 @@ fn report(domain: &Domain) -> Value {
 /// VMs.
 fn stop(connect: &Connect, name: &str, timeout: Duration, out: &mut dyn Write) -> Result<(), Error> {
     let domain = domain(connect, name)?;
+    let name = visible::line(name);
     if !domain.is_active().unwrap_or(false) {
         return writeln!(out, "{name}: not running").map_err(Error::output);
     }
@@ -117,12 +121,12 @@ fn stop(connect: &Connect, name: &str, timeout: Duration, out: &mut dyn Write) -
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {
         // A guest without ACPI may still power off by itself: wait anyway.
-        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", e.message()));
+        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(e.message())));
     }
     let ending = if stop::closes_by(&mut monitor, &mut printer, deadline)? || !domain.is_active().unwrap_or(true) {
         Ending::Stopped(Via::Libvirt)
     } else {
-        destroy(&domain, name)?;
+        destroy(&domain, &name)?;
         Ending::Killed { asked: false }
     };
     printer.flush();
@@ -133,7 +137,10 @@ fn stop(connect: &Connect, name: &str, timeout: Duration, out: &mut dyn Write) -
 
 /// libvirt's destroy, and a check that it took.
 fn destroy(domain: &Domain, name: &str) -> Result<(), Error> {
-    domain.destroy().map_err(|e| Error::Failed(format!("libvirt could not destroy {name}: {}", e.message())))?;
+    let name = visible::line(name);
+    domain
+        .destroy()
+        .map_err(|e| Error::Failed(format!("libvirt could not destroy {name}: {}", visible::line(e.message()))))?;
     if domain.is_active().unwrap_or(false) {
         return Err(Error::Failed(format!("{name} still runs after libvirt's destroy")));
     }

@@ -23,7 +23,9 @@ use crate::interrupt::{self, Caught};
 use crate::output::{Printer, Style};
 use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
+use crate::render;
 use crate::target::Target;
+use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use process::Process;
 pub use start::{Started, start_qemu};
@@ -117,7 +119,7 @@ fn list(json: bool, out: &mut dyn Write) -> Result<(), Error> {
 
 fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        return writeln!(out, "{}", Value::Array(reports.to_vec()));
+        return writeln!(out, "{}", render::json_line(reports));
     }
     writeln!(out, "{:<20} {:>8} {:<10} {:>9}  SOCKET", "NAME", "PID", "STATE", "UPTIME")?;
     for r in reports {
@@ -138,10 +140,10 @@ fn status(vm: &VmDir, json: bool, out: &mut dyn Write) -> Result<(), Error> {
 
 fn write_status(r: &Value, json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        return writeln!(out, "{r}");
+        return writeln!(out, "{}", render::json_line(r));
     }
     let text = |key: &str| match r.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(visible::line(s)),
         Some(Value::Null) | None => None,
         Some(other) => Some(other.to_string()),
     };
@@ -242,7 +244,7 @@ fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool, out: &mut dyn Write) 
             stop::shutdown(&mut monitor, &mut printer, &sequence)?
         }
         Some(Err(why)) => {
-            printer.text(&format!("QEMU does not answer on its monitor ({why})\n"));
+            printer.text(&format!("QEMU does not answer on its monitor ({})\n", visible::line(&why.to_string())));
             stop::kill(None, &mut printer, Some(&process), false)?
         }
         None => stop::kill(None, &mut printer, Some(&process), true)?,
@@ -318,7 +320,7 @@ fn agent_report(vm: &VmDir) -> Value {
     json!({ "hostname": hostname, "os": os, "addresses": addresses })
 }
 
-/// The agent's part of `vm status`.
+/// The agent's part of `vm status`: the guest's words, made visible.
 fn write_agent(agent: &Value, out: &mut dyn Write) -> io::Result<()> {
     if agent.is_null() {
         return writeln!(out, "agent   none");
@@ -326,7 +328,7 @@ fn write_agent(agent: &Value, out: &mut dyn Write) -> io::Result<()> {
     if agent["held"] == true {
         return writeln!(out, "agent   held by another client (the channel takes one at a time)");
     }
-    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let text = |v: &Value| visible::line(v.as_str().unwrap_or("-"));
     let addresses: Vec<String> = agent["addresses"].as_array().into_iter().flatten().map(text).collect();
     writeln!(out, "agent   qemu-ga")?;
     writeln!(out, "host    {}", text(&agent["hostname"]))?;
@@ -349,7 +351,7 @@ fn query_state(vm: &VmDir) -> String {
             "paused" | "prelaunch" | "suspended" | "debug" | "io-error" | "watchdog" | "guest-panicked" => {
                 "paused".into()
             }
-            other => other.into(),
+            other => visible::line(other),
         },
         _ => "busy".into(),
     }
@@ -358,15 +360,8 @@ fn query_state(vm: &VmDir) -> String {
 fn write_row(r: &Value, out: &mut dyn Write) -> io::Result<()> {
     let pid = r["pid"].as_i64().map_or("-".to_string(), |p| p.to_string());
     let uptime = r["uptime"].as_u64().map_or("-".to_string(), format_uptime);
-    writeln!(
-        out,
-        "{:<20} {:>8} {:<10} {:>9}  {}",
-        r["name"].as_str().unwrap_or(""),
-        pid,
-        r["state"].as_str().unwrap_or(""),
-        uptime,
-        r["socket"].as_str().unwrap_or("")
-    )
+    let text = |key: &str| visible::line(r[key].as_str().unwrap_or(""));
+    writeln!(out, "{:<20} {:>8} {:<10} {:>9}  {}", text("name"), pid, text("state"), uptime, text("socket"))
 }
 
 fn format_uptime(seconds: u64) -> String {

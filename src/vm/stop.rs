@@ -22,6 +22,7 @@ use crate::output::Printer;
 use crate::qmp::agent::AgentMonitor;
 use crate::qmp::{ClientError, Monitor, Observer, command};
 use crate::target::Target;
+use crate::visible;
 
 /// How long `quit` and SIGKILL each get to take effect.
 const FORCE_LIMIT: Duration = Duration::from_secs(5);
@@ -265,7 +266,7 @@ fn agent_shutdown(agent: &Target, printer: &mut Printer, limit: Duration) -> Age
     match monitor.shutdown_guest() {
         Ok(()) => Agent::Accepted,
         Err(refused) => {
-            say(printer, &format!("the guest agent refused ({refused})"));
+            say(printer, &format!("the guest agent refused ({})", visible::line(&refused)));
             Agent::Refused
         }
     }

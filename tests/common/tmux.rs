@@ -70,6 +70,11 @@ impl Tmux {
         self.run(&["capture-pane", "-p", "-t", "0", "-S", "-", "-E", "-"])
     }
 
+    /// The pane's title, which a program sets with `ESC ] 2 ; TITLE BEL`.
+    pub fn pane_title(&self) -> String {
+        self.run(&["display-message", "-p", "-t", "0", "#{pane_title}"]).trim_end().to_string()
+    }
+
     /// Waits up to 15 s until the screen satisfies `ready`, failing with
     /// the screen.
     pub fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {

@@ -17,6 +17,7 @@ use virt::sys;
 use crate::bounds;
 use crate::qmp::ClientError;
 use crate::qmp::inbox::Incoming;
+use crate::visible;
 
 /// Starts libvirt's default event loop in a thread of its own, once per
 /// process. It must run before a connection is opened for the connection
@@ -28,7 +29,7 @@ pub fn start_loop() -> Result<(), String> {
             // qmpsh reports libvirt's errors itself, in one line each.
             virt::error::clear_error_callback();
             virt::event::event_register_default_impl()
-                .map_err(|e| format!("cannot start libvirt's event loop: {}", e.message()))?;
+                .map_err(|e| format!("cannot start libvirt's event loop: {}", visible::line(e.message())))?;
             thread::Builder::new()
                 .name("libvirt-events".into())
                 .spawn(|| while virt::event::event_run_default_impl().is_ok() {})
@@ -129,7 +130,7 @@ impl Drop for Subscription {
 
 /// The last libvirt error of this thread, as a sentence.
 fn last_error(what: &str) -> String {
-    format!("{what}: {}", virt::error::Error::last_error().message())
+    format!("{what}: {}", visible::line(virt::error::Error::last_error().message()))
 }
 
 /// A C string libvirt passed us, if any.

@@ -24,6 +24,7 @@ use virt::error::{Error as VirtError, ErrorNumber};
 use super::inbox::{Inbox, Incoming};
 use super::{ClientError, Monitor, Observer, Reply, Waker};
 use crate::bounds;
+use crate::visible;
 
 /// Which libvirt a `--connect` (or its absence) means, for messages: the
 /// URI given, else `$LIBVIRT_DEFAULT_URI`, else libvirt's own default, as
@@ -70,6 +71,7 @@ pub fn open(uri: Option<&str>) -> Result<Connect, String> {
 
 fn cannot_connect(error: &VirtError, uri: &str) -> String {
     let message = error.message();
+    let said = visible::line(message);
     // polkit's refusals (no agent to ask, or asked and cancelled) are
     // refusals too.
     let denied = message.contains("Permission denied")
@@ -89,12 +91,12 @@ fn cannot_connect(error: &VirtError, uri: &str) -> String {
     if denied {
         format!(
             "permission denied by libvirt at {uri}: run as root, join the `libvirt` group for qemu:///system, \
-             or use qemu:///session for your own VMs ({message})"
+             or use qemu:///session for your own VMs ({said})"
         )
     } else if unreachable {
-        format!("libvirtd is not running or not reachable at {uri} ({message})")
+        format!("libvirtd is not running or not reachable at {uri} ({said})")
     } else {
-        format!("cannot connect to libvirt at {uri}: {message}")
+        format!("cannot connect to libvirt at {uri}: {said}")
     }
 }
 
@@ -163,9 +165,8 @@ fn run_commands(domain: &Domain, requests: &Receiver<(Option<Value>, String)>, t
                 }
                 _ => {
                     let shown: String = reply.chars().take(200).collect();
-                    Incoming::End(ClientError::Protocol(format!(
-                        "libvirt returned a reply that is not JSON: {shown:?}"
-                    )))
+                    let shown = visible::line(&shown);
+                    Incoming::End(ClientError::Protocol(format!("libvirt returned a reply that is not JSON: {shown}")))
                 }
             },
             Err(error) => failure(domain, &error, id),
@@ -196,7 +197,10 @@ fn failure(domain: &Domain, error: &VirtError, id: Option<Value>) -> Incoming {
         Err(gone) if matches!(gone.code(), virt::error::ErrorNumberEnum::Known(ErrorNumber::NoDomain)) => {
             Incoming::End(ClientError::Closed)
         }
-        Err(lost) => Incoming::End(ClientError::Io(format!("the connection to libvirt was lost: {}", lost.message()))),
+        Err(lost) => {
+            let said = visible::line(lost.message());
+            Incoming::End(ClientError::Io(format!("the connection to libvirt was lost: {said}")))
+        }
         Ok(true) => {
             let mut detail = Map::new();
             detail.insert("class".into(), Value::from("libvirt"));
