@@ -166,8 +166,10 @@ fn replies_out_of_order_to_the_users_own_ids_each_reach_their_command() {
         send(r#"{"return": "for first", "id": "a"}"#),
         Step::ExpectHangUp,
     ]);
-    let script = "{\"execute\": \"first\", \"id\": \"a\"}\n{\"execute\": \"second\", \"id\": \"b\"}\n";
-    let run = qmpsh(&[&server.socket_arg(), "--pipeline=2"], script);
+    // -c, not a piped script: while a pipe has no line ready, qmpsh reads
+    // the replies in flight, and this peer answers only once both came.
+    let (first, second) = (r#"{"execute": "first", "id": "a"}"#, r#"{"execute": "second", "id": "b"}"#);
+    let run = qmpsh(&[&server.socket_arg(), "--pipeline=2", "-c", first, "-c", second], "");
     server.finish();
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.stdout, "\"for first\"\n\"for second\"\n");
