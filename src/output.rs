@@ -256,6 +256,13 @@ impl Printer {
         }
     }
 
+    /// Whether stdout is a closed pipe. Not [`Observer::closed`]: a wait
+    /// that acts (a VM stop) goes on with no one reading; the session's
+    /// waits, which only show, ask this.
+    pub fn output_closed(&self) -> bool {
+        self.failure.as_ref().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    }
+
     /// A note on stderr for a message that answers no command sent here:
     /// the connection may be shared, or the peer is not QEMU. What it was
     /// shows in short (the whole is in the `-l` log).
@@ -320,10 +327,6 @@ impl Observer for Printer {
         }
     }
 
-    fn closed(&self) -> bool {
-        self.failure.as_ref().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
-    }
-
     fn received(&mut self, message: &Value, kind: Kind) {
         self.log(if kind == Kind::Event { "event" } else { "received" }, message);
         if kind == Kind::Stray {
@@ -356,10 +359,6 @@ impl Observer for OwnTraffic<'_> {
 
     fn sent(&mut self, message: &Value) {
         self.0.log("sent", message);
-    }
-
-    fn closed(&self) -> bool {
-        self.0.closed()
     }
 
     fn received(&mut self, message: &Value, kind: Kind) {

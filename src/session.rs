@@ -756,7 +756,7 @@ impl Observer for Watch<'_> {
     }
 
     fn closed(&self) -> bool {
-        self.printer.closed()
+        self.printer.output_closed()
     }
 }
 

@@ -118,7 +118,7 @@ fn what_a_guest_agent_says_in_vm_status_and_vm_stop_shows_control_characters_esc
     if !common::qemu_available() {
         return;
     }
-    let state = tempfile::tempdir().unwrap();
+    let state = common::state_folder();
     let in_state = |args: &[&str]| {
         let mut command = qmpsh_command(args);
         command.env("QMPSH_STATE_DIR", state.path());
