@@ -317,6 +317,12 @@ impl Drop for Qemu {
 /// started there by `vm start` or `launch`, whoever their parent is now.
 pub fn qemus_in(folder: &Path) -> Vec<i32> {
     let needle = folder.as_os_str().as_encoded_bytes();
+    live_processes(|cmdline| cmdline.starts_with(b"qemu-system") && mentions(cmdline, needle))
+}
+
+/// The live processes but this one (zombies aside) whose command line
+/// (`/proc/PID/cmdline`) `matches`.
+fn live_processes(matches: impl Fn(&[u8]) -> bool) -> Vec<i32> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
@@ -325,10 +331,13 @@ pub fn qemus_in(folder: &Path) -> Vec<i32> {
             let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
             let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
-            let ours = cmdline.starts_with(b"qemu-system") && cmdline.windows(needle.len()).any(|w| w == needle);
-            (ours && !zombie).then_some(pid)
+            (matches(&cmdline) && !zombie && pid != std::process::id() as i32).then_some(pid)
         })
         .collect()
+}
+
+fn mentions(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A fresh state folder for `QMPSH_STATE_DIR`: private, as qmpsh wants
@@ -356,18 +365,7 @@ pub fn state_entries(state: &Path) -> Vec<String> {
 /// The live processes (zombies aside) whose command line mentions `text`:
 /// whatever ran, not only QEMU.
 pub fn processes_naming(text: &str) -> Vec<i32> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            let zombie = stat.rsplit_once(") ").is_some_and(|(_, rest)| rest.starts_with('Z'));
-            let named = cmdline.windows(text.len()).any(|w| w == text.as_bytes());
-            (named && !zombie && pid != std::process::id() as i32).then_some(pid)
-        })
-        .collect()
+    live_processes(|cmdline| mentions(cmdline, text.as_bytes()))
 }
 
 /// Waits up to `limit` for `done`, checking every 10 ms; false if it never
