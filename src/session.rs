@@ -94,7 +94,7 @@ impl<T> Fetched<T> {
 
 /// A connected session.
 pub struct Session {
-    monitor: Box<dyn Monitor>,
+    monitor: Monitor,
     pub printer: Printer,
     settings: Settings,
     /// `.cpu N`.
@@ -147,7 +147,7 @@ macro_rules! watch {
 }
 
 impl Session {
-    pub fn new(monitor: Box<dyn Monitor>, printer: Printer, settings: Settings) -> Session {
+    pub fn new(monitor: Monitor, printer: Printer, settings: Settings) -> Session {
         let qemu = match monitor.greeting().and_then(Version::of_greeting) {
             Some(version) => Fetched::Loaded(Arc::new(version)),
             None => Fetched::NotYet,
@@ -636,8 +636,8 @@ impl Session {
         let sequence = stop::Stop { agent: self.settings.agent.as_ref(), process: process.as_ref(), timeout, kill };
         // Interrupted or failed, it did not end QEMU: QEMU leaving later is
         // news again, not the quit we asked for.
-        let ending = stop::shutdown(self.monitor.as_mut(), &mut self.printer, &sequence)
-            .inspect_err(|_| self.quitting = false)?;
+        let ending =
+            stop::shutdown(&mut self.monitor, &mut self.printer, &sequence).inspect_err(|_| self.quitting = false)?;
         self.printer.text(&format!("{ending}\n"));
         ending.as_result(timeout).map(|()| Flow::Exit)
     }
