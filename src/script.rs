@@ -261,3 +261,55 @@ fn read_in_batches(
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qmp::fake::{Step, expect, send};
+    use crate::session::Settings;
+    use crate::session::tests::session;
+    use serde_json::json;
+
+    fn commands(lines: &[&str]) -> Source {
+        Source::Commands(lines.iter().map(|line| line.to_string()).collect())
+    }
+
+    fn stop_fails() -> Vec<Step> {
+        vec![expect(json!({"execute": "stop"})), send(json!({"error": {"class": "GenericError", "desc": "no"}}))]
+    }
+
+    #[test]
+    fn a_failed_command_stops_the_script() {
+        let (mut session, peer, _) = session(stop_fails(), Settings::default());
+        assert!(matches!(run(&mut session, commands(&["stop", "cont"]), false), Err(Error::CommandFailed)));
+        assert_eq!(peer.commands(), ["stop"]);
+    }
+
+    #[test]
+    fn keep_going_runs_every_line_and_the_status_says_a_command_failed() {
+        let mut steps = stop_fails();
+        steps.extend([expect(json!({"execute": "cont"})), send(json!({"return": {}}))]);
+        let (mut session, peer, _) = session(steps, Settings::default());
+        assert!(matches!(run(&mut session, commands(&["stop", "cont"]), true), Err(Error::CommandFailed)));
+        assert_eq!(peer.commands(), ["stop", "cont"]);
+    }
+
+    #[test]
+    fn keep_going_goes_past_a_line_that_does_not_parse_and_says_so_at_the_end() {
+        let mut steps = stop_fails();
+        steps.extend([expect(json!({"execute": "cont"})), send(json!({"return": {}}))]);
+        let (mut session, peer, screen) = session(steps, Settings::default());
+        let result = run(&mut session, commands(&["stop", "=", "cont"]), true);
+        // A line refused outranks a command failed.
+        assert!(matches!(result, Err(Error::LinesRefused)), "{result:?}");
+        assert!(screen.text().contains("line 2, column 1: expected a command name"), "{}", screen.text());
+        assert_eq!(peer.commands(), ["stop", "cont"]);
+    }
+
+    #[test]
+    fn keep_going_counts_a_failure_in_the_replies_still_in_flight_at_the_end() {
+        let settings = Settings { pipeline: Some(4), keep_going: true, ..Settings::default() };
+        let (mut session, peer, _) = session(stop_fails(), settings);
+        assert!(matches!(run(&mut session, commands(&["stop"]), true), Err(Error::CommandFailed)));
+        assert!(peer.played());
+    }
+}

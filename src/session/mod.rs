@@ -106,6 +106,8 @@ macro_rules! watch {
 mod dot;
 mod fetch;
 mod pipeline;
+#[cfg(test)]
+pub(crate) mod tests;
 
 impl Session {
     pub fn new(monitor: Monitor, printer: Printer, settings: Settings) -> Session {
