@@ -41,16 +41,11 @@ pub trait Runner {
     /// ready.
     fn read_stream(
         &mut self,
-        mut reader: BufReader<Box<dyn Read + Send>>,
+        reader: BufReader<Box<dyn Read + Send>>,
         each: &mut dyn FnMut(&mut Self, Logical) -> Result<Flow, Error>,
     ) -> Result<(), Error> {
         let hmp = self.hmp();
-        let mut number = 0;
-        let next = |_: &mut Self| {
-            number += 1;
-            line::read_physical(&mut reader, number)
-        };
-        line::assemble(self, hmp, next, each)
+        line::for_each_line(Source::Stream(reader), hmp, |line| each(self, line))
     }
 
     /// After the last line: what is still owed (a session's replies in
