@@ -44,8 +44,10 @@ pub struct Connect {
 pub fn connect(target: &Target, options: Connect, observer: &mut dyn Observer) -> Result<Monitor, ClientError> {
     let deadline = Instant::now() + options.greeting_timeout;
     let socket = Socket::open(target, options.greeting_timeout, Framer::new())?;
-    let write_timeout = options.write_timeout.map(|t| t.max(Duration::from_millis(1)));
-    socket.stream.set_write_timeout(write_timeout).map_err(|e| ClientError::Io(e.to_string()))?;
+    if let Some(timeout) = options.write_timeout {
+        let timeout = Some(timeout.max(Duration::from_millis(1)));
+        socket.stream.set_write_timeout(timeout).map_err(|e| ClientError::Io(e.to_string()))?;
+    }
     let mut monitor = Monitor::new(Box::new(socket));
     if options.negotiate {
         monitor.negotiate(target, deadline, options.greeting_timeout, observer)?;
