@@ -13,6 +13,7 @@ use crate::schema;
 use crate::vm::{Process, stop};
 
 impl Session {
+    /// Runs a dot command, which qmpsh itself carries out.
     pub(super) fn run_dot(&mut self, command: DotCommand) -> Result<Flow, Error> {
         // A dot command may wait (.sleep, .wait): what came before shows first.
         self.printer.flush();
