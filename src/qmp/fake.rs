@@ -245,6 +245,27 @@ mod tests {
     }
 
     #[test]
+    fn for_the_agent_every_command_has_an_id_and_a_replyless_one_is_done_once_sent() {
+        let (mut monitor, peer) = monitor(vec![
+            expect(json!({"execute": "guest-ping", "id": 1})),
+            send(json!({"return": {}, "id": 1})),
+            expect(json!({"execute": "guest-shutdown", "id": 2})),
+            Step::Close,
+        ]);
+        monitor.give_every_command_an_id();
+        monitor.learn_commands(vec!["guest-ping".into()], ["guest-shutdown".to_string()].into());
+        assert_eq!(monitor.execute(command("guest-ping"), soon(), &mut Seen::default()), Ok(Ok(json!({}))));
+        assert_eq!(monitor.ended_by(), None);
+        let mut seen = Seen::default();
+        assert_eq!(monitor.execute(command("guest-shutdown"), soon(), &mut seen), Ok(Ok(json!({}))));
+        assert_eq!(seen.0, ["> guest-shutdown", "< Reply"]);
+        // The channel closing next is the shutdown's doing.
+        assert_eq!(monitor.ended_by(), Some("guest-shutdown"));
+        assert_eq!(monitor.command_names(), ["guest-ping"]);
+        assert!(peer.played());
+    }
+
+    #[test]
     fn a_closed_peer_ends_every_wait() {
         let (mut monitor, _peer) = monitor(vec![expect(json!({"execute": "quit"})), Step::Close]);
         assert_eq!(monitor.execute(command("quit"), soon(), &mut Seen::default()), Err(ClientError::Closed));
