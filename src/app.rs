@@ -4,15 +4,15 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 use crate::attach;
-use crate::bind::{Action, DotCommand};
+use crate::bind::{self, Action, DotCommand, Offline};
 use crate::bounds;
 use crate::cli::{Cli, Command, Deferred, LaunchOptions, SessionOptions};
 use crate::error::Error;
 use crate::launch;
-use crate::render;
+use crate::line::{Flow, Source};
+use crate::render::{self, Palette};
 use crate::schema::Schema;
-use crate::script::{self, KeepGoing};
-use crate::session::{self, Flow, Logical, Offline, Source};
+use crate::script;
 use crate::target::Target;
 use crate::version::{self, Version};
 use crate::vm;
@@ -105,31 +105,48 @@ fn offline<'s>(qemu: Option<&str>, saved: Option<&'s Schema>) -> Result<Offline<
 /// is bound with `offline`'s schema, others without, as when connected.
 fn dry_run(input: Source, options: &SessionOptions, offline: &Offline) -> Result<(), Error> {
     let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let mut cpu = None;
-    let mut outcome = KeepGoing::default();
-    let (_, stderr_palette) = attach::palettes(options.color);
-    let mut translate_line = |line: Logical| -> Result<Flow, Error> {
-        let (text, line_no) = line?;
-        match session::translate(text, Some(line_no), options.hmp, cpu, offline)? {
+    let (_, stderr) = attach::palettes(options.color);
+    let out = io::BufWriter::new(stdout.lock());
+    let mut dry = DryRun { out, cpu: None, hmp: options.hmp, offline, stderr };
+    script::run(&mut dry, input, options.keep_going)
+}
+
+/// `--dry-run`'s lines: translated, each message written to `out`.
+struct DryRun<'a, 's, W> {
+    out: W,
+    /// `.cpu N`.
+    cpu: Option<i64>,
+    hmp: bool,
+    offline: &'a Offline<'s>,
+    stderr: Palette,
+}
+
+impl<W: Write> script::Runner for DryRun<'_, '_, W> {
+    fn hmp(&self) -> bool {
+        self.hmp
+    }
+
+    fn run_line(&mut self, text: &str, line_no: usize) -> Result<Flow, Error> {
+        match bind::translate(text, Some(line_no), self.hmp, self.cpu, self.offline)? {
             Action::Send(request) => {
-                serde_json::to_writer(&mut out, &request.message).map_err(|e| Error::output(e.into()))?;
-                out.write_all(b"\n").map_err(Error::output)?;
+                serde_json::to_writer(&mut self.out, &request.message).map_err(|e| Error::output(e.into()))?;
+                self.out.write_all(b"\n").map_err(Error::output)?;
             }
-            Action::Dot(DotCommand::Cpu(index)) => cpu = Some(index),
+            Action::Dot(DotCommand::Cpu(index)) => self.cpu = Some(index),
             Action::Dot(DotCommand::Exit) => return Ok(Flow::Exit),
             _ => {}
         }
         Ok(Flow::Continue)
-    };
-    session::for_each_line(input, options.hmp, |line| {
-        let result = translate_line(line);
-        outcome.absorb(result, options.keep_going, |message| {
-            let _ = render::error_text(&mut io::stderr().lock(), message, &stderr_palette);
-        })
-    })?;
-    out.flush().map_err(Error::output)?;
-    outcome.finish()
+    }
+
+    fn report(&mut self, problem: &str) {
+        let _ = render::error_text(&mut io::stderr().lock(), problem, &self.stderr);
+    }
+
+    fn end(&mut self, result: Result<(), Error>) -> Result<(), Error> {
+        result?;
+        self.out.flush().map_err(Error::output)
+    }
 }
 
 /// `--schema FILE`: a schema saved with `qmpsh SOCK -c query-qmp-schema`.

@@ -9,8 +9,7 @@ use std::time::Duration;
 use crate::cli::{ColorChoice, SessionOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
-use crate::qmp::agent::AgentMonitor;
-use crate::qmp::{ClientError, Connect, Monitor, SocketMonitor};
+use crate::qmp::{self, Connect, Monitor, agent};
 use crate::render::Palette;
 use crate::repl;
 use crate::script;
@@ -26,16 +25,10 @@ pub fn monitor(target: &Target, options: &SessionOptions) -> Result<(), Error> {
     let mut printer = printer(options)?;
     let timeout = options.timeout.map(Duration::from_secs_f64);
     let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate };
-    let monitor: Box<dyn Monitor> = match target {
+    let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate, write_timeout: timeout };
+    let monitor = match target {
         Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
-        _ => {
-            let connection = |e: ClientError| Error::Connection(e.to_string());
-            let mut monitor =
-                SocketMonitor::connect(target, connect, &mut printer.own_traffic()).map_err(connection)?;
-            monitor.set_write_timeout(timeout).map_err(connection)?;
-            Box::new(monitor)
-        }
+        _ => qmp::connect(target, connect, &mut printer.own_traffic()).map_err(|e| Error::Connection(e.to_string()))?,
     };
     // A managed VM's folder holds its agent channel beside the QMP socket.
     let agent = match target {
@@ -75,8 +68,8 @@ pub fn agent_target(agent: &str) -> Result<Target, Error> {
 pub fn agent(target: &Target, label: &str, options: &SessionOptions) -> Result<(), Error> {
     let printer = printer(options)?;
     let timeout = options.timeout.map(Duration::from_secs_f64).unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let monitor = AgentMonitor::connect(target, label, timeout).map_err(|e| Error::Connection(e.to_string()))?;
-    converse(Box::new(monitor), printer, label, None, options)
+    let monitor = agent::connect(target, label, timeout).map_err(|e| Error::Connection(e.to_string()))?;
+    converse(monitor, printer, label, None, options)
 }
 
 /// Where output goes and how it looks, from the options and the terminal.
@@ -106,7 +99,7 @@ pub fn palettes(choice: ColorChoice) -> (Palette, Palette) {
 
 /// Runs the REPL on a terminal, else the script, on a connected monitor.
 fn converse(
-    monitor: Box<dyn Monitor>,
+    monitor: Monitor,
     printer: Printer,
     label: &str,
     agent: Option<Target>,
@@ -129,15 +122,12 @@ fn converse(
 
 /// A monitor through libvirt, for `libvirt:DOMAIN`.
 #[cfg(feature = "libvirt")]
-fn libvirt_monitor(domain: &str, uri: Option<&str>) -> Result<Box<dyn Monitor>, Error> {
-    match crate::qmp::libvirt::LibvirtMonitor::connect(uri, domain) {
-        Ok(monitor) => Ok(Box::new(monitor)),
-        Err(e) => Err(Error::Connection(e.to_string())),
-    }
+fn libvirt_monitor(domain: &str, uri: Option<&str>) -> Result<Monitor, Error> {
+    qmp::libvirt::connect(uri, domain).map_err(|e| Error::Connection(e.to_string()))
 }
 
 #[cfg(not(feature = "libvirt"))]
-fn libvirt_monitor(_: &str, _: Option<&str>) -> Result<Box<dyn Monitor>, Error> {
+fn libvirt_monitor(_: &str, _: Option<&str>) -> Result<Monitor, Error> {
     Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 

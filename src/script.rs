@@ -1,6 +1,7 @@
 //! Script mode: lines from `-c` or a stream, run in order; a failure stops
 //! the script unless `--keep-going`, which reports each and sums them up
-//! in the exit status.
+//! in the exit status. `--dry-run` runs its translation through the same
+//! loop ([`Runner`]).
 
 use std::collections::VecDeque;
 use std::io::{self, BufReader, Read};
@@ -11,7 +12,8 @@ use std::thread;
 
 use crate::cli::SessionOptions;
 use crate::error::Error;
-use crate::session::{self, Flow, Logical, Session, Source};
+use crate::line::{self, Logical, Source};
+use crate::session::{Flow, Session};
 
 /// Where lines come from: `-c`, or stdin when it is not a terminal.
 pub fn input(options: &SessionOptions) -> Source {
@@ -22,35 +24,103 @@ pub fn input(options: &SessionOptions) -> Source {
     }
 }
 
-/// Script mode: stop at the first failure, or note it and go on.
-pub fn run(session: &mut Session, input: Source, keep_going: bool) -> Result<(), Error> {
+/// What a script's lines run on: a connected session, or `--dry-run`'s
+/// translation. [`run`] is the loop both share.
+pub trait Runner {
+    /// `-H`: HMP text lines continue only after a `\`.
+    fn hmp(&self) -> bool;
+
+    /// Runs one logical line, whose first physical line is `line_no`.
+    fn run_line(&mut self, text: &str, line_no: usize) -> Result<Flow, Error>;
+
+    /// Says what went wrong with a line that the script goes past.
+    fn report(&mut self, problem: &str);
+
+    /// Feeds a stream's logical lines to `each`. By default it reads as it
+    /// goes; a session reads in a thread, printing events while none is
+    /// ready.
+    fn read_stream(
+        &mut self,
+        reader: BufReader<Box<dyn Read + Send>>,
+        each: &mut dyn FnMut(&mut Self, Logical) -> Result<Flow, Error>,
+    ) -> Result<(), Error> {
+        let hmp = self.hmp();
+        line::for_each_line(Source::Stream(reader), hmp, |line| each(self, line))
+    }
+
+    /// After the last line: what is still owed (a session's replies in
+    /// flight), which counts as the last line's.
+    fn drain(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
+
+    /// The end of the script, whose lines ran to `result`: what output
+    /// is buffered goes out, and a failure to write it is the script's.
+    fn end(&mut self, result: Result<(), Error>) -> Result<(), Error>;
+}
+
+/// Script mode: every line of `input` in order, stopping at the first
+/// failure, or with `keep_going` reporting it and going on, the exit status
+/// then saying what was gone past.
+pub fn run<R: Runner>(runner: &mut R, input: Source, keep_going: bool) -> Result<(), Error> {
     let mut outcome = KeepGoing::default();
-    let mut run = |session: &mut Session, line: Logical| {
-        let result = line.and_then(|(text, line_no)| session.run_line(text, Some(line_no)));
-        outcome.absorb(result, keep_going, |message| session.printer.problem(message))
+    let mut each = |runner: &mut R, line: Logical| {
+        let result = line.and_then(|(text, line_no)| runner.run_line(text, line_no));
+        outcome.absorb(result, keep_going, |message| runner.report(message))
     };
+    let hmp = runner.hmp();
     let mut result = match input {
-        Source::Stream(reader) => stream_script(session, reader, &mut run),
-        commands => session::for_each_line(commands, session.hmp(), |line| run(session, line)),
+        Source::Stream(reader) => runner.read_stream(reader, &mut each),
+        commands => line::for_each_line(commands, hmp, |line| each(runner, line)),
     };
     // `--pipeline`: what is still in flight has run; show its replies.
-    let drained = session.drain();
+    let drained = runner.drain();
     if result.is_ok() {
         let drained = drained.map(|()| Flow::Continue);
-        result = outcome.absorb(drained, keep_going, |message| session.printer.problem(message)).map(|_| ());
+        result = outcome.absorb(drained, keep_going, |message| runner.report(message)).map(|_| ());
     }
-    session.printer.flush();
-    result?;
-    session.printer.check()?;
-    session.printer.check_log()?;
+    runner.end(result)?;
     outcome.finish()
+}
+
+impl Runner for Session {
+    fn hmp(&self) -> bool {
+        Session::hmp(self)
+    }
+
+    fn run_line(&mut self, text: &str, line_no: usize) -> Result<Flow, Error> {
+        Session::run_line(self, text, Some(line_no))
+    }
+
+    fn report(&mut self, problem: &str) {
+        self.printer.problem(problem);
+    }
+
+    fn read_stream(
+        &mut self,
+        reader: BufReader<Box<dyn Read + Send>>,
+        each: &mut dyn FnMut(&mut Self, Logical) -> Result<Flow, Error>,
+    ) -> Result<(), Error> {
+        stream_script(self, reader, each)
+    }
+
+    fn drain(&mut self) -> Result<(), Error> {
+        Session::drain(self)
+    }
+
+    fn end(&mut self, result: Result<(), Error>) -> Result<(), Error> {
+        self.printer.flush();
+        result?;
+        self.printer.check()?;
+        self.printer.check_log()
+    }
 }
 
 /// What `--keep-going` went past: a script goes on after a failed command
 /// or a line that does not parse, and its exit status says so at the end
 /// (2 if a line did not parse, else 1 if a command failed).
 #[derive(Default)]
-pub struct KeepGoing {
+struct KeepGoing {
     unparsed: bool,
     failed: bool,
 }
@@ -58,7 +128,7 @@ pub struct KeepGoing {
 impl KeepGoing {
     /// Takes one line's result: with `keep_going`, a failure is reported
     /// (through `report`, unless already printed) and the script goes on.
-    pub fn absorb(
+    fn absorb(
         &mut self,
         result: Result<Flow, Error>,
         keep_going: bool,
@@ -75,7 +145,7 @@ impl KeepGoing {
         Ok(Flow::Continue)
     }
 
-    pub fn finish(self) -> Result<(), Error> {
+    fn finish(self) -> Result<(), Error> {
         if self.unparsed {
             Err(Error::LinesRefused)
         } else if self.failed {
@@ -132,7 +202,7 @@ fn stream_script(
         }
     };
     let hmp = session.hmp();
-    session::assemble(session, hmp, next_line, run)
+    line::assemble(session, hmp, next_line, run)
 }
 
 /// Lines go over in batches: the reader never waits while the session is
@@ -153,7 +223,7 @@ fn read_in_batches(
         .spawn(move || {
             let mut batch = Vec::new();
             for number in 1.. {
-                let line = session::read_physical(&mut reader, number);
+                let line = line::read_physical(&mut reader, number);
                 // A line that is not UTF-8 is that line's failure; reading
                 // ends at the end of input or a read error.
                 let end = matches!(line, Ok(None) | Err(Error::Io(_)));
@@ -184,4 +254,57 @@ fn read_in_batches(
         })
         .map_err(|e| Error::Io(format!("cannot start the input thread: {e}")))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::qmp::fake::{Step, expect, send};
+    use crate::session::Settings;
+    use crate::session::tests::session;
+    use serde_json::json;
+
+    fn commands(lines: &[&str]) -> Source {
+        Source::Commands(lines.iter().map(|line| line.to_string()).collect())
+    }
+
+    fn stop_fails() -> Vec<Step> {
+        vec![expect(json!({"execute": "stop"})), send(json!({"error": {"class": "GenericError", "desc": "no"}}))]
+    }
+
+    #[test]
+    fn a_failed_command_stops_the_script() {
+        let (mut session, peer, _) = session(stop_fails(), Settings::default());
+        assert!(matches!(run(&mut session, commands(&["stop", "cont"]), false), Err(Error::CommandFailed)));
+        assert_eq!(peer.commands(), ["stop"]);
+    }
+
+    #[test]
+    fn keep_going_runs_every_line_and_the_status_says_a_command_failed() {
+        let mut steps = stop_fails();
+        steps.extend([expect(json!({"execute": "cont"})), send(json!({"return": {}}))]);
+        let (mut session, peer, _) = session(steps, Settings::default());
+        assert!(matches!(run(&mut session, commands(&["stop", "cont"]), true), Err(Error::CommandFailed)));
+        assert_eq!(peer.commands(), ["stop", "cont"]);
+    }
+
+    #[test]
+    fn keep_going_goes_past_a_line_that_does_not_parse_and_says_so_at_the_end() {
+        let mut steps = stop_fails();
+        steps.extend([expect(json!({"execute": "cont"})), send(json!({"return": {}}))]);
+        let (mut session, peer, screen) = session(steps, Settings::default());
+        let result = run(&mut session, commands(&["stop", "=", "cont"]), true);
+        // A line refused outranks a command failed.
+        assert!(matches!(result, Err(Error::LinesRefused)), "{result:?}");
+        assert!(screen.text().contains("line 2, column 1: expected a command name"), "{}", screen.text());
+        assert_eq!(peer.commands(), ["stop", "cont"]);
+    }
+
+    #[test]
+    fn keep_going_counts_a_failure_in_the_replies_still_in_flight_at_the_end() {
+        let settings = Settings { pipeline: Some(4), keep_going: true, ..Settings::default() };
+        let (mut session, peer, _) = session(stop_fails(), settings);
+        assert!(matches!(run(&mut session, commands(&["stop"]), true), Err(Error::CommandFailed)));
+        assert!(peer.played());
+    }
 }

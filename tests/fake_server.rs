@@ -399,8 +399,9 @@ fn the_schema_is_fetched_once_and_only_for_lines_that_need_it() {
 
 #[test]
 fn a_flood_of_events_before_a_reply_is_printed_whole() {
-    // 50,000 events at once: the reader waits for the printer (a bounded
-    // backlog, so memory stays flat) and nothing is dropped.
+    // 50,000 events at once: qmpsh reads the socket only as fast as it
+    // shows what it read (the rest waits in the socket, so memory stays
+    // flat) and nothing is dropped.
     let flood: String = (0..50_000).map(|n| event("BLOCK_IO_ERROR", Some(&format!(r#"{{"n": {n}}}"#)))).collect();
     let server = script(vec![expect("stop"), send(&flood), send(OK), Step::ExpectHangUp]);
     let run = qmpsh(&[&server.socket_arg(), "-c", "stop"], "");

@@ -13,10 +13,9 @@
 use std::io::{BufReader, Cursor};
 
 use libfuzzer_sys::fuzz_target;
-use qmpsh::bind::{self, Action, Context};
+use qmpsh::bind::{self, Action, Context, Offline};
 use qmpsh::error::Error;
-use qmpsh::line::{self, Assembler, ParseError, parse_line};
-use qmpsh::session::{self, Flow, Offline, Source};
+use qmpsh::line::{self, Assembler, Flow, ParseError, Source, parse_line};
 use qmpsh::version;
 
 fuzz_target!(|data: &[u8]| on_small_stack(|| check(data)));
@@ -51,13 +50,13 @@ fn on_small_stack(work: impl FnOnce() + Send) {
 fn read_as_script(data: &[u8], hmp: bool) {
     let reader: Box<dyn std::io::Read + Send> = Box::new(Cursor::new(data.to_vec()));
     let input = Source::Stream(BufReader::new(reader));
-    let result = session::for_each_line(input, hmp, |logical| {
+    let result = line::for_each_line(input, hmp, |logical| {
         match logical {
             Ok((text, _)) => {
                 if !hmp {
                     check_logical(text);
                 }
-                match session::translate(text, Some(1), hmp, None, &Offline::newest()) {
+                match bind::translate(text, Some(1), hmp, None, &Offline::newest()) {
                     Ok(action) => check_action(&action),
                     Err(error) => check_located(text, &error),
                 }

@@ -6,8 +6,10 @@
 pub mod dot;
 mod human;
 mod property;
+mod translate;
 
 pub use property::{PropertyTypes, owner as properties_owner};
+pub use translate::{Offline, bind_located, parse_located, translate};
 
 use std::time::Duration;
 

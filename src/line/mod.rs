@@ -1,6 +1,7 @@
 //! The line language: what one typed or scripted line says, before anyone
-//! knows which commands exist. `assemble` joins continued physical lines,
-//! `grammar` parses one logical line into a [`Line`].
+//! knows which commands exist. `input` reads a script's physical lines,
+//! `assemble` joins continued ones, `grammar` parses one logical line into
+//! a [`Line`].
 //!
 //! The grammar records the shape of a line and where each part sits, never
 //! what it means: typing values and checking commands is binding's job
@@ -8,11 +9,13 @@
 
 mod assemble;
 mod grammar;
+pub mod input;
 pub mod literal;
 
 pub use assemble::Assembler;
 pub use grammar::parse_line;
 pub(crate) use grammar::{MAX_KEY_PARTS, is_key_char};
+pub use input::{Flow, Logical, Source, assemble, for_each_line, read_physical};
 
 use serde_json::Map;
 

@@ -1,28 +1,18 @@
-//! What the caller waits for, in the order it came: messages (replies and
-//! events), why the connection ended, and wake-ups from the input thread.
-//! A transport supplies them through a [`Feed`]: the socket reads its own
-//! stream on the caller's thread; libvirt's threads fill a channel. Waiting
-//! for a reply, an event or a wake-up, with a deadline and Ctrl-C, is
-//! written once, here.
+//! What the client waits for, in the order it came: messages (replies and
+//! events), why the connection ended, and wake-ups from the input thread,
+//! all from the [`Transport`], which the inbox owns; and the ledger of what
+//! was sent through it, so that each reply finds its command. Waiting for
+//! a reply, an event or a wake-up, with a deadline and Ctrl-C, is written
+//! once, here.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::ledger::{Ledger, Settled};
-use super::{ClientError, Kind, Observer, QmpError, Reply, Waker};
+use super::{ClientError, Incoming, Kind, Observer, QmpError, Reply, Transport};
 use crate::interrupt;
-
-/// What arrives on the channel: a message, why the transport stopped, or a
-/// wake-up from another thread of ours.
-pub enum Incoming {
-    Message(Value),
-    End(ClientError),
-    Wake,
-}
 
 /// What a wait for the next message got.
 enum Got {
@@ -37,43 +27,12 @@ const INTERRUPT_POLL: Duration = Duration::from_millis(100);
 /// ([`Observer::waiting`]): a quick reply costs no extra write.
 const FIRST_SLICE: Duration = Duration::from_millis(10);
 
-/// How many messages may wait unread in a channel. A flood of events beyond
-/// this makes the transport's thread wait instead of memory growing with
-/// the backlog; nothing is dropped. (The socket reads only as the caller
-/// waits, so its back-pressure is the socket's own.)
-#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
-const BACKLOG: usize = 256;
-
-/// Where an inbox's items come from.
-pub trait Feed {
-    /// The next item within `wait`; `None` when none came. Unless
-    /// `wakeable`, the caller passes over wake-ups, so the feed need not
-    /// watch for them (the socket then reads without polling first).
-    fn next_within(&mut self, wait: Duration, wakeable: bool) -> Option<Incoming>;
-}
-
-/// A channel that a transport's own threads fill.
-impl Feed for Receiver<Incoming> {
-    fn next_within(&mut self, wait: Duration, _wakeable: bool) -> Option<Incoming> {
-        match self.recv_timeout(wait) {
-            Ok(item) => Some(item),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => Some(Incoming::End(ClientError::Closed)),
-        }
-    }
-}
-
-/// Makes the waiting side's next wait end with [`Incoming::Wake`].
-pub type Wake = Arc<dyn Fn() + Send + Sync>;
-
-/// The receiving end, with how the transport ended once it has, and which
-/// reply answers which command sent through it.
+/// The transport, with how it ended once it has, and which reply answers
+/// which command sent through it.
 pub struct Inbox {
-    feed: Box<dyn Feed>,
+    pub(super) transport: Box<dyn Transport>,
     ended: Option<ClientError>,
-    wake: Wake,
-    /// The transport records each command it sends here.
-    pub(super) ledger: Ledger,
+    ledger: Ledger,
     /// Replies read while another was awaited, by ticket: a peer may answer
     /// commands that carry ids in any order. One per command in flight.
     early: HashMap<u64, Early>,
@@ -90,21 +49,25 @@ enum Early {
 }
 
 impl Inbox {
-    /// An inbox fed by a channel, and the sender a transport's threads
-    /// fill it with (libvirt's).
-    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
-    pub fn channel() -> (Inbox, SyncSender<Incoming>) {
-        let (tx, incoming) = mpsc::sync_channel(BACKLOG);
-        let waker = tx.clone();
-        let wake: Wake = Arc::new(move || {
-            let _ = waker.send(Incoming::Wake);
-        });
-        (Inbox::with_feed(Box::new(incoming), wake), tx)
+    pub fn new(transport: Box<dyn Transport>) -> Inbox {
+        Inbox { transport, ended: None, ledger: Ledger::default(), early: HashMap::new(), abandoned: HashSet::new() }
     }
 
-    /// An inbox over `feed`; `wake` makes its current or next wait end.
-    pub fn with_feed(feed: Box<dyn Feed>, wake: Wake) -> Inbox {
-        Inbox { feed, ended: None, wake, ledger: Ledger::default(), early: HashMap::new(), abandoned: HashSet::new() }
+    /// Sends `message`, which carries `id` (or none), and records it as
+    /// owed a reply: its ticket.
+    pub fn send(&mut self, message: &Value, id: Option<Value>) -> Result<u64, ClientError> {
+        self.transport.send(message)?;
+        Ok(self.ledger.record(id))
+    }
+
+    /// A number for a command's id that no earlier command here used.
+    pub fn fresh_id(&self) -> Value {
+        self.ledger.fresh_id()
+    }
+
+    /// Stops waiting for a reply to `ticket`: its command sends none.
+    pub fn forget(&mut self, ticket: u64) {
+        self.ledger.forget(ticket);
     }
 
     /// The next message (or wake-up), or why none will come. A wait is cut
@@ -139,7 +102,7 @@ impl Inbox {
                 observer.waiting();
             }
             first = false;
-            match self.feed.next_within(slice, wakeable) {
+            match self.transport.receive(slice, wakeable) {
                 Some(Incoming::Message(message)) => return Ok(Got::Message(message)),
                 Some(Incoming::Wake) => return Ok(Got::Woken),
                 Some(Incoming::End(end)) => {
@@ -249,7 +212,7 @@ impl Inbox {
         if self.ended.is_some() || awaited {
             return;
         }
-        while let Some(item) = self.feed.next_within(Duration::ZERO, false) {
+        while let Some(item) = self.transport.receive(Duration::ZERO, false) {
             match item {
                 Incoming::Message(message) => {
                     if let Some((answered, early)) = self.sort(message, observer) {
@@ -309,12 +272,6 @@ impl Inbox {
                 }
             }
         }
-    }
-
-    /// See [`super::Monitor::waker`].
-    pub fn waker(&self) -> Waker {
-        let wake = Arc::clone(&self.wake);
-        Box::new(move || wake())
     }
 }
 

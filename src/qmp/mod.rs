@@ -1,12 +1,23 @@
-//! The QMP client: connect, greet, negotiate, send commands tagged with an
-//! `id`, match replies by it, and hand every other message (events, stray
+//! The QMP client: connect, greet, negotiate, send commands and match
+//! each reply to its command, and hand every other message (events, stray
 //! replies) to an [`Observer`] the moment it is read.
 //!
-//! [`Monitor`] is the small interface the rest of qmpsh drives. Two
-//! transports implement it: the socket (QMP, and qemu-ga) and, with the
-//! `libvirt` feature, libvirt's QEMU monitor API for the VMs libvirt runs.
+//! Replies are matched by order: QEMU answers in-band commands in the
+//! order it reads them, so qmpsh sends no id of its own on QMP (see
+//! ledger.rs). Only a command that carries an id is matched by it: the
+//! user's own, an `exec-oob`, and every command to the guest agent.
+//!
+//! [`Monitor`] (client.rs) is that client, written once. What differs
+//! between peers is a [`Transport`]: how a message goes out and how what
+//! comes back reaches the client's inbox. There are three: the socket
+//! (QMP, and qemu-ga's channel), and with the `libvirt` feature, libvirt's
+//! QEMU monitor API for the VMs libvirt runs; the tests add an in-process
+//! fake (fake.rs).
 
 pub mod agent;
+mod client;
+#[cfg(test)]
+pub mod fake;
 mod framer;
 mod inbox;
 mod ledger;
@@ -15,15 +26,16 @@ pub mod libvirt;
 mod socket;
 
 use std::fmt;
-use std::time::Instant;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 
 use crate::visible::{Breaks, visible};
 
+pub use client::Monitor;
 pub use framer::Framer;
 pub use ledger::{Ledger, Settled};
-pub use socket::{Connect, SocketMonitor};
+pub use socket::{Connect, connect};
 
 /// What a received message was, as far as the client is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,75 +148,40 @@ impl fmt::Display for ClientError {
     }
 }
 
-/// Executes QMP commands and yields the events that arrive meanwhile.
-pub trait Monitor {
-    /// Sends `command` (a QMP message without `id`; one it carries is kept)
-    /// and waits until `deadline` (or forever) for its reply, handing every
-    /// other message read meanwhile to `observer`.
-    fn execute(
-        &mut self,
-        command: Map<String, Value>,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError> {
-        let ticket = self.post(command, observer)?;
-        self.await_reply(ticket, deadline, observer)
-    }
+/// What a transport hands the client's inbox: a message, why the
+/// connection ended, or a wake-up from another thread of ours.
+pub enum Incoming {
+    Message(Value),
+    End(ClientError),
+    Wake,
+}
 
-    /// Sends `command` without waiting (`--pipeline`) and returns a ticket
-    /// for [`Monitor::await_reply`]. Replies must then be awaited in the
-    /// order the commands were sent.
-    fn post(&mut self, command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError>;
+/// How messages reach a peer and come back: all that differs between the
+/// socket, libvirt and a test's fake. Matching replies, waiting with a
+/// deadline, Ctrl-C and the observer are [`Monitor`]'s, written once.
+pub trait Transport {
+    /// Sends one message, whole (the observer has seen it).
+    fn send(&mut self, message: &Value) -> Result<(), ClientError>;
 
-    /// Waits until `deadline` (or forever) for the reply to the command
-    /// posted as `ticket`, handing every other message to `observer`.
-    fn await_reply(
-        &mut self,
-        ticket: u64,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError>;
+    /// The next item within `wait`; `None` when none came. Unless
+    /// `wakeable`, the caller passes over wake-ups, so the transport need
+    /// not watch for them (the socket then reads without polling first).
+    fn receive(&mut self, wait: Duration, wakeable: bool) -> Option<Incoming>;
 
-    /// Reads messages until `deadline` (or forever), handing each to
-    /// `observer`, and stops early at the first event `wanted` accepts,
-    /// which it returns.
-    fn wait_event(
-        &mut self,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-        wanted: &mut dyn FnMut(&Value) -> bool,
-    ) -> Result<Option<Value>, ClientError>;
-
-    /// The greeting, when the monitor sent one.
-    fn greeting(&self) -> Option<&Value> {
-        None
-    }
+    /// A handle another thread can call to make the current or next
+    /// [`Transport::receive`] that is `wakeable` return [`Incoming::Wake`].
+    fn waker(&self) -> Waker;
 
     /// The pid of the process at the other end, when the transport can
-    /// tell (a local unix socket can): `.shutdown` kills it as a last resort.
+    /// tell (a local unix socket can).
     fn peer_pid(&self) -> Option<i32> {
         None
     }
 
-    /// Reads messages, handing each to `observer`, until a [`Monitor::waker`]
-    /// call (a wake-up sent before this call may end it at once).
-    fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError>;
-
-    /// A handle another thread can call to end a [`Monitor::wait_wake`]:
-    /// the input thread, when a line has been read.
-    fn waker(&self) -> Waker;
-
-    /// Command names the peer says it has, for completion, when it offers
-    /// no schema (the guest agent's `guest-info`).
-    fn command_names(&self) -> Vec<String> {
-        Vec::new()
-    }
-
-    /// The command last sent, when it is one that gets no reply and may end
-    /// the peer's side (the agent's `guest-shutdown`): the connection
-    /// closing after it is then its doing, not a loss.
-    fn ended_by(&self) -> Option<&str> {
-        None
+    /// Stops sending, so that the peer reads to the end of what was sent
+    /// and closes: whether the transport can (see [`Monitor`]'s drop).
+    fn close_sending(&mut self) -> bool {
+        false
     }
 }
 

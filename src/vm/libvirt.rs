@@ -13,7 +13,7 @@ use super::stop::{self, Ending, Via};
 use crate::cli::VmCommand;
 use crate::error::Error;
 use crate::output::{Printer, Style};
-use crate::qmp::libvirt::{self, LibvirtMonitor};
+use crate::qmp::libvirt;
 use crate::render;
 use crate::visible;
 
@@ -117,7 +117,7 @@ fn stop(connect: &Connect, name: &str, timeout: Duration, out: &mut dyn Write) -
         return writeln!(out, "{name}: not running").map_err(Error::output);
     }
     let mut printer = Printer::new(Style::plain(), None)?;
-    let mut monitor = LibvirtMonitor::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
+    let mut monitor = libvirt::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {
         // A guest without ACPI may still power off by itself: wait anyway.

@@ -21,8 +21,7 @@ use crate::cli::{StartOptions, VmCommand};
 use crate::error::Error;
 use crate::interrupt::{self, Caught};
 use crate::output::{Printer, Style};
-use crate::qmp::agent::AgentMonitor;
-use crate::qmp::{Connect, Monitor, Quiet, SocketMonitor};
+use crate::qmp::{self, Connect, Quiet, agent};
 use crate::render;
 use crate::target::Target;
 use crate::visible;
@@ -234,9 +233,8 @@ fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool, out: &mut dyn Write) 
     // A kill needs no monitor, and one that does not answer (a stopped or
     // wedged QEMU) cannot be asked: either way it comes to SIGKILL.
     let greeting_timeout = timeout.clamp(Duration::from_secs(1), Duration::from_secs(5));
-    let connect = Connect { greeting_timeout, negotiate: true };
-    let monitor =
-        (!kill).then(|| SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic()));
+    let connect = Connect { greeting_timeout, negotiate: true, write_timeout: None };
+    let monitor = (!kill).then(|| qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic()));
     let ending = match monitor {
         Some(Ok(mut monitor)) => {
             let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
@@ -291,8 +289,8 @@ fn agent_report(vm: &VmDir) -> Value {
         return Value::Null;
     }
     // Connecting to a channel someone holds would only time out.
-    let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true };
-    if let Ok(mut monitor) = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet)
+    let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true, write_timeout: None };
+    if let Ok(mut monitor) = qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet)
         && stop::agent_held(&mut monitor, &mut Quiet)
     {
         return json!({ "held": true });
@@ -301,7 +299,7 @@ fn agent_report(vm: &VmDir) -> Value {
     // an agent that is not there.
     let limit = Duration::from_millis(500);
     let label = format!("{}'s agent", vm.name);
-    let Ok(mut agent) = AgentMonitor::connect(&Target::Unix(socket), &label, limit) else {
+    let Ok(mut agent) = agent::connect(&Target::Unix(socket), &label, limit) else {
         return Value::Null;
     };
     let mut ask = |name: &str| {
@@ -339,8 +337,8 @@ fn write_agent(agent: &Value, out: &mut dyn Write) -> io::Result<()> {
 /// running / paused / shut down, from `query-status`; `busy` when another
 /// client holds the monitor.
 fn query_state(vm: &VmDir) -> String {
-    let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true };
-    let Ok(mut monitor) = SocketMonitor::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet) else {
+    let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true, write_timeout: None };
+    let Ok(mut monitor) = qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet) else {
         return "busy".into();
     };
     let deadline = Some(std::time::Instant::now() + Duration::from_secs(2));

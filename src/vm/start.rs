@@ -15,7 +15,7 @@ use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, VmLock, opts_path,
 use crate::cli::{Accel, StartOptions};
 use crate::error::Error;
 use crate::interrupt::{self, Caught};
-use crate::qmp::{Connect, Quiet, SocketMonitor};
+use crate::qmp::{self, Connect, Quiet};
 use crate::target::Target;
 
 /// How long QEMU gets to open its QMP socket.
@@ -298,8 +298,8 @@ fn await_monitor(child: &mut Child, socket: &Path, interrupted: &dyn Fn() -> Opt
             return Err(Awaited::Failed(format!("QEMU exited during start ({status})")));
         }
         if socket.exists() {
-            let connect = Connect { greeting_timeout: Duration::from_secs(2), negotiate: true };
-            if SocketMonitor::connect(&target, connect, &mut Quiet).is_ok() {
+            let connect = Connect { greeting_timeout: Duration::from_secs(2), negotiate: true, write_timeout: None };
+            if qmp::connect(&target, connect, &mut Quiet).is_ok() {
                 return Ok(());
             }
         }

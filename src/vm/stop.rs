@@ -19,8 +19,7 @@ use super::process::Process;
 use super::state::AGENT_CHARDEV;
 use crate::error::Error;
 use crate::output::Printer;
-use crate::qmp::agent::AgentMonitor;
-use crate::qmp::{ClientError, Monitor, Observer, command};
+use crate::qmp::{ClientError, Monitor, Observer, agent, command};
 use crate::target::Target;
 use crate::visible;
 
@@ -104,7 +103,7 @@ pub struct Stop<'a> {
 
 /// Whether QEMU closed the connection before `deadline` (it does as it
 /// exits); events read meanwhile go to `observer`.
-pub fn closes_by(monitor: &mut dyn Monitor, observer: &mut dyn Observer, deadline: Instant) -> Result<bool, Error> {
+pub fn closes_by(monitor: &mut Monitor, observer: &mut dyn Observer, deadline: Instant) -> Result<bool, Error> {
     loop {
         match monitor.wait_event(Some(deadline), observer, &mut |_| false) {
             Err(ClientError::Closed) => return Ok(true),
@@ -124,7 +123,7 @@ fn failed(error: ClientError) -> Error {
 }
 
 /// The whole sequence on `monitor` (QMP), saying each step on `printer`.
-pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -> Result<Ending, Error> {
+pub fn shutdown(monitor: &mut Monitor, printer: &mut Printer, stop: &Stop) -> Result<Ending, Error> {
     if stop.kill {
         return kill(Some(monitor), printer, stop.process, true);
     }
@@ -181,7 +180,7 @@ pub fn shutdown(monitor: &mut dyn Monitor, printer: &mut Printer, stop: &Stop) -
 /// (`cont`), a suspended guest wakes (`system_wakeup`). One that never ran
 /// (`-S`) has nothing to power off: QEMU quits at once.
 fn wake_guest(
-    monitor: &mut dyn Monitor,
+    monitor: &mut Monitor,
     printer: &mut Printer,
     process: Option<&Process>,
 ) -> Result<Option<Ending>, Error> {
@@ -216,7 +215,7 @@ fn wake_guest(
 /// `monitor`. `vm stop` comes here without one when QEMU does not answer
 /// on it, or for `--kill`, which needs none.
 pub fn kill(
-    monitor: Option<&mut dyn Monitor>,
+    monitor: Option<&mut Monitor>,
     printer: &mut Printer,
     process: Option<&Process>,
     asked: bool,
@@ -240,7 +239,7 @@ pub fn kill(
 
 /// Whether another client holds a managed VM's agent channel, which QEMU
 /// gives to one client at a time: a free one it names `disconnected:...`.
-pub fn agent_held(monitor: &mut dyn Monitor, observer: &mut dyn Observer) -> bool {
+pub fn agent_held(monitor: &mut Monitor, observer: &mut dyn Observer) -> bool {
     let deadline = Instant::now() + AGENT_LIMIT;
     let Ok(Ok(chardevs)) = monitor.execute(command("query-chardev"), Some(deadline), observer) else { return false };
     let channel = chardevs.as_array().into_iter().flatten().find(|c| c["label"] == AGENT_CHARDEV);
@@ -258,12 +257,12 @@ enum Agent {
 /// Asks the guest agent to power the guest off, if one answers within
 /// `limit`.
 fn agent_shutdown(agent: &Target, printer: &mut Printer, limit: Duration) -> Agent {
-    let Ok(mut monitor) = AgentMonitor::connect(agent, &agent.to_string(), limit) else { return Agent::Absent };
-    if !monitor.ping(Instant::now() + limit) {
+    let Ok(mut monitor) = agent::connect(agent, &agent.to_string(), limit) else { return Agent::Absent };
+    if !agent::ping(&mut monitor, Instant::now() + limit) {
         return Agent::Absent;
     }
     say(printer, "the guest agent answers: guest-shutdown");
-    match monitor.shutdown_guest() {
+    match agent::shutdown_guest(&mut monitor) {
         Ok(()) => Agent::Accepted,
         Err(refused) => {
             say(printer, &format!("the guest agent refused ({})", visible::line(&refused)));
@@ -277,7 +276,7 @@ fn agent_shutdown(agent: &Target, printer: &mut Printer, limit: Duration) -> Age
 /// to exit; between presses, `agent` (one that did not answer yet) is
 /// asked again. Who powered the guest off, if it went before `deadline`.
 fn press_until_off(
-    monitor: &mut dyn Monitor,
+    monitor: &mut Monitor,
     printer: &mut Printer,
     deadline: Instant,
     agent: Option<&Target>,

@@ -16,7 +16,7 @@ use virt::sys;
 
 use crate::bounds;
 use crate::qmp::ClientError;
-use crate::qmp::inbox::Incoming;
+use crate::qmp::Incoming;
 use crate::visible;
 
 /// Starts libvirt's default event loop in a thread of its own, once per

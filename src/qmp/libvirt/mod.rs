@@ -7,12 +7,12 @@
 //! qmpsh sees what a socket would give it.
 //!
 //! A command thread owns the domain and makes the blocking libvirt calls;
-//! replies, events and the end of the connection all arrive in one
-//! [`Inbox`], as with the socket transport.
+//! replies, events and the end of the connection all arrive on one
+//! channel, which the client's inbox reads as it reads a socket.
 
 mod events;
 
-use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -21,8 +21,7 @@ use virt::connect::Connect;
 use virt::domain::Domain;
 use virt::error::{Error as VirtError, ErrorNumber};
 
-use super::inbox::{Inbox, Incoming};
-use super::{ClientError, Monitor, Observer, Reply, Waker};
+use super::{ClientError, Incoming, Monitor, Transport, Waker};
 use crate::bounds;
 use crate::visible;
 
@@ -109,41 +108,73 @@ pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, String> {
         .map_err(|_| format!("libvirt at {uri} has no domain {name} (virsh -c {uri} list --all)"))
 }
 
-/// A QMP monitor reached through libvirt.
-pub struct LibvirtMonitor {
-    inbox: Inbox,
+/// How many messages may wait unread on the channel. A flood of events
+/// beyond this makes libvirt's threads wait instead of memory growing with
+/// the backlog; nothing is dropped.
+const BACKLOG: usize = 256;
+
+/// Connects to libvirt at `uri` and to the running domain `name`.
+pub fn connect(uri: Option<&str>, name: &str) -> Result<Monitor, ClientError> {
+    let connect = open(uri).map_err(ClientError::Io)?;
+    let domain = lookup(&connect, name).map_err(ClientError::Io)?;
+    if !domain.is_active().unwrap_or(false) {
+        let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
+        return Err(ClientError::Io(format!(
+            "libvirt domain {name} is not running (start it with virsh -c {uri} start {name})"
+        )));
+    }
+    attach(&connect, domain)
+}
+
+/// A monitor on a running `domain` of `connect`.
+pub fn attach(connect: &Connect, domain: Domain) -> Result<Monitor, ClientError> {
+    let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
+    let (tx, incoming) = mpsc::sync_channel(BACKLOG);
+    let subscription = events::subscribe(connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
+    let (commands, requests) = mpsc::channel();
+    let replies = tx.clone();
+    thread::Builder::new()
+        .name("libvirt-commands".into())
+        .spawn(move || run_commands(&domain, &requests, &replies))
+        .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
+    Ok(Monitor::new(Box::new(Libvirt { commands, incoming, wake: tx, _subscription: subscription })))
+}
+
+/// The transport through libvirt.
+struct Libvirt {
     /// Commands for the command thread: the id the user gave it, if any,
     /// and the JSON to send.
     commands: Sender<(Option<Value>, String)>,
+    /// What the command thread and the event callbacks send.
+    incoming: Receiver<Incoming>,
+    /// For wake-ups: a sender on that channel.
+    wake: SyncSender<Incoming>,
     /// Keeps the event callbacks registered while the monitor lives.
     _subscription: events::Subscription,
 }
 
-impl LibvirtMonitor {
-    /// Connects to libvirt at `uri` and to the running domain `name`.
-    pub fn connect(uri: Option<&str>, name: &str) -> Result<LibvirtMonitor, ClientError> {
-        let connect = open(uri).map_err(ClientError::Io)?;
-        let domain = lookup(&connect, name).map_err(ClientError::Io)?;
-        if !domain.is_active().unwrap_or(false) {
-            let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
-            return Err(ClientError::Io(format!(
-                "libvirt domain {name} is not running (start it with virsh -c {uri} start {name})"
-            )));
-        }
-        LibvirtMonitor::attach(&connect, domain)
+impl Transport for Libvirt {
+    fn send(&mut self, message: &Value) -> Result<(), ClientError> {
+        let mut command = message.as_object().cloned().unwrap_or_default();
+        // libvirt gives the command an id of its own in place of the user's.
+        let id = command.remove("id");
+        let text = Value::Object(command).to_string();
+        self.commands.send((id, text)).map_err(|_| ClientError::Closed)
     }
 
-    /// A monitor on a running `domain` of `connect`.
-    pub fn attach(connect: &Connect, domain: Domain) -> Result<LibvirtMonitor, ClientError> {
-        let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
-        let (inbox, tx) = Inbox::channel();
-        let subscription = events::subscribe(connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
-        let (commands, requests) = mpsc::channel();
-        thread::Builder::new()
-            .name("libvirt-commands".into())
-            .spawn(move || run_commands(&domain, &requests, &tx))
-            .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
-        Ok(LibvirtMonitor { inbox, commands, _subscription: subscription })
+    fn receive(&mut self, wait: Duration, _wakeable: bool) -> Option<Incoming> {
+        match self.incoming.recv_timeout(wait) {
+            Ok(item) => Some(item),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => Some(Incoming::End(ClientError::Closed)),
+        }
+    }
+
+    fn waker(&self) -> Waker {
+        let tx = self.wake.clone();
+        Box::new(move || {
+            let _ = tx.send(Incoming::Wake);
+        })
     }
 }
 
@@ -212,42 +243,5 @@ fn failure(domain: &Domain, error: &VirtError, id: Option<Value>) -> Incoming {
             }
             Incoming::Message(Value::Object(reply))
         }
-    }
-}
-
-impl Monitor for LibvirtMonitor {
-    fn post(&mut self, mut command: Map<String, Value>, observer: &mut dyn Observer) -> Result<u64, ClientError> {
-        observer.sent(&Value::Object(command.clone()));
-        // libvirt gives the command an id of its own in place of the user's.
-        let id = command.remove("id");
-        let text = Value::Object(command).to_string();
-        self.commands.send((id.clone(), text)).map_err(|_| ClientError::Closed)?;
-        Ok(self.inbox.ledger.record(id))
-    }
-
-    fn await_reply(
-        &mut self,
-        ticket: u64,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-    ) -> Result<Reply, ClientError> {
-        self.inbox.await_reply(ticket, deadline, observer)
-    }
-
-    fn wait_event(
-        &mut self,
-        deadline: Option<Instant>,
-        observer: &mut dyn Observer,
-        wanted: &mut dyn FnMut(&Value) -> bool,
-    ) -> Result<Option<Value>, ClientError> {
-        self.inbox.wait_event(deadline, observer, wanted)
-    }
-
-    fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
-        self.inbox.wait_wake(observer)
-    }
-
-    fn waker(&self) -> Waker {
-        self.inbox.waker()
     }
 }
