@@ -151,5 +151,6 @@ Exit codes:
   3  connection failure: cannot connect, no greeting in time, connection lost
   4  timeout: a command (with --timeout) or .wait ran out of time, or a VM
      stop had to quit or kill QEMU because the guest did not power off
-130  ended by Ctrl-C; 129 by SIGHUP, 143 by SIGTERM, 131 by SIGQUIT (launch,
-     vm start and the shell at its prompt first undo what they began)";
+130, 129, 143, 131
+     ended by Ctrl-C, SIGHUP, SIGTERM or SIGQUIT (launch, vm start and the
+     shell at its prompt first undo what they began)";

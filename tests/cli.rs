@@ -356,3 +356,39 @@ fn an_input_line_without_end_is_refused_past_64_mib_and_the_next_line_still_read
     assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
     assert_eq!(run.stderr, "qmpsh: line 1: the line is over 64 MiB; qmpsh takes no longer lines\n");
 }
+
+/// The codes in the first column of a table's rows that start with `|
+/// digit`, or of the lines under `Exit codes:` in `--help`.
+fn codes(lines: impl Iterator<Item = String>) -> Vec<String> {
+    let mut codes: Vec<String> = lines
+        .flat_map(|first| first.split(',').map(|code| code.trim().to_string()).collect::<Vec<_>>())
+        .filter(|code| !code.is_empty())
+        .collect();
+    codes.sort();
+    codes
+}
+
+#[test]
+fn help_and_the_readme_list_the_same_exit_codes() {
+    // The README's table once had 129, 143 and 131 in its first column
+    // while --help listed 130 alone there.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme.split("## Exit codes").nth(1).unwrap().split("\n\n").nth(1).unwrap();
+    let documented = codes(
+        table
+            .lines()
+            .filter_map(|row| row.strip_prefix("| "))
+            .filter(|row| row.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|row| row.split(" |").next().unwrap().to_string()),
+    );
+    let help = qmpsh(&["--help"], "").stdout;
+    let section = help.split("Exit codes:\n").nth(1).unwrap();
+    let listed = codes(
+        section
+            .lines()
+            .filter(|line| line.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            .map(|line| line.trim_start().split("  ").next().unwrap().to_string()),
+    );
+    assert_eq!(listed, documented, "--help:\n{section}\nREADME:\n{table}");
+    assert_eq!(documented, ["0", "1", "129", "130", "131", "143", "2", "3", "4"]);
+}
