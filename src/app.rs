@@ -134,12 +134,17 @@ fn dry_run(input: Source, options: &SessionOptions, offline: &Offline) -> Result
 
 /// `--schema FILE`: a schema saved with `qmpsh SOCK -c query-qmp-schema`.
 /// It is read up to [`bounds::MAX_SCHEMA_FILE`]: `--schema /dev/zero`
-/// is refused, not read until memory runs out.
+/// is refused, not read until memory runs out. A file that cannot be read
+/// is a local failure (exit 1); one that is read but is no schema is a
+/// usage error (exit 2).
 fn read_schema(path: &Path) -> Result<Schema, Error> {
-    let cannot = |why: String| Error::Usage(format!("cannot read the schema file {}: {why}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
-    let mut text = String::new();
-    file.take(bounds::MAX_SCHEMA_FILE as u64 + 1).read_to_string(&mut text).map_err(|e| cannot(e.to_string()))?;
+    let why = |why: String| format!("cannot read the schema file {}: {why}", path.display());
+    let unreadable = |e: io::Error| Error::Io(why(e.to_string()));
+    let cannot = |reason: String| Error::Usage(why(reason));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(bounds::MAX_SCHEMA_FILE as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    let text = String::from_utf8(bytes).map_err(|_| cannot("stream did not contain valid UTF-8".into()))?;
     if text.len() > bounds::MAX_SCHEMA_FILE {
         return Err(cannot(format!(
             "it is over {} MiB, and a saved QEMU schema is about 200 KB",

@@ -392,3 +392,26 @@ fn help_and_the_readme_list_the_same_exit_codes() {
     assert_eq!(listed, documented, "--help:\n{section}\nREADME:\n{table}");
     assert_eq!(documented, ["0", "1", "129", "130", "131", "143", "2", "3", "4"]);
 }
+
+#[test]
+fn a_schema_file_that_cannot_be_read_is_a_local_failure_exit_1() {
+    // A directory opens, and then cannot be read (EISDIR): the README says
+    // a local file that cannot be read is exit 1, not a usage error.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    let run = qmpsh(&["--dry-run", "--schema", &path, "-c", "stop"], "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr, format!("qmpsh: cannot read the schema file {path}: Is a directory (os error 21)\n"));
+    let missing = format!("{path}/none.json");
+    let run = qmpsh(&["--dry-run", "--schema", &missing, "-c", "stop"], "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    // One that is read but is no schema is what it was given: exit 2.
+    let not_schema = dir.path().join("x.json");
+    for text in [&b"{\"not\": \"a schema\"}"[..], &b"\xff\xfe"[..]] {
+        std::fs::write(&not_schema, text).unwrap();
+        let run = qmpsh(&["--dry-run", "--schema", not_schema.to_str().unwrap(), "-c", "stop"], "");
+        assert_eq!(run.code, 2, "{run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    }
+}
