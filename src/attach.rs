@@ -94,14 +94,9 @@ fn printer(options: &SessionOptions) -> Result<Printer, Error> {
     Printer::new(style, options.log.as_deref())
 }
 
-/// The palettes of stdout and stderr. They decide: `colored` is told to do
-/// what they say, and does not look at the environment or the terminal
-/// itself.
+/// The palettes of stdout and stderr. They decide what `render` writes.
 pub fn palettes(choice: ColorChoice) -> (Palette, Palette) {
-    let stdout = palette(choice, io::stdout().is_terminal());
-    let stderr = palette(choice, io::stderr().is_terminal());
-    colored::control::set_override(!stdout.is_plain() || !stderr.is_plain());
-    (stdout, stderr)
+    (palette(choice, io::stdout().is_terminal()), palette(choice, io::stderr().is_terminal()))
 }
 
 /// Runs the REPL on a terminal, else the script, on a connected monitor.

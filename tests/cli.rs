@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{qmpsh, qmpsh_in};
+use common::{FakeServer, expect, handshake, qmpsh, qmpsh_command, qmpsh_in, send};
 use qmpsh::version;
 
 #[test]
@@ -414,4 +414,34 @@ fn a_schema_file_that_cannot_be_read_is_a_local_failure_exit_1() {
         assert_eq!(run.code, 2, "{run:?}");
         assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     }
+}
+
+#[test]
+fn colour_is_what_the_color_option_decides_whatever_the_environment_says() {
+    // The palette decides: no process-wide switch of the colour crate's,
+    // which reads NO_COLOR and CLICOLOR itself, stands between.
+    let mut steps = handshake();
+    steps.extend([
+        expect("query-status"),
+        send("{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": {id}}\n"),
+        expect("stop"),
+        send("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": {id}}\n"),
+    ]);
+    let server = FakeServer::start(steps);
+    let socket = server.socket_arg();
+    let mut command = qmpsh_command(&["--color", "always", &socket, "-c", "query-status", "-c", "stop"]);
+    command.env("NO_COLOR", "1").env("CLICOLOR", "0").env("TERM", "dumb");
+    let run = common::finish(command, "");
+    server.finish();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "{\x1b[34m\"status\"\x1b[0m:\x1b[32m\"running\"\x1b[0m,\x1b[34m\"running\"\x1b[0m:\x1b[35mtrue\x1b[0m}\n"
+    );
+    assert_eq!(run.stderr, "\x1b[31merror: line 2: GenericError: no\x1b[0m\n");
+    // Piped, auto is plain; NO_COLOR does not matter then.
+    let run = qmpsh(&["--dry-run", "--keep-going", "-c", "nonsense("], "");
+    assert!(!run.stderr.contains('\x1b'), "{run:?}");
+    let run = qmpsh(&["--dry-run", "--keep-going", "--color", "always", "-c", "nonsense("], "");
+    assert!(run.stderr.starts_with("\x1b[31mqmpsh: ") && run.stderr.ends_with("\x1b[0m\n"), "{run:?}");
 }
