@@ -1,37 +1,51 @@
-//! `run`: from parsed command-line options to what they ask for.
+//! `run`: from parsed command-line options to what they ask for. The
+//! options become plain values here (see `cli`), the terminal is asked
+//! once, and everything shown goes through `output`.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::attach;
+use crate::attach::{self, Config};
 use crate::bind::{Action, DotCommand};
 use crate::bounds;
-use crate::cli::{Cli, Command, Deferred, LaunchOptions, SessionOptions};
+use crate::cli::{Cli, Command, Deferred, LaunchArgs};
 use crate::error::Error;
 use crate::launch;
+use crate::output::{self, Printer, Style};
 use crate::render;
 use crate::schema::Schema;
 use crate::script::{self, KeepGoing};
 use crate::session::{self, Flow, Logical, Offline, Source};
 use crate::target::Target;
+use crate::terminal::Facts;
 use crate::version::{self, Version};
 use crate::vm;
 
 /// Runs qmpsh as the command line asks.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Some(Command::Vm(Deferred(command))) => vm::run(command),
-        Some(Command::Launch(Deferred(LaunchOptions { start, session }))) => launch::launch(start, session),
+        Some(Command::Vm(Deferred(args))) => {
+            let (command, libvirt) = args.command();
+            // The VM helpers' own lines are plain; a stop's steps and the
+            // events meanwhile go through a printer, as in the shell.
+            let mut progress = Printer::new(Style::plain(), None)?;
+            let result = vm::run(command, libvirt.as_deref(), &mut output::stdout(), &mut progress);
+            progress.flush();
+            result
+        }
+        Some(Command::Launch(Deferred(LaunchArgs { start, session }))) => {
+            launch::launch(start.options(), session.config(Facts::now()))
+        }
         Some(Command::Completions { shell }) => {
             // Into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "qmpsh", &mut script);
-            io::stdout().write_all(&script).map_err(Error::output)
+            output::stdout().write_all(&script).map_err(Error::output)
         }
         Some(Command::Manpage) => {
             let mut page = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page).map_err(Error::output)?;
-            io::stdout().write_all(&page).map_err(Error::output)
+            output::stdout().write_all(&page).map_err(Error::output)
         }
         None if cli.dry_run => {
             if cli.target.is_some() {
@@ -39,7 +53,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             let saved = cli.schema.as_deref().map(read_schema).transpose()?;
             let offline = offline(cli.qemu.as_deref(), saved.as_ref())?;
-            if cli.session.verbose {
+            let config = cli.session.config(Facts::now());
+            if config.style.verbose {
                 let by = match &cli.schema {
                     Some(file) => format!("the schema in {}", file.display()),
                     None => format!("the recorded {}", offline.recorded.name()),
@@ -49,9 +64,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     None => "table commands and arguments unchecked for versions (add --qemu VERSION)".into(),
                 };
                 let hmp = offline.recorded.name();
-                let _ = writeln!(io::stderr(), "qmpsh: --dry-run: typing by {by}; HMP's commands of {hmp}; {versions}");
+                let _ =
+                    writeln!(output::stderr(), "qmpsh: --dry-run: typing by {by}; HMP's commands of {hmp}; {versions}");
             }
-            dry_run(script::input(&cli.session), &cli.session, &offline)
+            dry_run(script::input(&config.commands), &config, &offline)
         }
         None if cli.schema.is_some() => {
             Err(Error::Usage("--schema is for --dry-run; connected, qmpsh asks QEMU for its own".into()))
@@ -61,7 +77,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         None if cli.agent.is_some() => {
             let agent = cli.agent.unwrap_or_default();
-            attach::agent(&attach::agent_target(&agent)?, &agent, &cli.session)
+            attach::agent(&attach::agent_target(&agent)?, &agent, &cli.session.config(Facts::now()))
         }
         None => {
             let Some(target) = cli.target.as_deref() else {
@@ -76,7 +92,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 }
                 (target, None) => target,
             };
-            attach::monitor(&target, &cli.session)
+            attach::monitor(&target, &cli.session.config(Facts::now()))
         }
     }
 }
@@ -103,12 +119,10 @@ fn offline<'s>(qemu: Option<&str>, saved: Option<&'s Schema>) -> Result<Offline<
 /// `--dry-run`: each command's QMP message, one compact JSON per line,
 /// exactly as a connected run would send it: a line that needs the schema
 /// is bound with `offline`'s schema, others without, as when connected.
-fn dry_run(input: Source, options: &SessionOptions, offline: &Offline) -> Result<(), Error> {
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
+fn dry_run(input: Source, options: &Config, offline: &Offline) -> Result<(), Error> {
+    let mut out = io::BufWriter::new(output::stdout().lock());
     let mut cpu = None;
     let mut outcome = KeepGoing::default();
-    let (_, stderr_palette) = attach::palettes(options.color);
     let mut translate_line = |line: Logical| -> Result<Flow, Error> {
         let (text, line_no) = line?;
         match session::translate(text, Some(line_no), options.hmp, cpu, offline)? {
@@ -125,7 +139,7 @@ fn dry_run(input: Source, options: &SessionOptions, offline: &Offline) -> Result
     session::for_each_line(input, options.hmp, |line| {
         let result = translate_line(line);
         outcome.absorb(result, options.keep_going, |message| {
-            let _ = render::error_text(&mut io::stderr().lock(), message, &stderr_palette);
+            let _ = render::error_text(&mut output::stderr().lock(), message, &options.style.stderr);
         })
     })?;
     out.flush().map_err(Error::output)?;

@@ -1,13 +1,33 @@
 //! The terminal's settings, saved at start and put back at the end: the
 //! line editor switches the terminal to raw mode in its own thread, and
-//! qmpsh must never leave it that way, however it exits.
+//! qmpsh must never leave it that way, however it exits. And which of the
+//! standard streams are terminals, read once at start.
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
 use rustix::stdio::stdin;
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcsetattr};
+
+/// Which standard streams are terminals: read once, when the command line
+/// is decided (colour, pretty JSON, the REPL or a script).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl Facts {
+    pub fn now() -> Facts {
+        Facts {
+            stdin: io::stdin().is_terminal(),
+            stdout: io::stdout().is_terminal(),
+            stderr: io::stderr().is_terminal(),
+        }
+    }
+}
 
 /// Settings of standard input, as they were when saved.
 #[derive(Clone)]

@@ -417,6 +417,30 @@ fn a_schema_file_that_cannot_be_read_is_a_local_failure_exit_1() {
 }
 
 #[test]
+fn a_closed_stdout_ends_every_output_of_the_command_line_quietly() {
+    // `qmpsh completions bash | true`: what is written to no one is no
+    // error, and never a panic (exit 101).
+    let runs: [&[&str]; 6] = [
+        &["--help"],
+        &["vm", "start", "--help"],
+        &["--version"],
+        &["completions", "bash"],
+        &["manpage"],
+        &["--dry-run", "-c", "stop"],
+    ];
+    for args in runs {
+        let mut child = qmpsh_command(args).spawn().unwrap();
+        drop(child.stdin.take());
+        drop(child.stdout.take());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn colour_is_what_the_color_option_decides_whatever_the_environment_says() {
     // The palette decides: no process-wide switch of the colour crate's,
     // which reads NO_COLOR and CLICOLOR itself, stands between.
