@@ -375,3 +375,29 @@ fn press_until_off(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_read_as_vm_stop_has_always_said_them() {
+        // Scripts and the tests read these lines: the words are the
+        // interface, whoever renders them.
+        let said = [
+            (Step::NoAnswer("refused".into()), "QEMU does not answer on its monitor (refused)"),
+            (Step::StillUp(AGENT_GRACE), "the guest is still up 10 s later"),
+            (
+                Step::PressAgain(PRESS_AGAIN),
+                "pressed again every 2 s while the guest does not power off (it may be booting)",
+            ),
+            (Step::Quit(Duration::from_millis(2500)), "no power-off within 2.5 s: quit"),
+            (Step::Kill(42), "SIGKILL to QEMU (pid 42)"),
+            (Step::AgentRefused("no".into()), "the guest agent refused (no)"),
+            (Step::Button, "ACPI power button"),
+        ];
+        for (step, text) in said {
+            assert_eq!(step.to_string(), text);
+        }
+    }
+}
