@@ -28,12 +28,14 @@ use crate::visible::{Breaks, visible};
 use crate::vm::stop::{Progress, Step};
 
 /// Standard output, for what is not a session's.
+#[allow(clippy::disallowed_methods)] // The one place that holds it.
 pub fn stdout() -> io::Stdout {
     io::stdout()
 }
 
 /// Standard error, for what is not a session's (`lock` it to keep a line
 /// whole).
+#[allow(clippy::disallowed_methods)] // The one place that holds it.
 pub fn stderr() -> io::Stderr {
     io::stderr()
 }

@@ -3,7 +3,7 @@
 //! qmpsh must never leave it that way, however it exits. And which of the
 //! standard streams are terminals, read once at start.
 
-use std::io::{self, IsTerminal};
+use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags};
@@ -21,10 +21,11 @@ pub struct Facts {
 
 impl Facts {
     pub fn now() -> Facts {
+        use rustix::termios::isatty;
         Facts {
-            stdin: io::stdin().is_terminal(),
-            stdout: io::stdout().is_terminal(),
-            stderr: io::stderr().is_terminal(),
+            stdin: isatty(rustix::stdio::stdin()),
+            stdout: isatty(rustix::stdio::stdout()),
+            stderr: isatty(rustix::stdio::stderr()),
         }
     }
 }
