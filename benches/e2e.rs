@@ -11,6 +11,8 @@
 
 // Tests and benchmarks may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+// They report what they measured on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -240,6 +242,7 @@ impl Drop for Qemu {
 /// `floor SOCK one|script N|script-ids N|pipeline N W|schema`: connects, reads the
 /// greeting, negotiates, runs the commands, reads each reply (passing over
 /// events), and nothing more.
+#[allow(clippy::disallowed_methods)] // A bench's own process, not qmpsh.
 fn floor(args: &[String]) {
     let stream = UnixStream::connect(&args[0]).expect("the floor connects");
     let mut reader = BufReader::with_capacity(64 * 1024, stream.try_clone().expect("a second handle"));

@@ -1,37 +1,51 @@
-//! `run`: from parsed command-line options to what they ask for.
+//! `run`: from parsed command-line options to what they ask for. The
+//! options become plain values here (see `cli`), the terminal is asked
+//! once, and everything shown goes through `output`.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::attach;
+use crate::attach::{self, Config};
 use crate::bind::{self, Action, DotCommand, Offline};
 use crate::bounds;
-use crate::cli::{Cli, Command, Deferred, LaunchOptions, SessionOptions};
+use crate::cli::{Cli, Command, Deferred, LaunchArgs};
 use crate::error::Error;
 use crate::launch;
 use crate::line::{Flow, Source};
+use crate::output::{self, Printer, Style};
 use crate::render::{self, Palette};
 use crate::schema::Schema;
 use crate::script;
 use crate::target::Target;
+use crate::terminal::Facts;
 use crate::version::{self, Version};
 use crate::vm;
 
 /// Runs qmpsh as the command line asks.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Some(Command::Vm(Deferred(command))) => vm::run(command),
-        Some(Command::Launch(Deferred(LaunchOptions { start, session }))) => launch::launch(start, session),
+        Some(Command::Vm(Deferred(args))) => {
+            let (command, libvirt) = args.command();
+            // The VM helpers' own lines are plain; a stop's steps and the
+            // events meanwhile go through a printer, as in the shell.
+            let mut progress = Printer::new(Style::plain(), None)?;
+            let result = vm::run(command, libvirt.as_deref(), &mut output::stdout(), &mut progress);
+            progress.flush();
+            result
+        }
+        Some(Command::Launch(Deferred(LaunchArgs { start, session }))) => {
+            launch::launch(start.options(), session.config(Facts::now()))
+        }
         Some(Command::Completions { shell }) => {
             // Into memory first: clap_complete panics on a failed write.
             let mut script = Vec::new();
             clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "qmpsh", &mut script);
-            io::stdout().write_all(&script).map_err(Error::output)
+            output::stdout().write_all(&script).map_err(Error::output)
         }
         Some(Command::Manpage) => {
             let mut page = Vec::new();
             clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page).map_err(Error::output)?;
-            io::stdout().write_all(&page).map_err(Error::output)
+            output::stdout().write_all(&page).map_err(Error::output)
         }
         None if cli.dry_run => {
             if cli.target.is_some() {
@@ -39,7 +53,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             }
             let saved = cli.schema.as_deref().map(read_schema).transpose()?;
             let offline = offline(cli.qemu.as_deref(), saved.as_ref())?;
-            if cli.session.verbose {
+            let config = cli.session.config(Facts::now());
+            if config.style.verbose {
                 let by = match &cli.schema {
                     Some(file) => format!("the schema in {}", file.display()),
                     None => format!("the recorded {}", offline.recorded.name()),
@@ -49,9 +64,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                     None => "table commands and arguments unchecked for versions (add --qemu VERSION)".into(),
                 };
                 let hmp = offline.recorded.name();
-                let _ = writeln!(io::stderr(), "qmpsh: --dry-run: typing by {by}; HMP's commands of {hmp}; {versions}");
+                let _ =
+                    writeln!(output::stderr(), "qmpsh: --dry-run: typing by {by}; HMP's commands of {hmp}; {versions}");
             }
-            dry_run(script::input(&cli.session), &cli.session, &offline)
+            dry_run(script::input(&config.commands), &config, &offline)
         }
         None if cli.schema.is_some() => {
             Err(Error::Usage("--schema is for --dry-run; connected, qmpsh asks QEMU for its own".into()))
@@ -61,7 +77,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         }
         None if cli.agent.is_some() => {
             let agent = cli.agent.unwrap_or_default();
-            attach::agent(&attach::agent_target(&agent)?, &agent, &cli.session)
+            attach::agent(&attach::agent_target(&agent)?, &agent, &cli.session.config(Facts::now()))
         }
         None => {
             let Some(target) = cli.target.as_deref() else {
@@ -76,7 +92,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 }
                 (target, None) => target,
             };
-            attach::monitor(&target, &cli.session)
+            attach::monitor(&target, &cli.session.config(Facts::now()))
         }
     }
 }
@@ -103,11 +119,9 @@ fn offline<'s>(qemu: Option<&str>, saved: Option<&'s Schema>) -> Result<Offline<
 /// `--dry-run`: each command's QMP message, one compact JSON per line,
 /// exactly as a connected run would send it: a line that needs the schema
 /// is bound with `offline`'s schema, others without, as when connected.
-fn dry_run(input: Source, options: &SessionOptions, offline: &Offline) -> Result<(), Error> {
-    let stdout = io::stdout();
-    let (_, stderr) = attach::palettes(options.color);
-    let out = io::BufWriter::new(stdout.lock());
-    let mut dry = DryRun { out, cpu: None, hmp: options.hmp, offline, stderr };
+fn dry_run(input: Source, options: &Config, offline: &Offline) -> Result<(), Error> {
+    let out = io::BufWriter::new(output::stdout().lock());
+    let mut dry = DryRun { out, cpu: None, hmp: options.hmp, offline, stderr: options.style.stderr };
     script::run(&mut dry, input, options.keep_going)
 }
 
@@ -140,7 +154,7 @@ impl<W: Write> script::Runner for DryRun<'_, '_, W> {
     }
 
     fn report(&mut self, problem: &str) {
-        let _ = render::error_text(&mut io::stderr().lock(), problem, &self.stderr);
+        let _ = render::error_text(&mut output::stderr().lock(), problem, &self.stderr);
     }
 
     fn end(&mut self, result: Result<(), Error>) -> Result<(), Error> {
@@ -151,12 +165,17 @@ impl<W: Write> script::Runner for DryRun<'_, '_, W> {
 
 /// `--schema FILE`: a schema saved with `qmpsh SOCK -c query-qmp-schema`.
 /// It is read up to [`bounds::MAX_SCHEMA_FILE`]: `--schema /dev/zero`
-/// is refused, not read until memory runs out.
+/// is refused, not read until memory runs out. A file that cannot be read
+/// is a local failure (exit 1); one that is read but is no schema is a
+/// usage error (exit 2).
 fn read_schema(path: &Path) -> Result<Schema, Error> {
-    let cannot = |why: String| Error::Usage(format!("cannot read the schema file {}: {why}", path.display()));
-    let file = std::fs::File::open(path).map_err(|e| cannot(e.to_string()))?;
-    let mut text = String::new();
-    file.take(bounds::MAX_SCHEMA_FILE as u64 + 1).read_to_string(&mut text).map_err(|e| cannot(e.to_string()))?;
+    let why = |why: String| format!("cannot read the schema file {}: {why}", path.display());
+    let unreadable = |e: io::Error| Error::Io(why(e.to_string()));
+    let cannot = |reason: String| Error::Usage(why(reason));
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut bytes = Vec::new();
+    file.take(bounds::MAX_SCHEMA_FILE as u64 + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    let text = String::from_utf8(bytes).map_err(|_| cannot("stream did not contain valid UTF-8".into()))?;
     if text.len() > bounds::MAX_SCHEMA_FILE {
         return Err(cannot(format!(
             "it is over {} MiB, and a saved QEMU schema is about 200 KB",

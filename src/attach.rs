@@ -3,14 +3,12 @@
 //! terminal and as a script otherwise. `qmpsh TARGET`, `qmpsh --agent` and
 //! `launch` all come here.
 
-use std::io::{self, IsTerminal};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{ColorChoice, SessionOptions};
 use crate::error::Error;
 use crate::output::{Printer, Style};
 use crate::qmp::{self, Connect, Monitor, agent};
-use crate::render::Palette;
 use crate::repl;
 use crate::script;
 use crate::session::{Session, Settings};
@@ -20,12 +18,36 @@ use crate::vm::VmDir;
 /// How long to wait for the greeting when `--timeout` is not given.
 pub const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How to talk to a monitor: the shell's options, decided once from the
+/// command line and the terminal (`app`).
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `-c`: these lines, then exit; empty: stdin's.
+    pub commands: Vec<String>,
+    /// The REPL: no `-c`, and stdin is a terminal.
+    pub interactive: bool,
+    /// `-H`: every line is HMP.
+    pub hmp: bool,
+    /// How output looks, its colours decided.
+    pub style: Style,
+    /// `-l FILE`: the traffic log.
+    pub log: Option<PathBuf>,
+    /// Greeting and negotiation, unless `-N`.
+    pub negotiate: bool,
+    /// `--timeout`: the greeting's, and each reply's when given.
+    pub timeout: Option<Duration>,
+    /// `--pipeline=N`.
+    pub pipeline: Option<usize>,
+    /// `--keep-going`.
+    pub keep_going: bool,
+}
+
 /// Connects to `target` and runs the REPL on a terminal, else the script.
-pub fn monitor(target: &Target, options: &SessionOptions) -> Result<(), Error> {
+pub fn monitor(target: &Target, options: &Config) -> Result<(), Error> {
     let mut printer = printer(options)?;
-    let timeout = options.timeout.map(Duration::from_secs_f64);
+    let timeout = options.timeout;
     let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let connect = Connect { greeting_timeout, negotiate: !options.no_negotiate, write_timeout: timeout };
+    let connect = Connect { greeting_timeout, negotiate: options.negotiate, write_timeout: timeout };
     let monitor = match target {
         Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
         _ => qmp::connect(target, connect, &mut printer.own_traffic()).map_err(|e| Error::Connection(e.to_string()))?,
@@ -65,36 +87,16 @@ pub fn agent_target(agent: &str) -> Result<Target, Error> {
 }
 
 /// `--agent`: the shell on a guest agent's channel, once it answers.
-pub fn agent(target: &Target, label: &str, options: &SessionOptions) -> Result<(), Error> {
+pub fn agent(target: &Target, label: &str, options: &Config) -> Result<(), Error> {
     let printer = printer(options)?;
-    let timeout = options.timeout.map(Duration::from_secs_f64).unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let timeout = options.timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
     let monitor = agent::connect(target, label, timeout).map_err(|e| Error::Connection(e.to_string()))?;
     converse(monitor, printer, label, None, options)
 }
 
-/// Where output goes and how it looks, from the options and the terminal.
-fn printer(options: &SessionOptions) -> Result<Printer, Error> {
-    let (stdout, stderr) = palettes(options.color);
-    let style = Style {
-        stdout,
-        stderr,
-        pretty: options.pretty || io::stdout().is_terminal(),
-        json: options.json,
-        verbose: options.verbose,
-        events: true,
-        show_secrets: options.show_secrets,
-    };
-    Printer::new(style, options.log.as_deref())
-}
-
-/// The palettes of stdout and stderr. They decide: `colored` is told to do
-/// what they say, and does not look at the environment or the terminal
-/// itself.
-pub fn palettes(choice: ColorChoice) -> (Palette, Palette) {
-    let stdout = palette(choice, io::stdout().is_terminal());
-    let stderr = palette(choice, io::stderr().is_terminal());
-    colored::control::set_override(!stdout.is_plain() || !stderr.is_plain());
-    (stdout, stderr)
+/// Where output goes and how it looks.
+fn printer(options: &Config) -> Result<Printer, Error> {
+    Printer::new(options.style, options.log.as_deref())
 }
 
 /// Runs the REPL on a terminal, else the script, on a connected monitor.
@@ -103,20 +105,20 @@ fn converse(
     printer: Printer,
     label: &str,
     agent: Option<Target>,
-    options: &SessionOptions,
+    options: &Config,
 ) -> Result<(), Error> {
-    let interactive = options.commands.is_empty() && io::stdin().is_terminal();
-    let timeout = options.timeout.map(Duration::from_secs_f64);
+    let interactive = options.interactive;
+    let timeout = options.timeout;
     let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
     // The REPL waits for each reply: a person reads it before typing on.
-    let pipeline = options.pipeline.filter(|_| !interactive).map(|n| n as usize);
+    let pipeline = options.pipeline.filter(|_| !interactive);
     let keep_going = options.keep_going;
     let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline, keep_going };
     let mut session = Session::new(monitor, printer, settings);
     if interactive {
         repl::run(&mut session, label)
     } else {
-        script::run(&mut session, script::input(options), options.keep_going)
+        script::run(&mut session, script::input(&options.commands), options.keep_going)
     }
 }
 
@@ -129,18 +131,4 @@ fn libvirt_monitor(domain: &str, uri: Option<&str>) -> Result<Monitor, Error> {
 #[cfg(not(feature = "libvirt"))]
 fn libvirt_monitor(_: &str, _: Option<&str>) -> Result<Monitor, Error> {
     Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
-}
-
-/// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.
-fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
-    let wanted = match choice {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => {
-            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-            let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
-            is_terminal && !no_color && !dumb
-        }
-    };
-    if wanted { Palette::colored() } else { Palette::plain() }
 }

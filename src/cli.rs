@@ -1,13 +1,21 @@
-//! The command line, as clap sees it.
+//! The command line, as clap sees it, and the plain values the rest of
+//! qmpsh takes from it: clap's types stop here and in `app`, which decides
+//! what depends on the terminal.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
+use crate::attach::Config;
 use crate::error::EXIT_CODES_HELP;
+use crate::output::Style;
+use crate::render::Palette;
 use crate::target::TARGET_HELP;
+use crate::terminal::Facts;
 use crate::units::{parse_seconds, parse_size};
+use crate::vm::{Accel, Net, StartOptions, VmCommand};
 
 /// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
 /// socket; see replies and events as they happen; run the same lines as a
@@ -47,7 +55,7 @@ pub struct Cli {
     pub qemu: Option<String>,
 
     #[command(flatten)]
-    pub session: SessionOptions,
+    pub session: SessionArgs,
 }
 
 /// `--qemu`'s help, which lists the recorded QEMUs.
@@ -61,9 +69,9 @@ fn qemu_help() -> String {
 }
 
 // How the shell reads lines and shows what comes back (a plain comment, as
-// on StartOptions).
+// on StartArgs).
 #[derive(Debug, Clone, Args)]
-pub struct SessionOptions {
+pub struct SessionArgs {
     /// Run this line, then exit (repeatable; runs in order)
     #[arg(short = 'c', long = "command", value_name = "CMD")]
     pub commands: Vec<String>,
@@ -122,11 +130,11 @@ pub struct SessionOptions {
 pub enum Command {
     /// Start a throwaway VM, open the shell on it, and remove it when the
     /// shell ends (also on Ctrl-C, SIGTERM or SIGHUP)
-    Launch(Deferred<LaunchOptions>),
+    Launch(Deferred<LaunchArgs>),
     /// Managed VMs: state lives in $QMPSH_STATE_DIR, else
     /// $XDG_RUNTIME_DIR/qmpsh, else /tmp/qmpsh-$UID
     #[command(subcommand)]
-    Vm(Deferred<VmCommand>),
+    Vm(Deferred<VmArgs>),
     /// Print a completion script for SHELL: `qmpsh completions bash >
     /// ~/.local/share/bash-completion/completions/qmpsh`
     Completions {
@@ -138,13 +146,13 @@ pub enum Command {
 }
 
 // What `launch` takes: how to start the VM, then the shell's options (a
-// plain comment, as on StartOptions).
+// plain comment, as on StartArgs).
 #[derive(Debug, Args)]
-pub struct LaunchOptions {
+pub struct LaunchArgs {
     #[command(flatten)]
-    pub start: StartOptions,
+    pub start: StartArgs,
     #[command(flatten)]
-    pub session: SessionOptions,
+    pub session: SessionArgs,
 }
 
 /// A subcommand whose arguments clap learns only when the command line
@@ -188,13 +196,13 @@ impl<T: Args> Args for Deferred<T> {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum VmCommand {
+pub enum VmArgs {
     /// Start QEMU in the background; returns once its QMP socket answers
     Start {
         /// Letters, digits, '-', '_' and '.'
         name: String,
         #[command(flatten)]
-        options: StartOptions,
+        options: StartArgs,
     },
     /// The guest agent's guest-shutdown if it answers, else the power
     /// button (pressed again every 2 s while the guest boots); after the
@@ -209,14 +217,14 @@ pub enum VmCommand {
         #[arg(long)]
         kill: bool,
         #[command(flatten)]
-        libvirt: LibvirtOption,
+        libvirt: LibvirtArg,
     },
     /// SIGKILL the VM's QEMU, without asking the guest (with --connect:
     /// libvirt's destroy)
     Kill {
         name: String,
         #[command(flatten)]
-        libvirt: LibvirtOption,
+        libvirt: LibvirtArg,
     },
     /// Every managed VM: name, pid, state, uptime, socket (with --connect:
     /// libvirt's domains: name, id, state)
@@ -225,7 +233,7 @@ pub enum VmCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        libvirt: LibvirtOption,
+        libvirt: LibvirtArg,
     },
     /// One VM's name, pid, state, uptime and socket
     Status {
@@ -233,7 +241,7 @@ pub enum VmCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        libvirt: LibvirtOption,
+        libvirt: LibvirtArg,
     },
     /// Kill the VM if it runs, and remove its folder
     Delete { name: String },
@@ -241,7 +249,7 @@ pub enum VmCommand {
 
 /// `--connect URI`: the VM is a libvirt domain, at this libvirt.
 #[derive(Debug, Clone, Args)]
-pub struct LibvirtOption {
+pub struct LibvirtArg {
     /// Act on libvirt's domains at this URI (qemu:///system,
     /// qemu+ssh://host/system, ...) instead of qmpsh's own VMs
     #[arg(long, short = 'C', value_name = "URI")]
@@ -262,7 +270,7 @@ fn after_help() -> String {
 // The options of `vm start` and `launch` (a plain comment: clap would show
 // a doc comment as the help of `launch`, whose arguments it learns last).
 #[derive(Debug, Clone, Args)]
-pub struct StartOptions {
+pub struct StartArgs {
     /// Guest memory in MB
     #[arg(long, value_name = "MB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub memory: u32,
@@ -290,12 +298,12 @@ pub struct StartOptions {
     pub append: Option<String>,
     /// Accelerator: auto picks kvm only when /dev/kvm opens and this is not
     /// itself a virtual machine (nested KVM often cannot boot a kernel)
-    #[arg(long, value_enum, default_value_t = Accel::Auto)]
-    pub accel: Accel,
+    #[arg(long, value_enum, default_value_t = AccelArg::Auto)]
+    pub accel: AccelArg,
     /// A network card (virtio-net) on QEMU's user network: the guest
     /// reaches out through the host; nothing reaches in but --ssh-port
     #[arg(long, value_enum, value_name = "MODE")]
-    pub net: Option<Net>,
+    pub net: Option<NetArg>,
     /// Forward 127.0.0.1:PORT on the host to the guest's port 22 (implies
     /// --net user); `vm status` shows it
     #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -312,24 +320,8 @@ pub struct StartOptions {
     pub extra: Vec<OsString>,
 }
 
-impl StartOptions {
-    /// Whether the VM gets an agent channel: unless `--no-agent`, or a
-    /// machine without PCI (`-machine none`), which has no bus for it.
-    pub fn wants_agent(&self) -> bool {
-        let mut extra = self.extra.iter().map(|a| a.to_string_lossy());
-        let mut no_pci = false;
-        while let Some(arg) = extra.next() {
-            if arg == "-machine" || arg == "-M" {
-                no_pci |=
-                    extra.next().is_some_and(|m| m == "none" || m.starts_with("none,") || m.contains("type=none"));
-            }
-        }
-        !self.no_agent && !no_pci
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Accel {
+pub enum AccelArg {
     Auto,
     Kvm,
     Tcg,
@@ -337,7 +329,7 @@ pub enum Accel {
 
 /// `--net`: what network card a VM gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Net {
+pub enum NetArg {
     /// QEMU's user network (slirp): no root, no setup on the host.
     User,
 }
@@ -347,4 +339,88 @@ fn parse_disk_size(text: &str) -> Result<u64, String> {
     parse_size(text, 1)
         .filter(|&bytes| bytes > 0)
         .ok_or_else(|| format!("`{text}` is not a size: a number with K, M, G or T, such as 4G"))
+}
+
+impl VmArgs {
+    /// The command, and the libvirt URI of `--connect` when given.
+    pub fn command(self) -> (VmCommand, Option<String>) {
+        match self {
+            VmArgs::Start { name, options } => (VmCommand::Start { name, options: options.options() }, None),
+            VmArgs::Stop { name, timeout, kill, libvirt } => {
+                (VmCommand::Stop { name, timeout: Duration::from_secs_f64(timeout), kill }, libvirt.connect)
+            }
+            VmArgs::Kill { name, libvirt } => (VmCommand::Kill { name }, libvirt.connect),
+            VmArgs::List { json, libvirt } => (VmCommand::List { json }, libvirt.connect),
+            VmArgs::Status { name, json, libvirt } => (VmCommand::Status { name, json }, libvirt.connect),
+            VmArgs::Delete { name } => (VmCommand::Delete { name }, None),
+        }
+    }
+}
+
+impl StartArgs {
+    /// How the VM starts.
+    pub fn options(self) -> StartOptions {
+        StartOptions {
+            memory: self.memory,
+            cpus: self.cpus,
+            disks: self.disks,
+            disk_size: self.disk_size,
+            cdrom: self.cdrom,
+            kernel: self.kernel,
+            initrd: self.initrd,
+            append: self.append,
+            accel: match self.accel {
+                AccelArg::Auto => Accel::Auto,
+                AccelArg::Kvm => Accel::Kvm,
+                AccelArg::Tcg => Accel::Tcg,
+            },
+            net: self.net.map(|NetArg::User| Net::User),
+            ssh_port: self.ssh_port,
+            qemu: self.qemu,
+            no_agent: self.no_agent,
+            extra: self.extra,
+        }
+    }
+}
+
+impl SessionArgs {
+    /// The shell's options, decided with what `terminal` tells: colour per
+    /// stream, pretty JSON on a terminal, the REPL when stdin is one and
+    /// no `-c` was given.
+    pub fn config(self, terminal: Facts) -> Config {
+        let style = Style {
+            stdout: palette(self.color, terminal.stdout),
+            stderr: palette(self.color, terminal.stderr),
+            pretty: self.pretty || terminal.stdout,
+            json: self.json,
+            verbose: self.verbose,
+            events: true,
+            show_secrets: self.show_secrets,
+        };
+        Config {
+            interactive: self.commands.is_empty() && terminal.stdin,
+            commands: self.commands,
+            hmp: self.hmp,
+            style,
+            log: self.log,
+            negotiate: !self.no_negotiate,
+            timeout: self.timeout.map(Duration::from_secs_f64),
+            pipeline: self.pipeline.map(|n| n as usize),
+            keep_going: self.keep_going,
+        }
+    }
+}
+
+/// Colour for one stream: `auto` means a terminal, no NO_COLOR, no TERM=dumb.
+fn palette(choice: ColorChoice, is_terminal: bool) -> Palette {
+    let wanted = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+            is_terminal && !no_color && !dumb
+        }
+    };
+    if wanted { Palette::colored() } else { Palette::plain() }
 }

@@ -115,8 +115,8 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// Turns a run's outcome into the process exit status, printing the error
-/// (one line, on stderr) unless it was already reported.
-pub fn finish(result: Result<(), Error>) -> ExitCode {
+/// (one line, on `stderr`) unless it was already reported.
+pub fn finish(result: Result<(), Error>, stderr: &mut impl std::io::Write) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -127,7 +127,7 @@ pub fn finish(result: Result<(), Error>) -> ExitCode {
                 // were put in; what escaped that is made visible here.
                 let message = err.to_string();
                 let line = format!("qmpsh: {}\n", visible(&message, Breaks::Keep));
-                let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+                let _ = stderr.write_all(line.as_bytes());
             }
             ExitCode::from(err.exit_code())
         }
@@ -151,5 +151,6 @@ Exit codes:
   3  connection failure: cannot connect, no greeting in time, connection lost
   4  timeout: a command (with --timeout) or .wait ran out of time, or a VM
      stop had to quit or kill QEMU because the guest did not power off
-130  ended by Ctrl-C; 129 by SIGHUP, 143 by SIGTERM, 131 by SIGQUIT (launch,
-     vm start and the shell at its prompt first undo what they began)";
+130, 129, 143, 131
+     ended by Ctrl-C, SIGHUP, SIGTERM or SIGQUIT (launch, vm start and the
+     shell at its prompt first undo what they began)";

@@ -5,18 +5,19 @@
 //! folder remains.
 
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
 use crate::attach;
-use crate::cli::{SessionOptions, StartOptions};
+use crate::attach::Config;
 use crate::error::Error;
 use crate::interrupt::{self, CtrlC};
+use crate::output;
 use crate::target::Target;
-use crate::vm::{self, VmDir};
+use crate::vm::{self, StartOptions, VmDir};
 
 /// Kills QEMU (`qemu_pid`, 0 before it started) and removes the VM's
 /// folder.
@@ -32,10 +33,10 @@ fn undo(vm: &VmDir, qemu_pid: i32) {
 }
 
 /// Starts the VM, runs the shell on it, and cleans up however it ends.
-pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Error> {
+pub fn launch(options: StartOptions, session: Config) -> Result<(), Error> {
     let name = format!("launch-{}", std::process::id());
     let vm = VmDir::new(&name)?;
-    let interactive = session.commands.is_empty() && std::io::stdin().is_terminal();
+    let interactive = session.interactive;
     let qemu_pid = Arc::new(AtomicI32::new(0));
     let cleanup = {
         let (vm, qemu_pid) = (vm.clone(), Arc::clone(&qemu_pid));
@@ -54,9 +55,9 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
     qemu_pid.store(started.child.id() as i32, Ordering::SeqCst);
     // Registered: `vm stop` and `vm kill` may act on it like on any VM.
     drop(started.lock);
-    if session.verbose {
+    if session.style.verbose {
         let accel = &started.chosen.accel;
-        let _ = writeln!(std::io::stderr(), "qmpsh: accel {} ({})", accel.name, accel.why);
+        let _ = writeln!(output::stderr(), "qmpsh: accel {} ({})", accel.name, accel.why);
     }
     let result = attach::monitor(&Target::Unix(started.socket), &session);
     cleanup.run();

@@ -6,14 +6,18 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use qmpsh::error::finish;
+use qmpsh::output;
 
 fn main() -> ExitCode {
     // The internal step that becomes QEMU (`vm start`, `launch`) is not
     // part of the command line people use.
     if std::env::args_os().nth(1).is_some_and(|first| first == qmpsh::vm::EXEC_COMMAND) {
         let rest: Vec<std::ffi::OsString> = std::env::args_os().skip(2).collect();
-        return qmpsh::error::finish(qmpsh::vm::exec_qemu(&rest));
+        let result = qmpsh::vm::exec_qemu(&rest);
+        return finish(result, &mut output::stderr());
     }
     let cli = qmpsh::cli::Cli::parse();
-    qmpsh::error::finish(qmpsh::app::run(cli))
+    let result = qmpsh::app::run(cli);
+    finish(result, &mut output::stderr())
 }

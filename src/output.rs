@@ -1,7 +1,13 @@
 //! Where everything qmpsh shows goes: replies and events on stdout, errors
 //! and `-v` echoes on stderr, `--json` lines, and the `-l` traffic log.
 //! [`Printer`] is the [`Observer`] the QMP client reports to, so events are
-//! printed the moment they are read.
+//! printed the moment they are read, and the [`Progress`] a VM stop tells
+//! its steps to. What is not a session's (completions, the man page,
+//! `--dry-run`, the VM helpers' lines, the final error) is written to
+//! [`stdout`] and [`stderr`]. This module is the one place that holds the
+//! standard streams, and every write to them returns `io::Result`: a
+//! closed pipe is an error a caller ends on quietly, never a panic (the
+//! `print!` macros are denied, see Cargo.toml).
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -19,6 +25,20 @@ use crate::qmp::{Kind, Observer, QmpError};
 use crate::render::{self, Palette};
 use crate::secrets::{self, LogMask};
 use crate::visible::{Breaks, visible};
+use crate::vm::stop::{Progress, Step};
+
+/// Standard output, for what is not a session's.
+#[allow(clippy::disallowed_methods)] // The one place that holds it.
+pub fn stdout() -> io::Stdout {
+    io::stdout()
+}
+
+/// Standard error, for what is not a session's (`lock` it to keep a line
+/// whole).
+#[allow(clippy::disallowed_methods)] // The one place that holds it.
+pub fn stderr() -> io::Stderr {
+    io::stderr()
+}
 
 /// How output looks; fixed at start, `pretty` and `events` changeable by
 /// `.pretty` and `.events`.
@@ -135,7 +155,7 @@ impl Printer {
         Ok(Printer {
             style,
             out: Vec::with_capacity(64 * 1024),
-            sink: Sink::Stdout(io::stdout()),
+            sink: Sink::Stdout(stdout()),
             log,
             failure: None,
             log_failed: false,
@@ -197,7 +217,7 @@ impl Printer {
     /// A QMP error reply, on stderr, naming its script line when known.
     pub fn qmp_error(&mut self, error: &QmpError, line: Option<usize>) {
         self.flush();
-        let _ = render::error(&mut io::stderr().lock(), error, line, &self.style.stderr);
+        let _ = render::error(&mut stderr().lock(), error, line, &self.style.stderr);
     }
 
     /// A local problem with a line (parse error, timeout, ...), on stderr.
@@ -214,7 +234,7 @@ impl Printer {
                 let _ = printer.print(String::from_utf8_lossy(&text).into_owned());
             }
             Sink::Stdout(_) => {
-                let _ = render::error_text(&mut io::stderr().lock(), message, &self.style.stderr);
+                let _ = render::error_text(&mut stderr().lock(), message, &self.style.stderr);
             }
         }
     }
@@ -320,7 +340,7 @@ impl Observer for Printer {
         self.write_log("sent", &shown);
         if self.style.verbose {
             self.flush();
-            let mut err = io::stderr().lock();
+            let mut err = stderr().lock();
             let _ = err.write_all(b"-> ");
             let _ = render::json(&mut err, &shown, false, &self.style.stderr);
             let _ = err.write_all(b"\n");
@@ -346,6 +366,18 @@ impl Observer for Printer {
             self.record(result);
             self.flush();
         }
+    }
+}
+
+/// A VM stop's steps, each on its own line of stdout, made visible, and
+/// its problems as problems.
+impl Progress for Printer {
+    fn step(&mut self, step: &Step) {
+        self.text(&format!("{step}\n"));
+    }
+
+    fn problem(&mut self, message: &str) {
+        Printer::problem(self, message);
     }
 }
 

@@ -1,6 +1,9 @@
 //! Rendering: pure functions from replies, errors and events to text in an
 //! `impl Write`, styled by a [`Palette`]. Whether a stream gets colour is
-//! decided once, in `main`; a plain palette makes output exact for tests.
+//! decided once, from the command line and the terminal (`app`), and comes
+//! here as its palette: the colour codes are written for a colour in the
+//! palette, whatever the environment; a plain palette makes output exact
+//! for tests.
 //!
 //! What a peer sent is data: text (event names, HMP output, errors) shows
 //! its control characters as `\x1b` ([`crate::visible`]), and JSON escapes
@@ -8,7 +11,7 @@
 
 use std::io::{self, Write};
 
-use colored::{Color, Colorize};
+use colored::Color;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter, Serializer};
@@ -55,9 +58,39 @@ impl Palette {
 
 fn paint(w: &mut impl Write, color: Option<Color>, text: &str) -> io::Result<()> {
     match color {
-        Some(color) => write!(w, "{}", text.color(color)),
+        Some(color) => w.write_all(styled(&color.to_fg_str(), text).as_bytes()),
         None => w.write_all(text.as_bytes()),
     }
+}
+
+/// `text` in `color`, if any (the REPL's highlighting).
+pub fn painted(text: &str, color: Option<Color>) -> String {
+    match color {
+        Some(color) => styled(&color.to_fg_str(), text),
+        None => text.to_string(),
+    }
+}
+
+/// `text` in bold.
+pub fn bold(text: &str) -> String {
+    styled("1", text)
+}
+
+/// `text` dimmed.
+pub fn dimmed(text: &str) -> String {
+    styled("2", text)
+}
+
+/// What ends a style.
+const RESET: &str = "\x1b[0m";
+
+/// `text` between the SGR code `code` and a reset, as the `colored` crate
+/// writes it, a reset inside `text` followed by the style again; written
+/// here, not by `colored`, whose own switch is process-wide.
+fn styled(code: &str, text: &str) -> String {
+    let start = format!("\x1b[{code}m");
+    let inner = if text.contains(RESET) { text.replace(RESET, &format!("{RESET}{start}")) } else { text.to_string() };
+    format!("{start}{inner}{RESET}")
 }
 
 /// Writes `value` as JSON: pretty (two-space indent) or compact, coloured
@@ -301,9 +334,19 @@ mod tests {
             pretty,
             serde.replace('\u{9b}', "\\u009b").replace('\u{7f}', "\\u007f").replace('\u{80}', "\\u0080")
         );
-        colored::control::set_override(true);
         let styled = text(|w| json(w, &value, false, &Palette::colored()));
         assert_eq!(strip_ansi(&styled), compact);
+    }
+
+    #[test]
+    fn colours_are_written_as_the_palette_says_whatever_the_environment() {
+        // The bytes the `colored` crate writes, without its process-wide
+        // switch: a reset inside the text is followed by the style again.
+        assert_eq!(painted("a", Some(Color::Blue)), "\x1b[34ma\x1b[0m");
+        assert_eq!(painted("a", None), "a");
+        assert_eq!(bold("a\x1b[0mb"), "\x1b[1ma\x1b[0m\x1b[1mb\x1b[0m");
+        assert_eq!(dimmed(""), "\x1b[2m\x1b[0m");
+        assert_eq!(text(|w| error_text(w, "no", &Palette::colored())), "\x1b[31mno\x1b[0m\n");
     }
 
     #[test]
@@ -319,7 +362,6 @@ mod tests {
     fn coloured_pretty_json_has_the_same_layout_as_plain() {
         let value = json!({"a": [1, {"b": null}], "c": {}, "d": "x\"y"});
         let plain = text(|w| json(w, &value, true, &Palette::plain()));
-        colored::control::set_override(true);
         let styled = text(|w| json(w, &value, true, &Palette::colored()));
         let stripped = strip_ansi(&styled);
         assert_ne!(styled, stripped, "colours were written");

@@ -10,15 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
 use std::thread;
 
-use crate::cli::SessionOptions;
 use crate::error::Error;
 use crate::line::{self, Logical, Source};
 use crate::session::{Flow, Session};
 
 /// Where lines come from: `-c`, or stdin when it is not a terminal.
-pub fn input(options: &SessionOptions) -> Source {
-    if !options.commands.is_empty() {
-        Source::Commands(options.commands.clone())
+pub fn input(commands: &[String]) -> Source {
+    if !commands.is_empty() {
+        Source::Commands(commands.to_vec())
     } else {
         Source::Stream(BufReader::with_capacity(64 * 1024, Box::new(io::stdin())))
     }

@@ -1,6 +1,7 @@
 //! The terminal's settings, saved at start and put back at the end: the
 //! line editor switches the terminal to raw mode in its own thread, and
-//! qmpsh must never leave it that way, however it exits.
+//! qmpsh must never leave it that way, however it exits. And which of the
+//! standard streams are terminals, read once at start.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -8,6 +9,26 @@ use std::os::fd::{AsFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::stdio::stdin;
 use rustix::termios::{OptionalActions, Termios, tcgetattr, tcsetattr};
+
+/// Which standard streams are terminals: read once, when the command line
+/// is decided (colour, pretty JSON, the REPL or a script).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts {
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+impl Facts {
+    pub fn now() -> Facts {
+        use rustix::termios::isatty;
+        Facts {
+            stdin: isatty(rustix::stdio::stdin()),
+            stdout: isatty(rustix::stdio::stdout()),
+            stderr: isatty(rustix::stdio::stderr()),
+        }
+    }
+}
 
 /// Settings of standard input, as they were when saved.
 #[derive(Clone)]

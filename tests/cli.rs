@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{qmpsh, qmpsh_in};
+use common::{FakeServer, expect, handshake, qmpsh, qmpsh_command, qmpsh_in, send};
 use qmpsh::version;
 
 #[test]
@@ -355,4 +355,117 @@ fn an_input_line_without_end_is_refused_past_64_mib_and_the_next_line_still_read
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
     assert_eq!(run.stderr, "qmpsh: line 1: the line is over 64 MiB; qmpsh takes no longer lines\n");
+}
+
+/// The codes in the first column of a table's rows that start with `|
+/// digit`, or of the lines under `Exit codes:` in `--help`.
+fn codes(lines: impl Iterator<Item = String>) -> Vec<String> {
+    let mut codes: Vec<String> = lines
+        .flat_map(|first| first.split(',').map(|code| code.trim().to_string()).collect::<Vec<_>>())
+        .filter(|code| !code.is_empty())
+        .collect();
+    codes.sort();
+    codes
+}
+
+#[test]
+fn help_and_the_readme_list_the_same_exit_codes() {
+    // The README's table once had 129, 143 and 131 in its first column
+    // while --help listed 130 alone there.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let table = readme.split("## Exit codes").nth(1).unwrap().split("\n\n").nth(1).unwrap();
+    let documented = codes(
+        table
+            .lines()
+            .filter_map(|row| row.strip_prefix("| "))
+            .filter(|row| row.starts_with(|c: char| c.is_ascii_digit()))
+            .map(|row| row.split(" |").next().unwrap().to_string()),
+    );
+    let help = qmpsh(&["--help"], "").stdout;
+    let section = help.split("Exit codes:\n").nth(1).unwrap();
+    let listed = codes(
+        section
+            .lines()
+            .filter(|line| line.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+            .map(|line| line.trim_start().split("  ").next().unwrap().to_string()),
+    );
+    assert_eq!(listed, documented, "--help:\n{section}\nREADME:\n{table}");
+    assert_eq!(documented, ["0", "1", "129", "130", "131", "143", "2", "3", "4"]);
+}
+
+#[test]
+fn a_schema_file_that_cannot_be_read_is_a_local_failure_exit_1() {
+    // A directory opens, and then cannot be read (EISDIR): the README says
+    // a local file that cannot be read is exit 1, not a usage error.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().display().to_string();
+    let run = qmpsh(&["--dry-run", "--schema", &path, "-c", "stop"], "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr, format!("qmpsh: cannot read the schema file {path}: Is a directory (os error 21)\n"));
+    let missing = format!("{path}/none.json");
+    let run = qmpsh(&["--dry-run", "--schema", &missing, "-c", "stop"], "");
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    // One that is read but is no schema is what it was given: exit 2.
+    let not_schema = dir.path().join("x.json");
+    for text in [&b"{\"not\": \"a schema\"}"[..], &b"\xff\xfe"[..]] {
+        std::fs::write(&not_schema, text).unwrap();
+        let run = qmpsh(&["--dry-run", "--schema", not_schema.to_str().unwrap(), "-c", "stop"], "");
+        assert_eq!(run.code, 2, "{run:?}");
+        assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_every_output_of_the_command_line_quietly() {
+    // `qmpsh completions bash | true`: what is written to no one is no
+    // error, and never a panic (exit 101).
+    let runs: [&[&str]; 6] = [
+        &["--help"],
+        &["vm", "start", "--help"],
+        &["--version"],
+        &["completions", "bash"],
+        &["manpage"],
+        &["--dry-run", "-c", "stop"],
+    ];
+    for args in runs {
+        let mut child = qmpsh_command(args).spawn().unwrap();
+        drop(child.stdin.take());
+        drop(child.stdout.take());
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn colour_is_what_the_color_option_decides_whatever_the_environment_says() {
+    // The palette decides: no process-wide switch of the colour crate's,
+    // which reads NO_COLOR and CLICOLOR itself, stands between.
+    let mut steps = handshake();
+    steps.extend([
+        expect("query-status"),
+        send("{\"return\": {\"status\": \"running\", \"running\": true}, \"id\": {id}}\n"),
+        expect("stop"),
+        send("{\"error\": {\"class\": \"GenericError\", \"desc\": \"no\"}, \"id\": {id}}\n"),
+    ]);
+    let server = FakeServer::start(steps);
+    let socket = server.socket_arg();
+    let mut command = qmpsh_command(&["--color", "always", &socket, "-c", "query-status", "-c", "stop"]);
+    command.env("NO_COLOR", "1").env("CLICOLOR", "0").env("TERM", "dumb");
+    let run = common::finish(command, "");
+    server.finish();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        "{\x1b[34m\"status\"\x1b[0m:\x1b[32m\"running\"\x1b[0m,\x1b[34m\"running\"\x1b[0m:\x1b[35mtrue\x1b[0m}\n"
+    );
+    assert_eq!(run.stderr, "\x1b[31merror: line 2: GenericError: no\x1b[0m\n");
+    // Piped, auto is plain; NO_COLOR does not matter then.
+    let run = qmpsh(&["--dry-run", "--keep-going", "-c", "nonsense("], "");
+    assert!(!run.stderr.contains('\x1b'), "{run:?}");
+    let run = qmpsh(&["--dry-run", "--keep-going", "--color", "always", "-c", "nonsense("], "");
+    assert!(run.stderr.starts_with("\x1b[31mqmpsh: ") && run.stderr.ends_with("\x1b[0m\n"), "{run:?}");
 }

@@ -26,6 +26,8 @@
 
 // Tests and benchmarks may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+// They report what they measured on the terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod common;
 

@@ -6,7 +6,6 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use colored::{Color, Colorize};
 use rustyline::completion::Completer;
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
@@ -16,7 +15,7 @@ use rustyline::{Context, Helper};
 use super::live::{self, Fetcher, Item, Kind};
 use crate::bind::dot::COMMANDS;
 use crate::hmp::HmpCommands;
-use crate::render::Palette;
+use crate::render::{self, Palette};
 use crate::schema::Schema;
 use crate::table::{self, ArgSpec, ArgType, Entry};
 use crate::version::{Span, Version};
@@ -393,23 +392,15 @@ pub fn highlight(line: &str, palette: &Palette) -> String {
             continue;
         }
         if first {
-            out.push_str(&token.bold().to_string());
+            out.push_str(&render::bold(token));
             first = false;
         } else if let Some((key, value)) = token.split_once('=').filter(|(k, _)| !k.is_empty()) {
-            out.push_str(&format!("{}={}", paint(key, palette.key), paint(value, palette.string)));
+            out.push_str(&format!("{}={}", render::painted(key, palette.key), render::painted(value, palette.string)));
         } else {
             out.push_str(token);
         }
     }
     out
-}
-
-/// `text` in `color`, if any.
-fn paint(text: &str, color: Option<Color>) -> String {
-    match color {
-        Some(color) => text.color(color).to_string(),
-        None => text.to_string(),
-    }
 }
 
 /// The rustyline helper: one struct, reading [`Knowledge`].
@@ -448,7 +439,7 @@ impl Highlighter for EditorHelper {
     }
 
     fn highlight_hint<'h>(&self, hint: &'h str) -> Cow<'h, str> {
-        if self.palette.is_plain() { Cow::Borrowed(hint) } else { Cow::Owned(hint.dimmed().to_string()) }
+        if self.palette.is_plain() { Cow::Borrowed(hint) } else { Cow::Owned(render::dimmed(hint)) }
     }
 
     fn highlight_char(&self, _line: &str, _pos: usize, _kind: CmdKind) -> bool {
@@ -587,7 +578,6 @@ mod tests {
 
     #[test]
     fn highlighting_only_adds_colour() {
-        colored::control::set_override(true);
         let line = "blockdev-add  driver=file x";
         let coloured = highlight(line, &Palette::colored());
         assert!(coloured.contains("\x1b[1m") && coloured.contains("\x1b[34m"), "{coloured:?}");

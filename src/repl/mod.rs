@@ -10,7 +10,7 @@ mod helper;
 mod history;
 pub mod live;
 
-use std::io::{self, Write};
+use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
@@ -25,6 +25,7 @@ use rustyline::{CompletionType, Editor, ExternalPrinter};
 use crate::error::Error;
 use crate::interrupt;
 use crate::line::Assembler;
+use crate::output;
 use crate::qmp::Waker;
 use crate::session::{Flow, Session};
 use crate::terminal::{self, RestoreOnDrop};
@@ -123,7 +124,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
             }
         }
         drop(terminal);
-        let _ = writeln!(io::stdout());
+        let _ = writeln!(output::stdout());
     } else {
         // The input thread is idle: let it save history and end.
         drop(requests);

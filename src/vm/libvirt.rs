@@ -9,36 +9,32 @@ use serde_json::{Value, json};
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 
-use super::stop::{self, Ending, Via};
-use crate::cli::VmCommand;
+use super::VmCommand;
+use super::stop::{self, Ending, Progress, Via};
 use crate::error::Error;
-use crate::output::{Printer, Style};
 use crate::qmp::libvirt;
 use crate::render;
 use crate::visible;
 
-/// Runs one `vm` command on libvirt at `uri`. What it says goes to stdout,
+/// Runs one `vm` command on libvirt at `uri`. What it says goes to `out`,
 /// where a closed pipe ends the saying quietly, never the act.
-pub fn run(uri: &str, command: VmCommand) -> Result<(), Error> {
+pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress) -> Result<(), Error> {
     let connect = libvirt::open(Some(uri)).map_err(Error::Connection)?;
-    let out = &mut io::stdout();
     match command {
-        VmCommand::List { json, .. } => {
+        VmCommand::List { json } => {
             let domains = connect
                 .list_all_domains(0)
                 .map_err(|e| Error::Connection(format!("libvirt at {uri} cannot list domains: {}", e.message())))?;
             let reports: Vec<Value> = domains.iter().map(report).collect();
             write_list(&reports, json, out).map_err(Error::output)
         }
-        VmCommand::Status { name, json, .. } => {
+        VmCommand::Status { name, json } => {
             let r = report(&domain(&connect, &name)?);
             write_status(&r, json, out).map_err(Error::output)
         }
-        VmCommand::Stop { name, timeout, kill: false, .. } => {
-            stop(&connect, &name, Duration::from_secs_f64(timeout), out)
-        }
+        VmCommand::Stop { name, timeout, kill: false } => stop(&connect, &name, timeout, out, progress),
         // `--kill` and `vm kill` alike: libvirt's destroy, at once.
-        VmCommand::Stop { name, .. } | VmCommand::Kill { name, .. } => {
+        VmCommand::Stop { name, .. } | VmCommand::Kill { name } => {
             let domain = domain(&connect, &name)?;
             if !domain.is_active().unwrap_or(false) {
                 return writeln!(out, "{}: not running", visible::line(&name)).map_err(Error::output);
@@ -110,26 +106,30 @@ fn report(domain: &Domain) -> Value {
 /// button, or its agent), the wait, then libvirt's destroy; events print as
 /// they come, and the ending has the words and exit codes of qmpsh's own
 /// VMs.
-fn stop(connect: &Connect, name: &str, timeout: Duration, out: &mut dyn Write) -> Result<(), Error> {
+fn stop(
+    connect: &Connect,
+    name: &str,
+    timeout: Duration,
+    out: &mut dyn Write,
+    progress: &mut dyn Progress,
+) -> Result<(), Error> {
     let domain = domain(connect, name)?;
     let name = visible::line(name);
     if !domain.is_active().unwrap_or(false) {
         return writeln!(out, "{name}: not running").map_err(Error::output);
     }
-    let mut printer = Printer::new(Style::plain(), None)?;
     let mut monitor = libvirt::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {
         // A guest without ACPI may still power off by itself: wait anyway.
-        printer.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(e.message())));
+        progress.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(e.message())));
     }
-    let ending = if stop::closes_by(&mut monitor, &mut printer, deadline)? || !domain.is_active().unwrap_or(true) {
+    let ending = if stop::closes_by(&mut monitor, progress, deadline)? || !domain.is_active().unwrap_or(true) {
         Ending::Stopped(Via::Libvirt)
     } else {
         destroy(&domain, &name)?;
         Ending::Killed { asked: false }
     };
-    printer.flush();
     // What happened to the domain decides the exit; a closed stdout does not.
     let said = writeln!(out, "{name}: {ending}");
     ending.as_result(timeout).and(said.map_err(Error::output))

@@ -6,6 +6,7 @@
 mod exec;
 #[cfg(feature = "libvirt")]
 mod libvirt;
+mod options;
 mod process;
 mod start;
 mod state;
@@ -17,58 +18,53 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use crate::cli::{StartOptions, VmCommand};
 use crate::error::Error;
 use crate::interrupt::{self, Caught};
-use crate::output::{Printer, Style};
 use crate::qmp::{self, Connect, Quiet, agent};
 use crate::render;
 use crate::target::Target;
 use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
+pub use options::{Accel, Net, StartOptions, VmCommand};
 pub use process::Process;
 pub use start::{Started, start_qemu};
 pub use state::{VmDir, VmLock};
+use stop::{Progress, Step};
 
-/// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or with
-/// `--connect` on libvirt's domains.
-pub fn run(command: VmCommand) -> Result<(), Error> {
-    let uri = match &command {
-        VmCommand::Stop { libvirt, .. }
-        | VmCommand::Kill { libvirt, .. }
-        | VmCommand::List { libvirt, .. }
-        | VmCommand::Status { libvirt, .. } => libvirt.connect.clone(),
-        VmCommand::Start { .. } | VmCommand::Delete { .. } => None,
-    };
-    match uri {
-        Some(uri) => run_libvirt(&uri, command),
-        None => run_own(command),
+/// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or on the
+/// domains of the libvirt at `libvirt` (`--connect`). What it did is said
+/// on `out`; a stop's steps and the events meanwhile go to `progress`. A
+/// closed `out` ends the saying quietly, never the act.
+pub fn run(
+    command: VmCommand,
+    libvirt: Option<&str>,
+    out: &mut dyn Write,
+    progress: &mut dyn Progress,
+) -> Result<(), Error> {
+    match libvirt {
+        Some(uri) => run_libvirt(uri, command, out, progress),
+        None => run_own(command, out, progress),
     }
 }
 
 #[cfg(feature = "libvirt")]
-fn run_libvirt(uri: &str, command: VmCommand) -> Result<(), Error> {
-    libvirt::run(uri, command)
+fn run_libvirt(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress) -> Result<(), Error> {
+    libvirt::run(uri, command, out, progress)
 }
 
 #[cfg(not(feature = "libvirt"))]
-fn run_libvirt(_: &str, _: VmCommand) -> Result<(), Error> {
+fn run_libvirt(_: &str, _: VmCommand, _: &mut dyn Write, _: &mut dyn Progress) -> Result<(), Error> {
     Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 
-/// `qmpsh vm ...` on the VMs qmpsh started. Everything they print goes to
-/// stdout through `out`; a closed stdout ends the printing quietly, never
-/// the act.
-fn run_own(command: VmCommand) -> Result<(), Error> {
-    let out = &mut io::stdout();
+/// `qmpsh vm ...` on the VMs qmpsh started.
+fn run_own(command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress) -> Result<(), Error> {
     match command {
         VmCommand::Start { name, options } => start_managed(&name, &options, out),
-        VmCommand::Stop { name, timeout, kill, .. } => {
-            stop_managed(&VmDir::existing(&name)?, Duration::from_secs_f64(timeout), kill, out)
-        }
-        VmCommand::Kill { name, .. } => kill_managed(&VmDir::existing(&name)?, out),
-        VmCommand::List { json, .. } => list(json, out),
-        VmCommand::Status { name, json, .. } => status(&VmDir::existing(&name)?, json, out),
+        VmCommand::Stop { name, timeout, kill } => stop_managed(&VmDir::existing(&name)?, timeout, kill, out, progress),
+        VmCommand::Kill { name } => kill_managed(&VmDir::existing(&name)?, out),
+        VmCommand::List { json } => list(json, out),
+        VmCommand::Status { name, json } => status(&VmDir::existing(&name)?, json, out),
         VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
     }
 }
@@ -223,31 +219,35 @@ fn tidy(vm: &VmDir) {
 }
 
 /// `vm stop`: the graceful sequence, reporting which step ended it.
-fn stop_managed(vm: &VmDir, timeout: Duration, kill: bool, out: &mut dyn Write) -> Result<(), Error> {
+fn stop_managed(
+    vm: &VmDir,
+    timeout: Duration,
+    kill: bool,
+    out: &mut dyn Write,
+    progress: &mut dyn Progress,
+) -> Result<(), Error> {
     let _lock = vm.lock()?;
     let Some(process) = running(vm) else {
         tidy(vm);
         return writeln!(out, "{}: not running", vm.name).map_err(Error::output);
     };
-    let mut printer = Printer::new(Style::plain(), None)?;
     // A kill needs no monitor, and one that does not answer (a stopped or
     // wedged QEMU) cannot be asked: either way it comes to SIGKILL.
     let greeting_timeout = timeout.clamp(Duration::from_secs(1), Duration::from_secs(5));
     let connect = Connect { greeting_timeout, negotiate: true, write_timeout: None };
-    let monitor = (!kill).then(|| qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut printer.own_traffic()));
+    let monitor = (!kill).then(|| qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut *progress));
     let ending = match monitor {
         Some(Ok(mut monitor)) => {
             let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
             let sequence = stop::Stop { agent: agent.as_ref(), process: Some(&process), timeout, kill };
-            stop::shutdown(&mut monitor, &mut printer, &sequence)?
+            stop::shutdown(&mut monitor, progress, &sequence)?
         }
         Some(Err(why)) => {
-            printer.text(&format!("QEMU does not answer on its monitor ({})\n", visible::line(&why.to_string())));
-            stop::kill(None, &mut printer, Some(&process), false)?
+            progress.step(&Step::NoAnswer(visible::line(&why.to_string())));
+            stop::kill(None, progress, Some(&process), false)?
         }
-        None => stop::kill(None, &mut printer, Some(&process), true)?,
+        None => stop::kill(None, progress, Some(&process), true)?,
     };
-    printer.flush();
     tidy(vm);
     // What happened to the VM decides the exit; a closed stdout does not.
     let said = writeln!(out, "{}: {ending}", vm.name);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::process::Process;
 use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, VmLock, opts_path, qmp_argument};
-use crate::cli::{Accel, StartOptions};
+use super::{Accel, StartOptions};
 use crate::error::Error;
 use crate::interrupt::{self, Caught};
 use crate::qmp::{self, Connect, Quiet};

@@ -8,7 +8,7 @@
 //! 3. after the timeout: `quit`, then SIGKILL.
 //!
 //! `kill` skips it all and kills at once. Used by `vm stop` and by the
-//! shell's `.shutdown`.
+//! shell's `.shutdown`, which show the steps it tells their [`Progress`].
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -18,7 +18,6 @@ use serde_json::Value;
 use super::process::Process;
 use super::state::AGENT_CHARDEV;
 use crate::error::Error;
-use crate::output::Printer;
 use crate::qmp::{ClientError, Monitor, Observer, agent, command};
 use crate::target::Target;
 use crate::visible;
@@ -101,6 +100,70 @@ pub struct Stop<'a> {
     pub kill: bool,
 }
 
+/// What a stop tells as it goes: each step, and the events its monitor
+/// reads meanwhile (as [`Observer`]). Whoever shows them implements it.
+pub trait Progress: Observer {
+    /// A step, as it is taken.
+    fn step(&mut self, step: &Step);
+    /// Something that went wrong on the way, which the sequence goes past.
+    fn problem(&mut self, message: &str);
+}
+
+/// One step of a stop, told as it is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// QEMU does not answer on its monitor (why): kill.
+    NoAnswer(String),
+    /// The agent's channel is another client's: the button instead.
+    AgentHeld,
+    AgentAnswers,
+    /// The agent refused (its words, made visible).
+    AgentRefused(String),
+    /// The guest is still up this long after its agent said yes.
+    StillUp(Duration),
+    Button,
+    /// The button is pressed again this often.
+    PressAgain(Duration),
+    /// The guest never ran (`-S`): quit.
+    NeverRan,
+    /// A paused VM goes on, so that the guest can power off.
+    Cont,
+    /// A suspended guest wakes, so that it can power off.
+    Wakeup,
+    /// No power-off within the timeout: quit.
+    Quit(Duration),
+    /// SIGKILL to QEMU's pid.
+    Kill(i32),
+    /// `quit`: QEMU's pid is unknown.
+    QuitWithoutPid,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::NoAnswer(why) => write!(f, "QEMU does not answer on its monitor ({why})"),
+            Step::AgentHeld => f.write_str(
+                "another client holds the guest agent's channel (it takes one at a time): the button instead",
+            ),
+            Step::AgentAnswers => f.write_str("the guest agent answers: guest-shutdown"),
+            Step::AgentRefused(why) => write!(f, "the guest agent refused ({why})"),
+            Step::StillUp(grace) => write!(f, "the guest is still up {} s later", grace.as_secs()),
+            Step::Button => f.write_str("ACPI power button"),
+            Step::PressAgain(every) => write!(
+                f,
+                "pressed again every {} s while the guest does not power off (it may be booting)",
+                every.as_secs()
+            ),
+            Step::NeverRan => f.write_str("the guest never ran (QEMU was started with -S): quit"),
+            Step::Cont => f.write_str("the VM is paused: cont, so that the guest can power off"),
+            Step::Wakeup => f.write_str("the guest is suspended: system_wakeup, so that it can power off"),
+            Step::Quit(timeout) => write!(f, "no power-off within {} s: quit", timeout.as_secs_f64()),
+            Step::Kill(pid) => write!(f, "SIGKILL to QEMU (pid {pid})"),
+            Step::QuitWithoutPid => f.write_str("quit (QEMU's pid is unknown here, so it cannot be signalled)"),
+        }
+    }
+}
+
 /// Whether QEMU closed the connection before `deadline` (it does as it
 /// exits); events read meanwhile go to `observer`.
 pub fn closes_by(monitor: &mut Monitor, observer: &mut dyn Observer, deadline: Instant) -> Result<bool, Error> {
@@ -122,14 +185,14 @@ fn failed(error: ClientError) -> Error {
     }
 }
 
-/// The whole sequence on `monitor` (QMP), saying each step on `printer`.
-pub fn shutdown(monitor: &mut Monitor, printer: &mut Printer, stop: &Stop) -> Result<Ending, Error> {
+/// The whole sequence on `monitor` (QMP), saying each step on `progress`.
+pub fn shutdown(monitor: &mut Monitor, progress: &mut dyn Progress, stop: &Stop) -> Result<Ending, Error> {
     if stop.kill {
-        return kill(Some(monitor), printer, stop.process, true);
+        return kill(Some(monitor), progress, stop.process, true);
     }
     let deadline = Instant::now() + stop.timeout;
     let exited = |p: Option<&Process>| p.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
-    if let Some(ending) = wake_guest(monitor, printer, stop.process)? {
+    if let Some(ending) = wake_guest(monitor, progress, stop.process)? {
         return Ok(ending);
     }
     // The agent first; if the guest has not gone within AGENT_GRACE of its
@@ -139,41 +202,42 @@ pub fn shutdown(monitor: &mut Monitor, printer: &mut Printer, stop: &Stop) -> Re
     // presses of the button; one that refused is not.
     let mut ask_again = None;
     let agent = stop.agent.filter(|_| {
-        let held = agent_held(monitor, printer);
+        let held = agent_held(monitor, progress);
         if held {
-            say(printer, "another client holds the guest agent's channel (it takes one at a time): the button instead");
+            progress.step(&Step::AgentHeld);
         }
         !held
     });
-    match agent.map(|agent| (agent, agent_shutdown(agent, printer, AGENT_LIMIT))) {
+    match agent.map(|agent| (agent, agent_shutdown(agent, progress, AGENT_LIMIT))) {
         Some((_, Agent::Accepted)) => {
-            via = closes_by(monitor, printer, (Instant::now() + AGENT_GRACE).min(deadline))?.then_some(Via::GuestAgent);
+            via =
+                closes_by(monitor, progress, (Instant::now() + AGENT_GRACE).min(deadline))?.then_some(Via::GuestAgent);
             if via.is_none() && Instant::now() < deadline {
-                say(printer, &format!("the guest is still up {} s later", AGENT_GRACE.as_secs()));
+                progress.step(&Step::StillUp(AGENT_GRACE));
             }
         }
         Some((agent, Agent::Absent)) => ask_again = Some(agent),
         Some((_, Agent::Refused)) | None => {}
     }
     if via.is_none() && Instant::now() < deadline {
-        via = press_until_off(monitor, printer, deadline, ask_again)?;
+        via = press_until_off(monitor, progress, deadline, ask_again)?;
     }
     if let Some(via) = via
         && exited(stop.process)
     {
         return Ok(Ending::Stopped(via));
     }
-    say(printer, &format!("no power-off within {} s: quit", stop.timeout.as_secs_f64()));
+    progress.step(&Step::Quit(stop.timeout));
     let force = Instant::now() + FORCE_LIMIT;
-    let quit = match monitor.execute(command("quit"), Some(force), printer) {
-        Ok(_) => closes_by(monitor, printer, force)?,
+    let quit = match monitor.execute(command("quit"), Some(force), progress) {
+        Ok(_) => closes_by(monitor, progress, force)?,
         Err(ClientError::Closed) => true,
         Err(_) => false,
     };
     if quit && exited(stop.process) {
         return Ok(Ending::QuitAfterTimeout);
     }
-    kill(Some(monitor), printer, stop.process, false)
+    kill(Some(monitor), progress, stop.process, false)
 }
 
 /// A guest that cannot hear the button is made to: a paused VM goes on
@@ -181,31 +245,31 @@ pub fn shutdown(monitor: &mut Monitor, printer: &mut Printer, stop: &Stop) -> Re
 /// (`-S`) has nothing to power off: QEMU quits at once.
 fn wake_guest(
     monitor: &mut Monitor,
-    printer: &mut Printer,
+    progress: &mut dyn Progress,
     process: Option<&Process>,
 ) -> Result<Option<Ending>, Error> {
     let limit = Some(Instant::now() + FORCE_LIMIT);
-    let status = match monitor.execute(command("query-status"), limit, printer) {
+    let status = match monitor.execute(command("query-status"), limit, progress) {
         Ok(Ok(status)) => status.get("status").and_then(Value::as_str).map(String::from),
         _ => None,
     };
     let (step, wake) = match status.as_deref() {
         Some("prelaunch") => {
-            say(printer, "the guest never ran (QEMU was started with -S): quit");
-            let quit = match monitor.execute(command("quit"), limit, printer) {
-                Ok(_) => closes_by(monitor, printer, Instant::now() + FORCE_LIMIT)?,
+            progress.step(&Step::NeverRan);
+            let quit = match monitor.execute(command("quit"), limit, progress) {
+                Ok(_) => closes_by(monitor, progress, Instant::now() + FORCE_LIMIT)?,
                 Err(ClientError::Closed) => true,
                 Err(e) => return Err(failed(e)),
             };
             let gone = quit && process.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
             return Ok(gone.then_some(Ending::Stopped(Via::NeverRan)));
         }
-        Some("paused") => ("the VM is paused: cont, so that the guest can power off", "cont"),
-        Some("suspended") => ("the guest is suspended: system_wakeup, so that it can power off", "system_wakeup"),
+        Some("paused") => (Step::Cont, "cont"),
+        Some("suspended") => (Step::Wakeup, "system_wakeup"),
         _ => return Ok(None),
     };
-    say(printer, step);
-    match monitor.execute(command(wake), limit, printer) {
+    progress.step(&step);
+    match monitor.execute(command(wake), limit, progress) {
         Ok(_) => Ok(None),
         Err(e) => Err(failed(e)),
     }
@@ -216,19 +280,19 @@ fn wake_guest(
 /// on it, or for `--kill`, which needs none.
 pub fn kill(
     monitor: Option<&mut Monitor>,
-    printer: &mut Printer,
+    progress: &mut dyn Progress,
     process: Option<&Process>,
     asked: bool,
 ) -> Result<Ending, Error> {
     match (process, monitor) {
         (Some(process), _) => {
-            say(printer, &format!("SIGKILL to QEMU (pid {})", process.pid));
+            progress.step(&Step::Kill(process.pid));
             process.kill_and_wait(FORCE_LIMIT).map(|()| Ending::Killed { asked })
         }
         (None, Some(monitor)) if asked => {
-            say(printer, "quit (QEMU's pid is unknown here, so it cannot be signalled)");
+            progress.step(&Step::QuitWithoutPid);
             let force = Instant::now() + FORCE_LIMIT;
-            match monitor.execute(command("quit"), Some(force), printer) {
+            match monitor.execute(command("quit"), Some(force), progress) {
                 Ok(_) | Err(ClientError::Closed) => Ok(Ending::Killed { asked }),
                 Err(e) => Err(failed(e)),
             }
@@ -256,16 +320,16 @@ enum Agent {
 
 /// Asks the guest agent to power the guest off, if one answers within
 /// `limit`.
-fn agent_shutdown(agent: &Target, printer: &mut Printer, limit: Duration) -> Agent {
+fn agent_shutdown(agent: &Target, progress: &mut dyn Progress, limit: Duration) -> Agent {
     let Ok(mut monitor) = agent::connect(agent, &agent.to_string(), limit) else { return Agent::Absent };
     if !agent::ping(&mut monitor, Instant::now() + limit) {
         return Agent::Absent;
     }
-    say(printer, "the guest agent answers: guest-shutdown");
+    progress.step(&Step::AgentAnswers);
     match agent::shutdown_guest(&mut monitor) {
         Ok(()) => Agent::Accepted,
         Err(refused) => {
-            say(printer, &format!("the guest agent refused ({})", visible::line(&refused)));
+            progress.step(&Step::AgentRefused(visible::line(&refused)));
             Agent::Refused
         }
     }
@@ -277,16 +341,16 @@ fn agent_shutdown(agent: &Target, printer: &mut Printer, limit: Duration) -> Age
 /// asked again. Who powered the guest off, if it went before `deadline`.
 fn press_until_off(
     monitor: &mut Monitor,
-    printer: &mut Printer,
+    progress: &mut dyn Progress,
     deadline: Instant,
     agent: Option<&Target>,
 ) -> Result<Option<Via>, Error> {
-    say(printer, "ACPI power button");
+    progress.step(&Step::Button);
     let acpi = |gone: bool| gone.then_some(Via::Acpi);
     let mut presses = 0;
     loop {
         // A refused press (no ACPI) still waits: the guest may power off by itself.
-        match monitor.execute(command("system_powerdown"), Some(deadline), printer) {
+        match monitor.execute(command("system_powerdown"), Some(deadline), progress) {
             Err(ClientError::Closed) => return Ok(Some(Via::Acpi)),
             Err(ClientError::Timeout) => return Ok(None),
             Err(e) => return Err(failed(e)),
@@ -294,30 +358,45 @@ fn press_until_off(
         }
         let next = (Instant::now() + PRESS_AGAIN).min(deadline);
         let powering_off = |message: &Value| message.get("event").and_then(Value::as_str) == Some("SHUTDOWN");
-        match monitor.wait_event(Some(next), printer, &mut |m| powering_off(m)) {
+        match monitor.wait_event(Some(next), progress, &mut |m| powering_off(m)) {
             Err(ClientError::Closed) => return Ok(Some(Via::Acpi)),
             Err(e) => return Err(failed(e)),
-            Ok(Some(_)) => return closes_by(monitor, printer, deadline).map(acpi),
+            Ok(Some(_)) => return closes_by(monitor, progress, deadline).map(acpi),
             Ok(None) if Instant::now() >= deadline => return Ok(None),
-            Ok(None) if agent.is_some_and(|a| matches!(agent_shutdown(a, printer, AGENT_RETRY), Agent::Accepted)) => {
-                return Ok(closes_by(monitor, printer, deadline)?.then_some(Via::GuestAgent));
+            Ok(None) if agent.is_some_and(|a| matches!(agent_shutdown(a, progress, AGENT_RETRY), Agent::Accepted)) => {
+                return Ok(closes_by(monitor, progress, deadline)?.then_some(Via::GuestAgent));
             }
             Ok(None) => {
                 if presses == 1 {
-                    say(
-                        printer,
-                        &format!(
-                            "pressed again every {} s while the guest does not power off (it may be booting)",
-                            PRESS_AGAIN.as_secs()
-                        ),
-                    );
+                    progress.step(&Step::PressAgain(PRESS_AGAIN));
                 }
             }
         }
     }
 }
 
-/// One step of the sequence, on its own line.
-fn say(printer: &mut Printer, step: &str) {
-    printer.text(&format!("{step}\n"));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_read_as_vm_stop_has_always_said_them() {
+        // Scripts and the tests read these lines: the words are the
+        // interface, whoever renders them.
+        let said = [
+            (Step::NoAnswer("refused".into()), "QEMU does not answer on its monitor (refused)"),
+            (Step::StillUp(AGENT_GRACE), "the guest is still up 10 s later"),
+            (
+                Step::PressAgain(PRESS_AGAIN),
+                "pressed again every 2 s while the guest does not power off (it may be booting)",
+            ),
+            (Step::Quit(Duration::from_millis(2500)), "no power-off within 2.5 s: quit"),
+            (Step::Kill(42), "SIGKILL to QEMU (pid 42)"),
+            (Step::AgentRefused("no".into()), "the guest agent refused (no)"),
+            (Step::Button, "ACPI power button"),
+        ];
+        for (step, text) in said {
+            assert_eq!(step.to_string(), text);
+        }
+    }
 }

@@ -183,6 +183,7 @@ pub fn in_ci() -> bool {
 /// A skip is written to the terminal itself, past libtest's capture (which
 /// takes only `print!` and `eprint!`), so it shows among the results instead
 /// of passing for `ok` unseen. Returns only when the test is to skip.
+#[allow(clippy::disallowed_methods)] // The terminal itself, as said above.
 pub fn missing(need: &str, how: &str) {
     let test = thread::current().name().unwrap_or("a test").to_string();
     if in_ci() {
