@@ -561,8 +561,8 @@ fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
             Step::ExpectMessage(want) => {
                 let mut line = String::new();
                 reader.read_line(&mut line).map_err(|e| format!("step {n}: read failed: {e}"))?;
-                let message: Value = serde_json::from_str(&line)
-                    .map_err(|e| format!("step {n}: expected {want}, got {line:?}: {e}"))?;
+                let message: Value =
+                    serde_json::from_str(&line).map_err(|e| format!("step {n}: expected {want}, got {line:?}: {e}"))?;
                 if message != want {
                     return Err(format!("step {n}: expected {want}, got {message}"));
                 }
