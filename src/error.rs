@@ -60,7 +60,7 @@ impl Error {
             Error::Timeout(_) | Error::Forced(_) => 4,
             Error::Interrupted => 130,
             Error::BrokenPipe => 0,
-            Error::Signalled { signal, .. } => u8::try_from(128 + signal).unwrap_or(1),
+            Error::Signalled { signal, .. } => u8::try_from(signal_exit_code(*signal)).unwrap_or(1),
         }
     }
 
@@ -113,6 +113,12 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+/// The exit code of a run an ending signal stopped: 128 + its number, as
+/// shells report a process the signal killed.
+pub fn signal_exit_code(signal: i32) -> i32 {
+    128 + signal
+}
 
 /// Turns a run's outcome into the process exit status, printing the error
 /// (one line, on `stderr`) unless it was already reported.

@@ -16,7 +16,7 @@ use std::thread;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::{Handle, Signals};
 
-use crate::error::Error;
+use crate::error::{Error, signal_exit_code};
 
 /// The signals that end qmpsh: Ctrl-C, SIGHUP, SIGTERM and SIGQUIT.
 pub const ENDING: [i32; 4] = [SIGINT, SIGHUP, SIGTERM, SIGQUIT];
@@ -180,5 +180,5 @@ fn end(signal: i32) {
     while let Some((_, undo)) = undos.pop() {
         undo();
     }
-    std::process::exit(128 + signal);
+    std::process::exit(signal_exit_code(signal));
 }

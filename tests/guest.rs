@@ -166,12 +166,11 @@ fn a_guest_deaf_to_the_button_stops_through_its_agent() {
     let text = vms.qmpsh(&["vm", "status", "agent"]);
     assert!(text.stdout.contains("ip      127.0.0.1"), "{}", text.stdout);
 
-    let started = Instant::now();
+    // The agent's path, not the button's: said in what it prints.
     let stopped = vms.qmpsh(&["vm", "stop", "agent", "--timeout", "60"]);
     assert_eq!(stopped.code, 0, "{stopped:?}");
     assert!(stopped.stdout.starts_with("the guest agent answers: guest-shutdown\n"), "{}", stopped.stdout);
     assert!(stopped.stdout.ends_with("agent: stopped (guest agent)\n"), "{}", stopped.stdout);
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert!(!vms.qemu_runs("agent"));
 }
 
@@ -227,12 +226,11 @@ fn stop_and_status_work_while_a_shell_holds_the_vm() {
     probe.write_all(b"query-name\n").unwrap();
     let mut first = [0u8; 1];
     out.read_exact(&mut first).unwrap();
-    let started = Instant::now();
+    // Not `busy`: status asks QEMU on the VM's own control socket, while
+    // the shell keeps the QMP one (waiting for it would never end).
     let status = vms.qmpsh(&["vm", "status", "held"]);
+    assert_eq!(status.code, 0, "{status:?}");
     assert!(status.stdout.contains("state   running"), "{}", status.stdout);
-    // Not `busy`, and without waiting for the shell (at most the half
-    // second it gives an agent to answer).
-    assert!(started.elapsed() < Duration::from_millis(1500), "status took {:?}", started.elapsed());
     let stopped = vms.qmpsh(&["vm", "stop", "held", "--timeout", "30"]);
     assert_eq!(stopped.code, 0, "{stopped:?}");
     assert!(stopped.stdout.ends_with("held: stopped (ACPI)\n"), "{}", stopped.stdout);
@@ -257,12 +255,10 @@ fn a_guest_that_ignores_the_button_is_ended_after_the_timeout() {
     assert!(!vms.qemu_runs("deaf"));
 
     // `--kill` kills at once, as asked: no button, no wait, exit 0.
-    let started = Instant::now();
     let killed = vms.qmpsh(&["vm", "stop", "deafer", "--timeout", "30", "--kill"]);
     assert_eq!(killed.code, 0, "{killed:?}");
     assert!(killed.stdout.ends_with("deafer: killed\n"), "{}", killed.stdout);
     assert!(!killed.stdout.contains("POWERDOWN"), "{}", killed.stdout);
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
     assert!(!vms.qemu_runs("deafer"));
 }
 

@@ -14,7 +14,7 @@ use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::thread;
 
-use common::{FakeServer, Run, event, expect, finish, handshake, qmpsh, qmpsh_command, send};
+use common::{FakeServer, Run, event, expect, expect_with, finish, handshake, qmpsh, qmpsh_command, send};
 use serde_json::{Value, json};
 
 /// What a terminal would act on: C0 but line breaks and tabs, DEL, C1.
@@ -44,7 +44,7 @@ fn events_errors_and_hmp_text_from_qemu_show_control_characters_escaped() {
         expect("stop"),
         send(&event(r"STOP\u001b[2J", Some(&format!(r#"{{"note": "{HOSTILE}\u009b\u007f"}}"#)))),
         send(r#"{"return": {}}"#),
-        expect("human-monitor-command"),
+        expect_with("human-monitor-command", json!({"command-line": "info status"})),
         send(r#"{"return": "VM status: \u001b[31mpaused\r\nline two\rqmpsh: forged\r\n"}"#),
         expect("query-name"),
         send(r#"{"return": {"name": "vm\u009b2J\u007f"}}"#),

@@ -151,7 +151,7 @@ fn a_late_reply_to_a_timed_out_command_is_not_taken_for_the_next_one() {
 "#,
         ),
         // HMP's commands, for completion.
-        common::expect("human-monitor-command"),
+        common::expect_with("human-monitor-command", serde_json::json!({"command-line": "help"})),
         common::send("{\"return\": \"help|? [cmd] -- show the help\\r\\n\"}\n"),
         // The VM's name, for the prompt.
         common::expect("query-name"),
@@ -350,4 +350,37 @@ fn completion_offers_what_the_vm_has_now() {
     tmux.type_text("info status");
     tmux.keys(&["Enter"]);
     tmux.wait_for("a reply once QEMU goes on", |s| s.contains("\"status\": \"prelaunch\""));
+}
+
+#[test]
+fn a_transaction_block_continues_at_its_own_prompt() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let Some((tmux, prompt)) = repl_on(&qemu) else { return };
+    tmux.type_text("transaction(");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the transaction prompt", |s| last_line(s) == "transaction>");
+    tmux.type_text("abort");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the second action's prompt", |s| last_line(s) == "transaction>" && s.contains("transaction> abort"));
+    tmux.type_text(")");
+    tmux.keys(&["Enter"]);
+    // The block went as one transaction: QEMU ran its abort action.
+    let screen = tmux.wait_for("the transaction's error", |s| s.contains("Transaction aborted"));
+    assert!(screen.contains("error: GenericError: Transaction aborted using Abort action"), "{screen}");
+    tmux.wait_for("the prompt again", |s| last_line(s) == prompt);
+}
+
+#[test]
+fn colour_on_a_terminal_is_off_with_no_color_or_term_dumb() {
+    let Some(qemu) = Qemu::start(&[]) else { return };
+    let qmpsh = env!("CARGO_BIN_EXE_qmpsh");
+    let socket = qemu.socket.display();
+    for (env, coloured) in [("", true), ("NO_COLOR=1", false), ("TERM=dumb", false)] {
+        let command = format!("env {env} {qmpsh} {socket} -c 'info status'; echo qmpsh-exit=$?; sleep 60");
+        let Some(tmux) = Tmux::start(&command) else { return };
+        tmux.wait_for("the reply", |s| s.contains("qmpsh-exit=0"));
+        let screen = tmux.screen_with_colours();
+        assert!(screen.contains("\"running\""), "{env}: {screen}");
+        assert_eq!(screen.contains("\x1b["), coloured, "{env:?}: {screen:?}");
+    }
 }

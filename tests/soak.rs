@@ -96,10 +96,8 @@ fn a_thousand_connections_leave_qemu_no_open_files() {
     let before = settled_open_files(pid);
 
     let started = Instant::now();
-    let mut codes = BTreeMap::new();
     for n in 1..=1000 {
         let run = once();
-        *codes.entry(run.code).or_insert(0) += 1;
         assert_eq!(run.code, 0, "connection {n}: {run:?}");
         assert_eq!(run.stdout, format!("{running}\n"), "connection {n}: {run:?}");
         assert_eq!(run.stderr, "", "connection {n}");
@@ -108,12 +106,11 @@ fn a_thousand_connections_leave_qemu_no_open_files() {
     let after = settled_open_files(pid);
 
     eprintln!(
-        "soak: 1000 x `qmpsh -c query-status` in {:.1} s, exit codes {codes:?}; QEMU's open files {} before, {} after",
+        "soak: 1000 x `qmpsh -c query-status` in {:.1} s; QEMU's open files {} before, {} after",
         elapsed.as_secs_f64(),
         before.len(),
         after.len()
     );
-    assert_eq!(codes, BTreeMap::from([(0, 1000)]));
     assert_eq!(after.len(), before.len(), "QEMU's open files grew\nbefore: {before:#?}\nafter: {after:#?}");
     // QEMU still serves a client.
     assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");

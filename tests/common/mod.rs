@@ -437,8 +437,14 @@ pub enum Step {
     /// Write these bytes; `{id}` becomes the id of the last command read,
     /// and `, "id": {id}` goes when that command had none, as with QEMU.
     Send(String),
-    /// Read one message and check it executes this command.
+    /// Read one message and check it executes this command, with no
+    /// arguments and no id (qmpsh matches QEMU's replies by order).
     Expect(&'static str),
+    /// Read one message and check it is this one, member for member.
+    ExpectMessage(Value),
+    /// Write these bytes, which the client may hang up before reading
+    /// whole (a message it refuses part way).
+    SendCut(String),
     /// Expect the client to hang up without sending anything more.
     ExpectHangUp,
     /// Wait before the next step.
@@ -453,6 +459,11 @@ pub fn send(text: &str) -> Step {
 
 pub fn expect(command: &'static str) -> Step {
     Step::Expect(command)
+}
+
+/// A command with these arguments (and no id).
+pub fn expect_with(command: &str, arguments: Value) -> Step {
+    Step::ExpectMessage(serde_json::json!({ "execute": command, "arguments": arguments }))
 }
 
 pub const GREETING: &str =
@@ -491,9 +502,25 @@ impl FakeServer {
 
     /// Asserts the client went through the whole script.
     pub fn finish(mut self) {
-        let outcome = self.done.take().unwrap().join().expect("the fake server thread did not panic");
-        if let Err(e) = outcome {
-            panic!("fake server: {e}");
+        self.check();
+    }
+
+    fn check(&mut self) {
+        if let Some(done) = self.done.take() {
+            let outcome = done.join().expect("the fake server thread did not panic");
+            if let Err(e) = outcome {
+                panic!("fake server: {e}");
+            }
+        }
+    }
+}
+
+/// A test that never called [`FakeServer::finish`] still fails when a
+/// step went unused or went differently (unless it is failing already).
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        if !thread::panicking() {
+            self.check();
         }
     }
 }
@@ -527,10 +554,23 @@ fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
                 reader.read_line(&mut line).map_err(|e| format!("step {n}: read failed: {e}"))?;
                 let message: Value = serde_json::from_str(&line)
                     .map_err(|e| format!("step {n}: expected {command}, got {line:?}: {e}"))?;
-                if message["execute"] != command {
-                    return Err(format!("step {n}: expected {command}, got {message}"));
+                if message != serde_json::json!({ "execute": command }) {
+                    return Err(format!("step {n}: expected {{\"execute\":\"{command}\"}}, got {message}"));
+                }
+                id = None;
+            }
+            Step::ExpectMessage(want) => {
+                let mut line = String::new();
+                reader.read_line(&mut line).map_err(|e| format!("step {n}: read failed: {e}"))?;
+                let message: Value =
+                    serde_json::from_str(&line).map_err(|e| format!("step {n}: expected {want}, got {line:?}: {e}"))?;
+                if message != want {
+                    return Err(format!("step {n}: expected {want}, got {message}"));
                 }
                 id = message.get("id").cloned();
+            }
+            Step::SendCut(text) => {
+                let _ = writer.write_all(text.as_bytes());
             }
             Step::ExpectHangUp => {
                 let mut line = String::new();

@@ -65,6 +65,11 @@ impl Tmux {
         self.run(&["capture-pane", "-p", "-t", "0", "-S", "-100"])
     }
 
+    /// The screen with its colours, as the escape sequences that set them.
+    pub fn screen_with_colours(&self) -> String {
+        self.run(&["capture-pane", "-p", "-e", "-t", "0"])
+    }
+
     /// The whole scrollback and the screen.
     pub fn everything(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "0", "-S", "-", "-E", "-"])
