@@ -592,7 +592,8 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
             if apart > limit {
                 return None;
             }
-            let edits = edit_distance(&lower, &candidate);
+            // Swapping two neighbours is one edit (optimal string alignment).
+            let edits = strsim::osa_distance(&lower, &candidate);
             (edits <= limit).then_some((true, edits, apart, c))
         })
         .min()
@@ -601,32 +602,6 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
 
 /// Longer than any QMP, HMP or qmpsh name.
 const LONGEST_NAME: usize = 64;
-
-/// Edit distance in characters, where swapping two neighbours is one edit
-/// (optimal string alignment), in three rows of memory.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let cell = |row: &[usize], k: usize| row.get(k).copied().unwrap_or(usize::MAX / 2);
-    // The row before last (for swaps) and the last; each pass fills a new one.
-    let mut before = vec![0; b.len() + 1];
-    let mut last: Vec<usize> = (0..=b.len()).collect();
-    for (i, &ca) in a.iter().enumerate() {
-        let mut row = Vec::with_capacity(b.len() + 1);
-        row.push(i + 1);
-        for (j, &cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            let mut best = (cell(&last, j + 1) + 1).min(cell(&row, j) + 1).min(cell(&last, j) + cost);
-            let swapped = i > 0 && j > 0 && a.get(i - 1) == Some(&cb) && b.get(j - 1) == Some(&ca);
-            if swapped {
-                best = best.min(cell(&before, j - 1) + 1);
-            }
-            row.push(best);
-        }
-        before = std::mem::replace(&mut last, row);
-    }
-    cell(&last, b.len())
-}
 
 #[cfg(test)]
 mod tests {
@@ -655,14 +630,6 @@ mod tests {
         assert_eq!(suggest(&pasted, ["query-status", "stop"].into_iter()), None);
         let near_limit = format!("{}x", "a".repeat(LONGEST_NAME - 1));
         assert_eq!(suggest(&near_limit, [&near_limit[1..]].into_iter()), Some(&near_limit[1..]));
-    }
-
-    #[test]
-    fn edit_distance_counts_swaps_once() {
-        assert_eq!(edit_distance("stpo", "stop"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("ab", "ba"), 1);
     }
 
     /// Alternates that list each other twice: 40 levels of them have 2^40
