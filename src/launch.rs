@@ -5,8 +5,8 @@
 //! folder remains.
 
 use std::fs;
-use std::io::{IsTerminal, Write};
-use std::sync::Arc;
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
@@ -19,8 +19,8 @@ use crate::target::Target;
 use crate::vm::{self, VmDir};
 
 /// Kills QEMU (`qemu_pid`, 0 before it started) and removes the VM's
-/// folder.
-fn undo(vm: &VmDir, qemu_pid: i32) {
+/// folder, or says why it could not.
+fn undo(vm: &VmDir, qemu_pid: i32) -> Result<(), Error> {
     // Our own unreaped child, so the pid cannot have been reused; a QEMU
     // that has exited already is fine, and then there is nothing to kill.
     if let Some(pid) = Pid::from_raw(qemu_pid)
@@ -28,7 +28,12 @@ fn undo(vm: &VmDir, qemu_pid: i32) {
     {
         let _ = waitpid(Some(pid), WaitOptions::empty());
     }
-    let _ = fs::remove_dir_all(&vm.dir);
+    match fs::remove_dir_all(&vm.dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Starts the VM, runs the shell on it, and cleans up however it ends.
@@ -37,9 +42,22 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
     let vm = VmDir::new(&name)?;
     let interactive = session.commands.is_empty() && std::io::stdin().is_terminal();
     let qemu_pid = Arc::new(AtomicI32::new(0));
+    // What the undo could not do, for the end of a launch that a signal
+    // did not cut short (which ends with the signal's exit).
+    let undone = Arc::new(Mutex::new(Ok(())));
     let cleanup = {
-        let (vm, qemu_pid) = (vm.clone(), Arc::clone(&qemu_pid));
-        interrupt::on_ending(move || undo(&vm, qemu_pid.load(Ordering::SeqCst)))?
+        let (vm, qemu_pid, undone) = (vm.clone(), Arc::clone(&qemu_pid), Arc::clone(&undone));
+        interrupt::on_ending(move || {
+            let result = undo(&vm, qemu_pid.load(Ordering::SeqCst));
+            if let Ok(mut slot) = undone.lock() {
+                *slot = result;
+            }
+        })?
+    };
+    // The folder promised to go: one left behind is a failure.
+    let clean_up = move || {
+        cleanup.run();
+        undone.lock().map_or(Ok(()), |mut slot| std::mem::replace(&mut *slot, Ok(())))
     };
     // Ctrl-C at the prompt only interrupts; in a script it ends qmpsh, and
     // the VM with it.
@@ -47,7 +65,9 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
     let started = match vm::start_qemu(&vm, &options, true, None) {
         Ok(started) => started,
         Err(e) => {
-            cleanup.run();
+            // The start's own error says more than one about its folder
+            // (which a start that fails removes itself).
+            let _ = clean_up();
             return Err(e);
         }
     };
@@ -59,6 +79,5 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
         let _ = writeln!(std::io::stderr(), "qmpsh: accel {} ({})", accel.name, accel.why);
     }
     let result = attach::monitor(&Target::Unix(started.socket), &session);
-    cleanup.run();
-    result
+    result.and(clean_up())
 }

@@ -264,22 +264,22 @@ fn report(vm: &VmDir) -> Value {
         Some(_) => query_state(vm),
     };
     let uptime = process.as_ref().and_then(|_| {
-        let started: u64 = fs::read_to_string(vm.started_file()).ok()?.trim().parse().ok()?;
+        let started = vm.started()?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
         Some(now.saturating_sub(started))
     });
-    let mut report = json!({
+    // What `vm start` chose: accel, accel_why, ssh_port.
+    let chosen = vm.chosen();
+    json!({
         "name": vm.name,
         "pid": process.as_ref().map(|p| p.pid),
         "state": state,
         "uptime": uptime,
         "socket": vm.socket().display().to_string(),
-    });
-    // What `vm start` chose: accel, accel_why, ssh_port.
-    if let (Some(fields), Value::Object(chosen)) = (report.as_object_mut(), vm.chosen()) {
-        fields.extend(chosen);
-    }
-    report
+        "accel": chosen.accel,
+        "accel_why": chosen.accel_why,
+        "ssh_port": chosen.ssh_port,
+    })
 }
 
 /// What the guest agent tells of the guest (host name, OS, IP addresses),

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::process::getuid;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
@@ -253,6 +253,21 @@ pub struct Chosen {
     pub ssh_port: Option<u16>,
 }
 
+/// chosen.json: [`Chosen`] as `vm start` keeps it and `vm status` shows
+/// it. Every field may be missing (a VM started by an older qmpsh).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Kept {
+    pub accel: Option<String>,
+    pub accel_why: Option<String>,
+    pub ssh_port: Option<u16>,
+}
+
+/// Writes `text` to `path`, or says which file could not be written.
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    fs::write(path, text).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
+}
+
 /// One VM's folder and the files in it.
 #[derive(Debug, Clone)]
 pub struct VmDir {
@@ -442,16 +457,29 @@ impl VmDir {
         self.dir.join("chosen.json")
     }
 
-    /// Keeps what `vm start` chose; `vm status` shows it.
-    pub fn keep_chosen(&self, chosen: &Chosen) {
-        let record = json!({"accel": chosen.accel.name, "accel_why": chosen.accel.why, "ssh_port": chosen.ssh_port});
-        let _ = fs::write(self.chosen_file(), format!("{record}\n"));
+    /// Keeps what `vm start` chose, and when it started QEMU; `vm status`
+    /// shows them. A VM whose status would be blank is not started.
+    pub fn keep_chosen(&self, chosen: &Chosen, started: u64) -> Result<(), Error> {
+        let record = Kept {
+            accel: Some(chosen.accel.name.to_string()),
+            accel_why: Some(chosen.accel.why.clone()),
+            ssh_port: chosen.ssh_port,
+        };
+        let json = serde_json::to_string(&record).map_err(|e| Error::Io(e.to_string()))?;
+        write(&self.chosen_file(), &format!("{json}\n"))?;
+        write(&self.started_file(), &format!("{started}\n"))
     }
 
-    /// What `vm start` chose, as kept (null fields for a VM started before).
-    pub fn chosen(&self) -> Value {
+    /// What `vm start` chose, as kept (none of it for a VM started before
+    /// there was a record, or whose record does not read).
+    pub fn chosen(&self) -> Kept {
         let kept = fs::read_to_string(self.chosen_file()).ok().and_then(|text| serde_json::from_str(&text).ok());
-        kept.unwrap_or_else(|| json!({"accel": null, "accel_why": null, "ssh_port": null}))
+        kept.unwrap_or_default()
+    }
+
+    /// When QEMU was started (Unix seconds), if that was kept.
+    pub fn started(&self) -> Option<u64> {
+        fs::read_to_string(self.started_file()).ok()?.trim().parse().ok()
     }
 
     /// The socket path, refused if the kernel could not bind it.
