@@ -20,6 +20,7 @@ use rustix::process::getuid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::private::check_folder;
 
 /// The longest unix socket path the kernel takes (sun_path less its NUL).
 pub const UNIX_PATH_MAX: usize = 107;
@@ -119,13 +120,13 @@ fn existing_state_dir() -> Result<Option<PathBuf>, Error> {
     }
 }
 
-/// Refuses a state folder that is not private (see [`private_folder`]) or
+/// Refuses a state folder that is not private (see [`check_folder`]) or
 /// not qmpsh's. One without the marker is qmpsh's when everything in it
 /// is (an empty folder, or one that an older qmpsh made): with `adopt`, it
 /// gets the marker.
 fn check_state(dir: &Path, adopt: bool) -> Result<(), Error> {
     let refuse = |why: String| Error::Usage(format!("refusing state folder {}: {why}", dir.display()));
-    private_folder(dir).map_err(refuse)?;
+    check_folder(dir).map_err(refuse)?;
     if is_file(&dir.join(STATE_MARKER)) {
         return Ok(());
     }
@@ -157,31 +158,7 @@ fn is_own_entry(dir: &Path, name: &std::ffi::OsStr) -> bool {
     if let Some(vm) = name.strip_suffix(".failed.log") {
         return check_name(vm).is_ok() && is_file(&dir.join(name));
     }
-    check_name(name).is_ok() && private_folder(&dir.join(name)).is_ok() && is_vm_folder(&dir.join(name))
-}
-
-/// Why `dir` is not a private folder of the user's (a symlink, not a
-/// folder, another user's, or reachable by others), if it is not.
-fn private_folder(dir: &Path) -> Result<(), String> {
-    let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-    if meta.file_type().is_symlink() {
-        return Err("it is a symlink".into());
-    }
-    if !meta.is_dir() {
-        return Err("it is not a folder".into());
-    }
-    let me = getuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!("it belongs to uid {}, not to you (uid {me})", meta.uid()));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "others can reach it (mode {mode:04o}); qmpsh does not change a folder it did not make: \
-             chmod 700 it if it is qmpsh's"
-        ));
-    }
-    Ok(())
+    check_name(name).is_ok() && check_folder(&dir.join(name)).is_ok() && is_vm_folder(&dir.join(name))
 }
 
 /// Whether a (private) folder is a VM's: it holds [`VM_MARKER`], or one of
@@ -340,7 +317,7 @@ impl VmDir {
         let Some(state) = existing_state_dir()? else { return Ok(Lookup::Missing) };
         let dir = state.join(name);
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", dir.display()));
-        private_folder(&dir).map_err(refuse)?;
+        check_folder(&dir).map_err(refuse)?;
         if !is_vm_folder(&dir) {
             return Ok(Lookup::Stranger(dir));
         }
@@ -356,7 +333,7 @@ impl VmDir {
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", self.dir.display()));
         let cannot = |what: &str, e: io::Error| Error::Io(format!("cannot {what} {}: {e}", self.dir.display()));
         let made = make_marked(&self.dir, VM_MARKER).map_err(|e| cannot("create the VM folder", e))?;
-        private_folder(&self.dir).map_err(refuse)?;
+        check_folder(&self.dir).map_err(refuse)?;
         if !made && !is_vm_folder(&self.dir) {
             return Err(Error::Usage(format!(
                 "{} is there and is not a VM of qmpsh's (it has no {VM_MARKER} file): \
@@ -507,7 +484,7 @@ impl VmDir {
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|name| check_name(name).is_ok())
             .map(|name| VmDir { dir: state.join(&name), name })
-            .filter(|vm| private_folder(&vm.dir).is_ok() && is_vm_folder(&vm.dir) && check_sockets(&vm.dir).is_ok())
+            .filter(|vm| check_folder(&vm.dir).is_ok() && is_vm_folder(&vm.dir) && check_sockets(&vm.dir).is_ok())
             .collect();
         vms.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(vms)
@@ -544,13 +521,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("state");
         fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
-        assert_eq!(private_folder(&dir), Ok(()));
+        assert_eq!(check_folder(&dir), Ok(()));
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
-        assert!(private_folder(&dir).unwrap_err().contains("others can reach it (mode 0750)"));
+        assert!(check_folder(&dir).unwrap_err().contains("others can reach it (mode 0750)"));
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o750, "left as it was");
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(private_folder(&link).unwrap_err().contains("symlink"));
+        assert!(check_folder(&link).unwrap_err().contains("symlink"));
     }
 
     #[test]
