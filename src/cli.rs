@@ -7,7 +7,7 @@ use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::EXIT_CODES_HELP;
 use crate::target::TARGET_HELP;
-use crate::units::{parse_seconds, parse_size};
+use crate::units::{STOP_TIMEOUT, parse_seconds, parse_size};
 
 /// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
 /// socket; see replies and events as they happen; run the same lines as a
@@ -203,7 +203,7 @@ pub enum VmCommand {
     Stop {
         name: String,
         /// Seconds to wait for the guest to power off
-        #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", default_value_t = STOP_TIMEOUT.as_secs_f64(), value_parser = parse_seconds)]
         timeout: f64,
         /// Kill at once: no agent, no button, no wait (exit 0)
         #[arg(long)]
