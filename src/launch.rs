@@ -6,8 +6,8 @@
 
 use std::fs;
 use std::io::{self, IsTerminal, Write};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
