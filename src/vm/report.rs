@@ -73,3 +73,31 @@ pub struct IpAddress {
     #[serde(rename = "ip-address")]
     pub ip_address: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--json` is read by scripts: its fields and their order are those
+    /// `vm status` always wrote.
+    #[test]
+    fn the_json_keeps_its_fields_and_their_order() {
+        let chosen = Kept { accel: Some("tcg".into()), accel_why: Some("asked".into()), ssh_port: Some(2222) };
+        let report = Report {
+            name: "web".into(),
+            pid: Some(7),
+            state: "running".into(),
+            uptime: Some(3),
+            socket: "/s/web/qmp.sock".into(),
+            chosen,
+        };
+        let fields = r#""name":"web","pid":7,"state":"running","uptime":3,"socket":"/s/web/qmp.sock","accel":"tcg","accel_why":"asked","ssh_port":2222"#;
+        assert_eq!(serde_json::to_string(&report).unwrap(), format!("{{{fields}}}"));
+        let held = Status { report: report.clone(), agent: Some(Agent::Held { held: true }) };
+        assert_eq!(serde_json::to_string(&held).unwrap(), format!(r#"{{{fields},"agent":{{"held":true}}}}"#));
+        let guest = Agent::Guest { hostname: Some("h".into()), os: None, addresses: vec!["10.0.0.2".into()] };
+        let status = Status { report, agent: Some(guest) };
+        let agent = r#""agent":{"hostname":"h","os":null,"addresses":["10.0.0.2"]}"#;
+        assert_eq!(serde_json::to_string(&status).unwrap(), format!("{{{fields},{agent}}}"));
+    }
+}
