@@ -155,7 +155,7 @@ struct Entry {
 struct Arg {
     name: String,
     #[serde(rename = "type")]
-    kind: ArgType,
+    kind: String,
     #[serde(default)]
     optional: bool,
     flag: Option<String>,
@@ -167,19 +167,17 @@ struct Arg {
     instead: Option<String>,
 }
 
-/// src/table.rs's `ArgType`, by the names the table uses.
-#[derive(Deserialize, Debug, PartialEq)]
-#[serde(rename_all = "kebab-case")]
-enum ArgType {
-    Str,
-    Int,
-    Bool,
-    Size,
-    SizeMb,
-    IntMb,
-    Keys,
-    Opts,
-    Property,
+/// src/table.rs's `ArgType`s, by the names the table uses: `size-mb` is
+/// `ArgType::SizeMb`.
+const ARG_TYPES: &[&str] = &["str", "int", "bool", "size", "size-mb", "int-mb", "keys", "opts", "property"];
+
+/// The `ArgType` variant a table type names, if it names one.
+fn variant(kind: &str) -> Option<String> {
+    let camel = |part: &str| {
+        let mut chars = part.chars();
+        chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+    };
+    ARG_TYPES.contains(&kind).then(|| kind.split('-').map(camel).collect())
 }
 
 /// Reads `value` as a `T`, or fails the build naming `whose`.
@@ -212,14 +210,16 @@ fn arg_code(arg: Value, whose: &str) -> String {
     let named = arg.get("name").and_then(Value::as_str).map(|name| format!("{whose}, argument {name:?}"));
     let whose = named.unwrap_or_else(|| format!("{whose}, an argument ({arg})"));
     let arg: Arg = read(arg, &whose);
-    if arg.local && (arg.kind != ArgType::Bool || arg.flag.is_none()) {
+    let Some(kind) = variant(&arg.kind) else {
+        fail(&format!("{TABLE}: {whose}: unknown type {:?} (known: {})", arg.kind, ARG_TYPES.join(", ")))
+    };
+    if arg.local && (arg.kind != "bool" || arg.flag.is_none()) {
         fail(&format!("{TABLE}: {whose}: only a bool flag can be local"));
     }
     format!(
-        "ArgSpec {{ name: {:?}, kind: ArgType::{:?}, optional: {}, flag: {}, to: {}, local: {}, \
+        "ArgSpec {{ name: {:?}, kind: ArgType::{kind}, optional: {}, flag: {}, to: {}, local: {}, \
          span: {}, instead: {} }}, ",
         arg.name,
-        arg.kind,
         arg.optional,
         option(&arg.flag),
         option(&arg.to),
