@@ -759,6 +759,33 @@ mod tests {
         assert!(schema.argument_values("foo", "v").is_empty());
     }
 
+    /// The entities are read into types: fields qmpsh does not read, a
+    /// meta-type it does not know and an entity without a name are passed
+    /// over; a member with a `default` (null) is optional.
+    #[test]
+    fn saved_schemas_read_in_either_shape() {
+        let list = r#"[{"name": "query-qmp-schema", "meta-type": "command", "ret-type": "x", "allow-oob": false},
+            {"name": "eject", "meta-type": "command", "arg-type": "E", "features": ["deprecated"]},
+            {"name": "E", "meta-type": "object", "members": [{"name": "id", "type": "str", "default": null},
+                {"name": "force", "type": "bool"}]},
+            {"name": "bool", "meta-type": "builtin", "json-type": "boolean"},
+            {"name": "later", "meta-type": "a-kind-qemu-adds-one-day"},
+            {"meta-type": "event"}]"#;
+        for text in [list.to_string(), format!(r#"{{"return": {list}, "id": 1}}"#)] {
+            let schema = Schema::from_saved(&text).unwrap();
+            assert_eq!(
+                schema.arguments("eject"),
+                [("id".to_string(), "str".to_string(), true), ("force".into(), "bool".into(), false)]
+            );
+            assert_eq!(schema.argument_values("eject", "force"), ["true", "false"]);
+            assert_eq!(schema.event_names().count(), 0);
+        }
+        let wrong = r#"[{"name": "query-qmp-schema", "meta-type": "command", "members": 3}]"#;
+        assert!(Schema::from_saved(wrong).unwrap_err().contains("cannot read"));
+        assert!(Schema::from_saved("[1,").unwrap_err().starts_with("not JSON: "));
+        assert_eq!(Schema::from_saved(r#"{"return": 1}"#).unwrap_err(), "query-qmp-schema did not return a list");
+    }
+
     #[test]
     fn a_word_longer_than_any_name_gets_no_suggestion() {
         let pasted = "query-status".repeat(100_000);
