@@ -42,13 +42,20 @@ pub fn launch(options: StartOptions, session: SessionOptions) -> Result<(), Erro
     let vm = VmDir::new(&name)?;
     let interactive = session.commands.is_empty() && std::io::stdin().is_terminal();
     let qemu_pid = Arc::new(AtomicI32::new(0));
-    // What the undo could not do, for the end of a launch that a signal
-    // did not cut short (which ends with the signal's exit).
+    // What the undo could not do: for the end of the launch, or said by
+    // the undo itself when a signal runs it, on the signal's thread (the
+    // signal's exit follows).
     let undone = Arc::new(Mutex::new(Ok(())));
+    let launching = std::thread::current().id();
     let cleanup = {
         let (vm, qemu_pid, undone) = (vm.clone(), Arc::clone(&qemu_pid), Arc::clone(&undone));
         interrupt::on_ending(move || {
             let result = undo(&vm, qemu_pid.load(Ordering::SeqCst));
+            if let Err(e) = &result
+                && std::thread::current().id() != launching
+            {
+                let _ = io::stderr().write_all(format!("qmpsh: {e}\n").as_bytes());
+            }
             if let Ok(mut slot) = undone.lock() {
                 *slot = result;
             }
