@@ -14,7 +14,8 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde_json::Value;
 
 #[path = "src/hmp/listing.rs"]
 mod listing;
@@ -22,27 +23,13 @@ mod listing;
 const TABLE: &str = "grammar/commands.json";
 const GRAMMAR: &str = "grammar";
 
-const ENTRY_FIELDS: &[&str] = &["name", "aliases", "qmp", "args", "help", "example", "since", "until", "instead"];
-const ARG_FIELDS: &[&str] = &["name", "type", "optional", "flag", "to", "local", "since", "until", "instead"];
-const ARG_TYPES: &[(&str, &str)] = &[
-    ("str", "Str"),
-    ("int", "Int"),
-    ("bool", "Bool"),
-    ("size", "Size"),
-    ("size-mb", "SizeMb"),
-    ("int-mb", "IntMb"),
-    ("keys", "Keys"),
-    ("opts", "Opts"),
-    ("property", "Property"),
-];
-
 fn main() {
     println!("cargo::rerun-if-changed={TABLE}");
     let text = fs::read_to_string(TABLE).unwrap_or_else(|e| fail(&format!("cannot read {TABLE}: {e}")));
     let entries: Vec<Value> =
         serde_json::from_str(&text).unwrap_or_else(|e| fail(&format!("{TABLE} is not a JSON list: {e}")));
     let mut code = String::from("&[\n");
-    for entry in &entries {
+    for entry in entries {
         code.push_str(&entry_code(entry));
     }
     code.push_str("]\n");
@@ -147,113 +134,129 @@ fn fail(why: &str) -> ! {
     std::process::exit(1)
 }
 
-fn entry_code(entry: &Value) -> String {
-    let Value::Object(fields) = entry else { fail(&format!("{TABLE}: an entry is not an object: {entry}")) };
-    let name = string(fields, "name", "an entry").unwrap_or_else(|| fail(&format!("{TABLE}: an entry has no name")));
-    let whose = format!("entry {name:?}");
-    known_fields(fields, ENTRY_FIELDS, &whose);
-    let required =
-        |key: &str| string(fields, key, &whose).unwrap_or_else(|| fail(&format!("{TABLE}: {whose} has no {key}")));
-    let aliases = list(fields, "aliases", &whose)
-        .iter()
-        .map(|alias| {
-            alias
-                .as_str()
-                .map(|a| format!("{a:?}"))
-                .unwrap_or_else(|| fail(&format!("{TABLE}: {whose}: an alias is not a string")))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    let args: String = list(fields, "args", &whose).iter().map(|arg| arg_code(arg, &whose)).collect();
+/// One command of the table, as grammar/commands.json writes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    #[serde(default)]
+    aliases: Vec<String>,
+    qmp: Option<String>,
+    /// Read one by one ([`Arg`]), so that an error names the argument.
+    #[serde(default)]
+    args: Vec<Value>,
+    help: String,
+    example: String,
+    since: Option<String>,
+    until: Option<String>,
+    instead: Option<String>,
+}
+
+/// One argument of an entry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Arg {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    optional: bool,
+    flag: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    local: bool,
+    since: Option<String>,
+    until: Option<String>,
+    instead: Option<String>,
+}
+
+/// src/table.rs's `ArgType`s, by the names the table uses: `size-mb` is
+/// `ArgType::SizeMb`.
+const ARG_TYPES: &[&str] = &["str", "int", "bool", "size", "size-mb", "int-mb", "keys", "opts", "property"];
+
+/// The `ArgType` variant a table type names, if it names one.
+fn variant(kind: &str) -> Option<String> {
+    let camel = |part: &str| {
+        let mut chars = part.chars();
+        chars.next().map(|first| first.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+    };
+    ARG_TYPES.contains(&kind).then(|| kind.split('-').map(camel).collect())
+}
+
+/// Reads `value` as a `T`, or fails the build naming `whose`.
+fn read<T: for<'de> Deserialize<'de>>(value: Value, whose: &str) -> T {
+    T::deserialize(value).unwrap_or_else(|e| fail(&format!("{TABLE}: {whose}: {e}")))
+}
+
+fn entry_code(entry: Value) -> String {
+    let named = entry.get("name").and_then(Value::as_str).map(|name| format!("entry {name:?}"));
+    let whose = named.unwrap_or_else(|| format!("an entry ({entry})"));
+    let entry: Entry = read(entry, &whose);
+    let aliases = entry.aliases.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
+    let args: String = entry.args.into_iter().map(|arg| arg_code(arg, &whose)).collect();
+    let span = span(&entry.since, &entry.until, &entry.instead, &whose);
     let mut code = String::new();
     let _ = writeln!(
         code,
-        "    Entry {{ name: {name:?}, aliases: &[{aliases}], qmp: {}, args: &[{args}], help: {:?}, example: {:?}, \
-         span: {}, instead: {} }},",
-        option(string(fields, "qmp", &whose)),
-        required("help"),
-        required("example"),
-        span(fields, &whose),
-        option(string(fields, "instead", &whose)),
+        "    Entry {{ name: {:?}, aliases: &[{aliases}], qmp: {}, args: &[{args}], help: {:?}, example: {:?}, \
+         span: {span}, instead: {} }},",
+        entry.name,
+        option(&entry.qmp),
+        entry.help,
+        entry.example,
+        option(&entry.instead),
     );
     code
 }
 
-fn arg_code(arg: &Value, whose: &str) -> String {
-    let Value::Object(fields) = arg else { fail(&format!("{TABLE}: {whose}: an argument is not an object")) };
-    let name =
-        string(fields, "name", whose).unwrap_or_else(|| fail(&format!("{TABLE}: {whose}: an argument has no name")));
-    let whose = format!("{whose}, argument {name:?}");
-    known_fields(fields, ARG_FIELDS, &whose);
-    let kind = string(fields, "type", &whose).unwrap_or_else(|| fail(&format!("{TABLE}: {whose} has no type")));
-    let Some((_, variant)) = ARG_TYPES.iter().find(|(json, _)| *json == kind) else {
-        fail(&format!("{TABLE}: {whose}: unknown type {kind:?}"))
+fn arg_code(arg: Value, whose: &str) -> String {
+    let named = arg.get("name").and_then(Value::as_str).map(|name| format!("{whose}, argument {name:?}"));
+    let whose = named.unwrap_or_else(|| format!("{whose}, an argument ({arg})"));
+    let arg: Arg = read(arg, &whose);
+    let Some(kind) = variant(&arg.kind) else {
+        fail(&format!("{TABLE}: {whose}: unknown type {:?} (known: {})", arg.kind, ARG_TYPES.join(", ")))
     };
-    let boolean = |key: &str| match fields.get(key) {
-        None => false,
-        Some(Value::Bool(value)) => *value,
-        Some(other) => fail(&format!("{TABLE}: {whose}: {key} is {other}, not true or false")),
-    };
-    let (optional, local) = (boolean("optional"), boolean("local"));
-    if local && (kind != "bool" || fields.get("flag").is_none()) {
+    if arg.local && (arg.kind != "bool" || arg.flag.is_none()) {
         fail(&format!("{TABLE}: {whose}: only a bool flag can be local"));
     }
     format!(
-        "ArgSpec {{ name: {name:?}, kind: ArgType::{variant}, optional: {optional}, flag: {}, to: {}, local: {local}, \
+        "ArgSpec {{ name: {:?}, kind: ArgType::{kind}, optional: {}, flag: {}, to: {}, local: {}, \
          span: {}, instead: {} }}, ",
-        option(string(fields, "flag", &whose)),
-        option(string(fields, "to", &whose)),
-        span(fields, &whose),
-        option(string(fields, "instead", &whose)),
+        arg.name,
+        arg.optional,
+        option(&arg.flag),
+        option(&arg.to),
+        arg.local,
+        span(&arg.since, &arg.until, &arg.instead, &whose),
+        option(&arg.instead),
     )
 }
 
 /// The QEMU versions that have an entry or argument: `since` (the release
 /// that added it) and `until` (the one that removed it), as `"9.1"`.
-fn span(fields: &Map<String, Value>, whose: &str) -> String {
-    let bound = |key: &str| match string(fields, key, whose) {
-        None => "None".to_string(),
-        Some(text) => match text.split('.').map(str::parse::<u32>).collect::<Result<Vec<_>, _>>().as_deref() {
-            Ok([major, minor]) => format!("Some(Version::new({major}, {minor}, 0))"),
+fn span(since: &Option<String>, until: &Option<String>, instead: &Option<String>, whose: &str) -> String {
+    let release = |key: &str, text: &Option<String>| {
+        let text = text.as_deref()?;
+        match text.split('.').map(str::parse::<u32>).collect::<Result<Vec<_>, _>>().as_deref() {
+            Ok([major, minor]) => Some((*major, *minor)),
             _ => fail(&format!("{TABLE}: {whose}: {key} is {text:?}, not a release such as \"9.1\"")),
-        },
+        }
     };
-    let (since, until) = (bound("since"), bound("until"));
-    if since == "None" && until == "None" && fields.contains_key("instead") {
+    let (from, to) = (release("since", since), release("until", until));
+    if from.is_none() && to.is_none() && instead.is_some() {
         fail(&format!("{TABLE}: {whose}: `instead` says what to use where it is missing: give since or until"));
     }
-    let release = |key| {
-        string(fields, key, whose).map(|text| text.split('.').map(|p| p.parse().unwrap_or(0)).collect::<Vec<u32>>())
-    };
-    if let (Some(from), Some(to)) = (release("since"), release("until"))
+    if let (Some(from), Some(to)) = (from, to)
         && from >= to
     {
         fail(&format!("{TABLE}: {whose}: since must come before until"));
     }
-    format!("Span {{ since: {since}, until: {until} }}")
+    let bound = |release: Option<(u32, u32)>| {
+        release.map_or("None".to_string(), |(major, minor)| format!("Some(Version::new({major}, {minor}, 0))"))
+    };
+    format!("Span {{ since: {}, until: {} }}", bound(from), bound(to))
 }
 
-fn known_fields(fields: &Map<String, Value>, known: &[&str], whose: &str) {
-    if let Some(unknown) = fields.keys().find(|key| !known.contains(&key.as_str())) {
-        fail(&format!("{TABLE}: {whose} has an unknown field {unknown:?} (known: {})", known.join(", ")));
-    }
-}
-
-fn string<'a>(fields: &'a Map<String, Value>, key: &str, whose: &str) -> Option<&'a str> {
-    match fields.get(key)? {
-        Value::String(text) => Some(text),
-        other => fail(&format!("{TABLE}: {whose}: {key} is {other}, not a string")),
-    }
-}
-
-fn list<'a>(fields: &'a Map<String, Value>, key: &str, whose: &str) -> &'a [Value] {
-    match fields.get(key) {
-        None => &[],
-        Some(Value::Array(items)) => items,
-        Some(other) => fail(&format!("{TABLE}: {whose}: {key} is {other}, not a list")),
-    }
-}
-
-fn option(text: Option<&str>) -> String {
-    text.map_or("None".into(), |text| format!("Some({text:?})"))
+fn option(text: &Option<String>) -> String {
+    text.as_deref().map_or("None".into(), |text| format!("Some({text:?})"))
 }

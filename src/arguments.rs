@@ -265,6 +265,28 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
+/// A QemuOpts string's items (`driver,key=value,...`), split at each comma
+/// that is not doubled; a doubled one, a comma inside an item, is left as
+/// written (QEMU reads `,,` as `,`).
+pub fn opts_items(text: &str) -> Vec<&str> {
+    let bytes = text.as_bytes();
+    let mut parts = Vec::new();
+    let (mut start, mut at) = (0, 0);
+    while at < bytes.len() {
+        match (bytes.get(at), bytes.get(at + 1)) {
+            (Some(b','), Some(b',')) => at += 2,
+            (Some(b','), _) => {
+                parts.extend(text.get(start..at));
+                start = at + 1;
+                at += 1;
+            }
+            _ => at += 1,
+        }
+    }
+    parts.extend(text.get(start..));
+    parts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

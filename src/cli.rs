@@ -14,7 +14,7 @@ use crate::output::Style;
 use crate::render::Palette;
 use crate::target::TARGET_HELP;
 use crate::terminal::Facts;
-use crate::units::{parse_seconds, parse_size};
+use crate::units::{STOP_TIMEOUT, parse_seconds, parse_size};
 use crate::vm::{Accel, Net, StartOptions, VmCommand};
 
 /// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
@@ -211,7 +211,7 @@ pub enum VmArgs {
     Stop {
         name: String,
         /// Seconds to wait for the guest to power off
-        #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_seconds)]
+        #[arg(long, value_name = "SECS", default_value_t = STOP_TIMEOUT.as_secs_f64(), value_parser = parse_seconds)]
         timeout: f64,
         /// Kill at once: no agent, no button, no wait (exit 0)
         #[arg(long)]

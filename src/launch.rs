@@ -5,9 +5,9 @@
 //! folder remains.
 
 use std::fs;
-use std::io::Write;
-use std::sync::Arc;
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rustix::process::{Pid, Signal, WaitOptions, kill_process, waitpid};
 
@@ -20,8 +20,8 @@ use crate::target::Target;
 use crate::vm::{self, StartOptions, VmDir};
 
 /// Kills QEMU (`qemu_pid`, 0 before it started) and removes the VM's
-/// folder.
-fn undo(vm: &VmDir, qemu_pid: i32) {
+/// folder, or says why it could not.
+fn undo(vm: &VmDir, qemu_pid: i32) -> Result<(), Error> {
     // Our own unreaped child, so the pid cannot have been reused; a QEMU
     // that has exited already is fine, and then there is nothing to kill.
     if let Some(pid) = Pid::from_raw(qemu_pid)
@@ -29,7 +29,12 @@ fn undo(vm: &VmDir, qemu_pid: i32) {
     {
         let _ = waitpid(Some(pid), WaitOptions::empty());
     }
-    let _ = fs::remove_dir_all(&vm.dir);
+    match fs::remove_dir_all(&vm.dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            Err(Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Starts the VM, runs the shell on it, and cleans up however it ends.
@@ -38,9 +43,29 @@ pub fn launch(options: StartOptions, session: Config) -> Result<(), Error> {
     let vm = VmDir::new(&name)?;
     let interactive = session.interactive;
     let qemu_pid = Arc::new(AtomicI32::new(0));
+    // What the undo could not do: for the end of the launch, or said by
+    // the undo itself when a signal runs it, on the signal's thread (the
+    // signal's exit follows).
+    let undone = Arc::new(Mutex::new(Ok(())));
+    let launching = std::thread::current().id();
     let cleanup = {
-        let (vm, qemu_pid) = (vm.clone(), Arc::clone(&qemu_pid));
-        interrupt::on_ending(move || undo(&vm, qemu_pid.load(Ordering::SeqCst)))?
+        let (vm, qemu_pid, undone) = (vm.clone(), Arc::clone(&qemu_pid), Arc::clone(&undone));
+        interrupt::on_ending(move || {
+            let result = undo(&vm, qemu_pid.load(Ordering::SeqCst));
+            if let Err(e) = &result
+                && std::thread::current().id() != launching
+            {
+                let _ = output::stderr().write_all(format!("qmpsh: {e}\n").as_bytes());
+            }
+            if let Ok(mut slot) = undone.lock() {
+                *slot = result;
+            }
+        })?
+    };
+    // The folder promised to go: one left behind is a failure.
+    let clean_up = move || {
+        cleanup.run();
+        undone.lock().map_or(Ok(()), |mut slot| std::mem::replace(&mut *slot, Ok(())))
     };
     // Ctrl-C at the prompt only interrupts; in a script it ends qmpsh, and
     // the VM with it.
@@ -48,7 +73,9 @@ pub fn launch(options: StartOptions, session: Config) -> Result<(), Error> {
     let started = match vm::start_qemu(&vm, &options, true, None) {
         Ok(started) => started,
         Err(e) => {
-            cleanup.run();
+            // The start's own error says more than one about its folder
+            // (which a start that fails removes itself).
+            let _ = clean_up();
             return Err(e);
         }
     };
@@ -60,6 +87,5 @@ pub fn launch(options: StartOptions, session: Config) -> Result<(), Error> {
         let _ = writeln!(output::stderr(), "qmpsh: accel {} ({})", accel.name, accel.why);
     }
     let result = attach::monitor(&Target::Unix(started.socket), &session);
-    cleanup.run();
-    result
+    result.and(clean_up())
 }

@@ -1,5 +1,6 @@
 //! Files that are the user's alone: the `-l` traffic log and the REPL
-//! history, which hold what QEMU was told. One set of rules guards both,
+//! history, which hold what QEMU was told, and the folders of the VMs,
+//! whose sockets give control of them. One set of rules guards both,
 //! because qmpsh often runs as root in folders others can write to (/tmp,
 //! a CI workspace), where a name may have been planted:
 //!
@@ -19,6 +20,9 @@
 //! must be the user's and not a symlink, and is tightened to 0700; files
 //! in it are opened relative to it, so the folder checked is the folder
 //! used.
+//!
+//! The VMs' state folders take the same checks ([`check_folder`]) but are
+//! refused, never tightened.
 //!
 //! Each refusal is a sentence saying why, for the caller to put in its
 //! own words ("cannot open log file ...: it is a symlink").
@@ -109,13 +113,41 @@ pub fn open_folder(path: &Path) -> Result<OwnedFd, String> {
     Ok(fd)
 }
 
-/// Refuses a file or folder of another user; tightens one of ours that
-/// others can reach to `mode`, through the open handle.
-fn make_private(fd: impl AsFd, stat: &Stat, mode: u32) -> Result<(), String> {
+/// Why the folder `path` is not private, if it is not: a symlink, not a
+/// folder, another user's, or reachable by others. Nothing is changed: for
+/// the VMs' state folders, which qmpsh refuses rather than tightens (a
+/// folder it did not make is not its to change).
+pub fn check_folder(path: &Path) -> Result<(), String> {
+    let stat = rustix::fs::lstat(path).map_err(|e| io::Error::from(e).to_string())?;
+    match FileType::from_raw_mode(stat.st_mode) {
+        FileType::Directory => {}
+        FileType::Symlink => return Err(SYMLINK.into()),
+        _ => return Err("it is not a folder".into()),
+    }
+    owned(&stat)?;
+    let mode = stat.st_mode & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "others can reach it (mode {mode:04o}); qmpsh does not change a folder it did not make: \
+             chmod 700 it if it is qmpsh's"
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a file or folder of another user.
+fn owned(stat: &Stat) -> Result<(), String> {
     let me = getuid().as_raw();
     if stat.st_uid != me {
         return Err(format!("it belongs to uid {}, not to you (uid {me})", stat.st_uid));
     }
+    Ok(())
+}
+
+/// Refuses a file or folder of another user; tightens one of ours that
+/// others can reach to `mode`, through the open handle.
+fn make_private(fd: impl AsFd, stat: &Stat, mode: u32) -> Result<(), String> {
+    owned(stat)?;
     if stat.st_mode & 0o077 != 0 {
         rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| format!("cannot make it private: {e}"))?;
     }

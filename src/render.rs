@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use colored::Color;
 use serde::Serialize;
 use serde_json::Value;
-use serde_json::ser::{CompactFormatter, Formatter, PrettyFormatter, Serializer};
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter, PrettyFormatter, Serializer};
 
 use crate::clock;
 use crate::qmp::QmpError;
@@ -94,16 +94,20 @@ fn styled(code: &str, text: &str) -> String {
 }
 
 /// Writes `value` as JSON: pretty (two-space indent) or compact, coloured
-/// by `palette`. Plain output goes straight through serde_json.
+/// by `palette`. Both go through serde_json; plain output straight.
 pub fn json(w: &mut impl Write, value: &Value, pretty: bool, palette: &Palette) -> io::Result<()> {
-    if palette.is_plain() {
-        return if pretty {
-            json_with(w, value, PrettyFormatter::new())
-        } else {
-            json_with(w, value, CompactFormatter)
-        };
+    match (pretty, palette.is_plain()) {
+        (true, true) => json_with(w, value, PrettyFormatter::new()),
+        (false, true) => json_with(w, value, CompactFormatter),
+        (true, false) => json_styled(w, value, PrettyFormatter::new(), palette),
+        (false, false) => json_styled(w, value, CompactFormatter, palette),
     }
-    json_styled(w, value, pretty.then_some(0), palette)
+}
+
+/// JSON by `formatter`, control characters escaped, coloured by `palette`.
+fn json_styled(w: &mut impl Write, value: &Value, formatter: impl Formatter, palette: &Palette) -> io::Result<()> {
+    let styled = Styled::new(Escaping(formatter), palette);
+    value.serialize(&mut Serializer::with_formatter(w, styled)).map_err(io::Error::from)
 }
 
 /// JSON by serde_json's `formatter`, with every control character escaped.
@@ -179,55 +183,100 @@ pub fn json_line(value: &(impl Serialize + ?Sized)) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// `indent` is the current depth when pretty, `None` when compact.
-fn json_styled(w: &mut impl Write, value: &Value, indent: Option<usize>, palette: &Palette) -> io::Result<()> {
-    let newline =
-        |w: &mut dyn Write, depth: usize| -> io::Result<()> { write!(w, "\n{:width$}", "", width = depth * 2) };
-    match value {
-        Value::Null | Value::Bool(_) => paint(w, palette.literal, &value.to_string()),
-        Value::Number(n) => paint(w, palette.number, &n.to_string()),
-        Value::String(s) => paint(w, palette.string, &quoted(s)),
-        Value::Array(items) if items.is_empty() => w.write_all(b"[]"),
-        Value::Object(map) if map.is_empty() => w.write_all(b"{}"),
-        Value::Array(items) => {
-            w.write_all(b"[")?;
-            for (n, item) in items.iter().enumerate() {
-                if n > 0 {
-                    w.write_all(b",")?;
-                }
-                if let Some(depth) = indent {
-                    newline(w, depth + 1)?;
-                }
-                json_styled(w, item, indent.map(|d| d + 1), palette)?;
-            }
-            if let Some(depth) = indent {
-                newline(w, depth)?;
-            }
-            w.write_all(b"]")
-        }
-        Value::Object(map) => {
-            w.write_all(b"{")?;
-            for (n, (key, item)) in map.iter().enumerate() {
-                if n > 0 {
-                    w.write_all(b",")?;
-                }
-                if let Some(depth) = indent {
-                    newline(w, depth + 1)?;
-                }
-                paint(w, palette.key, &quoted(key))?;
-                w.write_all(if indent.is_some() { b": " } else { b":" })?;
-                json_styled(w, item, indent.map(|d| d + 1), palette)?;
-            }
-            if let Some(depth) = indent {
-                newline(w, depth)?;
-            }
-            w.write_all(b"}")
-        }
+/// A serde_json formatter that colours what `F` writes by a palette: keys,
+/// strings, numbers and literals, each token painted whole (quotes too),
+/// so the layout is `F`'s. Made for [`Value`], which writes numbers as
+/// `i64`, `u64` or `f64`.
+struct Styled<'p, F> {
+    inner: F,
+    palette: &'p Palette,
+    /// Between a key's start and its value's.
+    in_key: bool,
+    /// The string being written, painted at its end.
+    string: Vec<u8>,
+}
+
+impl<'p, F: Formatter> Styled<'p, F> {
+    fn new(inner: F, palette: &'p Palette) -> Self {
+        Styled { inner, palette, in_key: false, string: Vec::new() }
+    }
+
+    /// Writes what `token` writes, in `color`.
+    fn token<W: ?Sized + Write>(
+        &mut self,
+        mut writer: &mut W,
+        color: Option<Color>,
+        token: impl FnOnce(&mut F, &mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut text = Vec::new();
+        token(&mut self.inner, &mut text)?;
+        paint(&mut writer, color, &String::from_utf8_lossy(&text))
     }
 }
 
-fn quoted(s: &str) -> String {
-    json_line(s)
+impl<F: Formatter> Formatter for Styled<'_, F> {
+    fn write_null<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.token(writer, self.palette.literal, |f, w| f.write_null(w))
+    }
+    fn write_bool<W: ?Sized + Write>(&mut self, writer: &mut W, value: bool) -> io::Result<()> {
+        self.token(writer, self.palette.literal, |f, w| f.write_bool(w, value))
+    }
+    fn write_i64<W: ?Sized + Write>(&mut self, writer: &mut W, value: i64) -> io::Result<()> {
+        self.token(writer, self.palette.number, |f, w| f.write_i64(w, value))
+    }
+    fn write_u64<W: ?Sized + Write>(&mut self, writer: &mut W, value: u64) -> io::Result<()> {
+        self.token(writer, self.palette.number, |f, w| f.write_u64(w, value))
+    }
+    fn write_f64<W: ?Sized + Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        self.token(writer, self.palette.number, |f, w| f.write_f64(w, value))
+    }
+
+    // A string is gathered, escaped by `F`, and painted whole at its end.
+    fn begin_string<W: ?Sized + Write>(&mut self, _: &mut W) -> io::Result<()> {
+        self.string.clear();
+        self.inner.begin_string(&mut self.string)
+    }
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, _: &mut W, fragment: &str) -> io::Result<()> {
+        self.inner.write_string_fragment(&mut self.string, fragment)
+    }
+    fn write_char_escape<W: ?Sized + Write>(&mut self, _: &mut W, escape: CharEscape) -> io::Result<()> {
+        self.inner.write_char_escape(&mut self.string, escape)
+    }
+    fn end_string<W: ?Sized + Write>(&mut self, mut writer: &mut W) -> io::Result<()> {
+        self.inner.end_string(&mut self.string)?;
+        let color = if self.in_key { self.palette.key } else { self.palette.string };
+        paint(&mut writer, color, &String::from_utf8_lossy(&self.string))
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        self.in_key = true;
+        self.inner.begin_object_key(writer, first)
+    }
+    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.in_key = false;
+        self.inner.begin_object_value(writer)
+    }
+    fn begin_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.inner.begin_array(writer)
+    }
+    fn end_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.inner.end_array(writer)
+    }
+    fn begin_array_value<W: ?Sized + Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        self.inner.begin_array_value(writer, first)
+    }
+    fn end_array_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.inner.end_array_value(writer)
+    }
+    fn begin_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.inner.begin_object(writer)
+    }
+    fn end_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.inner.end_object(writer)
+    }
+    fn end_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.inner.end_object_value(writer)
+    }
 }
 
 /// A command's successful reply: `ok` for an empty object, HMP text as

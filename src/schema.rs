@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::{Map, Value as Json};
 
 use crate::arguments::{Leaf, Node, Tree, parse_bool, parse_int, parse_number, untyped};
@@ -17,14 +18,152 @@ use crate::units::parse_size;
 /// Schema entities by name.
 #[derive(Debug, Default)]
 pub struct Schema {
-    entities: HashMap<String, Json>,
+    entities: HashMap<String, Entity>,
+}
+
+/// One entity of the schema, by its `meta-type`. QEMU adds fields over
+/// time (`features`, `ret-type`, `if`): those qmpsh does not read are
+/// passed over, and so are entities of a meta-type it does not know
+/// ([`Entity::Other`]).
+#[derive(Debug)]
+enum Entity {
+    Command {
+        /// None for a command without arguments.
+        arg_type: Option<String>,
+    },
+    Event,
+    Object(Object),
+    Enum {
+        values: Vec<String>,
+    },
+    /// The types a value may be of.
+    Alternate {
+        types: Vec<String>,
+    },
+    Array {
+        element: Option<String>,
+    },
+    /// `int`, `str`, `any` ... with the JSON type they are written as.
+    Builtin {
+        json_type: Option<String>,
+    },
+    Other,
+}
+
+/// An object type: its members, and those that the value of its `tag`
+/// member adds.
+#[derive(Debug, Default)]
+struct Object {
+    members: Vec<Member>,
+    tag: Option<String>,
+    variants: Vec<Variant>,
 }
 
 /// One member of an object type.
-struct Member<'s> {
-    name: &'s str,
-    ty: &'s str,
+#[derive(Debug, Deserialize)]
+struct Member {
+    name: String,
+    #[serde(rename = "type")]
+    ty: String,
+    /// A member with a `default` (always null) may be left out.
+    #[serde(default, rename = "default", deserialize_with = "present")]
     optional: bool,
+}
+
+/// The members an object's tag value `case` adds: those of object `ty`.
+#[derive(Debug, Deserialize)]
+struct Variant {
+    case: String,
+    #[serde(rename = "type")]
+    ty: String,
+}
+
+/// An entity as `query-qmp-schema` writes it: one record whose fields
+/// depend on its meta-type, which [`Entity`] sorts out. A flat record
+/// reads faster than serde's internally tagged enums, which buffer each
+/// entity first.
+#[derive(Deserialize)]
+struct RawEntity {
+    name: Option<String>,
+    #[serde(rename = "meta-type")]
+    meta: Option<Meta>,
+    #[serde(rename = "arg-type")]
+    arg_type: Option<String>,
+    /// An object's members, an alternate's types, an enum's values again.
+    #[serde(default)]
+    members: Vec<RawMember>,
+    tag: Option<String>,
+    #[serde(default)]
+    variants: Vec<Variant>,
+    #[serde(default)]
+    values: Vec<String>,
+    #[serde(rename = "element-type")]
+    element_type: Option<String>,
+    #[serde(rename = "json-type")]
+    json_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Meta {
+    Command,
+    Event,
+    Object,
+    Enum,
+    Alternate,
+    Array,
+    Builtin,
+    #[serde(other)]
+    Other,
+}
+
+/// A member of an object (name, type, maybe default), an alternate (type)
+/// or an enum (name).
+#[derive(Deserialize)]
+struct RawMember {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    #[serde(default, rename = "default", deserialize_with = "present")]
+    optional: bool,
+}
+
+/// A field that counts by being there, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(field: D) -> std::result::Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(field).map(|_| true)
+}
+
+impl From<RawEntity> for Named {
+    fn from(raw: RawEntity) -> Named {
+        let entity = raw.meta.map(|meta| match meta {
+            Meta::Command => Entity::Command { arg_type: raw.arg_type },
+            Meta::Event => Entity::Event,
+            Meta::Object => Entity::Object(Object {
+                members: raw
+                    .members
+                    .into_iter()
+                    .filter_map(|m| Some(Member { name: m.name?, ty: m.ty?, optional: m.optional }))
+                    .collect(),
+                tag: raw.tag,
+                variants: raw.variants,
+            }),
+            Meta::Enum => Entity::Enum { values: raw.values },
+            Meta::Alternate => Entity::Alternate { types: raw.members.into_iter().filter_map(|m| m.ty).collect() },
+            Meta::Array => Entity::Array { element: raw.element_type },
+            Meta::Builtin => Entity::Builtin { json_type: raw.json_type },
+            Meta::Other => Entity::Other,
+        });
+        Named { name: raw.name, entity }
+    }
+}
+
+/// One item of `query-qmp-schema`'s list: an entity and its name. One
+/// without either is none that a type can name.
+#[derive(Deserialize)]
+#[serde(from = "RawEntity")]
+struct Named {
+    name: Option<String>,
+    entity: Option<Entity>,
 }
 
 /// Commands declared `'gen': false` in QAPI: the schema lists some of their
@@ -69,12 +208,31 @@ impl Schema {
     /// query-qmp-schema` (the `return` value, compact or pretty), or a
     /// whole reply `{"return": [...]}`.
     pub fn from_saved(text: &str) -> std::result::Result<Schema, String> {
-        let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-        let value = match value {
-            Json::Object(mut reply) if reply.contains_key("return") => reply.remove("return").unwrap_or_default(),
-            other => other,
+        /// A whole reply, of which only the `return` counts.
+        #[derive(Deserialize)]
+        struct Reply {
+            #[serde(rename = "return")]
+            schema: Vec<Named>,
+        }
+        // Read straight into entities; one that does not read so is read
+        // again as JSON, to say why.
+        let typed = match text.trim_start().as_bytes().first() {
+            Some(b'{') => serde_json::from_str::<Reply>(text).map(|reply| reply.schema),
+            _ => serde_json::from_str::<Vec<Named>>(text),
         };
-        let schema = Schema::from_return(value)?;
+        let schema = match typed {
+            Ok(items) => Schema::from_items(items),
+            Err(_) => {
+                let value: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+                let value = match value {
+                    Json::Object(mut reply) if reply.contains_key("return") => {
+                        reply.remove("return").unwrap_or_default()
+                    }
+                    other => other,
+                };
+                Schema::from_return(value)?
+            }
+        };
         if !schema.has_command("query-qmp-schema") {
             return Err("not a QMP schema: it has no query-qmp-schema command".into());
         }
@@ -83,79 +241,78 @@ impl Schema {
 
     /// Reads the `return` of `query-qmp-schema`.
     pub fn from_return(value: Json) -> std::result::Result<Schema, String> {
-        let Json::Array(items) = value else {
+        if !value.is_array() {
             return Err("query-qmp-schema did not return a list".into());
-        };
-        let entities =
-            items.into_iter().filter_map(|item| Some((item.get("name")?.as_str()?.to_string(), item))).collect();
-        Ok(Schema { entities })
+        }
+        let items = Vec::<Named>::deserialize(value)
+            .map_err(|e| format!("query-qmp-schema returned entities qmpsh cannot read: {e}"))?;
+        Ok(Schema::from_items(items))
     }
 
-    fn meta(&self, name: &str) -> Option<(&str, &Json)> {
-        let entity = self.entities.get(name)?;
-        Some((entity.get("meta-type")?.as_str()?, entity))
+    fn from_items(items: Vec<Named>) -> Schema {
+        let entities = items.into_iter().filter_map(|item| Some((item.name?, item.entity?))).collect();
+        Schema { entities }
+    }
+
+    fn entity(&self, name: &str) -> Option<&Entity> {
+        self.entities.get(name)
     }
 
     pub fn has_command(&self, name: &str) -> bool {
-        matches!(self.meta(name), Some(("command", _)))
+        matches!(self.entity(name), Some(Entity::Command { .. }))
     }
 
     /// Every command name, in no particular order.
     pub fn command_names(&self) -> impl Iterator<Item = &str> {
-        self.entities
-            .iter()
-            .filter(|(_, e)| e.get("meta-type").and_then(Json::as_str) == Some("command"))
-            .map(|(name, _)| name.as_str())
+        self.entities.iter().filter(|(_, e)| matches!(e, Entity::Command { .. })).map(|(name, _)| name.as_str())
     }
 
     fn arg_type(&self, command: &str) -> Option<&str> {
-        self.meta(command)?.1.get("arg-type")?.as_str()
+        match self.entity(command)? {
+            Entity::Command { arg_type } => arg_type.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn object(&self, ty: &str) -> Option<&Object> {
+        match self.entity(ty)? {
+            Entity::Object(object) => Some(object),
+            _ => None,
+        }
+    }
+
+    /// The element type of array type `ty`.
+    fn element(&self, ty: &str) -> Option<&str> {
+        match self.entity(ty)? {
+            Entity::Array { element } => element.as_deref(),
+            _ => None,
+        }
     }
 
     /// Members of object type `ty`, with those of the variant that the tag
     /// value in `given` selects.
-    fn members(&self, ty: &str, given: Option<&Tree>) -> Vec<Member<'_>> {
+    fn members(&self, ty: &str, given: Option<&Tree>) -> Vec<&Member> {
         self.members_at(ty, given, 0)
     }
 
-    fn members_at(&self, ty: &str, given: Option<&Tree>, depth: usize) -> Vec<Member<'_>> {
+    fn members_at(&self, ty: &str, given: Option<&Tree>, depth: usize) -> Vec<&Member> {
         if depth > MAX_DEPTH {
             return Vec::new();
         }
-        let Some(("object", entity)) = self.meta(ty) else {
+        let Some(object) = self.object(ty) else {
             return Vec::new();
         };
-        let mut members: Vec<Member> = entity
-            .get("members")
-            .and_then(Json::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|m| {
-                Some(Member {
-                    name: m.get("name")?.as_str()?,
-                    ty: m.get("type")?.as_str()?,
-                    optional: m.get("default").is_some(),
-                })
-            })
-            .collect();
-        let tag = entity.get("tag").and_then(Json::as_str);
-        let tag_value = tag.and_then(|tag| match given?.get(tag)? {
+        let mut members: Vec<&Member> = object.members.iter().collect();
+        let tag_value = object.tag.as_deref().and_then(|tag| match given?.get(tag)? {
             Node::Leaf { leaf: Leaf::Raw(value), .. } => value.text().map(str::to_string),
             Node::Leaf { leaf: Leaf::Opts(text), .. } => Some(text.clone()),
             Node::Leaf { leaf: Leaf::Typed(Json::String(s)), .. } => Some(s.clone()),
             _ => None,
         });
-        if let Some(case) = tag_value {
-            let variant = entity
-                .get("variants")
-                .and_then(Json::as_array)
-                .into_iter()
-                .flatten()
-                .find(|v| v.get("case").and_then(Json::as_str) == Some(case.as_str()))
-                .and_then(|v| v.get("type")?.as_str());
-            if let Some(variant) = variant {
-                members.extend(self.members_at(variant, given, depth + 1));
-            }
+        if let Some(case) = tag_value
+            && let Some(variant) = object.variants.iter().find(|v| v.case == case)
+        {
+            members.extend(self.members_at(&variant.ty, given, depth + 1));
         }
         members
     }
@@ -182,7 +339,7 @@ impl Schema {
         let action_type = self
             .arg_type("transaction")
             .and_then(|ty| self.members(ty, None).into_iter().find(|m| m.name == "actions"))
-            .and_then(|m| self.meta(m.ty)?.1.get("element-type")?.as_str());
+            .and_then(|m| self.element(&m.ty));
         let Some(action_type) = action_type else {
             return error(offset, "a QEMU whose schema has `transaction`");
         };
@@ -190,7 +347,7 @@ impl Schema {
         tag.insert(&["type".to_string()], Leaf::Raw(Value::Bare(name.to_string())), offset)?;
         let members = self.members(action_type, Some(&tag));
         if let Some(kind) = members.iter().find(|m| m.name == "type") {
-            let known = self.values_of(kind.ty);
+            let known = self.values_of(&kind.ty);
             if !known.iter().any(|k| k == name) {
                 let hint = suggest(name, known.iter().map(String::as_str))
                     .map(|near| format!(" (did you mean `{near}`?)"))
@@ -201,7 +358,7 @@ impl Schema {
         let data = members
             .iter()
             .find(|m| m.name == "data")
-            .and_then(|m| self.object_in(m.ty))
+            .and_then(|m| self.object_in(&m.ty))
             .map(|object| self.type_object(object, arguments, "", false, end))
             .transpose()?
             .unwrap_or_default();
@@ -217,10 +374,10 @@ impl Schema {
         for (name, node) in tree.members {
             let path = format!("{prefix}{name}");
             let value = match members.iter().find(|m| m.name == name) {
-                Some(member) => self.type_node(member.ty, node, &path, end)?,
+                Some(member) => self.type_node(&member.ty, node, &path, end)?,
                 None if open => node.into_untyped(),
                 None => {
-                    let names: Vec<&str> = members.iter().map(|m| m.name).collect();
+                    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
                     let hint = match suggest(&name, names.iter().copied()) {
                         Some(near) => format!(" (did you mean `{prefix}{near}`?)"),
                         None if names.is_empty() => String::new(),
@@ -232,8 +389,8 @@ impl Schema {
             out.insert(name, value);
         }
         for member in members.iter().filter(|m| !m.optional) {
-            if !out.contains_key(member.name) {
-                return error(end, format!("argument `{prefix}{}` ({})", member.name, self.describe(member.ty)));
+            if !out.contains_key(&member.name) {
+                return error(end, format!("argument `{prefix}{}` ({})", member.name, self.describe(&member.ty)));
             }
         }
         Ok(out)
@@ -289,9 +446,7 @@ impl Schema {
     /// QEMU's command line has it: `hostfwd=...,hostfwd=...`), as type
     /// `ty`. Where a list is wanted, each item is one element.
     fn type_opts_items(&self, ty: &str, texts: &[String]) -> std::result::Result<Json, String> {
-        let element =
-            self.meta(ty).filter(|(meta, _)| *meta == "array").and_then(|(_, e)| e.get("element-type")?.as_str());
-        let Some(element) = element else {
+        let Some(element) = self.element(ty) else {
             return match texts {
                 [text] => self.type_opts_scalar(ty, text),
                 _ => Err(format!("one value ({} takes no list)", self.describe(ty))),
@@ -314,10 +469,8 @@ impl Schema {
     /// fractions, `on`/`off` (`yes`/`no`, `true`/`false`, `y`/`n`); enums
     /// and other types as any typed value.
     fn type_opts_scalar(&self, ty: &str, text: &str) -> std::result::Result<Json, String> {
-        match self.meta(ty) {
-            Some(("builtin", entity))
-                if !matches!(entity.get("json-type").and_then(Json::as_str), Some("value" | "null")) =>
-            {
+        match self.entity(ty) {
+            Some(Entity::Builtin { json_type }) if !matches!(json_type.as_deref(), Some("value" | "null")) => {
                 let kind = Kind::of_property("", ty);
                 // The schema shows sizes as `int` too: `size=1.5M` is one.
                 // Only `010` (8 as a number, 10 as a size) and `08` (a size
@@ -349,15 +502,11 @@ impl Schema {
         if !steps.take() {
             return None;
         }
-        match self.meta(ty)? {
-            ("object", _) => Some(ty),
-            ("alternate", entity) => self.alternatives(entity).find_map(|t| self.object_in_at(t, steps)),
+        match self.entity(ty)? {
+            Entity::Object(_) => Some(ty),
+            Entity::Alternate { types } => types.iter().find_map(|t| self.object_in_at(t, steps)),
             _ => None,
         }
-    }
-
-    fn alternatives<'s>(&'s self, entity: &'s Json) -> impl Iterator<Item = &'s str> {
-        entity.get("members").and_then(Json::as_array).into_iter().flatten().filter_map(|m| m.get("type")?.as_str())
     }
 
     /// A written value as type `ty`, or what was expected instead.
@@ -381,11 +530,11 @@ impl Schema {
         }
         let text = value.text().unwrap_or_default();
         let quoted = matches!(value, Value::Quoted(_));
-        let Some((meta, entity)) = self.meta(ty) else {
+        let Some(entity) = self.entity(ty) else {
             return Ok(untyped(value));
         };
-        match meta {
-            "builtin" => match entity.get("json-type").and_then(Json::as_str).unwrap_or("value") {
+        match entity {
+            Entity::Builtin { json_type } => match json_type.as_deref().unwrap_or("value") {
                 "string" => Ok(Json::String(text.to_string())),
                 "int" if !quoted => parse_int(text)
                     .map(Json::from)
@@ -399,46 +548,45 @@ impl Schema {
                 "value" => Ok(untyped(value)),
                 _ => Err(format!("a value of type {}", describe(ty))),
             },
-            "enum" => {
-                let values = enum_values(entity);
-                if values.contains(&text) {
+            Entity::Enum { values } => {
+                if values.iter().any(|v| v == text) {
                     return Ok(Json::String(text.to_string()));
                 }
-                match suggest(text, values.iter().copied()) {
+                match suggest(text, values.iter().map(String::as_str)) {
                     Some(near) => Err(format!("`{near}`")),
                     None => Err(format!("one of {}", describe(ty))),
                 }
             }
-            "alternate" => {
+            Entity::Alternate { types } => {
                 // A quoted value is meant as a string; a bare one tries the
                 // other types first, so `null` and numbers mean themselves.
-                let mut order: Vec<&str> = self.alternatives(entity).collect();
+                let mut order: Vec<&str> = types.iter().map(String::as_str).collect();
                 order.sort_by_key(|t| (self.is_string_like(t) != quoted) as u8);
                 order
                     .iter()
                     .find_map(|t| self.type_value_at(t, value, steps, false).ok())
                     .ok_or_else(|| format!("a value of type {}", describe(ty)))
             }
-            "array" => Err(format!("a JSON array ({})", describe(ty))),
-            "object" => Err("a JSON object or dotted keys".to_string()),
-            _ => Ok(untyped(value)),
+            Entity::Array { .. } => Err(format!("a JSON array ({})", describe(ty))),
+            Entity::Object(_) => Err("a JSON object or dotted keys".to_string()),
+            Entity::Command { .. } | Entity::Event | Entity::Other => Ok(untyped(value)),
         }
     }
 
     /// Whether `ty` leaves the value open: `any`, or a type the schema does
     /// not describe.
     fn is_open(&self, ty: &str) -> bool {
-        match self.meta(ty) {
-            Some(("builtin", e)) => e.get("json-type").and_then(Json::as_str) == Some("value"),
+        match self.entity(ty) {
+            Some(Entity::Builtin { json_type }) => json_type.as_deref() == Some("value"),
             Some(_) => false,
             None => true,
         }
     }
 
     fn is_string_like(&self, ty: &str) -> bool {
-        match self.meta(ty) {
-            Some(("builtin", e)) => e.get("json-type").and_then(Json::as_str) == Some("string"),
-            Some(("enum", _)) => true,
+        match self.entity(ty) {
+            Some(Entity::Builtin { json_type }) => json_type.as_deref() == Some("string"),
+            Some(Entity::Enum { .. }) => true,
             _ => false,
         }
     }
@@ -452,25 +600,23 @@ impl Schema {
         if !steps.take() {
             return "...".into();
         }
-        match self.meta(ty) {
-            Some(("builtin", _)) => ty.to_string(),
-            Some(("enum", e)) => {
-                let values = enum_values(e);
+        match self.entity(ty) {
+            Some(Entity::Builtin { .. }) => ty.to_string(),
+            Some(Entity::Enum { values }) => {
                 if values.len() <= 8 {
                     values.join("|")
                 } else {
-                    let first: Vec<&str> = values.iter().take(6).copied().collect();
+                    let first: Vec<&str> = values.iter().take(6).map(String::as_str).collect();
                     format!("{}|... ({} values)", first.join("|"), values.len())
                 }
             }
-            Some(("array", e)) => {
-                let element = e.get("element-type").and_then(Json::as_str).unwrap_or("?");
-                format!("array of {}", self.describe_at(element, steps))
+            Some(Entity::Array { element }) => {
+                format!("array of {}", self.describe_at(element.as_deref().unwrap_or("?"), steps))
             }
-            Some(("alternate", e)) => {
-                self.alternatives(e).map(|t| self.describe_at(t, steps)).collect::<Vec<_>>().join(" or ")
+            Some(Entity::Alternate { types }) => {
+                types.iter().map(|t| self.describe_at(t, steps)).collect::<Vec<_>>().join(" or ")
             }
-            Some(("object", _)) => "object".to_string(),
+            Some(Entity::Object(_)) => "object".to_string(),
             _ => ty.to_string(),
         }
     }
@@ -491,11 +637,9 @@ impl Schema {
         }
         for m in &members {
             let optional = if m.optional { " (optional)" } else { "" };
-            text.push_str(&format!("  {}: {}{optional}\n", m.name, self.describe(m.ty)));
+            text.push_str(&format!("  {}: {}{optional}\n", m.name, self.describe(&m.ty)));
         }
-        if let Some(("object", entity)) = self.meta(ty)
-            && let Some(tag) = entity.get("tag").and_then(Json::as_str)
-        {
+        if let Some(tag) = self.object(ty).and_then(|object| object.tag.as_deref()) {
             text.push_str(&format!("  ...and the members of the variant that `{tag}` selects\n"));
         }
         Some(text)
@@ -505,7 +649,7 @@ impl Schema {
     /// shown, and whether it is optional.
     pub fn arguments(&self, command: &str) -> Vec<(String, String, bool)> {
         let Some(ty) = self.arg_type(command) else { return Vec::new() };
-        self.members(ty, None).iter().map(|m| (m.name.to_string(), self.describe(m.ty), m.optional)).collect()
+        self.members(ty, None).iter().map(|m| (m.name.clone(), self.describe(&m.ty), m.optional)).collect()
     }
 
     /// Whether `command` takes an argument `name`: one of its members (a
@@ -514,13 +658,11 @@ impl Schema {
     pub fn takes_argument(&self, command: &str, name: &str) -> bool {
         let Some(ty) = self.arg_type(command) else { return !self.has_command(command) };
         // A union's variants each add members: any of them will do.
-        let variants = self.entities.get(ty).and_then(|e| e.get("variants")).and_then(Json::as_array);
-        let variant_has = |v: &Json| {
-            v.get("type").and_then(Json::as_str).is_some_and(|v| self.members(v, None).iter().any(|m| m.name == name))
-        };
+        let variants = self.object(ty).map(|object| object.variants.as_slice()).unwrap_or_default();
+        let variant_has = |v: &Variant| self.members(&v.ty, None).iter().any(|m| m.name == name);
         OPEN_COMMANDS.contains(&command)
             || self.members(ty, None).iter().any(|m| m.name == name)
-            || variants.is_some_and(|variants| variants.iter().any(variant_has))
+            || variants.iter().any(variant_has)
     }
 
     /// The values an argument can take, when they are few: an enum's
@@ -529,7 +671,7 @@ impl Schema {
         let Some(ty) = self.arg_type(command) else { return Vec::new() };
         let members = self.members(ty, None);
         let Some(member) = members.iter().find(|m| m.name == argument) else { return Vec::new() };
-        self.values_of(member.ty)
+        self.values_of(&member.ty)
     }
 
     fn values_of(&self, ty: &str) -> Vec<String> {
@@ -540,27 +682,20 @@ impl Schema {
         if !steps.take() {
             return Vec::new();
         }
-        match self.meta(ty) {
-            Some(("enum", e)) => enum_values(e).into_iter().map(String::from).collect(),
-            Some(("builtin", e)) if e.get("json-type").and_then(Json::as_str) == Some("boolean") => {
+        match self.entity(ty) {
+            Some(Entity::Enum { values }) => values.clone(),
+            Some(Entity::Builtin { json_type }) if json_type.as_deref() == Some("boolean") => {
                 vec!["true".into(), "false".into()]
             }
-            Some(("alternate", e)) => self.alternatives(e).flat_map(|t| self.values_at(t, steps)).collect(),
+            Some(Entity::Alternate { types }) => types.iter().flat_map(|t| self.values_at(t, steps)).collect(),
             _ => Vec::new(),
         }
     }
 
     /// Every event name, for `.wait` completion.
     pub fn event_names(&self) -> impl Iterator<Item = &str> {
-        self.entities
-            .iter()
-            .filter(|(_, e)| e.get("meta-type").and_then(Json::as_str) == Some("event"))
-            .map(|(name, _)| name.as_str())
+        self.entities.iter().filter(|(_, e)| matches!(e, Entity::Event)).map(|(name, _)| name.as_str())
     }
-}
-
-fn enum_values(entity: &Json) -> Vec<&str> {
-    entity.get("values").and_then(Json::as_array).into_iter().flatten().filter_map(Json::as_str).collect()
 }
 
 /// The candidate closest to `word`, if any is close enough to be a typo.
@@ -592,7 +727,8 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
             if apart > limit {
                 return None;
             }
-            let edits = edit_distance(&lower, &candidate);
+            // Swapping two neighbours is one edit (optimal string alignment).
+            let edits = strsim::osa_distance(&lower, &candidate);
             (edits <= limit).then_some((true, edits, apart, c))
         })
         .min()
@@ -601,32 +737,6 @@ pub fn suggest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
 
 /// Longer than any QMP, HMP or qmpsh name.
 const LONGEST_NAME: usize = 64;
-
-/// Edit distance in characters, where swapping two neighbours is one edit
-/// (optimal string alignment), in three rows of memory.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let cell = |row: &[usize], k: usize| row.get(k).copied().unwrap_or(usize::MAX / 2);
-    // The row before last (for swaps) and the last; each pass fills a new one.
-    let mut before = vec![0; b.len() + 1];
-    let mut last: Vec<usize> = (0..=b.len()).collect();
-    for (i, &ca) in a.iter().enumerate() {
-        let mut row = Vec::with_capacity(b.len() + 1);
-        row.push(i + 1);
-        for (j, &cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != cb);
-            let mut best = (cell(&last, j + 1) + 1).min(cell(&row, j) + 1).min(cell(&last, j) + cost);
-            let swapped = i > 0 && j > 0 && a.get(i - 1) == Some(&cb) && b.get(j - 1) == Some(&ca);
-            if swapped {
-                best = best.min(cell(&before, j - 1) + 1);
-            }
-            row.push(best);
-        }
-        before = std::mem::replace(&mut last, row);
-    }
-    cell(&last, b.len())
-}
 
 #[cfg(test)]
 mod tests {
@@ -649,20 +759,39 @@ mod tests {
         assert!(schema.argument_values("foo", "v").is_empty());
     }
 
+    /// The entities are read into types: fields qmpsh does not read, a
+    /// meta-type it does not know and an entity without a name are passed
+    /// over; a member with a `default` (null) is optional.
+    #[test]
+    fn saved_schemas_read_in_either_shape() {
+        let list = r#"[{"name": "query-qmp-schema", "meta-type": "command", "ret-type": "x", "allow-oob": false},
+            {"name": "eject", "meta-type": "command", "arg-type": "E", "features": ["deprecated"]},
+            {"name": "E", "meta-type": "object", "members": [{"name": "id", "type": "str", "default": null},
+                {"name": "force", "type": "bool"}]},
+            {"name": "bool", "meta-type": "builtin", "json-type": "boolean"},
+            {"name": "later", "meta-type": "a-kind-qemu-adds-one-day"},
+            {"meta-type": "event"}]"#;
+        for text in [list.to_string(), format!(r#"{{"return": {list}, "id": 1}}"#)] {
+            let schema = Schema::from_saved(&text).unwrap();
+            assert_eq!(
+                schema.arguments("eject"),
+                [("id".to_string(), "str".to_string(), true), ("force".into(), "bool".into(), false)]
+            );
+            assert_eq!(schema.argument_values("eject", "force"), ["true", "false"]);
+            assert_eq!(schema.event_names().count(), 0);
+        }
+        let wrong = r#"[{"name": "query-qmp-schema", "meta-type": "command", "members": 3}]"#;
+        assert!(Schema::from_saved(wrong).unwrap_err().contains("cannot read"));
+        assert!(Schema::from_saved("[1,").unwrap_err().starts_with("not JSON: "));
+        assert_eq!(Schema::from_saved(r#"{"return": 1}"#).unwrap_err(), "query-qmp-schema did not return a list");
+    }
+
     #[test]
     fn a_word_longer_than_any_name_gets_no_suggestion() {
         let pasted = "query-status".repeat(100_000);
         assert_eq!(suggest(&pasted, ["query-status", "stop"].into_iter()), None);
         let near_limit = format!("{}x", "a".repeat(LONGEST_NAME - 1));
         assert_eq!(suggest(&near_limit, [&near_limit[1..]].into_iter()), Some(&near_limit[1..]));
-    }
-
-    #[test]
-    fn edit_distance_counts_swaps_once() {
-        assert_eq!(edit_distance("stpo", "stop"), 1);
-        assert_eq!(edit_distance("", "abc"), 3);
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        assert_eq!(edit_distance("ab", "ba"), 1);
     }
 
     /// Alternates that list each other twice: 40 levels of them have 2^40

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
+use crate::arguments::opts_items;
 use crate::qmp::{Ledger, Settled};
 
 /// What a secret becomes in the log.
@@ -546,7 +547,7 @@ fn options(text: &str, of_type: &[&str], keys: &[&str], found: &mut Found) -> Op
     if text.starts_with('{') {
         return json_options(text, of_type, keys, found);
     }
-    let parts = split_options(text);
+    let parts = opts_items(text);
     let implied = parts.first().filter(|p| !p.contains('=')).copied();
     let named = parts.iter().find_map(|p| p.strip_prefix("qom-type="));
     if !of_type.is_empty() && !implied.or(named).is_some_and(|t| of_type.contains(&t)) {
@@ -570,26 +571,6 @@ fn options(text: &str, of_type: &[&str], keys: &[&str], found: &mut Found) -> Op
 /// The last dotted part of a key: `file.cookie` is a `cookie`.
 fn last_part(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
-}
-
-/// An option string's parts, split at each comma that is not doubled.
-fn split_options(text: &str) -> Vec<&str> {
-    let bytes = text.as_bytes();
-    let mut parts = Vec::new();
-    let (mut start, mut at) = (0, 0);
-    while at < bytes.len() {
-        match (bytes.get(at), bytes.get(at + 1)) {
-            (Some(b','), Some(b',')) => at += 2,
-            (Some(b','), _) => {
-                parts.extend(text.get(start..at));
-                start = at + 1;
-                at += 1;
-            }
-            _ => at += 1,
-        }
-    }
-    parts.extend(text.get(start..));
-    parts
 }
 
 /// The JSON form of an option string. Text that does not parse is masked
@@ -830,6 +811,6 @@ mod tests {
         let first = next_word(line, 0).unwrap();
         let second = next_word(line, first.1).unwrap();
         assert_eq!(&line[second.0..second.1], r#""b \" c""#);
-        assert_eq!(split_options("a,b=c,,d,e"), ["a", "b=c,,d", "e"]);
+        assert_eq!(opts_items("a,b=c,,d,e"), ["a", "b=c,,d", "e"]);
     }
 }

@@ -1,6 +1,10 @@
 //! Amounts typed by people, shared by the command line and the line
 //! language: seconds and sizes.
 
+/// How long a stop waits for the guest to power off, unless told
+/// (`vm stop --timeout`, `.shutdown timeout=`).
+pub const STOP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Seconds above zero (fractions allowed), as `--timeout` and `.sleep`
 /// take them.
 pub fn parse_seconds(text: &str) -> Result<f64, String> {

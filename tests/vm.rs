@@ -786,3 +786,103 @@ fn a_state_folder_that_cannot_be_written_is_a_failure_exit_1() {
     assert!(run.stderr.starts_with("qmpsh: cannot create the VM folder "), "{}", run.stderr);
     assert!(run.stderr.ends_with("Permission denied (os error 13)\n"), "{}", run.stderr);
 }
+
+#[test]
+fn a_start_that_cannot_keep_its_choices_is_a_failure_exit_1() {
+    // `vm status` shows what `vm start` chose and since when: a start that
+    // cannot write them says so, and leaves no QEMU running, rather than
+    // a VM whose status is blank.
+    let Some(vms) = Vms::new() else { return };
+    for file in ["chosen.json", "started"] {
+        vms.start("kept");
+        assert_eq!(vms.qmpsh(&["vm", "kill", "kept"], "").code, 0);
+        let folder = vms.dir().join("kept");
+        fs::remove_file(folder.join(file)).unwrap();
+        fs::create_dir(folder.join(file)).unwrap();
+        let run = vms.qmpsh(&["vm", "start", "kept", "--accel", "tcg", "--", "-machine", "none"], "");
+        assert_eq!(run.code, 1, "{file}: {run:?}");
+        let said = format!("qmpsh: cannot write {}: ", folder.join(file).display());
+        assert!(run.stderr.starts_with(&said), "{file}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{file}: {}", run.stderr);
+        assert!(vms.live_qemus().is_empty(), "{file}: QEMU left running");
+        fs::remove_dir(folder.join(file)).unwrap();
+    }
+}
+
+/// A VM folder with a folder in it that only root may empty, for a qmpsh
+/// run as nobody: removing the VM's folder fails.
+fn undeletable(folder: &Path) {
+    let stuck = folder.join("stuck");
+    fs::create_dir(&stuck).unwrap();
+    fs::write(stuck.join("file"), "").unwrap();
+    fs::set_permissions(&stuck, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A state folder of nobody's, for a qmpsh run as nobody.
+fn nobodys_state() -> (tempfile::TempDir, std::path::PathBuf) {
+    let state = common::state_folder();
+    let dir = state.path().join("state");
+    fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::chown(state.path(), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    (state, dir)
+}
+
+fn as_nobody(args: &[&str], state: &Path) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut command = qmpsh_command(args);
+    command.env("QMPSH_STATE_DIR", state).uid(65534).gid(65534);
+    command
+}
+
+#[test]
+fn a_delete_that_cannot_remove_the_folder_is_a_failure_exit_1() {
+    if !qemu_available() || !common::root_available() {
+        return;
+    }
+    let (_state, dir) = nobodys_state();
+    let started = finish(as_nobody(&["vm", "start", "gone", "--accel", "tcg", "--", "-machine", "none"], &dir), "");
+    assert_eq!(started.code, 0, "{started:?}");
+    let folder = dir.join("gone");
+    undeletable(&folder);
+    let run = finish(as_nobody(&["vm", "delete", "gone"], &dir), "");
+    common::kill_qemus_in(&dir);
+    assert_eq!(run.code, 1, "{run:?}");
+    let said = format!("qmpsh: cannot remove {}: ", folder.display());
+    assert!(run.stderr.starts_with(&said), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_eq!(run.stdout, "", "not said to be deleted");
+}
+
+#[test]
+fn a_launch_that_cannot_remove_its_folder_says_so() {
+    // However the launch ends (its script ends: exit 1; a signal: the
+    // signal's exit), a folder left behind is said in one line.
+    if !qemu_available() || !common::root_available() {
+        return;
+    }
+    for (ending, code) in [(None, 1), (Some(Signal::TERM), 143)] {
+        let (_state, dir) = nobodys_state();
+        let mut command = as_nobody(&["launch", "--", "-machine", "none"], &dir);
+        let mut child = common::Guarded(command.spawn().unwrap());
+        let mut stdin = child.stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, b"query-status\n").unwrap();
+        let lines = common::Lines::of(child.stdout.take().unwrap());
+        lines.until("the launched VM's status", Duration::from_secs(20), |l| l.contains("\"running\":true"));
+        let folder = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).find(|p| p.is_dir()).unwrap();
+        undeletable(&folder);
+        match ending {
+            Some(ending) => signal(&child, ending),
+            None => drop(stdin),
+        }
+        let status = common::wait_with_deadline(&mut child, Duration::from_secs(20)).expect("qmpsh ends");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        common::kill_qemus_in(&dir);
+        assert_eq!(status.code(), Some(code), "{ending:?}: {stderr}");
+        let said = format!("qmpsh: cannot remove {}: ", folder.display());
+        assert!(stderr.starts_with(&said), "{ending:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{ending:?}: {stderr}");
+    }
+}

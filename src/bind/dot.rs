@@ -120,7 +120,7 @@ fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
 
 /// `.shutdown [timeout=SECS] [kill]`.
 fn shutdown(args: &[Arg]) -> Result<DotCommand> {
-    let mut timeout = Duration::from_secs(30);
+    let mut timeout = crate::units::STOP_TIMEOUT;
     let mut kill = false;
     for arg in args {
         match (arg.key.as_deref(), &arg.value) {

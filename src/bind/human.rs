@@ -5,7 +5,7 @@
 use serde_json::{Map, Value as Json};
 
 use super::{Context, Request, Result, command_word, error, property};
-use crate::arguments::{Leaf, Node, Tree, parse_bool, parse_int, untyped};
+use crate::arguments::{Leaf, Node, Tree, opts_items, parse_bool, parse_int, untyped};
 use crate::line::{Arg, Invocation, Value, refused};
 use crate::qemu_text;
 use crate::table::{self, ArgSpec, ArgType, Entry};
@@ -506,21 +506,8 @@ fn well_formed_id(id: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
-/// A QemuOpts string's items, at its commas (`,,` is a comma of an item).
+/// A QemuOpts string's items, at its commas, each with `,,` read as the
+/// comma it stands for.
 pub(super) fn split_opts(text: &str) -> Vec<String> {
-    let mut items = Vec::new();
-    let mut item = String::new();
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            ',' if chars.peek() == Some(&',') => {
-                chars.next();
-                item.push(',');
-            }
-            ',' => items.push(std::mem::take(&mut item)),
-            c => item.push(c),
-        }
-    }
-    items.push(item);
-    items
+    opts_items(text).into_iter().map(|item| item.replace(",,", ",")).collect()
 }

@@ -8,6 +8,7 @@ mod exec;
 mod libvirt;
 mod options;
 mod process;
+mod report;
 mod start;
 mod state;
 pub mod stop;
@@ -16,7 +17,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::error::Error;
 use crate::interrupt::{self, Caught};
@@ -27,6 +28,7 @@ use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use options::{Accel, Net, StartOptions, VmCommand};
 pub use process::Process;
+use report::{Agent, HostName, Interface, OsInfo, Report, Status};
 pub use start::{Started, start_qemu};
 pub use state::{VmDir, VmLock};
 use stop::{Progress, Step};
@@ -108,11 +110,11 @@ fn kill_managed(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
 
 /// `vm list`: a table, or JSON.
 fn list(json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let reports: Vec<Value> = VmDir::all()?.iter().map(report).collect();
+    let reports: Vec<Report> = VmDir::all()?.iter().map(report).collect();
     write_list(&reports, json, out).map_err(Error::output)
 }
 
-fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<()> {
+fn write_list(reports: &[Report], json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
         return writeln!(out, "{}", render::json_line(reports));
     }
@@ -125,39 +127,32 @@ fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<
 
 /// `vm status`: one VM, with what its guest agent tells.
 fn status(vm: &VmDir, json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let mut r = report(vm);
-    let agent = if r.get("pid").is_none_or(Value::is_null) { Value::Null } else { agent_report(vm) };
-    if let Some(fields) = r.as_object_mut() {
-        fields.insert("agent".into(), agent);
-    }
-    write_status(&r, json, out).map_err(Error::output)
+    let report = report(vm);
+    let agent = if report.pid.is_none() { None } else { agent_report(vm) };
+    write_status(&Status { report, agent }, json, out).map_err(Error::output)
 }
 
-fn write_status(r: &Value, json: bool, out: &mut dyn Write) -> io::Result<()> {
+fn write_status(status: &Status, json: bool, out: &mut dyn Write) -> io::Result<()> {
     if json {
-        return writeln!(out, "{}", render::json_line(r));
+        return writeln!(out, "{}", render::json_line(status));
     }
-    let text = |key: &str| match r.get(key) {
-        Some(Value::String(s)) => Some(visible::line(s)),
-        Some(Value::Null) | None => None,
-        Some(other) => Some(other.to_string()),
-    };
-    let uptime = r.get("uptime").and_then(Value::as_u64).map(format_uptime);
-    let accel = text("accel").map(|accel| format!("{accel} ({})", text("accel_why").unwrap_or_else(|| "-".into())));
-    let ssh = text("ssh_port").map(|port| format!("127.0.0.1:{port} (the guest's port 22)"));
+    let (r, chosen) = (&status.report, &status.report.chosen);
+    let why = chosen.accel_why.as_deref().map_or_else(|| "-".into(), visible::line);
+    let accel = chosen.accel.as_deref().map(|accel| format!("{} ({why})", visible::line(accel)));
+    let ssh = chosen.ssh_port.map(|port| format!("127.0.0.1:{port} (the guest's port 22)"));
     let rows = [
-        ("name", text("name")),
-        ("pid", text("pid")),
-        ("state", text("state")),
-        ("uptime", uptime),
-        ("socket", text("socket")),
+        ("name", Some(visible::line(&r.name))),
+        ("pid", r.pid.map(|pid| pid.to_string())),
+        ("state", Some(visible::line(&r.state))),
+        ("uptime", r.uptime.map(format_uptime)),
+        ("socket", Some(visible::line(&r.socket))),
         ("accel", accel),
         ("ssh", ssh),
     ];
     for (label, value) in rows {
         writeln!(out, "{label:<7} {}", value.as_deref().unwrap_or("-"))?;
     }
-    write_agent(r.get("agent").unwrap_or(&Value::Null), out)
+    write_agent(status.agent.as_ref(), out)
 }
 
 /// `vm delete`: kills the VM if need be, then removes its folder.
@@ -255,82 +250,77 @@ fn stop_managed(
 }
 
 /// What `vm list` and `vm status` show of one VM.
-fn report(vm: &VmDir) -> Value {
+fn report(vm: &VmDir) -> Report {
     let process = running(vm);
     let state = match &process {
         None => "dead".to_string(),
         Some(_) => query_state(vm),
     };
     let uptime = process.as_ref().and_then(|_| {
-        let started: u64 = fs::read_to_string(vm.started_file()).ok()?.trim().parse().ok()?;
+        let started = vm.started()?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
         Some(now.saturating_sub(started))
     });
-    let mut report = json!({
-        "name": vm.name,
-        "pid": process.as_ref().map(|p| p.pid),
-        "state": state,
-        "uptime": uptime,
-        "socket": vm.socket().display().to_string(),
-    });
-    // What `vm start` chose: accel, accel_why, ssh_port.
-    if let (Some(fields), Value::Object(chosen)) = (report.as_object_mut(), vm.chosen()) {
-        fields.extend(chosen);
+    Report {
+        name: vm.name.clone(),
+        pid: process.as_ref().map(|p| p.pid),
+        state,
+        uptime,
+        socket: vm.socket().display().to_string(),
+        chosen: vm.chosen(),
     }
-    report
 }
 
 /// What the guest agent tells of the guest (host name, OS, IP addresses),
-/// `{"held": true}` when another client holds its channel, or null when no
-/// agent answers within half a second.
-fn agent_report(vm: &VmDir) -> Value {
+/// that another client holds its channel, or none when no agent answers
+/// within half a second.
+fn agent_report(vm: &VmDir) -> Option<Agent> {
     let socket = vm.agent_socket();
     if !socket.exists() {
-        return Value::Null;
+        return None;
     }
     // Connecting to a channel someone holds would only time out.
     let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true, write_timeout: None };
     if let Ok(mut monitor) = qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet)
         && stop::agent_held(&mut monitor, &mut Quiet)
     {
-        return json!({ "held": true });
+        return Some(Agent::Held { held: true });
     }
     // qemu-ga answers in well under 0.1 s; status must not wait long for
     // an agent that is not there.
     let limit = Duration::from_millis(500);
     let label = format!("{}'s agent", vm.name);
     let Ok(mut agent) = agent::connect(&Target::Unix(socket), &label, limit) else {
-        return Value::Null;
+        return None;
     };
     let mut ask = |name: &str| {
         let deadline = Some(std::time::Instant::now() + limit);
         agent.execute(crate::qmp::command(name), deadline, &mut Quiet).ok().and_then(Result::ok)
     };
-    let hostname = ask("guest-get-host-name").and_then(|h| h.get("host-name").cloned());
-    let os = ask("guest-get-osinfo").and_then(|o| o.get("pretty-name").or_else(|| o.get("name")).cloned());
-    let addresses: Vec<Value> = ask("guest-network-get-interfaces")
-        .and_then(|list| list.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|interface| interface.get("ip-addresses").and_then(Value::as_array).cloned().unwrap_or_default())
-        .filter_map(|address| address.get("ip-address").cloned())
-        .collect();
-    json!({ "hostname": hostname, "os": os, "addresses": addresses })
+    fn read<T: serde::de::DeserializeOwned>(reply: Option<Value>) -> Option<T> {
+        serde_json::from_value(reply?).ok()
+    }
+    let hostname = read::<HostName>(ask("guest-get-host-name")).map(|h| h.host_name);
+    let os = read::<OsInfo>(ask("guest-get-osinfo")).and_then(|o| o.pretty_name.or(o.name));
+    let interfaces = read::<Vec<Interface>>(ask("guest-network-get-interfaces")).unwrap_or_default();
+    let addresses = interfaces.into_iter().flat_map(|i| i.ip_addresses).map(|a| a.ip_address).collect();
+    Some(Agent::Guest { hostname, os, addresses })
 }
 
 /// The agent's part of `vm status`: the guest's words, made visible.
-fn write_agent(agent: &Value, out: &mut dyn Write) -> io::Result<()> {
-    if agent.is_null() {
-        return writeln!(out, "agent   none");
-    }
-    if agent["held"] == true {
-        return writeln!(out, "agent   held by another client (the channel takes one at a time)");
-    }
-    let text = |v: &Value| visible::line(v.as_str().unwrap_or("-"));
-    let addresses: Vec<String> = agent["addresses"].as_array().into_iter().flatten().map(text).collect();
+fn write_agent(agent: Option<&Agent>, out: &mut dyn Write) -> io::Result<()> {
+    let (hostname, os, addresses) = match agent {
+        None => return writeln!(out, "agent   none"),
+        Some(Agent::Held { .. }) => {
+            return writeln!(out, "agent   held by another client (the channel takes one at a time)");
+        }
+        Some(Agent::Guest { hostname, os, addresses }) => (hostname, os, addresses),
+    };
+    let text = |v: &Option<String>| visible::line(v.as_deref().unwrap_or("-"));
+    let addresses: Vec<String> = addresses.iter().map(|a| visible::line(a)).collect();
     writeln!(out, "agent   qemu-ga")?;
-    writeln!(out, "host    {}", text(&agent["hostname"]))?;
-    writeln!(out, "os      {}", text(&agent["os"]))?;
+    writeln!(out, "host    {}", text(hostname))?;
+    writeln!(out, "os      {}", text(os))?;
     writeln!(out, "ip      {}", if addresses.is_empty() { "-".to_string() } else { addresses.join(", ") })
 }
 
@@ -355,11 +345,11 @@ fn query_state(vm: &VmDir) -> String {
     }
 }
 
-fn write_row(r: &Value, out: &mut dyn Write) -> io::Result<()> {
-    let pid = r["pid"].as_i64().map_or("-".to_string(), |p| p.to_string());
-    let uptime = r["uptime"].as_u64().map_or("-".to_string(), format_uptime);
-    let text = |key: &str| visible::line(r[key].as_str().unwrap_or(""));
-    writeln!(out, "{:<20} {:>8} {:<10} {:>9}  {}", text("name"), pid, text("state"), uptime, text("socket"))
+fn write_row(r: &Report, out: &mut dyn Write) -> io::Result<()> {
+    let pid = r.pid.map_or("-".to_string(), |p| p.to_string());
+    let uptime = r.uptime.map_or("-".to_string(), format_uptime);
+    let (name, state, socket) = (visible::line(&r.name), visible::line(&r.state), visible::line(&r.socket));
+    writeln!(out, "{name:<20} {pid:>8} {state:<10} {uptime:>9}  {socket}")
 }
 
 fn format_uptime(seconds: u64) -> String {

@@ -197,10 +197,11 @@ fn start_locked(
     let mut command = Command::new(this);
     command.args(super::exec::arguments(&options.qemu, &argv(vm, options, chosen.accel.name, socket), tied_to));
     command.stdin(Stdio::null()).stdout(log).stderr(log_err);
-    let mut child = command.spawn().map_err(|e| Error::Io(format!("cannot start {}: {e}", options.qemu.display())))?;
+    // Kept before QEMU starts: a VM whose status would be blank is not
+    // started at all.
     let started = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let _ = fs::write(vm.started_file(), format!("{started}\n"));
-    vm.keep_chosen(&chosen);
+    vm.keep_chosen(&chosen, started)?;
+    let mut child = command.spawn().map_err(|e| Error::Io(format!("cannot start {}: {e}", options.qemu.display())))?;
     let interrupted = || caught.and_then(Caught::signal);
     let outcome = await_monitor(&mut child, socket, &interrupted);
     // Our own child, not yet reaped: its pid is still QEMU's.

@@ -17,9 +17,10 @@ use std::path::{Path, PathBuf};
 
 use rustix::process::getuid;
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::private::check_folder;
 
 /// The longest unix socket path the kernel takes (sun_path less its NUL).
 pub const UNIX_PATH_MAX: usize = 107;
@@ -119,13 +120,13 @@ fn existing_state_dir() -> Result<Option<PathBuf>, Error> {
     }
 }
 
-/// Refuses a state folder that is not private (see [`private_folder`]) or
+/// Refuses a state folder that is not private (see [`check_folder`]) or
 /// not qmpsh's. One without the marker is qmpsh's when everything in it
 /// is (an empty folder, or one that an older qmpsh made): with `adopt`, it
 /// gets the marker.
 fn check_state(dir: &Path, adopt: bool) -> Result<(), Error> {
     let refuse = |why: String| Error::Usage(format!("refusing state folder {}: {why}", dir.display()));
-    private_folder(dir).map_err(refuse)?;
+    check_folder(dir).map_err(refuse)?;
     if is_file(&dir.join(STATE_MARKER)) {
         return Ok(());
     }
@@ -157,31 +158,7 @@ fn is_own_entry(dir: &Path, name: &std::ffi::OsStr) -> bool {
     if let Some(vm) = name.strip_suffix(".failed.log") {
         return check_name(vm).is_ok() && is_file(&dir.join(name));
     }
-    check_name(name).is_ok() && private_folder(&dir.join(name)).is_ok() && is_vm_folder(&dir.join(name))
-}
-
-/// Why `dir` is not a private folder of the user's (a symlink, not a
-/// folder, another user's, or reachable by others), if it is not.
-fn private_folder(dir: &Path) -> Result<(), String> {
-    let meta = fs::symlink_metadata(dir).map_err(|e| e.to_string())?;
-    if meta.file_type().is_symlink() {
-        return Err("it is a symlink".into());
-    }
-    if !meta.is_dir() {
-        return Err("it is not a folder".into());
-    }
-    let me = getuid().as_raw();
-    if meta.uid() != me {
-        return Err(format!("it belongs to uid {}, not to you (uid {me})", meta.uid()));
-    }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(format!(
-            "others can reach it (mode {mode:04o}); qmpsh does not change a folder it did not make: \
-             chmod 700 it if it is qmpsh's"
-        ));
-    }
-    Ok(())
+    check_name(name).is_ok() && check_folder(&dir.join(name)).is_ok() && is_vm_folder(&dir.join(name))
 }
 
 /// Whether a (private) folder is a VM's: it holds [`VM_MARKER`], or one of
@@ -251,6 +228,21 @@ pub struct Chosen {
     pub accel: AccelChoice,
     /// The host port forwarded to the guest's port 22.
     pub ssh_port: Option<u16>,
+}
+
+/// chosen.json: [`Chosen`] as `vm start` keeps it and `vm status` shows
+/// it. Every field may be missing (a VM started by an older qmpsh).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Kept {
+    pub accel: Option<String>,
+    pub accel_why: Option<String>,
+    pub ssh_port: Option<u16>,
+}
+
+/// Writes `text` to `path`, or says which file could not be written.
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    fs::write(path, text).map_err(|e| Error::Io(format!("cannot write {}: {e}", path.display())))
 }
 
 /// One VM's folder and the files in it.
@@ -325,7 +317,7 @@ impl VmDir {
         let Some(state) = existing_state_dir()? else { return Ok(Lookup::Missing) };
         let dir = state.join(name);
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", dir.display()));
-        private_folder(&dir).map_err(refuse)?;
+        check_folder(&dir).map_err(refuse)?;
         if !is_vm_folder(&dir) {
             return Ok(Lookup::Stranger(dir));
         }
@@ -341,7 +333,7 @@ impl VmDir {
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", self.dir.display()));
         let cannot = |what: &str, e: io::Error| Error::Io(format!("cannot {what} {}: {e}", self.dir.display()));
         let made = make_marked(&self.dir, VM_MARKER).map_err(|e| cannot("create the VM folder", e))?;
-        private_folder(&self.dir).map_err(refuse)?;
+        check_folder(&self.dir).map_err(refuse)?;
         if !made && !is_vm_folder(&self.dir) {
             return Err(Error::Usage(format!(
                 "{} is there and is not a VM of qmpsh's (it has no {VM_MARKER} file): \
@@ -442,16 +434,29 @@ impl VmDir {
         self.dir.join("chosen.json")
     }
 
-    /// Keeps what `vm start` chose; `vm status` shows it.
-    pub fn keep_chosen(&self, chosen: &Chosen) {
-        let record = json!({"accel": chosen.accel.name, "accel_why": chosen.accel.why, "ssh_port": chosen.ssh_port});
-        let _ = fs::write(self.chosen_file(), format!("{record}\n"));
+    /// Keeps what `vm start` chose, and when it started QEMU; `vm status`
+    /// shows them. A VM whose status would be blank is not started.
+    pub fn keep_chosen(&self, chosen: &Chosen, started: u64) -> Result<(), Error> {
+        let record = Kept {
+            accel: Some(chosen.accel.name.to_string()),
+            accel_why: Some(chosen.accel.why.clone()),
+            ssh_port: chosen.ssh_port,
+        };
+        let json = serde_json::to_string(&record).map_err(|e| Error::Io(e.to_string()))?;
+        write(&self.chosen_file(), &format!("{json}\n"))?;
+        write(&self.started_file(), &format!("{started}\n"))
     }
 
-    /// What `vm start` chose, as kept (null fields for a VM started before).
-    pub fn chosen(&self) -> Value {
+    /// What `vm start` chose, as kept (none of it for a VM started before
+    /// there was a record, or whose record does not read).
+    pub fn chosen(&self) -> Kept {
         let kept = fs::read_to_string(self.chosen_file()).ok().and_then(|text| serde_json::from_str(&text).ok());
-        kept.unwrap_or_else(|| json!({"accel": null, "accel_why": null, "ssh_port": null}))
+        kept.unwrap_or_default()
+    }
+
+    /// When QEMU was started (Unix seconds), if that was kept.
+    pub fn started(&self) -> Option<u64> {
+        fs::read_to_string(self.started_file()).ok()?.trim().parse().ok()
     }
 
     /// The socket path, refused if the kernel could not bind it.
@@ -479,7 +484,7 @@ impl VmDir {
             .filter_map(|e| e.file_name().into_string().ok())
             .filter(|name| check_name(name).is_ok())
             .map(|name| VmDir { dir: state.join(&name), name })
-            .filter(|vm| private_folder(&vm.dir).is_ok() && is_vm_folder(&vm.dir) && check_sockets(&vm.dir).is_ok())
+            .filter(|vm| check_folder(&vm.dir).is_ok() && is_vm_folder(&vm.dir) && check_sockets(&vm.dir).is_ok())
             .collect();
         vms.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(vms)
@@ -516,13 +521,13 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("state");
         fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
-        assert_eq!(private_folder(&dir), Ok(()));
+        assert_eq!(check_folder(&dir), Ok(()));
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
-        assert!(private_folder(&dir).unwrap_err().contains("others can reach it (mode 0750)"));
+        assert!(check_folder(&dir).unwrap_err().contains("others can reach it (mode 0750)"));
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o750, "left as it was");
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(private_folder(&link).unwrap_err().contains("symlink"));
+        assert!(check_folder(&link).unwrap_err().contains("symlink"));
     }
 
     #[test]
