@@ -79,8 +79,9 @@ impl Tree {
                     return Ok(());
                 }
                 tree.members.push((part.clone(), Node::Branch { tree: Tree::default(), offset }));
+                // The branch just pushed.
                 let Some((_, Node::Branch { tree: child, .. })) = tree.members.last_mut() else {
-                    unreachable!("just pushed a branch")
+                    return error(offset, "a key");
                 };
                 tree = child;
                 continue;

@@ -383,7 +383,8 @@ impl<'a> Grammar<'a> {
         let (after, v) = preceded(peek(char('{')), cut(|i| self.json(i))).parse(i)?;
         match v {
             serde_json::Value::Object(map) => Ok((after, Line::Json(map))),
-            _ => unreachable!("a JSON text starting with '{{' is an object"),
+            // A JSON text starting with '{' is an object.
+            _ => failure(i, "a JSON object"),
         }
     }
 
