@@ -1,6 +1,7 @@
 //! The line language: what one typed or scripted line says, before anyone
 //! knows which commands exist. `assemble` joins continued physical lines,
-//! `grammar` parses one logical line into a [`Line`].
+//! `grammar` parses one logical line into a [`Line`], or a line as far as
+//! it is typed into a [`Partial`] (for completion and hints).
 //!
 //! The grammar records the shape of a line and where each part sits, never
 //! what it means: typing values and checking commands is binding's job
@@ -9,10 +10,12 @@
 mod assemble;
 mod grammar;
 pub mod literal;
+mod partial;
 
 pub use assemble::Assembler;
-pub use grammar::parse_line;
 pub(crate) use grammar::{MAX_KEY_PARTS, is_key_char};
+pub use grammar::{parse_line, parse_partial};
+pub use partial::{Cursor, Form, Partial, Typed};
 
 use serde_json::Map;
 
