@@ -283,6 +283,8 @@ fn completion_offers_what_the_vm_has_now() {
         ("device_add driver=usb-tablet por", Shows::Line("device_add driver=usb-tablet port=")),
         ("device_del ", Shows::List(&["nic0", "tab0", "vd0"])),
         ("blockdev-del node-name=di", Shows::Line("blockdev-del node-name=disk0")),
+        // Inside a quote begun, the value completes in it, left open.
+        ("blockdev-del node-name=\"di", Shows::Line("blockdev-del node-name=\"disk0")),
         ("chardev-remove id=c", Shows::List(&["ch0", "compat_monitor0"])),
         ("netdev_del ne", Shows::Line("netdev_del net0")),
         ("object-del id=i", Shows::Line("object-del id=io0")),
@@ -320,6 +322,13 @@ fn completion_offers_what_the_vm_has_now() {
     // it is needed.
     tmux.type_text("qom-get path=/m");
     tmux.wait_for("the hint for path", |s| last_line(s).contains("(path: string, required)"));
+    tmux.keys(&["C-u"]);
+    // A quoted value with spaces is one word, and so is JSON not yet closed.
+    tmux.type_text("qom-set path=/machine property=type value=\"a b");
+    tmux.wait_for("the hint for a quoted value", |s| last_line(s).contains("(value: any, required)"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("qom-set path=/machine property=type value={\"a\": \"b c");
+    tmux.wait_for("the hint for a JSON value", |s| last_line(s).contains("(value: any, required)"));
     tmux.keys(&["C-u"]);
 
     // A device deleted is no longer offered.
