@@ -18,7 +18,7 @@ use nom::multi::{many0, many1};
 use nom::sequence::{pair, preceded, terminated};
 use nom::{Err as NomErr, IResult, Parser};
 
-use super::partial::{self, Cursor, Form, Partial, Typed};
+use super::partial::{self, Cursor, CursorValue, Form, Partial};
 use super::{Arg, Invocation, Line, ParseError, Value, literal};
 
 /// Parses one logical line (continuations already joined).
@@ -559,9 +559,9 @@ impl<'a> Grammar<'a> {
         let value_start = key.as_ref().map_or(arg.offset, |k| arg.offset + k.len() + 1);
         let quote = self.full.get(value_start..).and_then(|v| v.chars().next()).unwrap_or('"');
         let value = match arg.value {
-            Value::Quoted(text) => Typed::Quoted { quote, text, closed: true },
-            Value::Bare(text) => Typed::Bare(text),
-            Value::Json(_) => Typed::Json { closed: true },
+            Value::Quoted(text) => CursorValue::Quoted { quote, text, closed: true },
+            Value::Bare(text) => CursorValue::Bare(text),
+            Value::Json(_) => CursorValue::Json { closed: true },
         };
         Cursor { start: arg.offset, key, value_start, value }
     }
@@ -574,13 +574,15 @@ impl<'a> Grammar<'a> {
             Err(_) => (i, None),
         };
         let typed = match value.chars().next()? {
-            '"' => Typed::Quoted { quote: '"', text: partial::open_double_quoted(value.get(1..)?)?, closed: false },
+            '"' => {
+                CursorValue::Quoted { quote: '"', text: partial::open_double_quoted(value.get(1..)?)?, closed: false }
+            }
             '\'' => {
                 let body = value.get(1..)?;
                 (!body.contains('\'')).then_some(())?;
-                Typed::Quoted { quote: '\'', text: body.to_string(), closed: false }
+                CursorValue::Quoted { quote: '\'', text: body.to_string(), closed: false }
             }
-            '{' | '[' if super::assemble::still_open(value) => Typed::Json { closed: false },
+            '{' | '[' if super::assemble::still_open(value) => CursorValue::Json { closed: false },
             _ => return None,
         };
         Some(Cursor { start: self.offset(i), key, value_start: self.offset(value), value: typed })
@@ -760,7 +762,10 @@ mod tests {
         // As the full parse reads them: a QemuOpts word is no key.
         assert_eq!(args[0].key, None);
         assert_eq!(args[1].key, Some(vec!["bus".to_string()]));
-        assert_eq!(found.cursor, Cursor { start: 39, key: None, value_start: 39, value: Typed::Bare("pa".into()) });
+        assert_eq!(
+            found.cursor,
+            Cursor { start: 39, key: None, value_start: 39, value: CursorValue::Bare("pa".into()) }
+        );
         // The cursor need not be at the end: what follows it is not read.
         let early = parse_partial(text, 26, false);
         assert_eq!(early.cursor, Cursor::word(23, "bus", None));
@@ -772,11 +777,11 @@ mod tests {
         let text = r#"qom-set path=/machine property=append value="a b\"c"#;
         let found = partial(text);
         assert_eq!(spans(text, &found), [(8, 21, "path=/machine"), (22, 37, "property=append")]);
-        let quoted = Typed::Quoted { quote: '"', text: "a b\"c".into(), closed: false };
+        let quoted = CursorValue::Quoted { quote: '"', text: "a b\"c".into(), closed: false };
         assert_eq!(found.cursor, Cursor { start: 38, key: Some("value".into()), value_start: 44, value: quoted });
         // Closed, it is the same word, and the text inside it.
         let found = partial("x a='b c'");
-        assert_eq!(found.cursor.value, Typed::Quoted { quote: '\'', text: "b c".into(), closed: true });
+        assert_eq!(found.cursor.value, CursorValue::Quoted { quote: '\'', text: "b c".into(), closed: true });
         // A half-typed escape is left out of the text.
         assert_eq!(partial(r#"x "a\"#).cursor.text(), Some("a"));
     }
@@ -788,14 +793,14 @@ mod tests {
         assert_eq!(spans(text, &found), [(13, 24, "driver=file")]);
         assert_eq!(found.cursor.key.as_deref(), Some("file"));
         assert_eq!((found.cursor.start, found.cursor.value_start), (25, 30));
-        assert_eq!(found.cursor.value, Typed::Json { closed: false });
+        assert_eq!(found.cursor.value, CursorValue::Json { closed: false });
         assert_eq!(found.cursor.text(), None);
         // Once closed, the words after it are words again.
         let text = r#"x a={"b": "c d"} e"#;
         assert_eq!(spans(text, &partial(text)), [(2, 16, r#"a={"b": "c d"}"#)]);
         assert_eq!(partial(text).cursor, Cursor::word(17, "e", None));
         let found = partial("x a=['b', {'c': ");
-        assert_eq!(found.cursor.value, Typed::Json { closed: false });
+        assert_eq!(found.cursor.value, CursorValue::Json { closed: false });
     }
 
     #[test]
@@ -854,6 +859,31 @@ mod tests {
             let Line::Command(inv) = parse(text) else { panic!("{text}") };
             let typed = format!("{text} ");
             assert_eq!(partial(&typed).invocation, Some(inv), "{text}");
+        }
+    }
+
+    #[test]
+    fn any_prefix_reads_without_panic_and_its_spans_lie_in_it() {
+        let lines = [
+            r#"qom-set path=/machine property=append value="a \"b\u00e9 c" x='d e' f={"g": ['h', {"i": 1}]} j"#,
+            "hmp  info\u{a0}status é=1 ",
+            ".wait STOP timeout=5 \"a",
+            "transaction( a x=1 ; b )",
+            "x a=\"b\"c d=1 é=\u{3000}\"\\",
+            "{\"execute\": \"x\"",
+            "  # note",
+        ];
+        for text in lines {
+            let cursors = text.char_indices().map(|(at, _)| at).chain([text.len()]);
+            for (cursor, hmp) in cursors.flat_map(|at| [(at, false), (at, true)]) {
+                let found = parse_partial(text, cursor, hmp);
+                let c = &found.cursor;
+                assert!(c.start <= c.value_start && c.value_start <= cursor, "{text:?} at {cursor}: {found:?}");
+                let args = found.invocation.iter().flat_map(|inv| &inv.args);
+                for span in args.map(|a| a.offset..a.end).chain(found.head.clone()) {
+                    assert!(span.end <= cursor && text.get(span.clone()).is_some(), "{text:?} at {cursor}: {span:?}");
+                }
+            }
         }
     }
 

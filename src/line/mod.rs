@@ -15,7 +15,7 @@ mod partial;
 pub use assemble::Assembler;
 pub(crate) use grammar::{MAX_KEY_PARTS, is_key_char};
 pub use grammar::{parse_line, parse_partial};
-pub use partial::{Cursor, Form, Partial, Typed};
+pub use partial::{Cursor, CursorValue, Form, Partial};
 
 use serde_json::Map;
 

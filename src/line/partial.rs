@@ -51,12 +51,12 @@ pub struct Cursor {
     pub key: Option<String>,
     /// Where the value starts: after `key=`, else at `start`.
     pub value_start: usize,
-    pub value: Typed,
+    pub value: CursorValue,
 }
 
 /// The value under the cursor, as typed so far.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Typed {
+pub enum CursorValue {
     /// An unquoted word as typed; empty when nothing is typed yet.
     Bare(String),
     /// A `"double"` or `'single'` quoted string: the text inside (JSON
@@ -71,15 +71,15 @@ impl Cursor {
     pub(super) fn word(start: usize, text: &str, key: Option<String>) -> Cursor {
         let value_start = key.as_ref().map_or(start, |key| start + key.len() + 1);
         let value = text.get(value_start - start..).unwrap_or_default();
-        Cursor { start, key, value_start, value: Typed::Bare(value.to_string()) }
+        Cursor { start, key, value_start, value: CursorValue::Bare(value.to_string()) }
     }
 
     /// The text typed so far for the value: what completion matches
     /// against; `None` inside JSON.
     pub fn text(&self) -> Option<&str> {
         match &self.value {
-            Typed::Bare(text) | Typed::Quoted { text, .. } => Some(text),
-            Typed::Json { .. } => None,
+            CursorValue::Bare(text) | CursorValue::Quoted { text, .. } => Some(text),
+            CursorValue::Json { .. } => None,
         }
     }
 

@@ -20,7 +20,7 @@ use rustyline::{Context, Helper};
 use super::live::{self, Fetcher, Item, Kind};
 use crate::bind::{self, Meaning, dot::COMMANDS};
 use crate::hmp::HmpCommands;
-use crate::line::{self, Arg, Cursor, Form, Invocation, Typed};
+use crate::line::{self, Arg, Cursor, CursorValue, Form, Invocation};
 use crate::render::Palette;
 use crate::schema::Schema;
 use crate::table::{self, ArgSpec, ArgType, Entry};
@@ -285,7 +285,7 @@ impl Knowledge {
         names.dedup();
         // A positional value or an argument's name: `qom-list pa` is
         // `path=`, `qom-list /ma` a path. A quoted word is a value.
-        if matches!(cursor.value, Typed::Quoted { .. }) {
+        if matches!(cursor.value, CursorValue::Quoted { .. }) {
             names.clear();
         }
         names.extend(self.positional(inv, typed).unwrap_or_default());
@@ -349,13 +349,13 @@ fn dot_values(inv: &Invocation, typed: &str, knowledge: &Knowledge) -> Vec<Strin
 /// A value as it goes where the cursor's value is: inside the quote the
 /// person opened (left open if it was), or quoted when a bare word could
 /// not hold it (a space would end it).
-fn written(value: String, typed: &Typed) -> String {
+fn written(value: String, typed: &CursorValue) -> String {
     let json = |value: &str| serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
     match typed {
-        Typed::Quoted { quote: '\'', closed, .. } if !value.contains('\'') => {
+        CursorValue::Quoted { quote: '\'', closed, .. } if !value.contains('\'') => {
             format!("'{value}{}", if *closed { "'" } else { "" })
         }
-        Typed::Quoted { closed, .. } => {
+        CursorValue::Quoted { closed, .. } => {
             let quoted = json(&value);
             if *closed { quoted } else { quoted.strip_suffix('"').unwrap_or(&quoted).to_string() }
         }
