@@ -334,8 +334,9 @@ fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Reque
 /// A QemuOpts string whose first item names its key (`device_add
 /// driver=e1000,id=n1`, `netdev_add type=user,id=n1`): the line as HMP
 /// reads it, with the whole word as the string. Written as one `key=value`,
-/// it would be a driver named `e1000,id=n1`.
-fn opts_in_one_word(inv: &Invocation, text: &str) -> Option<Invocation> {
+/// it would be a driver named `e1000,id=n1`. Binding reads the line so
+/// before anything else, and so does the REPL's completion.
+pub fn opts_in_one_word(inv: &Invocation, text: &str) -> Option<Invocation> {
     let entry = crate::table::lookup(command_word(&inv.name)).filter(|entry| entry.has_opts())?;
     let [arg] = inv.args.as_slice() else { return None };
     let word = text.get(arg.offset..arg.end)?;

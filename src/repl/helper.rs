@@ -20,7 +20,7 @@ use rustyline::{Context, Helper};
 use super::live::{self, Fetcher, Item, Kind};
 use crate::bind::{self, Meaning, dot::COMMANDS};
 use crate::hmp::HmpCommands;
-use crate::line::{self, Arg, Cursor, CursorValue, Form, Invocation};
+use crate::line::{self, Arg, Cursor, CursorValue, Form, Invocation, Partial};
 use crate::render::Palette;
 use crate::schema::Schema;
 use crate::table::{self, ArgSpec, ArgType, Entry};
@@ -295,7 +295,7 @@ impl Knowledge {
 
 /// Tab completion: where the replaced text starts, and the candidates.
 pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<String>) {
-    let partial = line::parse_partial(line, pos, knowledge.every_line_hmp);
+    let partial = parse(line, pos, knowledge);
     let cursor = &partial.cursor;
     // Inside a JSON value there is nothing to offer.
     let Some(typed) = cursor.text() else { return (pos, Vec::new()) };
@@ -364,6 +364,18 @@ fn written(value: String, typed: &CursorValue) -> String {
     }
 }
 
+/// The line up to `pos` as the grammar reads it, with a QemuOpts word
+/// given as `key=value` read as binding reads it (`bind::opts_in_one_word`).
+fn parse(line: &str, pos: usize, knowledge: &Knowledge) -> Partial {
+    let mut partial = line::parse_partial(line, pos, knowledge.every_line_hmp);
+    if let Some(inv) = &partial.invocation
+        && partial.form == Form::Command
+    {
+        partial.invocation = Some(bind::opts_in_one_word(inv, line).unwrap_or_else(|| inv.clone()));
+    }
+    partial
+}
+
 /// A greyed hint after the cursor: the arguments still missing, with their
 /// types, once a command and a space are typed; the argument under the
 /// cursor while one is typed.
@@ -371,7 +383,7 @@ pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
     if pos != line.len() {
         return None;
     }
-    let partial = line::parse_partial(line, pos, knowledge.every_line_hmp);
+    let partial = parse(line, pos, knowledge);
     let inv = partial.invocation.as_ref()?;
     let hmp_text = match partial.form {
         Form::Command => false,
@@ -531,6 +543,9 @@ mod tests {
             {"name": "5", "meta-type": "object", "members": [
                 {"name": "path", "type": "str"}, {"name": "property", "type": "str"}, {"name": "value", "type": "any"}]},
             {"name": "any", "meta-type": "builtin", "json-type": "value"},
+            {"name": "device_add", "meta-type": "command", "arg-type": "6", "ret-type": "any"},
+            {"name": "6", "meta-type": "object", "members": [
+                {"name": "driver", "type": "str"}, {"name": "id", "type": "str", "default": null}]},
             {"name": "1", "meta-type": "object", "members": [{"name": "path", "type": "str"}]},
             {"name": "2", "meta-type": "object", "members": [
                 {"name": "driver", "type": "3"},
@@ -659,8 +674,10 @@ mod tests {
 
     #[test]
     fn a_qemuopts_word_fills_its_place() {
-        // `e1000,id=n1` is the device, not an argument named `e1000,id`.
+        // `e1000,id=n1` is the device, not an argument named `e1000,id`;
+        // so is `driver=e1000,id=n1`, as binding reads it.
         assert_eq!(hint("device_add e1000,id=n1 ", 23, &knowledge()), None);
+        assert_eq!(hint("device_add driver=e1000,id=n1 ", 30, &knowledge()), None);
     }
 
     #[test]
