@@ -23,8 +23,13 @@ fn ended(tmux: &Tmux, code: i32, said: &str) -> String {
 /// qmpsh's REPL on `qemu` in a terminal of its own, at its first prompt
 /// (the socket's path); the screen shows `qmpsh-exit=N` once it ends.
 fn repl_on(qemu: &Qemu) -> Option<(Tmux, String)> {
+    repl_with(qemu, "")
+}
+
+/// The same, with qmpsh's `options` before the socket.
+fn repl_with(qemu: &Qemu, options: &str) -> Option<(Tmux, String)> {
     let command = format!(
-        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        "env XDG_STATE_HOME={} {} {options} {}; echo qmpsh-exit=$?; sleep 60",
         qemu.dir.path().display(),
         env!("CARGO_BIN_EXE_qmpsh"),
         qemu.socket.display()
@@ -359,4 +364,25 @@ fn completion_offers_what_the_vm_has_now() {
     tmux.type_text("info status");
     tmux.keys(&["Enter"]);
     tmux.wait_for("a reply once QEMU goes on", |s| s.contains("\"status\": \"prelaunch\""));
+}
+
+#[test]
+fn with_dash_h_tab_and_hints_read_every_line_as_hmp() {
+    // `query-status` is QMP's, which HMP text cannot name: nothing to
+    // complete, so what is typed next follows what was typed.
+    let Some((qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
+    let Some((tmux, prompt)) = repl_with(&qemu, "-H") else { return };
+    tmux.type_text("mouse_mo");
+    tab_until(&tmux, "an HMP name", |s| last_line(s).contains("> mouse_move"));
+    tmux.type_text(" ");
+    tmux.wait_for("its usage hinted", |s| last_line(s).contains("> mouse_move dx dy [dz]"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("query-st");
+    tmux.keys(&["Tab"]);
+    tmux.type_text("x");
+    tmux.wait_for("no QMP name completed", |s| last_line(s) == format!("{prompt} query-stx"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("info status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("HMP's text reply", |s| s.contains("VM status: running"));
 }
