@@ -5,6 +5,10 @@
 //! enough to know the line is its own (an opening quote, a `{`, a `key=`),
 //! it `cut`s, so an error points at the column where the text went wrong
 //! instead of at the start of the line.
+//!
+//! `parse_partial` reads a line only as far as it is typed, for the REPL's
+//! completion and hints, with the same rules: it never fails, and it knows
+//! the word under the cursor even while its quote or JSON value is open.
 
 use std::borrow::Cow;
 use std::ops::Range;

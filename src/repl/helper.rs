@@ -295,7 +295,7 @@ impl Knowledge {
 
 /// Tab completion: where the replaced text starts, and the candidates.
 pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<String>) {
-    let partial = parse(line, pos, knowledge);
+    let partial = typed_line(line, pos, knowledge);
     let cursor = &partial.cursor;
     // Inside a JSON value there is nothing to offer.
     let Some(typed) = cursor.text() else { return (pos, Vec::new()) };
@@ -324,7 +324,7 @@ pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<St
     matches.sort();
     matches.dedup();
     // A value goes where the typed one was, written as it was begun.
-    if start == cursor.value_start && (cursor.key.is_some() || partial.invocation.is_some()) {
+    if partial.invocation.is_some() {
         matches = matches.into_iter().map(|m| written(m, &cursor.value)).collect();
     }
     (start, matches)
@@ -349,9 +349,9 @@ fn dot_values(inv: &Invocation, typed: &str, knowledge: &Knowledge) -> Vec<Strin
 /// A value as it goes where the cursor's value is: inside the quote the
 /// person opened (left open if it was), or quoted when a bare word could
 /// not hold it (a space would end it).
-fn written(value: String, typed: &CursorValue) -> String {
+fn written(value: String, begun: &CursorValue) -> String {
     let json = |value: &str| serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
-    match typed {
+    match begun {
         CursorValue::Quoted { quote: '\'', closed, .. } if !value.contains('\'') => {
             format!("'{value}{}", if *closed { "'" } else { "" })
         }
@@ -366,7 +366,7 @@ fn written(value: String, typed: &CursorValue) -> String {
 
 /// The line up to `pos` as the grammar reads it, with a QemuOpts word
 /// given as `key=value` read as binding reads it (`bind::opts_in_one_word`).
-fn parse(line: &str, pos: usize, knowledge: &Knowledge) -> Partial {
+fn typed_line(line: &str, pos: usize, knowledge: &Knowledge) -> Partial {
     let mut partial = line::parse_partial(line, pos, knowledge.every_line_hmp);
     if let Some(inv) = &partial.invocation
         && partial.form == Form::Command
@@ -383,7 +383,7 @@ pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
     if pos != line.len() {
         return None;
     }
-    let partial = parse(line, pos, knowledge);
+    let partial = typed_line(line, pos, knowledge);
     let inv = partial.invocation.as_ref()?;
     let hmp_text = match partial.form {
         Form::Command => false,
