@@ -24,6 +24,7 @@ use nom::{Err as NomErr, IResult, Parser};
 
 use super::partial::{self, Cursor, CursorValue, Form, Partial};
 use super::{Arg, Invocation, Line, ParseError, Value, literal};
+use crate::bounds;
 
 /// Parses one logical line (continuations already joined).
 pub fn parse_line(text: &str) -> Result<Line, ParseError> {
@@ -58,6 +59,10 @@ pub fn parse_line(text: &str) -> Result<Line, ParseError> {
 /// (`-H`) a line that is not JSON or a `.` command is HMP text.
 pub fn parse_partial(text: &str, cursor: usize, hmp: bool) -> Partial {
     let typed = text.get(..cursor).unwrap_or(text);
+    if typed.len() > bounds::MAX_LINE || bounds::too_many_values(typed.as_bytes()) {
+        let cursor = Cursor::word(typed.len(), "", None);
+        return Partial { form: Form::Refused, head: None, invocation: None, cursor };
+    }
     Grammar { full: typed, in_transaction: false }.partial(typed, hmp)
 }
 
@@ -851,6 +856,13 @@ mod tests {
         assert_eq!(spans(text, &found), [(2, 8, "a=\"b\"c"), (9, 12, "d=1")]);
         assert_eq!(found.invocation.unwrap().args[0].key, Some(vec!["a".to_string()]));
         assert_eq!(found.cursor, Cursor::word(13, "e", None));
+    }
+
+    #[test]
+    fn a_line_the_session_would_refuse_is_not_read() {
+        let many = format!("x a=[{}]", "1,".repeat(bounds::MAX_VALUES));
+        let found = partial(&many);
+        assert_eq!((found.form, found.invocation), (Form::Refused, None));
     }
 
     #[test]

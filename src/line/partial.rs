@@ -39,6 +39,10 @@ pub enum Form {
     Transaction,
     /// `NAME ARGS`, or nothing typed yet.
     Command,
+    /// Longer than a line may be, or holding more values than one may
+    /// (`crate::bounds`): the session would refuse to parse it, so nothing
+    /// in it is read.
+    Refused,
 }
 
 /// The word the cursor is in (or at the end of).

@@ -435,7 +435,7 @@ fn shorten(mut text: String, width: usize) -> String {
 /// colour codes are added, so the width does not change.
 pub fn highlight(line: &str, palette: &Palette) -> String {
     let partial = line::parse_partial(line, line.len(), false);
-    if matches!(partial.form, Form::Json | Form::Comment) {
+    if matches!(partial.form, Form::Json | Form::Comment | Form::Refused) {
         return line.to_string();
     }
     let mut painted: Vec<(Range<usize>, Paint)> = partial.head.iter().map(|head| (head.clone(), Paint::Bold)).collect();
