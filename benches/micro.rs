@@ -1,6 +1,7 @@
 //! In-process micro-benchmarks: the line parser, the binder (without and
 //! with the recorded schema), loading a schema, the framer on a recorded
-//! stream, the renderer, and joining a JSON command of many lines. Whole-process numbers are in `benches/e2e.rs`.
+//! stream, the renderer, joining a JSON command of many lines, and what
+//! the REPL does at each key on a long line (hint, highlight, Tab). Whole-process numbers are in `benches/e2e.rs`.
 //!
 //!     cargo bench --bench micro              # all groups, about a minute
 //!     cargo bench --bench micro -- frame     # one group
@@ -10,6 +11,7 @@
 
 use std::hint::black_box;
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -19,6 +21,7 @@ use qmpsh::bind::{self, Context};
 use qmpsh::line::{Assembler, parse_line};
 use qmpsh::qmp::Framer;
 use qmpsh::render::{self, Palette};
+use qmpsh::repl::{self, Knowledge};
 use qmpsh::schema::Schema;
 
 /// QEMU 7.2's schema (187 KB), the one earlier measurements read.
@@ -175,6 +178,25 @@ fn assemble(c: &mut Criterion) {
     group.finish();
 }
 
+/// The REPL at each key of a long line (about 1.5 KB: forty `key=value`
+/// arguments, a quoted one and a JSON one), with the recorded schema: the
+/// hint and the highlighting are drawn at every key, completion at Tab.
+fn keystroke(c: &mut Criterion) {
+    let knowledge = Knowledge { schema: Some(Arc::new(Schema::from_saved(SCHEMA).unwrap())), ..Knowledge::default() };
+    let mut line = String::from("blockdev-add driver=qcow2 node-name=q0 file.driver=file file.filename=/tmp/a.qcow2");
+    for n in 0..36 {
+        line.push_str(&format!(" x-option-{n}=value-{n}"));
+    }
+    line.push_str(r#" label="a b c" opts={"a": [1, 2, 3], "b": "c d"} read-only=on dis"#);
+    let palette = Palette::colored();
+    let mut group = c.benchmark_group("keystroke");
+    group.throughput(Throughput::Bytes(line.len() as u64));
+    group.bench_function("complete", |b| b.iter(|| repl::complete(black_box(&line), line.len(), &knowledge)));
+    group.bench_function("hint", |b| b.iter(|| repl::hint(black_box(&line), line.len(), &knowledge)));
+    group.bench_function("highlight", |b| b.iter(|| repl::highlight(black_box(&line), &palette)));
+    group.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -185,6 +207,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = micro;
     config = config();
-    targets = parse, bind, load_schema, frame, render, assemble
+    targets = parse, bind, load_schema, frame, render, assemble, keystroke
 }
 criterion_main!(micro);

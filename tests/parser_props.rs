@@ -1,6 +1,7 @@
 //! Property tests of the line language: whatever a person or a file feeds
 //! the parser and binder, the answer is a result or an error at a real
-//! position, never a panic; a line that binds means what its qmp-shell
+//! position, never a panic (nor when read as far as it is typed, as the
+//! REPL reads it at each key); a line that binds means what its qmp-shell
 //! spelling means; and joining physical lines loses no byte.
 //!
 //! A failing case's seed is saved in `proptest-regressions/parser_props.txt`
@@ -16,7 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
 use qmpsh::bind::{self, Action, Context};
-use qmpsh::line::{Assembler, Line, parse_line};
+use qmpsh::line::{Assembler, Line, parse_line, parse_partial};
+use qmpsh::repl::{self, Knowledge};
 use qmpsh::schema::Schema;
 use qmpsh::version;
 use serde_json::{Map, Value as Json};
@@ -110,6 +112,31 @@ proptest! {
                 prop_assert!(e.message.starts_with("expected "), "{}", e.message);
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(300))]
+
+    /// The REPL reads a line at every key, as far as it is typed: no
+    /// panic at any cursor, every span inside what is typed, and Tab, the
+    /// hint and the highlighting never panic either.
+    #[test]
+    fn a_line_read_as_far_as_it_is_typed_never_panics(text in line_text(), hmp in any::<bool>()) {
+        let knowledge = Knowledge { every_line_hmp: hmp, ..Knowledge::default() };
+        for cursor in text.char_indices().map(|(at, _)| at).chain([text.len()]) {
+            let found = parse_partial(&text, cursor, hmp);
+            let c = &found.cursor;
+            prop_assert!(c.start <= c.value_start && c.value_start <= cursor, "{found:?}");
+            let args = found.invocation.iter().flat_map(|inv| &inv.args);
+            for span in args.map(|a| a.offset..a.end).chain(found.head.clone()) {
+                prop_assert!(span.end <= cursor && text.get(span.clone()).is_some(), "{span:?} in {found:?}");
+            }
+            let (start, _) = repl::complete(&text, cursor, &knowledge);
+            prop_assert!(start <= cursor && text.is_char_boundary(start));
+            repl::hint(&text, cursor, &knowledge);
+        }
+        repl::highlight(&text, &qmpsh::render::Palette::colored());
     }
 }
 

@@ -23,8 +23,13 @@ fn ended(tmux: &Tmux, code: i32, said: &str) -> String {
 /// qmpsh's REPL on `qemu` in a terminal of its own, at its first prompt
 /// (the socket's path); the screen shows `qmpsh-exit=N` once it ends.
 fn repl_on(qemu: &Qemu) -> Option<(Tmux, String)> {
+    repl_with(qemu, "")
+}
+
+/// The same, with qmpsh's `options` before the socket.
+fn repl_with(qemu: &Qemu, options: &str) -> Option<(Tmux, String)> {
     let command = format!(
-        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        "env XDG_STATE_HOME={} {} {options} {}; echo qmpsh-exit=$?; sleep 60",
         qemu.dir.path().display(),
         env!("CARGO_BIN_EXE_qmpsh"),
         qemu.socket.display()
@@ -283,6 +288,8 @@ fn completion_offers_what_the_vm_has_now() {
         ("device_add driver=usb-tablet por", Shows::Line("device_add driver=usb-tablet port=")),
         ("device_del ", Shows::List(&["nic0", "tab0", "vd0"])),
         ("blockdev-del node-name=di", Shows::Line("blockdev-del node-name=disk0")),
+        // Inside a quote begun, the value completes in it, left open.
+        ("blockdev-del node-name=\"di", Shows::Line("blockdev-del node-name=\"disk0")),
         ("chardev-remove id=c", Shows::List(&["ch0", "compat_monitor0"])),
         ("netdev_del ne", Shows::Line("netdev_del net0")),
         ("object-del id=i", Shows::Line("object-del id=io0")),
@@ -320,6 +327,13 @@ fn completion_offers_what_the_vm_has_now() {
     // it is needed.
     tmux.type_text("qom-get path=/m");
     tmux.wait_for("the hint for path", |s| last_line(s).contains("(path: string, required)"));
+    tmux.keys(&["C-u"]);
+    // A quoted value with spaces is one word, and so is JSON not yet closed.
+    tmux.type_text("qom-set path=/machine property=type value=\"a b");
+    tmux.wait_for("the hint for a quoted value", |s| last_line(s).contains("(value: any, required)"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("qom-set path=/machine property=type value={\"a\": \"b c");
+    tmux.wait_for("the hint for a JSON value", |s| last_line(s).contains("(value: any, required)"));
     tmux.keys(&["C-u"]);
 
     // A device deleted is no longer offered.
@@ -383,4 +397,25 @@ fn colour_on_a_terminal_is_off_with_no_color_or_term_dumb() {
         assert!(screen.contains("\"running\""), "{env}: {screen}");
         assert_eq!(screen.contains("\x1b["), coloured, "{env:?}: {screen:?}");
     }
+}
+
+#[test]
+fn with_dash_h_tab_and_hints_read_every_line_as_hmp() {
+    // `query-status` is QMP's, which HMP text cannot name: nothing to
+    // complete, so what is typed next follows what was typed.
+    let Some((qemu, _second)) = Qemu::with_second_monitor(&[]) else { return };
+    let Some((tmux, prompt)) = repl_with(&qemu, "-H") else { return };
+    tmux.type_text("mouse_mo");
+    tab_until(&tmux, "an HMP name", |s| last_line(s).contains("> mouse_move"));
+    tmux.type_text(" ");
+    tmux.wait_for("its usage hinted", |s| last_line(s).contains("> mouse_move dx dy [dz]"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("query-st");
+    tmux.keys(&["Tab"]);
+    tmux.type_text("x");
+    tmux.wait_for("no QMP name completed", |s| last_line(s) == format!("{prompt} query-stx"));
+    tmux.keys(&["C-u"]);
+    tmux.type_text("info status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("HMP's text reply", |s| s.contains("VM status: running"));
 }

@@ -279,41 +279,66 @@ fn bind_transaction(actions: &[Invocation], text: &str, context: &Context) -> Re
     Ok(Action::Send(Request::qmp("transaction", arguments)))
 }
 
-/// A command line: `info X`, a human command from the table, or a QMP
-/// command. A table name that is also a QMP command, given only
-/// `key=value` arguments, is that QMP command: the table's HMP units
-/// (`balloon 512` in MB) apply to its positional form alone.
-fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+/// What a command line's name stands for, by binding's rule; the REPL's
+/// completion and hints name commands by it too.
+#[derive(Debug, Clone, Copy)]
+pub enum Meaning {
+    /// A human command from the table.
+    Table(&'static crate::table::Entry),
+    /// A QMP command with qmp-shell arguments.
+    Qmp,
+    /// HMP text, sent as typed.
+    Hmp,
+}
+
+/// What `inv` names: `info X` or a human command from the table; a table
+/// name that is also a QMP command, given only `key=value` arguments that
+/// QMP takes, is that QMP command (the table's HMP units, `balloon 512` in
+/// MB, apply to its positional form alone); a name only HMP has, in HMP's
+/// form, is HMP's; any other name is QMP's.
+pub fn meaning(inv: &Invocation, context: &Context) -> Meaning {
     let word = command_word(&inv.name);
-    if let Some(whole) = opts_in_one_word(inv, text) {
-        return bind_command(&whole, text, context);
-    }
     let entry = match word {
         // HMP's richer forms (`info block -v disk0`): the table's takes no arguments.
-        "info" if inv.args.len() > 1 && info_entry(inv, text)?.is_some_and(|entry| entry.args.is_empty()) => {
-            return Ok(Request::hmp(text.trim(), context.cpu));
-        }
-        "info" => info_entry(inv, text)?,
+        "info" => info_entry(inv).ok().flatten().filter(|entry| inv.args.len() <= 1 || !entry.args.is_empty()),
         // HMP's `change vnc password X` is not a medium: HMP has it whole.
         "change" if inv.args.first().is_some_and(|a| a.key.is_none() && a.value.text() == Some("vnc")) => {
-            return Ok(Request::hmp(text.trim(), context.cpu));
+            return Meaning::Hmp;
         }
         _ if named_only(inv) && is_qmp_command(word, context) && !human::reads_as_hmp(inv, word, context) => None,
         _ => crate::table::lookup(word),
     };
     match entry {
-        Some(entry) => human::bind(entry, inv, text, context),
-        None if word == "info" || is_hmp_only(inv, word, context) => Ok(Request::hmp(text.trim(), context.cpu)),
-        None if word != inv.name => error(inv.offset + word.len(), "no `/` after a QMP command name"),
-        None => bind_qmp(inv, text, context),
+        Some(entry) => Meaning::Table(entry),
+        None if word == "info" || is_hmp_only(inv, word, context) => Meaning::Hmp,
+        None => Meaning::Qmp,
+    }
+}
+
+/// A command line: `info X`, a human command from the table, a QMP
+/// command, or HMP text, as [`meaning`] reads its name.
+fn bind_command(inv: &Invocation, text: &str, context: &Context) -> Result<Request> {
+    let word = command_word(&inv.name);
+    if let Some(whole) = opts_in_one_word(inv, text) {
+        return bind_command(&whole, text, context);
+    }
+    if word == "info" {
+        info_entry(inv)?;
+    }
+    match meaning(inv, context) {
+        Meaning::Table(entry) => human::bind(entry, inv, text, context),
+        Meaning::Hmp => Ok(Request::hmp(text.trim(), context.cpu)),
+        Meaning::Qmp if word != inv.name => error(inv.offset + word.len(), "no `/` after a QMP command name"),
+        Meaning::Qmp => bind_qmp(inv, text, context),
     }
 }
 
 /// A QemuOpts string whose first item names its key (`device_add
 /// driver=e1000,id=n1`, `netdev_add type=user,id=n1`): the line as HMP
 /// reads it, with the whole word as the string. Written as one `key=value`,
-/// it would be a driver named `e1000,id=n1`.
-fn opts_in_one_word(inv: &Invocation, text: &str) -> Option<Invocation> {
+/// it would be a driver named `e1000,id=n1`. Binding reads the line so
+/// before anything else, and so does the REPL's completion.
+pub fn opts_in_one_word(inv: &Invocation, text: &str) -> Option<Invocation> {
     let entry = crate::table::lookup(command_word(&inv.name)).filter(|entry| entry.has_opts())?;
     let [arg] = inv.args.as_slice() else { return None };
     let word = text.get(arg.offset..arg.end)?;
@@ -324,7 +349,7 @@ fn opts_in_one_word(inv: &Invocation, text: &str) -> Option<Invocation> {
 }
 
 /// `info X`: the table entry when there is one; `None` sends HMP's own.
-fn info_entry(inv: &Invocation, _text: &str) -> Result<Option<&'static crate::table::Entry>> {
+fn info_entry(inv: &Invocation) -> Result<Option<&'static crate::table::Entry>> {
     match inv.args.first() {
         // `info` alone is HMP's list of what it can show.
         None => Ok(None),

@@ -204,6 +204,14 @@ impl Scan {
     }
 }
 
+/// Whether a JSON or Python-literal value at the start of `value` is
+/// still open at its end (brackets and quotes read as when joining lines).
+pub(super) fn still_open(value: &str) -> bool {
+    let mut scan = Scan::default();
+    scan.feed(value);
+    scan.depth > 0
+}
+
 /// A one-line block ends with `)`; a multi-line block with a line that is
 /// only `)`, or (as qmp-shell allows) an action line whose last word is `)`.
 /// `last` is the block's last line so far; `only` whether it is its first.

@@ -5,8 +5,13 @@
 //! enough to know the line is its own (an opening quote, a `{`, a `key=`),
 //! it `cut`s, so an error points at the column where the text went wrong
 //! instead of at the start of the line.
+//!
+//! `parse_partial` reads a line only as far as it is typed, for the REPL's
+//! completion and hints, with the same rules: it never fails, and it knows
+//! the word under the cursor even while its quote or JSON value is open.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use nom::branch::alt;
 use nom::bytes::complete::{tag, take_till, take_till1, take_until, take_while, take_while1};
@@ -17,7 +22,9 @@ use nom::multi::{many0, many1};
 use nom::sequence::{pair, preceded, terminated};
 use nom::{Err as NomErr, IResult, Parser};
 
+use super::partial::{self, Cursor, CursorValue, Form, Partial};
 use super::{Arg, Invocation, Line, ParseError, Value, literal};
+use crate::bounds;
 
 /// Parses one logical line (continuations already joined).
 pub fn parse_line(text: &str) -> Result<Line, ParseError> {
@@ -41,6 +48,22 @@ pub fn parse_line(text: &str) -> Result<Line, ParseError> {
         // Only streaming parsers ask for more input; these are all complete.
         Err(NomErr::Incomplete(_)) => Err(ParseError { offset: text.len(), message: "expected more input".into() }),
     }
+}
+
+/// Parses a line typed up to `cursor` as far as it goes, for completion
+/// and hints: the words before the cursor as [`parse_line`] reads them,
+/// each with its span, and the word under the cursor, finished or not (an
+/// open quote or JSON value). It never fails: a word the grammar refuses
+/// is taken as it is, up to the next whitespace, and any whitespace
+/// separates words here (the full parse says which does not). With `hmp`
+/// (`-H`) a line that is not JSON or a `.` command is HMP text.
+pub fn parse_partial(text: &str, cursor: usize, hmp: bool) -> Partial {
+    let typed = text.get(..cursor).unwrap_or(text);
+    if typed.len() > bounds::MAX_LINE || bounds::too_many_values(typed.as_bytes()) {
+        let cursor = Cursor::word(typed.len(), "", None);
+        return Partial { form: Form::Refused, head: None, invocation: None, cursor };
+    }
+    Grammar { full: typed, in_transaction: false }.partial(typed, hmp)
 }
 
 /// The first `\uXXXX` escape in a JSON string literal that is half of a
@@ -430,6 +453,150 @@ impl<'a> Grammar<'a> {
         let end = expect("the end of the line", eof);
         terminated(preceded(multispace0, form), (multispace0, end)).parse(i)
     }
+
+    // --- a line as far as it is typed (parse_partial) ---------------------
+
+    fn partial(&self, i: &'a str, hmp: bool) -> Partial {
+        let i = i.trim_start();
+        let at = self.offset(i);
+        let end = self.full.len();
+        let keyword = terminated(tag::<_, _, Fail>("hmp"), take_while1(char::is_whitespace)).parse(i);
+        let (form, head, body) = match (i.chars().next(), keyword) {
+            (Some('#'), _) => (Form::Comment, None, None),
+            (Some('{'), _) => (Form::Json, None, None),
+            (Some('.'), _) => (Form::Dot, None, i.get(1..)),
+            (_, _) if hmp => (Form::Hmp, None, Some(i)),
+            (_, Ok((text, _))) => (Form::Hmp, Some(at..at + 3), Some(text)),
+            _ if i.starts_with("transaction(") => (Form::Transaction, Some(at..at + "transaction(".len()), None),
+            _ => (Form::Command, None, Some(i)),
+        };
+        let Some(body) = body else {
+            return Partial { form, head, invocation: None, cursor: Cursor::word(end, "", None) };
+        };
+        let (invocation, mut cursor, name) = match form {
+            Form::Hmp => self.partial_hmp(body),
+            _ => self.partial_invocation(body),
+        };
+        // A dot command's name is typed with its dot.
+        let name = name.map(|name| if form == Form::Dot { at..name.end } else { name });
+        if invocation.is_none() && form == Form::Dot {
+            cursor = Cursor::word(at, i, None);
+        }
+        Partial { form, head: head.or(name), invocation, cursor }
+    }
+
+    /// HMP text: words at whitespace, all of them positional.
+    fn partial_hmp(&self, i: &'a str) -> (Option<Invocation>, Cursor, Option<Range<usize>>) {
+        let mut words = Vec::new();
+        let mut rest = i.trim_start();
+        while !rest.is_empty() {
+            let (left, word) = take_till::<_, _, Fail>(char::is_whitespace).parse(rest).unwrap_or(("", rest));
+            words.push((self.offset(rest), word));
+            rest = left.trim_start();
+        }
+        let ends_open = !i.ends_with(char::is_whitespace);
+        let cursor = match words.last() {
+            Some(&(at, word)) if ends_open => {
+                words.pop();
+                Cursor::word(at, word, None)
+            }
+            _ => Cursor::word(self.full.len(), "", None),
+        };
+        let name = words.first().map(|&(at, word)| at..at + word.len()).or_else(|| {
+            let typed = cursor.text().filter(|text| !text.is_empty())?;
+            Some(cursor.start..cursor.start + typed.len())
+        });
+        let mut words = words.into_iter();
+        let invocation = words.next().map(|(offset, name)| {
+            let args = words.map(|(offset, word)| Arg {
+                key: None,
+                value: Value::Bare(word.to_string()),
+                offset,
+                end: offset + word.len(),
+            });
+            Invocation { name: name.to_string(), offset, args: args.collect() }
+        });
+        (invocation, cursor, name)
+    }
+
+    /// A name and its arguments, up to the word under the cursor.
+    fn partial_invocation(&self, i: &'a str) -> (Option<Invocation>, Cursor, Option<Range<usize>>) {
+        let offset = self.offset(i);
+        let (mut rest, name) = match self.name(i) {
+            Ok((rest, name)) if rest.is_empty() || rest.starts_with(char::is_whitespace) => (rest, name),
+            _ => take_till::<_, _, Fail>(char::is_whitespace).parse(i).unwrap_or(("", i)),
+        };
+        let span = (!name.is_empty()).then_some(offset..offset + name.len());
+        if rest.is_empty() {
+            return (None, Cursor::word(offset, name, None), span);
+        }
+        let mut args = Vec::new();
+        let cursor = loop {
+            let after = rest.trim_start();
+            if after.is_empty() {
+                break Cursor::word(self.full.len(), "", None);
+            }
+            match self.arg(after) {
+                Ok(("", arg)) => break self.cursor_at(arg),
+                Ok((left, arg)) if left.starts_with(char::is_whitespace) => {
+                    args.push(arg);
+                    rest = left;
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(open) = self.open_word(after) {
+                break open;
+            }
+            // A word the grammar refuses, taken as it is.
+            let (left, word) = take_till::<_, _, Fail>(char::is_whitespace).parse(after).unwrap_or(("", after));
+            let key = self.key(word).ok().map(|(_, parts)| parts.join("."));
+            let start = self.offset(after);
+            if left.is_empty() {
+                break Cursor::word(start, word, key);
+            }
+            let value = word.get(key.as_ref().map_or(0, |k| k.len() + 1)..).unwrap_or_default();
+            let key = key.map(|k| k.split('.').map(str::to_string).collect());
+            args.push(Arg { key, value: Value::Bare(value.to_string()), offset: start, end: start + word.len() });
+            rest = left;
+        };
+        (Some(Invocation { name: name.to_string(), offset, args }), cursor, span)
+    }
+
+    /// The cursor in an argument the grammar read whole.
+    fn cursor_at(&self, arg: Arg) -> Cursor {
+        let key = arg.key.map(|parts| parts.join("."));
+        let value_start = key.as_ref().map_or(arg.offset, |k| arg.offset + k.len() + 1);
+        let quote = self.full.get(value_start..).and_then(|v| v.chars().next()).unwrap_or('"');
+        let value = match arg.value {
+            Value::Quoted(text) => CursorValue::Quoted { quote, text, closed: true },
+            Value::Bare(text) => CursorValue::Bare(text),
+            Value::Json(_) => CursorValue::Json { closed: true },
+        };
+        Cursor { start: arg.offset, key, value_start, value }
+    }
+
+    /// A word that runs to the end of what is typed because its quote or
+    /// its JSON value is still open.
+    fn open_word(&self, i: &'a str) -> Option<Cursor> {
+        let (value, key) = match self.key(i) {
+            Ok((value, parts)) => (value, Some(parts.join("."))),
+            Err(_) => (i, None),
+        };
+        let typed = match value.chars().next()? {
+            '"' => {
+                CursorValue::Quoted { quote: '"', text: partial::open_double_quoted(value.get(1..)?)?, closed: false }
+            }
+            '\'' => {
+                let body = value.get(1..)?;
+                (!body.contains('\'')).then_some(())?;
+                CursorValue::Quoted { quote: '\'', text: body.to_string(), closed: false }
+            }
+            '{' | '[' if super::assemble::still_open(value) => CursorValue::Json { closed: false },
+            _ => return None,
+        };
+        Some(Cursor { start: self.offset(i), key, value_start: self.offset(value), value: typed })
+    }
 }
 
 #[cfg(test)]
@@ -583,6 +750,158 @@ mod tests {
     #[test]
     fn vendor_prefixed_names_keep_their_dots() {
         assert_eq!(command("__org.qemu_x-foo a=1").name, "__org.qemu_x-foo");
+    }
+
+    fn partial(text: &str) -> Partial {
+        parse_partial(text, text.len(), false)
+    }
+
+    /// Each complete argument before the cursor: its span and the text there.
+    fn spans<'t>(text: &'t str, found: &Partial) -> Vec<(usize, usize, &'t str)> {
+        let args = found.invocation.iter().flat_map(|inv| &inv.args);
+        args.map(|a| (a.offset, a.end, &text[a.offset..a.end])).collect()
+    }
+
+    #[test]
+    fn a_partial_line_has_its_words_spans_and_the_word_under_the_cursor() {
+        let text = "device_add e1000,id=n1 bus=pci.0 'a b' pa";
+        let found = partial(text);
+        assert_eq!((found.form, found.head.clone()), (Form::Command, Some(0..10)));
+        assert_eq!(spans(text, &found), [(11, 22, "e1000,id=n1"), (23, 32, "bus=pci.0"), (33, 38, "'a b'")]);
+        let args = &found.invocation.as_ref().unwrap().args;
+        // As the full parse reads them: a QemuOpts word is no key.
+        assert_eq!(args[0].key, None);
+        assert_eq!(args[1].key, Some(vec!["bus".to_string()]));
+        assert_eq!(
+            found.cursor,
+            Cursor { start: 39, key: None, value_start: 39, value: CursorValue::Bare("pa".into()) }
+        );
+        // The cursor need not be at the end: what follows it is not read.
+        let early = parse_partial(text, 26, false);
+        assert_eq!(early.cursor, Cursor::word(23, "bus", None));
+        assert_eq!(spans(text, &early), [(11, 22, "e1000,id=n1")]);
+    }
+
+    #[test]
+    fn the_cursor_in_a_quoted_value_with_spaces_is_one_word() {
+        let text = r#"qom-set path=/machine property=append value="a b\"c"#;
+        let found = partial(text);
+        assert_eq!(spans(text, &found), [(8, 21, "path=/machine"), (22, 37, "property=append")]);
+        let quoted = CursorValue::Quoted { quote: '"', text: "a b\"c".into(), closed: false };
+        assert_eq!(found.cursor, Cursor { start: 38, key: Some("value".into()), value_start: 44, value: quoted });
+        // Closed, it is the same word, and the text inside it.
+        let found = partial("x a='b c'");
+        assert_eq!(found.cursor.value, CursorValue::Quoted { quote: '\'', text: "b c".into(), closed: true });
+        // A half-typed escape is left out of the text.
+        assert_eq!(partial(r#"x "a\"#).cursor.text(), Some("a"));
+    }
+
+    #[test]
+    fn the_cursor_inside_a_json_value_is_one_word() {
+        let text = r#"blockdev-add driver=file file={"driver": "file", "a b": [1, "}"#;
+        let found = partial(text);
+        assert_eq!(spans(text, &found), [(13, 24, "driver=file")]);
+        assert_eq!(found.cursor.key.as_deref(), Some("file"));
+        assert_eq!((found.cursor.start, found.cursor.value_start), (25, 30));
+        assert_eq!(found.cursor.value, CursorValue::Json { closed: false });
+        assert_eq!(found.cursor.text(), None);
+        // Once closed, the words after it are words again.
+        let text = r#"x a={"b": "c d"} e"#;
+        assert_eq!(spans(text, &partial(text)), [(2, 16, r#"a={"b": "c d"}"#)]);
+        assert_eq!(partial(text).cursor, Cursor::word(17, "e", None));
+        let found = partial("x a=['b', {'c': ");
+        assert_eq!(found.cursor.value, CursorValue::Json { closed: false });
+    }
+
+    #[test]
+    fn after_a_trailing_space_the_cursor_starts_a_new_word() {
+        let text = "qom-list path=/m  ";
+        let found = partial(text);
+        assert_eq!(spans(text, &found), [(9, 16, "path=/m")]);
+        assert_eq!(found.cursor, Cursor::word(18, "", None));
+        assert!(found.cursor.is_empty());
+        // Still in the name: no command yet.
+        let found = partial("qom-l");
+        assert_eq!((found.invocation, found.head), (None, Some(0..5)));
+        assert_eq!(found.cursor, Cursor::word(0, "qom-l", None));
+        let found = partial(".wa");
+        assert_eq!((found.form, found.invocation, found.cursor), (Form::Dot, None, Cursor::word(0, ".wa", None)));
+        assert_eq!(partial("  ").cursor, Cursor::word(2, "", None));
+    }
+
+    #[test]
+    fn hmp_text_is_words_at_whitespace_all_positional() {
+        let text = "hmp device_del a=b n";
+        let found = partial(text);
+        assert_eq!((found.form, found.head.clone()), (Form::Hmp, Some(0..3)));
+        let inv = found.invocation.as_ref().unwrap();
+        assert_eq!((inv.name.as_str(), inv.offset), ("device_del", 4));
+        assert_eq!(inv.args[0].key, None);
+        assert_eq!(spans(text, &found), [(15, 18, "a=b")]);
+        assert_eq!(found.cursor, Cursor::word(19, "n", None));
+        assert_eq!(partial("hmp ").invocation, None);
+        // `hmp` alone is still a name being typed.
+        assert_eq!(partial("hmp").form, Form::Command);
+        // With -H, a line is HMP text unless it is JSON or a `.` command.
+        let found = parse_partial("info st", 7, true);
+        assert_eq!((found.form, found.head.clone()), (Form::Hmp, Some(0..4)));
+        assert_eq!(found.cursor, Cursor::word(5, "st", None));
+        assert_eq!(parse_partial(".wait S", 7, true).form, Form::Dot);
+        assert_eq!(parse_partial("{\"exec", 6, true).form, Form::Json);
+    }
+
+    #[test]
+    fn a_word_the_grammar_refuses_is_taken_as_it_is() {
+        let text = "x a=\"b\"c d=1 e";
+        let found = partial(text);
+        assert_eq!(spans(text, &found), [(2, 8, "a=\"b\"c"), (9, 12, "d=1")]);
+        assert_eq!(found.invocation.unwrap().args[0].key, Some(vec!["a".to_string()]));
+        assert_eq!(found.cursor, Cursor::word(13, "e", None));
+    }
+
+    #[test]
+    fn a_line_the_session_would_refuse_is_not_read() {
+        let many = format!("x a=[{}]", "1,".repeat(bounds::MAX_VALUES));
+        let found = partial(&many);
+        assert_eq!((found.form, found.invocation), (Form::Refused, None));
+    }
+
+    #[test]
+    fn a_finished_line_reads_as_the_full_parse_reads_it() {
+        for text in [
+            "device_add e1000,id=n1 bus=pci.0 'a b' \"c\\td\"",
+            r#"blockdev-add file.driver=file opts={"a": [1, 2]} list=[] empty="#,
+            "x a=['b',True,None] c={'d':1}",
+        ] {
+            let Line::Command(inv) = parse(text) else { panic!("{text}") };
+            let typed = format!("{text} ");
+            assert_eq!(partial(&typed).invocation, Some(inv), "{text}");
+        }
+    }
+
+    #[test]
+    fn any_prefix_reads_without_panic_and_its_spans_lie_in_it() {
+        let lines = [
+            r#"qom-set path=/machine property=append value="a \"b\u00e9 c" x='d e' f={"g": ['h', {"i": 1}]} j"#,
+            "hmp  info\u{a0}status é=1 ",
+            ".wait STOP timeout=5 \"a",
+            "transaction( a x=1 ; b )",
+            "x a=\"b\"c d=1 é=\u{3000}\"\\",
+            "{\"execute\": \"x\"",
+            "  # note",
+        ];
+        for text in lines {
+            let cursors = text.char_indices().map(|(at, _)| at).chain([text.len()]);
+            for (cursor, hmp) in cursors.flat_map(|at| [(at, false), (at, true)]) {
+                let found = parse_partial(text, cursor, hmp);
+                let c = &found.cursor;
+                assert!(c.start <= c.value_start && c.value_start <= cursor, "{text:?} at {cursor}: {found:?}");
+                let args = found.invocation.iter().flat_map(|inv| &inv.args);
+                for span in args.map(|a| a.offset..a.end).chain(found.head.clone()) {
+                    assert!(span.end <= cursor && text.get(span.clone()).is_some(), "{text:?} at {cursor}: {span:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The line language: what one typed or scripted line says, before anyone
 //! knows which commands exist. `input` reads a script's physical lines,
 //! `assemble` joins continued ones, `grammar` parses one logical line into
-//! a [`Line`].
+//! a [`Line`], or a line as far as it is typed into a [`Partial`] (for
+//! completion and hints).
 //!
 //! The grammar records the shape of a line and where each part sits, never
 //! what it means: typing values and checking commands is binding's job
@@ -11,11 +12,13 @@ mod assemble;
 mod grammar;
 pub mod input;
 pub mod literal;
+mod partial;
 
 pub use assemble::Assembler;
-pub use grammar::parse_line;
 pub(crate) use grammar::{MAX_KEY_PARTS, is_key_char};
+pub use grammar::{parse_line, parse_partial};
 pub use input::{Flow, Logical, Source, assemble, for_each_line, read_physical};
+pub use partial::{Cursor, CursorValue, Form, Partial};
 
 use serde_json::Map;
 

@@ -1,11 +1,16 @@
 //! The line editor's helper: Tab completion, greyed hints of the arguments
 //! still missing, and highlighting of the typed line. All of it reads the
+//! line as the grammar does (`line::parse_partial`: words with their
+//! spans, and the word under the cursor, an open quote or JSON value too),
+//! names commands by binding's rule (`bind::meaning`), and reads the
 //! command table and the live schema; the logic is plain functions of the
 //! line, tested without a terminal.
 
 use std::borrow::Cow;
+use std::ops::Range;
 use std::sync::Arc;
 
+use colored::Color;
 use rustyline::completion::Completer;
 use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
@@ -13,8 +18,9 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use super::live::{self, Fetcher, Item, Kind};
-use crate::bind::dot::COMMANDS;
+use crate::bind::{self, Meaning, dot::COMMANDS};
 use crate::hmp::HmpCommands;
+use crate::line::{self, Arg, Cursor, CursorValue, Form, Invocation, Partial};
 use crate::render::{self, Palette};
 use crate::schema::Schema;
 use crate::table::{self, ArgSpec, ArgType, Entry};
@@ -34,6 +40,8 @@ pub struct Knowledge {
     pub live: Option<Fetcher>,
     /// The QEMU's version, when known: what it lacks is not offered.
     pub qemu: Option<Version>,
+    /// `-H`: every line but JSON and `.` commands is HMP text.
+    pub every_line_hmp: bool,
 }
 
 impl Knowledge {
@@ -46,18 +54,45 @@ impl Knowledge {
             words.extend(table.map(|n| n.split(' ').next().unwrap_or(n).to_string()));
             words.push("hmp".into());
         }
-        words.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
+        words.extend(self.dot_words());
         words.extend(self.qmp_names());
-        words.extend(self.hmp.iter().flat_map(|h| h.names().map(String::from)));
+        words.extend(self.hmp_names());
         words
     }
 
+    fn dot_words(&self) -> impl Iterator<Item = String> {
+        COMMANDS.iter().map(|c| format!(".{}", c.name))
+    }
+
+    fn hmp_names(&self) -> impl Iterator<Item = String> + '_ {
+        self.hmp.iter().flat_map(|h| h.names().map(String::from))
+    }
+
+    /// What binding is told of the QEMU: names resolve as they will bind.
+    fn context(&self) -> bind::Context<'_> {
+        bind::Context {
+            schema: self.schema.as_deref(),
+            hmp_commands: self.hmp.as_deref(),
+            qemu: self.qemu,
+            ..bind::Context::default()
+        }
+    }
+
+    /// What the line's command stands for, as binding reads it; a table
+    /// command the QEMU lacks is not offered, so it stands for QMP's.
+    fn meaning(&self, inv: &Invocation) -> Meaning {
+        match bind::meaning(inv, &self.context()) {
+            Meaning::Table(entry) if !self.has(entry.span) => Meaning::Qmp,
+            meaning => meaning,
+        }
+    }
+
     /// The arguments HMP's `help` shows for a command only HMP has.
-    fn hmp_usage(&self, name: &str) -> Option<&str> {
-        if self.is_qmp(name) || table::lookup(name).is_some() {
+    fn hmp_usage(&self, inv: &Invocation) -> Option<&str> {
+        if !matches!(self.meaning(inv), Meaning::Hmp) {
             return None;
         }
-        let usage = self.hmp.as_ref()?.usage(name)?;
+        let usage = self.hmp.as_ref()?.usage(&inv.name)?;
         Some(usage.arguments.as_str())
     }
 
@@ -66,18 +101,12 @@ impl Knowledge {
         from_schema.chain(self.commands.iter().cloned()).collect()
     }
 
-    /// The table entry a line's leading words name, if any. A table name
-    /// that QEMU also knows as a QMP command, with only `key=value`
-    /// arguments so far, is that QMP command (as binding reads it), so it
-    /// has no entry here.
-    fn entry(&self, words: &[&str]) -> Option<&'static Entry> {
-        let entry = match words {
-            ["info", topic, ..] => table::lookup(&format!("info {topic}")),
-            [name, args @ ..] if !args.is_empty() && args.iter().all(|a| a.contains('=')) && self.is_qmp(name) => None,
-            [name, ..] => table::lookup(name),
-            [] => None,
-        };
-        entry.filter(|e| self.has(e.span))
+    /// The table entry the line's command is, if any (see [`Self::meaning`]).
+    fn entry(&self, inv: &Invocation) -> Option<&'static Entry> {
+        match self.meaning(inv) {
+            Meaning::Table(entry) => Some(entry),
+            Meaning::Qmp | Meaning::Hmp => None,
+        }
     }
 
     /// Whether the QEMU has what `span` says some versions lack (yes, when
@@ -86,26 +115,19 @@ impl Knowledge {
         self.qemu.is_none_or(|version| span.contains(version))
     }
 
-    fn is_qmp(&self, name: &str) -> bool {
-        self.schema.as_ref().is_some_and(|schema| schema.has_command(name))
-    }
-
     /// Arguments of the command on the line: (name, type, optional). Before
     /// any argument, a table name that is also a QMP command offers both
     /// forms' names.
-    fn arguments(&self, words: &[&str]) -> Vec<(String, String, bool)> {
-        let qmp = match (&self.schema, words.first()) {
-            (Some(schema), Some(command)) => schema.arguments(command),
-            _ => Vec::new(),
-        };
-        match self.entry(words) {
+    fn arguments(&self, inv: &Invocation) -> Vec<(String, String, bool)> {
+        let qmp = self.schema.as_ref().map(|schema| schema.arguments(&inv.name)).unwrap_or_default();
+        match self.entry(inv) {
             Some(entry) => {
                 let table = entry
                     .args
                     .iter()
                     .filter(|a| self.has(a.span))
                     .map(|a| (a.name.to_string(), a.kind.describe().to_string(), a.optional || a.flag.is_some()));
-                let both = words.len() == 1;
+                let both = inv.args.is_empty();
                 table.chain(qmp.into_iter().filter(|_| both)).collect()
             }
             None => qmp,
@@ -114,66 +136,62 @@ impl Knowledge {
 
     /// The QMP command a line runs (a table command's, or the name typed)
     /// and the QMP argument `key` fills.
-    fn qmp_argument<'k>(&self, words: &[&'k str], key: &'k str) -> Option<(&'k str, &'k str)> {
-        match self.entry(words) {
+    fn qmp_argument<'k>(&self, inv: &'k Invocation, key: &'k str) -> (&'k str, &'k str) {
+        match self.entry(inv) {
             Some(entry) => {
                 let target = entry.args.iter().find(|a| a.name == key).map_or(key, |a| a.target());
-                Some((entry.qmp.unwrap_or(entry.name), target))
+                (entry.qmp.unwrap_or(entry.name), target)
             }
-            None => Some((*words.first()?, key)),
+            None => (&inv.name, key),
         }
     }
 
     /// What the VM has now for argument `key`, given `typed` so far.
-    fn live_values(&self, words: &[&str], key: &str, typed: &str) -> Vec<String> {
-        let (Some(live), Some((command, argument))) = (&self.live, self.qmp_argument(words, key)) else {
-            return Vec::new();
-        };
+    fn live_values(&self, inv: &Invocation, key: &str, typed: &str) -> Vec<String> {
+        let Some(live) = &self.live else { return Vec::new() };
+        let (command, argument) = self.qmp_argument(inv, key);
         let Some(kind) = live::kind_of(command, argument) else { return Vec::new() };
-        names(live.items(kind, typed, self.qom_path(words).as_deref()))
+        names(live.items(kind, typed, self.qom_path(inv).as_deref()))
     }
 
     /// The QOM path a line names (`path=` or a table command's path
     /// argument), whose properties `property` takes.
-    fn qom_path(&self, words: &[&str]) -> Option<String> {
-        if let Some(path) = words.iter().find_map(|w| w.strip_prefix("path=")) {
+    fn qom_path(&self, inv: &Invocation) -> Option<String> {
+        if let Some(path) = named(inv).find_map(|(key, value)| (key == "path").then_some(value)) {
             return Some(path.to_string());
         }
-        let entry = self.entry(words)?;
+        let entry = self.entry(inv)?;
         let at = entry.args.iter().filter(|a| a.flag.is_none()).position(|a| a.target() == "path")?;
-        words.iter().skip(1).filter(|w| !w.contains('=') && !w.starts_with('-')).nth(at).map(|w| w.to_string())
+        positional_words(inv).nth(at).and_then(|a| a.value.text()).map(str::to_string)
     }
 
     /// Properties of the device or object type a line names
     /// (`device_add driver=e1000`, `object-add qom-type=iothread`).
-    fn type_properties(&self, words: &[&str], live: &Fetcher) -> Vec<Item> {
-        let command = words.first().copied().unwrap_or_default();
-        let typed = words.iter().skip(1).filter_map(|w| w.split_once('='));
-        let named = typed.filter_map(|(key, value)| Some((live::kind_of(command, key)?, value)));
-        let found = named.into_iter().find(|(kind, _)| matches!(kind, Kind::DeviceType | Kind::ObjectType));
-        found.map(|(kind, ty)| live.properties(kind, ty)).unwrap_or_default()
+    fn type_properties(&self, inv: &Invocation, live: &Fetcher) -> Vec<Item> {
+        let named = named(inv).filter_map(|(key, value)| Some((live::kind_of(&inv.name, &key)?, value)));
+        let mut found = named.filter(|(kind, _)| matches!(kind, Kind::DeviceType | Kind::ObjectType));
+        found.next().map(|(kind, ty)| live.properties(kind, ty)).unwrap_or_default()
     }
 
     /// Candidates from the VM for a positional word, when the argument in
     /// that place takes a value only the VM knows.
-    fn positional(&self, words: &[&str], word: &str) -> Option<Vec<String>> {
+    fn positional(&self, inv: &Invocation, word: &str) -> Option<Vec<String>> {
         let live = self.live.as_ref()?;
-        let first = *words.first()?;
-        let Some(entry) = self.entry(words) else {
+        let Some(entry) = self.entry(inv) else {
             // A command only HMP has: its usage names the arguments.
-            let usage = self.hmp_usage(first)?;
+            let usage = self.hmp_usage(inv)?;
             let arguments: Vec<&str> = usage
                 .split_whitespace()
                 .map(|t| t.trim_matches(|c| "[]<>".contains(c)))
                 .filter(|t| !t.is_empty() && !t.starts_with('-'))
                 .collect();
-            let kind = live::kind_of(first, arguments.get(words.len() - 1)?)?;
+            let kind = live::kind_of(&inv.name, arguments.get(inv.args.len())?)?;
             return Some(names(live.items(kind, word, None)));
         };
-        let spec = positional_spec(entry, words)?;
+        let spec = positional_left(entry, inv).next()?;
         let kind = live::kind_of(entry.qmp.unwrap_or(entry.name), spec.target())?;
         if spec.kind != ArgType::Opts {
-            return Some(names(live.items(kind, word, self.qom_path(words).as_deref())));
+            return Some(names(live.items(kind, word, self.qom_path(inv).as_deref())));
         }
         // `device_add e1000,` continues with the type's properties.
         Some(match word.rfind(',') {
@@ -189,23 +207,17 @@ impl Knowledge {
         })
     }
 
-    /// The hint for the argument being typed: its type, and whether it is
-    /// needed.
-    fn hint_under_cursor(&self, line: &str) -> Option<String> {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (last, before) = words.split_last()?;
-        let first = *before.first()?;
-        if first.starts_with('.') || first.starts_with('{') || first == "hmp" {
-            return None;
-        }
-        let (name, ty, optional) = match last.split_once('=') {
-            Some((key, _)) => self.arguments(before).into_iter().find(|(n, _, _)| n == key).or_else(|| {
+    /// The hint for the argument being typed: its name, its type, and
+    /// whether it is needed.
+    fn hint_under_cursor(&self, inv: &Invocation, cursor: &Cursor, hmp_text: bool) -> Option<String> {
+        let (name, ty, optional) = match &cursor.key {
+            Some(key) if !hmp_text => self.arguments(inv).into_iter().find(|(n, _, _)| n == key).or_else(|| {
                 let live = self.live.as_ref()?.known_only();
-                let property = self.type_properties(before, &live).into_iter().find(|p| p.name == key)?;
+                let property = self.type_properties(inv, &live).into_iter().find(|p| &p.name == key)?;
                 Some((property.name, property.detail, true))
             })?,
-            None => {
-                let spec = positional_spec(self.entry(before)?, before)?;
+            _ => {
+                let spec = positional_left(self.entry(inv)?, inv).next()?;
                 (spec.name.to_string(), spec.kind.describe().to_string(), spec.optional)
             }
         };
@@ -213,9 +225,33 @@ impl Knowledge {
         Some(format!("  ({name}: {}, {needed})", shorten(ty, 48)))
     }
 
+    /// The arguments still missing after the line's last word, with their
+    /// types; in HMP text, positional ones only.
+    fn missing(&self, inv: &Invocation, hmp_text: bool) -> Vec<String> {
+        if let Some(entry) = self.entry(inv) {
+            let shown = |a: &ArgSpec| {
+                let shown = format!("{}:{}", a.name, a.kind.describe());
+                if a.optional { format!("[{shown}]") } else { shown }
+            };
+            return positional_left(entry, inv).map(shown).collect();
+        }
+        if let Some(usage) = self.hmp_usage(inv).filter(|_| inv.args.is_empty()) {
+            return vec![usage.to_string()];
+        }
+        if hmp_text {
+            return Vec::new();
+        }
+        let given: Vec<String> = named(inv).map(|(key, _)| key).collect();
+        let mut arguments = self.arguments(inv);
+        arguments.retain(|(name, _, _)| !given.contains(name));
+        arguments.sort_by_key(|(_, _, optional)| *optional);
+        let shown = |(name, ty, optional)| if optional { format!("[{name}={ty}]") } else { format!("{name}={ty}") };
+        arguments.into_iter().map(shown).collect()
+    }
+
     /// Values the argument `key` of the line's command can take.
-    fn values(&self, words: &[&str], key: &str) -> Vec<String> {
-        if let Some(entry) = self.entry(words) {
+    fn values(&self, inv: &Invocation, key: &str) -> Vec<String> {
+        if let Some(entry) = self.entry(inv) {
             let Some(spec) = entry.args.iter().find(|a| a.name == key) else { return Vec::new() };
             if spec.kind == ArgType::Bool {
                 return vec!["on".into(), "off".into()];
@@ -225,136 +261,160 @@ impl Knowledge {
                 _ => Vec::new(),
             };
         }
-        match (&self.schema, words.first()) {
-            (Some(schema), Some(command)) => schema.argument_values(command, key),
-            _ => Vec::new(),
+        self.schema.as_ref().map(|schema| schema.argument_values(&inv.name, key)).unwrap_or_default()
+    }
+
+    /// Candidates for the word under the cursor of a command line: a
+    /// value after `key=`, else argument names and positional values.
+    fn command_words(&self, inv: &Invocation, cursor: &Cursor, typed: &str) -> Vec<String> {
+        if let Some(key) = &cursor.key {
+            let mut values = self.values(inv, key);
+            values.extend(self.live_values(inv, key, typed));
+            return values;
         }
+        let given: Vec<String> = named(inv).map(|(key, _)| key).collect();
+        let from_type = self.live.iter().flat_map(|live| self.type_properties(inv, live)).map(|p| p.name);
+        let mut names: Vec<String> = self
+            .arguments(inv)
+            .into_iter()
+            .map(|(name, _, _)| name)
+            .chain(from_type)
+            .filter(|name| !given.contains(name))
+            .map(|name| format!("{name}="))
+            .collect();
+        names.dedup();
+        // A positional value or an argument's name: `qom-list pa` is
+        // `path=`, `qom-list /ma` a path. A quoted word is a value.
+        if matches!(cursor.value, CursorValue::Quoted { .. }) {
+            names.clear();
+        }
+        names.extend(self.positional(inv, typed).unwrap_or_default());
+        names
     }
 }
 
-/// Tab completion: where the replaced word starts, and the candidates.
+/// Tab completion: where the replaced text starts, and the candidates.
 pub fn complete(line: &str, pos: usize, knowledge: &Knowledge) -> (usize, Vec<String>) {
-    let before = &line[..pos];
-    // After the last whitespace character, which may be wider than a byte
-    // (a no-break space is two).
-    let start = before.char_indices().rev().find(|(_, c)| c.is_whitespace()).map_or(0, |(i, c)| i + c.len_utf8());
-    let word = &before[start..];
-    let words: Vec<&str> = before[..start].split_whitespace().collect();
-    let (start, prefix, candidates) = match words.as_slice() {
-        [] => (start, word, knowledge.first_words()),
-        ["info"] => {
+    let partial = typed_line(line, pos, knowledge);
+    let cursor = &partial.cursor;
+    // Inside a JSON value there is nothing to offer.
+    let Some(typed) = cursor.text() else { return (pos, Vec::new()) };
+    let in_value = |candidates| (cursor.value_start, candidates);
+    let (start, candidates): (usize, Vec<String>) = match (partial.form, &partial.invocation) {
+        (Form::Command | Form::Dot, None) => (cursor.start, knowledge.first_words()),
+        (Form::Hmp, None) => {
+            let dots = knowledge.dot_words().filter(|_| partial.head.is_none());
+            (cursor.start, knowledge.hmp_names().chain(dots).collect())
+        }
+        (Form::Command | Form::Hmp, Some(inv)) if inv.name == "info" && inv.args.is_empty() => {
             let topics = table::table().iter().filter(|e| knowledge.has(e.span));
-            let topics = topics.filter_map(|e| e.name.strip_prefix("info ")).map(String::from);
-            (start, word, topics.collect())
+            in_value(topics.filter_map(|e| e.name.strip_prefix("info ")).map(String::from).collect())
         }
-        [".help"] => {
-            let mut names: Vec<String> = table::table().iter().map(|e| e.name.to_string()).collect();
-            names.extend(COMMANDS.iter().map(|c| format!(".{}", c.name)));
-            (start, word, names)
+        (Form::Dot, Some(inv)) if inv.args.is_empty() && cursor.key.is_none() => {
+            in_value(dot_values(inv, typed, knowledge))
         }
-        [".schema"] => (start, word, knowledge.qmp_names()),
-        [".events" | ".pretty"] => (start, word, vec!["on".into(), "off".into()]),
-        [".cpu"] => {
-            let cpus = knowledge.live.as_ref().map(|live| names(live.items(Kind::Cpu, word, None)));
-            (start, word, cpus.unwrap_or_default())
+        (Form::Command, Some(inv)) => {
+            let start = if cursor.key.is_some() { cursor.value_start } else { cursor.start };
+            (start, knowledge.command_words(inv, cursor, typed))
         }
-        [".wait"] => {
-            let events = knowledge.schema.iter().flat_map(|s| s.event_names().map(String::from));
-            (start, word, events.collect())
-        }
-        [first, ..] if first.starts_with('.') || *first == "hmp" || first.starts_with('{') => (start, word, Vec::new()),
-        _ => {
-            match word.split_once('=') {
-                Some((key, value)) => {
-                    let mut values = knowledge.values(&words, key);
-                    values.extend(knowledge.live_values(&words, key, value));
-                    (start + key.len() + 1, value, values)
-                }
-                None => {
-                    let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
-                    let mut names: Vec<String> = knowledge
-                        .arguments(&words)
-                        .into_iter()
-                        .map(|(name, _, _)| name)
-                        .chain(
-                            knowledge
-                                .live
-                                .iter()
-                                .flat_map(|live| knowledge.type_properties(&words, live).into_iter().map(|p| p.name)),
-                        )
-                        .filter(|name| !given.contains(&name.as_str()))
-                        .map(|name| format!("{name}="))
-                        .collect();
-                    names.dedup();
-                    // A positional value or an argument's name: `qom-list pa`
-                    // is `path=`, `qom-list /ma` a path.
-                    if let Some(values) = knowledge.positional(&words, word) {
-                        names.extend(values);
-                    }
-                    (start, word, names)
-                }
-            }
-        }
+        (Form::Hmp, Some(inv)) => in_value(knowledge.positional(inv, typed).unwrap_or_default()),
+        _ => (pos, Vec::new()),
     };
-    let mut matches: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(prefix)).collect();
+    let mut matches: Vec<String> = candidates.into_iter().filter(|c| c.starts_with(typed)).collect();
     matches.sort();
     matches.dedup();
+    // A value goes where the typed one was, written as it was begun.
+    if partial.invocation.is_some() {
+        matches = matches.into_iter().map(|m| written(m, &cursor.value)).collect();
+    }
     (start, matches)
 }
 
+/// What a dot command's first argument can be.
+fn dot_values(inv: &Invocation, typed: &str, knowledge: &Knowledge) -> Vec<String> {
+    match inv.name.as_str() {
+        "help" => {
+            let mut names: Vec<String> = table::table().iter().map(|e| e.name.to_string()).collect();
+            names.extend(knowledge.dot_words());
+            names
+        }
+        "schema" => knowledge.qmp_names(),
+        "events" | "pretty" => vec!["on".into(), "off".into()],
+        "cpu" => knowledge.live.as_ref().map(|live| names(live.items(Kind::Cpu, typed, None))).unwrap_or_default(),
+        "wait" => knowledge.schema.iter().flat_map(|s| s.event_names().map(String::from)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A value as it goes where the cursor's value is: inside the quote the
+/// person opened (left open if it was), or quoted when a bare word could
+/// not hold it (a space would end it).
+fn written(value: String, begun: &CursorValue) -> String {
+    let json = |value: &str| serde_json::to_string(value).unwrap_or_else(|_| value.to_string());
+    match begun {
+        CursorValue::Quoted { quote: '\'', closed, .. } if !value.contains('\'') => {
+            format!("'{value}{}", if *closed { "'" } else { "" })
+        }
+        CursorValue::Quoted { closed, .. } => {
+            let quoted = json(&value);
+            if *closed { quoted } else { quoted.strip_suffix('"').unwrap_or(&quoted).to_string() }
+        }
+        _ if value.contains(char::is_whitespace) || value.starts_with(['"', '\'']) => json(&value),
+        _ => value,
+    }
+}
+
+/// The line up to `pos` as the grammar reads it, with a QemuOpts word
+/// given as `key=value` read as binding reads it (`bind::opts_in_one_word`).
+fn typed_line(line: &str, pos: usize, knowledge: &Knowledge) -> Partial {
+    let mut partial = line::parse_partial(line, pos, knowledge.every_line_hmp);
+    if let Some(inv) = &partial.invocation
+        && partial.form == Form::Command
+    {
+        partial.invocation = Some(bind::opts_in_one_word(inv, line).unwrap_or_else(|| inv.clone()));
+    }
+    partial
+}
+
 /// A greyed hint after the cursor: the arguments still missing, with their
-/// types, once a command and a space are typed.
+/// types, once a command and a space are typed; the argument under the
+/// cursor while one is typed.
 pub fn hint(line: &str, pos: usize, knowledge: &Knowledge) -> Option<String> {
     if pos != line.len() {
         return None;
     }
-    if !line.ends_with(' ') {
-        return knowledge.hint_under_cursor(line);
-    }
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let first = words.first()?;
-    if first.starts_with('.') || first.starts_with('{') || *first == "hmp" {
-        return None;
-    }
-    let given: Vec<&str> = words.iter().filter_map(|w| w.split_once('=').map(|(k, _)| k)).collect();
-    let shown: Vec<String> = match knowledge.entry(&words) {
-        Some(entry) => positional_left(entry, &words)
-            .map(|a| {
-                let shown = format!("{}:{}", a.name, a.kind.describe());
-                if a.optional { format!("[{shown}]") } else { shown }
-            })
-            .collect(),
-        None => match knowledge.hmp_usage(first).filter(|_| words.len() == 1) {
-            Some(usage) => vec![usage.to_string()],
-            None => {
-                let mut arguments = knowledge.arguments(&words);
-                arguments.retain(|(name, _, _)| !given.contains(&name.as_str()));
-                arguments.sort_by_key(|(_, _, optional)| *optional);
-                arguments
-                    .into_iter()
-                    .map(
-                        |(name, ty, optional)| if optional { format!("[{name}={ty}]") } else { format!("{name}={ty}") },
-                    )
-                    .collect()
-            }
-        },
+    let partial = typed_line(line, pos, knowledge);
+    let inv = partial.invocation.as_ref()?;
+    let hmp_text = match partial.form {
+        Form::Command => false,
+        Form::Hmp => true,
+        _ => return None,
     };
-    let text = shown.join(" ");
+    if !partial.cursor.is_empty() {
+        return knowledge.hint_under_cursor(inv, &partial.cursor, hmp_text);
+    }
+    let text = knowledge.missing(inv, hmp_text).join(" ");
     (!text.is_empty()).then(|| shorten(text, 72))
 }
 
-/// The positional argument a word after `words` fills in a table command.
-fn positional_spec(entry: &'static Entry, words: &[&str]) -> Option<&'static ArgSpec> {
-    positional_left(entry, words).next()
+/// The `key=value` arguments of a line, keys joined at their dots.
+fn named(inv: &Invocation) -> impl Iterator<Item = (String, &str)> {
+    inv.args.iter().filter_map(|a| Some((a.key.as_ref()?.join("."), a.value.text()?)))
 }
 
-/// A table command's positional arguments still to come after `words`:
-/// not given by name, nor filled by the positional words so far.
-fn positional_left<'w>(entry: &'static Entry, words: &'w [&'w str]) -> impl Iterator<Item = &'static ArgSpec> + 'w {
-    let skip = if entry.name.starts_with("info ") { 2 } else { 1 };
-    let positional = words.iter().skip(skip).filter(|w| !w.contains('=') && !w.starts_with('-')).count();
-    let given = move |name: &str| words.iter().any(|w| w.split_once('=').is_some_and(|(k, _)| k == name));
-    entry.args.iter().filter(move |a| a.flag.is_none() && !given(a.name)).skip(positional)
+/// The positional words of a line that are not flags.
+fn positional_words(inv: &Invocation) -> impl Iterator<Item = &Arg> {
+    inv.args.iter().filter(|a| a.key.is_none() && !a.value.text().is_some_and(|t| t.starts_with('-')))
+}
+
+/// A table command's positional arguments still to come after the line's
+/// arguments: not given by name, nor filled by the positional words so far.
+fn positional_left<'i>(entry: &'static Entry, inv: &'i Invocation) -> impl Iterator<Item = &'static ArgSpec> + 'i {
+    // `info X`'s topic is part of the name.
+    let topic = usize::from(entry.name.starts_with("info "));
+    let filled = positional_words(inv).count().saturating_sub(topic);
+    let given = move |name: &str| named(inv).any(|(key, _)| key == name);
+    entry.args.iter().filter(move |a| a.flag.is_none() && !given(a.name)).skip(filled)
 }
 
 fn names(items: Vec<Item>) -> Vec<String> {
@@ -371,36 +431,45 @@ fn shorten(mut text: String, width: usize) -> String {
 }
 
 /// The typed line with its command in bold and keys and values in the
-/// palette's colours (as in replies); only colour codes are added, so the
-/// width does not change.
+/// palette's colours (as in replies), where the grammar reads them; only
+/// colour codes are added, so the width does not change.
 pub fn highlight(line: &str, palette: &Palette) -> String {
-    let trimmed = line.trim_start();
-    if trimmed.is_empty() || trimmed.starts_with('{') || trimmed.starts_with('#') {
+    let partial = line::parse_partial(line, line.len(), false);
+    if matches!(partial.form, Form::Json | Form::Comment | Form::Refused) {
         return line.to_string();
     }
-    let mut out = String::with_capacity(line.len() + 32);
-    let mut first = true;
-    let mut rest = line;
-    while !rest.is_empty() {
-        let space = rest.len() - rest.trim_start().len();
-        out.push_str(&rest[..space]);
-        rest = &rest[space..];
-        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-        let token = &rest[..end];
-        rest = &rest[end..];
-        if token.is_empty() {
-            continue;
-        }
-        if first {
-            out.push_str(&render::bold(token));
-            first = false;
-        } else if let Some((key, value)) = token.split_once('=').filter(|(k, _)| !k.is_empty()) {
-            out.push_str(&format!("{}={}", render::painted(key, palette.key), render::painted(value, palette.string)));
-        } else {
-            out.push_str(token);
-        }
+    let mut painted: Vec<(Range<usize>, Paint)> = partial.head.iter().map(|head| (head.clone(), Paint::Bold)).collect();
+    let pairs = partial.invocation.iter().flat_map(|inv| &inv.args).filter_map(|arg| {
+        let key = arg.key.as_ref()?;
+        let key_end = arg.offset + key.iter().map(|part| part.len() + 1).sum::<usize>() - 1;
+        Some((arg.offset..key_end, key_end + 1..arg.end))
+    });
+    let cursor = &partial.cursor;
+    let last = cursor.key.as_ref().map(|_| (cursor.start..cursor.value_start - 1, cursor.value_start..line.len()));
+    for (key, value) in pairs.chain(last) {
+        painted.push((key, Paint::Colour(palette.key)));
+        painted.push((value, Paint::Colour(palette.string)));
     }
+    let mut out = String::with_capacity(line.len() + 32);
+    let mut at = 0;
+    for (span, paint) in painted {
+        let (Some(before), Some(text)) = (line.get(at..span.start), line.get(span.clone())) else { continue };
+        out.push_str(before);
+        match paint {
+            Paint::Bold => out.push_str(&render::bold(text)),
+            Paint::Colour(colour) => out.push_str(&render::painted(text, colour)),
+        }
+        at = span.end;
+    }
+    out.push_str(line.get(at..).unwrap_or_default());
     out
+}
+
+/// How a span of the line is drawn.
+#[derive(Clone, Copy)]
+enum Paint {
+    Bold,
+    Colour(Option<Color>),
 }
 
 /// The rustyline helper: one struct, reading [`Knowledge`].
@@ -469,6 +538,13 @@ mod tests {
                 {"name": "node-name", "type": "str", "default": null},
                 {"name": "size", "type": "int"}]},
             {"name": "int", "meta-type": "builtin", "json-type": "int"},
+            {"name": "qom-set", "meta-type": "command", "arg-type": "5", "ret-type": "any"},
+            {"name": "5", "meta-type": "object", "members": [
+                {"name": "path", "type": "str"}, {"name": "property", "type": "str"}, {"name": "value", "type": "any"}]},
+            {"name": "any", "meta-type": "builtin", "json-type": "value"},
+            {"name": "device_add", "meta-type": "command", "arg-type": "6", "ret-type": "any"},
+            {"name": "6", "meta-type": "object", "members": [
+                {"name": "driver", "type": "str"}, {"name": "id", "type": "str", "default": null}]},
             {"name": "1", "meta-type": "object", "members": [{"name": "path", "type": "str"}]},
             {"name": "2", "meta-type": "object", "members": [
                 {"name": "driver", "type": "3"},
@@ -574,6 +650,60 @@ mod tests {
         assert_eq!(completions("block_resize n").1, ["node-name="]);
         assert_eq!(hint("block_resize ", 13, &k).as_deref(), Some("device:string size:size in MB"));
         assert_eq!(hint("block_resize node-name=d0 ", 26, &k).as_deref(), Some("size=int [device=str]"));
+    }
+
+    #[test]
+    fn a_quoted_value_with_spaces_is_one_word() {
+        // Split at spaces, `d` was a new argument's name: `driver=`.
+        assert!(completions("blockdev-add node-name=\"my d").1.is_empty());
+        // A value completes inside the quote begun, left as it was.
+        assert_eq!(completions("blockdev-add driver=\"q"), (20, vec!["\"qcow2".to_string()]));
+        assert_eq!(completions("blockdev-add driver='n'"), (20, vec!["'null-co'".to_string()]));
+        let line = r#"qom-set path=/machine property=append value="a b"#;
+        assert_eq!(hint(line, line.len(), &knowledge()).as_deref(), Some("  (value: any, required)"));
+    }
+
+    #[test]
+    fn inside_a_json_value_nothing_is_offered_and_the_hint_names_its_argument() {
+        // Split at spaces, `no` was a new argument's name: `node-name=`.
+        assert!(completions(r#"blockdev-add driver=file x={"driver": "file", no"#).1.is_empty());
+        let line = r#"qom-set path=/machine property=p value={"a": "b c"#;
+        assert_eq!(hint(line, line.len(), &knowledge()).as_deref(), Some("  (value: any, required)"));
+    }
+
+    #[test]
+    fn a_qemuopts_word_fills_its_place() {
+        // `e1000,id=n1` is the device, not an argument named `e1000,id`;
+        // so is `driver=e1000,id=n1`, as binding reads it.
+        assert_eq!(hint("device_add e1000,id=n1 ", 23, &knowledge()), None);
+        assert_eq!(hint("device_add driver=e1000,id=n1 ", 30, &knowledge()), None);
+    }
+
+    #[test]
+    fn hmp_text_completes_hmp_names_and_hints_hmp_usage() {
+        let k = knowledge();
+        assert_eq!(completions("hmp mems"), (4, vec!["memsave".to_string()]));
+        assert_eq!(hint("hmp memsave ", 12, &k).as_deref(), Some("addr size file"));
+        // With -H every line but JSON and `.` commands is HMP text: no
+        // `key=` names, no QMP commands.
+        let every = Knowledge { every_line_hmp: true, ..knowledge() };
+        assert_eq!(complete("mems", 4, &every), (0, vec!["memsave".to_string()]));
+        assert!(complete("qom-list pa", 11, &every).1.is_empty());
+        assert!(complete("query-st", 8, &every).1.is_empty());
+        assert_eq!(complete(".wa", 3, &every).1, [".wait"]);
+        assert_eq!(hint("memsave ", 8, &every).as_deref(), Some("addr size file"));
+    }
+
+    #[test]
+    fn highlighting_colours_what_the_grammar_reads() {
+        let palette = Palette::colored();
+        let (key, string) = (palette.key, palette.string);
+        let coloured = highlight(r#"qom-set path=/m value="a b""#, &palette);
+        assert!(coloured.contains(&render::painted("\"a b\"", string)), "{coloured:?}");
+        assert!(coloured.contains(&render::painted("value", key)), "{coloured:?}");
+        // A QemuOpts word is no `key=value`.
+        let coloured = highlight("device_add e1000,id=n1", &palette);
+        assert!(!coloured.contains(&render::painted("e1000,id", key)), "{coloured:?}");
     }
 
     #[test]

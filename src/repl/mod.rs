@@ -76,6 +76,7 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
         hmp: if agent { None } else { session.shared_hmp_commands()? },
         live: (!agent).then_some(fetcher),
         qemu: if agent { None } else { session.qemu_version()? },
+        every_line_hmp: session.hmp(),
     };
     // The VM's name is QEMU's text, shown in the banner and every prompt.
     let name = session.ask("query-name")?.and_then(|v| v.get("name")?.as_str().map(visible::line));
