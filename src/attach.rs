@@ -50,7 +50,7 @@ pub fn monitor(target: &Target, options: &Config) -> Result<(), Error> {
     let connect = Connect { greeting_timeout, negotiate: options.negotiate, write_timeout: timeout };
     let monitor = match target {
         Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
-        _ => qmp::connect(target, connect, &mut printer.own_traffic()).map_err(|e| Error::Connection(e.to_string()))?,
+        _ => qmp::connect(target, connect, &mut printer.own_traffic())?,
     };
     // A managed VM's folder holds its agent channel beside the QMP socket.
     let agent = match target {
@@ -90,7 +90,7 @@ pub fn agent_target(agent: &str) -> Result<Target, Error> {
 pub fn agent(target: &Target, label: &str, options: &Config) -> Result<(), Error> {
     let printer = printer(options)?;
     let timeout = options.timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    let monitor = agent::connect(target, label, timeout).map_err(|e| Error::Connection(e.to_string()))?;
+    let monitor = agent::connect(target, label, timeout)?;
     converse(monitor, printer, label, None, options)
 }
 
@@ -125,7 +125,7 @@ fn converse(
 /// A monitor through libvirt, for `libvirt:DOMAIN`.
 #[cfg(feature = "libvirt")]
 fn libvirt_monitor(domain: &str, uri: Option<&str>) -> Result<Monitor, Error> {
-    qmp::libvirt::connect(uri, domain).map_err(|e| Error::Connection(e.to_string()))
+    Ok(qmp::libvirt::connect(uri, domain)?)
 }
 
 #[cfg(not(feature = "libvirt"))]

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use crate::error::Error;
 use crate::visible::{Breaks, visible};
 
 pub use client::Monitor;
@@ -148,6 +149,20 @@ impl fmt::Display for ClientError {
     }
 }
 
+/// The client's failures, as a run ends on them: a deadline that passed is
+/// a timeout, Ctrl-C an interruption, a closed output a quiet end, and
+/// anything else about the connection a connection failure.
+impl From<ClientError> for Error {
+    fn from(error: ClientError) -> Error {
+        match error {
+            ClientError::Timeout => Error::Timeout("QEMU gave no reply in time".into()),
+            ClientError::Interrupted => Error::Interrupted,
+            ClientError::OutputClosed => Error::BrokenPipe,
+            ClientError::Closed | ClientError::Protocol(_) | ClientError::Io(_) => Error::Connection(error.to_string()),
+        }
+    }
+}
+
 /// What a transport hands the client's inbox: a message, why the
 /// connection ended, or a wake-up from another thread of ours.
 pub enum Incoming {
@@ -187,3 +202,20 @@ pub trait Transport {
 
 /// Ends a wait from another thread.
 pub type Waker = Box<dyn Fn() + Send>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_failure_ends_a_run_with_the_exit_code_of_its_kind() {
+        let code = |e: ClientError| Error::from(e).exit_code();
+        assert_eq!(code(ClientError::Closed), 3);
+        assert_eq!(code(ClientError::Protocol("garbage".into())), 3);
+        assert_eq!(code(ClientError::Io("refused".into())), 3);
+        assert_eq!(code(ClientError::Timeout), 4);
+        assert_eq!(code(ClientError::Interrupted), 130);
+        assert_eq!(code(ClientError::OutputClosed), 0);
+        assert_eq!(Error::from(ClientError::Io("cannot connect".into())).to_string(), "cannot connect");
+    }
+}

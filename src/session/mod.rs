@@ -349,14 +349,12 @@ impl Session {
     fn connection_lost(&mut self, error: ClientError) -> Result<Flow, Error> {
         match error {
             ClientError::Closed if self.quitting => Ok(Flow::Exit),
-            ClientError::Interrupted => Err(Error::Interrupted),
-            ClientError::OutputClosed => Err(Error::BrokenPipe),
             // Only a write times out here (a wait for a reply says which).
             ClientError::Timeout => Err(Error::Timeout(format!(
                 "QEMU took no more of the command within {} s: it has stopped reading its monitor",
                 self.settings.timeout.unwrap_or_default().as_secs_f64()
             ))),
-            other => Err(Error::Connection(other.to_string())),
+            other => Err(other.into()),
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::visible;
 /// Runs one `vm` command on libvirt at `uri`. What it says goes to `out`,
 /// where a closed pipe ends the saying quietly, never the act.
 pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress) -> Result<(), Error> {
-    let connect = libvirt::open(Some(uri)).map_err(Error::Connection)?;
+    let connect = libvirt::open(Some(uri))?;
     match command {
         VmCommand::List { json } => {
             let domains = connect
@@ -77,7 +77,7 @@ fn write_status(r: &Value, json: bool, out: &mut dyn Write) -> io::Result<()> {
 }
 
 fn domain(connect: &Connect, name: &str) -> Result<Domain, Error> {
-    libvirt::lookup(connect, name).map_err(Error::Connection)
+    Ok(libvirt::lookup(connect, name)?)
 }
 
 /// What `vm list` and `vm status` show of one domain.
@@ -118,7 +118,7 @@ fn stop(
     if !domain.is_active().unwrap_or(false) {
         return writeln!(out, "{name}: not running").map_err(Error::output);
     }
-    let mut monitor = libvirt::attach(connect, domain.clone()).map_err(|e| Error::Connection(e.to_string()))?;
+    let mut monitor = libvirt::attach(connect, domain.clone())?;
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {
         // A guest without ACPI may still power off by itself: wait anyway.

@@ -172,16 +172,8 @@ pub fn closes_by(monitor: &mut Monitor, observer: &mut dyn Observer, deadline: I
             Err(ClientError::Closed) => return Ok(true),
             Ok(_) if Instant::now() >= deadline => return Ok(false),
             Ok(_) => {}
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(e.into()),
         }
-    }
-}
-
-fn failed(error: ClientError) -> Error {
-    match error {
-        ClientError::Interrupted => Error::Interrupted,
-        ClientError::OutputClosed => Error::BrokenPipe,
-        other => Error::Connection(other.to_string()),
     }
 }
 
@@ -259,7 +251,7 @@ fn wake_guest(
             let quit = match monitor.execute(command("quit"), limit, progress) {
                 Ok(_) => closes_by(monitor, progress, Instant::now() + FORCE_LIMIT)?,
                 Err(ClientError::Closed) => true,
-                Err(e) => return Err(failed(e)),
+                Err(e) => return Err(e.into()),
             };
             let gone = quit && process.is_none_or(|p| p.wait_exit(FORCE_LIMIT));
             return Ok(gone.then_some(Ending::Stopped(Via::NeverRan)));
@@ -271,7 +263,7 @@ fn wake_guest(
     progress.step(&step);
     match monitor.execute(command(wake), limit, progress) {
         Ok(_) => Ok(None),
-        Err(e) => Err(failed(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -294,7 +286,7 @@ pub fn kill(
             let force = Instant::now() + FORCE_LIMIT;
             match monitor.execute(command("quit"), Some(force), progress) {
                 Ok(_) | Err(ClientError::Closed) => Ok(Ending::Killed { asked }),
-                Err(e) => Err(failed(e)),
+                Err(e) => Err(e.into()),
             }
         }
         (None, _) => Err(Error::Failed("QEMU did not stop, and its pid is unknown, so it cannot be killed".into())),
@@ -353,14 +345,14 @@ fn press_until_off(
         match monitor.execute(command("system_powerdown"), Some(deadline), progress) {
             Err(ClientError::Closed) => return Ok(Some(Via::Acpi)),
             Err(ClientError::Timeout) => return Ok(None),
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(e.into()),
             Ok(_) => presses += 1,
         }
         let next = (Instant::now() + PRESS_AGAIN).min(deadline);
         let powering_off = |message: &Value| message.get("event").and_then(Value::as_str) == Some("SHUTDOWN");
         match monitor.wait_event(Some(next), progress, &mut |m| powering_off(m)) {
             Err(ClientError::Closed) => return Ok(Some(Via::Acpi)),
-            Err(e) => return Err(failed(e)),
+            Err(e) => return Err(e.into()),
             Ok(Some(_)) => return closes_by(monitor, progress, deadline).map(acpi),
             Ok(None) if Instant::now() >= deadline => return Ok(None),
             Ok(None) if agent.is_some_and(|a| matches!(agent_shutdown(a, progress, AGENT_RETRY), Agent::Accepted)) => {

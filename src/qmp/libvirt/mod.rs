@@ -60,9 +60,9 @@ fn default_uri() -> String {
 
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
 /// errors a person can act on.
-pub fn open(uri: Option<&str>) -> Result<Connect, String> {
-    events::start_loop()?;
-    let connect = Connect::open(uri).map_err(|e| cannot_connect(&e, &uri_in_words(uri)))?;
+pub fn open(uri: Option<&str>) -> Result<Connect, ClientError> {
+    events::start_loop().map_err(ClientError::Io)?;
+    let connect = Connect::open(uri).map_err(|e| ClientError::Io(cannot_connect(&e, &uri_in_words(uri))))?;
     // Notice a dead remote connection within ~15 s instead of never.
     let _ = connect.set_keep_alive(5, 3);
     Ok(connect)
@@ -100,12 +100,12 @@ fn cannot_connect(error: &VirtError, uri: &str) -> String {
 }
 
 /// The domain called `name` (or with that UUID) on `connect`.
-pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, String> {
+pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, ClientError> {
     let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
     connect
         .lookup_domain_by_name(name)
         .or_else(|_| connect.lookup_domain_by_uuid_string(name))
-        .map_err(|_| format!("libvirt at {uri} has no domain {name} (virsh -c {uri} list --all)"))
+        .map_err(|_| ClientError::Io(format!("libvirt at {uri} has no domain {name} (virsh -c {uri} list --all)")))
 }
 
 /// How many messages may wait unread on the channel. A flood of events
@@ -115,8 +115,8 @@ const BACKLOG: usize = 256;
 
 /// Connects to libvirt at `uri` and to the running domain `name`.
 pub fn connect(uri: Option<&str>, name: &str) -> Result<Monitor, ClientError> {
-    let connect = open(uri).map_err(ClientError::Io)?;
-    let domain = lookup(&connect, name).map_err(ClientError::Io)?;
+    let connect = open(uri)?;
+    let domain = lookup(&connect, name)?;
     if !domain.is_active().unwrap_or(false) {
         let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
         return Err(ClientError::Io(format!(
