@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use serde_json::Value;
 
-#[path = "src/hmp/listing.rs"]
+#[path = "src/language/hmp/listing.rs"]
 mod listing;
 
 const TABLE: &str = "grammar/commands.json";

@@ -17,12 +17,12 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 
-use qmpsh::bind::{self, Context};
-use qmpsh::line::{Assembler, parse_line};
+use qmpsh::language::bind::{self, Context};
+use qmpsh::language::line::{Assembler, parse_line};
+use qmpsh::language::schema::Schema;
 use qmpsh::qmp::Framer;
-use qmpsh::render::{self, Palette};
-use qmpsh::repl::{self, Knowledge};
-use qmpsh::schema::Schema;
+use qmpsh::shell::repl::{self, Knowledge};
+use qmpsh::ui::render::{self, Palette};
 
 /// QEMU 7.2's schema (187 KB), the one earlier measurements read.
 const SCHEMA: &str = include_str!("../grammar/qemu-7.2/qmp-schema.json");
@@ -55,7 +55,7 @@ fn parse(c: &mut Criterion) {
 }
 
 fn bind(c: &mut Criterion) {
-    let recorded = qmpsh::version::newest().schema();
+    let recorded = qmpsh::language::version::newest().schema();
     let mut group = c.benchmark_group("bind");
     for &(name, text) in LINES {
         let line = parse_line(text).unwrap();

@@ -5,20 +5,20 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use crate::attach::{self, Config};
-use crate::bind::{self, Action, DotCommand, Offline};
 use crate::bounds;
 use crate::cli::{Cli, Command, Deferred, LaunchArgs};
 use crate::error::Error;
-use crate::launch;
-use crate::line::{Flow, Source};
-use crate::output::{self, Printer, Style};
-use crate::render::{self, Palette};
-use crate::schema::Schema;
-use crate::script;
+use crate::language::bind::{self, Action, DotCommand, Offline};
+use crate::language::line::{Flow, Source};
+use crate::language::schema::Schema;
+use crate::language::version::{self, Version};
+use crate::shell::attach::{self, Config};
+use crate::shell::launch;
+use crate::shell::script;
 use crate::target::Target;
-use crate::terminal::Facts;
-use crate::version::{self, Version};
+use crate::ui::output::{self, Printer, Style};
+use crate::ui::render::{self, Palette};
+use crate::ui::terminal::Facts;
 use crate::vm;
 
 /// Runs qmpsh as the command line asks.

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-use crate::attach::Config;
 use crate::error::EXIT_CODES_HELP;
-use crate::output::Style;
-use crate::render::Palette;
+use crate::language::units::{STOP_TIMEOUT, parse_seconds, parse_size};
+use crate::shell::attach::Config;
 use crate::target::TARGET_HELP;
-use crate::terminal::Facts;
-use crate::units::{STOP_TIMEOUT, parse_seconds, parse_size};
+use crate::ui::output::Style;
+use crate::ui::render::Palette;
+use crate::ui::terminal::Facts;
 use crate::vm::{Accel, Net, StartOptions, VmCommand};
 
 /// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
@@ -64,7 +64,7 @@ fn qemu_help() -> String {
         "With --dry-run: translate for this QEMU version (recorded: {}; default: the newest): its schema, its HMP \
          commands, and the table commands and arguments it has. With --schema FILE, any version may be named; \
          without --qemu, versions are then not checked",
-        crate::version::releases()
+        crate::language::version::releases()
     )
 }
 

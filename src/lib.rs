@@ -1,13 +1,21 @@
 //! qmpsh, the QEMU monitor shell, as a library the binary and the tests use.
 //!
-//! The pipeline, in the order a line travels:
-//! `line` (assemble and parse) → `bind` (against `table`) → `session`
-//! (drives a `qmp::Monitor`) → `output`/`render` (replies and events).
-//! `script` and `repl` feed a session lines; `attach` connects to a target
-//! and runs one of them; `app` dispatches the command line; `vm` starts,
-//! stops and kills the VMs qmpsh manages, and `launch` runs a shell on a
-//! throwaway one. Modules only import downwards: none imports one that
-//! imports it back.
+//! The rooms, each importing only from the ones before it (a test,
+//! `tests/layers.rs`, holds them to it):
+//!
+//! - the ground every room stands on, importing nothing above it: `error`
+//!   (the one error type and the exit codes), `bounds`, `private`,
+//!   `visible`, `interrupt`, `target`;
+//! - `language`: a line of text to the QMP message it means, with no
+//!   connection (`line` → `bind`, against the `table` and the `schema`);
+//! - `qmp`: the client, one `Monitor` over a socket, a guest agent or
+//!   libvirt;
+//! - `qemu`: a running QEMU's process and the sequence that stops it;
+//! - `ui`: what the user sees, through one writer (`output`, `render`);
+//! - `vm`: the VMs qmpsh starts, stops and kills;
+//! - `shell`: a `session` runs lines on a monitor, fed by `script` or the
+//!   `repl`; `attach` connects and runs one, `launch` on a throwaway VM;
+//! - `cli` and `app`: the command line, decided once and dispatched.
 //!
 //! No `unsafe` anywhere but in the libvirt event callbacks
 //! (`qmp::libvirt::events`, behind the `libvirt` feature): system calls go
@@ -16,33 +24,16 @@
 #![deny(unsafe_code)]
 
 pub mod app;
-pub mod arguments;
-pub mod attach;
-pub mod bind;
 pub mod bounds;
 pub mod cli;
-pub mod clock;
 pub mod error;
-pub mod help;
-pub mod hmp;
 pub mod interrupt;
-pub mod launch;
-pub mod line;
-pub mod output;
+pub mod language;
 pub mod private;
-pub mod properties;
-pub mod qemu_text;
+pub mod qemu;
 pub mod qmp;
-pub mod render;
-pub mod repl;
-pub mod schema;
-pub mod script;
-pub mod secrets;
-pub mod session;
-pub mod table;
+pub mod shell;
 pub mod target;
-pub mod terminal;
-pub mod units;
-pub mod version;
+pub mod ui;
 pub mod visible;
 pub mod vm;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use qmpsh::error::finish;
-use qmpsh::output;
+use qmpsh::ui::output;
 
 fn main() -> ExitCode {
     // The internal step that becomes QEMU (`vm start`, `launch`) is not

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{FakeServer, expect, handshake, qmpsh, qmpsh_command, qmpsh_in, send};
-use qmpsh::version;
+use qmpsh::language::version;
 
 #[test]
 fn help_lists_the_exit_codes_and_the_target_rule() {

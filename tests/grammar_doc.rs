@@ -39,7 +39,8 @@ fn every_example_translates_as_documented() {
     let examples = examples();
     assert!(examples.len() >= 40, "only {} examples found", examples.len());
     let mut wrong = Vec::new();
-    let versions = qmpsh::version::recorded().iter().map(|q| format!("{}.{}", q.version.major, q.version.minor));
+    let versions =
+        qmpsh::language::version::recorded().iter().map(|q| format!("{}.{}", q.version.major, q.version.minor));
     for (version, (input, expected)) in versions.flat_map(|v| examples.iter().map(move |e| (v.clone(), e))) {
         let run = qmpsh(&["--dry-run", "--qemu", &version], input);
         let shown = match expected.strip_prefix("error: ") {
@@ -56,7 +57,7 @@ fn every_example_translates_as_documented() {
         wrong.is_empty(),
         "{} of {} translations differ:\n{}",
         wrong.len(),
-        examples.len() * qmpsh::version::recorded().len(),
+        examples.len() * qmpsh::language::version::recorded().len(),
         wrong.join("\n")
     );
 }

@@ -408,9 +408,9 @@ fn version_limits_hold_over_libvirt_which_sends_no_greeting() {
     let Some(domain) = Domain::start(Init::Listening) else { return };
     let asked = qmpsh(&["-C", SYSTEM, &domain.target(), "-c", "query-version"], "");
     let reply: Value = serde_json::from_str(asked.stdout.trim_end()).unwrap();
-    let version = qmpsh::version::Version::from_json(&reply["qemu"]).unwrap();
+    let version = qmpsh::language::version::Version::from_json(&reply["qemu"]).unwrap();
     let run = qmpsh(&["-C", SYSTEM, &domain.target(), "-v", "-c", "migrate -b tcp:127.0.0.1:1"], "");
-    if version < qmpsh::version::Version::new(9, 1, 0) {
+    if version < qmpsh::language::version::Version::new(9, 1, 0) {
         // Block migration is still there: the line goes to QEMU.
         assert!(run.stderr.contains(r#""execute":"migrate","arguments":{"blk":true"#), "{run:?}");
         return;

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{Qemu, qmpsh, query, query_with};
-use qmpsh::version::Version;
+use qmpsh::language::version::Version;
 use serde_json::json;
 
 /// A paused PC with a spare user netdev, for device hotplug.

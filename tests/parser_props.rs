@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestRunner};
-use qmpsh::bind::{self, Action, Context};
-use qmpsh::line::{Assembler, Line, parse_line, parse_partial};
-use qmpsh::repl::{self, Knowledge};
-use qmpsh::schema::Schema;
-use qmpsh::version;
+use qmpsh::language::bind::{self, Action, Context};
+use qmpsh::language::line::{Assembler, Line, parse_line, parse_partial};
+use qmpsh::language::schema::Schema;
+use qmpsh::language::version;
+use qmpsh::shell::repl::{self, Knowledge};
 use serde_json::{Map, Value as Json};
 
 /// `cases` cases, failures saved where they are committed. proptest's
@@ -136,7 +136,7 @@ proptest! {
             prop_assert!(start <= cursor && text.is_char_boundary(start));
             repl::hint(&text, cursor, &knowledge);
         }
-        repl::highlight(&text, &qmpsh::render::Palette::colored());
+        repl::highlight(&text, &qmpsh::ui::render::Palette::colored());
     }
 }
 
@@ -373,7 +373,7 @@ fn value_text() -> impl Strategy<Value = String> {
 /// in its human form, `hmp` text, or a transaction.
 fn bindable_line() -> impl Strategy<Value = (Form, String)> {
     let qmp = qmp_command_line();
-    let names: Vec<&str> = qmpsh::table::table().iter().flat_map(|e| e.names()).collect();
+    let names: Vec<&str> = qmpsh::language::table::table().iter().flat_map(|e| e.names()).collect();
     let human = (prop::sample::select(names), prop::collection::vec(word_text(), 0..4))
         .prop_map(|(name, words)| [name.to_string()].into_iter().chain(words).collect::<Vec<_>>().join(" "));
     let hmp = "[a-z_]{1,8}( [a-z0-9/=,.\"'-]{1,8}){0,3}".prop_map(|text| format!("hmp {text}"));

@@ -15,8 +15,8 @@ mod common;
 use std::collections::{HashMap, HashSet};
 
 use common::{Qemu, qmpsh, query, query_with};
-use qmpsh::table::{ArgSpec, ArgType, Entry, table};
-use qmpsh::version::{self, Span, Version};
+use qmpsh::language::table::{ArgSpec, ArgType, Entry, table};
+use qmpsh::language::version::{self, Span, Version};
 use serde_json::{Value, json};
 
 /// The version of the QEMU under test.

@@ -13,10 +13,10 @@
 use std::io::{BufReader, Cursor};
 
 use libfuzzer_sys::fuzz_target;
-use qmpsh::bind::{self, Action, Context, Offline};
+use qmpsh::language::bind::{self, Action, Context, Offline};
 use qmpsh::error::Error;
-use qmpsh::line::{self, Assembler, Flow, ParseError, Source, parse_line};
-use qmpsh::version;
+use qmpsh::language::line::{self, Assembler, Flow, ParseError, Source, parse_line};
+use qmpsh::language::version;
 
 fuzz_target!(|data: &[u8]| on_small_stack(|| check(data)));
 

@@ -11,9 +11,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use qmpsh::bind::{self, Action, Context};
-use qmpsh::line::{Line, ParseError, parse_line};
-use qmpsh::schema::Schema;
+use qmpsh::language::bind::{self, Action, Context};
+use qmpsh::language::line::{Line, ParseError, parse_line};
+use qmpsh::language::schema::Schema;
 use serde_json::Value;
 
 /// The REPL's questions are asked about this many commands at most, so

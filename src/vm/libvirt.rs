@@ -10,10 +10,10 @@ use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 
 use super::VmCommand;
-use super::stop::{self, Ending, Progress, Via};
 use crate::error::Error;
+use crate::qemu::stop::{self, Ending, Progress, Via};
 use crate::qmp::libvirt;
-use crate::render;
+use crate::ui::render;
 use crate::visible;
 
 /// Runs one `vm` command on libvirt at `uri`. What it says goes to `out`,

@@ -7,11 +7,9 @@ mod exec;
 #[cfg(feature = "libvirt")]
 mod libvirt;
 mod options;
-mod process;
 mod report;
 mod start;
 mod state;
-pub mod stop;
 
 use std::fs;
 use std::io::{self, Write};
@@ -21,17 +19,17 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::interrupt::{self, Caught};
+use crate::qemu::process::Process;
+use crate::qemu::stop::{self, Progress, Step};
 use crate::qmp::{self, Connect, Quiet, agent};
-use crate::render;
 use crate::target::Target;
+use crate::ui::render;
 use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use options::{Accel, Net, StartOptions, VmCommand};
-pub use process::Process;
 use report::{Agent, HostName, Interface, OsInfo, Report, Status};
 pub use start::{Started, start_qemu};
 pub use state::{VmDir, VmLock};
-use stop::{Progress, Step};
 
 /// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or on the
 /// domains of the libvirt at `libvirt` (`--connect`). What it did is said

@@ -10,11 +10,14 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::process::Process;
-use super::state::{AGENT_CHARDEV, AccelChoice, Chosen, VmDir, VmLock, opts_path, qmp_argument};
+use super::state::{AccelChoice, Chosen, VmDir, VmLock};
 use super::{Accel, StartOptions};
 use crate::error::Error;
 use crate::interrupt::{self, Caught};
+use crate::language::qemu_text::opts_path;
+use crate::qemu::process::Process;
+use crate::qemu::process::qmp_argument;
+use crate::qemu::stop::AGENT_CHARDEV;
 use crate::qmp::{self, Connect, Quiet};
 use crate::target::Target;
 

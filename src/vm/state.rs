@@ -212,9 +212,6 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     }
 }
 
-/// The id of the agent channel's chardev in a managed VM's QEMU.
-pub const AGENT_CHARDEV: &str = "qmpsh-agent";
-
 /// The accelerator a VM runs with, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccelChoice {
@@ -489,16 +486,6 @@ impl VmDir {
         vms.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(vms)
     }
-}
-
-/// A path inside a QemuOpts value, where a comma is written twice.
-pub fn opts_path(path: &Path) -> String {
-    path.display().to_string().replace(',', ",,")
-}
-
-/// The `-qmp` argument for `socket`; process checks look for exactly this.
-pub fn qmp_argument(socket: &Path) -> String {
-    format!("unix:{},server=on,wait=off", opts_path(socket))
 }
 
 #[cfg(test)]

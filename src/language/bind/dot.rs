@@ -1,0 +1,142 @@
+//! Binding of `.NAME` dot commands.
+
+use std::time::Duration;
+
+use serde_json::Map;
+
+use super::{DotCommand, Result};
+use crate::language::arguments::{Leaf, Tree, parse_int};
+use crate::language::line::expected as error;
+use crate::language::line::{Arg, Invocation, Value};
+
+/// One dot command, as `.help` shows it.
+pub struct DotUsage {
+    pub name: &'static str,
+    pub args: &'static str,
+    pub help: &'static str,
+}
+
+/// Every dot command: `.help` lists these, and an unknown name is
+/// compared with them.
+pub const COMMANDS: &[DotUsage] = &[
+    DotUsage { name: "help", args: "[CMD]", help: "list commands, or show one" },
+    DotUsage { name: "exit", args: "", help: "leave qmpsh (Ctrl-D too)" },
+    DotUsage { name: "events", args: "on|off", help: "show or hide asynchronous events" },
+    DotUsage { name: "pretty", args: "on|off", help: "pretty-print JSON replies" },
+    DotUsage { name: "sleep", args: "SECS", help: "pause, printing events that arrive" },
+    DotUsage {
+        name: "wait",
+        args: "EVENT [timeout=SECS] [KEY=VALUE...]",
+        help: "block until a matching event arrives",
+    },
+    DotUsage { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
+    DotUsage { name: "cpu", args: "N", help: "address HMP commands to CPU N" },
+    DotUsage {
+        name: "shutdown",
+        args: "[timeout=SECS] [kill]",
+        help: "guest agent or power button, wait (30 s), then quit, then SIGKILL; `kill` kills at once",
+    },
+];
+
+impl DotUsage {
+    /// `.wait EVENT [timeout=SECS] ...`
+    pub fn usage(&self) -> String {
+        format!(".{} {}", self.name, self.args).trim_end().to_string()
+    }
+}
+
+pub fn bind(inv: &Invocation) -> Result<DotCommand> {
+    let end = inv.offset + inv.name.len();
+    let args = inv.args.as_slice();
+    match inv.name.as_str() {
+        "help" => {
+            let topic: Vec<&str> = args.iter().filter_map(|a| a.value.text()).collect();
+            Ok(DotCommand::Help((!topic.is_empty()).then(|| topic.join(" "))))
+        }
+        "exit" => match args.first() {
+            Some(arg) => error(arg.offset, "nothing after .exit"),
+            None => Ok(DotCommand::Exit),
+        },
+        "events" => on_off(args, end, "events").map(DotCommand::Events),
+        "pretty" => on_off(args, end, "pretty").map(DotCommand::Pretty),
+        "sleep" => match args {
+            [arg] if arg.key.is_none() => seconds(arg).map(DotCommand::Sleep),
+            [arg, ..] => error(arg.offset, "a number of seconds after .sleep"),
+            [] => error(end, "a number of seconds after .sleep"),
+        },
+        "wait" => wait(args, end),
+        "schema" => match args {
+            [Arg { key: None, value: Value::Bare(name), .. }] => Ok(DotCommand::Schema(name.clone())),
+            [arg, ..] => error(arg.offset, "a command name after .schema"),
+            [] => error(end, "a command name after .schema"),
+        },
+        "cpu" => match args {
+            [arg @ Arg { key: None, value: Value::Bare(n), .. }] => match parse_int(n) {
+                Some(index) if index >= 0 => Ok(DotCommand::Cpu(index)),
+                _ => error(arg.offset, "a CPU index (0, 1, ...)"),
+            },
+            [arg, ..] => error(arg.offset, "a CPU index after .cpu"),
+            [] => error(end, "a CPU index after .cpu"),
+        },
+        "shutdown" => shutdown(args),
+        other => {
+            let hint = crate::language::schema::suggest(other, COMMANDS.iter().map(|c| c.name))
+                .map(|near| format!(" (did you mean .{near}?)"))
+                .unwrap_or_default();
+            error(inv.offset, format!("a dot command (see .help), not `.{other}`{hint}"))
+        }
+    }
+}
+
+fn on_off(args: &[Arg], end: usize, what: &str) -> Result<bool> {
+    match args {
+        [arg] if arg.key.is_none() && arg.value.text() == Some("on") => Ok(true),
+        [arg] if arg.key.is_none() && arg.value.text() == Some("off") => Ok(false),
+        [arg, ..] => error(arg.offset, format!("`on` or `off` after .{what}")),
+        [] => error(end, format!("`on` or `off` after .{what}")),
+    }
+}
+
+/// `.wait EVENT [timeout=SECS] [KEY=VALUE...]`: KEY=VALUE pairs match
+/// fields of the event's data, typed as qmp-shell types them.
+fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
+    let (event, rest) = match args {
+        [Arg { key: None, value: Value::Bare(name), .. }, rest @ ..] => (name.to_ascii_uppercase(), rest),
+        [arg, ..] => return error(arg.offset, "an event name after .wait, such as STOP"),
+        [] => return error(end, "an event name after .wait, such as STOP"),
+    };
+    let mut timeout = None;
+    let mut fields = Tree::default();
+    for arg in rest {
+        match arg.key.as_deref() {
+            Some([key]) if key == "timeout" => timeout = Some(seconds(arg)?),
+            Some(key) => fields.insert(key, Leaf::Raw(arg.value.clone()), arg.offset)?,
+            None => return error(arg.offset, "KEY=VALUE to match in the event's data"),
+        }
+    }
+    let fields: Map<_, _> = fields.into_untyped();
+    Ok(DotCommand::Wait { event, timeout, fields })
+}
+
+/// `.shutdown [timeout=SECS] [kill]`.
+fn shutdown(args: &[Arg]) -> Result<DotCommand> {
+    let mut timeout = crate::language::units::STOP_TIMEOUT;
+    let mut kill = false;
+    for arg in args {
+        match (arg.key.as_deref(), &arg.value) {
+            (Some([key]), _) if key == "timeout" => timeout = seconds(arg)?,
+            (None, Value::Bare(word)) if word == "kill" => kill = true,
+            _ => return error(arg.offset, "timeout=SECS or kill after .shutdown"),
+        }
+    }
+    Ok(DotCommand::Shutdown { timeout, kill })
+}
+
+/// Seconds as the command line takes them (above zero, below 1e9), so a
+/// deadline never overflows.
+fn seconds(arg: &Arg) -> Result<Duration> {
+    match arg.value.text().map(crate::language::units::parse_seconds) {
+        Some(Ok(seconds)) => Ok(Duration::from_secs_f64(seconds)),
+        _ => error(arg.offset, "a number of seconds above zero"),
+    }
+}

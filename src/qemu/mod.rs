@@ -1,0 +1,7 @@
+//! A running QEMU, managed or not: its process, found and killed only
+//! when it is certainly ours (process.rs), and the stop sequence that
+//! powers its guest off (stop.rs). `vm stop` and the shell's `.shutdown`
+//! both come here, so neither reaches into the other.
+
+pub mod process;
+pub mod stop;

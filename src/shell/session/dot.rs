@@ -1,0 +1,111 @@
+//! The dot commands a session runs itself (`.wait`, `.sleep`, `.shutdown`,
+//! `.schema`, ...), and the events it remembers for `.wait`.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::{Flow, Session};
+use crate::error::Error;
+use crate::language::bind::DotCommand;
+use crate::language::help;
+use crate::language::schema;
+use crate::qemu::{process::Process, stop};
+
+impl Session {
+    /// Runs a dot command, which qmpsh itself carries out.
+    pub(super) fn run_dot(&mut self, command: DotCommand) -> Result<Flow, Error> {
+        // A dot command may wait (.sleep, .wait): what came before shows first.
+        self.printer.flush();
+        match command {
+            DotCommand::Exit => return Ok(Flow::Exit),
+            DotCommand::Help(topic) => {
+                let text = help::text(topic.as_deref()).map_err(Error::Usage)?;
+                self.printer.text(&text);
+            }
+            DotCommand::Events(on) => self.printer.style.events = on,
+            DotCommand::Pretty(on) => self.printer.style.pretty = on,
+            DotCommand::Cpu(index) => self.cpu = Some(index),
+            DotCommand::Shutdown { timeout, kill } => return self.shutdown(timeout, kill),
+            DotCommand::Schema(command) => {
+                let text = self.describe(&command)?;
+                self.printer.text(&text);
+            }
+            DotCommand::Sleep(duration) => {
+                // Events that arrive meanwhile are printed as they come.
+                let deadline = Some(Instant::now() + duration);
+                if let Err(e) = self.monitor.wait_event(deadline, &mut watch!(self), &mut |_| false) {
+                    return self.connection_lost(e);
+                }
+            }
+            DotCommand::Wait { event, timeout, fields } => return self.wait_for(&event, timeout, &fields),
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// `.shutdown`: the stop sequence on the connected VM.
+    pub(super) fn shutdown(&mut self, timeout: Duration, kill: bool) -> Result<Flow, Error> {
+        let process = self.monitor.peer_pid().and_then(Process::peer);
+        self.quitting = true;
+        let sequence = stop::Stop { agent: self.settings.agent.as_ref(), process: process.as_ref(), timeout, kill };
+        // Interrupted or failed, it did not end QEMU: QEMU leaving later is
+        // news again, not the quit we asked for.
+        let ending =
+            stop::shutdown(&mut self.monitor, &mut self.printer, &sequence).inspect_err(|_| self.quitting = false)?;
+        self.printer.text(&format!("{ending}\n"));
+        ending.as_result(timeout).map(|()| Flow::Exit)
+    }
+
+    /// `.schema CMD`: a command's arguments, from the live schema.
+    pub(super) fn describe(&self, command: &str) -> Result<String, Error> {
+        let Some(schema) = self.schema() else {
+            return Err(Error::Usage("this monitor offers no schema (query-qmp-schema)".into()));
+        };
+        schema.describe_command(command).ok_or_else(|| {
+            let hint = schema::suggest(command, schema.command_names()).map(|near| format!(" (did you mean {near}?)"));
+            Error::Usage(format!("QEMU has no command {command}{}", hint.unwrap_or_default()))
+        })
+    }
+
+    /// `.wait EVENT`: until an event of that name with these data fields
+    /// comes, or came while the last command ran.
+    pub(super) fn wait_for(
+        &mut self,
+        event: &str,
+        timeout: Option<Duration>,
+        fields: &Map<String, Value>,
+    ) -> Result<Flow, Error> {
+        let limit = timeout.or(self.settings.timeout);
+        let deadline = limit.map(|t| Instant::now() + t);
+        let mut wanted = |message: &Value| {
+            message.get("event").and_then(Value::as_str) == Some(event)
+                && fields.iter().all(|(k, v)| message.get("data").and_then(|d| d.get(k)) == Some(v))
+        };
+        if self.take_event(&mut wanted).is_some() {
+            return Ok(Flow::Continue);
+        }
+        match self.monitor.wait_event(deadline, &mut watch!(self), &mut wanted) {
+            Ok(Some(_)) => {
+                self.recent.clear();
+                Ok(Flow::Continue)
+            }
+            Ok(None) => {
+                let waited = limit.unwrap_or_default().as_secs_f64();
+                Err(Error::Timeout(format!("no {event} event within {waited} s")))
+            }
+            Err(e) => self.connection_lost(e),
+        }
+    }
+
+    /// The last event named `name` since the last command was sent.
+    pub(super) fn seen_event(&self, name: &str) -> Option<&Value> {
+        self.recent.iter().rev().find(|event| event.get("event").and_then(Value::as_str) == Some(name))
+    }
+
+    /// Takes the first remembered event that `wanted` accepts, with those
+    /// before it.
+    pub(super) fn take_event(&mut self, wanted: &mut dyn FnMut(&Value) -> bool) -> Option<Value> {
+        let at = self.recent.iter().position(wanted)?;
+        self.recent.drain(..=at).next_back()
+    }
+}

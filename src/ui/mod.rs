@@ -1,0 +1,10 @@
+//! What the user sees: where output goes (`output`, the one writer of
+//! stdout and stderr, and the `-l` traffic log), how it looks (`render`),
+//! what the log and `-v` hide (`secrets`), what the terminal is
+//! (`terminal`) and the clock of event times and the log (`clock`).
+
+pub mod clock;
+pub mod output;
+pub mod render;
+pub mod secrets;
+pub mod terminal;
