@@ -539,11 +539,11 @@ fn a_bound_line_and_its_qmp_shell_spelling_send_the_same_message() {
 
 // --- joining physical lines -----------------------------------------------
 
-/// One physical line (no newline inside), maybe continued with `\`, maybe
-/// ending in the `\r` of a CRLF file.
+/// One physical line (no newline inside), maybe continued with `\` (with
+/// blanks after it or not), maybe ending in the `\r` of a CRLF file.
 fn physical_line() -> impl Strategy<Value = String> {
     let text = prop::collection::vec(piece(), 0..10).prop_map(|parts| parts.concat().replace('\n', ""));
-    const ENDS: &[&str] = &["", "", "\\", " \\", "\r", "\\\r", " \\\r"];
+    const ENDS: &[&str] = &["", "", "\\", " \\", "\r", "\\\r", " \\\r", " \\ ", "\\ \r"];
     (text, prop::sample::select(ENDS)).prop_map(|(text, end)| format!("{text}{end}"))
 }
 
@@ -569,9 +569,10 @@ proptest! {
                 start = n + 1;
             }
             let line = physical.strip_suffix('\r').unwrap_or(physical);
-            // A `\` continues only as a word of its own; at the end of a
-            // word it is the word's.
-            let continued = line.strip_suffix('\\').filter(|head| head.is_empty() || head.ends_with(char::is_whitespace));
+            // A `\` continues only as a word of its own (blanks after it do
+            // not hide it); at the end of a word it is the word's.
+            let continued =
+                line.trim_end().strip_suffix('\\').filter(|head| head.is_empty() || head.ends_with(char::is_whitespace));
             pending.push_str(continued.unwrap_or(line));
             match assembler.push(physical) {
                 Some((text, first)) => {
