@@ -10,12 +10,13 @@ use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::error::EXIT_CODES_HELP;
 use crate::language::units::{STOP_TIMEOUT, parse_seconds, parse_size};
+use crate::qemu::guest::Request;
 use crate::shell::attach::Config;
 use crate::target::TARGET_HELP;
 use crate::ui::output::Style;
 use crate::ui::render::Palette;
 use crate::ui::terminal::Facts;
-use crate::vm::{Accel, Net, StartOptions, VmCommand};
+use crate::vm::{Accel, Net, StartOptions, Until, VmCommand};
 
 /// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
 /// socket; see replies and events as they happen; run the same lines as a
@@ -245,6 +246,61 @@ pub enum VmArgs {
     },
     /// Kill the VM if it runs, and remove its folder
     Delete { name: String },
+    /// Run a program in the guest through its agent; its stdout, stderr
+    /// and exit code become qmpsh's, and qmpsh's stdin (not a terminal)
+    /// its input. The output comes when it ends
+    #[command(trailing_var_arg = true)]
+    Exec {
+        /// A VM's name, or (with a '/') an agent channel's socket path
+        #[arg(value_name = "NAME|SOCKET")]
+        name: String,
+        /// Seconds to wait for it to end (it then keeps running; exit 4)
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<f64>,
+        /// K=V for its environment (repeatable); with any, its whole environment
+        #[arg(long, value_name = "K=V", value_parser = parse_env)]
+        env: Vec<String>,
+        /// Run it in this guest folder (through the guest's /bin/sh)
+        #[arg(long, value_name = "DIR")]
+        cwd: Option<String>,
+        /// The program and its arguments
+        #[arg(required = true, allow_hyphen_values = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Wait until the guest agent answers, the --ssh-port forward reaches
+    /// sshd's banner, or a QMP event arrives; exit 4 after the timeout
+    Wait {
+        #[arg(value_name = "NAME|SOCKET")]
+        name: String,
+        #[command(flatten)]
+        until: UntilArg,
+        /// Seconds to wait
+        #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_seconds)]
+        timeout: f64,
+    },
+}
+
+/// What `vm wait` waits for: exactly one.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct UntilArg {
+    /// The guest agent answers guest-sync
+    #[arg(long)]
+    agent: bool,
+    /// 127.0.0.1:--ssh-port accepts and the guest's sshd sends its banner
+    #[arg(long)]
+    ssh: bool,
+    /// This QMP event arrives on the VM's control socket
+    #[arg(long, value_name = "NAME")]
+    event: Option<String>,
+}
+
+/// `--env`: `K=V` with a non-empty K.
+fn parse_env(text: &str) -> Result<String, String> {
+    match text.split_once('=') {
+        Some((key, _)) if !key.is_empty() => Ok(text.to_string()),
+        _ => Err(format!("`{text}` is not K=V")),
+    }
 }
 
 /// `--connect URI`: the VM is a libvirt domain, at this libvirt.
@@ -353,6 +409,18 @@ impl VmArgs {
             VmArgs::List { json, libvirt } => (VmCommand::List { json }, libvirt.connect),
             VmArgs::Status { name, json, libvirt } => (VmCommand::Status { name, json }, libvirt.connect),
             VmArgs::Delete { name } => (VmCommand::Delete { name }, None),
+            VmArgs::Exec { name, timeout, env, cwd, command } => {
+                let timeout = timeout.map(Duration::from_secs_f64);
+                (VmCommand::Exec { name, request: Request { argv: command, env, cwd, input: None, timeout } }, None)
+            }
+            VmArgs::Wait { name, until, timeout } => {
+                let until = match until.event {
+                    Some(event) => Until::Event(event),
+                    None if until.ssh => Until::Ssh,
+                    None => Until::Agent,
+                };
+                (VmCommand::Wait { name, until, timeout: Duration::from_secs_f64(timeout) }, None)
+            }
         }
     }
 }

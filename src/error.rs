@@ -48,6 +48,9 @@ pub enum Error {
     /// The `-l` traffic log could not be written; said when it happened
     /// (exit 1).
     LogFailed,
+    /// A program `vm exec` or `.exec` ran in the guest ended with this
+    /// code (not 0), or 128 + the signal that ended it: qmpsh's own.
+    Exited(u8),
 }
 
 impl Error {
@@ -60,6 +63,7 @@ impl Error {
             Error::Timeout(_) | Error::Forced(_) => 4,
             Error::Interrupted => 130,
             Error::BrokenPipe => 0,
+            Error::Exited(code) => *code,
             Error::Signalled { signal, .. } => u8::try_from(signal_exit_code(*signal)).unwrap_or(1),
         }
     }
@@ -70,7 +74,12 @@ impl Error {
     pub fn is_silent(&self) -> bool {
         matches!(
             self,
-            Error::CommandFailed | Error::LinesRefused | Error::Forced(_) | Error::BrokenPipe | Error::LogFailed
+            Error::CommandFailed
+                | Error::LinesRefused
+                | Error::Forced(_)
+                | Error::BrokenPipe
+                | Error::LogFailed
+                | Error::Exited(_)
         )
     }
 
@@ -108,6 +117,7 @@ impl fmt::Display for Error {
             }
             Error::BrokenPipe => f.write_str("broken pipe"),
             Error::Interrupted => f.write_str("interrupted"),
+            Error::Exited(code) => write!(f, "the program in the guest exited with {code}"),
         }
     }
 }

@@ -443,3 +443,137 @@ fn the_interactive_agent_shell_holds_the_channel_and_leaves_after_guest_shutdown
         s.contains("the guest agent's channel closed after guest-shutdown") && s.contains("qmpsh-exit=0")
     });
 }
+
+impl Vms {
+    /// `qmpsh ARGS` with `stdin` given as bytes, its output kept as bytes.
+    fn qmpsh_bytes(&self, args: &[&str], stdin: &[u8]) -> std::process::Output {
+        let mut command = qmpsh_command(args);
+        command.env("QMPSH_STATE_DIR", self.state.path());
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_vec();
+        let writer = std::thread::spawn(move || input.write_all(&stdin));
+        let output = child.wait_with_output().unwrap();
+        let _ = writer.join().unwrap();
+        output
+    }
+}
+
+/// `vm exec` runs programs in the real guest through Debian's qemu-ga, as a
+/// CI script would after `vm wait --agent`: exit codes, stdout and stderr
+/// apart, 1 MiB of binary both ways, stdin, --env, --cwd, a timeout, and
+/// `vm wait --event`. One boot for all of it: TCG boots are slow.
+#[test]
+fn vm_exec_runs_programs_in_the_guest_through_its_agent() {
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    vms.start("ex", &guest.agent);
+    // vm wait --agent returns once qemu-ga answers: at once after that,
+    // exec works.
+    let waited = Instant::now();
+    let wait = vms.qmpsh(&["vm", "wait", "ex", "--agent", "--timeout", "120"]);
+    assert_eq!(wait.code, 0, "{wait:?}");
+    assert!(vms.booted("ex"), "the agent answered before the guest said READY?");
+    eprintln!("vm wait --agent returned {:?} after vm start", waited.elapsed());
+
+    let run = |args: &[&str], stdin: &str| {
+        let mut all = vec!["vm", "exec", "ex"];
+        all.extend_from_slice(args);
+        vms.qmpsh_bytes(&all, stdin.as_bytes())
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    // Exit codes: the program's, 127 for no such program, 128+N for signal N.
+    assert_eq!(run(&["--", "true"], "").status.code(), Some(0));
+    assert_eq!(run(&["--", "false"], "").status.code(), Some(1));
+    let missing = run(&["--", "no-such-program", "x"], "");
+    assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+    assert!(text(&missing.stderr).starts_with("qmpsh: the guest cannot run no-such-program: "), "{missing:?}");
+    let killed = run(&["--", "sh", "-c", "kill -9 $$"], "");
+    assert_eq!(killed.status.code(), Some(137), "{killed:?}");
+
+    // stdout and stderr kept apart, byte for byte; arguments as given
+    // (a leading dash is the program's, after --).
+    let both = run(&["--", "sh", "-c", "printf 'out\\n'; printf 'err\\n' >&2; exit 3", "-x"], "");
+    assert_eq!((both.status.code(), text(&both.stdout), text(&both.stderr)), (Some(3), "out\n".into(), "err\n".into()));
+
+    // stdin goes in, --env sets the environment, --cwd the folder.
+    let cat = run(&["--", "cat"], "hello, guest\n");
+    assert_eq!(text(&cat.stdout), "hello, guest\n", "{cat:?}");
+    let env = run(&["--env", "GREETING=hi there", "--env", "B=2", "--", "sh", "-c", "echo \"$GREETING/$B\""], "");
+    assert_eq!(text(&env.stdout), "hi there/2\n", "{env:?}");
+    let cwd = run(&["--cwd", "/proc/sys", "--", "pwd"], "");
+    assert_eq!(text(&cwd.stdout), "/proc/sys\n", "{cwd:?}");
+    let no_dir = run(&["--cwd", "/no/such/dir", "--", "pwd"], "");
+    assert_eq!(no_dir.status.code(), Some(126), "{no_dir:?}");
+
+    // 1 MiB of random bytes out, identical: the guest's hash of its file,
+    // the host's of what vm exec wrote, and the guest's of it sent back in.
+    let made = run(&["--", "sh", "-c", "head -c 1048576 /dev/urandom > /tmp/blob && sha256sum < /tmp/blob"], "");
+    let guest_hash = text(&made.stdout).split_whitespace().next().unwrap().to_string();
+    let blob = run(&["--", "cat", "/tmp/blob"], "");
+    assert_eq!(blob.stdout.len(), 1 << 20);
+    assert_eq!(sha256(&blob.stdout), guest_hash);
+    let mut all = vec!["vm", "exec", "ex", "--", "sha256sum"];
+    let back = vms.qmpsh_bytes(&all, &blob.stdout);
+    assert_eq!(text(&back.stdout).split_whitespace().next(), Some(guest_hash.as_str()), "{back:?}");
+
+    // A socket path instead of the name.
+    let socket = vms.state.path().join("ex").join("ga.sock");
+    all = vec!["vm", "exec", socket.to_str().unwrap(), "--", "echo", "by path"];
+    assert_eq!(text(&vms.qmpsh_bytes(&all, b"").stdout), "by path\n");
+
+    // A program that outlives --timeout keeps running; the line says so
+    // and gives its pid; exit 4.
+    let slow = run(&["--timeout", "1", "--", "sleep", "30"], "");
+    assert_eq!(slow.status.code(), Some(4), "{slow:?}");
+    let said = text(&slow.stderr);
+    assert!(said.starts_with("qmpsh: sleep still runs in the guest after 1.0 s (pid "), "{said}");
+    assert_eq!(said.lines().count(), 1, "{said}");
+
+    // vm wait --event: STOP arrives when the VM is paused through its
+    // other socket (paused and continued until the waiter has seen one).
+    let mut command = qmpsh_command(&["vm", "wait", "ex", "--event", "STOP", "--timeout", "60"]);
+    command.env("QMPSH_STATE_DIR", vms.state.path());
+    let mut waiter = command.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        assert!(Instant::now() < deadline, "vm wait --event STOP never returned");
+        assert_eq!(vms.qmpsh(&["ex", "-c", "stop", "-c", "cont"]).code, 0);
+        if let Some(status) = waiter.try_wait().unwrap() {
+            break status;
+        }
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(vms.qmpsh(&["vm", "kill", "ex"]).code, 0);
+}
+
+/// The `ignoring` guest runs no agent: vm wait --agent gives up after its
+/// timeout with one line and exit 4, and vm exec says no agent answers (3).
+#[test]
+fn vm_wait_for_an_agent_that_never_answers_times_out() {
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    vms.start("deaf", &guest.ignoring);
+    let started = Instant::now();
+    let wait = vms.qmpsh(&["vm", "wait", "deaf", "--agent", "--timeout", "3"]);
+    assert_eq!(wait.code, 4, "{wait:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(wait.stderr, "qmpsh: deaf: no guest agent answered within 3 s\n");
+    let exec = vms.qmpsh(&["vm", "exec", "deaf", "--", "true"]);
+    assert_eq!(exec.code, 3, "{exec:?}");
+    assert!(exec.stderr.contains("is qemu-ga running in the guest?"), "{exec:?}");
+    assert_eq!(vms.qmpsh(&["vm", "kill", "deaf"]).code, 0);
+}
+
+/// The host's sha256 of `bytes`, by coreutils' sha256sum.
+fn sha256(bytes: &[u8]) -> String {
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}

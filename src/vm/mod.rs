@@ -4,6 +4,7 @@
 //! command line names that socket (see `process`).
 
 mod exec;
+mod guest;
 #[cfg(feature = "libvirt")]
 mod libvirt;
 mod options;
@@ -26,7 +27,7 @@ use crate::target::Target;
 use crate::ui::render;
 use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
-pub use options::{Accel, Net, StartOptions, VmCommand};
+pub use options::{Accel, Net, StartOptions, Until, VmCommand};
 use report::{Agent, HostName, Interface, OsInfo, Report, Status};
 pub use start::{Started, start_qemu};
 pub use state::{VmDir, VmLock};
@@ -66,6 +67,8 @@ fn run_own(command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress)
         VmCommand::List { json } => list(json, out),
         VmCommand::Status { name, json } => status(&VmDir::existing(&name)?, json, out),
         VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
+        VmCommand::Exec { name, request } => guest::exec(&name, request, out),
+        VmCommand::Wait { name, until, timeout } => guest::wait(&name, &until, timeout),
     }
 }
 

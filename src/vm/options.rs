@@ -32,6 +32,29 @@ pub enum VmCommand {
     Delete {
         name: String,
     },
+    /// A program run in the guest by its agent; `name` may be the agent
+    /// channel's socket path.
+    Exec {
+        name: String,
+        request: crate::qemu::guest::Request,
+    },
+    /// Until the guest can be reached as `until` says.
+    Wait {
+        name: String,
+        until: Until,
+        timeout: Duration,
+    },
+}
+
+/// What `vm wait` waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Until {
+    /// The guest agent answers.
+    Agent,
+    /// The `--ssh-port` forward reaches an sshd that sends its banner.
+    Ssh,
+    /// This QMP event arrives on the VM's control socket.
+    Event(String),
 }
 
 /// How a VM starts (`vm start` and `launch`).
