@@ -13,7 +13,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, signal_exit_code};
-use crate::qmp::{Monitor, Quiet, command};
+use crate::qmp::{Monitor, Observer, command};
 use crate::visible;
 
 /// The most of qmpsh's stdin sent as `input-data`: the agent takes it
@@ -50,14 +50,21 @@ pub struct Ended {
 /// and its stderr to `err` byte for byte, and says how it ended. A program
 /// the guest cannot start ends as a shell's would: 127 when there is no
 /// such program, 126 when it cannot be run; the agent's words go to
-/// `err` as a qmpsh message.
-pub fn exec(agent: &mut Monitor, request: &Request, out: &mut dyn Write, err: &mut dyn Write) -> Result<Ended, Error> {
+/// `err` as a qmpsh message. `observer` sees the traffic (the shell's
+/// `-v` and `-l`).
+pub fn exec(
+    agent: &mut Monitor,
+    request: &Request,
+    observer: &mut dyn Observer,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Ended, Error> {
     let Some(program) = request.argv.first() else {
         return Err(Error::Usage("exec needs a program to run".into()));
     };
     let started = Instant::now();
     let deadline = request.timeout.map(|t| started + t);
-    let pid = match agent.execute(exec_message(request), deadline, &mut Quiet)? {
+    let pid = match agent.execute(exec_message(request), deadline, observer)? {
         Ok(reply) => reply.get("pid").and_then(Value::as_i64).ok_or_else(|| {
             Error::Connection(format!(
                 "the guest agent's guest-exec reply has no pid: {}",
@@ -72,7 +79,7 @@ pub fn exec(agent: &mut Monitor, request: &Request, out: &mut dyn Write, err: &m
             return Ok(Ended { code, out_truncated: false, err_truncated: false });
         }
     };
-    let status = poll(agent, pid, deadline).map_err(|e| match e {
+    let status = poll(agent, pid, deadline, observer).map_err(|e| match e {
         Error::Timeout(_) => Error::Timeout(format!(
             "{} still runs in the guest after {:.1} s (pid {pid}): the agent cannot stop it",
             visible::line(program),
@@ -133,14 +140,19 @@ fn exec_message(request: &Request) -> Map<String, Value> {
 /// `guest-exec-status` until the program has exited: first after 2 ms,
 /// then each wait half again as long, at most 100 ms, so a quick program
 /// is seen at once and a slow one costs the guest little.
-fn poll(agent: &mut Monitor, pid: i64, deadline: Option<Instant>) -> Result<Map<String, Value>, Error> {
+fn poll(
+    agent: &mut Monitor,
+    pid: i64,
+    deadline: Option<Instant>,
+    observer: &mut dyn Observer,
+) -> Result<Map<String, Value>, Error> {
     let mut pause = Duration::from_millis(2);
     loop {
         let mut arguments = Map::new();
         arguments.insert("pid".into(), Value::from(pid));
         let mut message = command("guest-exec-status");
         message.insert("arguments".into(), Value::Object(arguments));
-        let status = match agent.execute(message, deadline, &mut Quiet)? {
+        let status = match agent.execute(message, deadline, observer)? {
             Ok(Value::Object(status)) => status,
             Ok(other) => {
                 let what = visible::line(&other.to_string());

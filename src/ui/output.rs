@@ -314,6 +314,25 @@ impl Printer {
         if self.log_failed { Err(Error::LogFailed) } else { Ok(()) }
     }
 
+    /// A guest program's output (`.exec`): its bytes as they are when
+    /// stdout is not the line editor's, as `vm exec` writes them; through
+    /// the editor, made visible, as any peer's text on a terminal.
+    pub fn program_output(&mut self, out: &[u8], err: &[u8]) {
+        match self.sink {
+            Sink::Stdout(_) => {
+                self.out.extend_from_slice(out);
+                self.flush();
+                let _ = stderr().lock().write_all(err);
+            }
+            Sink::Terminal(_) => {
+                self.text(&String::from_utf8_lossy(out));
+                if !err.is_empty() {
+                    self.problem(String::from_utf8_lossy(err).trim_end_matches('\n'));
+                }
+            }
+        }
+    }
+
     /// Free text for stdout, such as `.help`, `.schema` (whose names are
     /// QEMU's) or the steps of a VM stop; control characters but line
     /// breaks are made visible.

@@ -49,7 +49,7 @@ pub fn exec(name: &str, mut request: Request, out: &mut dyn Write) -> Result<(),
     }
     let mut agent = agent::connect(&Target::Unix(socket), &label, AGENT_ANSWERS)?;
     let mut err = output::stderr();
-    let ended = guest::exec(&mut agent, &request, out, &mut err)?;
+    let ended = guest::exec(&mut agent, &request, &mut Quiet, out, &mut err)?;
     if let Some(cut) = guest::truncation(&ended) {
         writeln!(err, "qmpsh: {cut}").map_err(Error::output)?;
     }

@@ -36,6 +36,11 @@ pub const COMMANDS: &[DotUsage] = &[
         args: "[timeout=SECS] [kill]",
         help: "guest agent or power button, wait (30 s), then quit, then SIGKILL; `kill` kills at once",
     },
+    DotUsage {
+        name: "exec",
+        args: "CMD [ARG...]",
+        help: "run a program in the guest (agent shell): its output when it ends, then its exit code",
+    },
 ];
 
 impl DotUsage {
@@ -79,6 +84,7 @@ pub fn bind(inv: &Invocation) -> Result<DotCommand> {
             [] => error(end, "a CPU index after .cpu"),
         },
         "shutdown" => shutdown(args),
+        "exec" => exec(args, end),
         other => {
             let hint = crate::language::schema::suggest(other, COMMANDS.iter().map(|c| c.name))
                 .map(|near| format!(" (did you mean .{near}?)"))
@@ -130,6 +136,25 @@ fn shutdown(args: &[Arg]) -> Result<DotCommand> {
         }
     }
     Ok(DotCommand::Shutdown { timeout, kill })
+}
+
+/// `.exec CMD [ARG...]`: each word as typed, quotes removed; `K=V`
+/// stays one word, and JSON is passed as its text.
+fn exec(args: &[Arg], end: usize) -> Result<DotCommand> {
+    if args.is_empty() {
+        return error(end, "a program to run after .exec");
+    }
+    let word = |arg: &Arg| {
+        let value = match &arg.value {
+            Value::Quoted(text) | Value::Bare(text) => text.clone(),
+            Value::Json(json) => json.to_string(),
+        };
+        match &arg.key {
+            Some(key) => format!("{}={value}", key.join(".")),
+            None => value,
+        }
+    };
+    Ok(DotCommand::Exec(args.iter().map(word).collect()))
 }
 
 /// Seconds as the command line takes them (above zero, below 1e9), so a

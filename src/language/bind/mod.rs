@@ -113,6 +113,9 @@ pub enum DotCommand {
         timeout: Duration,
         kill: bool,
     },
+    /// Run this program with these arguments in the guest, through the
+    /// agent the session is connected to.
+    Exec(Vec<String>),
 }
 
 /// What binding knows besides the line: options and session state.

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::language::bind::DotCommand;
 use crate::language::help;
 use crate::language::schema;
-use crate::qemu::{process::Process, stop};
+use crate::qemu::{guest, process::Process, stop};
 
 impl Session {
     /// Runs a dot command, which qmpsh itself carries out.
@@ -39,6 +39,7 @@ impl Session {
                 }
             }
             DotCommand::Wait { event, timeout, fields } => return self.wait_for(&event, timeout, &fields),
+            DotCommand::Exec(argv) => return self.exec(argv),
         }
         Ok(Flow::Continue)
     }
@@ -54,6 +55,33 @@ impl Session {
             stop::shutdown(&mut self.monitor, &mut self.printer, &sequence).inspect_err(|_| self.quitting = false)?;
         self.printer.text(&format!("{ending}\n"));
         ending.as_result(timeout).map(|()| Flow::Exit)
+    }
+
+    /// `.exec CMD ARG...`: the program runs in the guest through the agent
+    /// this session is on; its output shows when it ends. An exit other
+    /// than 0 is said, and fails the line as a QMP error would.
+    pub(super) fn exec(&mut self, argv: Vec<String>) -> Result<Flow, Error> {
+        let names = self.monitor.command_names();
+        if !names.is_empty() && !names.iter().any(|name| name == "guest-exec") {
+            return Err(Error::Usage(
+                ".exec runs in the agent shell (qmpsh --agent NAME), on an agent that offers guest-exec".into(),
+            ));
+        }
+        let program = crate::visible::line(argv.first().map_or("", String::as_str));
+        let request = guest::Request { argv, timeout: self.settings.timeout, ..guest::Request::default() };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let ended = guest::exec(&mut self.monitor, &request, &mut self.printer, &mut out, &mut err)?;
+        self.printer.program_output(&out, &err);
+        if let Some(cut) = guest::truncation(&ended) {
+            self.printer.problem(&format!("qmpsh: {cut}"));
+        }
+        match ended.code {
+            0 => Ok(Flow::Continue),
+            code => {
+                self.printer.problem(&format!("qmpsh: {program} exited with {code}"));
+                Err(Error::CommandFailed)
+            }
+        }
     }
 
     /// `.schema CMD`: a command's arguments, from the live schema.

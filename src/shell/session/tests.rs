@@ -216,3 +216,43 @@ fn after_quit_qemu_closing_ends_the_session() {
     );
     assert_eq!(session.run_line("quit", None).unwrap(), Flow::Exit);
 }
+
+/// `.exec`'s words become guest-exec's path and arguments as typed
+/// (quotes removed, `K=V` one word); the status is polled until the
+/// program exits; its output, a peer's text, shows made visible on a
+/// terminal; an exit other than 0 fails the line.
+#[test]
+fn exec_runs_the_program_through_the_agent_and_fails_the_line_on_a_bad_exit() {
+    let status = |_exited: bool| expect(json!({"execute": "guest-exec-status", "arguments": {"pid": 7}}));
+    let steps = vec![
+        expect(json!({"execute": "guest-exec", "arguments": {
+            "path": "sh", "arg": ["-c", "echo hi", "A=B"], "capture-output": true}})),
+        send(json!({"return": {"pid": 7}})),
+        status(false),
+        send(json!({"return": {"exited": false}})),
+        status(true),
+        // "hi\x1b[2J\n" and "oops\n"
+        send(json!({"return": {"exited": true, "exitcode": 2, "out-data": "aGkbWzJKCg==", "err-data": "b29wcwo=",
+            "out-truncated": true}})),
+    ];
+    let (mut session, peer, screen) = session(steps, Settings::default());
+    assert!(matches!(session.run_line(".exec sh -c 'echo hi' A=B", None), Err(Error::CommandFailed)));
+    let shown = screen.text();
+    assert!(shown.starts_with("hi\\x1b[2J\n"), "{shown}");
+    assert!(at(&shown, "oops") < at(&shown, "qmpsh: sh exited with 2"), "{shown}");
+    assert!(shown.contains("cut the program's stdout"), "{shown}");
+    assert!(peer.played());
+}
+
+#[test]
+fn exec_that_the_guest_cannot_start_ends_as_a_shell_says() {
+    let steps = vec![
+        expect(json!({"execute": "guest-exec", "arguments": {"path": "nope", "arg": [], "capture-output": true}})),
+        failed("Failed to execute child process “nope” (No such file or directory)"),
+    ];
+    let (mut session, _peer, screen) = session(steps, Settings::default());
+    assert!(matches!(session.run_line(".exec nope", None), Err(Error::CommandFailed)));
+    let shown = screen.text();
+    assert!(shown.contains("the guest cannot run nope: Failed to execute"), "{shown}");
+    assert!(shown.contains("nope exited with 127"), "{shown}");
+}
