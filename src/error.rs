@@ -169,4 +169,6 @@ Exit codes:
      stop had to quit or kill QEMU because the guest did not power off
 130, 129, 143, 131
      ended by Ctrl-C, SIGHUP, SIGTERM or SIGQUIT (launch, vm start and the
-     shell at its prompt first undo what they began)";
+     shell at its prompt first undo what they began)
+`vm exec` exits with its program's own code (128+N for signal N), or 4 when
+--timeout passes while it still runs in the guest; `vm wait` 4 on timeout";

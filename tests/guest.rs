@@ -473,7 +473,6 @@ fn vm_exec_runs_programs_in_the_guest_through_its_agent() {
     let waited = Instant::now();
     let wait = vms.qmpsh(&["vm", "wait", "ex", "--agent", "--timeout", "120"]);
     assert_eq!(wait.code, 0, "{wait:?}");
-    assert!(vms.booted("ex"), "the agent answered before the guest said READY?");
     eprintln!("vm wait --agent returned {:?} after vm start", waited.elapsed());
 
     let run = |args: &[&str], stdin: &str| {
@@ -530,6 +529,12 @@ fn vm_exec_runs_programs_in_the_guest_through_its_agent() {
     let said = text(&slow.stderr);
     assert!(said.starts_with("qmpsh: sleep still runs in the guest after 1.0 s (pid "), "{said}");
     assert_eq!(said.lines().count(), 1, "{said}");
+
+    // The agent shell's .exec, same rules; a bad exit fails the line (1).
+    let line = ".exec sh -c 'echo hi; echo oops >&2; exit 2'";
+    let shell = vms.qmpsh(&["--agent", "ex", "-c", line]);
+    assert_eq!((shell.code, shell.stdout.as_str()), (1, "hi\n"), "{shell:?}");
+    assert!(shell.stderr.starts_with("oops\nqmpsh: sh exited with 2"), "{shell:?}");
 
     // vm wait --event: STOP arrives when the VM is paused through its
     // other socket (paused and continued until the waiter has seen one).
