@@ -553,13 +553,38 @@ fn vm_exec_runs_programs_in_the_guest_through_its_agent() {
     assert_eq!(vms.qmpsh(&["vm", "kill", "ex"]).code, 0);
 }
 
-/// The `ignoring` guest runs no agent: vm wait --agent gives up after its
-/// timeout with one line and exit 4, and vm exec says no agent answers (3).
+/// The `ignoring` guest runs no agent and no sshd: vm wait --agent and
+/// --ssh give up after their timeout with one line and exit 4, and vm
+/// exec says no agent answers (3).
 #[test]
 fn vm_wait_for_an_agent_that_never_answers_times_out() {
     let Some(vms) = vms() else { return };
     let Some(guest) = guest::guest() else { return };
-    vms.start("deaf", &guest.ignoring);
+    // With an --ssh-port forward that QEMU accepts but nothing in the
+    // guest answers: vm wait --ssh wants the banner, not the accept.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let (kernel, initrd) = (guest.kernel.to_str().unwrap(), guest.ignoring.to_str().unwrap());
+    let started = vms.qmpsh(&[
+        "vm",
+        "start",
+        "deaf",
+        "--memory",
+        "128",
+        "--accel",
+        "tcg",
+        "--kernel",
+        kernel,
+        "--initrd",
+        initrd,
+        "--append",
+        APPEND,
+        "--ssh-port",
+        &port,
+    ]);
+    assert_eq!(started.code, 0, "{started:?}");
+    let ssh = vms.qmpsh(&["vm", "wait", "deaf", "--ssh", "--timeout", "2"]);
+    assert_eq!(ssh.code, 4, "{ssh:?}");
+    assert_eq!(ssh.stderr, "qmpsh: deaf: no sshd sent its banner on the --ssh-port forward within 2 s\n");
     let started = Instant::now();
     let wait = vms.qmpsh(&["vm", "wait", "deaf", "--agent", "--timeout", "3"]);
     assert_eq!(wait.code, 4, "{wait:?}");
