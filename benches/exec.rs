@@ -23,7 +23,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::guest::{self, APPEND};
+use common::guest;
 use serde_json::{Value, json};
 
 const QMPSH: &str = env!("CARGO_BIN_EXE_qmpsh");
@@ -95,25 +95,8 @@ fn main() {
     let rounds: usize = std::env::var("QMPSH_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(31);
     let vms = Vms(common::state_folder());
     let state = vms.0.path();
-    let (kernel, initrd) = (guest.kernel.to_str().unwrap(), guest.agent.to_str().unwrap());
-    let start = [
-        "vm",
-        "start",
-        "bx",
-        "--memory",
-        "128",
-        "--accel",
-        "tcg",
-        "--kernel",
-        kernel,
-        "--initrd",
-        initrd,
-        "--append",
-        APPEND,
-        "--",
-        "-no-reboot",
-    ];
-    qmpsh(state, &start);
+    let start = guest::vm_start_args("bx", &guest.agent, &[]);
+    qmpsh(state, &start.iter().map(String::as_str).collect::<Vec<_>>());
     let booted = Instant::now();
     qmpsh(state, &["vm", "wait", "bx", "--agent", "--timeout", "120"]);
     println!("vm wait --agent: {:.1} s after vm start", booted.elapsed().as_secs_f64());

@@ -44,26 +44,13 @@ impl Vms {
 
     /// Starts the guest with `initrd` as VM `name`, without waiting.
     fn start(&self, name: &str, initrd: &std::path::Path) {
-        let guest = guest::guest().expect("the guest was built");
-        let kernel = guest.kernel.to_str().unwrap();
-        let initrd = initrd.to_str().unwrap();
-        let started = self.qmpsh(&[
-            "vm",
-            "start",
-            name,
-            "--memory",
-            "128",
-            "--accel",
-            "tcg",
-            "--kernel",
-            kernel,
-            "--initrd",
-            initrd,
-            "--append",
-            APPEND,
-            "--",
-            "-no-reboot",
-        ]);
+        self.start_with(name, initrd, &[]);
+    }
+
+    /// Starts the guest with `initrd` and `more` start options, without waiting.
+    fn start_with(&self, name: &str, initrd: &std::path::Path, more: &[&str]) {
+        let args = guest::vm_start_args(name, initrd, more);
+        let started = self.qmpsh(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(started.code, 0, "{started:?}");
     }
 
@@ -563,25 +550,7 @@ fn vm_wait_for_an_agent_that_never_answers_times_out() {
     // With an --ssh-port forward that QEMU accepts but nothing in the
     // guest answers: vm wait --ssh wants the banner, not the accept.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
-    let (kernel, initrd) = (guest.kernel.to_str().unwrap(), guest.ignoring.to_str().unwrap());
-    let started = vms.qmpsh(&[
-        "vm",
-        "start",
-        "deaf",
-        "--memory",
-        "128",
-        "--accel",
-        "tcg",
-        "--kernel",
-        kernel,
-        "--initrd",
-        initrd,
-        "--append",
-        APPEND,
-        "--ssh-port",
-        &port,
-    ]);
-    assert_eq!(started.code, 0, "{started:?}");
+    vms.start_with("deaf", &guest.ignoring, &["--ssh-port", &port]);
     let ssh = vms.qmpsh(&["vm", "wait", "deaf", "--ssh", "--timeout", "2"]);
     assert_eq!(ssh.code, 4, "{ssh:?}");
     assert_eq!(ssh.stderr, "qmpsh: deaf: no sshd sent its banner on the --ssh-port forward within 2 s\n");

@@ -38,6 +38,20 @@ pub const APPEND: &str = "console=ttyS0 quiet panic=-1";
 
 /// The marker the guest prints on the serial console once the power button
 /// device is open.
+/// `qmpsh vm start NAME` of this guest booting `initrd` under TCG, and
+/// `more` start options: what the tests and the exec bench run.
+pub fn vm_start_args(name: &str, initrd: &Path, more: &[&str]) -> Vec<String> {
+    let kernel = guest().expect("the guest was built").kernel.display().to_string();
+    let mut args: Vec<String> = ["vm", "start", name, "--memory", "128", "--accel", "tcg", "--kernel", &kernel]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.extend(["--initrd".into(), initrd.display().to_string(), "--append".into(), APPEND.into()]);
+    args.extend(more.iter().map(|s| s.to_string()));
+    args.extend(["--".into(), "-no-reboot".into()]);
+    args
+}
+
 pub const READY: &str = "QMPSH-GUEST-READY";
 
 /// The built guest: the paths of its files in the cache.
