@@ -263,6 +263,9 @@ pub enum VmArgs {
         /// Run it in this guest folder (through the guest's /bin/sh)
         #[arg(long, value_name = "DIR")]
         cwd: Option<String>,
+        /// Do not read stdin (as ssh -n): for a stdin that never ends
+        #[arg(short = 'n', long)]
+        no_stdin: bool,
         /// The program and its arguments
         #[arg(required = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<String>,
@@ -409,9 +412,11 @@ impl VmArgs {
             VmArgs::List { json, libvirt } => (VmCommand::List { json }, libvirt.connect),
             VmArgs::Status { name, json, libvirt } => (VmCommand::Status { name, json }, libvirt.connect),
             VmArgs::Delete { name } => (VmCommand::Delete { name }, None),
-            VmArgs::Exec { name, timeout, env, cwd, command } => {
+            VmArgs::Exec { name, timeout, env, cwd, no_stdin, command } => {
                 let timeout = timeout.map(Duration::from_secs_f64);
-                (VmCommand::Exec { name, request: Request { argv: command, env, cwd, input: None, timeout } }, None)
+                // An empty input stands for "none to read" until vm reads stdin.
+                let input = no_stdin.then(Vec::new);
+                (VmCommand::Exec { name, request: Request { argv: command, env, cwd, input, timeout } }, None)
             }
             VmArgs::Wait { name, until, timeout } => {
                 let until = match until.event {

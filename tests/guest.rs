@@ -486,6 +486,8 @@ fn vm_exec_runs_programs_in_the_guest_through_its_agent() {
     // stdin goes in, --env sets the environment, --cwd the folder.
     let cat = run(&["--", "cat"], "hello, guest\n");
     assert_eq!(text(&cat.stdout), "hello, guest\n", "{cat:?}");
+    let unread = run(&["-n", "--", "cat"], "not read\n");
+    assert_eq!((unread.status.code(), text(&unread.stdout)), (Some(0), String::new()), "{unread:?}");
     let env = run(&["--env", "GREETING=hi there", "--env", "B=2", "--", "sh", "-c", "echo \"$GREETING/$B\""], "");
     assert_eq!(text(&env.stdout), "hi there/2\n", "{env:?}");
     let cwd = run(&["--cwd", "/proc/sys", "--", "pwd"], "");

@@ -40,11 +40,12 @@ fn agent_socket(name: &str) -> Result<(PathBuf, String), Error> {
 
 /// `vm exec`: runs the program, its output to qmpsh's own stdout and
 /// stderr; its exit code becomes qmpsh's. qmpsh's stdin goes to it when
-/// it is not a terminal.
+/// it is not a terminal, unless `request` already has its input.
 pub fn exec(name: &str, mut request: Request, out: &mut dyn Write) -> Result<(), Error> {
     let (socket, label) = agent_socket(name)?;
     let stdin = std::io::stdin();
-    if !stdin.is_terminal() {
+    // `--no-stdin` came as an input already given.
+    if request.input.is_none() && !stdin.is_terminal() {
         request.input = Some(guest::read_input(&mut stdin.lock())?);
     }
     let mut agent = agent::connect(&Target::Unix(socket), &label, AGENT_ANSWERS)?;
