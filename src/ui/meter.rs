@@ -36,7 +36,9 @@ impl Meter {
     /// `bytes` more are copied.
     pub fn add(&mut self, bytes: u64) {
         self.done = self.done.saturating_add(bytes);
-        if !self.on || self.done < LARGE || self.drawn.is_some_and(|at| at.elapsed() < EVERY) {
+        // Of a size not known, only once it is large.
+        let small = self.total.is_none() && self.done < LARGE;
+        if !self.on || small || self.drawn.is_some_and(|at| at.elapsed() < EVERY) {
             return;
         }
         self.drawn = Some(Instant::now());

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 
 use super::state::{VmDir, check_name};
 use crate::error::Error;
+use crate::interrupt::{self, Pending};
 use crate::qmp::{self, ClientError, Monitor, Observer, Quiet, agent};
 use crate::target::Target;
 use crate::ui::meter::Meter;
@@ -67,6 +68,9 @@ impl Side {
 /// nothing when it works; a progress line on stderr when `terminal` and
 /// the file is large.
 pub fn run(source: &OsStr, destination: &OsStr, terminal: bool) -> Result<(), Error> {
+    // Ctrl-C ends the wait for the agent, not qmpsh: the guest's handle is
+    // then closed, and a half-written host file removed, before it exits.
+    let _ = interrupt::install();
     match (Side::parse(source), Side::parse(destination)) {
         (Side::Guest { vm, path }, Side::Host(to)) => pull(&vm, &path, &to, terminal),
         (Side::Host(from), Side::Guest { vm, path }) => push(&from, &vm, &path, terminal),
@@ -229,7 +233,7 @@ fn pull(vm: &str, path: &str, to: &Path, terminal: bool) -> Result<(), Error> {
 /// An agent's error names the path, not the VM: said here.
 fn in_vm(error: Error, vm: &str) -> Error {
     match error {
-        Error::Failed(why) => Error::Failed(format!("{vm}: {why}")),
+        Error::Failed(why) => Error::Failed(format!("vm cp: {vm}: {why}")),
         other => other,
     }
 }
@@ -267,6 +271,8 @@ struct NewFile {
     temporary: PathBuf,
     destination: PathBuf,
     done: bool,
+    /// Removes it when SIGTERM, SIGHUP or SIGQUIT end qmpsh meanwhile.
+    _on_ending: Option<Pending>,
 }
 
 impl NewFile {
@@ -283,7 +289,9 @@ impl NewFile {
         if let Ok(old) = fs::metadata(destination) {
             let _ = file.set_permissions(old.permissions());
         }
-        Ok(NewFile { file, temporary, destination: destination.to_path_buf(), done: false })
+        let doomed = temporary.clone();
+        let on_ending = interrupt::on_ending(move || drop(fs::remove_file(doomed))).ok();
+        Ok(NewFile { file, temporary, destination: destination.to_path_buf(), done: false, _on_ending: on_ending })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
@@ -321,7 +329,7 @@ fn push(from: &Path, vm: &str, path: &str, terminal: bool) -> Result<(), Error> 
     let mut agent = connect(vm)?;
     let in_folder = |folder: &str| format!("{}/{name}", folder.trim_end_matches('/'));
     let mut path = if path.ends_with('/') { in_folder(path) } else { path.to_string() };
-    let what = |path: &str| format!("{vm}: cannot write {path} in the guest");
+    let what = |path: &str| format!("vm cp: {vm}: cannot write {path} in the guest");
     let opened = match open(&mut agent, &path, "w", &mut Quiet) {
         Err(Failure::Refused(why)) if why.contains("Is a directory") => {
             // A folder in the guest: the file goes in it, as with cp.
