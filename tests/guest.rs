@@ -530,6 +530,11 @@ fn vm_cp_carries_exact_bytes_both_ways_and_refuses_clearly() {
     assert_eq!(vms.qmpsh(&["vm", "cp", &path(&small), "cp:/tmp"]).code, 0);
     let cat = vms.qmpsh(&["--agent", "cp", "-c", ".cat /tmp/small.txt"]);
     assert_eq!((cat.code, cat.stdout.as_str()), (0, "one\ntwo\n"), "{cat:?}");
+    // .cat of 5 MiB of binary on a pipe: every byte as it is.
+    let mut cat = qmpsh_command(&["--agent", "cp", "-c", ".cat /tmp/big"]);
+    let cat = cat.env("QMPSH_STATE_DIR", vms.state.path()).output().unwrap();
+    assert!(cat.status.success(), "{:?}", String::from_utf8_lossy(&cat.stderr));
+    assert!(cat.stdout == data, ".cat gave {} bytes, not the file's", cat.stdout.len());
 
     // Each refusal: one line, exit 1.
     let refused = |args: &[&str], words: &str| {
