@@ -37,6 +37,9 @@ pub const CHUNK: usize = 1 << 20;
 /// chunk in well under a second).
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long closing the guest's handle after a failure may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long the agent has to answer at all.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -168,10 +171,14 @@ impl<'a> Handle<'a> {
     }
 }
 
+/// A copy that failed closes the handle too, but waits for that only
+/// briefly: an agent that gave no reply in time will hardly answer now.
 impl Drop for Handle<'_> {
     fn drop(&mut self) {
         if self.open {
-            let _ = self.call("guest-file-close", json!({}), &mut Quiet);
+            let mut message = qmp::command("guest-file-close");
+            message.insert("arguments".into(), json!({"handle": self.id}));
+            let _ = self.agent.execute(message, Some(Instant::now() + CLOSE_TIMEOUT), &mut Quiet);
         }
     }
 }
