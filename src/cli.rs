@@ -248,7 +248,14 @@ pub enum VmArgs {
     /// Copy a file into or out of a VM through its guest agent: one side
     /// is NAME:PATH (PATH in the VM NAME), the other a host path; a folder
     /// as DST takes the file's name
-    Cp { source: OsString, destination: OsString },
+    Cp {
+        /// The file to copy: NAME:PATH or a host path
+        #[arg(value_name = "SRC")]
+        source: OsString,
+        /// Where it goes: NAME:PATH or a host path, a file or a folder
+        #[arg(value_name = "DST")]
+        destination: OsString,
+    },
 }
 
 /// `--connect URI`: the VM is a libvirt domain, at this libvirt.
