@@ -184,8 +184,9 @@ impl Drop for Handle<'_> {
 }
 
 /// Reads the guest file `path` chunk by chunk into `sink` (a file, the
-/// shell's stdout) until its end; `meter` is told of each chunk. The
-/// chunks' traffic goes to `observer`. Returns how many bytes came.
+/// shell's stdout) until its end. `meter` is told the file's size first
+/// (`None` when it cannot seek), with 0 bytes, then each chunk's bytes.
+/// The chunks' traffic goes to `observer`. Returns how many bytes came.
 pub fn read(
     agent: &mut Monitor,
     path: &str,
@@ -202,14 +203,14 @@ pub fn read(
     loop {
         let chunk = handle.call("guest-file-read", json!({"count": CHUNK}), observer).map_err(|f| f.error(&what))?;
         let text = chunk.get("buf-b64").and_then(Value::as_str).unwrap_or_default();
-        // The agent's count: the guest chooses it, so never more than asked.
+        // The guest decides what it sends: never more is decoded than asked.
+        if text.len() > CHUNK.div_ceil(3) * 4 {
+            return Err(Error::Failed(format!("{what}: the agent sent more than the {CHUNK} bytes asked")));
+        }
         bytes.clear();
         STANDARD
             .decode_vec(text, &mut bytes)
             .map_err(|e| Error::Failed(format!("{what}: the agent sent bad base64: {e}")))?;
-        if bytes.len() > CHUNK {
-            return Err(Error::Failed(format!("{what}: the agent sent more than the {CHUNK} bytes asked")));
-        }
         sink(&bytes)?;
         total = total.saturating_add(bytes.len() as u64);
         meter(None, bytes.len() as u64);
