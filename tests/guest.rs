@@ -484,9 +484,10 @@ fn vm_cp_carries_exact_bytes_both_ways_and_refuses_clearly() {
     }
     let socket = vms.state.path().join("cp").join("ga.sock");
     let host = tempfile::tempdir().unwrap();
-    // 5 MiB no compressor could shrink: every byte value, in no order.
+    // 5 MiB no compressor could shrink, every byte value in no order, and
+    // a tail that fills no whole chunk.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let data: Vec<u8> = (0..5 << 20)
+    let data: Vec<u8> = (0..(5 << 20) + 777)
         .map(|_| {
             state ^= state << 13;
             state ^= state >> 7;
@@ -535,6 +536,14 @@ fn vm_cp_carries_exact_bytes_both_ways_and_refuses_clearly() {
     let cat = cat.env("QMPSH_STATE_DIR", vms.state.path()).output().unwrap();
     assert!(cat.status.success(), "{:?}", String::from_utf8_lossy(&cat.stderr));
     assert!(cat.stdout == data, ".cat gave {} bytes, not the file's", cat.stdout.len());
+
+    // An empty file, both ways.
+    let empty = host.path().join("empty");
+    fs::write(&empty, "").unwrap();
+    assert_eq!(vms.qmpsh(&["vm", "cp", &path(&empty), "cp:/tmp/empty"]).code, 0);
+    fs::write(&empty, "not yet").unwrap();
+    assert_eq!(vms.qmpsh(&["vm", "cp", "cp:/tmp/empty", &path(&empty)]).code, 0);
+    assert_eq!(fs::read(&empty).unwrap(), b"");
 
     // Each refusal: one line, exit 1.
     let refused = |args: &[&str], words: &str| {
