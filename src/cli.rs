@@ -245,6 +245,17 @@ pub enum VmArgs {
     },
     /// Kill the VM if it runs, and remove its folder
     Delete { name: String },
+    /// Copy a file into or out of a VM through its guest agent: one side
+    /// is NAME:PATH (PATH in the VM NAME), the other a host path; a folder
+    /// as DST takes the file's name
+    Cp {
+        /// The file to copy: NAME:PATH or a host path
+        #[arg(value_name = "SRC")]
+        source: OsString,
+        /// Where it goes: NAME:PATH or a host path, a file or a folder
+        #[arg(value_name = "DST")]
+        destination: OsString,
+    },
 }
 
 /// `--connect URI`: the VM is a libvirt domain, at this libvirt.
@@ -353,6 +364,7 @@ impl VmArgs {
             VmArgs::List { json, libvirt } => (VmCommand::List { json }, libvirt.connect),
             VmArgs::Status { name, json, libvirt } => (VmCommand::Status { name, json }, libvirt.connect),
             VmArgs::Delete { name } => (VmCommand::Delete { name }, None),
+            VmArgs::Cp { source, destination } => (VmCommand::Cp { source, destination }, None),
         }
     }
 }

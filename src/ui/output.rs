@@ -314,6 +314,23 @@ impl Printer {
         if self.log_failed { Err(Error::LogFailed) } else { Ok(()) }
     }
 
+    /// A file's bytes for stdout (`.cat`), as they are; at the prompt,
+    /// where they reach the terminal through the line editor, as text
+    /// with control characters but line breaks made visible.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        let result = match self.sink {
+            Sink::Terminal(_) => {
+                self.out.extend_from_slice(visible(&String::from_utf8_lossy(bytes), Breaks::Keep).as_bytes());
+                Ok(())
+            }
+            Sink::Stdout(_) => self.out.write_all(bytes),
+        };
+        self.record(result);
+        if self.out.len() >= FLUSH_AT {
+            self.flush();
+        }
+    }
+
     /// Free text for stdout, such as `.help`, `.schema` (whose names are
     /// QEMU's) or the steps of a VM stop; control characters but line
     /// breaks are made visible.

@@ -32,6 +32,11 @@ pub enum VmCommand {
     Delete {
         name: String,
     },
+    /// A file into or out of a guest (see `copy`).
+    Cp {
+        source: OsString,
+        destination: OsString,
+    },
 }
 
 /// How a VM starts (`vm start` and `launch`).

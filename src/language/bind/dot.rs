@@ -36,6 +36,7 @@ pub const COMMANDS: &[DotUsage] = &[
         args: "[timeout=SECS] [kill]",
         help: "guest agent or power button, wait (30 s), then quit, then SIGKILL; `kill` kills at once",
     },
+    DotUsage { name: "cat", args: "PATH", help: "print a guest file's bytes (with --agent)" },
 ];
 
 impl DotUsage {
@@ -79,6 +80,13 @@ pub fn bind(inv: &Invocation) -> Result<DotCommand> {
             [] => error(end, "a CPU index after .cpu"),
         },
         "shutdown" => shutdown(args),
+        "cat" => match args {
+            [Arg { key: None, value, .. }] if value.text().is_some_and(|t| !t.is_empty()) => {
+                Ok(DotCommand::Cat(value.text().unwrap_or_default().to_string()))
+            }
+            [arg, ..] => error(arg.offset, "a guest path after .cat"),
+            [] => error(end, "a guest path after .cat"),
+        },
         other => {
             let hint = crate::language::schema::suggest(other, COMMANDS.iter().map(|c| c.name))
                 .map(|near| format!(" (did you mean .{near}?)"))

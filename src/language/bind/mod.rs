@@ -113,6 +113,8 @@ pub enum DotCommand {
         timeout: Duration,
         kill: bool,
     },
+    /// Print a guest file's bytes (the agent shell).
+    Cat(String),
 }
 
 /// What binding knows besides the line: options and session state.

@@ -216,3 +216,11 @@ fn after_quit_qemu_closing_ends_the_session() {
     );
     assert_eq!(session.run_line("quit", None).unwrap(), Flow::Exit);
 }
+
+#[test]
+fn cat_is_for_the_guest_agent_and_sends_nothing_to_qemu() {
+    let (mut session, peer, _screen) = session(vec![], Settings::default());
+    let refused = session.run_line(".cat /etc/hostname", None).unwrap_err().to_string();
+    assert!(refused.contains("--agent"), "{refused}");
+    assert!(peer.commands().is_empty());
+}
