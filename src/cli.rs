@@ -246,6 +246,17 @@ pub enum VmArgs {
     },
     /// Kill the VM if it runs, and remove its folder
     Delete { name: String },
+    /// Copy a file into or out of a VM through its guest agent: one side
+    /// is NAME:PATH (PATH in the VM NAME), the other a host path; a folder
+    /// as DST takes the file's name
+    Cp {
+        /// The file to copy: NAME:PATH or a host path
+        #[arg(value_name = "SRC")]
+        source: OsString,
+        /// Where it goes: NAME:PATH or a host path, a file or a folder
+        #[arg(value_name = "DST")]
+        destination: OsString,
+    },
     /// Run a program in the guest through its agent; its stdout, stderr
     /// and exit code become qmpsh's, and qmpsh's stdin (not a terminal)
     /// its input. The output comes when it ends
@@ -426,6 +437,7 @@ impl VmArgs {
                 };
                 (VmCommand::Wait { name, until, timeout: Duration::from_secs_f64(timeout) }, None)
             }
+            VmArgs::Cp { source, destination } => (VmCommand::Cp { source, destination }, None),
         }
     }
 }

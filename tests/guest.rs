@@ -15,6 +15,7 @@ use std::fs;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::guest::{self, AGENT_PORT, APPEND, HOSTNAME, READY};
@@ -501,7 +502,7 @@ fn vm_exec_runs_programs_in_the_guest_through_its_agent() {
     let guest_hash = text(&made.stdout).split_whitespace().next().unwrap().to_string();
     let blob = run(&["--", "cat", "/tmp/blob"], "");
     assert_eq!(blob.stdout.len(), 1 << 20);
-    assert_eq!(sha256(&blob.stdout), guest_hash);
+    assert_eq!(sha256_of(&blob.stdout), guest_hash);
     let mut all = vec!["vm", "exec", "ex", "--", "sha256sum"];
     let back = vms.qmpsh_bytes(&all, &blob.stdout);
     assert_eq!(text(&back.stdout).split_whitespace().next(), Some(guest_hash.as_str()), "{back:?}");
@@ -568,7 +569,7 @@ fn vm_wait_for_an_agent_that_never_answers_times_out() {
 }
 
 /// The host's sha256 of `bytes`, by coreutils' sha256sum.
-fn sha256(bytes: &[u8]) -> String {
+fn sha256_of(bytes: &[u8]) -> String {
     let mut child = std::process::Command::new("sha256sum")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -577,4 +578,135 @@ fn sha256(bytes: &[u8]) -> String {
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// A guest command through the test's own agent client: its exit code and
+/// stdout (`guest-exec` with captured output, polled until it ends).
+fn guest_run(socket: &Path, args: &[&str]) -> (i64, String) {
+    let mut agent = Agent::connect(socket);
+    agent.sync(777);
+    agent.send(&json!({"execute": "guest-exec",
+        "arguments": {"path": "/bin/busybox", "arg": args, "capture-output": true}}));
+    let pid = agent.reply(Duration::from_secs(30)).unwrap()["return"]["pid"].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        agent.send(&json!({"execute": "guest-exec-status", "arguments": {"pid": pid}}));
+        let status = agent.reply(Duration::from_secs(30)).unwrap()["return"].clone();
+        if status["exited"] == true {
+            let out = Command::new("base64").arg("-d").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn();
+            let mut child = out.unwrap();
+            child.stdin.take().unwrap().write_all(status["out-data"].as_str().unwrap_or("").as_bytes()).unwrap();
+            let out = child.wait_with_output().unwrap();
+            return (status["exitcode"].as_i64().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        assert!(Instant::now() < deadline, "{args:?} did not end in the guest");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The first word of `sha256sum FILE`.
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+#[test]
+fn vm_cp_carries_exact_bytes_both_ways_and_refuses_clearly() {
+    let Some(vms) = vms() else { return };
+    let Some(guest) = guest::guest() else { return };
+    if !vms.boot("cp", &guest.agent) {
+        return;
+    }
+    let socket = vms.state.path().join("cp").join("ga.sock");
+    let host = tempfile::tempdir().unwrap();
+    // 5 MiB no compressor could shrink, every byte value in no order, and
+    // a tail that fills no whole chunk.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let data: Vec<u8> = (0..(5 << 20) + 777)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    let big = host.path().join("big");
+    fs::write(&big, &data).unwrap();
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+
+    // Into the guest: the guest's own sha256sum says the same.
+    let started = Instant::now();
+    let pushed = vms.qmpsh(&["vm", "cp", &path(&big), "cp:/tmp/big"]);
+    let push_time = started.elapsed();
+    assert_eq!((pushed.code, pushed.stdout.as_str(), pushed.stderr.as_str()), (0, "", ""), "{pushed:?}");
+    let (code, sum) = guest_run(&socket, &["sha256sum", "/tmp/big"]);
+    assert_eq!(code, 0);
+    assert_eq!(sum.split_whitespace().next(), Some(sha256(&big).as_str()), "the guest's copy differs");
+
+    // Out of it, into a folder: the file's own name, the same bytes.
+    let out = host.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let started = Instant::now();
+    let pulled = vms.qmpsh(&["vm", "cp", "cp:/tmp/big", &path(&out)]);
+    let pull_time = started.elapsed();
+    assert_eq!(pulled.code, 0, "{pulled:?}");
+    assert_eq!(sha256(&out.join("big")), sha256(&big));
+    assert!(fs::read(out.join("big")).unwrap() == data, "the bytes that came back differ");
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 1, "a temporary file was left behind");
+    let rate = |time: Duration| 5.0 / time.as_secs_f64();
+    println!(
+        "vm cp of 5 MiB under TCG: into the guest {push_time:?} ({:.1} MiB/s), out {pull_time:?} ({:.1} MiB/s)",
+        rate(push_time),
+        rate(pull_time)
+    );
+
+    // A guest folder as DST takes the host file's name; .cat prints it.
+    let small = host.path().join("small.txt");
+    fs::write(&small, "one\ntwo\n").unwrap();
+    assert_eq!(vms.qmpsh(&["vm", "cp", &path(&small), "cp:/tmp"]).code, 0);
+    let cat = vms.qmpsh(&["--agent", "cp", "-c", ".cat /tmp/small.txt"]);
+    assert_eq!((cat.code, cat.stdout.as_str()), (0, "one\ntwo\n"), "{cat:?}");
+    // .cat of 5 MiB of binary on a pipe: every byte as it is.
+    let mut cat = qmpsh_command(&["--agent", "cp", "-c", ".cat /tmp/big"]);
+    let cat = cat.env("QMPSH_STATE_DIR", vms.state.path()).output().unwrap();
+    assert!(cat.status.success(), "{:?}", String::from_utf8_lossy(&cat.stderr));
+    assert!(cat.stdout == data, ".cat gave {} bytes, not the file's", cat.stdout.len());
+
+    // An empty file, both ways.
+    let empty = host.path().join("empty");
+    fs::write(&empty, "").unwrap();
+    assert_eq!(vms.qmpsh(&["vm", "cp", &path(&empty), "cp:/tmp/empty"]).code, 0);
+    fs::write(&empty, "not yet").unwrap();
+    assert_eq!(vms.qmpsh(&["vm", "cp", "cp:/tmp/empty", &path(&empty)]).code, 0);
+    assert_eq!(fs::read(&empty).unwrap(), b"");
+
+    // Each refusal: one line, exit 1.
+    let refused = |args: &[&str], words: &str| {
+        let run = vms.qmpsh(args);
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        assert!(run.stderr.contains(words), "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    };
+    let missing = path(&host.path().join("missing"));
+    refused(&["vm", "cp", "cp:/no/such/file", &missing], "No such file");
+    refused(&["vm", "cp", &missing, "cp:/tmp/x"], "No such file");
+    refused(&["vm", "cp", "cp:/tmp", &missing], "Is a directory");
+    refused(&["vm", "cp", &path(&out), "cp:/tmp/x"], "folder");
+    assert!(!host.path().join("missing").exists());
+
+    // A symlink at the destination is refused, and what it points to kept.
+    let victim = host.path().join("victim");
+    fs::write(&victim, "mine").unwrap();
+    let link = host.path().join("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    refused(&["vm", "cp", "cp:/tmp/big", &path(&link)], "symlink");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "mine");
+
+    // A full guest disk: a 1 MiB tmpfs takes part of a 5 MiB file.
+    let (code, _) = guest_run(&socket, &["sh", "-c", "mkdir -p /small && mount -t tmpfs -o size=1m tmpfs /small"]);
+    assert_eq!(code, 0, "cannot mount a small tmpfs in the guest");
+    let full = vms.qmpsh(&["vm", "cp", &path(&big), "cp:/small/big"]);
+    assert_eq!(full.code, 1, "{full:?}");
+    assert!(full.stderr.contains("disk full") || full.stderr.contains("No space left"), "{}", full.stderr);
+    assert_eq!(full.stderr.lines().count(), 1, "{}", full.stderr);
 }

@@ -318,18 +318,33 @@ impl Printer {
     /// stdout is not the line editor's, as `vm exec` writes them; through
     /// the editor, made visible, as any peer's text on a terminal.
     pub fn program_output(&mut self, out: &[u8], err: &[u8]) {
+        self.bytes(out);
+        self.flush();
         match self.sink {
             Sink::Stdout(_) => {
-                self.out.extend_from_slice(out);
-                self.flush();
                 let _ = stderr().lock().write_all(err);
             }
-            Sink::Terminal(_) => {
-                self.text(&String::from_utf8_lossy(out));
-                if !err.is_empty() {
-                    self.problem(String::from_utf8_lossy(err).trim_end_matches('\n'));
-                }
+            Sink::Terminal(_) if !err.is_empty() => {
+                self.problem(String::from_utf8_lossy(err).trim_end_matches('\n'));
             }
+            Sink::Terminal(_) => {}
+        }
+    }
+
+    /// A file's bytes for stdout (`.cat`), as they are; at the prompt,
+    /// where they reach the terminal through the line editor, as text
+    /// with control characters but line breaks made visible.
+    pub fn bytes(&mut self, bytes: &[u8]) {
+        let result = match self.sink {
+            Sink::Terminal(_) => {
+                self.out.extend_from_slice(visible(&String::from_utf8_lossy(bytes), Breaks::Keep).as_bytes());
+                Ok(())
+            }
+            Sink::Stdout(_) => self.out.write_all(bytes),
+        };
+        self.record(result);
+        if self.out.len() >= FLUSH_AT {
+            self.flush();
         }
     }
 

@@ -42,9 +42,11 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
             destroy(&domain, &name)?;
             writeln!(out, "{}: killed", visible::line(&name)).map_err(Error::output)
         }
-        VmCommand::Start { .. } | VmCommand::Delete { .. } | VmCommand::Exec { .. } | VmCommand::Wait { .. } => {
-            Err(Error::Usage("--connect works with vm list, status, stop and kill".into()))
-        }
+        VmCommand::Start { .. }
+        | VmCommand::Delete { .. }
+        | VmCommand::Cp { .. }
+        | VmCommand::Exec { .. }
+        | VmCommand::Wait { .. } => Err(Error::Usage("--connect works with vm list, status, stop and kill".into())),
     }
 }
 

@@ -1,8 +1,9 @@
-//! Managed VMs: `qmpsh vm start|stop|kill|list|status|delete` and
+//! Managed VMs: `qmpsh vm start|stop|kill|list|status|delete|cp` and
 //! `qmpsh launch`. Each VM has a private folder (see `state`) with its QMP
 //! socket, pidfile and logs; the QEMU in it is trusted only while its
 //! command line names that socket (see `process`).
 
+pub mod copy;
 mod exec;
 mod guest;
 #[cfg(feature = "libvirt")]
@@ -25,6 +26,7 @@ use crate::qemu::stop::{self, Progress, Step};
 use crate::qmp::{self, Connect, Quiet, agent};
 use crate::target::Target;
 use crate::ui::render;
+use crate::ui::terminal::Facts;
 use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use options::{Accel, Net, StartOptions, Until, VmCommand};
@@ -69,6 +71,7 @@ fn run_own(command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress)
         VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
         VmCommand::Exec { name, request } => guest::exec(&name, request, out),
         VmCommand::Wait { name, until, timeout } => guest::wait(&name, &until, timeout),
+        VmCommand::Cp { source, destination } => copy::run(&source, &destination, Facts::now().stderr),
     }
 }
 

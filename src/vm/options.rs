@@ -32,6 +32,11 @@ pub enum VmCommand {
     Delete {
         name: String,
     },
+    /// A file into or out of a guest (see `copy`).
+    Cp {
+        source: OsString,
+        destination: OsString,
+    },
     /// A program run in the guest by its agent; `name` may be the agent
     /// channel's socket path.
     Exec {

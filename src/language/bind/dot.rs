@@ -41,6 +41,7 @@ pub const COMMANDS: &[DotUsage] = &[
         args: "CMD [ARG...]",
         help: "run a program in the guest (agent shell): its output when it ends, then its exit code",
     },
+    DotUsage { name: "cat", args: "PATH", help: "print a guest file's bytes (with --agent)" },
 ];
 
 impl DotUsage {
@@ -85,6 +86,13 @@ pub fn bind(inv: &Invocation) -> Result<DotCommand> {
         },
         "shutdown" => shutdown(args),
         "exec" => exec(args, end),
+        "cat" => match args {
+            [Arg { key: None, value, .. }] if value.text().is_some_and(|t| !t.is_empty()) => {
+                Ok(DotCommand::Cat(value.text().unwrap_or_default().to_string()))
+            }
+            [arg, ..] => error(arg.offset, "a guest path after .cat"),
+            [] => error(end, "a guest path after .cat"),
+        },
         other => {
             let hint = crate::language::schema::suggest(other, COMMANDS.iter().map(|c| c.name))
                 .map(|near| format!(" (did you mean .{near}?)"))

@@ -116,6 +116,8 @@ pub enum DotCommand {
     /// Run this program with these arguments in the guest, through the
     /// agent the session is connected to.
     Exec(Vec<String>),
+    /// Print a guest file's bytes (the agent shell).
+    Cat(String),
 }
 
 /// What binding knows besides the line: options and session state.

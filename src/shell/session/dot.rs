@@ -11,6 +11,9 @@ use crate::language::bind::DotCommand;
 use crate::language::help;
 use crate::language::schema;
 use crate::qemu::{guest, process::Process, stop};
+use crate::qmp::{Kind, Observer};
+use crate::ui::output::Printer;
+use crate::vm::copy;
 
 impl Session {
     /// Runs a dot command, which qmpsh itself carries out.
@@ -40,6 +43,7 @@ impl Session {
             }
             DotCommand::Wait { event, timeout, fields } => return self.wait_for(&event, timeout, &fields),
             DotCommand::Exec(argv) => return self.exec(argv),
+            DotCommand::Cat(path) => self.cat(&path)?,
         }
         Ok(Flow::Continue)
     }
@@ -82,6 +86,24 @@ impl Session {
                 Err(Error::CommandFailed)
             }
         }
+    }
+
+    /// `.cat PATH`: a guest file's bytes on stdout, chunk by chunk (see
+    /// `vm::copy`); its traffic is qmpsh's own, logged with `-l`.
+    pub(super) fn cat(&mut self, path: &str) -> Result<(), Error> {
+        if !self.monitor.command_names().iter().any(|c| c == "guest-file-read") {
+            return Err(Error::Usage(".cat reads a guest's file through its agent: open qmpsh with --agent".into()));
+        }
+        let printer = std::cell::RefCell::new(&mut self.printer);
+        let mut observer = Logged(&printer);
+        let mut sink = |bytes: &[u8]| {
+            let mut printer = printer.borrow_mut();
+            printer.bytes(bytes);
+            printer.check()
+        };
+        let read = copy::read(&mut self.monitor, path, &mut observer, &mut sink, &mut |_, _| {});
+        self.printer.flush();
+        read.map(drop)
     }
 
     /// `.schema CMD`: a command's arguments, from the live schema.
@@ -135,5 +157,19 @@ impl Session {
     pub(super) fn take_event(&mut self, wanted: &mut dyn FnMut(&Value) -> bool) -> Option<Value> {
         let at = self.recent.iter().position(wanted)?;
         self.recent.drain(..=at).next_back()
+    }
+}
+
+/// `.cat`'s traffic, to the printer's log as qmpsh's own, while the same
+/// printer prints the file.
+struct Logged<'a, 'p>(&'a std::cell::RefCell<&'p mut Printer>);
+
+impl Observer for Logged<'_, '_> {
+    fn sent(&mut self, message: &Value) {
+        self.0.borrow_mut().own_traffic().sent(message);
+    }
+
+    fn received(&mut self, message: &Value, kind: Kind) {
+        self.0.borrow_mut().own_traffic().received(message, kind);
     }
 }

@@ -256,3 +256,11 @@ fn exec_that_the_guest_cannot_start_ends_as_a_shell_says() {
     assert!(shown.contains("the guest cannot run nope: Failed to execute"), "{shown}");
     assert!(shown.contains("nope exited with 127"), "{shown}");
 }
+
+#[test]
+fn cat_is_for_the_guest_agent_and_sends_nothing_to_qemu() {
+    let (mut session, peer, _screen) = session(vec![], Settings::default());
+    let refused = session.run_line(".cat /etc/hostname", None).unwrap_err().to_string();
+    assert!(refused.contains("--agent"), "{refused}");
+    assert!(peer.commands().is_empty());
+}

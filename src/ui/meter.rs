@@ -1,0 +1,80 @@
+//! A progress line on stderr for a long copy (`vm cp`): drawn only when
+//! stderr is a terminal and the copy is large, redrawn at most ten times a
+//! second, and wiped when the copy ends, however it ends, so that an error
+//! that follows starts on a clean line. A pipe or a log never sees it.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::ui::output::stderr;
+use crate::visible;
+
+/// From how many bytes a copy is large enough to show its progress.
+pub const LARGE: u64 = 8 << 20;
+
+/// How often the line may be redrawn.
+const EVERY: Duration = Duration::from_millis(100);
+
+/// The progress of one copy.
+pub struct Meter {
+    label: String,
+    total: Option<u64>,
+    done: u64,
+    started: Instant,
+    drawn: Option<Instant>,
+    on: bool,
+}
+
+impl Meter {
+    /// A meter for a copy of `total` bytes (`None`: not known) named
+    /// `label`; it draws only when `terminal` (stderr is one).
+    pub fn new(label: &str, total: Option<u64>, terminal: bool) -> Meter {
+        let on = terminal && total.is_none_or(|total| total >= LARGE);
+        Meter { label: visible::line(label), total, done: 0, started: Instant::now(), drawn: None, on }
+    }
+
+    /// `bytes` more are copied.
+    pub fn add(&mut self, bytes: u64) {
+        self.done = self.done.saturating_add(bytes);
+        // Of a size not known, only once it is large.
+        let small = self.total.is_none() && self.done < LARGE;
+        if !self.on || small || self.drawn.is_some_and(|at| at.elapsed() < EVERY) {
+            return;
+        }
+        self.drawn = Some(Instant::now());
+        let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+        let rate = mib(self.done) / self.started.elapsed().as_secs_f64().max(0.001);
+        let line = match self.total.filter(|&total| total > 0) {
+            Some(total) => format!(
+                "\r{} {:.1}/{:.1} MiB {:>3}% {rate:.1} MiB/s\x1b[K",
+                self.label,
+                mib(self.done),
+                mib(total),
+                self.done.saturating_mul(100) / total
+            ),
+            None => format!("\r{} {:.1} MiB {rate:.1} MiB/s\x1b[K", self.label, mib(self.done)),
+        };
+        let _ = stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// Wipes the line, if one was drawn.
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if self.drawn.is_some() {
+            let _ = stderr().lock().write_all(b"\r\x1b[K");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_small_copy_or_a_pipe_draws_nothing() {
+        assert!(!Meter::new("x", Some(LARGE - 1), true).on);
+        assert!(!Meter::new("x", Some(LARGE * 4), false).on);
+        assert!(Meter::new("x", None, true).on);
+    }
+}
