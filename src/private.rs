@@ -24,8 +24,9 @@
 //! The VMs' state folders take the same checks ([`check_folder`]) but are
 //! refused, never tightened.
 //!
-//! Each refusal is a sentence saying why, for the caller to put in its
-//! own words ("cannot open log file ...: it is a symlink").
+//! A refusal ([`NotPrivate`]) tells a broken rule from a failed system
+//! call, and says why in a sentence for the caller to put in its own words
+//! ("cannot open log file ...: it is a symlink").
 
 use std::fs::{self, File};
 use std::io;
@@ -36,6 +37,31 @@ use std::path::Path;
 use rustix::fs::{FileType, Mode, OFlags, Stat};
 use rustix::io::Errno;
 use rustix::process::getuid;
+
+/// Why a file or folder was not taken as private.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotPrivate {
+    /// It breaks a rule above: a symlink, not a regular file (or not a
+    /// folder), another user's, or reachable by others.
+    Rule(String),
+    /// The system would not say what it is, or would not do what was
+    /// asked (create, open, tighten).
+    Io(String),
+}
+
+impl std::fmt::Display for NotPrivate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotPrivate::Rule(why) | NotPrivate::Io(why) => f.write_str(why),
+        }
+    }
+}
+
+impl NotPrivate {
+    fn io(error: impl Into<io::Error>) -> NotPrivate {
+        NotPrivate::Io(error.into().to_string())
+    }
+}
 
 /// The permissions of a private file.
 pub const FILE_MODE: u32 = 0o600;
@@ -54,12 +80,12 @@ pub enum Access {
 
 /// Opens (creating it if need be) the private file `path`, relative to the
 /// folder `at` (`rustix::fs::CWD` for a path as given), by the rules above.
-pub fn open_file(at: impl AsFd, path: &Path, access: Access) -> Result<File, String> {
+pub fn open_file(at: impl AsFd, path: &Path, access: Access) -> Result<File, NotPrivate> {
     // Where the name shows what it is, it is not opened at all.
     match rustix::fs::statat(&at, path, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
         Ok(stat) => refuse_kind(&stat)?,
         Err(Errno::NOENT) => {}
-        Err(e) => return Err(io::Error::from(e).to_string()),
+        Err(e) => return Err(NotPrivate::io(e)),
     }
     let access = match access {
         Access::Append => OFlags::WRONLY,
@@ -70,18 +96,18 @@ pub fn open_file(at: impl AsFd, path: &Path, access: Access) -> Result<File, Str
     let flags = access | OFlags::CREATE | OFlags::APPEND | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let fd = match rustix::fs::openat(&at, path, flags, Mode::from_raw_mode(FILE_MODE)) {
         Ok(fd) => fd,
-        Err(Errno::LOOP) => return Err(SYMLINK.into()),
+        Err(Errno::LOOP) => return Err(NotPrivate::Rule(SYMLINK.into())),
         Err(Errno::NXIO) => return Err(not_regular("a FIFO")),
-        Err(e) => return Err(io::Error::from(e).to_string()),
+        Err(e) => return Err(NotPrivate::io(e)),
     };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| io::Error::from(e).to_string())?;
+    let stat = rustix::fs::fstat(&fd).map_err(NotPrivate::io)?;
     refuse_kind(&stat)?;
     make_private(&fd, &stat, FILE_MODE)?;
     // Writes to a regular file never block anyway; cleared all the same,
     // so the handle behaves as any other.
     rustix::fs::fcntl_getfl(&fd)
         .and_then(|flags| rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK))
-        .map_err(|e| io::Error::from(e).to_string())?;
+        .map_err(NotPrivate::io)?;
     Ok(File::from(fd))
 }
 
@@ -89,26 +115,26 @@ pub fn open_file(at: impl AsFd, path: &Path, access: Access) -> Result<File, Str
 /// it, 0700) if missing: a symlink, anything but a folder, or a folder of
 /// another user is refused; one of ours that others can reach is
 /// tightened to 0700.
-pub fn open_folder(path: &Path) -> Result<OwnedFd, String> {
+pub fn open_folder(path: &Path) -> Result<OwnedFd, NotPrivate> {
     if let Some(parent) = path.parent() {
-        fs::DirBuilder::new().recursive(true).mode(FOLDER_MODE).create(parent).map_err(|e| e.to_string())?;
+        fs::DirBuilder::new().recursive(true).mode(FOLDER_MODE).create(parent).map_err(NotPrivate::io)?;
     }
     match rustix::fs::mkdir(path, Mode::from_raw_mode(FOLDER_MODE)) {
         Ok(()) | Err(Errno::EXIST) => {}
-        Err(e) => return Err(format!("cannot create it: {}", io::Error::from(e))),
+        Err(e) => return Err(NotPrivate::Io(format!("cannot create it: {}", io::Error::from(e)))),
     }
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     let fd = match rustix::fs::open(path, flags, Mode::empty()) {
         Ok(fd) => fd,
         // A symlink gives ELOOP, or with O_DIRECTORY ENOTDIR: say which.
         Err(Errno::LOOP | Errno::NOTDIR) => {
-            let stat = rustix::fs::lstat(path).map_err(|e| io::Error::from(e).to_string())?;
+            let stat = rustix::fs::lstat(path).map_err(NotPrivate::io)?;
             let symlink = FileType::from_raw_mode(stat.st_mode) == FileType::Symlink;
-            return Err(if symlink { SYMLINK.into() } else { "it is not a folder".into() });
+            return Err(NotPrivate::Rule(if symlink { SYMLINK } else { "it is not a folder" }.into()));
         }
-        Err(e) => return Err(io::Error::from(e).to_string()),
+        Err(e) => return Err(NotPrivate::io(e)),
     };
-    let stat = rustix::fs::fstat(&fd).map_err(|e| io::Error::from(e).to_string())?;
+    let stat = rustix::fs::fstat(&fd).map_err(NotPrivate::io)?;
     make_private(&fd, &stat, FOLDER_MODE)?;
     Ok(fd)
 }
@@ -117,39 +143,40 @@ pub fn open_folder(path: &Path) -> Result<OwnedFd, String> {
 /// folder, another user's, or reachable by others. Nothing is changed: for
 /// the VMs' state folders, which qmpsh refuses rather than tightens (a
 /// folder it did not make is not its to change).
-pub fn check_folder(path: &Path) -> Result<(), String> {
-    let stat = rustix::fs::lstat(path).map_err(|e| io::Error::from(e).to_string())?;
+pub fn check_folder(path: &Path) -> Result<(), NotPrivate> {
+    let stat = rustix::fs::lstat(path).map_err(NotPrivate::io)?;
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::Directory => {}
-        FileType::Symlink => return Err(SYMLINK.into()),
-        _ => return Err("it is not a folder".into()),
+        FileType::Symlink => return Err(NotPrivate::Rule(SYMLINK.into())),
+        _ => return Err(NotPrivate::Rule("it is not a folder".into())),
     }
     owned(&stat)?;
     let mode = stat.st_mode & 0o7777;
     if mode & 0o077 != 0 {
-        return Err(format!(
+        return Err(NotPrivate::Rule(format!(
             "others can reach it (mode {mode:04o}); qmpsh does not change a folder it did not make: \
              chmod 700 it if it is qmpsh's"
-        ));
+        )));
     }
     Ok(())
 }
 
 /// Refuses a file or folder of another user.
-fn owned(stat: &Stat) -> Result<(), String> {
+fn owned(stat: &Stat) -> Result<(), NotPrivate> {
     let me = getuid().as_raw();
     if stat.st_uid != me {
-        return Err(format!("it belongs to uid {}, not to you (uid {me})", stat.st_uid));
+        return Err(NotPrivate::Rule(format!("it belongs to uid {}, not to you (uid {me})", stat.st_uid)));
     }
     Ok(())
 }
 
 /// Refuses a file or folder of another user; tightens one of ours that
 /// others can reach to `mode`, through the open handle.
-fn make_private(fd: impl AsFd, stat: &Stat, mode: u32) -> Result<(), String> {
+fn make_private(fd: impl AsFd, stat: &Stat, mode: u32) -> Result<(), NotPrivate> {
     owned(stat)?;
     if stat.st_mode & 0o077 != 0 {
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| format!("cannot make it private: {e}"))?;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode))
+            .map_err(|e| NotPrivate::Io(format!("cannot make it private: {e}")))?;
     }
     Ok(())
 }
@@ -157,10 +184,10 @@ fn make_private(fd: impl AsFd, stat: &Stat, mode: u32) -> Result<(), String> {
 const SYMLINK: &str = "it is a symlink";
 
 /// Refuses what is not a regular file, naming what it is.
-fn refuse_kind(stat: &Stat) -> Result<(), String> {
+fn refuse_kind(stat: &Stat) -> Result<(), NotPrivate> {
     match FileType::from_raw_mode(stat.st_mode) {
         FileType::RegularFile => Ok(()),
-        FileType::Symlink => Err(SYMLINK.into()),
+        FileType::Symlink => Err(NotPrivate::Rule(SYMLINK.into())),
         FileType::Fifo => Err(not_regular("a FIFO")),
         FileType::CharacterDevice => Err(not_regular("a character device")),
         FileType::BlockDevice => Err(not_regular("a block device")),
@@ -170,8 +197,8 @@ fn refuse_kind(stat: &Stat) -> Result<(), String> {
     }
 }
 
-fn not_regular(what: &str) -> String {
-    format!("it is {what}, not a regular file")
+fn not_regular(what: &str) -> NotPrivate {
+    NotPrivate::Rule(format!("it is {what}, not a regular file"))
 }
 
 #[cfg(test)]
@@ -203,8 +230,8 @@ mod tests {
         assert_eq!(std::fs::metadata(&folder).unwrap().permissions().mode() & 0o777, 0o700);
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&folder, &link).unwrap();
-        assert_eq!(open_folder(&link).unwrap_err(), SYMLINK);
-        assert_eq!(open_folder(&folder.join("history")).unwrap_err(), "it is not a folder");
+        assert_eq!(open_folder(&link).unwrap_err().to_string(), SYMLINK);
+        assert_eq!(open_folder(&folder.join("history")).unwrap_err().to_string(), "it is not a folder");
     }
 
     #[test]
@@ -212,11 +239,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
-        assert_eq!(open_file(rustix::fs::CWD, &link, Access::Append).unwrap_err(), SYMLINK);
+        assert_eq!(open_file(rustix::fs::CWD, &link, Access::Append).unwrap_err().to_string(), SYMLINK);
         assert!(!dir.path().join("nowhere").exists(), "a dangling link's target is not created");
         let err = open_file(rustix::fs::CWD, dir.path(), Access::Append).unwrap_err();
-        assert_eq!(err, "it is a folder, not a regular file");
+        assert_eq!(err, NotPrivate::Rule("it is a folder, not a regular file".into()));
         let err = open_file(rustix::fs::CWD, Path::new("/dev/null"), Access::Append).unwrap_err();
-        assert_eq!(err, "it is a character device, not a regular file");
+        assert_eq!(err, NotPrivate::Rule("it is a character device, not a regular file".into()));
     }
 }

@@ -20,7 +20,7 @@ use rustix::process::getuid;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::private::check_folder;
+use crate::private::{NotPrivate, check_folder};
 
 /// The longest unix socket path the kernel takes (sun_path less its NUL).
 pub const UNIX_PATH_MAX: usize = 107;
@@ -120,13 +120,22 @@ fn existing_state_dir() -> Result<Option<PathBuf>, Error> {
     }
 }
 
+/// A folder that is not private: one that breaks a rule is refused (2),
+/// one the system would not let qmpsh check is a failure (1).
+fn not_private(what: &str, dir: &Path, why: NotPrivate) -> Error {
+    match why {
+        NotPrivate::Rule(why) => Error::Usage(format!("refusing {what} {}: {why}", dir.display())),
+        NotPrivate::Io(why) => Error::Io(format!("cannot check the {what} {}: {why}", dir.display())),
+    }
+}
+
 /// Refuses a state folder that is not private (see [`check_folder`]) or
 /// not qmpsh's. One without the marker is qmpsh's when everything in it
 /// is (an empty folder, or one that an older qmpsh made): with `adopt`, it
 /// gets the marker.
 fn check_state(dir: &Path, adopt: bool) -> Result<(), Error> {
     let refuse = |why: String| Error::Usage(format!("refusing state folder {}: {why}", dir.display()));
-    check_folder(dir).map_err(refuse)?;
+    check_folder(dir).map_err(|why| not_private("state folder", dir, why))?;
     if is_file(&dir.join(STATE_MARKER)) {
         return Ok(());
     }
@@ -314,7 +323,7 @@ impl VmDir {
         let Some(state) = existing_state_dir()? else { return Ok(Lookup::Missing) };
         let dir = state.join(name);
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", dir.display()));
-        check_folder(&dir).map_err(refuse)?;
+        check_folder(&dir).map_err(|why| not_private("VM folder", &dir, why))?;
         if !is_vm_folder(&dir) {
             return Ok(Lookup::Stranger(dir));
         }
@@ -330,7 +339,7 @@ impl VmDir {
         let refuse = |why: String| Error::Usage(format!("refusing VM folder {}: {why}", self.dir.display()));
         let cannot = |what: &str, e: io::Error| Error::Io(format!("cannot {what} {}: {e}", self.dir.display()));
         let made = make_marked(&self.dir, VM_MARKER).map_err(|e| cannot("create the VM folder", e))?;
-        check_folder(&self.dir).map_err(refuse)?;
+        check_folder(&self.dir).map_err(|why| not_private("VM folder", &self.dir, why))?;
         if !made && !is_vm_folder(&self.dir) {
             return Err(Error::Usage(format!(
                 "{} is there and is not a VM of qmpsh's (it has no {VM_MARKER} file): \
@@ -510,11 +519,11 @@ mod tests {
         fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
         assert_eq!(check_folder(&dir), Ok(()));
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o750)).unwrap();
-        assert!(check_folder(&dir).unwrap_err().contains("others can reach it (mode 0750)"));
+        assert!(check_folder(&dir).unwrap_err().to_string().contains("others can reach it (mode 0750)"));
         assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o750, "left as it was");
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&dir, &link).unwrap();
-        assert!(check_folder(&link).unwrap_err().contains("symlink"));
+        assert!(check_folder(&link).unwrap_err().to_string().contains("symlink"));
     }
 
     #[test]
