@@ -582,11 +582,30 @@ fn play(stream: UnixStream, steps: Vec<Step>) -> Result<(), String> {
                     Err(e) => return Err(format!("step {n}: expected a hang-up, got {e}")),
                 }
             }
-            Step::Pause(d) => thread::sleep(d),
+            Step::Pause(d) => pause_unless_hung_up(&writer, d),
             Step::Flood(text) => while writer.write_all(text.as_bytes()).is_ok() {},
         }
     }
     Ok(())
+}
+
+/// Waits `limit`, or less once the client has hung up: a silent peer need
+/// not outlast the client that gave up on it (a test that drops its server
+/// waits for the script's end).
+fn pause_unless_hung_up(stream: &UnixStream, limit: Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(timeout) = Timespec::try_from(left) else { return thread::sleep(left) };
+        let mut fds = [PollFd::new(stream, PollFlags::RDHUP)];
+        match poll(&mut fds, Some(&timeout)) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return thread::sleep(left),
+            // The time is up, or the client hung up.
+            Ok(_) => return,
+        }
+    }
 }
 
 /// `text` answering a command with `id`: QEMU echoes an id only when the
