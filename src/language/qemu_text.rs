@@ -107,6 +107,21 @@ pub fn strtou64(text: &str) -> Option<u64> {
     Some(if negative { magnitude.wrapping_neg() } else { magnitude })
 }
 
+/// The power of two a size suffix stands for, as `qemu_strtosz` reads
+/// it: B, K, M, G, T, P, E in either case.
+pub fn suffix_shift(c: char) -> Option<u32> {
+    match c.to_ascii_uppercase() {
+        'B' => Some(0),
+        'K' => Some(10),
+        'M' => Some(20),
+        'G' => Some(30),
+        'T' => Some(40),
+        'P' => Some(50),
+        'E' => Some(60),
+        _ => None,
+    }
+}
+
 /// QEMU's `do_strtosz`: a decimal number (a fraction too, with a suffix
 /// bigger than bytes), or `0x` hex without a fraction or suffix, then one
 /// optional suffix letter in either case (B, K, M, G, T, P, E: powers of
@@ -117,17 +132,7 @@ pub fn strtosz(text: &str, unit: u64) -> Option<u64> {
     let text = text.strip_prefix('+').unwrap_or(text);
     let (number, multiplier) = match text.char_indices().last()? {
         (at, c) if c.is_ascii_alphabetic() && !text.starts_with("0x") && !text.starts_with("0X") => {
-            let shift = match c.to_ascii_uppercase() {
-                'B' => 0,
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                'P' => 50,
-                'E' => 60,
-                _ => return None,
-            };
-            (&text[..at], 1u64 << shift)
+            (&text[..at], 1u64 << suffix_shift(c)?)
         }
         _ => (text, unit),
     };

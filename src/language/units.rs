@@ -19,14 +19,8 @@ pub fn parse_seconds(text: &str) -> Result<f64, String> {
 pub fn parse_size(text: &str, unit: u64) -> Option<u64> {
     let (number, multiplier) = match text.char_indices().last()? {
         (at, c) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'B' => 0,
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return None,
-            };
+            // People's sizes go up to T; QEMU's suffixes beyond it are not taken.
+            let shift = crate::language::qemu_text::suffix_shift(c).filter(|shift| *shift <= 40)?;
             (&text[..at], 1u64 << shift)
         }
         _ => (text, unit),
