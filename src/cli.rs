@@ -256,6 +256,8 @@ pub enum VmArgs {
         /// Where it goes: NAME:PATH or a host path, a file or a folder
         #[arg(value_name = "DST")]
         destination: OsString,
+        #[command(flatten)]
+        libvirt: LibvirtArg,
     },
     /// Run a program in the guest through its agent; its stdout, stderr
     /// and exit code become qmpsh's, and qmpsh's stdin (not a terminal)
@@ -277,6 +279,8 @@ pub enum VmArgs {
         /// Do not read stdin (as ssh -n): for a stdin that never ends
         #[arg(short = 'n', long)]
         no_stdin: bool,
+        #[command(flatten)]
+        libvirt: LibvirtArg,
         /// The program and its arguments
         #[arg(required = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<String>,
@@ -291,6 +295,8 @@ pub enum VmArgs {
         /// Seconds to wait
         #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = parse_seconds)]
         timeout: f64,
+        #[command(flatten)]
+        libvirt: LibvirtArg,
     },
 }
 
@@ -423,21 +429,22 @@ impl VmArgs {
             VmArgs::List { json, libvirt } => (VmCommand::List { json }, libvirt.connect),
             VmArgs::Status { name, json, libvirt } => (VmCommand::Status { name, json }, libvirt.connect),
             VmArgs::Delete { name } => (VmCommand::Delete { name }, None),
-            VmArgs::Exec { name, timeout, env, cwd, no_stdin, command } => {
+            VmArgs::Exec { name, timeout, env, cwd, no_stdin, command, libvirt } => {
                 let timeout = timeout.map(Duration::from_secs_f64);
                 // An empty input stands for "none to read" until vm reads stdin.
                 let input = no_stdin.then(Vec::new);
-                (VmCommand::Exec { name, request: Request { argv: command, env, cwd, input, timeout } }, None)
+                let request = Request { argv: command, env, cwd, input, timeout };
+                (VmCommand::Exec { name, request }, libvirt.connect)
             }
-            VmArgs::Wait { name, until, timeout } => {
+            VmArgs::Wait { name, until, timeout, libvirt } => {
                 let until = match until.event {
                     Some(event) => Until::Event(event),
                     None if until.ssh => Until::Ssh,
                     None => Until::Agent,
                 };
-                (VmCommand::Wait { name, until, timeout: Duration::from_secs_f64(timeout) }, None)
+                (VmCommand::Wait { name, until, timeout: Duration::from_secs_f64(timeout) }, libvirt.connect)
             }
-            VmArgs::Cp { source, destination } => (VmCommand::Cp { source, destination }, None),
+            VmArgs::Cp { source, destination, libvirt } => (VmCommand::Cp { source, destination }, libvirt.connect),
         }
     }
 }

@@ -21,7 +21,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use common::guest::{self, APPEND, READY};
+use common::guest::{self, AGENT_PORT, APPEND, READY};
 use common::{Run, finish, qmpsh, qmpsh_command, wait_with_deadline};
 use serde_json::Value;
 
@@ -67,7 +67,15 @@ fn unique_name() -> String {
 }
 
 fn domain_xml(name: &str, initrd: &Path, serial: &Path) -> Option<String> {
-    let kernel = &guest::guest()?.kernel;
+    let guest = guest::guest()?;
+    // The agent's channel, as libvirt gives a domain one: a virtio-serial
+    // port of that name, on a socket libvirt owns and talks to.
+    let channel = if initrd == guest.agent {
+        format!("<channel type='unix'><target type='virtio' name='{AGENT_PORT}'/></channel>")
+    } else {
+        String::new()
+    };
+    let kernel = &guest.kernel;
     Some(format!(
         "<domain type='qemu'>
   <name>{name}</name>
@@ -84,6 +92,7 @@ fn domain_xml(name: &str, initrd: &Path, serial: &Path) -> Option<String> {
   <devices>
     <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <serial type='file'><source path='{}'/></serial>
+    {channel}
   </devices>
 </domain>
 ",
@@ -100,6 +109,8 @@ enum Init {
     Listening,
     /// Ignores the button.
     Ignoring,
+    /// Ignores the button; runs qemu-ga on the agent channel.
+    Agent,
 }
 
 /// A transient domain on qemu:///system, destroyed when dropped (a
@@ -120,6 +131,7 @@ impl Domain {
         let initrd = match init {
             Init::Listening => &guest.listening,
             Init::Ignoring => &guest.ignoring,
+            Init::Agent => &guest.agent,
         };
         let domain = Domain { name: unique_name(), dir: tempfile::tempdir().unwrap() };
         let xml = domain.dir.path().join("domain.xml");
@@ -537,4 +549,81 @@ fn connect_without_a_libvirt_target_is_a_usage_error() {
     assert_eq!(run.code, 2, "{run:?}");
     assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
     assert!(run.stderr.contains("libvirt:DOMAIN"), "{run:?}");
+}
+
+/// `vm exec`, `vm cp` and `vm wait --agent` on a libvirt domain, through
+/// libvirt's agent API (libvirt owns the agent's channel), as on qmpsh's
+/// own VMs: exit codes, output apart and exact, stdin, a file both ways
+/// with equal hashes, and the clear refusals.
+#[test]
+fn vm_exec_cp_and_wait_reach_a_domain_through_libvirts_agent_api() {
+    let Some(domain) = Domain::start(Init::Agent) else { return };
+    let name = domain.name.as_str();
+    let with = |args: &[&str], stdin: &[u8]| {
+        let mut command = qmpsh_command(args);
+        let mut child = command.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let stdin = stdin.to_vec();
+        let writer = thread::spawn(move || input.write_all(&stdin));
+        let output = child.wait_with_output().unwrap();
+        let _ = writer.join().unwrap();
+        output
+    };
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+
+    let wait = with(&["vm", "wait", "--connect", SYSTEM, name, "--agent", "--timeout", "120"], b"");
+    assert_eq!(wait.status.code(), Some(0), "{wait:?}");
+
+    let exec = |args: &[&str], stdin: &[u8]| {
+        let mut all = vec!["vm", "exec", "-C", SYSTEM, name];
+        all.extend_from_slice(args);
+        with(&all, stdin)
+    };
+    let both = exec(&["--", "sh", "-c", "printf 'out\\n'; printf 'err\\n' >&2; exit 3"], b"");
+    assert_eq!((both.status.code(), text(&both.stdout), text(&both.stderr)), (Some(3), "out\n".into(), "err\n".into()));
+    let missing = exec(&["--", "no-such-program"], b"");
+    assert_eq!(missing.status.code(), Some(127), "{missing:?}");
+    assert!(text(&missing.stderr).starts_with("qmpsh: the guest cannot run no-such-program: "), "{missing:?}");
+    let cat = exec(&["--", "cat"], b"through libvirt\n");
+    assert_eq!((cat.status.code(), text(&cat.stdout)), (Some(0), "through libvirt\n".into()), "{cat:?}");
+    // libvirt carries less in one agent command than qemu-ga takes: a
+    // stdin over that is refused before anything is sent, not left to stall.
+    let big = exec(&["--", "wc", "-c"], &vec![b'x'; 300 << 10]);
+    assert_eq!(big.status.code(), Some(2), "{big:?}");
+    assert!(text(&big.stderr).contains("one agent command may take through libvirt"), "{big:?}");
+    let fits = exec(&["--", "wc", "-c"], &vec![b'x'; 100 << 10]);
+    assert_eq!(text(&fits.stdout).trim(), (100 << 10).to_string(), "{fits:?}");
+
+    // A file of random bytes into the guest and back out: the guest's
+    // hash equals the host's, and what comes back is what went in.
+    let dir = tempfile::tempdir().unwrap();
+    let sent = dir.path().join("sent");
+    let bytes: Vec<u8> = (0..(3 << 20) + 123).map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    fs::write(&sent, &bytes).unwrap();
+    let guest_path = format!("{name}:/tmp/sent");
+    let push = with(&["vm", "cp", "-C", SYSTEM, sent.to_str().unwrap(), &guest_path], b"");
+    assert_eq!(push.status.code(), Some(0), "{push:?}");
+    let guest_hash = exec(&["--", "sha256sum", "/tmp/sent"], b"");
+    let host_hash = Command::new("sha256sum").arg(&sent).output().unwrap();
+    let first_word = |out: &Output| text(&out.stdout).split_whitespace().next().map(String::from);
+    assert_eq!(first_word(&guest_hash), first_word(&host_hash), "{guest_hash:?}");
+    let pulled = dir.path().join("pulled");
+    let pull = with(&["vm", "cp", "--connect", SYSTEM, &guest_path, pulled.to_str().unwrap()], b"");
+    assert_eq!(pull.status.code(), Some(0), "{pull:?}");
+    assert!(fs::read(&pulled).unwrap() == bytes, "the file came back changed");
+
+    // The refusals: a missing guest file, a domain libvirt does not have,
+    // and --ssh (no qmpsh forward on a libvirt domain).
+    let absent = with(&["vm", "cp", "-C", SYSTEM, &format!("{name}:/no/such/file"), pulled.to_str().unwrap()], b"");
+    assert_eq!(absent.status.code(), Some(1), "{absent:?}");
+    assert!(text(&absent.stderr).contains("No such file"), "{absent:?}");
+    let unknown = qmpsh(&["vm", "exec", "-C", SYSTEM, "qmpsh-no-such-domain", "--", "true"], "");
+    assert_eq!(unknown.code, 3, "{unknown:?}");
+    assert!(unknown.stderr.contains("has no domain qmpsh-no-such-domain"), "{unknown:?}");
+    let ssh = qmpsh(&["vm", "wait", "-C", SYSTEM, name, "--ssh"], "");
+    assert_eq!(ssh.code, 2, "{ssh:?}");
+    // --event listens on libvirt's QEMU monitor events: none comes, exit 4.
+    let event = qmpsh(&["vm", "wait", "-C", SYSTEM, name, "--event", "STOP", "--timeout", "1"], "");
+    assert_eq!(event.code, 4, "{event:?}");
+    assert!(event.stderr.contains("no STOP event within 1 s"), "{event:?}");
 }

@@ -64,7 +64,19 @@ pub fn exec(
     };
     let started = Instant::now();
     let deadline = request.timeout.map(|t| started + t);
-    let pid = match agent.execute(exec_message(request), deadline, observer)? {
+    let message = exec_message(request);
+    if let Some(largest) = agent.largest_command() {
+        let size = serde_json::to_string(&message).map_or(0, |text| text.len());
+        if size > largest {
+            return Err(Error::Usage(format!(
+                "the program's arguments and stdin take {} KiB as guest-exec, over the {} KiB one agent command \
+                 may take through libvirt: give it less on stdin, or copy its input in with vm cp first",
+                size.div_ceil(1024),
+                largest >> 10
+            )));
+        }
+    }
+    let pid = match agent.execute(message, deadline, observer)? {
         Ok(reply) => reply.get("pid").and_then(Value::as_i64).ok_or_else(|| {
             Error::Connection(format!(
                 "the guest agent's guest-exec reply has no pid: {}",

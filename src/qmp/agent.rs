@@ -39,6 +39,24 @@ pub fn connect(target: &Target, label: &str, timeout: Duration) -> Result<Monito
     Ok(agent)
 }
 
+/// Readies a monitor on an agent whose channel someone else keeps in step
+/// (libvirt's agent API): it answers `guest-ping` before `deadline`, and
+/// what it can do is learnt. `label` names it in errors.
+#[cfg(feature = "libvirt")]
+pub fn ready(mut agent: Monitor, label: &str, deadline: Instant) -> Result<Monitor, ClientError> {
+    agent.give_every_command_an_id();
+    match agent.execute(command("guest-ping"), Some(deadline), &mut Quiet) {
+        Ok(Ok(_)) => {}
+        Ok(Err(refused)) => {
+            let why = crate::visible::line(&refused.desc);
+            return Err(ClientError::Io(format!("no guest agent answers in {label}: {why}")));
+        }
+        Err(e) => return Err(e),
+    }
+    learn_commands(&mut agent, deadline);
+    Ok(agent)
+}
+
 /// `guest-sync-delimited` until the agent echoes our token: replies
 /// left on the channel by an earlier client are read past.
 fn sync(agent: &mut Monitor, deadline: Instant, observer: &mut dyn Observer) -> Result<(), ClientError> {

@@ -226,6 +226,12 @@ impl Monitor {
         self.inbox.transport.peer_pid()
     }
 
+    /// The most bytes one command may take on this channel, when the
+    /// transport has a limit below what the peer itself accepts.
+    pub fn largest_command(&self) -> Option<usize> {
+        self.inbox.transport.largest_command()
+    }
+
     /// Command names the peer says it has, for completion, when it offers
     /// no schema (the guest agent's `guest-info`).
     pub fn command_names(&self) -> Vec<String> {

@@ -193,6 +193,12 @@ pub trait Transport {
         None
     }
 
+    /// The most bytes of JSON one command may take, when the transport
+    /// carries less than the peer accepts (see [`Monitor::largest_command`]).
+    fn largest_command(&self) -> Option<usize> {
+        None
+    }
+
     /// Stops sending, so that the peer reads to the end of what was sent
     /// and closes: whether the transport can (see [`Monitor`]'s drop).
     fn close_sending(&mut self) -> bool {

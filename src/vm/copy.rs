@@ -20,11 +20,11 @@ use base64::engine::general_purpose::STANDARD;
 use rustix::fs::{Mode, OFlags};
 use serde_json::{Value, json};
 
-use super::state::{VmDir, check_name};
+use super::guest::AgentAt;
+use super::state::check_name;
 use crate::error::Error;
 use crate::interrupt::{self, Pending};
-use crate::qmp::{self, ClientError, Monitor, Observer, Quiet, agent};
-use crate::target::Target;
+use crate::qmp::{self, ClientError, Monitor, Observer, Quiet};
 use crate::ui::meter::Meter;
 use crate::visible;
 
@@ -47,7 +47,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Side {
     Host(PathBuf),
-    /// `NAME:PATH`: PATH in the managed VM NAME.
+    /// `NAME:PATH`: PATH in the managed VM NAME (with `--connect`, the
+    /// libvirt domain NAME).
     Guest {
         vm: String,
         path: String,
@@ -70,13 +71,13 @@ impl Side {
 /// `vm cp SRC DST`: one side in a guest, the other on the host. Says
 /// nothing when it works; a progress line on stderr when `terminal` and
 /// the file is large.
-pub fn run(source: &OsStr, destination: &OsStr, terminal: bool) -> Result<(), Error> {
+pub fn run(source: &OsStr, destination: &OsStr, uri: Option<&str>, terminal: bool) -> Result<(), Error> {
     // Ctrl-C ends the wait for the agent, not qmpsh: the guest's handle is
     // then closed, and a half-written host file removed, before it exits.
     let _ = interrupt::install();
     match (Side::parse(source), Side::parse(destination)) {
-        (Side::Guest { vm, path }, Side::Host(to)) => pull(&vm, &path, &to, terminal),
-        (Side::Host(from), Side::Guest { vm, path }) => push(&from, &vm, &path, terminal),
+        (Side::Guest { vm, path }, Side::Host(to)) => pull(&vm, uri, &path, &to, terminal),
+        (Side::Host(from), Side::Guest { vm, path }) => push(&from, &vm, uri, &path, terminal),
         (Side::Guest { .. }, Side::Guest { .. }) => {
             Err(Error::Usage("vm cp: both sides are in a guest; one must be on the host".into()))
         }
@@ -86,15 +87,9 @@ pub fn run(source: &OsStr, destination: &OsStr, terminal: bool) -> Result<(), Er
     }
 }
 
-/// The agent of the managed VM `vm`.
-fn connect(vm: &str) -> Result<Monitor, Error> {
-    let channel = VmDir::existing(vm)?.agent_socket();
-    if !channel.exists() {
-        return Err(Error::Usage(format!(
-            "VM {vm} has no guest agent channel: it was started with --no-agent, or is not running"
-        )));
-    }
-    Ok(agent::connect(&Target::Unix(channel), &format!("{vm}'s agent"), CONNECT_TIMEOUT)?)
+/// The agent of `vm`: a managed VM, or with `uri` a libvirt domain there.
+fn connect(vm: &str, uri: Option<&str>) -> Result<Monitor, Error> {
+    AgentAt::find(vm, uri)?.open(CONNECT_TIMEOUT)
 }
 
 /// One agent call: its return value, or the agent's error (made visible).
@@ -224,9 +219,9 @@ pub fn read(
 }
 
 /// `vm cp NAME:PATH DST`.
-fn pull(vm: &str, path: &str, to: &Path, terminal: bool) -> Result<(), Error> {
+fn pull(vm: &str, uri: Option<&str>, path: &str, to: &Path, terminal: bool) -> Result<(), Error> {
     let to = host_destination(to, path)?;
-    let mut agent = connect(vm)?;
+    let mut agent = connect(vm, uri)?;
     let mut file = NewFile::create(&to)?;
     let mut meter = None;
     read(&mut agent, path, &mut Quiet, &mut |bytes| file.write(bytes), &mut |size, bytes| match &mut meter {
@@ -325,8 +320,16 @@ impl Drop for NewFile {
     }
 }
 
+/// Bytes per `guest-file-write` on a channel that carries at most
+/// `largest` bytes a command: [`CHUNK`], or as much as fits in base64 with
+/// room for the rest of the message.
+fn write_chunk(largest: Option<usize>) -> usize {
+    let fits = largest.map_or(CHUNK, |largest| largest.saturating_sub(256) / 4 * 3);
+    fits.clamp(3, CHUNK)
+}
+
 /// `vm cp SRC NAME:PATH`.
-fn push(from: &Path, vm: &str, path: &str, terminal: bool) -> Result<(), Error> {
+fn push(from: &Path, vm: &str, uri: Option<&str>, path: &str, terminal: bool) -> Result<(), Error> {
     let cannot = |e: io::Error| Error::Io(format!("vm cp: cannot read {}: {e}", from.display()));
     let mut file = File::open(from).map_err(cannot)?;
     let meta = file.metadata().map_err(cannot)?;
@@ -334,7 +337,7 @@ fn push(from: &Path, vm: &str, path: &str, terminal: bool) -> Result<(), Error> 
         return Err(Error::Io(format!("vm cp: {}: it is a folder; vm cp copies one file", from.display())));
     }
     let name = from.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut agent = connect(vm)?;
+    let mut agent = connect(vm, uri)?;
     let in_folder = |folder: &str| format!("{}/{name}", folder.trim_end_matches('/'));
     let mut path = if path.ends_with('/') { in_folder(path) } else { path.to_string() };
     let what = |path: &str| format!("vm cp: {vm}: cannot write {path} in the guest");
@@ -349,7 +352,7 @@ fn push(from: &Path, vm: &str, path: &str, terminal: bool) -> Result<(), Error> 
     let id = opened.map_err(|f| f.error(&what(&path)))?;
     let mut handle = Handle { agent: &mut agent, id, open: true };
     let mut meter = Meter::new(&format!("{vm}:{path}"), Some(meta.len()), terminal);
-    let mut chunk = vec![0; CHUNK];
+    let mut chunk = vec![0; write_chunk(handle.agent.largest_command())];
     loop {
         let length = fill(&mut file, &mut chunk).map_err(cannot)?;
         let Some(bytes) = chunk.get(..length).filter(|b| !b.is_empty()) else { break };

@@ -10,45 +10,95 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::options::Until;
+use super::copy;
+use super::options::{Until, VmCommand};
 use super::state::VmDir;
 use crate::error::Error;
 use crate::qemu::guest::{self, Request};
-use crate::qmp::{self, Connect, Quiet, agent};
+use crate::qmp::{self, Connect, Monitor, Quiet, agent};
 use crate::target::Target;
 use crate::ui::output;
+use crate::ui::terminal::Facts;
 use crate::visible;
 
 /// How long `vm exec` waits for the agent to answer at all.
 const AGENT_ANSWERS: Duration = Duration::from_secs(5);
 
-/// The agent channel `name` means: a managed VM's `ga.sock`, or (with a
-/// `/` in it) a socket path; and the label errors name it by.
-fn agent_socket(name: &str) -> Result<(PathBuf, String), Error> {
-    if name.contains('/') {
-        return Ok((PathBuf::from(name), name.to_string()));
+/// Where a guest's agent is reached.
+#[derive(Debug, Clone)]
+pub(super) enum AgentAt {
+    /// A socket: a managed VM's `ga.sock`, or a path given; `label` names
+    /// it in errors.
+    Socket { path: PathBuf, label: String },
+    /// A libvirt domain's agent, through libvirt (`--connect URI`).
+    Libvirt { uri: String, domain: String },
+}
+
+impl AgentAt {
+    /// The agent `name` means: with `uri`, the libvirt domain `name`'s;
+    /// else a managed VM's `ga.sock`, or (with a `/` in it) a socket path.
+    pub(super) fn find(name: &str, uri: Option<&str>) -> Result<AgentAt, Error> {
+        if let Some(uri) = uri {
+            if !cfg!(feature = "libvirt") {
+                return Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()));
+            }
+            return Ok(AgentAt::Libvirt { uri: uri.into(), domain: name.into() });
+        }
+        if name.contains('/') {
+            return Ok(AgentAt::Socket { path: PathBuf::from(name), label: name.to_string() });
+        }
+        let vm = VmDir::existing(name)?;
+        let path = vm.agent_socket();
+        if !path.exists() {
+            return Err(Error::Usage(format!(
+                "{name} has no guest agent channel (not running, or started with --no-agent)"
+            )));
+        }
+        Ok(AgentAt::Socket { path, label: format!("{name}'s agent") })
     }
-    let vm = VmDir::existing(name)?;
-    let socket = vm.agent_socket();
-    if !socket.exists() {
-        return Err(Error::Usage(format!(
-            "{name} has no guest agent channel (not running, or started with --no-agent)"
-        )));
+
+    /// A monitor on the agent, once it answers; a socket's gets `timeout`
+    /// to (libvirt's says at once whether it is connected).
+    pub(super) fn open(&self, timeout: Duration) -> Result<Monitor, Error> {
+        match self {
+            AgentAt::Socket { path, label } => Ok(agent::connect(&Target::Unix(path.clone()), label, timeout)?),
+            AgentAt::Libvirt { uri, domain } => libvirt_agent(uri, domain),
+        }
     }
-    Ok((socket, format!("{name}'s agent")))
+}
+
+#[cfg(feature = "libvirt")]
+fn libvirt_agent(uri: &str, domain: &str) -> Result<Monitor, Error> {
+    Ok(qmp::libvirt::agent(Some(uri), domain)?)
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn libvirt_agent(_: &str, _: &str) -> Result<Monitor, Error> {
+    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
+}
+
+/// `vm exec`, `vm wait` and `vm cp`: through the guest agent of a managed
+/// VM, a socket, or with `uri` a libvirt domain at that libvirt. Other
+/// commands are not the agent's.
+pub(super) fn run(command: VmCommand, uri: Option<&str>, out: &mut dyn Write) -> Result<(), Error> {
+    match command {
+        VmCommand::Exec { name, request } => exec(&AgentAt::find(&name, uri)?, request, out),
+        VmCommand::Wait { name, until, timeout } => wait(&name, uri, &until, timeout),
+        VmCommand::Cp { source, destination } => copy::run(&source, &destination, uri, Facts::now().stderr),
+        _ => Err(Error::Usage("only vm exec, wait and cp go through the guest agent".into())),
+    }
 }
 
 /// `vm exec`: runs the program, its output to qmpsh's own stdout and
 /// stderr; its exit code becomes qmpsh's. qmpsh's stdin goes to it when
 /// it is not a terminal, unless `request` already has its input.
-pub fn exec(name: &str, mut request: Request, out: &mut dyn Write) -> Result<(), Error> {
-    let (socket, label) = agent_socket(name)?;
+fn exec(at: &AgentAt, mut request: Request, out: &mut dyn Write) -> Result<(), Error> {
     let stdin = std::io::stdin();
     // `--no-stdin` came as an input already given.
     if request.input.is_none() && !stdin.is_terminal() {
         request.input = Some(guest::read_input(&mut stdin.lock())?);
     }
-    let mut agent = agent::connect(&Target::Unix(socket), &label, AGENT_ANSWERS)?;
+    let mut agent = at.open(AGENT_ANSWERS)?;
     let mut err = output::stderr();
     let ended = guest::exec(&mut agent, &request, &mut Quiet, out, &mut err)?;
     if let Some(cut) = guest::truncation(&ended) {
@@ -61,13 +111,23 @@ pub fn exec(name: &str, mut request: Request, out: &mut dyn Write) -> Result<(),
 }
 
 /// `vm wait`: polls until the guest can be reached as `until` says, or
-/// the timeout passes (exit 4, one line).
-pub fn wait(name: &str, until: &Until, timeout: Duration) -> Result<(), Error> {
+/// the timeout passes (exit 4, one line). With `uri`, `name` is a libvirt
+/// domain there.
+fn wait(name: &str, uri: Option<&str>, until: &Until, timeout: Duration) -> Result<(), Error> {
     let deadline = Instant::now() + timeout;
     let reached = match until {
         Until::Agent => {
-            let (socket, label) = agent_socket(name)?;
-            retry(deadline, |left| agent::connect(&Target::Unix(socket.clone()), &label, left).is_ok())
+            let at = AgentAt::find(name, uri)?;
+            if let AgentAt::Libvirt { uri, domain } = &at {
+                // A domain that is not there, or not running, never will be.
+                drop(libvirt_monitor(uri, domain)?);
+            }
+            retry(deadline, |left| at.open(left).is_ok())
+        }
+        Until::Ssh if uri.is_some() => {
+            return Err(Error::Usage(
+                "vm wait --ssh needs a VM qmpsh started with --ssh-port, not a libvirt domain".into(),
+            ));
         }
         Until::Ssh => {
             let vm = VmDir::existing(name)?;
@@ -76,7 +136,19 @@ pub fn wait(name: &str, until: &Until, timeout: Duration) -> Result<(), Error> {
             };
             retry(deadline, |left| ssh_banner(port, left))
         }
-        Until::Event(event) => return wait_event(&VmDir::existing(name)?, event, deadline, timeout),
+        Until::Event(event) => {
+            let mut monitor = match uri {
+                Some(uri) => libvirt_monitor(uri, name)?,
+                None => {
+                    let vm = VmDir::existing(name)?;
+                    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+                    let greeting_timeout = left.min(Duration::from_secs(5));
+                    let connect = Connect { greeting_timeout, negotiate: true, write_timeout: None };
+                    qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet)?
+                }
+            };
+            return wait_event(&mut monitor, name, event, deadline, timeout);
+        }
     };
     if reached {
         return Ok(());
@@ -86,6 +158,17 @@ pub fn wait(name: &str, until: &Until, timeout: Duration) -> Result<(), Error> {
         _ => "no sshd sent its banner on the --ssh-port forward",
     };
     Err(Error::Timeout(format!("{name}: {what} within {} s", timeout.as_secs_f64())))
+}
+
+/// QEMU's monitor of the running libvirt domain `domain` at `uri`.
+#[cfg(feature = "libvirt")]
+fn libvirt_monitor(uri: &str, domain: &str) -> Result<Monitor, Error> {
+    Ok(qmp::libvirt::connect(Some(uri), domain)?)
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn libvirt_monitor(_: &str, _: &str) -> Result<Monitor, Error> {
+    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 
 /// Tries `reach` (given the time left, at most 2 s a try) every 200 ms
@@ -128,17 +211,20 @@ fn ssh_banner(port: u16, limit: Duration) -> bool {
     false
 }
 
-/// `vm wait --event`: on the VM's control socket, until the event comes.
-fn wait_event(vm: &VmDir, event: &str, deadline: Instant, timeout: Duration) -> Result<(), Error> {
-    let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
-    let connect = Connect { greeting_timeout: left.min(Duration::from_secs(5)), negotiate: true, write_timeout: None };
-    let mut monitor = qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet)?;
+/// `vm wait --event`: on `monitor`, until the event comes.
+fn wait_event(
+    monitor: &mut Monitor,
+    name: &str,
+    event: &str,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<(), Error> {
     let mut wanted = |message: &Value| message.get("event").and_then(Value::as_str) == Some(event);
     match monitor.wait_event(Some(deadline), &mut Quiet, &mut wanted)? {
         Some(_) => Ok(()),
         None => Err(Error::Timeout(format!(
             "{}: no {} event within {} s",
-            vm.name,
+            visible::line(name),
             visible::line(event),
             timeout.as_secs_f64()
         ))),

@@ -19,6 +19,9 @@ use crate::visible;
 /// Runs one `vm` command on libvirt at `uri`. What it says goes to `out`,
 /// where a closed pipe ends the saying quietly, never the act.
 pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress) -> Result<(), Error> {
+    if let VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } = command {
+        return super::guest::run(command, Some(uri), out);
+    }
     let connect = libvirt::open(Some(uri))?;
     match command {
         VmCommand::List { json } => {
@@ -42,11 +45,12 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
             destroy(&domain, &name)?;
             writeln!(out, "{}: killed", visible::line(&name)).map_err(Error::output)
         }
-        VmCommand::Start { .. }
-        | VmCommand::Delete { .. }
-        | VmCommand::Cp { .. }
-        | VmCommand::Exec { .. }
-        | VmCommand::Wait { .. } => Err(Error::Usage("--connect works with vm list, status, stop and kill".into())),
+        VmCommand::Start { .. } | VmCommand::Delete { .. } => {
+            Err(Error::Usage("--connect works with vm list, status, stop, kill, exec, cp and wait".into()))
+        }
+        VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } => {
+            super::guest::run(command, Some(uri), out)
+        }
     }
 }
 

@@ -26,7 +26,6 @@ use crate::qemu::stop::{self, Progress, Step};
 use crate::qmp::{self, Connect, Quiet, agent};
 use crate::target::Target;
 use crate::ui::render;
-use crate::ui::terminal::Facts;
 use crate::visible;
 pub use exec::COMMAND as EXEC_COMMAND;
 pub use options::{Accel, Net, StartOptions, Until, VmCommand};
@@ -69,9 +68,7 @@ fn run_own(command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress)
         VmCommand::List { json } => list(json, out),
         VmCommand::Status { name, json } => status(&VmDir::existing(&name)?, json, out),
         VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
-        VmCommand::Exec { name, request } => guest::exec(&name, request, out),
-        VmCommand::Wait { name, until, timeout } => guest::wait(&name, &until, timeout),
-        VmCommand::Cp { source, destination } => copy::run(&source, &destination, Facts::now().stderr),
+        VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } => guest::run(command, None, out),
     }
 }
 
