@@ -1,13 +1,18 @@
 //! `qmpsh vm exec NAME -- true` on a guest that is up: what a CI script
 //! pays per command. The guest is the tests' (Debian's kernel, busybox,
-//! Debian's real qemu-ga) under TCG; the floor is a minimal client in this
-//! file on the same channel (sync, guest-exec, guest-exec-status polled
-//! with no pause), so the ratio is what qmpsh adds to the agent's own
-//! time: a process start, connecting, `guest-info`, and the back-off.
+//! Debian's real qemu-ga) under TCG. Beside it:
 //!
-//! `cargo bench --bench exec` (`QMPSH_BENCH_ROUNDS=N`, default 31). The
-//! issue's other baseline, `virsh qemu-agent-command` in a polling loop,
-//! needs a libvirt domain with an agent channel and is not here yet.
+//! - the floor, a minimal client in this file on the same channel (sync,
+//!   guest-exec, guest-exec-status polled with no pause), so the ratio is
+//!   what qmpsh adds to the agent's own time;
+//! - when a libvirtd answers at `QMPSH_BENCH_URI` (default
+//!   qemu:///system), the same guest as a libvirt domain with an agent
+//!   channel, and on it the issue's baseline: `virsh qemu-agent-command`
+//!   in a shell polling loop (guest-exec, then guest-exec-status until it
+//!   has exited, no pause), against `qmpsh vm exec -C URI` (with the
+//!   `libvirt` feature: `cargo bench --features libvirt --bench exec`).
+//!
+//! `cargo bench --bench exec` (`QMPSH_BENCH_ROUNDS=N`, default 31).
 
 // Tests and benchmarks may panic: that is how they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -117,4 +122,115 @@ fn main() {
     println!("qmpsh vm exec bx -- true: {}", summary(&mut ours));
     println!("floor (one socket, no pause): {}", summary(&mut floors));
     println!("ratio of medians: {:.2}x", ours[rounds / 2].as_secs_f64() / floors[rounds / 2].as_secs_f64());
+    libvirt_rows(guest, rounds, ours[rounds / 2]);
+}
+
+/// The guest as a transient libvirt domain with an agent channel,
+/// destroyed when dropped.
+struct Domain {
+    uri: String,
+    name: String,
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        let _ = Command::new("virsh").args(["-q", "-c", &self.uri, "destroy", &self.name]).output();
+    }
+}
+
+/// What a script without qmpsh runs: `virsh qemu-agent-command` for
+/// guest-exec, then for guest-exec-status until the program has exited;
+/// the exit code is the program's.
+const VIRSH_LOOP: &str = r#"d="$1"; u="$2"
+pid=$(virsh -q -c "$u" qemu-agent-command "$d" '{"execute":"guest-exec","arguments":{"path":"true","capture-output":true}}' | sed -n 's/.*"pid":\([0-9]*\).*/\1/p')
+[ -n "$pid" ] || exit 1
+while :; do
+  st=$(virsh -q -c "$u" qemu-agent-command "$d" "{\"execute\":\"guest-exec-status\",\"arguments\":{\"pid\":$pid}}")
+  case "$st" in *'"exited":true'*) break ;; esac
+done
+code=$(printf '%s' "$st" | sed -n 's/.*"exitcode":\([0-9]*\).*/\1/p')
+exit "${code:-1}""#;
+
+/// The virsh loop against `qmpsh vm exec -C` on a libvirt domain, when a
+/// libvirtd answers; `own` is qmpsh's median on its own VM, for the table.
+fn libvirt_rows(guest: &guest::Guest, rounds: usize, own: Duration) {
+    let uri = std::env::var("QMPSH_BENCH_URI").unwrap_or_else(|_| "qemu:///system".into());
+    let up = Command::new("virsh").args(["-c", &uri, "version"]).stdin(Stdio::null()).output();
+    if !up.is_ok_and(|out| out.status.success()) {
+        println!("no libvirtd answers at {uri} (.ci/libvirtd start): no virsh rows");
+        return;
+    }
+    let domain = Domain { uri: uri.clone(), name: format!("qmpsh-bench-ga-{}", std::process::id()) };
+    let dir = tempfile::tempdir().unwrap();
+    let xml = dir.path().join("domain.xml");
+    std::fs::write(
+        &xml,
+        format!(
+            "<domain type='qemu'><name>{}</name><memory unit='MiB'>128</memory><vcpu>1</vcpu>\
+             <os><type arch='x86_64' machine='pc'>hvm</type><kernel>{}</kernel><initrd>{}</initrd>\
+             <cmdline>{}</cmdline></os><features><acpi/></features>\
+             <devices><emulator>/usr/bin/qemu-system-x86_64</emulator>\
+             <channel type='unix'><target type='virtio' name='{}'/></channel></devices></domain>",
+            domain.name,
+            guest.kernel.display(),
+            guest.agent.display(),
+            guest::APPEND,
+            guest::AGENT_PORT
+        ),
+    )
+    .unwrap();
+    let created = Command::new("virsh").args(["-q", "-c", &uri, "create"]).arg(&xml).output().unwrap();
+    assert!(created.status.success(), "virsh create: {created:?}");
+    let ping = || {
+        let out = Command::new("virsh")
+            .args(["-q", "-c", &uri, "qemu-agent-command", &domain.name, r#"{"execute":"guest-ping"}"#])
+            .output()
+            .unwrap();
+        out.status.success()
+    };
+    let booted = Instant::now();
+    while !ping() {
+        assert!(booted.elapsed() < Duration::from_secs(120), "the domain's agent never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let script = dir.path().join("virsh-loop.sh");
+    std::fs::write(&script, VIRSH_LOOP).unwrap();
+    let virsh_loop = || {
+        let out = Command::new("sh").arg(&script).args([&domain.name, &uri]).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "the virsh loop: {out:?}");
+    };
+    let via_libvirt = || {
+        let args = ["vm", "exec", "-C", &uri, &domain.name, "--", "true"];
+        let out = Command::new(QMPSH).args(args).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "qmpsh {args:?}: {out:?}");
+    };
+    let with_feature = cfg!(feature = "libvirt");
+    for _ in 0..3 {
+        virsh_loop();
+        if with_feature {
+            via_libvirt();
+        }
+    }
+    let (mut loops, mut ours) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let at = Instant::now();
+        virsh_loop();
+        loops.push(at.elapsed());
+        if with_feature {
+            let at = Instant::now();
+            via_libvirt();
+            ours.push(at.elapsed());
+        }
+    }
+    println!("virsh qemu-agent-command loop on {}: {}", domain.name, summary(&mut loops));
+    let virsh = loops[rounds / 2].as_secs_f64();
+    println!("  its median over qmpsh vm exec on qmpsh's own VM: {:.2}x", virsh / own.as_secs_f64());
+    if with_feature {
+        println!("qmpsh vm exec -C {uri} {} -- true: {}", domain.name, summary(&mut ours));
+        println!("  the virsh loop's median over qmpsh's: {:.2}x", virsh / ours[rounds / 2].as_secs_f64());
+    } else {
+        println!(
+            "(built without the libvirt feature: no qmpsh vm exec -C row; cargo bench --features libvirt --bench exec)"
+        );
+    }
 }

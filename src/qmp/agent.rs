@@ -18,8 +18,18 @@ const NO_REPLY: &[&str] = &["guest-shutdown", "guest-suspend-disk", "guest-suspe
 
 /// Connects to the agent channel at `target` and resynchronises with
 /// `guest-sync-delimited`; `label` names it in errors. Fails when no
-/// agent answers within `timeout`.
+/// agent answers within `timeout`. What the agent can do is then learnt
+/// from `guest-info`, for completion and the commands that never reply.
 pub fn connect(target: &Target, label: &str, timeout: Duration) -> Result<Monitor, ClientError> {
+    let deadline = Instant::now() + timeout;
+    let mut agent = connect_plain(target, label, timeout)?;
+    learn_commands(&mut agent, deadline);
+    Ok(agent)
+}
+
+/// [`connect`] without `guest-info`: for work that sends only commands
+/// that reply (`vm exec`, `vm cp`), one round trip to the guest fewer.
+pub fn connect_plain(target: &Target, label: &str, timeout: Duration) -> Result<Monitor, ClientError> {
     let mut agent = Monitor::new(Box::new(Socket::agent(target, timeout)?));
     agent.give_every_command_an_id();
     let deadline = Instant::now() + timeout;
@@ -35,13 +45,12 @@ pub fn connect(target: &Target, label: &str, timeout: Duration) -> Result<Monito
         )),
         other => other,
     })?;
-    learn_commands(&mut agent, deadline);
     Ok(agent)
 }
 
 /// Readies a monitor on an agent whose channel someone else keeps in step
-/// (libvirt's agent API): it answers `guest-ping` before `deadline`, and
-/// what it can do is learnt. `label` names it in errors.
+/// (libvirt's agent API), as [`connect_plain`] does a socket's: it answers
+/// `guest-ping` before `deadline`. `label` names it in errors.
 #[cfg(feature = "libvirt")]
 pub fn ready(mut agent: Monitor, label: &str, deadline: Instant) -> Result<Monitor, ClientError> {
     agent.give_every_command_an_id();
@@ -53,7 +62,6 @@ pub fn ready(mut agent: Monitor, label: &str, deadline: Instant) -> Result<Monit
         }
         Err(e) => return Err(e),
     }
-    learn_commands(&mut agent, deadline);
     Ok(agent)
 }
 

@@ -61,7 +61,7 @@ impl AgentAt {
     /// to (libvirt's says at once whether it is connected).
     pub(super) fn open(&self, timeout: Duration) -> Result<Monitor, Error> {
         match self {
-            AgentAt::Socket { path, label } => Ok(agent::connect(&Target::Unix(path.clone()), label, timeout)?),
+            AgentAt::Socket { path, label } => Ok(agent::connect_plain(&Target::Unix(path.clone()), label, timeout)?),
             AgentAt::Libvirt { uri, domain } => libvirt_agent(uri, domain),
         }
     }

@@ -142,7 +142,7 @@ pub fn attach(connect: &Connect, domain: Domain) -> Result<Monitor, ClientError>
 
 /// The guest agent of the running domain `name` at `uri`, through
 /// libvirt's agent API (libvirt owns the agent's channel): ready as
-/// [`agent::connect`](super::agent::connect) leaves a socket's, once it
+/// [`agent::connect_plain`](super::agent::connect_plain) leaves a socket's, once it
 /// answers `guest-ping`. libvirt keeps the channel in step itself, so
 /// there is no `guest-sync` here.
 pub fn agent(uri: Option<&str>, name: &str) -> Result<Monitor, ClientError> {
