@@ -26,8 +26,8 @@ pub const COMMANDS: &[DotUsage] = &[
     DotUsage { name: "sleep", args: "SECS", help: "pause, printing events that arrive" },
     DotUsage {
         name: "wait",
-        args: "EVENT [timeout=SECS] [KEY=VALUE...]",
-        help: "block until a matching event arrives",
+        args: "EVENT [timeout=SECS] [KEY=VALUE...] | job=ID | migration",
+        help: "block until a matching event arrives, or a job or the migration ends",
     },
     DotUsage { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
     DotUsage { name: "cpu", args: "N", help: "address HMP commands to CPU N" },
@@ -113,7 +113,32 @@ fn on_off(args: &[Arg], end: usize, what: &str) -> Result<bool> {
 
 /// `.wait EVENT [timeout=SECS] [KEY=VALUE...]`: KEY=VALUE pairs match
 /// fields of the event's data, typed as qmp-shell types them.
+/// `.wait job=ID [timeout=SECS]` and `.wait migration [timeout=SECS]`
+/// (lower case; `MIGRATION` is the event) wait for the work itself.
 fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
+    let work = match args.first() {
+        Some(Arg { key: None, value: Value::Bare(word), .. }) if word == "migration" => Some(None),
+        Some(arg @ Arg { key: Some(key), .. }) if *key == ["job"] => {
+            match arg.value.text().filter(|id| !id.is_empty()) {
+                Some(id) => Some(Some(id.to_string())),
+                None => return error(arg.offset, "a job id after job="),
+            }
+        }
+        _ => None,
+    };
+    if let Some(job) = work {
+        let mut timeout = None;
+        for arg in args.get(1..).unwrap_or_default() {
+            match arg.key.as_deref() {
+                Some([key]) if key == "timeout" => timeout = Some(seconds(arg)?),
+                _ => return error(arg.offset, "only timeout=SECS after .wait job=ID or .wait migration"),
+            }
+        }
+        return Ok(match job {
+            Some(id) => DotCommand::WaitJob { id, timeout },
+            None => DotCommand::WaitMigration { timeout },
+        });
+    }
     let (event, rest) = match args {
         [Arg { key: None, value: Value::Bare(name), .. }, rest @ ..] => (name.to_ascii_uppercase(), rest),
         [arg, ..] => return error(arg.offset, "an event name after .wait, such as STOP"),

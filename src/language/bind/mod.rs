@@ -103,6 +103,15 @@ pub enum DotCommand {
         timeout: Option<Duration>,
         fields: Map<String, Json>,
     },
+    /// Block until the job `id` ends, or (a mirror) is ready.
+    WaitJob {
+        id: String,
+        timeout: Option<Duration>,
+    },
+    /// Block until the outgoing migration ends.
+    WaitMigration {
+        timeout: Option<Duration>,
+    },
     /// Print a command's arguments from the live schema.
     Schema(String),
     /// The CPU that HMP commands address from now on.

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::language::bind::DotCommand;
 use crate::language::help;
 use crate::language::schema;
+use crate::qemu::work::{Ending, State, Step, WatchError, Watcher, Work};
 use crate::qemu::{guest, process::Process, stop};
 use crate::qmp::{Kind, Observer};
 use crate::ui::output::Printer;
@@ -42,6 +43,8 @@ impl Session {
                 }
             }
             DotCommand::Wait { event, timeout, fields } => return self.wait_for(&event, timeout, &fields),
+            DotCommand::WaitJob { id, timeout } => return self.wait_work(Work::Job(id), timeout),
+            DotCommand::WaitMigration { timeout } => return self.wait_work(Work::Migration, timeout),
             DotCommand::Exec(argv) => return self.exec(argv),
             DotCommand::Cat(path) => self.cat(&path)?,
         }
@@ -147,6 +150,92 @@ impl Session {
         }
     }
 
+    /// `.wait job=ID` and `.wait migration`: until the work ends (a mirror:
+    /// until it is ready), saying each status it passes through; exit 1
+    /// with QEMU's error if it failed or was cancelled, 4 at the timeout.
+    pub(super) fn wait_work(&mut self, work: Work, timeout: Option<Duration>) -> Result<Flow, Error> {
+        let limit = timeout.or(self.settings.timeout);
+        let deadline = limit.map(|t| Instant::now() + t);
+        let earlier: Vec<Value> = self.recent.iter().cloned().collect();
+        let mut watcher = Watcher::new(work.clone(), &earlier);
+        let name = crate::visible::line(&work.name());
+        loop {
+            let step = match watcher.step(&mut self.monitor, deadline, &mut watch!(self, true)) {
+                Ok(step) => step,
+                Err(WatchError::Client(e)) => return self.connection_lost(e),
+                Err(WatchError::Unknown(why)) => return Err(Error::Failed(crate::visible::line(&why))),
+            };
+            match step {
+                Step::Same => {}
+                Step::Changed(state) => self.say_state(&work, &state),
+                Step::TimedOut => {
+                    let waited = limit.unwrap_or_default().as_secs_f64();
+                    return Err(Error::Timeout(format!("{name} still runs after {waited} s")));
+                }
+                Step::Ended(ending) => {
+                    self.recent.clear();
+                    return self.say_ending(&work, ending);
+                }
+            }
+        }
+    }
+
+    /// One status a job or the migration reached: a line, or with
+    /// `--json` a JSON line.
+    fn say_state(&mut self, work: &Work, state: &State) {
+        if self.printer.style.json {
+            let mut line = Map::new();
+            match work {
+                Work::Job(id) => line.insert("job".into(), Value::from(id.as_str())),
+                Work::Migration => line.insert("migration".into(), Value::Bool(true)),
+            };
+            line.insert("status".into(), Value::from(state.status.as_str()));
+            if let Some(done) = state.done {
+                line.insert("done".into(), Value::from(done));
+            }
+            if let Some(total) = state.total {
+                line.insert("total".into(), Value::from(total));
+            }
+            self.printer.text(&format!("{}\n", Value::Object(line)));
+            return;
+        }
+        let progress = match (state.done, state.total) {
+            (Some(done), Some(total)) if total > 0 => {
+                format!(" ({} of {}, {}%)", mib(done), mib(total), done.saturating_mul(100) / total)
+            }
+            _ => String::new(),
+        };
+        self.printer.text(&format!("{}: {}{progress}\n", work.name(), state.status));
+    }
+
+    /// How the work ended: success (0) said on stdout; a failure or a
+    /// cancel fails the line (1) with QEMU's reason on stderr.
+    fn say_ending(&mut self, work: &Work, ending: Ending) -> Result<Flow, Error> {
+        let name = work.name();
+        match ending {
+            Ending::Completed => self.printer.text(&format!("{name}: completed\n")),
+            Ending::Ready => {
+                let id = match work {
+                    Work::Job(id) => id.as_str(),
+                    Work::Migration => "",
+                };
+                self.printer.text(&format!(
+                    "{name}: ready: job-complete id={id} finishes it (the target takes over), job-cancel id={id} \
+                     leaves the source as it is\n"
+                ));
+            }
+            Ending::Failed(why) => {
+                self.printer.problem(&format!("qmpsh: {name} failed: {}", crate::visible::line(&why)));
+                return Err(Error::CommandFailed);
+            }
+            Ending::Cancelled => {
+                self.printer.problem(&format!("qmpsh: {name} was cancelled"));
+                return Err(Error::CommandFailed);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
     /// The last event named `name` since the last command was sent.
     pub(super) fn seen_event(&self, name: &str) -> Option<&Value> {
         self.recent.iter().rev().find(|event| event.get("event").and_then(Value::as_str) == Some(name))
@@ -172,4 +261,9 @@ impl Observer for Logged<'_, '_> {
     fn received(&mut self, message: &Value, kind: Kind) {
         self.0.borrow_mut().own_traffic().received(message, kind);
     }
+}
+
+/// Bytes in MiB, one decimal.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
 }

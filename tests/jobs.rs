@@ -1,0 +1,126 @@
+//! `.wait job=ID` and `.wait migration` against a real QEMU: a throttled
+//! mirror watched to `ready` and, after `job-complete`, to its end; a job
+//! that fails ending with QEMU's error and exit 1; a timeout (4); and a
+//! migration between two local QEMUs watched to `completed`.
+
+// Tests and benchmarks may panic: that is how they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{Qemu, qemu_img_available, qmpsh, query};
+
+/// A 64 MiB qcow2 at `dir/name`, every byte written (a mirror copies
+/// what is allocated), and an empty one of the same size for a target.
+fn disks(dir: &Path) {
+    let run = |program: &str, args: &[&str]| {
+        let out = Command::new(program).args(args).current_dir(dir).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {out:?}");
+    };
+    run("qemu-img", &["create", "-q", "-f", "qcow2", "src.qcow2", "64M"]);
+    run("qemu-io", &["-f", "qcow2", "-c", "write -q -P 0x5a 0 64M", "src.qcow2"]);
+    run("qemu-img", &["create", "-q", "-f", "qcow2", "dst.qcow2", "64M"]);
+}
+
+/// The lines that add the two disks as `src` and `dst`.
+const ADD_DISKS: &str = "blockdev-add driver=qcow2 node-name=src file.driver=file file.filename=src.qcow2\n\
+                         blockdev-add driver=qcow2 node-name=dst file.driver=file file.filename=dst.qcow2\n";
+
+fn qemu_with_disks() -> Option<Qemu> {
+    if !qemu_img_available() {
+        return None;
+    }
+    let qemu = Qemu::start(&[])?;
+    disks(qemu.dir.path());
+    Some(qemu)
+}
+
+#[test]
+fn a_throttled_mirror_is_watched_to_ready_then_to_its_end() {
+    let Some(qemu) = qemu_with_disks() else { return };
+    // 64 MiB at 16 MiB/s: some 4 s of running before it is ready.
+    let script = format!(
+        "{ADD_DISKS}blockdev-mirror job-id=m0 device=src target=dst sync=full speed=16777216\n\
+         .wait job=m0 timeout=60\n\
+         job-complete id=m0\n\
+         .wait job=m0 timeout=60\n"
+    );
+    let run = qmpsh(&[&qemu.socket_arg()], &script);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("job m0: ")).collect();
+    assert!(lines.first().is_some_and(|l| l.starts_with("job m0: running")), "{run:?}");
+    let ready = lines.iter().position(|l| l.starts_with("job m0: ready: job-complete id=m0 finishes it"));
+    let ready = ready.unwrap_or_else(|| panic!("no ready line: {run:?}"));
+    // The second wait does not stop at the ready it began with: the job
+    // ends once job-complete has switched to the target.
+    assert_eq!(lines.last(), Some(&"job m0: completed"), "{run:?}");
+    assert!(ready < lines.len() - 1, "{run:?}");
+    assert_eq!(query(&qemu.socket, "query-jobs")["return"], serde_json::json!([]));
+}
+
+#[test]
+fn a_job_that_fails_ends_the_wait_with_qemus_error_and_exit_1() {
+    let Some(qemu) = qemu_with_disks() else { return };
+    // Every data write to the target fails: blkdebug under its qcow2
+    // layer turns each into EIO, and the backup job ends in error.
+    let bad = r#"{"execute": "blockdev-add", "arguments": {"driver": "qcow2", "node-name": "bad",
+        "file": {"driver": "blkdebug", "inject-error": [{"event": "write_aio", "errno": 5}],
+                 "image": {"driver": "file", "filename": "dst.qcow2"}}}}"#
+        .replace('\n', " ");
+    let script = format!(
+        "blockdev-add driver=qcow2 node-name=src file.driver=file file.filename=src.qcow2\n{bad}\n\
+         blockdev-backup job-id=b0 device=src target=bad sync=full\n\
+         .wait job=b0 timeout=60\n\
+         query-name\n"
+    );
+    let run = qmpsh(&[&qemu.socket_arg()], &script);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("qmpsh: job b0 failed: Input/output error"), "{run:?}");
+    // A script stops at the first failed line, as at a QMP error.
+    assert!(!run.stdout.contains("\"name\""), "{run:?}");
+}
+
+#[test]
+fn waiting_for_a_job_times_out_with_4_and_an_unknown_job_is_1() {
+    let Some(qemu) = qemu_with_disks() else { return };
+    let script = format!(
+        "{ADD_DISKS}blockdev-mirror job-id=slow device=src target=dst sync=full speed=1048576\n.wait job=slow timeout=1\n"
+    );
+    let run = qmpsh(&[&qemu.socket_arg()], &script);
+    assert_eq!(run.code, 4, "{run:?}");
+    assert!(run.stderr.contains("job slow still runs after 1 s"), "{run:?}");
+    let unknown = qmpsh(&[&qemu.socket_arg()], ".wait job=nosuch timeout=5\n");
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(unknown.stderr.contains("QEMU has no job nosuch (query-jobs lists slow)"), "{unknown:?}");
+}
+
+#[test]
+fn a_migration_between_two_local_qemus_is_watched_to_completed() {
+    let machine = ["-machine", "pc", "-accel", "tcg", "-m", "128"];
+    let Some(destination) = Qemu::start_args(|dir| {
+        let incoming = format!("unix:{}", dir.join("incoming.sock").display());
+        machine.iter().map(|s| s.to_string()).chain(["-incoming".to_string(), incoming]).collect()
+    }) else {
+        return;
+    };
+    let Some(source) = Qemu::start_args(|_| machine.iter().map(|s| s.to_string()).collect()) else { return };
+    let incoming = destination.dir.path().join("incoming.sock");
+    let script = format!("migrate uri=unix:{}\n.wait migration timeout=120\n", incoming.display());
+    let run = qmpsh(&[&source.socket_arg()], &script);
+    assert_eq!(run.code, 0, "{run:?}");
+    let said: Vec<&str> = run.stdout.lines().filter(|l| l.starts_with("migration: ")).collect();
+    // Each status it passed through, as QEMU told it (a short migration
+    // may go from setup to completed between two questions).
+    assert!(said.len() >= 2, "{run:?}");
+    assert!(said.first().is_some_and(|l| l.starts_with("migration: setup") || l.starts_with("migration: active")));
+    assert_eq!(said.last(), Some(&"migration: completed"), "{run:?}");
+    assert_eq!(query(&destination.socket, "query-status")["return"]["status"], "running");
+    // `.wait migration` on a QEMU that never migrated says so: exit 1.
+    let Some(idle) = Qemu::start(&[]) else { return };
+    let none = qmpsh(&[&idle.socket_arg()], ".wait migration timeout=5\n");
+    assert_eq!(none.code, 1, "{none:?}");
+    assert!(none.stderr.contains("no migration has started"), "{none:?}");
+}
