@@ -2,9 +2,9 @@
 //! pays per command. The guest is the tests' (Debian's kernel, busybox,
 //! Debian's real qemu-ga) under TCG. Beside it:
 //!
-//! - the floor, a minimal client in this file on the same channel (sync,
-//!   guest-exec, guest-exec-status polled with no pause), so the ratio is
-//!   what qmpsh adds to the agent's own time;
+//! - the floor, a minimal client in this file on the same channel (its
+//!   FIFOs opened afresh, sync, guest-exec, guest-exec-status polled with
+//!   no pause), so the ratio is what qmpsh adds to the agent's own time;
 //! - when a libvirtd answers at `QMPSH_BENCH_URI` (default
 //!   qemu:///system), the same guest as a libvirt domain with an agent
 //!   channel, and on it the baseline: `virsh qemu-agent-command`
@@ -23,7 +23,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -48,12 +47,11 @@ fn qmpsh(state: &Path, args: &[&str]) -> std::process::Output {
     output
 }
 
-/// The floor: one connection, sync, `guest-exec true`, status until exited.
-fn floor(socket: &Path) {
-    let stream = UnixStream::connect(socket).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let mut reader = BufReader::new(stream);
+/// The floor: the channel opened afresh (`ga.in`, QEMU's pipe chardev,
+/// and `ga.out` beside it), sync, `guest-exec true`, status until exited.
+fn floor(channel: &Path) {
+    let mut writer = std::fs::OpenOptions::new().write(true).open(channel).unwrap();
+    let mut reader = BufReader::new(std::fs::File::open(channel.with_extension("out")).unwrap());
     let mut ask = |message: Value| -> Value {
         writeln!(writer, "{message}").unwrap();
         loop {
@@ -105,7 +103,7 @@ fn main() {
     let booted = Instant::now();
     qmpsh(state, &["vm", "wait", "bx", "--agent", "--timeout", "120"]);
     println!("vm wait --agent: {:.1} s after vm start", booted.elapsed().as_secs_f64());
-    let socket = state.join("bx").join("ga.sock");
+    let socket = state.join("bx").join("ga.in");
     for _ in 0..3 {
         qmpsh(state, &["vm", "exec", "bx", "--", "true"]);
         floor(&socket);

@@ -32,7 +32,7 @@ pub struct Cli {
     pub target: Option<String>,
 
     /// A shell on the guest agent (qemu-ga) instead of QMP: a VM started by
-    /// `qmpsh vm start` (its ga.sock), or the agent channel's socket path
+    /// `qmpsh vm start` (its ga.in), or the agent channel's socket path
     #[arg(long, value_name = "NAME|SOCKET", conflicts_with = "target")]
     pub agent: Option<String>,
 
@@ -388,7 +388,8 @@ pub struct StartArgs {
     #[arg(long, value_name = "BIN", default_value = "qemu-system-x86_64")]
     pub qemu: PathBuf,
     /// No guest agent channel (by default a virtio-serial port
-    /// org.qemu.guest_agent.0 on ga.sock in the VM's folder)
+    /// org.qemu.guest_agent.0 on the FIFOs ga.in and ga.out in the VM's
+    /// folder)
     #[arg(long)]
     pub no_agent: bool,
     /// More QEMU arguments, after --

@@ -13,6 +13,7 @@ mod common;
 
 use std::fs;
 use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -171,7 +172,7 @@ fn the_agent_shell_runs_guest_commands_and_shutdown_returns_at_once() {
     }
     // A client that left half a command on the channel: the next one still
     // gets through (qmpsh resets the agent's parser with 0xFF first).
-    let mut half = UnixStream::connect(vms.state.path().join("ga").join("ga.sock")).unwrap();
+    let mut half = fs::OpenOptions::new().write(true).open(vms.state.path().join("ga").join("ga.in")).unwrap();
     half.write_all(br#"{"execute": "guest-ping", "arguments": {"#).unwrap();
     drop(half);
     let run = vms.qmpsh(&["--agent", "ga", "-c", "guest-ping", "-c", "guest-get-host-name", "-c", "guest-shutdown"]);
@@ -254,19 +255,30 @@ fn a_guest_that_ignores_the_button_is_ended_after_the_timeout() {
 /// may hold a stale reply, so it starts with `guest-sync-delimited`, whose
 /// reply follows a 0xFF byte.
 struct Agent {
-    stream: UnixStream,
+    reader: Box<dyn Read>,
+    writer: Box<dyn Write>,
     pending: Vec<u8>,
 }
 
 impl Agent {
-    fn connect(socket: &Path) -> Agent {
-        let stream = UnixStream::connect(socket).unwrap_or_else(|e| panic!("{}: {e}", socket.display()));
+    /// On a socket, or on a `vm start` VM's pipe channel: `ga.in` (QEMU
+    /// reads it) beside `ga.out` (QEMU writes it).
+    fn connect(channel: &Path) -> Agent {
+        if fs::symlink_metadata(channel).is_ok_and(|m| m.file_type().is_fifo()) {
+            use std::os::unix::fs::OpenOptionsExt;
+            let writer = fs::OpenOptions::new().write(true).open(channel).unwrap();
+            let out = channel.with_extension("out");
+            let reader = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(out).unwrap();
+            return Agent { reader: Box::new(reader), writer: Box::new(writer), pending: Vec::new() };
+        }
+        let stream = UnixStream::connect(channel).unwrap_or_else(|e| panic!("{}: {e}", channel.display()));
         stream.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        Agent { stream, pending: Vec::new() }
+        let writer = stream.try_clone().unwrap();
+        Agent { reader: Box::new(stream), writer: Box::new(writer), pending: Vec::new() }
     }
 
     fn send(&mut self, message: &Value) {
-        self.stream.write_all(format!("{message}\n").as_bytes()).unwrap();
+        self.writer.write_all(format!("{message}\n").as_bytes()).unwrap();
     }
 
     /// The next JSON line within `limit`, skipping whatever precedes its `{`.
@@ -284,10 +296,12 @@ impl Agent {
                 return None;
             }
             let mut buf = [0u8; 4096];
-            match self.stream.read(&mut buf) {
+            match self.reader.read(&mut buf) {
                 Ok(0) => panic!("the agent channel closed"),
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                // A FIFO does not wait: pause as a socket's timeout would.
+                Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(5)),
+                Err(e) if e.kind() == ErrorKind::TimedOut => {}
                 Err(e) => panic!("reading the agent channel: {e}"),
             }
         }
@@ -412,7 +426,7 @@ fn the_interactive_agent_shell_holds_the_channel_and_leaves_after_guest_shutdown
     assert!(status.stdout.contains("agent   held by another client"), "{}", status.stdout);
     let second = vms.qmpsh(&["--agent", "gat", "--timeout", "1", "-c", "guest-ping"]);
     assert_eq!(second.code, 3, "{second:?}");
-    assert!(second.stderr.contains("is another holding it?"), "{}", second.stderr);
+    assert!(second.stderr.contains("another client held it for 1 s"), "{}", second.stderr);
     let stop = vms.qmpsh(&["vm", "stop", "gat", "--timeout", "1"]);
     assert!(stop.stdout.starts_with("another client holds the guest agent's channel"), "{}", stop.stdout);
     assert_eq!(stop.code, 4, "{stop:?}");
@@ -507,9 +521,9 @@ fn vm_exec_runs_programs_in_the_guest_through_its_agent() {
     let back = vms.qmpsh_bytes(&all, &blob.stdout);
     assert_eq!(text(&back.stdout).split_whitespace().next(), Some(guest_hash.as_str()), "{back:?}");
 
-    // A socket path instead of the name.
-    let socket = vms.state.path().join("ex").join("ga.sock");
-    all = vec!["vm", "exec", socket.to_str().unwrap(), "--", "echo", "by path"];
+    // The channel's path instead of the name (its FIFO QEMU reads).
+    let channel = vms.state.path().join("ex").join("ga.in");
+    all = vec!["vm", "exec", channel.to_str().unwrap(), "--", "echo", "by path"];
     assert_eq!(text(&vms.qmpsh_bytes(&all, b"").stdout), "by path\n");
 
     // A program that outlives --timeout keeps running; the line says so
@@ -617,7 +631,7 @@ fn vm_cp_carries_exact_bytes_both_ways_and_refuses_clearly() {
     if !vms.boot("cp", &guest.agent) {
         return;
     }
-    let socket = vms.state.path().join("cp").join("ga.sock");
+    let socket = vms.state.path().join("cp").join("ga.in");
     let host = tempfile::tempdir().unwrap();
     // 5 MiB no compressor could shrink, every byte value in no order, and
     // a tail that fills no whole chunk.

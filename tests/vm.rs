@@ -463,6 +463,10 @@ fn every_way_to_a_vm_by_name_refuses_a_folder_others_control() {
     fn chmod(path: &Path, mode: u32) {
         fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
     }
+    fn fifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+        assert!(made.success(), "mkfifo {}", path.display());
+    }
     type Spoil = Box<dyn Fn(&Path, &Path)>;
     let cases: Vec<(&str, bool, &str, Spoil)> = vec![
         ("state folder of another user", true, "belongs to uid 65534", Box::new(|state, _| chown(state))),
@@ -479,6 +483,24 @@ fn every_way_to_a_vm_by_name_refuses_a_folder_others_control() {
             true,
             "qmp.sock belongs to uid 65534",
             Box::new(|_, vm| chown(&vm.join("qmp.sock"))),
+        ),
+        (
+            "agent FIFO of another user",
+            true,
+            "ga.in belongs to uid 65534",
+            Box::new(|_, vm| {
+                fifo(&vm.join("ga.in"));
+                chown(&vm.join("ga.in"));
+            }),
+        ),
+        (
+            "agent channel that is no FIFO",
+            false,
+            "its ga.out is not a FIFO",
+            Box::new(|_, vm| {
+                fifo(&vm.join("ga.in"));
+                fs::write(vm.join("ga.out"), "").unwrap();
+            }),
         ),
         (
             "VM folder that is a symlink",
@@ -501,9 +523,11 @@ fn every_way_to_a_vm_by_name_refuses_a_folder_others_control() {
         spoil(&state, &vm);
         let mode = |path: &Path| fs::symlink_metadata(path).unwrap().mode();
         let before = (mode(&state), mode(&vm));
-        let commands: [&[&str]; 7] = [
+        let commands: [&[&str]; 9] = [
             &["web", "--timeout", "1", "-c", "query-status"],
             &["--agent", "web", "--timeout", "1", "-c", "guest-ping"],
+            &["vm", "exec", "web", "--", "true"],
+            &["vm", "cp", "/etc/hostname", "web:/tmp/hostname"],
             &["vm", "status", "web"],
             &["vm", "stop", "web", "--timeout", "1"],
             &["vm", "kill", "web"],

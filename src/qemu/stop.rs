@@ -11,6 +11,7 @@
 //! shell's `.shutdown`, which show the steps it tells their [`Progress`].
 
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -195,8 +196,12 @@ pub fn shutdown(monitor: &mut Monitor, progress: &mut dyn Progress, stop: &Stop)
     // An agent that is not up yet (the guest boots) is asked again between
     // presses of the button; one that refused is not.
     let mut ask_again = None;
-    let agent = stop.agent.filter(|_| {
-        let held = agent_held(monitor, progress);
+    let agent = stop.agent.filter(|agent| {
+        let channel = match agent {
+            Target::Unix(channel) => Some(channel.as_path()),
+            _ => None,
+        };
+        let held = agent_held(monitor, channel, progress);
         if held {
             progress.step(&Step::AgentHeld);
         }
@@ -295,9 +300,13 @@ pub fn kill(
     }
 }
 
-/// Whether another client holds a managed VM's agent channel, which QEMU
-/// gives to one client at a time: a free one it names `disconnected:...`.
-pub fn agent_held(monitor: &mut Monitor, observer: &mut dyn Observer) -> bool {
+/// Whether another client holds a managed VM's agent channel `channel`,
+/// which serves one client at a time: a pipe channel's lock is taken (see
+/// `qmp::socket`), or QEMU names a free socket `disconnected:...`.
+pub fn agent_held(monitor: &mut Monitor, channel: Option<&Path>, observer: &mut dyn Observer) -> bool {
+    if let Some(held) = channel.and_then(crate::qmp::pipe_held) {
+        return held;
+    }
     let deadline = Instant::now() + AGENT_LIMIT;
     let Ok(Ok(chardevs)) = monitor.execute(command("query-chardev"), Some(deadline), observer) else { return false };
     let channel = chardevs.as_array().into_iter().flatten().find(|c| c["label"] == AGENT_CHARDEV);

@@ -36,7 +36,7 @@ use crate::visible::{Breaks, visible};
 pub use client::Monitor;
 pub use framer::Framer;
 pub use ledger::{Ledger, Settled};
-pub use socket::{Connect, connect};
+pub use socket::{Connect, connect, pipe_held};
 
 /// What a received message was, as far as the client is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

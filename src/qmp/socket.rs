@@ -4,17 +4,19 @@
 //! messages; a wake-up from another thread is a byte on a pipe, polled
 //! beside the socket.
 
+use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
-use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
+use rustix::fs::{FlockOperation, Mode, OFlags, fcntl_getfl, fcntl_setfl, flock};
 use rustix::io::{Errno, read, write};
 use rustix::net::sockopt::socket_peercred;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType, socket_with};
@@ -78,12 +80,33 @@ pub struct Socket {
 enum Stream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    /// QEMU's `pipe` chardev: a FIFO it reads (`NAME.in`) and one it
+    /// writes (`NAME.out`), both held open by QEMU for its life, so the
+    /// device behind them never sees its host side leave.
+    Pipe {
+        read: File,
+        write: File,
+        /// How long a read waits (FIFOs have no socket timeouts).
+        timeout: Option<Duration>,
+    },
 }
 
 impl Stream {
     fn open(target: &Target, timeout: Duration) -> Result<Stream, ClientError> {
         let fail = |why: String| ClientError::Io(format!("cannot connect to {target}: {why}"));
         match target {
+            Target::Unix(path) if is_fifo(path) => open_pipes(path, timeout).map_err(|e| {
+                fail(match e.kind() {
+                    io::ErrorKind::TimedOut => format!(
+                        "another client held it for {} s: the channel serves one client at a time",
+                        timeout.as_secs_f64()
+                    ),
+                    _ if e.raw_os_error() == Some(Errno::NXIO.raw_os_error()) => {
+                        "nothing reads it: the QEMU that had it open is not running".to_string()
+                    }
+                    _ => e.to_string(),
+                })
+            }),
             Target::Unix(path) => connect_unix(path, timeout).map(Stream::Unix).map_err(|e| {
                 fail(match e.kind() {
                     io::ErrorKind::TimedOut => format!(
@@ -123,13 +146,19 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.shutdown(Shutdown::Write),
             Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            // Closing the write side would not be seen: QEMU holds it too.
+            Stream::Pipe { .. } => Err(io::ErrorKind::Unsupported.into()),
         }
     }
 
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+    fn set_read_timeout(&mut self, wait: Option<Duration>) -> io::Result<()> {
         match self {
-            Stream::Unix(s) => s.set_read_timeout(timeout),
-            Stream::Tcp(s) => s.set_read_timeout(timeout),
+            Stream::Unix(s) => s.set_read_timeout(wait),
+            Stream::Tcp(s) => s.set_read_timeout(wait),
+            Stream::Pipe { timeout, .. } => {
+                *timeout = wait;
+                Ok(())
+            }
         }
     }
 
@@ -137,6 +166,10 @@ impl Stream {
         match self {
             Stream::Unix(s) => s.set_write_timeout(timeout),
             Stream::Tcp(s) => s.set_write_timeout(timeout),
+            Stream::Pipe { .. } => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "a pipe channel has no write timeout (it is for the guest agent, not QMP)",
+            )),
         }
     }
 }
@@ -146,6 +179,7 @@ impl AsFd for Stream {
         match self {
             Stream::Unix(s) => s.as_fd(),
             Stream::Tcp(s) => s.as_fd(),
+            Stream::Pipe { read, .. } => read.as_fd(),
         }
     }
 }
@@ -155,6 +189,15 @@ impl Read for Stream {
         match self {
             Stream::Unix(s) => s.read(buf),
             Stream::Tcp(s) => s.read(buf),
+            Stream::Pipe { read, timeout, .. } => {
+                // The FIFO does not block: wait for it to be readable first.
+                let mut fds = [PollFd::new(&*read, PollFlags::IN)];
+                let wait = timeout.and_then(|t| Timespec::try_from(t).ok());
+                if poll(&mut fds, wait.as_ref())? == 0 {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                read.read(buf)
+            }
         }
     }
 }
@@ -164,6 +207,7 @@ impl Write for Stream {
         match self {
             Stream::Unix(s) => s.write(buf),
             Stream::Tcp(s) => s.write(buf),
+            Stream::Pipe { write, .. } => write.write(buf),
         }
     }
 
@@ -194,6 +238,59 @@ fn connect_unix(path: &Path, timeout: Duration) -> io::Result<UnixStream> {
     let status = fcntl_getfl(&socket)?;
     fcntl_setfl(&socket, status - OFlags::NONBLOCK)?;
     Ok(UnixStream::from(socket))
+}
+
+/// Whether `path` is a FIFO (not following a symlink).
+fn is_fifo(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_fifo())
+}
+
+/// The FIFO QEMU writes, beside the one it reads: `NAME.out` for `NAME.in`.
+fn out_fifo(path: &Path) -> PathBuf {
+    path.with_extension("out")
+}
+
+/// Opens QEMU's pipe chardev at `path` (`NAME.in`, beside `NAME.out`) for
+/// one client: an exclusive lock on it, waited for up to `timeout`, is
+/// what a socket's one connection is. Neither FIFO is followed through a
+/// symlink, and an end that nobody reads (QEMU gone) fails at once
+/// instead of blocking.
+fn open_pipes(path: &Path, timeout: Duration) -> io::Result<Stream> {
+    let out = out_fifo(path);
+    if !is_fifo(&out) {
+        return Err(io::Error::other(format!("{} is not the FIFO beside it", out.display())));
+    }
+    let flags = OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let write = rustix::fs::open(path, OFlags::WRONLY | flags, Mode::empty())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        match flock(&write, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => break,
+            Err(Errno::WOULDBLOCK) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Err(Errno::WOULDBLOCK) => return Err(io::ErrorKind::TimedOut.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let read = rustix::fs::open(&out, OFlags::RDONLY | flags, Mode::empty())?;
+    // Writes block, as a socket's do; reads wait in `poll` (see `Read`).
+    let status = fcntl_getfl(&write)?;
+    fcntl_setfl(&write, status - OFlags::NONBLOCK)?;
+    Ok(Stream::Pipe { read: File::from(read), write: File::from(write), timeout: None })
+}
+
+/// Whether another client holds the pipe channel at `path` (see
+/// [`open_pipes`]); `None` when `path` is not one, or cannot be asked.
+pub fn pipe_held(path: &Path) -> Option<bool> {
+    if !is_fifo(path) {
+        return None;
+    }
+    let flags = OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let probe = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+    match flock(&probe, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Some(false),
+        Err(Errno::WOULDBLOCK) => Some(true),
+        Err(_) => None,
+    }
 }
 
 /// Whether an I/O error means the peer went away.

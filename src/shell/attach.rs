@@ -55,7 +55,7 @@ pub fn monitor(target: &Target, options: &Config) -> Result<(), Error> {
     // A managed VM's folder holds its agent channel beside the QMP socket.
     let agent = match target {
         Target::Unix(path) if path.file_name().is_some_and(|n| n == "qmp.sock") => {
-            path.parent().map(|dir| dir.join("ga.sock")).filter(|ga| ga.exists()).map(Target::Unix)
+            path.parent().and_then(crate::vm::agent_channel_in).map(Target::Unix)
         }
         _ => None,
     };
@@ -70,13 +70,12 @@ pub fn agent_target(agent: &str) -> Result<Target, Error> {
     }
     match VmDir::find(agent)? {
         Some(vm) => {
-            let channel = vm.agent_socket();
-            if !channel.exists() {
+            let Some(channel) = vm.agent_channel() else {
                 return Err(Error::Usage(format!(
                     "VM {agent} has no guest agent channel: it was started with --no-agent, on a machine \
                      without PCI, or is not running"
                 )));
-            }
+            };
             Ok(Target::Unix(channel))
         }
         None if !std::path::Path::new(agent).exists() => {

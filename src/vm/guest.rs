@@ -1,5 +1,5 @@
 //! `vm exec` and `vm wait`: reaching into a running guest, through its
-//! agent channel (`ga.sock`), its `--ssh-port` forward, or its control
+//! agent channel (`ga.in`), its `--ssh-port` forward, or its control
 //! socket's events. How a program runs through the agent lives in
 //! `qemu::guest`, which the agent shell's `.exec` shares.
 
@@ -27,7 +27,7 @@ const AGENT_ANSWERS: Duration = Duration::from_secs(5);
 /// Where a guest's agent is reached.
 #[derive(Debug, Clone)]
 pub(super) enum AgentAt {
-    /// A socket: a managed VM's `ga.sock`, or a path given; `label` names
+    /// A path: a managed VM's channel (`ga.in`), or one given; `label` names
     /// it in errors.
     Socket { path: PathBuf, label: String },
     /// A libvirt domain's agent, through libvirt (`--connect URI`).
@@ -36,7 +36,8 @@ pub(super) enum AgentAt {
 
 impl AgentAt {
     /// The agent `name` means: with `uri`, the libvirt domain `name`'s;
-    /// else a managed VM's `ga.sock`, or (with a `/` in it) a socket path.
+    /// else a managed VM's channel, or (with a `/` in it) a socket or pipe
+    /// channel's path.
     pub(super) fn find(name: &str, uri: Option<&str>) -> Result<AgentAt, Error> {
         if let Some(uri) = uri {
             if !cfg!(feature = "libvirt") {
@@ -48,12 +49,11 @@ impl AgentAt {
             return Ok(AgentAt::Socket { path: PathBuf::from(name), label: name.to_string() });
         }
         let vm = VmDir::existing(name)?;
-        let path = vm.agent_socket();
-        if !path.exists() {
+        let Some(path) = vm.agent_channel() else {
             return Err(Error::Usage(format!(
                 "{name} has no guest agent channel (not running, or started with --no-agent)"
             )));
-        }
+        };
         Ok(AgentAt::Socket { path, label: format!("{name}'s agent") })
     }
 

@@ -31,7 +31,7 @@ pub use exec::COMMAND as EXEC_COMMAND;
 pub use options::{Accel, Net, StartOptions, Until, VmCommand};
 use report::{Agent, HostName, Interface, OsInfo, Report, Status};
 pub use start::{Started, start_qemu};
-pub use state::{VmDir, VmLock};
+pub use state::{VmDir, VmLock, agent_channel_in};
 
 /// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or on the
 /// domains of the libvirt at `libvirt` (`--connect`). What it did is said
@@ -209,7 +209,7 @@ fn forget(vm: &VmDir, error: Error) -> Error {
 
 /// Removes what a dead QEMU leaves behind; the folder and logs stay.
 fn tidy(vm: &VmDir) {
-    for file in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
+    for file in [vm.socket(), vm.control_socket(), vm.pidfile()].into_iter().chain(vm.agent_files()) {
         let _ = fs::remove_file(file);
     }
 }
@@ -234,7 +234,7 @@ fn stop_managed(
     let monitor = (!kill).then(|| qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut *progress));
     let ending = match monitor {
         Some(Ok(mut monitor)) => {
-            let agent = vm.agent_socket().exists().then(|| Target::Unix(vm.agent_socket()));
+            let agent = vm.agent_channel().map(Target::Unix);
             let sequence = stop::Stop { agent: agent.as_ref(), process: Some(&process), timeout, kill };
             stop::shutdown(&mut monitor, progress, &sequence)?
         }
@@ -276,14 +276,11 @@ fn report(vm: &VmDir) -> Report {
 /// that another client holds its channel, or none when no agent answers
 /// within half a second.
 fn agent_report(vm: &VmDir) -> Option<Agent> {
-    let socket = vm.agent_socket();
-    if !socket.exists() {
-        return None;
-    }
+    let socket = vm.agent_channel()?;
     // Connecting to a channel someone holds would only time out.
     let connect = Connect { greeting_timeout: Duration::from_millis(1500), negotiate: true, write_timeout: None };
     if let Ok(mut monitor) = qmp::connect(&Target::Unix(vm.own_socket()), connect, &mut Quiet)
-        && stop::agent_held(&mut monitor, &mut Quiet)
+        && stop::agent_held(&mut monitor, Some(&socket), &mut Quiet)
     {
         return Some(Agent::Held { held: true });
     }

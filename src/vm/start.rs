@@ -82,7 +82,7 @@ fn argv(vm: &VmDir, options: &StartOptions, accel: &str, socket: &Path) -> Vec<O
         push("-device");
         push("virtio-serial-pci,id=qmpsh-serial");
         push("-chardev");
-        push(&format!("socket,id={AGENT_CHARDEV},path={},server=on,wait=off", opts_path(&vm.agent_socket())));
+        push(&format!("pipe,id={AGENT_CHARDEV},path={}", opts_path(&vm.agent_pipes())));
         push("-device");
         push(&format!("virtserialport,bus=qmpsh-serial.0,chardev={AGENT_CHARDEV},name=org.qemu.guest_agent.0"));
     }
@@ -159,6 +159,18 @@ fn absolute(options: &StartOptions) -> Result<StartOptions, Error> {
     Ok(options)
 }
 
+/// The FIFOs `BASE.in` and `BASE.out` of a `pipe` chardev, the user's
+/// alone (0600).
+fn make_fifos(base: &Path) -> Result<(), Error> {
+    for end in ["in", "out"] {
+        let path = base.with_extension(end);
+        let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+        rustix::fs::mknodat(rustix::fs::CWD, &path, rustix::fs::FileType::Fifo, mode, 0)
+            .map_err(|e| Error::Io(format!("cannot make the agent's FIFO {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 /// [`start_qemu`] once the folder is made and locked.
 fn start_locked(
     vm: &VmDir,
@@ -170,8 +182,11 @@ fn start_locked(
     if let Some(running) = Process::from_pidfile(&vm.pidfile(), socket) {
         return Err(Error::Usage(format!("VM {} is already running (pid {})", vm.name, running.pid)));
     }
-    for stale in [vm.socket(), vm.control_socket(), vm.agent_socket(), vm.pidfile()] {
+    for stale in [vm.socket(), vm.control_socket(), vm.pidfile()].into_iter().chain(vm.agent_files()) {
         let _ = fs::remove_file(stale);
+    }
+    if options.wants_agent() {
+        make_fifos(&vm.agent_pipes())?;
     }
     let signalled = |what: &str| {
         let signal = caught.and_then(Caught::signal)?;

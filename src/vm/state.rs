@@ -38,10 +38,15 @@ const LOCK_FILE: &str = "lock";
 
 /// Files only qmpsh puts in a VM's folder: a folder made by a qmpsh from
 /// before [`VM_MARKER`] counts as a VM when it holds one of them.
-const OWN_FILES: [&str; 6] = ["qmp.sock", "ctl.sock", "ga.sock", "qemu.pid", "chosen.json", "started"];
+const OWN_FILES: [&str; 7] = ["qmp.sock", "ctl.sock", "ga.in", "ga.sock", "qemu.pid", "chosen.json", "started"];
 
-/// The sockets of a VM's folder, which must be the user's.
+/// The sockets of a VM's folder, which must be the user's (`ga.sock`: the
+/// agent channel of a VM started by a qmpsh from before `ga.in`).
 const SOCKETS: [&str; 3] = ["qmp.sock", "ctl.sock", "ga.sock"];
+
+/// The FIFOs of a VM's folder (the guest agent's channel), which must be
+/// the user's too.
+const FIFOS: [&str; 2] = ["ga.in", "ga.out"];
 
 /// Where the state folder is, by the rule above; not created or checked.
 /// A relative `QMPSH_STATE_DIR` is refused: the same VM must be found from
@@ -176,20 +181,28 @@ fn is_vm_folder(dir: &Path) -> bool {
     is_file(&dir.join(VM_MARKER)) || OWN_FILES.iter().any(|file| fs::symlink_metadata(dir.join(file)).is_ok())
 }
 
-/// Why a socket in a VM's folder is not to be used (not a socket, or
-/// another user's), if one is not.
+/// Why a socket or FIFO in a VM's folder is not to be used (not what it
+/// should be, or another user's), if one is not.
 fn check_sockets(dir: &Path) -> Result<(), String> {
     let me = getuid().as_raw();
-    for name in SOCKETS {
+    let sockets = SOCKETS.iter().map(|name| (name, "a socket"));
+    for (name, kind) in sockets.chain(FIFOS.iter().map(|name| (name, "a FIFO"))) {
         let Ok(meta) = fs::symlink_metadata(dir.join(name)) else { continue };
-        if !meta.file_type().is_socket() {
-            return Err(format!("its {name} is not a socket"));
+        let right = if kind == "a socket" { meta.file_type().is_socket() } else { meta.file_type().is_fifo() };
+        if !right {
+            return Err(format!("its {name} is not {kind}"));
         }
         if meta.uid() != me {
             return Err(format!("its {name} belongs to uid {}, not to you (uid {me})", meta.uid()));
         }
     }
     Ok(())
+}
+
+/// The guest agent's channel in the VM folder `dir`, if it has one (see
+/// [`VmDir::agent_channel`]).
+pub fn agent_channel_in(dir: &Path) -> Option<PathBuf> {
+    ["ga.in", "ga.sock"].iter().map(|name| dir.join(name)).find(|path| fs::symlink_metadata(path).is_ok())
 }
 
 fn is_file(path: &Path) -> bool {
@@ -403,10 +416,26 @@ impl VmDir {
         self.dir.join("ctl.sock")
     }
 
-    /// The guest agent's channel (a virtio-serial port
-    /// `org.qemu.guest_agent.0`), unless started with `--no-agent`.
-    pub fn agent_socket(&self) -> PathBuf {
-        self.dir.join("ga.sock")
+    /// Where QEMU's end of the guest agent's channel (a virtio-serial port
+    /// `org.qemu.guest_agent.0`) is: the FIFOs `ga.in` and `ga.out`, a
+    /// `pipe` chardev whose host side never closes. (On a socket, qemu-ga
+    /// checks its channel only every 100 ms while no client is connected,
+    /// and each new client waited for that.)
+    pub fn agent_pipes(&self) -> PathBuf {
+        self.dir.join("ga")
+    }
+
+    /// The guest agent's channel to connect to, if the VM has one: `ga.in`
+    /// (see [`VmDir::agent_pipes`]), or the `ga.sock` of a VM started by a
+    /// qmpsh from before it.
+    pub fn agent_channel(&self) -> Option<PathBuf> {
+        agent_channel_in(&self.dir)
+    }
+
+    /// Every file of the agent channel, for removal: the FIFOs, and an old
+    /// VM's socket.
+    pub fn agent_files(&self) -> [PathBuf; 3] {
+        ["ga.in", "ga.out", "ga.sock"].map(|name| self.dir.join(name))
     }
 
     /// The socket qmpsh itself talks to: the control socket, or for a VM
