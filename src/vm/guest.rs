@@ -62,18 +62,32 @@ impl AgentAt {
     pub(super) fn open(&self, timeout: Duration) -> Result<Monitor, Error> {
         match self {
             AgentAt::Socket { path, label } => Ok(agent::connect_plain(&Target::Unix(path.clone()), label, timeout)?),
-            AgentAt::Libvirt { uri, domain } => libvirt_agent(uri, domain),
+            AgentAt::Libvirt { uri, domain } => through_libvirt(uri, domain, End::Agent),
         }
     }
 }
 
+/// Which end of a libvirt domain to reach.
+#[derive(Debug, Clone, Copy)]
+enum End {
+    /// Its guest agent, through libvirt's agent API.
+    Agent,
+    /// QEMU's monitor, through libvirt's QEMU monitor API.
+    Monitor,
+}
+
+/// `end` of the running libvirt domain `domain` at `uri`.
 #[cfg(feature = "libvirt")]
-fn libvirt_agent(uri: &str, domain: &str) -> Result<Monitor, Error> {
-    Ok(qmp::libvirt::agent(Some(uri), domain)?)
+fn through_libvirt(uri: &str, domain: &str, end: End) -> Result<Monitor, Error> {
+    let reached = match end {
+        End::Agent => qmp::libvirt::agent(Some(uri), domain),
+        End::Monitor => qmp::libvirt::connect(Some(uri), domain),
+    };
+    Ok(reached?)
 }
 
 #[cfg(not(feature = "libvirt"))]
-fn libvirt_agent(_: &str, _: &str) -> Result<Monitor, Error> {
+fn through_libvirt(_: &str, _: &str, _: End) -> Result<Monitor, Error> {
     Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 
@@ -120,7 +134,7 @@ fn wait(name: &str, uri: Option<&str>, until: &Until, timeout: Duration) -> Resu
             let at = AgentAt::find(name, uri)?;
             if let AgentAt::Libvirt { uri, domain } = &at {
                 // A domain that is not there, or not running, never will be.
-                drop(libvirt_monitor(uri, domain)?);
+                drop(through_libvirt(uri, domain, End::Monitor)?);
             }
             retry(deadline, |left| at.open(left).is_ok())
         }
@@ -138,7 +152,7 @@ fn wait(name: &str, uri: Option<&str>, until: &Until, timeout: Duration) -> Resu
         }
         Until::Event(event) => {
             let mut monitor = match uri {
-                Some(uri) => libvirt_monitor(uri, name)?,
+                Some(uri) => through_libvirt(uri, name, End::Monitor)?,
                 None => {
                     let vm = VmDir::existing(name)?;
                     let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
@@ -158,17 +172,6 @@ fn wait(name: &str, uri: Option<&str>, until: &Until, timeout: Duration) -> Resu
         _ => "no sshd sent its banner on the --ssh-port forward",
     };
     Err(Error::Timeout(format!("{name}: {what} within {} s", timeout.as_secs_f64())))
-}
-
-/// QEMU's monitor of the running libvirt domain `domain` at `uri`.
-#[cfg(feature = "libvirt")]
-fn libvirt_monitor(uri: &str, domain: &str) -> Result<Monitor, Error> {
-    Ok(qmp::libvirt::connect(Some(uri), domain)?)
-}
-
-#[cfg(not(feature = "libvirt"))]
-fn libvirt_monitor(_: &str, _: &str) -> Result<Monitor, Error> {
-    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 
 /// Tries `reach` (given the time left, at most 2 s a try) every 200 ms
