@@ -489,6 +489,7 @@ impl SessionArgs {
             verbose: self.verbose,
             events: true,
             show_secrets: self.show_secrets,
+            tables: terminal.stdout && !self.pretty && !self.json,
         };
         Config {
             interactive: self.commands.is_empty() && terminal.stdin,

@@ -419,3 +419,39 @@ fn with_dash_h_tab_and_hints_read_every_line_as_hmp() {
     tmux.keys(&["Enter"]);
     tmux.wait_for("HMP's text reply", |s| s.contains("VM status: running"));
 }
+
+#[test]
+fn info_commands_print_tables_on_a_terminal_and_json_when_piped() {
+    // A PC with two CPUs: `info cpus`, `info chardev` and `info pci` have
+    // rows to show.
+    let Some(qemu) = Qemu::start_args(|_| {
+        ["-machine", "pc", "-accel", "tcg", "-S", "-smp", "2", "-m", "64", "-chardev", "null,id=quiet0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }) else {
+        return;
+    };
+    let Some((tmux, _)) = repl_on(&qemu) else { return };
+    let shown = |line: &str, wanted: &str| {
+        tmux.type_text(line);
+        tmux.keys(&["Enter"]);
+        tmux.wait_for(wanted, |s| s.contains(wanted))
+    };
+    let screen = shown("info cpus", "CPU  HOST THREAD");
+    assert!(screen.contains("/machine/unattached/device[0]"), "{screen}");
+    let screen = shown("info chardev", "LABEL");
+    assert!(screen.lines().any(|l| l.starts_with("quiet0") && l.contains("null")), "{screen}");
+    let screen = shown("info pci", "VENDOR:DEVICE");
+    assert!(screen.contains("8086:1237"), "{screen}");
+    shown("info jobs", "no jobs");
+    shown("info migrate", "no migration");
+    // Piped, the same lines print QEMU's JSON as before (once the REPL
+    // has let go of the one QMP socket).
+    drop(tmux);
+    let piped = common::qmpsh(&[&qemu.socket.display().to_string()], "info jobs\ninfo chardev\n");
+    assert_eq!(piped.code, 0, "{piped:?}");
+    let lines: Vec<&str> = piped.stdout.lines().collect();
+    assert_eq!(lines.first(), Some(&"[]"), "{piped:?}");
+    assert!(lines.get(1).is_some_and(|l| l.starts_with("[{") && l.contains("\"label\":\"quiet0\"")), "{piped:?}");
+}

@@ -9,4 +9,5 @@ pub mod meter;
 pub mod output;
 pub mod render;
 pub mod secrets;
+pub mod tables;
 pub mod terminal;

@@ -25,6 +25,7 @@ use crate::qmp::{Kind, Observer, QmpError};
 use crate::ui::clock;
 use crate::ui::render::{self, Palette};
 use crate::ui::secrets::{self, LogMask};
+use crate::ui::tables;
 use crate::visible::{Breaks, visible};
 
 /// Standard output, for what is not a session's.
@@ -55,6 +56,9 @@ pub struct Style {
     /// `--show-secrets`: `-v` and `-l` show messages as they are, secrets
     /// and all, instead of masked (see [`crate::ui::secrets`]).
     pub show_secrets: bool,
+    /// The `info` commands' replies as tables ([`crate::ui::tables`]): on
+    /// a terminal, without `-p` or `--json`.
+    pub tables: bool,
 }
 
 /// Appends all traffic as JSON Lines: `{"time", "direction", "message"}`,
@@ -145,6 +149,7 @@ impl Style {
             verbose: false,
             events: true,
             show_secrets: false,
+            tables: false,
         }
     }
 }
@@ -212,6 +217,21 @@ impl Printer {
         if matches!(self.sink, Sink::Terminal(_)) || self.out.len() >= FLUSH_AT {
             self.flush();
         }
+    }
+
+    /// `command`'s reply as a table, when tables are wanted and it has
+    /// one; whether it was shown so (else the caller shows it as JSON).
+    pub fn table(&mut self, command: &str, value: &Value) -> bool {
+        if !self.style.tables {
+            return false;
+        }
+        let Some(table) = tables::table(command, value, &self.style.stdout) else { return false };
+        // The table's peer text was made visible as it was built; what is
+        // left raw is its own colour codes.
+        let result = self.out.write_all(table.as_bytes());
+        self.record(result);
+        self.flush();
+        true
     }
 
     /// A QMP error reply, on stderr, naming its script line when known.

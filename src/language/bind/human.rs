@@ -53,7 +53,8 @@ pub fn bind(entry: &Entry, inv: &Invocation, text: &str, context: &Context) -> R
             tree.into_untyped()
         }
     };
-    Ok(Request::qmp(command, arguments))
+    let table = entry.name.starts_with("info ");
+    Ok(Request { table, ..Request::qmp(command, arguments) })
 }
 
 /// The value of a `property`-typed argument (`qom-set`'s), read by the

@@ -39,6 +39,9 @@ pub struct Request {
     pub message: Map<String, Json>,
     /// The reply's `return` is HMP text, to print as text.
     pub text_reply: bool,
+    /// A human `info` command: on a terminal its reply may show as a table
+    /// (`ui::tables`).
+    pub table: bool,
 }
 
 impl Request {
@@ -48,7 +51,7 @@ impl Request {
         if !arguments.is_empty() {
             message.insert("arguments".into(), Json::Object(arguments));
         }
-        Request { message, text_reply: false }
+        Request { message, text_reply: false, table: false }
     }
 
     /// `command_line` run by HMP, on CPU `cpu` when given.
@@ -265,7 +268,9 @@ pub fn bind(line: &Line, text: &str, context: &Context) -> Result<Action> {
 fn bind_json(message: &Map<String, Json>) -> Result<Action> {
     let command = message.get("execute").or_else(|| message.get("exec-oob"));
     match command {
-        Some(Json::String(_)) => Ok(Action::Send(Request { message: message.clone(), text_reply: false })),
+        Some(Json::String(_)) => {
+            Ok(Action::Send(Request { message: message.clone(), text_reply: false, table: false }))
+        }
         Some(_) => error(0, "a command name (a string) as the value of \"execute\""),
         None => error(0, "a QMP message with \"execute\" or \"exec-oob\""),
     }

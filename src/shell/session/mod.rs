@@ -297,9 +297,9 @@ impl Session {
     fn post(&mut self, request: Request, line_no: Option<usize>) -> Result<InFlight, ClientError> {
         let command = request.command().to_string();
         let hmp_line = request.hmp_line().map(str::to_string);
-        let text_reply = request.text_reply;
+        let (text_reply, table) = (request.text_reply, request.table);
         let ticket = self.monitor.post(request.message, &mut watch!(self))?;
-        Ok(InFlight { ticket, line_no, command, hmp_line, text_reply })
+        Ok(InFlight { ticket, line_no, command, hmp_line, text_reply, table })
     }
 
     /// Waits for `pending`'s reply and shows it.
@@ -319,7 +319,9 @@ impl Session {
                 Err(Error::CommandFailed)
             }
             Ok(Ok(value)) => {
-                self.printer.reply(&value, pending.text_reply);
+                if !(pending.table && self.printer.table(&pending.command, &value)) {
+                    self.printer.reply(&value, pending.text_reply);
+                }
                 if self.quitting {
                     self.await_close();
                     return Ok(Flow::Exit);

@@ -14,6 +14,8 @@ pub(super) struct InFlight {
     pub command: String,
     pub hmp_line: Option<String>,
     pub text_reply: bool,
+    /// A human `info` command (see [`crate::ui::tables`]).
+    pub table: bool,
 }
 
 impl Session {
