@@ -124,3 +124,70 @@ fn a_migration_between_two_local_qemus_is_watched_to_completed() {
     assert_eq!(none.code, 1, "{none:?}");
     assert!(none.stderr.contains("no migration has started"), "{none:?}");
 }
+
+/// At the prompt, a job-starting command is watched at once: a progress
+/// line redrawn in place as the mirror copies, events above it, the ready
+/// line at the end; Ctrl-C stops a watch without touching the job, and
+/// `.watch` takes it up again.
+#[test]
+fn at_the_prompt_a_mirror_is_watched_live_and_ctrl_c_only_stops_watching() {
+    let Some(qemu) = qemu_with_disks() else { return };
+    let command = format!(
+        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+        qemu.dir.path().display(),
+        env!("CARGO_BIN_EXE_qmpsh"),
+        qemu.socket.display()
+    );
+    let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
+    let prompt = format!("{}>", qemu.socket.display());
+    tmux.wait_for("the prompt", |s| s.contains(&prompt));
+    // Each line once the one before has run (the prompt is back).
+    let run = |line: &str| {
+        let before = tmux.screen().matches(&prompt).count();
+        tmux.type_text(line);
+        tmux.keys(&["Enter"]);
+        tmux.wait_for(line, |s| s.matches(&prompt).count() > before);
+    };
+    for line in ADD_DISKS.lines() {
+        run(line);
+    }
+    // 64 MiB at 8 MiB/s: some 8 s of copying, watched as it goes.
+    tmux.type_text("blockdev-mirror job-id=m0 device=src target=dst sync=full speed=8388608");
+    tmux.keys(&["Enter"]);
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let screen = loop {
+        let screen = tmux.screen();
+        if screen.contains("job m0: ready: job-complete id=m0") {
+            break screen;
+        }
+        for line in screen.lines().filter(|l| l.starts_with("job m0: running  ")) {
+            seen.insert(line.split("  ").nth(1).unwrap_or_default().to_string());
+        }
+        assert!(std::time::Instant::now() < deadline, "the mirror was not ready within 60 s: {screen}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(seen.len() >= 3, "fewer than three progress updates: {seen:?}\n{screen}");
+    // The READY event printed on a line of its own, above the line.
+    assert!(screen.lines().any(|l| l.contains(" BLOCK_JOB_READY ") && !l.starts_with("job m0")), "{screen}");
+    tmux.wait_for("the prompt again", |s| s.trim_end().ends_with(&prompt));
+
+    // A slow one: Ctrl-C stops watching, the job goes on; .watch resumes.
+    run("job-cancel id=m0");
+    tmux.wait_for("the mirror to be gone", |s| s.contains(r#"JOB_STATUS_CHANGE {"status":"null","id":"m0"}"#));
+    tmux.type_text("blockdev-mirror job-id=m1 device=src target=dst sync=full speed=1048576");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the watch", |s| s.contains("job m1: running"));
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the watch to stop", |s| s.contains("qmpsh: stopped watching job m1: it goes on in QEMU"));
+    // QEMU was asked nothing: the job still runs, as info jobs shows.
+    tmux.type_text("info jobs");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the job still running", |s| s.lines().any(|l| l.starts_with("m1  mirror  running")));
+    tmux.type_text(".watch");
+    tmux.keys(&["Enter"]);
+    let again = tmux.wait_for("the watch again", |s| s.matches("job m1: running").count() >= 2);
+    assert!(again.contains(".watch"), "{again}");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("the watch to stop again", |s| s.matches("qmpsh: stopped watching job m1").count() >= 2);
+}

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::qmp::{ClientError, Kind, Monitor, Observer, command};
 
@@ -60,7 +60,9 @@ pub struct State {
 pub enum Step {
     /// A new status (or the first one seen).
     Changed(State),
-    /// Nothing new yet: ask again.
+    /// The same status, as QEMU gave it again (its progress may differ).
+    Progress(State),
+    /// Nothing asked this time: ask again.
     Same,
     Ended(Ending),
     /// The deadline passed first.
@@ -165,12 +167,13 @@ impl Watcher {
             return Ok(Step::Ended(ending));
         }
         match state {
+            _ if deadline.is_some_and(|d| Instant::now() >= d) => Ok(Step::TimedOut),
             Some(state) if self.reported.as_ref() != Some(&state.status) => {
                 self.reported = Some(state.status.clone());
                 Ok(Step::Changed(state))
             }
-            _ if deadline.is_some_and(|d| Instant::now() >= d) => Ok(Step::TimedOut),
-            _ => Ok(Step::Same),
+            Some(state) => Ok(Step::Progress(state)),
+            None => Ok(Step::Same),
         }
     }
 
@@ -239,6 +242,56 @@ impl Watcher {
                 Err(WatchError::Unknown(format!("QEMU has no job {id} (query-jobs lists {known})")))
             }
         }
+    }
+}
+
+/// The work a command starts in QEMU's background, if it starts any: a
+/// block job (by its `job-id`, which QEMU takes from `device` when a
+/// `drive-*`, `block-stream` or `block-commit` names none), another job,
+/// or the migration.
+pub fn started_by(message: &Map<String, Value>) -> Option<Work> {
+    let arguments = message.get("arguments");
+    let text = |key: &str| arguments.and_then(|a| a.get(key)).and_then(Value::as_str).map(str::to_string);
+    match message.get("execute").and_then(Value::as_str)? {
+        "migrate" => Some(Work::Migration),
+        "drive-mirror" | "drive-backup" | "block-stream" | "block-commit" => {
+            text("job-id").or_else(|| text("device")).map(Work::Job)
+        }
+        "blockdev-mirror" | "blockdev-backup" | "blockdev-create" | "x-blockdev-amend" | "snapshot-save"
+        | "snapshot-load" | "snapshot-delete" => text("job-id").map(Work::Job),
+        _ => None,
+    }
+}
+
+/// What there is to watch when none is named: the one job QEMU has that
+/// has not ended, else a migration under way.
+pub fn only_work(
+    monitor: &mut Monitor,
+    deadline: Option<Instant>,
+    observer: &mut dyn Observer,
+) -> Result<Work, WatchError> {
+    let jobs = ask(monitor, "query-jobs", deadline, observer)?;
+    let running: Vec<&str> = jobs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|job| !matches!(job.get("status").and_then(Value::as_str), Some("concluded" | "null")))
+        .filter_map(|job| job.get("id").and_then(Value::as_str))
+        .collect();
+    match running.as_slice() {
+        [id] => return Ok(Work::Job((*id).to_string())),
+        [] => {}
+        several => {
+            let ids = crate::visible::line(&several.join(", "));
+            return Err(WatchError::Unknown(format!("QEMU runs several jobs ({ids}): name one, as in .watch ID")));
+        }
+    }
+    let migration = ask(monitor, "query-migrate", deadline, observer)?;
+    match migration.get("status").and_then(Value::as_str) {
+        Some("completed" | "failed" | "cancelled" | "none") | None => Err(WatchError::Unknown(
+            "nothing to watch: QEMU runs no job and no migration (.watch ID, or .watch migration)".into(),
+        )),
+        Some(_) => Ok(Work::Migration),
     }
 }
 

@@ -1,7 +1,8 @@
-//! A progress line on stderr for a long copy (`vm cp`): drawn only when
-//! stderr is a terminal and the copy is large, redrawn at most ten times a
-//! second, and wiped when the copy ends, however it ends, so that an error
-//! that follows starts on a clean line. A pipe or a log never sees it.
+//! Lines drawn in place on stderr, only when it is a terminal: a pipe or a
+//! log never sees them. [`Meter`], a long copy's progress (`vm cp`): for
+//! large copies, redrawn at most ten times a second, and wiped when the
+//! copy ends, however it ends, so that an error that follows starts on a
+//! clean line. [`StatusLine`], `.watch`'s progress, the same way.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -55,6 +56,48 @@ impl Meter {
             None => format!("\r{} {:.1} MiB {rate:.1} MiB/s\x1b[K", self.label, mib(self.done)),
         };
         let _ = stderr().lock().write_all(line.as_bytes());
+    }
+}
+
+/// A status line on stderr that is redrawn in place (`.watch`'s progress):
+/// drawn only when stderr is a terminal, wiped when dropped, and wiped
+/// before anything else prints so that other lines go above it.
+pub struct StatusLine {
+    on: bool,
+    drawn: bool,
+}
+
+impl StatusLine {
+    pub fn new(terminal: bool) -> StatusLine {
+        StatusLine { on: terminal, drawn: false }
+    }
+
+    /// Whether it draws at all (stderr is a terminal).
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// Draws `text` (made visible) in place of what was there.
+    pub fn draw(&mut self, text: &str) {
+        if self.on {
+            let line = format!("\r{}\x1b[K", visible::line(text));
+            let _ = stderr().lock().write_all(line.as_bytes());
+            self.drawn = true;
+        }
+    }
+
+    /// Wipes the line, if one is drawn.
+    pub fn wipe(&mut self) {
+        if self.drawn {
+            let _ = stderr().lock().write_all(b"\r\x1b[K");
+            self.drawn = false;
+        }
+    }
+}
+
+impl Drop for StatusLine {
+    fn drop(&mut self) {
+        self.wipe();
     }
 }
 

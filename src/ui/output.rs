@@ -296,9 +296,13 @@ impl Printer {
         }
     }
 
-    /// Whether stdout is a closed pipe. Not [`Observer::closed`]: a wait
-    /// that acts (a VM stop) goes on with no one reading; the session's
-    /// waits, which only show, ask this.
+    /// Whether stdout goes through the REPL's line editor: the shell is
+    /// at a prompt, between lines.
+    pub fn at_prompt(&self) -> bool {
+        matches!(self.sink, Sink::Terminal(_))
+    }
+
+    /// Whether the output went away (a closed pipe).
     pub fn output_closed(&self) -> bool {
         self.failure.as_ref().is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
     }

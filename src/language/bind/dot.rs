@@ -29,6 +29,11 @@ pub const COMMANDS: &[DotUsage] = &[
         args: "EVENT [timeout=SECS] [KEY=VALUE...] | job=ID | migration",
         help: "block until a matching event arrives, or a job or the migration ends",
     },
+    DotUsage {
+        name: "watch",
+        args: "[ID | migration] [timeout=SECS]",
+        help: "follow a job or the migration to its end, with a progress line (Ctrl-C stops watching)",
+    },
     DotUsage { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
     DotUsage { name: "cpu", args: "N", help: "address HMP commands to CPU N" },
     DotUsage {
@@ -71,6 +76,7 @@ pub fn bind(inv: &Invocation) -> Result<DotCommand> {
             [] => error(end, "a number of seconds after .sleep"),
         },
         "wait" => wait(args, end),
+        "watch" => watch(args),
         "schema" => match args {
             [Arg { key: None, value: Value::Bare(name), .. }] => Ok(DotCommand::Schema(name.clone())),
             [arg, ..] => error(arg.offset, "a command name after .schema"),
@@ -155,6 +161,28 @@ fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
     }
     let fields: Map<_, _> = fields.into_untyped();
     Ok(DotCommand::Wait { event, timeout, fields })
+}
+
+/// `.watch [ID | job=ID | migration] [timeout=SECS]`.
+fn watch(args: &[Arg]) -> Result<DotCommand> {
+    let (mut job, mut migration, mut timeout) = (None, false, None);
+    for arg in args {
+        match (arg.key.as_deref(), &arg.value) {
+            (Some([key]), _) if key == "timeout" => timeout = Some(seconds(arg)?),
+            (Some([key]), value) if key == "job" && job.is_none() && !migration => {
+                job = value.text().filter(|id| !id.is_empty()).map(str::to_string);
+                if job.is_none() {
+                    return error(arg.offset, "a job id after job=");
+                }
+            }
+            (None, Value::Bare(word)) if word == "migration" && job.is_none() && !migration => migration = true,
+            (None, value) if job.is_none() && !migration && value.text().is_some_and(|id| !id.is_empty()) => {
+                job = value.text().map(str::to_string);
+            }
+            _ => return error(arg.offset, "a job id or `migration` (once), then timeout=SECS, after .watch"),
+        }
+    }
+    Ok(DotCommand::Watch { job, migration, timeout })
 }
 
 /// `.shutdown [timeout=SECS] [kill]`.

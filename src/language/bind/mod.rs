@@ -115,6 +115,13 @@ pub enum DotCommand {
     WaitMigration {
         timeout: Option<Duration>,
     },
+    /// Follow a job (`job`), the migration (`migration`), or with neither
+    /// the one thing QEMU is doing, with a progress line on a terminal.
+    Watch {
+        job: Option<String>,
+        migration: bool,
+        timeout: Option<Duration>,
+    },
     /// Print a command's arguments from the live schema.
     Schema(String),
     /// The CPU that HMP commands address from now on.

@@ -587,7 +587,7 @@ mod tests {
         assert_eq!(completions("qom-l"), (0, vec!["qom-list".to_string()]));
         assert_eq!(completions("query-"), (0, vec!["query-status".to_string()]));
         assert_eq!(completions("system_p"), (0, vec!["system_powerdown".to_string()]));
-        assert_eq!(completions(".wa"), (0, vec![".wait".to_string()]));
+        assert_eq!(completions(".wa"), (0, vec![".wait".to_string(), ".watch".to_string()]));
         assert_eq!(completions("info mig").1, ["migrate", "migrate_capabilities", "migrate_parameters"]);
         assert_eq!(completions(".wait S"), (6, vec!["SHUTDOWN".to_string(), "STOP".to_string()]));
     }
@@ -631,7 +631,7 @@ mod tests {
         let agent = Knowledge { commands: vec!["guest-ping".into()], ..Knowledge::default() };
         assert_eq!(complete("guest-p", 7, &agent), (0, vec!["guest-ping".to_string()]));
         assert_eq!(complete("pow", 3, &agent), (0, Vec::new()));
-        assert_eq!(complete(".wa", 3, &agent), (0, vec![".wait".to_string()]));
+        assert_eq!(complete(".wai", 4, &agent), (0, vec![".wait".to_string()]));
     }
 
     #[test]
@@ -690,7 +690,7 @@ mod tests {
         assert_eq!(complete("mems", 4, &every), (0, vec!["memsave".to_string()]));
         assert!(complete("qom-list pa", 11, &every).1.is_empty());
         assert!(complete("query-st", 8, &every).1.is_empty());
-        assert_eq!(complete(".wa", 3, &every).1, [".wait"]);
+        assert_eq!(complete(".wai", 4, &every).1, [".wait"]);
         assert_eq!(hint("memsave ", 8, &every).as_deref(), Some("addr size file"));
     }
 

@@ -10,10 +10,13 @@ use crate::error::Error;
 use crate::language::bind::DotCommand;
 use crate::language::help;
 use crate::language::schema;
-use crate::qemu::work::{Ending, State, Step, WatchError, Watcher, Work};
+use crate::qemu::work::{Ending, State, Step, WatchError, Watcher, Work, only_work};
 use crate::qemu::{guest, process::Process, stop};
+use crate::qmp::ClientError;
 use crate::qmp::{Kind, Observer};
+use crate::ui::meter::StatusLine;
 use crate::ui::output::Printer;
+use crate::ui::terminal::Facts;
 use crate::vm::copy;
 
 impl Session {
@@ -45,6 +48,10 @@ impl Session {
             DotCommand::Wait { event, timeout, fields } => return self.wait_for(&event, timeout, &fields),
             DotCommand::WaitJob { id, timeout } => return self.wait_work(Work::Job(id), timeout),
             DotCommand::WaitMigration { timeout } => return self.wait_work(Work::Migration, timeout),
+            DotCommand::Watch { job, migration, timeout } => {
+                let work = job.map(Work::Job).or(migration.then_some(Work::Migration));
+                return self.watch_work(work, timeout);
+            }
             DotCommand::Exec(argv) => return self.exec(argv),
             DotCommand::Cat(path) => self.cat(&path)?,
         }
@@ -154,25 +161,79 @@ impl Session {
     /// until it is ready), saying each status it passes through; exit 1
     /// with QEMU's error if it failed or was cancelled, 4 at the timeout.
     pub(super) fn wait_work(&mut self, work: Work, timeout: Option<Duration>) -> Result<Flow, Error> {
+        self.follow(work, timeout, None)
+    }
+
+    /// `.watch [ID | migration]`: as `.wait`, with a progress line redrawn
+    /// at each answer on a terminal; with nothing named, the one job or
+    /// migration QEMU has. Ctrl-C stops watching, and asks nothing of QEMU.
+    pub(super) fn watch_work(&mut self, work: Option<Work>, timeout: Option<Duration>) -> Result<Flow, Error> {
+        let limit = timeout.or(self.settings.timeout);
+        let work = match work {
+            Some(work) => work,
+            None => match only_work(&mut self.monitor, limit.map(|t| Instant::now() + t), &mut watch!(self, true)) {
+                Ok(work) => work,
+                Err(WatchError::Client(e)) => return self.connection_lost(e),
+                Err(WatchError::Unknown(why)) => return Err(Error::Failed(crate::visible::line(&why))),
+            },
+        };
+        let line = StatusLine::new(Facts::now().stderr);
+        self.follow(work, timeout, Some(line))
+    }
+
+    /// Follows `work` to its end, step by step; with `line`, `.watch`'s
+    /// progress line (and Ctrl-C only stops the watch).
+    fn follow(&mut self, work: Work, timeout: Option<Duration>, mut line: Option<StatusLine>) -> Result<Flow, Error> {
         let limit = timeout.or(self.settings.timeout);
         let deadline = limit.map(|t| Instant::now() + t);
         let earlier: Vec<Value> = self.recent.iter().cloned().collect();
         let mut watcher = Watcher::new(work.clone(), &earlier);
         let name = crate::visible::line(&work.name());
+        let mut rate = Rate::default();
         loop {
-            let step = match watcher.step(&mut self.monitor, deadline, &mut watch!(self, true)) {
+            let mut above = Above { inner: watch!(self, true), line: line.as_mut() };
+            let step = watcher.step(&mut self.monitor, deadline, &mut above);
+            let drawn = line.as_mut().filter(|line| line.is_on());
+            let step = match step {
                 Ok(step) => step,
+                Err(WatchError::Client(ClientError::Interrupted)) if line.is_some() => {
+                    drop(line);
+                    self.printer.problem(&format!(
+                        "qmpsh: stopped watching {name}: it goes on in QEMU (.watch {} follows it again)",
+                        match &work {
+                            Work::Job(id) => crate::visible::line(id),
+                            Work::Migration => "migration".into(),
+                        }
+                    ));
+                    return Ok(Flow::Continue);
+                }
                 Err(WatchError::Client(e)) => return self.connection_lost(e),
                 Err(WatchError::Unknown(why)) => return Err(Error::Failed(crate::visible::line(&why))),
             };
             match step {
                 Step::Same => {}
-                Step::Changed(state) => self.say_state(&work, &state),
+                Step::Changed(state) => {
+                    if let Some(line) = drawn {
+                        line.wipe();
+                        self.say_state(&work, &state);
+                        line.draw(&progress_line(&name, &state, rate.per_second(&state)));
+                    } else {
+                        self.say_state(&work, &state);
+                    }
+                }
+                Step::Progress(state) => {
+                    let per_second = rate.per_second(&state);
+                    if let Some(line) = drawn {
+                        line.draw(&progress_line(&name, &state, per_second));
+                    }
+                }
                 Step::TimedOut => {
+                    drop(line);
                     let waited = limit.unwrap_or_default().as_secs_f64();
                     return Err(Error::Timeout(format!("{name} still runs after {waited} s")));
                 }
                 Step::Ended(ending) => {
+                    drop(line);
                     self.recent.clear();
                     return self.say_ending(&work, ending);
                 }
@@ -266,4 +327,63 @@ impl Observer for Logged<'_, '_> {
 /// Bytes in MiB, one decimal.
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
+/// Wipes `.watch`'s progress line before an event prints, so that the
+/// event goes above it (the next answer draws it again).
+struct Above<'a, O: Observer> {
+    inner: O,
+    line: Option<&'a mut StatusLine>,
+}
+
+impl<O: Observer> Observer for Above<'_, O> {
+    fn sent(&mut self, message: &Value) {
+        self.inner.sent(message);
+    }
+
+    fn received(&mut self, message: &Value, kind: Kind) {
+        if kind == Kind::Event
+            && let Some(line) = self.line.as_mut()
+        {
+            line.wipe();
+        }
+        self.inner.received(message, kind);
+    }
+
+    fn waiting(&mut self) {
+        self.inner.waiting();
+    }
+
+    fn closed(&self) -> bool {
+        self.inner.closed()
+    }
+}
+
+/// How fast the work goes: bytes a second since the first answer that
+/// gave its progress.
+#[derive(Default)]
+struct Rate {
+    first: Option<(Instant, u64)>,
+}
+
+impl Rate {
+    fn per_second(&mut self, state: &State) -> Option<f64> {
+        let done = state.done?;
+        let (at, from) = *self.first.get_or_insert((Instant::now(), done));
+        let seconds = at.elapsed().as_secs_f64();
+        (seconds >= 0.5).then(|| done.saturating_sub(from) as f64 / seconds)
+    }
+}
+
+/// `.watch`'s line: status, done of total, rate, time left.
+fn progress_line(name: &str, state: &State, per_second: Option<f64>) -> String {
+    let mut line = format!("{name}: {}", state.status);
+    if let (Some(done), Some(total)) = (state.done, state.total.filter(|&t| t > 0)) {
+        line.push_str(&format!("  {} of {}  {:>3}%", mib(done), mib(total), done.saturating_mul(100) / total));
+        if let Some(rate) = per_second.filter(|&r| r > 0.0) {
+            let left = total.saturating_sub(done) as f64 / rate;
+            line.push_str(&format!("  {}/s  {left:.0} s left", mib(rate as u64)));
+        }
+    }
+    line
 }

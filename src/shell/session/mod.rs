@@ -298,8 +298,9 @@ impl Session {
         let command = request.command().to_string();
         let hmp_line = request.hmp_line().map(str::to_string);
         let (text_reply, table) = (request.text_reply, request.table);
+        let starts = crate::qemu::work::started_by(&request.message);
         let ticket = self.monitor.post(request.message, &mut watch!(self))?;
-        Ok(InFlight { ticket, line_no, command, hmp_line, text_reply, table })
+        Ok(InFlight { ticket, line_no, command, hmp_line, text_reply, table, starts })
     }
 
     /// Waits for `pending`'s reply and shows it.
@@ -326,7 +327,14 @@ impl Session {
                     self.await_close();
                     return Ok(Flow::Exit);
                 }
-                Ok(Flow::Continue)
+                // At the prompt, work a command starts is watched at once
+                // (Ctrl-C stops watching it, as with .watch).
+                match pending.starts {
+                    Some(work) if self.printer.at_prompt() && self.in_flight.is_empty() => {
+                        self.watch_work(Some(work), None)
+                    }
+                    _ => Ok(Flow::Continue),
+                }
             }
             Ok(Err(mut error)) => {
                 // The hint asks QEMU for its schema: not while replies are in flight.

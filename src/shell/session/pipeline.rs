@@ -5,6 +5,7 @@
 use super::{Flow, Session};
 use crate::error::Error;
 use crate::language::bind::Request;
+use crate::qemu::work::Work;
 
 /// A command sent and not yet answered (`--pipeline`), with what is needed
 /// to show its reply.
@@ -16,6 +17,9 @@ pub(super) struct InFlight {
     pub text_reply: bool,
     /// A human `info` command (see [`crate::ui::tables`]).
     pub table: bool,
+    /// The work the command starts in QEMU's background, if it starts
+    /// any: at the prompt, it is watched once the command answers.
+    pub starts: Option<Work>,
 }
 
 impl Session {
