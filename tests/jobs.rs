@@ -132,13 +132,7 @@ fn a_migration_between_two_local_qemus_is_watched_to_completed() {
 #[test]
 fn at_the_prompt_a_mirror_is_watched_live_and_ctrl_c_only_stops_watching() {
     let Some(qemu) = qemu_with_disks() else { return };
-    let command = format!(
-        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
-        qemu.dir.path().display(),
-        env!("CARGO_BIN_EXE_qmpsh"),
-        qemu.socket.display()
-    );
-    let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
+    let Some(tmux) = common::tmux::Tmux::repl(qemu.dir.path(), &qemu.socket) else { return };
     let prompt = format!("{}>", qemu.socket.display());
     tmux.wait_for("the prompt", |s| s.contains(&prompt));
     // Each line once the one before has run (the prompt is back).
@@ -190,4 +184,41 @@ fn at_the_prompt_a_mirror_is_watched_live_and_ctrl_c_only_stops_watching() {
     assert!(again.contains(".watch"), "{again}");
     tmux.keys(&["C-c"]);
     tmux.wait_for("the watch to stop again", |s| s.matches("qmpsh: stopped watching job m1").count() >= 2);
+}
+
+#[test]
+fn a_backup_ends_completed_and_json_shows_its_progress_as_lines() {
+    let Some(qemu) = qemu_with_disks() else { return };
+    // 64 MiB at 16 MiB/s: its progress moves between QEMU's answers.
+    let script = format!(
+        "{ADD_DISKS}blockdev-backup job-id=b1 device=src target=dst sync=full speed=16777216\n\
+         .wait job=b1 timeout=60\n"
+    );
+    let run = qmpsh(&[&qemu.socket_arg(), "--json"], &script);
+    assert_eq!(run.code, 0, "{run:?}");
+    let said: Vec<serde_json::Value> =
+        run.json_lines().into_iter().filter(|line| line.get("job").is_some_and(|j| j == "b1")).collect();
+    let done: std::collections::BTreeSet<u64> = said.iter().filter_map(|line| line["done"].as_u64()).collect();
+    assert!(done.len() >= 3, "fewer than three progress lines: {said:?}");
+    assert_eq!(said.last().map(|line| line["outcome"].clone()), Some(serde_json::json!("completed")), "{said:?}");
+    // Without --json: one line per status, and the end.
+    let Some(again) = qemu_with_disks() else { return };
+    let script =
+        format!("{ADD_DISKS}blockdev-backup job-id=b2 device=src target=dst sync=full\n.wait job=b2 timeout=60\n");
+    let run = qmpsh(&[&again.socket_arg()], &script);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.ends_with("job b2: completed\n"), "{run:?}");
+}
+
+#[test]
+fn a_detached_dump_is_waited_for_to_completed() {
+    let machine = ["-machine", "pc", "-accel", "tcg", "-m", "64", "-S"];
+    let Some(qemu) = Qemu::start_args(|_| machine.iter().map(|s| s.to_string()).collect()) else { return };
+    let script = "dump-guest-memory paging=false protocol=file:dump.elf detach=true\n.wait dump timeout=120\n";
+    let run = qmpsh(&[&qemu.socket_arg()], script);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.lines().any(|l| l == "dump: completed"), "{run:?}");
+    assert!(qemu.dir.path().join("dump.elf").metadata().is_ok_and(|m| m.len() > 64 << 20));
+    let none = qmpsh(&[&qemu.socket_arg()], ".watch dump timeout=5\n");
+    assert_eq!(none.code, 0, "a finished dump is completed still: {none:?}");
 }

@@ -158,13 +158,7 @@ fn what_a_guest_agent_says_in_vm_status_and_vm_stop_shows_control_characters_esc
 fn the_vm_name_in_the_repl_banner_and_prompt_shows_control_characters_escaped() {
     // QEMU takes any -name; the REPL shows it in its banner and prompt.
     let Some(qemu) = common::Qemu::start(&["-name", "vm\u{1b}]2;owned\u{7}\u{1b}[2J"]) else { return };
-    let command = format!(
-        "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
-        qemu.dir.path().display(),
-        env!("CARGO_BIN_EXE_qmpsh"),
-        qemu.socket.display()
-    );
-    let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
+    let Some(tmux) = common::tmux::Tmux::repl(qemu.dir.path(), &qemu.socket) else { return };
     let prompt = r"vm\x1b]2;owned\x07\x1b[2J>";
     let screen = tmux.wait_for("the prompt", |s| s.contains(prompt));
     assert!(screen.contains(r"qmpsh: connected to vm\x1b]2;owned\x07\x1b[2J at "), "{screen}");

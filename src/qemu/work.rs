@@ -15,21 +15,16 @@ use crate::qmp::{ClientError, Kind, Monitor, Observer, command};
 /// The most questions a second a watch asks QEMU.
 pub const POLLS_PER_SECOND: u32 = 4;
 
-/// What is watched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Work {
-    /// The job with this id (`job-id`; a block job's is also its `device`).
-    Job(String),
-    /// The outgoing migration.
-    Migration,
-}
+/// What is watched, as the line named it.
+pub use crate::language::bind::Background as Work;
 
 impl Work {
-    /// `job ID` or `migration`, for what is said about it.
+    /// `job ID`, `migration` or `dump`, for what is said about it.
     pub fn name(&self) -> String {
         match self {
             Work::Job(id) => format!("job {id}"),
             Work::Migration => "migration".into(),
+            Work::Dump => "dump".into(),
         }
     }
 }
@@ -151,10 +146,12 @@ impl Watcher {
             return Ok(Step::Same);
         }
         self.next_poll = now + Duration::from_secs(1) / POLLS_PER_SECOND;
-        let reply = match &work {
-            Work::Job(_) => ask(monitor, "query-jobs", deadline, &mut noting),
-            Work::Migration => ask(monitor, "query-migrate", deadline, &mut noting),
+        let question = match &work {
+            Work::Job(_) => "query-jobs",
+            Work::Migration => "query-migrate",
+            Work::Dump => "query-dump",
         };
+        let reply = ask(monitor, question, deadline, &mut noting);
         let seen = std::mem::take(&mut noting.seen);
         for event in &seen {
             self.note(event);
@@ -162,6 +159,7 @@ impl Watcher {
         let (state, ending) = match &work {
             Work::Job(id) => self.job_state(id, &reply?)?,
             Work::Migration => migration_state(&reply?)?,
+            Work::Dump => dump_state(&reply?)?,
         };
         if let Some(ending) = ending {
             return Ok(Step::Ended(ending));
@@ -252,8 +250,11 @@ impl Watcher {
 pub fn started_by(message: &Map<String, Value>) -> Option<Work> {
     let arguments = message.get("arguments");
     let text = |key: &str| arguments.and_then(|a| a.get(key)).and_then(Value::as_str).map(str::to_string);
+    let detached = arguments.and_then(|a| a.get("detach")).and_then(Value::as_bool) == Some(true);
     match message.get("execute").and_then(Value::as_str)? {
         "migrate" => Some(Work::Migration),
+        // Without detach, the command itself lasts as long as the dump.
+        "dump-guest-memory" if detached => Some(Work::Dump),
         "drive-mirror" | "drive-backup" | "block-stream" | "block-commit" => {
             text("job-id").or_else(|| text("device")).map(Work::Job)
         }
@@ -287,11 +288,18 @@ pub fn only_work(
         }
     }
     let migration = ask(monitor, "query-migrate", deadline, observer)?;
-    match migration.get("status").and_then(Value::as_str) {
-        Some("completed" | "failed" | "cancelled" | "none") | None => Err(WatchError::Unknown(
-            "nothing to watch: QEMU runs no job and no migration (.watch ID, or .watch migration)".into(),
+    if !matches!(
+        migration.get("status").and_then(Value::as_str),
+        Some("completed" | "failed" | "cancelled" | "none") | None
+    ) {
+        return Ok(Work::Migration);
+    }
+    let dump = ask(monitor, "query-dump", deadline, observer)?;
+    match dump.get("status").and_then(Value::as_str) {
+        Some("active") => Ok(Work::Dump),
+        _ => Err(WatchError::Unknown(
+            "nothing to watch: QEMU runs no job, migration or dump (.watch ID, .watch migration)".into(),
         )),
-        Some(_) => Ok(Work::Migration),
     }
 }
 
@@ -310,6 +318,22 @@ fn migration_state(info: &Value) -> Result<(Option<State>, Option<Ending>), Watc
             Some(Ending::Failed(why.to_string()))
         }
         "cancelled" => Some(Ending::Cancelled),
+        _ => None,
+    };
+    Ok((Some(state), ending))
+}
+
+/// The dump's state in `query-dump`'s answer `info`, and its ending once
+/// it has one (QEMU keeps no error text for a failed dump but in its
+/// `DUMP_COMPLETED` event, which prints).
+fn dump_state(info: &Value) -> Result<(Option<State>, Option<Ending>), WatchError> {
+    let status = info.get("status").and_then(Value::as_str).unwrap_or("none");
+    let number = |key: &str| info.get(key).and_then(Value::as_u64);
+    let state = State { status: status.to_string(), done: number("completed"), total: number("total") };
+    let ending = match status {
+        "none" => return Err(WatchError::Unknown("no dump has started (query-dump says none)".into())),
+        "completed" => Some(Ending::Completed),
+        "failed" => Some(Ending::Failed("QEMU says the dump failed (its DUMP_COMPLETED event says why)".into())),
         _ => None,
     };
     Ok((Some(state), ending))
@@ -364,6 +388,7 @@ fn is_about(work: &Work, event: &Value) -> bool {
     let name = event.get("event").and_then(Value::as_str).unwrap_or("");
     match work {
         Work::Migration => matches!(name, "MIGRATION" | "MIGRATION_PASS"),
+        Work::Dump => name == "DUMP_COMPLETED",
         Work::Job(id) => {
             let data = event.get("data");
             let names = |key: &str| data.and_then(|d| d.get(key)).and_then(Value::as_str) == Some(id.as_str());

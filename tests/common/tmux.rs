@@ -15,6 +15,19 @@ pub struct Tmux {
 }
 
 impl Tmux {
+    /// qmpsh's REPL on the QMP socket `socket` (its history under `state`)
+    /// in a terminal of its own; the screen shows `qmpsh-exit=N` once it
+    /// ends.
+    pub fn repl(state: &std::path::Path, socket: &std::path::Path) -> Option<Tmux> {
+        let command = format!(
+            "env XDG_STATE_HOME={} {} {}; echo qmpsh-exit=$?; sleep 60",
+            state.display(),
+            env!("CARGO_BIN_EXE_qmpsh"),
+            socket.display()
+        );
+        Tmux::start(&command)
+    }
+
     /// Runs `command` in a 150x40 terminal; `None` when tmux is missing and
     /// [`super::missing`] lets the test skip.
     pub fn start(command: &str) -> Option<Tmux> {

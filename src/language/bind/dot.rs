@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Map;
 
-use super::{DotCommand, Result};
+use super::{Background, DotCommand, Result};
 use crate::language::arguments::{Leaf, Tree, parse_int};
 use crate::language::line::expected as error;
 use crate::language::line::{Arg, Invocation, Value};
@@ -26,12 +26,12 @@ pub const COMMANDS: &[DotUsage] = &[
     DotUsage { name: "sleep", args: "SECS", help: "pause, printing events that arrive" },
     DotUsage {
         name: "wait",
-        args: "EVENT [timeout=SECS] [KEY=VALUE...] | job=ID | migration",
-        help: "block until a matching event arrives, or a job or the migration ends",
+        args: "EVENT [timeout=SECS] [KEY=VALUE...] | job=ID | migration | dump",
+        help: "block until a matching event arrives, or a job, the migration or a dump ends",
     },
     DotUsage {
         name: "watch",
-        args: "[ID | migration] [timeout=SECS]",
+        args: "[ID | migration | dump] [timeout=SECS]",
         help: "follow a job or the migration to its end, with a progress line (Ctrl-C stops watching)",
     },
     DotUsage { name: "schema", args: "CMD", help: "a QMP command's arguments and types, from QEMU" },
@@ -119,20 +119,22 @@ fn on_off(args: &[Arg], end: usize, what: &str) -> Result<bool> {
 
 /// `.wait EVENT [timeout=SECS] [KEY=VALUE...]`: KEY=VALUE pairs match
 /// fields of the event's data, typed as qmp-shell types them.
-/// `.wait job=ID [timeout=SECS]` and `.wait migration [timeout=SECS]`
-/// (lower case; `MIGRATION` is the event) wait for the work itself.
+/// `.wait job=ID`, `.wait migration` and `.wait dump` (lower case;
+/// `MIGRATION` is the event), each with `[timeout=SECS]`, wait for the
+/// work itself.
 fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
     let work = match args.first() {
-        Some(Arg { key: None, value: Value::Bare(word), .. }) if word == "migration" => Some(None),
+        Some(Arg { key: None, value: Value::Bare(word), .. }) if word == "migration" => Some(Background::Migration),
+        Some(Arg { key: None, value: Value::Bare(word), .. }) if word == "dump" => Some(Background::Dump),
         Some(arg @ Arg { key: Some(key), .. }) if *key == ["job"] => {
             match arg.value.text().filter(|id| !id.is_empty()) {
-                Some(id) => Some(Some(id.to_string())),
+                Some(id) => Some(Background::Job(id.to_string())),
                 None => return error(arg.offset, "a job id after job="),
             }
         }
         _ => None,
     };
-    if let Some(job) = work {
+    if let Some(work) = work {
         let mut timeout = None;
         for arg in args.get(1..).unwrap_or_default() {
             match arg.key.as_deref() {
@@ -140,10 +142,7 @@ fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
                 _ => return error(arg.offset, "only timeout=SECS after .wait job=ID or .wait migration"),
             }
         }
-        return Ok(match job {
-            Some(id) => DotCommand::WaitJob { id, timeout },
-            None => DotCommand::WaitMigration { timeout },
-        });
+        return Ok(DotCommand::WaitWork { work, timeout });
     }
     let (event, rest) = match args {
         [Arg { key: None, value: Value::Bare(name), .. }, rest @ ..] => (name.to_ascii_uppercase(), rest),
@@ -163,26 +162,25 @@ fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
     Ok(DotCommand::Wait { event, timeout, fields })
 }
 
-/// `.watch [ID | job=ID | migration] [timeout=SECS]`.
+/// `.watch [ID | job=ID | migration | dump] [timeout=SECS]`.
 fn watch(args: &[Arg]) -> Result<DotCommand> {
-    let (mut job, mut migration, mut timeout) = (None, false, None);
+    let (mut work, mut timeout) = (None, None);
     for arg in args {
         match (arg.key.as_deref(), &arg.value) {
             (Some([key]), _) if key == "timeout" => timeout = Some(seconds(arg)?),
-            (Some([key]), value) if key == "job" && job.is_none() && !migration => {
-                job = value.text().filter(|id| !id.is_empty()).map(str::to_string);
-                if job.is_none() {
-                    return error(arg.offset, "a job id after job=");
-                }
+            (Some([key]), value) if key == "job" && work.is_none() => match value.text().filter(|id| !id.is_empty()) {
+                Some(id) => work = Some(Background::Job(id.to_string())),
+                None => return error(arg.offset, "a job id after job="),
+            },
+            (None, Value::Bare(word)) if word == "migration" && work.is_none() => work = Some(Background::Migration),
+            (None, Value::Bare(word)) if word == "dump" && work.is_none() => work = Some(Background::Dump),
+            (None, value) if work.is_none() && value.text().is_some_and(|id| !id.is_empty()) => {
+                work = value.text().map(|id| Background::Job(id.to_string()));
             }
-            (None, Value::Bare(word)) if word == "migration" && job.is_none() && !migration => migration = true,
-            (None, value) if job.is_none() && !migration && value.text().is_some_and(|id| !id.is_empty()) => {
-                job = value.text().map(str::to_string);
-            }
-            _ => return error(arg.offset, "a job id or `migration` (once), then timeout=SECS, after .watch"),
+            _ => return error(arg.offset, "a job id, `migration` or `dump` (once), then timeout=SECS, after .watch"),
         }
     }
-    Ok(DotCommand::Watch { job, migration, timeout })
+    Ok(DotCommand::Watch { work, timeout })
 }
 
 /// `.shutdown [timeout=SECS] [kill]`.

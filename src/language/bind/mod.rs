@@ -92,6 +92,17 @@ impl Request {
     }
 }
 
+/// Work QEMU does in the background, as `.wait` and `.watch` name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Background {
+    /// The job with this id (`job-id`; a block job's is also its `device`).
+    Job(String),
+    /// The outgoing migration.
+    Migration,
+    /// A detached `dump-guest-memory`.
+    Dump,
+}
+
 /// The dot commands, which qmpsh handles itself (`.help`, `.wait`...).
 #[derive(Debug, Clone, PartialEq)]
 pub enum DotCommand {
@@ -106,20 +117,15 @@ pub enum DotCommand {
         timeout: Option<Duration>,
         fields: Map<String, Json>,
     },
-    /// Block until the job `id` ends, or (a mirror) is ready.
-    WaitJob {
-        id: String,
+    /// Block until the work ends (a mirror: until it is ready).
+    WaitWork {
+        work: Background,
         timeout: Option<Duration>,
     },
-    /// Block until the outgoing migration ends.
-    WaitMigration {
-        timeout: Option<Duration>,
-    },
-    /// Follow a job (`job`), the migration (`migration`), or with neither
-    /// the one thing QEMU is doing, with a progress line on a terminal.
+    /// Follow the work, or with none named the one thing QEMU is doing,
+    /// with a progress line on a terminal.
     Watch {
-        job: Option<String>,
-        migration: bool,
+        work: Option<Background>,
         timeout: Option<Duration>,
     },
     /// Print a command's arguments from the live schema.

@@ -46,12 +46,8 @@ impl Session {
                 }
             }
             DotCommand::Wait { event, timeout, fields } => return self.wait_for(&event, timeout, &fields),
-            DotCommand::WaitJob { id, timeout } => return self.wait_work(Work::Job(id), timeout),
-            DotCommand::WaitMigration { timeout } => return self.wait_work(Work::Migration, timeout),
-            DotCommand::Watch { job, migration, timeout } => {
-                let work = job.map(Work::Job).or(migration.then_some(Work::Migration));
-                return self.watch_work(work, timeout);
-            }
+            DotCommand::WaitWork { work, timeout } => return self.wait_work(work, timeout),
+            DotCommand::Watch { work, timeout } => return self.watch_work(work, timeout),
             DotCommand::Exec(argv) => return self.exec(argv),
             DotCommand::Cat(path) => self.cat(&path)?,
         }
@@ -190,6 +186,7 @@ impl Session {
         let mut watcher = Watcher::new(work.clone(), &earlier);
         let name = crate::visible::line(&work.name());
         let mut rate = Rate::default();
+        let mut last_done = None;
         loop {
             let mut above = Above { inner: watch!(self, true), line: line.as_mut() };
             let step = watcher.step(&mut self.monitor, deadline, &mut above);
@@ -203,6 +200,7 @@ impl Session {
                         match &work {
                             Work::Job(id) => crate::visible::line(id),
                             Work::Migration => "migration".into(),
+                            Work::Dump => "dump".into(),
                         }
                     ));
                     return Ok(Flow::Continue);
@@ -213,6 +211,7 @@ impl Session {
             match step {
                 Step::Same => {}
                 Step::Changed(state) => {
+                    last_done = state.done;
                     if let Some(line) = drawn {
                         line.wipe();
                         self.say_state(&work, &state);
@@ -225,7 +224,11 @@ impl Session {
                     let per_second = rate.per_second(&state);
                     if let Some(line) = drawn {
                         line.draw(&progress_line(&name, &state, per_second));
+                    } else if self.printer.style.json && state.done != last_done {
+                        // With --json, progress is JSON lines too.
+                        self.say_state(&work, &state);
                     }
+                    last_done = state.done;
                 }
                 Step::TimedOut => {
                     drop(line);
@@ -245,11 +248,7 @@ impl Session {
     /// `--json` a JSON line.
     fn say_state(&mut self, work: &Work, state: &State) {
         if self.printer.style.json {
-            let mut line = Map::new();
-            match work {
-                Work::Job(id) => line.insert("job".into(), Value::from(id.as_str())),
-                Work::Migration => line.insert("migration".into(), Value::Bool(true)),
-            };
+            let mut line = work_line(work);
             line.insert("status".into(), Value::from(state.status.as_str()));
             if let Some(done) = state.done {
                 line.insert("done".into(), Value::from(done));
@@ -273,12 +272,28 @@ impl Session {
     /// cancel fails the line (1) with QEMU's reason on stderr.
     fn say_ending(&mut self, work: &Work, ending: Ending) -> Result<Flow, Error> {
         let name = work.name();
+        if self.printer.style.json {
+            // The outcome as the last of the work's JSON lines (and a
+            // failure on stderr too, as ever).
+            let outcome = match &ending {
+                Ending::Completed => "completed",
+                Ending::Ready => "ready",
+                Ending::Failed(_) => "failed",
+                Ending::Cancelled => "cancelled",
+            };
+            let mut line = work_line(work);
+            line.insert("outcome".into(), Value::from(outcome));
+            self.printer.text(&format!("{}\n", Value::Object(line)));
+            if matches!(ending, Ending::Completed | Ending::Ready) {
+                return Ok(Flow::Continue);
+            }
+        }
         match ending {
             Ending::Completed => self.printer.text(&format!("{name}: completed\n")),
             Ending::Ready => {
                 let id = match work {
                     Work::Job(id) => id.as_str(),
-                    Work::Migration => "",
+                    Work::Migration | Work::Dump => "",
                 };
                 self.printer.text(&format!(
                     "{name}: ready: job-complete id={id} finishes it (the target takes over), job-cancel id={id} \
@@ -385,5 +400,16 @@ fn progress_line(name: &str, state: &State, per_second: Option<f64>) -> String {
             line.push_str(&format!("  {}/s  {left:.0} s left", mib(rate as u64)));
         }
     }
+    line
+}
+
+/// The start of a JSON line about `work`: which work it is.
+fn work_line(work: &Work) -> Map<String, Value> {
+    let mut line = Map::new();
+    match work {
+        Work::Job(id) => line.insert("job".into(), Value::from(id.as_str())),
+        Work::Migration => line.insert("migration".into(), Value::Bool(true)),
+        Work::Dump => line.insert("dump".into(), Value::Bool(true)),
+    };
     line
 }
