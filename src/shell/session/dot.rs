@@ -413,3 +413,21 @@ fn work_line(work: &Work) -> Map<String, Value> {
     };
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_progress_line_says_done_of_total_rate_and_time_left() {
+        let state = State { status: "running".into(), done: Some(32 << 20), total: Some(64 << 20) };
+        assert_eq!(
+            progress_line("job m0", &state, Some(f64::from(16u32 << 20))),
+            "job m0: running  32.0 MiB of 64.0 MiB   50%  16.0 MiB/s  2 s left"
+        );
+        // No rate yet (under half a second), or nothing to measure.
+        assert_eq!(progress_line("job m0", &state, None), "job m0: running  32.0 MiB of 64.0 MiB   50%");
+        let unknown = State { status: "setup".into(), done: None, total: None };
+        assert_eq!(progress_line("migration", &unknown, None), "migration: setup");
+    }
+}
