@@ -27,6 +27,15 @@ impl Work {
             Work::Dump => "dump".into(),
         }
     }
+
+    /// How `.watch` names it: `ID`, `migration` or `dump`.
+    pub fn word(&self) -> &str {
+        match self {
+            Work::Job(id) => id,
+            Work::Migration => "migration",
+            Work::Dump => "dump",
+        }
+    }
 }
 
 /// How the work ended, or where it waits for the user.

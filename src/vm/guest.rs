@@ -29,7 +29,7 @@ const AGENT_ANSWERS: Duration = Duration::from_secs(5);
 pub(super) enum AgentAt {
     /// A path: a managed VM's channel (`ga.in`), or one given; `label` names
     /// it in errors.
-    Socket { path: PathBuf, label: String },
+    Path { path: PathBuf, label: String },
     /// A libvirt domain's agent, through libvirt (`--connect URI`).
     Libvirt { uri: String, domain: String },
 }
@@ -46,7 +46,7 @@ impl AgentAt {
             return Ok(AgentAt::Libvirt { uri: uri.into(), domain: name.into() });
         }
         if name.contains('/') {
-            return Ok(AgentAt::Socket { path: PathBuf::from(name), label: name.to_string() });
+            return Ok(AgentAt::Path { path: PathBuf::from(name), label: name.to_string() });
         }
         let vm = VmDir::existing(name)?;
         let Some(path) = vm.agent_channel() else {
@@ -54,14 +54,14 @@ impl AgentAt {
                 "{name} has no guest agent channel (not running, or started with --no-agent)"
             )));
         };
-        Ok(AgentAt::Socket { path, label: format!("{name}'s agent") })
+        Ok(AgentAt::Path { path, label: format!("{name}'s agent") })
     }
 
     /// A monitor on the agent, once it answers; a socket's gets `timeout`
     /// to (libvirt's says at once whether it is connected).
     pub(super) fn open(&self, timeout: Duration) -> Result<Monitor, Error> {
         match self {
-            AgentAt::Socket { path, label } => Ok(agent::connect_plain(&Target::Unix(path.clone()), label, timeout)?),
+            AgentAt::Path { path, label } => Ok(agent::connect_plain(&Target::Unix(path.clone()), label, timeout)?),
             AgentAt::Libvirt { uri, domain } => through_libvirt(uri, domain, End::Agent),
         }
     }

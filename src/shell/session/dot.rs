@@ -197,11 +197,7 @@ impl Session {
                     drop(line);
                     self.printer.problem(&format!(
                         "qmpsh: stopped watching {name}: it goes on in QEMU (.watch {} follows it again)",
-                        match &work {
-                            Work::Job(id) => crate::visible::line(id),
-                            Work::Migration => "migration".into(),
-                            Work::Dump => "dump".into(),
-                        }
+                        crate::visible::line(work.word())
                     ));
                     return Ok(Flow::Continue);
                 }
