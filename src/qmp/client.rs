@@ -209,6 +209,13 @@ impl Monitor {
         self.inbox.wait_wake(observer)
     }
 
+    /// Hands `observer` what the peer sent before now and the transport
+    /// delivers late (see [`Transport::settle`]), waiting for it until
+    /// `deadline` at most: a script's last events, before it ends.
+    pub fn settle(&mut self, deadline: Instant, observer: &mut dyn Observer) -> Result<(), ClientError> {
+        self.inbox.settle(deadline, observer)
+    }
+
     /// A handle another thread can call to end a [`Monitor::wait_wake`]:
     /// the input thread, when a line has been read.
     pub fn waker(&self) -> Waker {

@@ -18,6 +18,7 @@ use crate::interrupt;
 enum Got {
     Message(Value),
     Woken,
+    Settled,
 }
 
 /// How often a wait without deadline looks at the Ctrl-C flag.
@@ -105,6 +106,7 @@ impl Inbox {
             match self.transport.receive(slice, wakeable) {
                 Some(Incoming::Message(message)) => return Ok(Got::Message(message)),
                 Some(Incoming::Wake) => return Ok(Got::Woken),
+                Some(Incoming::Settled) => return Ok(Got::Settled),
                 Some(Incoming::End(end)) => {
                     self.ended = Some(end.clone());
                     return Err(end);
@@ -219,7 +221,7 @@ impl Inbox {
                         self.early.insert(answered, early);
                     }
                 }
-                Incoming::Wake => {}
+                Incoming::Wake | Incoming::Settled => {}
                 Incoming::End(end) => {
                     self.ended = Some(end);
                     return;
@@ -257,11 +259,34 @@ impl Inbox {
         }
     }
 
+    /// See [`super::Monitor::settle`].
+    pub fn settle(&mut self, deadline: Instant, observer: &mut dyn Observer) -> Result<(), ClientError> {
+        if self.ended.is_some() || !self.transport.settle() {
+            return Ok(());
+        }
+        loop {
+            match self.recv(Some(deadline), false, observer) {
+                Ok(Got::Settled) | Err(ClientError::Timeout) => return Ok(()),
+                Ok(Got::Woken) => {}
+                Ok(Got::Message(message)) => {
+                    if let Some((answered, early)) = self.sort(message, observer) {
+                        self.early.insert(answered, early);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+            if observer.closed() {
+                return Err(ClientError::OutputClosed);
+            }
+        }
+    }
+
     /// See [`super::Monitor::wait_wake`].
     pub fn wait_wake(&mut self, observer: &mut dyn Observer) -> Result<(), ClientError> {
         loop {
             match self.recv(None, true, observer)? {
                 Got::Woken => return Ok(()),
+                Got::Settled => {}
                 Got::Message(message) => {
                     if let Some((answered, early)) = self.sort(message, observer) {
                         self.early.insert(answered, early);

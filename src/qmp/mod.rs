@@ -169,6 +169,9 @@ pub enum Incoming {
     Message(Value),
     End(ClientError),
     Wake,
+    /// Everything the peer had sent before [`Transport::settle`] was
+    /// asked for has been handed over.
+    Settled,
 }
 
 /// How messages reach a peer and come back: all that differs between the
@@ -197,6 +200,15 @@ pub trait Transport {
     /// carries less than the peer accepts (see [`Monitor::largest_command`]).
     fn largest_command(&self) -> Option<usize> {
         None
+    }
+
+    /// Arranges for [`Incoming::Settled`] to come after every message the
+    /// peer had sent by now, when messages may come late by the way they
+    /// travel (libvirt delivers events on a thread of its own, after the
+    /// reply of the command that caused them): whether it will come. A
+    /// socket delivers in order, so it needs none.
+    fn settle(&mut self) -> bool {
+        false
     }
 
     /// Stops sending, so that the peer reads to the end of what was sent

@@ -39,6 +39,22 @@ pub fn start_loop() -> Result<(), String> {
         .clone()
 }
 
+/// Sends [`Incoming::Settled`] to `tx` from the event loop, once the
+/// events it has queued by now are dispatched: a timer added now fires
+/// after the timers libvirt added before it, among them the one that
+/// dispatches a connection's queued events.
+pub fn after_queued(tx: &SyncSender<Incoming>) -> Result<(), virt::error::Error> {
+    let tx = tx.clone();
+    let mut sent = false;
+    let mark = move |timer: c_int, _: *mut c_void| {
+        if !std::mem::replace(&mut sent, true) {
+            let _ = tx.send(Incoming::Settled);
+        }
+        let _ = virt::event::EventTimeoutWatch(timer).event_remove_timeout();
+    };
+    virt::event::event_add_timeout(0, mark, std::ptr::null_mut()).map(drop)
+}
+
 /// What a callback needs: where to put what it learns, and the URI to name
 /// when the connection is lost.
 struct Feed {

@@ -175,11 +175,18 @@ enum Channel {
     Agent,
 }
 
+/// What the command thread is asked to do.
+enum Job {
+    /// Send a command: the id the user gave it, if any, and its JSON.
+    Command(Option<Value>, String),
+    /// Send [`Incoming::Settled`] after every event libvirt had for us.
+    Settle,
+}
+
 /// The transport through libvirt.
 struct Libvirt {
-    /// Commands for the command thread: the id the user gave it, if any,
-    /// and the JSON to send.
-    commands: Sender<(Option<Value>, String)>,
+    /// Work for the command thread.
+    commands: Sender<Job>,
     /// What the command thread and the event callbacks send.
     incoming: Receiver<Incoming>,
     /// For wake-ups: a sender on that channel.
@@ -219,7 +226,11 @@ impl Transport for Libvirt {
         // libvirt gives the command an id of its own in place of the user's.
         let id = command.remove("id");
         let text = Value::Object(command).to_string();
-        self.commands.send((id, text)).map_err(|_| ClientError::Closed)
+        self.commands.send(Job::Command(id, text)).map_err(|_| ClientError::Closed)
+    }
+
+    fn settle(&mut self) -> bool {
+        self.commands.send(Job::Settle).is_ok()
     }
 
     fn receive(&mut self, wait: Duration, _wakeable: bool) -> Option<Incoming> {
@@ -244,14 +255,23 @@ impl Transport for Libvirt {
 
 /// The command thread: one blocking libvirt call at a time, each answer
 /// into the inbox in order, with the user's id in place of libvirt's own.
-fn run_commands(
-    domain: &Domain,
-    channel: Channel,
-    requests: &Receiver<(Option<Value>, String)>,
-    tx: &SyncSender<Incoming>,
-) {
+fn run_commands(domain: &Domain, channel: Channel, requests: &Receiver<Job>, tx: &SyncSender<Incoming>) {
     let agent_timeout = i32::try_from(AGENT_CALL.as_secs()).unwrap_or(i32::MAX);
-    for (id, command) in requests {
+    for job in requests {
+        let (id, command) = match job {
+            Job::Command(id, command) => (id, command),
+            Job::Settle => {
+                // libvirtd relays an event to us before it answers a call
+                // made after the event, and our libvirt queues it for the
+                // event loop as it reads it: one call, then a mark queued on
+                // that loop behind it.
+                let _ = domain.is_active();
+                if events::after_queued(tx).is_err() {
+                    let _ = tx.send(Incoming::Settled);
+                }
+                continue;
+            }
+        };
         let answer = match channel {
             Channel::Monitor => domain.qemu_monitor_command(&command, 0),
             Channel::Agent => domain.qemu_agent_command(&command, agent_timeout, 0),

@@ -2,10 +2,18 @@
 //! with the replies read and shown in order, and a failure read ahead of
 //! the line that reports it.
 
+use std::time::{Duration, Instant};
+
 use super::{Flow, Session};
 use crate::error::Error;
 use crate::language::bind::Request;
 use crate::qemu::work::Work;
+use crate::qmp::ClientError;
+
+/// How long a script's end waits for events delivered late: libvirt's
+/// come within milliseconds of their reply; a libvirt that takes longer
+/// must not hold the script.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(1);
 
 /// A command sent and not yet answered (`--pipeline`), with what is needed
 /// to show its reply.
@@ -80,8 +88,14 @@ impl Session {
     }
 
     /// Reads every reply still in flight (`--pipeline`), in order.
+    /// Then the events those commands caused that the transport delivers
+    /// late (libvirt's), so that a script's output holds them.
     pub fn drain(&mut self) -> Result<(), Error> {
         self.complete_all()?;
+        let settled = self.monitor.settle(Instant::now() + SETTLE_AT_MOST, &mut watch!(self));
+        if let Err(ClientError::OutputClosed) = settled {
+            return Err(Error::BrokenPipe);
+        }
         self.deferred.take().map_or(Ok(()), Err)
     }
 
