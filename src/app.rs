@@ -13,6 +13,7 @@ use crate::language::line::{Flow, Source};
 use crate::language::schema::Schema;
 use crate::language::version::{self, Version};
 use crate::shell::attach::{self, Config};
+use crate::shell::fleet::{self, Fleet, Named};
 use crate::shell::launch;
 use crate::shell::script;
 use crate::target::Target;
@@ -48,7 +49,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             output::stdout().write_all(&page).map_err(Error::output)
         }
         None if cli.dry_run => {
-            if cli.target.is_some() {
+            if !cli.targets.is_empty() || cli.all {
                 return Err(Error::Usage("--dry-run does not connect: drop TARGET".into()));
             }
             let saved = cli.schema.as_deref().map(read_schema).transpose()?;
@@ -80,11 +81,17 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             attach::agent(&attach::agent_target(&agent)?, &agent, &cli.session.config(Facts::now()))
         }
         None => {
-            let Some(target) = cli.target.as_deref() else {
+            let named = Named { words: &cli.targets, all: cli.all, uris: &cli.connect };
+            let config = cli.session.config(Facts::now());
+            if named.several() || cli.table {
+                let fleet = Fleet { named, parallel: cli.parallel as usize, table: cli.table };
+                return fleet::run(&fleet, &config);
+            }
+            let Some(target) = cli.targets.first() else {
                 return Err(Error::Usage("no TARGET: name a QMP socket path, HOST:PORT or VM (see --help)".into()));
             };
-            let target = match (Target::parse_with(target, vm::VmDir::find_socket)?, cli.connect) {
-                (Target::Libvirt { domain, .. }, uri) => Target::Libvirt { domain, uri },
+            let target = match (Target::parse_with(target, vm::VmDir::find_socket)?, cli.connect.first()) {
+                (Target::Libvirt { domain, .. }, uri) => Target::Libvirt { domain, uri: uri.cloned() },
                 (_, Some(uri)) => {
                     return Err(Error::Usage(format!(
                         "--connect {uri} is a libvirt URI: name the VM as libvirt:DOMAIN"
@@ -92,7 +99,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 }
                 (target, None) => target,
             };
-            attach::monitor(&target, &cli.session.config(Facts::now()))
+            attach::monitor(&target, &config)
         }
     }
 }

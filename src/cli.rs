@@ -28,23 +28,40 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// The QMP monitor: a socket path, unix:PATH, tcp:HOST:PORT, HOST:PORT,
-    /// libvirt:DOMAIN, or the name of a VM started by `qmpsh vm start`
-    pub target: Option<String>,
+    /// libvirt:DOMAIN, or the name of a VM started by `qmpsh vm start`.
+    /// Several (or libvirt:PATTERN, a shell glob over running domains):
+    /// the script or -c runs on each at once, its lines prefixed
+    #[arg(value_name = "TARGET")]
+    pub targets: Vec<String>,
+
+    /// Every running VM started by `qmpsh vm start`, as targets
+    #[arg(long)]
+    pub all: bool,
+
+    /// With several targets: run on up to N at once
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub parallel: u32,
+
+    /// With several targets: a table, one row per target and one column
+    /// per command, of each reply in short (a status, a version, ok)
+    #[arg(long, conflicts_with = "json")]
+    pub table: bool,
 
     /// A shell on the guest agent (qemu-ga) instead of QMP: a VM started by
     /// `qmpsh vm start` (its ga.in), or the agent channel's socket path
-    #[arg(long, value_name = "NAME|SOCKET", conflicts_with = "target")]
+    #[arg(long, value_name = "NAME|SOCKET", conflicts_with_all = ["targets", "all"])]
     pub agent: Option<String>,
 
     /// Print the QMP JSON each line becomes, without connecting
     #[arg(long)]
     pub dry_run: bool,
 
-    /// The libvirt URI for a libvirt:DOMAIN target (qemu:///system,
+    /// The libvirt URI for libvirt:DOMAIN targets (qemu:///system,
     /// qemu+ssh://host/system, ...); default $LIBVIRT_DEFAULT_URI, else
-    /// libvirt's own, as virsh picks it
+    /// libvirt's own, as virsh picks it. Repeat it for several hosts: each
+    /// domain is then named HOST/DOMAIN
     #[arg(long, short = 'C', value_name = "URI")]
-    pub connect: Option<String>,
+    pub connect: Vec<String>,
 
     /// With --dry-run: type arguments by this schema, saved from your QEMU
     /// with `qmpsh SOCK -c query-qmp-schema > FILE` (default: the recorded

@@ -51,6 +51,9 @@ pub enum Error {
     /// A program `vm exec` or `.exec` ran in the guest ended with this
     /// code (not 0), or 128 + the signal that ended it: qmpsh's own.
     Exited(u8),
+    /// Several targets ran, and the summary said how each ended; exit
+    /// with the worst one's code.
+    Outcomes(u8),
 }
 
 impl Error {
@@ -63,9 +66,17 @@ impl Error {
             Error::Timeout(_) | Error::Forced(_) => 4,
             Error::Interrupted => 130,
             Error::BrokenPipe => 0,
-            Error::Exited(code) => *code,
+            Error::Exited(code) | Error::Outcomes(code) => *code,
             Error::Signalled { signal, .. } => u8::try_from(signal_exit_code(*signal)).unwrap_or(1),
         }
+    }
+
+    /// The line that says this error, unless it was said already (see
+    /// [`Error::is_silent`]). The peer's words in a message were made
+    /// visible where they were put in; what escaped that is made visible
+    /// here.
+    pub fn said(&self) -> Option<String> {
+        (!self.is_silent()).then(|| format!("qmpsh: {}", visible(&self.to_string(), Breaks::Keep)))
     }
 
     /// Whether `main` should print this error; a failed command, a forced
@@ -80,6 +91,7 @@ impl Error {
                 | Error::BrokenPipe
                 | Error::LogFailed
                 | Error::Exited(_)
+                | Error::Outcomes(_)
         )
     }
 
@@ -118,6 +130,7 @@ impl fmt::Display for Error {
             Error::BrokenPipe => f.write_str("broken pipe"),
             Error::Interrupted => f.write_str("interrupted"),
             Error::Exited(code) => write!(f, "the program in the guest exited with {code}"),
+            Error::Outcomes(code) => write!(f, "a target failed (exit {code})"),
         }
     }
 }
@@ -136,14 +149,10 @@ pub fn finish(result: Result<(), Error>, stderr: &mut impl std::io::Write) -> Ex
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            if !err.is_silent() {
-                // One write: on a terminal the line editor's thread may
-                // still redraw its prompt, and must not land mid-line. The
-                // peer's words in a message were made visible where they
-                // were put in; what escaped that is made visible here.
-                let message = err.to_string();
-                let line = format!("qmpsh: {}\n", visible(&message, Breaks::Keep));
-                let _ = stderr.write_all(line.as_bytes());
+            // One write: on a terminal the line editor's thread may still
+            // redraw its prompt, and must not land mid-line.
+            if let Some(said) = err.said() {
+                let _ = stderr.write_all(format!("{said}\n").as_bytes());
             }
             ExitCode::from(err.exit_code())
         }

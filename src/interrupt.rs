@@ -38,9 +38,24 @@ pub fn raise() {
     pending().store(true, Ordering::SeqCst);
 }
 
-/// Whether Ctrl-C was pressed since the last call; clears the flag.
+/// Set by [`hold`].
+static HELD: AtomicBool = AtomicBool::new(false);
+
+/// From now on a Ctrl-C stays pressed: every wait it reaches ends, not
+/// only the next (several targets, each waiting on its own).
+pub fn hold() {
+    HELD.store(true, Ordering::SeqCst);
+}
+
+/// Whether Ctrl-C was pressed since the last call; clears the flag, unless
+/// it is [`hold`]ing.
 pub fn take() -> bool {
-    pending().swap(false, Ordering::SeqCst)
+    if HELD.load(Ordering::SeqCst) { pressed() } else { pending().swap(false, Ordering::SeqCst) }
+}
+
+/// Whether Ctrl-C was pressed (and not yet taken).
+pub fn pressed() -> bool {
+    pending().load(Ordering::SeqCst)
 }
 
 /// Forgets a Ctrl-C that nothing was waiting for.

@@ -45,21 +45,31 @@ pub struct Config {
 /// Connects to `target` and runs the REPL on a terminal, else the script.
 pub fn monitor(target: &Target, options: &Config) -> Result<(), Error> {
     let mut printer = printer(options)?;
+    let monitor = open(target, options, &mut printer)?;
+    converse(monitor, printer, &target.to_string(), agent_beside(target), options)
+}
+
+/// Connects to `target` as `options` say, telling `printer` of the
+/// handshake.
+pub fn open(target: &Target, options: &Config, printer: &mut Printer) -> Result<Monitor, Error> {
     let timeout = options.timeout;
     let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
     let connect = Connect { greeting_timeout, negotiate: options.negotiate, write_timeout: timeout };
-    let monitor = match target {
-        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref())?,
-        _ => qmp::connect(target, connect, &mut printer.own_traffic())?,
-    };
-    // A managed VM's folder holds its agent channel beside the QMP socket.
-    let agent = match target {
+    match target {
+        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref()),
+        _ => Ok(qmp::connect(target, connect, &mut printer.own_traffic())?),
+    }
+}
+
+/// The guest agent's channel beside a managed VM's QMP socket, which
+/// `.shutdown` and `.exec` use.
+pub fn agent_beside(target: &Target) -> Option<Target> {
+    match target {
         Target::Unix(path) if path.file_name().is_some_and(|n| n == "qmp.sock") => {
             path.parent().and_then(crate::vm::agent_channel_in).map(Target::Unix)
         }
         _ => None,
-    };
-    converse(monitor, printer, &target.to_string(), agent, options)
+    }
 }
 
 /// `--agent NAME|SOCKET`: a managed VM's agent channel, or a socket.
@@ -107,18 +117,23 @@ fn converse(
     options: &Config,
 ) -> Result<(), Error> {
     let interactive = options.interactive;
-    let timeout = options.timeout;
-    let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
-    // The REPL waits for each reply: a person reads it before typing on.
-    let pipeline = options.pipeline.filter(|_| !interactive);
-    let keep_going = options.keep_going;
-    let settings = Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline, keep_going };
+    let settings = settings(options, agent);
     let mut session = Session::new(monitor, printer, settings);
     if interactive {
         repl::run(&mut session, label)
     } else {
         script::run(&mut session, script::input(&options.commands), options.keep_going)
     }
+}
+
+/// A session's settings, from the shell's options; `agent` is the VM's
+/// guest agent channel, when known.
+pub fn settings(options: &Config, agent: Option<Target>) -> Settings {
+    let timeout = options.timeout;
+    let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    // The REPL waits for each reply: a person reads it before typing on.
+    let pipeline = options.pipeline.filter(|_| !options.interactive);
+    Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline, keep_going: options.keep_going }
 }
 
 /// A monitor through libvirt, for `libvirt:DOMAIN`.

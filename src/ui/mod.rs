@@ -7,6 +7,7 @@
 pub mod clock;
 pub mod meter;
 pub mod output;
+pub mod prefixed;
 pub mod render;
 pub mod secrets;
 pub mod tables;

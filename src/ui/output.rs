@@ -23,6 +23,7 @@ use crate::private::{self, Access};
 use crate::qemu::stop::{Progress, Step};
 use crate::qmp::{Kind, Observer, QmpError};
 use crate::ui::clock;
+use crate::ui::prefixed::Prefixed;
 use crate::ui::render::{self, Palette};
 use crate::ui::secrets::{self, LogMask};
 use crate::ui::tables;
@@ -116,6 +117,18 @@ enum Sink {
     Stdout(io::Stdout),
     /// The REPL's line editor, which prints above the line being typed.
     Terminal(Box<dyn ExternalPrinter + Send>),
+    /// One target's share of the standard streams, among several: stderr
+    /// goes there too.
+    Prefixed(Prefixed),
+}
+
+/// A reply or error kept for `--table` instead of shown, with the line
+/// of the command it answers.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub line: Option<usize>,
+    /// The reply, and whether it is HMP's text; or the error's words.
+    pub reply: Result<(Value, bool), String>,
 }
 
 /// The output side of a session.
@@ -130,6 +143,8 @@ pub struct Printer {
     /// The traffic log could not be written: said when it happened, and
     /// from then on nothing more is sent (see [`Printer::check_log`]).
     log_failed: bool,
+    /// `--table`: replies and errors kept, not shown.
+    answers: Option<Vec<Answer>>,
 }
 
 /// How much of a stray message a note shows.
@@ -164,7 +179,55 @@ impl Printer {
             log,
             failure: None,
             log_failed: false,
+            answers: None,
         })
+    }
+
+    /// A printer for one target among several: its lines go to `prefixed`,
+    /// and with `keep_answers` (`--table`) its replies and errors are kept
+    /// for [`Printer::take_answers`] instead of shown.
+    pub fn prefixed(style: Style, prefixed: Prefixed, keep_answers: bool) -> Printer {
+        Printer {
+            style,
+            out: Vec::with_capacity(4096),
+            sink: Sink::Prefixed(prefixed),
+            log: None,
+            failure: None,
+            log_failed: false,
+            answers: keep_answers.then(Vec::new),
+        }
+    }
+
+    /// What `--table` kept.
+    pub fn take_answers(&mut self) -> Vec<Answer> {
+        self.answers.take().unwrap_or_default()
+    }
+
+    /// Keeps `answer` when `--table` asks for it: whether it was kept.
+    pub fn keep(&mut self, line: Option<usize>, reply: Result<(&Value, bool), &str>) -> bool {
+        let Some(answers) = &mut self.answers else { return false };
+        let reply = reply.map(|(value, text)| (value.clone(), text)).map_err(str::to_string);
+        answers.push(Answer { line, reply });
+        true
+    }
+
+    /// Writes what is left of a target's last line (see [`Prefixed`]).
+    pub fn finish(&mut self) {
+        self.flush();
+        if let Sink::Prefixed(prefixed) = &mut self.sink {
+            let result = prefixed.finish();
+            self.record(result);
+        }
+    }
+
+    /// Writes `bytes` to stderr: the target's share of it, among several.
+    fn write_stderr(&mut self, bytes: &[u8]) {
+        match &mut self.sink {
+            Sink::Prefixed(prefixed) => prefixed.err(bytes),
+            _ => {
+                let _ = stderr().lock().write_all(bytes);
+            }
+        }
     }
 
     fn record(&mut self, result: io::Result<()>) {
@@ -192,6 +255,7 @@ impl Printer {
             Sink::Terminal(printer) => printer
                 .print(String::from_utf8_lossy(&self.out).into_owned())
                 .map_err(|e| io::Error::other(e.to_string())),
+            Sink::Prefixed(prefixed) => prefixed.out(&self.out),
         };
         self.out.clear();
         self.record(result);
@@ -236,8 +300,13 @@ impl Printer {
 
     /// A QMP error reply, on stderr, naming its script line when known.
     pub fn qmp_error(&mut self, error: &QmpError, line: Option<usize>) {
+        if self.keep(line, Err(&format!("{}: {}", error.class, error.desc))) {
+            return;
+        }
         self.flush();
-        let _ = render::error(&mut stderr().lock(), error, line, &self.style.stderr);
+        let mut text = Vec::new();
+        let _ = render::error(&mut text, error, line, &self.style.stderr);
+        self.write_stderr(&text);
     }
 
     /// A local problem with a line (parse error, timeout, ...), on stderr.
@@ -253,8 +322,10 @@ impl Printer {
                 let _ = render::error_text(&mut text, message, &self.style.stderr);
                 let _ = printer.print(String::from_utf8_lossy(&text).into_owned());
             }
-            Sink::Stdout(_) => {
-                let _ = render::error_text(&mut stderr().lock(), message, &self.style.stderr);
+            Sink::Stdout(_) | Sink::Prefixed(_) => {
+                let mut text = Vec::new();
+                let _ = render::error_text(&mut text, message, &self.style.stderr);
+                self.write_stderr(&text);
             }
         }
     }
@@ -345,9 +416,7 @@ impl Printer {
         self.bytes(out);
         self.flush();
         match self.sink {
-            Sink::Stdout(_) => {
-                let _ = stderr().lock().write_all(err);
-            }
+            Sink::Stdout(_) | Sink::Prefixed(_) => self.write_stderr(err),
             Sink::Terminal(_) if !err.is_empty() => {
                 self.problem(String::from_utf8_lossy(err).trim_end_matches('\n'));
             }
@@ -364,7 +433,7 @@ impl Printer {
                 self.out.extend_from_slice(visible(&String::from_utf8_lossy(bytes), Breaks::Keep).as_bytes());
                 Ok(())
             }
-            Sink::Stdout(_) => self.out.write_all(bytes),
+            Sink::Stdout(_) | Sink::Prefixed(_) => self.out.write_all(bytes),
         };
         self.record(result);
         if self.out.len() >= FLUSH_AT {
@@ -397,11 +466,11 @@ impl Observer for Printer {
         };
         self.write_log("sent", &shown);
         if self.style.verbose {
+            let mut echo = b"-> ".to_vec();
+            let _ = render::json(&mut echo, &shown, false, &self.style.stderr);
+            echo.push(b'\n');
             self.flush();
-            let mut err = stderr().lock();
-            let _ = err.write_all(b"-> ");
-            let _ = render::json(&mut err, &shown, false, &self.style.stderr);
-            let _ = err.write_all(b"\n");
+            self.write_stderr(&echo);
         }
     }
 

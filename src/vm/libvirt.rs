@@ -124,7 +124,7 @@ fn stop(
     if !domain.is_active().unwrap_or(false) {
         return writeln!(out, "{name}: not running").map_err(Error::output);
     }
-    let mut monitor = libvirt::attach(connect, domain.clone())?;
+    let mut monitor = libvirt::attach(connect, domain.clone(), libvirt::Sharing::Alone)?;
     let deadline = Instant::now() + timeout;
     if let Err(e) = domain.shutdown() {
         // A guest without ACPI may still power off by itself: wait anyway.

@@ -67,15 +67,21 @@ pub struct Subscription {
     connect: Connect,
     monitor_events: c_int,
     lifecycle: c_int,
+    /// Whether this subscription holds the connection's close callback
+    /// (a connection has one at most).
+    close: bool,
 }
 
 /// Registers the three callbacks, each with its own [`Feed`] that libvirt
-/// frees when the callback is deregistered.
+/// frees when the callback is deregistered; the connection's close
+/// callback only when `close` (a connection that serves several domains
+/// has it for none: libvirt allows one, and warns on stderr of a second).
 pub fn subscribe(
     connect: &Connect,
     domain: &Domain,
     tx: &SyncSender<Incoming>,
     uri: &str,
+    close: bool,
 ) -> Result<Subscription, String> {
     let feed = || Box::into_raw(Box::new(Feed { tx: tx.clone(), uri: uri.to_string() })).cast::<c_void>();
     // SAFETY: the connection and domain pointers are valid for the calls
@@ -83,7 +89,7 @@ pub fn subscribe(
     // libvirt hands back to the callback and, when the registration ends,
     // to `free_feed`, which takes it back. On failure libvirt does not keep
     // the pointer, so it is freed here.
-    let (monitor_events, lifecycle) = unsafe {
+    let (monitor_events, lifecycle, close) = unsafe {
         let conn = connect.as_ptr();
         let opaque = feed();
         let monitor_events = sys::virConnectDomainQemuMonitorEventRegister(
@@ -120,15 +126,18 @@ pub fn subscribe(
             sys::virConnectDomainQemuMonitorEventDeregister(conn, monitor_events);
             return Err(last_error("cannot subscribe to the domain's lifecycle"));
         }
-        let opaque = feed();
-        if sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) < 0 {
-            // A second qmpsh connection in this process has one already;
-            // the lifecycle callback still sees the domain stop.
-            free_feed(opaque);
+        let mut close = close;
+        if close {
+            let opaque = feed();
+            if sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) < 0 {
+                // The lifecycle callback still sees the domain stop.
+                free_feed(opaque);
+                close = false;
+            }
         }
-        (monitor_events, lifecycle)
+        (monitor_events, lifecycle, close)
     };
-    Ok(Subscription { connect: connect.clone(), monitor_events, lifecycle })
+    Ok(Subscription { connect: connect.clone(), monitor_events, lifecycle, close })
 }
 
 impl Drop for Subscription {
@@ -139,7 +148,9 @@ impl Drop for Subscription {
             let conn = self.connect.as_ptr();
             sys::virConnectDomainQemuMonitorEventDeregister(conn, self.monitor_events);
             sys::virConnectDomainEventDeregisterAny(conn, self.lifecycle);
-            sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
+            if self.close {
+                sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
+            }
         }
     }
 }

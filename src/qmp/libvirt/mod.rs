@@ -117,7 +117,18 @@ const BACKLOG: usize = 256;
 pub fn connect(uri: Option<&str>, name: &str) -> Result<Monitor, ClientError> {
     let connect = open(uri)?;
     let domain = running(&connect, uri, name)?;
-    attach(&connect, domain)
+    attach(&connect, domain, Sharing::Alone)
+}
+
+/// Whether a connection serves one domain or several.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Its loss ends the monitor at once (libvirt's close callback).
+    Alone,
+    /// Shared by several targets (`libvirt:PATTERN`): a lost connection
+    /// shows when the next command fails, as libvirt allows one close
+    /// callback to a connection.
+    Shared,
 }
 
 /// The domain `name` of `connect`, if it runs.
@@ -133,10 +144,11 @@ fn running(connect: &Connect, uri: Option<&str>, name: &str) -> Result<Domain, C
 }
 
 /// A monitor on a running `domain` of `connect`.
-pub fn attach(connect: &Connect, domain: Domain) -> Result<Monitor, ClientError> {
+pub fn attach(connect: &Connect, domain: Domain, sharing: Sharing) -> Result<Monitor, ClientError> {
     let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
-    let subscription = events::subscribe(connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
+    let close = sharing == Sharing::Alone;
+    let subscription = events::subscribe(connect, &domain, &tx, &uri, close).map_err(ClientError::Io)?;
     Libvirt::start(domain, Channel::Monitor, tx, incoming, Some(subscription))
 }
 

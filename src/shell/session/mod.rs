@@ -261,6 +261,12 @@ impl Session {
         self.changes = Some(counter);
     }
 
+    /// Ends the session, for what its printer kept (`--table`); the
+    /// connection closes.
+    pub fn into_printer(self) -> Printer {
+        self.printer
+    }
+
     /// Ends an [`Session::idle`] from another thread.
     pub fn waker(&self) -> Waker {
         self.monitor.waker()
@@ -320,7 +326,9 @@ impl Session {
                 Err(Error::CommandFailed)
             }
             Ok(Ok(value)) => {
-                if !(pending.table && self.printer.table(&pending.command, &value)) {
+                let shown = self.printer.keep(pending.line_no, Ok((&value, pending.text_reply)))
+                    || (pending.table && self.printer.table(&pending.command, &value));
+                if !shown {
                     self.printer.reply(&value, pending.text_reply);
                 }
                 if self.quitting {

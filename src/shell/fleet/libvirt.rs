@@ -1,0 +1,222 @@
+//! `libvirt:PATTERN` over one or more `--connect` hosts: one connection
+//! per host, opened side by side, which serves all of its domains; the
+//! running domains a pattern matches, each named `DOMAIN`, or
+//! `HOST/DOMAIN` when there are several hosts.
+
+#[cfg(feature = "libvirt")]
+pub use with::*;
+#[cfg(not(feature = "libvirt"))]
+pub use without::*;
+
+#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+/// The name of a host in members' names: the URI's host (`localhost` for
+/// a local URI such as `qemu:///system`), or the whole URI where two
+/// hosts would share a name.
+fn labels(uris: &[Option<String>]) -> Vec<String> {
+    let short: Vec<String> = uris.iter().map(|uri| uri.as_deref().map_or("default".into(), host_of)).collect();
+    short
+        .iter()
+        .zip(uris)
+        .map(|(label, uri)| {
+            let shared = short.iter().filter(|other| *other == label).count() > 1;
+            match uri {
+                Some(uri) if shared => uri.clone(),
+                _ => label.clone(),
+            }
+        })
+        .collect()
+}
+
+#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+/// The host of a libvirt URI: `qemu+ssh://root@host:22/system` is `host`.
+fn host_of(uri: &str) -> String {
+    let Some((_, rest)) = uri.split_once("://") else { return uri.to_string() };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() { "localhost".into() } else { host.to_string() }
+}
+
+#[cfg(feature = "libvirt")]
+mod with {
+    use std::collections::HashSet;
+    use std::thread;
+
+    use virt::connect::Connect;
+    use virt::domain::Domain;
+
+    use super::labels;
+    use crate::error::Error;
+    use crate::qmp::{self, Monitor};
+    use crate::shell::fleet::glob;
+    use crate::shell::fleet::targets::{Member, Reach};
+
+    /// A domain, on its host's shared connection.
+    pub struct DomainAt {
+        connect: Connect,
+        domain: Domain,
+        /// Its host's URI and its name, which tell it from every other.
+        key: String,
+    }
+
+    /// A `--connect` host: reached, with its running domains by name, or
+    /// why not.
+    pub struct Host {
+        label: String,
+        uri: Option<String>,
+        reached: Result<(Connect, Vec<(String, Domain)>), String>,
+    }
+
+    /// Connects to every host at once (a slow one holds no other back).
+    pub fn hosts(uris: &[String]) -> Result<Vec<Host>, Error> {
+        let uris: Vec<Option<String>> =
+            if uris.is_empty() { vec![None] } else { uris.iter().cloned().map(Some).collect() };
+        let labels = labels(&uris);
+        let reached = thread::scope(|scope| {
+            let opening: Vec<_> = uris.iter().map(|uri| scope.spawn(move || reach(uri.as_deref()))).collect();
+            opening
+                .into_iter()
+                .map(|o| o.join().unwrap_or_else(|_| Err("the connection attempt failed".into())))
+                .collect::<Vec<_>>()
+        });
+        Ok(labels
+            .into_iter()
+            .zip(uris)
+            .zip(reached)
+            .map(|((label, uri), reached)| Host { label, uri, reached })
+            .collect())
+    }
+
+    /// A connection to `uri` and its running domains, sorted by name.
+    fn reach(uri: Option<&str>) -> Result<(Connect, Vec<(String, Domain)>), String> {
+        let connect = qmp::libvirt::open(uri).map_err(|e| e.to_string())?;
+        let running = connect.list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).map_err(|e| {
+            let uri = qmp::libvirt::uri_in_words(uri);
+            format!("libvirt at {uri} cannot list its domains: {}", crate::visible::line(e.message()))
+        })?;
+        let mut named: Vec<(String, Domain)> =
+            running.into_iter().filter_map(|d| d.name().ok().map(|name| (name, d))).collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((connect, named))
+    }
+
+    /// The members `domain` names on `hosts`: with `glob`, every running
+    /// domain it matches; else the domain of that name or UUID, running or
+    /// not (a row then says it is not running). A host that could not be
+    /// reached is one failing member, once (`said` remembers).
+    pub fn matches(hosts: &[Host], domain: &str, glob: bool, said: &mut HashSet<String>) -> Vec<Member> {
+        let several = hosts.len() > 1;
+        let mut members = Vec::new();
+        for host in hosts {
+            let name = |domain: &str| if several { format!("{}/{domain}", host.label) } else { domain.to_string() };
+            let (connect, running) = match &host.reached {
+                Ok(reached) => reached,
+                Err(why) => {
+                    if said.insert(host.label.clone()) {
+                        let reach = Reach::Unreachable(Error::Connection(why.clone()));
+                        members.push(Member { name: host.label.clone(), reach });
+                    }
+                    continue;
+                }
+            };
+            let mut add = |shown: &str, found: &Domain| {
+                let key = format!("{}/{}", connect.uri().unwrap_or_default(), found.uuid_string().unwrap_or_default());
+                let at = DomainAt { connect: connect.clone(), domain: found.clone(), key };
+                members.push(Member { name: name(shown), reach: Reach::Domain(at) });
+            };
+            if glob {
+                for (shown, found) in running.iter().filter(|(n, _)| glob::glob(domain, n)) {
+                    add(shown, found);
+                }
+            } else if let Ok(found) = qmp::libvirt::lookup(connect, domain) {
+                add(domain, &found);
+            }
+        }
+        members
+    }
+
+    /// Why `domain` named nothing on `hosts`.
+    pub fn none_matched(hosts: &[Host], domain: &str, glob: bool) -> String {
+        let uris: Vec<String> = hosts.iter().map(|h| qmp::libvirt::uri_in_words(h.uri.as_deref())).collect();
+        let at = uris.join(", ");
+        if glob {
+            format!("libvirt:{domain} matches no running domain at {at}")
+        } else {
+            format!("libvirt:{domain}: no domain of that name or UUID at {at}")
+        }
+    }
+
+    /// What tells this domain from every other.
+    pub fn key(domain: &DomainAt) -> String {
+        domain.key.clone()
+    }
+
+    /// A monitor on the domain, through its host's connection.
+    pub fn attach(at: DomainAt) -> Result<Monitor, Error> {
+        let name = at.domain.name().unwrap_or_default();
+        if !at.domain.is_active().unwrap_or(false) {
+            let uri = at.connect.uri().unwrap_or_default();
+            return Err(Error::Connection(format!(
+                "libvirt domain {} is not running (start it with virsh -c {uri} start {})",
+                crate::visible::line(&name),
+                crate::visible::line(&name)
+            )));
+        }
+        Ok(qmp::libvirt::attach(&at.connect, at.domain, qmp::libvirt::Sharing::Shared)?)
+    }
+}
+
+#[cfg(not(feature = "libvirt"))]
+mod without {
+    use std::collections::HashSet;
+
+    use crate::error::{Error, WITHOUT_LIBVIRT};
+    use crate::qmp::Monitor;
+    use crate::shell::fleet::targets::Member;
+
+    /// No domain can be named without libvirt.
+    pub enum DomainAt {}
+
+    /// Never any host: a `libvirt:` word is refused.
+    pub enum Host {}
+
+    pub fn hosts(_: &[String]) -> Result<Vec<Host>, Error> {
+        Err(Error::Usage(WITHOUT_LIBVIRT.into()))
+    }
+
+    pub fn matches(_: &[Host], _: &str, _: bool, _: &mut HashSet<String>) -> Vec<Member> {
+        Vec::new()
+    }
+
+    pub fn none_matched(_: &[Host], _: &str, _: bool) -> String {
+        WITHOUT_LIBVIRT.into()
+    }
+
+    pub fn key(domain: &DomainAt) -> String {
+        match *domain {}
+    }
+
+    pub fn attach(domain: DomainAt) -> Result<Monitor, Error> {
+        match domain {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_named_by_their_uris_host() {
+        assert_eq!(host_of("qemu:///system"), "localhost");
+        assert_eq!(host_of("qemu+tcp://127.0.0.1/system"), "127.0.0.1");
+        assert_eq!(host_of("qemu+ssh://root@db.example:2222/system?keyfile=k"), "db.example");
+        assert_eq!(host_of("qemu+tcp://[::1]:16509/system"), "::1");
+        let uris = |u: &[&str]| u.iter().map(|u| Some(u.to_string())).collect::<Vec<_>>();
+        assert_eq!(labels(&uris(&["qemu:///system", "qemu+tcp://127.0.0.1/system"])), ["localhost", "127.0.0.1"]);
+        // Two URIs of one host keep apart by their whole URIs.
+        assert_eq!(labels(&uris(&["qemu:///system", "qemu:///session"])), ["qemu:///system", "qemu:///session"]);
+    }
+}
