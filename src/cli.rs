@@ -245,13 +245,16 @@ pub enum VmArgs {
         libvirt: LibvirtArg,
     },
     /// Every managed VM: name, pid, state, uptime, socket (with --connect:
-    /// libvirt's domains: name, id, state)
+    /// libvirt's domains: name, id, state; with several --connect, qmpsh's
+    /// own VMs and each host's domains, by host)
     List {
         /// One JSON object per VM, in a JSON array
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        libvirt: LibvirtArg,
+        /// libvirt's domains at this URI instead of qmpsh's own VMs;
+        /// repeat it for several hosts
+        #[arg(long, short = 'C', value_name = "URI")]
+        connect: Vec<String>,
     },
     /// One VM's name, pid, state, uptime and socket
     Status {
@@ -444,7 +447,8 @@ impl VmArgs {
                 (VmCommand::Stop { name, timeout: Duration::from_secs_f64(timeout), kill }, libvirt.connect)
             }
             VmArgs::Kill { name, libvirt } => (VmCommand::Kill { name }, libvirt.connect),
-            VmArgs::List { json, libvirt } => (VmCommand::List { json }, libvirt.connect),
+            VmArgs::List { json, connect } if connect.len() > 1 => (VmCommand::ListHosts { json, uris: connect }, None),
+            VmArgs::List { json, connect } => (VmCommand::List { json }, connect.into_iter().next()),
             VmArgs::Status { name, json, libvirt } => (VmCommand::Status { name, json }, libvirt.connect),
             VmArgs::Delete { name } => (VmCommand::Delete { name }, None),
             VmArgs::Exec { name, timeout, env, cwd, no_stdin, command, libvirt } => {

@@ -132,6 +132,37 @@ fn host_port(text: &str) -> Option<Target> {
     Some(Target::Tcp { host: host.to_string(), port })
 }
 
+/// The names of libvirt hosts (`--connect` URIs; `None`, the default), as
+/// several targets' names and `vm list` show them: each the URI's host (`localhost` for
+/// a local URI such as `qemu:///system`), or the whole URI where two
+/// hosts would share a name.
+pub fn host_names(uris: &[Option<String>]) -> Vec<String> {
+    let short: Vec<String> = uris.iter().map(|uri| uri.as_deref().map_or("default".into(), host_of)).collect();
+    short
+        .iter()
+        .zip(uris)
+        .map(|(label, uri)| {
+            let shared = short.iter().filter(|other| *other == label).count() > 1;
+            match uri {
+                Some(uri) if shared => uri.clone(),
+                _ => label.clone(),
+            }
+        })
+        .collect()
+}
+
+/// The host of a libvirt URI: `qemu+ssh://root@host:22/system` is `host`.
+fn host_of(uri: &str) -> String {
+    let Some((_, rest)) = uri.split_once("://") else { return uri.to_string() };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.split(':').next().unwrap_or_default(),
+    };
+    if host.is_empty() { "localhost".into() } else { host.to_string() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +194,17 @@ mod tests {
         // A port with a leading plus or zero is not a port: the word is a file name.
         assert_eq!(Target::parse("host:+44").unwrap(), Target::Unix("host:+44".into()));
         assert_eq!(Target::parse("host:044").unwrap(), Target::Unix("host:044".into()));
+    }
+
+    #[test]
+    fn hosts_are_named_by_their_uris_host() {
+        assert_eq!(host_of("qemu:///system"), "localhost");
+        assert_eq!(host_of("qemu+tcp://127.0.0.1/system"), "127.0.0.1");
+        assert_eq!(host_of("qemu+ssh://root@db.example:2222/system?keyfile=k"), "db.example");
+        assert_eq!(host_of("qemu+tcp://[::1]:16509/system"), "::1");
+        let uris = |u: &[&str]| u.iter().map(|u| Some(u.to_string())).collect::<Vec<_>>();
+        assert_eq!(host_names(&uris(&["qemu:///system", "qemu+tcp://127.0.0.1/system"])), ["localhost", "127.0.0.1"]);
+        // Two URIs of one host keep apart by their whole URIs.
+        assert_eq!(host_names(&uris(&["qemu:///system", "qemu:///session"])), ["qemu:///system", "qemu:///session"]);
     }
 }

@@ -627,3 +627,162 @@ fn vm_exec_cp_and_wait_reach_a_domain_through_libvirts_agent_api() {
     assert_eq!(event.code, 4, "{event:?}");
     assert!(event.stderr.contains("no STOP event within 1 s"), "{event:?}");
 }
+
+/// Paused transient domains without an OS (QMP is all these tests talk
+/// to), named PREFIX-0 to PREFIX-N, on qemu:///system; destroyed when
+/// dropped.
+struct Fleet {
+    prefix: String,
+    names: Vec<String>,
+}
+
+impl Fleet {
+    fn start(count: usize) -> Option<Fleet> {
+        if !libvirt_available(SYSTEM) {
+            return None;
+        }
+        let prefix = unique_name().replace("qmpsh-test-", "qmpsh-test-fleet-");
+        let names: Vec<String> = (0..count).map(|n| format!("{prefix}-{n}")).collect();
+        let fleet = Fleet { prefix, names };
+        let dir = tempfile::tempdir().unwrap();
+        // Two at a time: this machine has two cores.
+        for pair in fleet.names.chunks(2) {
+            let created: Vec<JoinHandle<Output>> = pair
+                .iter()
+                .map(|name| {
+                    let xml = dir.path().join(format!("{name}.xml"));
+                    fs::write(
+                        &xml,
+                        format!(
+                            "<domain type='qemu'><name>{name}</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>\
+                             <os><type arch='x86_64' machine='pc'>hvm</type></os><features><acpi/></features>\
+                             <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices></domain>"
+                        ),
+                    )
+                    .unwrap();
+                    thread::spawn(move || virsh(SYSTEM, &["create", "--paused", xml.to_str().unwrap()]))
+                })
+                .collect();
+            for out in created.into_iter().map(|c| c.join().unwrap()) {
+                assert!(out.status.success(), "virsh create: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        Some(fleet)
+    }
+
+    /// `libvirt:PREFIX-` and `tail`.
+    fn pattern(&self, tail: &str) -> String {
+        format!("libvirt:{}-{tail}", self.prefix)
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = virsh(SYSTEM, &["destroy", name]);
+        }
+    }
+}
+
+/// Kills the QEMUs of a state folder when the test ends, however it ends.
+struct Killer<'a>(&'a Path);
+
+impl Drop for Killer<'_> {
+    fn drop(&mut self) {
+        common::kill_qemus_in(self.0);
+    }
+}
+
+#[test]
+fn a_pattern_reaches_a_dozen_domains_on_two_hosts_beside_qmpshs_own_vms() {
+    let Some(fleet) = Fleet::start(12) else { return };
+    let state = common::state_folder();
+    let _guard = Killer(state.path());
+    let run_in_state = |args: &[&str]| {
+        let mut command = qmpsh_command(args);
+        command.env("QMPSH_STATE_DIR", state.path());
+        finish(command, "")
+    };
+    for name in ["own-1", "own-2"] {
+        let started =
+            run_in_state(&["vm", "start", name, "--accel", "tcg", "--memory", "32", "--", "-machine", "none"]);
+        assert_eq!(started.code, 0, "{started:?}");
+    }
+    // Every domain through both URIs, as two hosts, and qmpsh's own VMs.
+    let all = fleet.pattern("*");
+    let run = run_in_state(&["--json", "--all", "-C", SYSTEM, "-C", TCP, &all, "-c", "query-name"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mut named: Vec<(String, String)> = run
+        .json_lines()
+        .iter()
+        .map(|l| (l["target"].as_str().unwrap().to_string(), l["return"]["name"].as_str().unwrap().to_string()))
+        .collect();
+    named.sort();
+    let mut expected: Vec<(String, String)> = fleet
+        .names
+        .iter()
+        .flat_map(|n| [(format!("localhost/{n}"), n.clone()), (format!("127.0.0.1/{n}"), n.clone())])
+        .chain(["own-1", "own-2"].map(|n| (n.to_string(), n.to_string())))
+        .collect();
+    expected.sort();
+    assert_eq!(named, expected);
+    assert_eq!(common::summary(&run).len(), 26, "{}", run.stderr);
+
+    // vm list over both hosts: qmpsh's own VMs and each host's domains.
+    let listed = run_in_state(&["vm", "list", "-C", SYSTEM, "-C", TCP]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let rows: Vec<Vec<&str>> = listed.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["HOST", "NAME", "STATE"]);
+    for name in &fleet.names {
+        for host in ["localhost", "127.0.0.1"] {
+            assert!(rows.contains(&vec![host, name.as_str(), "paused"]), "{host} {name}: {}", listed.stdout);
+        }
+    }
+    assert!(rows.contains(&vec!["qmpsh", "own-1", "running"]), "{}", listed.stdout);
+
+    // Globs that match none, some and all, side by side in a table.
+    let none = qmpsh(&["-C", SYSTEM, &fleet.pattern("x*"), "-c", "query-name"], "");
+    assert_eq!(none.code, 2, "{none:?}");
+    assert!(none.stderr.contains("matches no running domain at qemu:///system"), "{none:?}");
+    let table = |pattern: &str| {
+        let run = qmpsh(&["-C", SYSTEM, pattern, "--table", "-c", "query-name", "-c", "query-status"], "");
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout.lines().skip(1).map(|l| l.split_whitespace().map(String::from).collect()).collect::<Vec<Vec<_>>>()
+    };
+    let some = table(&fleet.pattern("1?"));
+    let tens = [&fleet.names[10], &fleet.names[11]];
+    assert_eq!(some, tens.map(|n| vec![n.clone(), n.clone(), "prelaunch".to_string()]));
+    let every = table(&all);
+    let mut sorted = fleet.names.clone();
+    sorted.sort();
+    assert_eq!(every.iter().map(|row| row[0].clone()).collect::<Vec<_>>(), sorted);
+}
+
+#[test]
+fn a_domain_destroyed_mid_run_fails_its_row_and_the_others_finish() {
+    let Some(fleet) = Fleet::start(3) else { return };
+    let script = "query-name\n.wait RESUME timeout=30\nquery-status\n";
+    let mut live = Live::start(&["-C", SYSTEM, &fleet.pattern("*")], script);
+    for _ in 0..3 {
+        live.await_line(|l| l.contains("\"name\""));
+    }
+    fleet_destroy(&fleet.names[0]);
+    for name in &fleet.names[1..] {
+        let resumed = virsh(SYSTEM, &["resume", name]);
+        assert!(resumed.status.success(), "virsh resume: {}", String::from_utf8_lossy(&resumed.stderr));
+    }
+    let run = live.finish();
+    assert_eq!(run.code, 3, "{run:?}");
+    let rows = common::summary(&run);
+    assert_eq!(rows[&fleet.names[0]].0, 3, "{}", run.stderr);
+    assert_eq!((rows[&fleet.names[1]].0, rows[&fleet.names[2]].0), (0, 0), "{}", run.stderr);
+    let lines = common::by_target(&run);
+    for name in &fleet.names[1..] {
+        assert!(lines[name].iter().any(|l| l.contains("\"running\"")), "{name}: {run:?}");
+    }
+}
+
+fn fleet_destroy(name: &str) {
+    let out = virsh(SYSTEM, &["destroy", name]);
+    assert!(out.status.success(), "virsh destroy: {}", String::from_utf8_lossy(&out.stderr));
+}

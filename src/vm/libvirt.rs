@@ -24,13 +24,7 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
     }
     let connect = libvirt::open(Some(uri))?;
     match command {
-        VmCommand::List { json } => {
-            let domains = connect
-                .list_all_domains(0)
-                .map_err(|e| Error::Connection(format!("libvirt at {uri} cannot list domains: {}", e.message())))?;
-            let reports: Vec<Value> = domains.iter().map(report).collect();
-            write_list(&reports, json, out).map_err(Error::output)
-        }
+        VmCommand::List { json } => write_list(&listed(&connect, uri)?, json, out).map_err(Error::output),
         VmCommand::Status { name, json } => {
             let r = report(&domain(&connect, &name)?);
             write_status(&r, json, out).map_err(Error::output)
@@ -45,13 +39,25 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
             destroy(&domain, &name)?;
             writeln!(out, "{}: killed", visible::line(&name)).map_err(Error::output)
         }
-        VmCommand::Start { .. } | VmCommand::Delete { .. } => {
+        VmCommand::Start { .. } | VmCommand::Delete { .. } | VmCommand::ListHosts { .. } => {
             Err(Error::Usage("--connect works with vm list, status, stop, kill, exec, cp and wait".into()))
         }
         VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } => {
             super::guest::run(command, Some(uri), out)
         }
     }
+}
+
+/// What `vm list` shows of every domain at `uri`.
+pub fn reports(uri: &str) -> Result<Vec<Value>, Error> {
+    listed(&libvirt::open(Some(uri))?, uri)
+}
+
+fn listed(connect: &Connect, uri: &str) -> Result<Vec<Value>, Error> {
+    let domains = connect.list_all_domains(0).map_err(|e| {
+        Error::Connection(format!("libvirt at {uri} cannot list domains: {}", visible::line(e.message())))
+    })?;
+    Ok(domains.iter().map(report).collect())
 }
 
 fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<()> {

@@ -66,6 +66,7 @@ fn run_own(command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress)
         VmCommand::Stop { name, timeout, kill } => stop_managed(&VmDir::existing(&name)?, timeout, kill, out, progress),
         VmCommand::Kill { name } => kill_managed(&VmDir::existing(&name)?, out),
         VmCommand::List { json } => list(json, out),
+        VmCommand::ListHosts { json, uris } => list_hosts(json, &uris, out),
         VmCommand::Status { name, json } => status(&VmDir::existing(&name)?, json, out),
         VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
         VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } => guest::run(command, None, out),
@@ -124,6 +125,58 @@ fn write_list(reports: &[Report], json: bool, out: &mut dyn Write) -> io::Result
         write_row(r, out)?;
     }
     Ok(())
+}
+
+/// The host column's name for the VMs qmpsh started.
+const OWN_HOST: &str = "qmpsh";
+
+/// `vm list -C URI -C URI2...`: qmpsh's own VMs (host `qmpsh`) and each
+/// host's domains, by host. A host that cannot be reached is said on
+/// stderr, the others listed; it then fails as a connection does (3).
+fn list_hosts(json: bool, uris: &[String], out: &mut dyn Write) -> Result<(), Error> {
+    let with_host = |mut row: serde_json::Value, host: &str| {
+        if let Some(fields) = row.as_object_mut() {
+            fields.insert("host".into(), host.into());
+        }
+        row
+    };
+    let own = VmDir::all()?.into_iter().map(|vm| report(&vm)).map(|r| serde_json::to_value(r).unwrap_or_default());
+    let mut rows: Vec<serde_json::Value> = own.map(|row| with_host(row, OWN_HOST)).collect();
+    let names = crate::target::host_names(&uris.iter().cloned().map(Some).collect::<Vec<_>>());
+    let mut failed = None;
+    for (uri, host) in uris.iter().zip(names) {
+        match domain_reports(uri) {
+            Ok(domains) => rows.extend(domains.into_iter().map(|row| with_host(row, &host))),
+            Err(e) => {
+                let _ = writeln!(crate::ui::output::stderr(), "qmpsh: {e}");
+                failed = Some(e);
+            }
+        }
+    }
+    let said = if json { writeln!(out, "{}", render::json_line(&rows)) } else { write_hosts(&rows, out) };
+    said.map_err(Error::output)?;
+    // Said already, above the list.
+    failed.map_or(Ok(()), |e| Err(Error::Outcomes(e.exit_code())))
+}
+
+fn write_hosts(rows: &[serde_json::Value], out: &mut dyn Write) -> io::Result<()> {
+    let text = |r: &serde_json::Value, key: &str| visible::line(r[key].as_str().unwrap_or("-"));
+    let width = rows.iter().map(|r| text(r, "host").chars().count()).max().unwrap_or(0).max("HOST".len());
+    writeln!(out, "{:<width$}  {:<20} STATE", "HOST", "NAME")?;
+    for r in rows {
+        writeln!(out, "{:<width$}  {:<20} {}", text(r, "host"), text(r, "name"), text(r, "state"))?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "libvirt")]
+fn domain_reports(uri: &str) -> Result<Vec<serde_json::Value>, Error> {
+    libvirt::reports(uri)
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn domain_reports(_: &str) -> Result<Vec<serde_json::Value>, Error> {
+    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }
 
 /// `vm status`: one VM, with what its guest agent tells.

@@ -25,6 +25,12 @@ pub enum VmCommand {
     List {
         json: bool,
     },
+    /// qmpsh's own VMs and the domains of every libvirt at `uris`, with
+    /// the host of each.
+    ListHosts {
+        json: bool,
+        uris: Vec<String>,
+    },
     Status {
         name: String,
         json: bool,

@@ -33,6 +33,29 @@ impl Run {
     }
 }
 
+/// Several targets' output (see tests/fleet.rs): each stdout line split at
+/// its prefix, by target.
+pub fn by_target(run: &Run) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut lines: std::collections::BTreeMap<String, Vec<String>> = std::collections::BTreeMap::new();
+    for line in run.stdout.lines() {
+        let (name, rest) = line.split_once(" | ").unwrap_or_else(|| panic!("a line without its target: {line:?}"));
+        lines.entry(name.trim_end().to_string()).or_default().push(rest.to_string());
+    }
+    lines
+}
+
+/// The summary's rows on stderr: target, exit code, outcome.
+pub fn summary(run: &Run) -> std::collections::BTreeMap<String, (i32, String)> {
+    let rows = run.stderr.lines().skip_while(|l| !l.starts_with("TARGET")).skip(1);
+    rows.map(|row| {
+        let mut words = row.split_whitespace();
+        let name = words.next().unwrap().to_string();
+        let code = words.next().unwrap().parse().unwrap();
+        (name, (code, words.collect::<Vec<_>>().join(" ")))
+    })
+    .collect()
+}
+
 /// Runs qmpsh with `args` and `stdin`, killing it if it runs past 60 s so a
 /// hang fails the test instead of stalling the suite.
 pub fn qmpsh(args: &[&str], stdin: &str) -> Run {

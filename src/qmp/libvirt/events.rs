@@ -4,9 +4,11 @@
 //! the one place in qmpsh that calls libvirt's C API itself.
 #![allow(unsafe_code)]
 
+use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_longlong, c_uint, c_void};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 
 use serde_json::{Map, Value};
@@ -58,14 +60,55 @@ pub fn after_queued(tx: &SyncSender<Incoming>) -> Result<(), virt::error::Error>
 /// What a callback needs: where to put what it learns, and the URI to name
 /// when the connection is lost.
 struct Feed {
-    tx: SyncSender<Incoming>,
+    to: To,
     uri: String,
+}
+
+/// Where a callback's news goes.
+enum To {
+    /// One monitor's inbox.
+    One(SyncSender<Incoming>),
+    /// The inboxes of a shared connection's domains, by name (QEMU events
+    /// registered once for all of them, see [`subscribe`]).
+    ByDomain(Arc<Routes>),
+}
+
+impl To {
+    fn one(&self) -> Option<&SyncSender<Incoming>> {
+        match self {
+            To::One(tx) => Some(tx),
+            To::ByDomain(_) => None,
+        }
+    }
+}
+
+/// The inboxes of a shared connection's domains, by domain name, each with
+/// the number of its subscription.
+type Routes = Mutex<HashMap<String, Vec<(u64, SyncSender<Incoming>)>>>;
+
+/// A shared connection's one registration of QEMU events, for every
+/// domain, and where each domain's go.
+struct Hub {
+    connect: Connect,
+    callback: c_int,
+    routes: Arc<Routes>,
+}
+
+/// The hubs of the shared connections, by connection pointer.
+fn hubs() -> &'static Mutex<HashMap<usize, Hub>> {
+    static HUBS: OnceLock<Mutex<HashMap<usize, Hub>>> = OnceLock::new();
+    HUBS.get_or_init(Mutex::default)
 }
 
 /// The callbacks registered for one domain; deregistered when dropped.
 pub struct Subscription {
     connect: Connect,
-    monitor_events: c_int,
+    /// The domain's own registration of QEMU events, unless its
+    /// connection is shared.
+    monitor_events: Option<c_int>,
+    /// On a shared connection: the hub's key, the domain's name and the
+    /// number of this subscription's route.
+    route: Option<(usize, String, u64)>,
     lifecycle: c_int,
     /// Whether this subscription holds the connection's close callback
     /// (a connection has one at most).
@@ -73,17 +116,24 @@ pub struct Subscription {
 }
 
 /// Registers the three callbacks, each with its own [`Feed`] that libvirt
-/// frees when the callback is deregistered; the connection's close
-/// callback only when `close` (a connection that serves several domains
-/// has it for none: libvirt allows one, and warns on stderr of a second).
+/// frees when the callback is deregistered.
+///
+/// A connection that serves several domains (`shared`) differs twice.
+/// It has no close callback: libvirt allows one, and warns on stderr of a
+/// second. And its QEMU events are registered for every domain, each
+/// feed taking its own domain's: libvirt 9.0's remote driver asks the
+/// server for a connection's QEMU events once, for the first domain
+/// registered, so registrations for the others never got one (measured:
+/// three domains on one connection, `virsh resume` on two, no RESUME).
 pub fn subscribe(
     connect: &Connect,
     domain: &Domain,
     tx: &SyncSender<Incoming>,
     uri: &str,
-    close: bool,
+    shared: bool,
 ) -> Result<Subscription, String> {
-    let feed = || Box::into_raw(Box::new(Feed { tx: tx.clone(), uri: uri.to_string() })).cast::<c_void>();
+    let one = || Box::into_raw(Box::new(Feed { to: To::One(tx.clone()), uri: uri.to_string() })).cast::<c_void>();
+    let route = if shared { Some(route(connect, domain, tx, uri)?) } else { None };
     // SAFETY: the connection and domain pointers are valid for the calls
     // (borrowed from live wrappers); `feed()` is a leaked Box<Feed> that
     // libvirt hands back to the callback and, when the registration ends,
@@ -91,21 +141,11 @@ pub fn subscribe(
     // the pointer, so it is freed here.
     let (monitor_events, lifecycle, close) = unsafe {
         let conn = connect.as_ptr();
-        let opaque = feed();
-        let monitor_events = sys::virConnectDomainQemuMonitorEventRegister(
-            conn,
-            domain.as_ptr(),
-            std::ptr::null(),
-            Some(on_monitor_event),
-            opaque,
-            Some(free_feed),
-            0,
-        );
-        if monitor_events < 0 {
-            free_feed(opaque);
-            return Err(last_error("cannot subscribe to the domain's QEMU events"));
-        }
-        let opaque = feed();
+        let monitor_events = match route {
+            Some(_) => None,
+            None => Some(register_monitor_events(conn, domain.as_ptr(), one())?),
+        };
+        let opaque = one();
         let lifecycle_callback: unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_int, c_int, *mut c_void) =
             on_lifecycle;
         let lifecycle = sys::virConnectDomainEventRegisterAny(
@@ -123,12 +163,15 @@ pub fn subscribe(
         );
         if lifecycle < 0 {
             free_feed(opaque);
-            sys::virConnectDomainQemuMonitorEventDeregister(conn, monitor_events);
+            if let Some(id) = monitor_events {
+                sys::virConnectDomainQemuMonitorEventDeregister(conn, id);
+            }
+            unroute(route.as_ref());
             return Err(last_error("cannot subscribe to the domain's lifecycle"));
         }
-        let mut close = close;
+        let mut close = !shared;
         if close {
-            let opaque = feed();
+            let opaque = one();
             if sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) < 0 {
                 // The lifecycle callback still sees the domain stop.
                 free_feed(opaque);
@@ -137,7 +180,96 @@ pub fn subscribe(
         }
         (monitor_events, lifecycle, close)
     };
-    Ok(Subscription { connect: connect.clone(), monitor_events, lifecycle, close })
+    Ok(Subscription { connect: connect.clone(), monitor_events, route, lifecycle, close })
+}
+
+/// Registers `on_monitor_event` for `domain` (null: every domain) on
+/// `conn` with `opaque`, a leaked Box<Feed>, which is freed on failure.
+///
+/// # Safety
+/// `conn` and `domain` (unless null) are live; `opaque` is a Box<Feed>
+/// leaked for libvirt to keep.
+unsafe fn register_monitor_events(
+    conn: sys::virConnectPtr,
+    domain: sys::virDomainPtr,
+    opaque: *mut c_void,
+) -> Result<c_int, String> {
+    // SAFETY: as the caller promises; libvirt keeps `opaque` until the
+    // registration ends and frees it with `free_feed`, or not at all on
+    // failure, when it is freed here.
+    unsafe {
+        let id = sys::virConnectDomainQemuMonitorEventRegister(
+            conn,
+            domain,
+            std::ptr::null(),
+            Some(on_monitor_event),
+            opaque,
+            Some(free_feed),
+            0,
+        );
+        if id < 0 {
+            free_feed(opaque);
+            return Err(last_error("cannot subscribe to the QEMU events"));
+        }
+        Ok(id)
+    }
+}
+
+/// Routes `domain`'s QEMU events on a shared `connect` to `tx`, through
+/// the connection's hub (registered with its first domain).
+fn route(
+    connect: &Connect,
+    domain: &Domain,
+    tx: &SyncSender<Incoming>,
+    uri: &str,
+) -> Result<(usize, String, u64), String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = domain.name().map_err(|e| format!("cannot name the domain: {}", visible::line(e.message())))?;
+    // SAFETY: only the pointer's value is taken, as the hub's key.
+    let key = unsafe { connect.as_ptr() } as usize;
+    let mut hubs = hubs().lock().map_err(|_| "the event hubs are poisoned".to_string())?;
+    if let std::collections::hash_map::Entry::Vacant(vacant) = hubs.entry(key) {
+        let routes = Arc::new(Routes::default());
+        let feed = Feed { to: To::ByDomain(Arc::clone(&routes)), uri: uri.to_string() };
+        let opaque = Box::into_raw(Box::new(feed)).cast::<c_void>();
+        // SAFETY: the connection is live (borrowed from its wrapper, which
+        // the hub keeps); a null domain means every domain.
+        let callback = unsafe { register_monitor_events(connect.as_ptr(), std::ptr::null_mut(), opaque)? };
+        vacant.insert(Hub { connect: connect.clone(), callback, routes });
+    }
+    let id = NEXT.fetch_add(1, Ordering::Relaxed);
+    if let Some(hub) = hubs.get(&key)
+        && let Ok(mut routes) = hub.routes.lock()
+    {
+        routes.entry(name.clone()).or_default().push((id, tx.clone()));
+    }
+    Ok((key, name, id))
+}
+
+/// Ends a [`route`]; the hub's registration ends with its last route.
+fn unroute(route: Option<&(usize, String, u64)>) {
+    let Some((key, name, id)) = route else { return };
+    let Ok(mut hubs) = hubs().lock() else { return };
+    let Some(hub) = hubs.get(key) else { return };
+    let empty = match hub.routes.lock() {
+        Ok(mut routes) => {
+            if let Some(inboxes) = routes.get_mut(name) {
+                inboxes.retain(|(route, _)| route != id);
+                if inboxes.is_empty() {
+                    routes.remove(name);
+                }
+            }
+            routes.is_empty()
+        }
+        Err(_) => false,
+    };
+    if empty && let Some(hub) = hubs.remove(key) {
+        // SAFETY: the id came from the registration on this connection,
+        // which the hub kept alive until now.
+        unsafe {
+            sys::virConnectDomainQemuMonitorEventDeregister(hub.connect.as_ptr(), hub.callback);
+        }
+    }
 }
 
 impl Drop for Subscription {
@@ -146,12 +278,15 @@ impl Drop for Subscription {
         // which `self.connect` keeps alive.
         unsafe {
             let conn = self.connect.as_ptr();
-            sys::virConnectDomainQemuMonitorEventDeregister(conn, self.monitor_events);
+            if let Some(id) = self.monitor_events {
+                sys::virConnectDomainQemuMonitorEventDeregister(conn, id);
+            }
             sys::virConnectDomainEventDeregisterAny(conn, self.lifecycle);
             if self.close {
                 sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
             }
         }
+        unroute(self.route.as_ref());
     }
 }
 
@@ -172,7 +307,7 @@ unsafe fn text<'a>(text: *const c_char) -> Option<&'a str> {
 /// A QEMU monitor event, rebuilt as QEMU sent it.
 unsafe extern "C" fn on_monitor_event(
     _conn: sys::virConnectPtr,
-    _dom: sys::virDomainPtr,
+    dom: sys::virDomainPtr,
     event: *const c_char,
     seconds: c_longlong,
     micros: c_uint,
@@ -193,7 +328,26 @@ unsafe extern "C" fn on_monitor_event(
     if let Some(data) = details.and_then(|d| serde_json::from_str::<Value>(d).ok()) {
         message.insert("data".into(), data);
     }
-    let _ = feed.tx.send(Incoming::Message(Value::Object(message)));
+    let message = Value::Object(message);
+    match &feed.to {
+        To::One(tx) => {
+            let _ = tx.send(Incoming::Message(message));
+        }
+        To::ByDomain(routes) => {
+            // SAFETY: libvirt passes a live domain, whose name it holds (no
+            // call to libvirtd); null if it has none.
+            let name = unsafe { text(sys::virDomainGetName(dom)) };
+            // Out of the lock before sending: a full inbox waits for its
+            // reader, who may be ending its route.
+            let inboxes: Vec<SyncSender<Incoming>> = match (name, routes.lock()) {
+                (Some(name), Ok(routes)) => routes.get(name).into_iter().flatten().map(|(_, tx)| tx.clone()).collect(),
+                _ => Vec::new(),
+            };
+            for tx in inboxes {
+                let _ = tx.send(Incoming::Message(message.clone()));
+            }
+        }
+    }
 }
 
 /// The domain stopped: QEMU is gone, as a socket's EOF says.
@@ -206,8 +360,10 @@ unsafe extern "C" fn on_lifecycle(
 ) {
     // SAFETY: the opaque pointer is our live Box<Feed>, as registered.
     let feed = unsafe { &*opaque.cast::<Feed>() };
-    if event == sys::VIR_DOMAIN_EVENT_STOPPED as c_int {
-        let _ = feed.tx.send(Incoming::End(ClientError::Closed));
+    if event == sys::VIR_DOMAIN_EVENT_STOPPED as c_int
+        && let Some(tx) = feed.to.one()
+    {
+        let _ = tx.send(Incoming::End(ClientError::Closed));
     }
 }
 
@@ -216,7 +372,9 @@ unsafe extern "C" fn on_close(_conn: sys::virConnectPtr, _reason: c_int, opaque:
     // SAFETY: the opaque pointer is our live Box<Feed>, as registered.
     let feed = unsafe { &*opaque.cast::<Feed>() };
     let lost = format!("the connection to libvirt ({}) was lost", feed.uri);
-    let _ = feed.tx.send(Incoming::End(ClientError::Io(lost)));
+    if let Some(tx) = feed.to.one() {
+        let _ = tx.send(Incoming::End(ClientError::Io(lost)));
+    }
 }
 
 /// Takes back a [`Feed`] when libvirt is done with it.

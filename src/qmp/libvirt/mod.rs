@@ -127,7 +127,7 @@ pub enum Sharing {
     Alone,
     /// Shared by several targets (`libvirt:PATTERN`): a lost connection
     /// shows when the next command fails, as libvirt allows one close
-    /// callback to a connection.
+    /// callback to a connection (see [`events::subscribe`]).
     Shared,
 }
 
@@ -147,8 +147,8 @@ fn running(connect: &Connect, uri: Option<&str>, name: &str) -> Result<Domain, C
 pub fn attach(connect: &Connect, domain: Domain, sharing: Sharing) -> Result<Monitor, ClientError> {
     let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
-    let close = sharing == Sharing::Alone;
-    let subscription = events::subscribe(connect, &domain, &tx, &uri, close).map_err(ClientError::Io)?;
+    let shared = sharing == Sharing::Shared;
+    let subscription = events::subscribe(connect, &domain, &tx, &uri, shared).map_err(ClientError::Io)?;
     Libvirt::start(domain, Channel::Monitor, tx, incoming, Some(subscription))
 }
 

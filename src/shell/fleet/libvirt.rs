@@ -8,38 +8,6 @@ pub use with::*;
 #[cfg(not(feature = "libvirt"))]
 pub use without::*;
 
-#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
-/// The name of a host in members' names: the URI's host (`localhost` for
-/// a local URI such as `qemu:///system`), or the whole URI where two
-/// hosts would share a name.
-fn labels(uris: &[Option<String>]) -> Vec<String> {
-    let short: Vec<String> = uris.iter().map(|uri| uri.as_deref().map_or("default".into(), host_of)).collect();
-    short
-        .iter()
-        .zip(uris)
-        .map(|(label, uri)| {
-            let shared = short.iter().filter(|other| *other == label).count() > 1;
-            match uri {
-                Some(uri) if shared => uri.clone(),
-                _ => label.clone(),
-            }
-        })
-        .collect()
-}
-
-#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
-/// The host of a libvirt URI: `qemu+ssh://root@host:22/system` is `host`.
-fn host_of(uri: &str) -> String {
-    let Some((_, rest)) = uri.split_once("://") else { return uri.to_string() };
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    let host = match host.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => host.split(':').next().unwrap_or_default(),
-    };
-    if host.is_empty() { "localhost".into() } else { host.to_string() }
-}
-
 #[cfg(feature = "libvirt")]
 mod with {
     use std::collections::HashSet;
@@ -48,11 +16,11 @@ mod with {
     use virt::connect::Connect;
     use virt::domain::Domain;
 
-    use super::labels;
     use crate::error::Error;
     use crate::qmp::{self, Monitor};
     use crate::shell::fleet::glob;
     use crate::shell::fleet::targets::{Member, Reach};
+    use crate::target::host_names;
 
     /// A domain, on its host's shared connection.
     pub struct DomainAt {
@@ -74,7 +42,7 @@ mod with {
     pub fn hosts(uris: &[String]) -> Result<Vec<Host>, Error> {
         let uris: Vec<Option<String>> =
             if uris.is_empty() { vec![None] } else { uris.iter().cloned().map(Some).collect() };
-        let labels = labels(&uris);
+        let labels = host_names(&uris);
         let reached = thread::scope(|scope| {
             let opening: Vec<_> = uris.iter().map(|uri| scope.spawn(move || reach(uri.as_deref()))).collect();
             opening
@@ -201,22 +169,5 @@ mod without {
 
     pub fn attach(domain: DomainAt) -> Result<Monitor, Error> {
         match domain {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_are_named_by_their_uris_host() {
-        assert_eq!(host_of("qemu:///system"), "localhost");
-        assert_eq!(host_of("qemu+tcp://127.0.0.1/system"), "127.0.0.1");
-        assert_eq!(host_of("qemu+ssh://root@db.example:2222/system?keyfile=k"), "db.example");
-        assert_eq!(host_of("qemu+tcp://[::1]:16509/system"), "::1");
-        let uris = |u: &[&str]| u.iter().map(|u| Some(u.to_string())).collect::<Vec<_>>();
-        assert_eq!(labels(&uris(&["qemu:///system", "qemu+tcp://127.0.0.1/system"])), ["localhost", "127.0.0.1"]);
-        // Two URIs of one host keep apart by their whole URIs.
-        assert_eq!(labels(&uris(&["qemu:///system", "qemu:///session"])), ["qemu:///system", "qemu:///session"]);
     }
 }
