@@ -9,7 +9,6 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -146,7 +145,7 @@ fn all_runs_on_every_running_vm_qmpsh_started() {
     let run = vm(&["--all", "-c", "query-name"]);
     assert_eq!(run.code, 2, "none runs: {run:?}");
     assert!(run.stderr.contains("no VM started by `qmpsh vm start` is running"), "{run:?}");
-    let _guard = Killer(state.path());
+    let _guard = common::Killer(state.path());
     for name in ["alpha", "b"] {
         let started = vm(&["vm", "start", name, "--accel", "tcg", "--memory", "32", "--", "-machine", "none"]);
         assert_eq!(started.code, 0, "{started:?}");
@@ -157,15 +156,6 @@ fn all_runs_on_every_running_vm_qmpsh_started() {
     let mut lines: Vec<&str> = run.stdout.lines().collect();
     lines.sort();
     assert_eq!(lines, ["alpha | {\"name\":\"alpha\"}", "b     | {\"name\":\"b\"}"], "{run:?}");
-}
-
-/// Kills the QEMUs of a state folder when the test ends, however it ends.
-struct Killer<'a>(&'a Path);
-
-impl Drop for Killer<'_> {
-    fn drop(&mut self) {
-        common::kill_qemus_in(self.0);
-    }
 }
 
 #[test]

@@ -684,20 +684,11 @@ impl Drop for Fleet {
     }
 }
 
-/// Kills the QEMUs of a state folder when the test ends, however it ends.
-struct Killer<'a>(&'a Path);
-
-impl Drop for Killer<'_> {
-    fn drop(&mut self) {
-        common::kill_qemus_in(self.0);
-    }
-}
-
 #[test]
 fn a_pattern_reaches_a_dozen_domains_on_two_hosts_beside_qmpshs_own_vms() {
     let Some(fleet) = Fleet::start(12) else { return };
     let state = common::state_folder();
-    let _guard = Killer(state.path());
+    let _guard = common::Killer(state.path());
     let run_in_state = |args: &[&str]| {
         let mut command = qmpsh_command(args);
         command.env("QMPSH_STATE_DIR", state.path());

@@ -405,6 +405,15 @@ pub fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// Kills the QEMUs of a state folder when the test ends, however it ends.
+pub struct Killer<'a>(pub &'a Path);
+
+impl Drop for Killer<'_> {
+    fn drop(&mut self) {
+        kill_qemus_in(self.0);
+    }
+}
+
 /// Kills every QEMU [`qemus_in`] `folder` finds: what a VM folder's guard
 /// does when dropped, so a failing test leaves no VM running. The pid
 /// comes from the process's own command line, never from a pid file that
