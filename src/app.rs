@@ -90,7 +90,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             let Some(target) = cli.targets.first() else {
                 return Err(Error::Usage("no TARGET: name a QMP socket path, HOST:PORT or VM (see --help)".into()));
             };
-            let target = match (Target::parse_with(target, vm::VmDir::find_socket)?, cli.connect.first()) {
+            let target = match (attach::resolve(target)?, cli.connect.first()) {
                 (Target::Libvirt { domain, .. }, uri) => Target::Libvirt { domain, uri: uri.cloned() },
                 (_, Some(uri)) => {
                     return Err(Error::Usage(format!(

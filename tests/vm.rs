@@ -910,3 +910,20 @@ fn a_launch_that_cannot_remove_its_folder_says_so() {
         assert_eq!(stderr.lines().count(), 1, "{ending:?}: {stderr}");
     }
 }
+
+#[test]
+fn a_mistyped_vm_name_says_no_vm_has_it_and_names_those_that_exist() {
+    let Some(vms) = Vms::new() else { return };
+    let run = vms.qmpsh(&["wbe", "-c", "stop"], "");
+    assert_eq!(run.code, 3, "{run:?}");
+    assert!(run.stderr.contains("no VM of that name (there are none"), "{run:?}");
+    vms.start("web");
+    vms.start("db");
+    let run = vms.qmpsh(&["wbe", "-c", "stop"], "");
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(
+        run.stderr.contains("cannot connect to wbe: no VM of that name (there are db, web), and no socket file wbe"),
+        "{run:?}"
+    );
+}

@@ -49,6 +49,27 @@ pub fn monitor(target: &Target, options: &Config) -> Result<(), Error> {
     converse(monitor, printer, &target.to_string(), agent_beside(target), options)
 }
 
+/// TARGET as the command line gives it (see [`crate::target`]). A plain
+/// word that is neither a VM nor a file here is refused at once, naming
+/// the VMs there are when they are few: a typo in a VM's name reads better
+/// as such than as a missing socket file.
+pub fn resolve(word: &str) -> Result<Target, Error> {
+    let target = Target::parse_with(word, VmDir::find_socket)?;
+    let plain_word = !word.contains('/') && !word.contains(':');
+    if !plain_word || std::path::Path::new(word).exists() || target != Target::Unix(word.into()) {
+        return Ok(target);
+    }
+    let names: Vec<String> = VmDir::all().unwrap_or_default().into_iter().map(|vm| vm.name).collect();
+    let known = match names.len() {
+        0 => "there are none (qmpsh vm start NAME starts one)".to_string(),
+        1..=8 => format!("there are {}", names.join(", ")),
+        n => format!("there are {n}: qmpsh vm list shows them"),
+    };
+    Err(Error::Connection(format!(
+        "cannot connect to {word}: no VM of that name ({known}), and no socket file {word} in this folder"
+    )))
+}
+
 /// Connects to `target` as `options` say, telling `printer` of the
 /// handshake.
 pub fn open(target: &Target, options: &Config, printer: &mut Printer) -> Result<Monitor, Error> {

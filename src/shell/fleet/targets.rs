@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use super::glob::is_glob;
 use super::libvirt;
 use crate::error::Error;
+use crate::shell::attach;
 use crate::target::Target;
 use crate::vm::{self, VmDir};
 
@@ -80,8 +81,9 @@ pub fn members(named: &Named) -> Result<Vec<Member>, Error> {
                 members.extend(found);
             }
             None => {
-                let target = Target::parse_with(word, VmDir::find_socket)?;
-                members.push(Member { name: word.clone(), reach: Reach::Target(target) });
+                // A word that names nothing is that target's failure, not all of theirs.
+                let reach = attach::resolve(word).map_or_else(Reach::Unreachable, Reach::Target);
+                members.push(Member { name: word.clone(), reach });
             }
         }
     }
