@@ -415,7 +415,9 @@ fn the_interactive_agent_shell_holds_the_channel_and_leaves_after_guest_shutdown
         env!("CARGO_BIN_EXE_qmpsh")
     );
     let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
-    tmux.wait_for("the agent shell", |s| s.contains("connected to gat (the guest agent)") && s.contains("gat>"));
+    tmux.wait_for("the agent shell", |s| {
+        s.contains("connected to gat (the guest agent)") && s.contains("gat (qemu-ga)>")
+    });
     tmux.type_text("guest-ping");
     tmux.keys(&["Enter"]);
     tmux.wait_for("the ping's reply", |s| s.contains("\nok"));
@@ -438,7 +440,7 @@ fn the_interactive_agent_shell_holds_the_channel_and_leaves_after_guest_shutdown
         return;
     }
     let Some(tmux) = common::tmux::Tmux::start(&command) else { return };
-    tmux.wait_for("the agent shell", |s| s.contains("gat>"));
+    tmux.wait_for("the agent shell", |s| s.contains("gat (qemu-ga)>"));
     tmux.type_text("guest-shutdown");
     tmux.keys(&["Enter"]);
     tmux.wait_within("the shell to leave", Duration::from_secs(30), |s| {

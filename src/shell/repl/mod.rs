@@ -86,7 +86,13 @@ pub fn run(session: &mut Session, target: &str) -> Result<(), Error> {
     session
         .printer
         .text(&format!("qmpsh: connected to {named}{target} ({version}); .help lists commands, Ctrl-D leaves\n"));
-    let label = name.unwrap_or_else(|| target.to_string());
+    // The agent's prompt says it is the agent's: `web (qemu-ga)> ` is not
+    // the QMP shell of a VM called `ga`.
+    let label = match name {
+        _ if agent => format!("{target} (qemu-ga)"),
+        Some(name) => name,
+        None => target.to_string(),
+    };
 
     // History is best effort: refused, the shell goes on without it, and
     // says why once.
