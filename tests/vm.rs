@@ -138,8 +138,24 @@ fn starting_refuses_clearly() {
     let kept = vms.dir().join("broken.failed.log");
     assert!(broken.stderr.contains(&format!("QEMU's whole log: {}", kept.display())), "{}", broken.stderr);
     assert!(fs::read_to_string(&kept).unwrap().contains("-no-such-option"));
+    // Listed with its log until deleted, which takes the log.
+    let listed = vms.qmpsh(&["vm", "list"], "");
+    let row = listed.stdout.lines().find(|l| l.starts_with("broken ")).unwrap_or_else(|| panic!("{listed:?}"));
+    assert_eq!(row.split_whitespace().collect::<Vec<_>>(), ["broken", "-", "failed", "-", kept.to_str().unwrap()]);
+    let deleted = vms.qmpsh(&["vm", "delete", "broken"], "");
+    assert_eq!(deleted.code, 0, "{deleted:?}");
+    assert_eq!(deleted.stdout, "broken: deleted the log of its failed start\n");
+    assert!(!kept.exists());
     let listed = vms.qmpsh(&["vm", "list"], "");
     assert!(!listed.stdout.contains("broken") && !listed.stdout.contains("dead"), "{}", listed.stdout);
+    // A start that works after one that failed leaves no log behind.
+    let broken = vms.qmpsh(&["vm", "start", "later", "--", "-no-such-option"], "");
+    assert_eq!(broken.code, 1, "{broken:?}");
+    assert!(vms.dir().join("later.failed.log").exists());
+    vms.start("later");
+    assert!(!vms.dir().join("later.failed.log").exists());
+    let killed = vms.qmpsh(&["vm", "delete", "later"], "");
+    assert_eq!(killed.code, 0, "{killed:?}");
 
     let long_state = vms.dir().join("x".repeat(100));
     let mut command = qmpsh_command(&["vm", "start", "long"]);

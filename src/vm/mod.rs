@@ -68,7 +68,7 @@ fn run_own(command: VmCommand, out: &mut dyn Write, progress: &mut dyn Progress)
         VmCommand::List { json } => list(json, out),
         VmCommand::ListHosts { json, uris } => list_hosts(json, &uris, out),
         VmCommand::Status { name, json } => status(&VmDir::existing(&name)?, json, out),
-        VmCommand::Delete { name } => delete(&VmDir::existing(&name)?, out),
+        VmCommand::Delete { name } => delete(&name, out),
         VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } => guest::run(command, None, out),
     }
 }
@@ -89,6 +89,8 @@ fn start_managed(name: &str, options: &StartOptions, out: &mut dyn Write) -> Res
         });
     }
     drop(started.lock);
+    // It started: an earlier failure's log is history.
+    let _ = fs::remove_file(vm.failed_log());
     if let Some(signal) = caught.signal() {
         let message = format!("vm start {name}: {} arrived once the VM had started: it runs", interrupt::name(signal));
         return Err(Error::Signalled { signal, message });
@@ -112,7 +114,16 @@ fn kill_managed(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
 
 /// `vm list`: a table, or JSON.
 fn list(json: bool, out: &mut dyn Write) -> Result<(), Error> {
-    let reports: Vec<Report> = VmDir::all()?.iter().map(report).collect();
+    let mut reports: Vec<Report> = VmDir::all()?.iter().map(report).collect();
+    // A start that failed is listed with its log, until `vm delete NAME`.
+    reports.extend(VmDir::failed_starts()?.into_iter().map(|(name, log)| Report {
+        name,
+        pid: None,
+        state: FAILED_TO_START.into(),
+        uptime: None,
+        socket: log.display().to_string(),
+        chosen: Default::default(),
+    }));
     write_list(&reports, json, out).map_err(Error::output)
 }
 
@@ -126,6 +137,9 @@ fn write_list(reports: &[Report], json: bool, out: &mut dyn Write) -> io::Result
     }
     Ok(())
 }
+
+/// A failed start's state in `vm list`, whose socket column names its log.
+const FAILED_TO_START: &str = "failed";
 
 /// The host column's name for the VMs qmpsh started.
 const OWN_HOST: &str = "qmpsh";
@@ -210,12 +224,24 @@ fn write_status(status: &Status, json: bool, out: &mut dyn Write) -> io::Result<
 }
 
 /// `vm delete`: kills the VM if need be, then removes its folder.
-fn delete(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
+fn delete(name: &str, out: &mut dyn Write) -> Result<(), Error> {
+    let vm = match VmDir::existing(name) {
+        Ok(vm) => vm,
+        // A VM that never started is only its log.
+        Err(e) => {
+            let log = VmDir::new(name)?.failed_log();
+            if fs::remove_file(&log).is_err() {
+                return Err(e);
+            }
+            return writeln!(out, "{name}: deleted the log of its failed start").map_err(Error::output);
+        }
+    };
     let lock = vm.lock()?;
-    if let Some(process) = running(vm) {
+    if let Some(process) = running(&vm) {
         process.kill_and_wait(Duration::from_secs(5)).map_err(|e| Error::Failed(format!("{e}; its folder stays")))?;
     }
     fs::remove_dir_all(&vm.dir).map_err(|e| Error::Io(format!("cannot remove {}: {e}", vm.dir.display())))?;
+    let _ = fs::remove_file(vm.failed_log());
     drop(lock);
     writeln!(out, "{}: deleted", vm.name).map_err(Error::output)
 }
@@ -249,7 +275,7 @@ pub fn exec_qemu(arguments: &[std::ffi::OsString]) -> Result<(), Error> {
 /// error names it.
 fn forget(vm: &VmDir, error: Error) -> Error {
     let log = vm.qemu_log();
-    let kept = vm.dir.with_file_name(format!("{}.failed.log", vm.name));
+    let kept = vm.failed_log();
     let moved = log.metadata().is_ok_and(|m| m.len() > 0) && fs::rename(&log, &kept).is_ok();
     let _ = fs::remove_dir_all(&vm.dir);
     let whole = |why: String| format!("{why}\nQEMU's whole log: {}", kept.display());

@@ -508,6 +508,28 @@ impl VmDir {
         Ok(socket)
     }
 
+    /// The log a failed start of this VM left beside the folders
+    /// (`NAME.failed.log`).
+    pub fn failed_log(&self) -> PathBuf {
+        self.dir.with_file_name(format!("{}.failed.log", self.name))
+    }
+
+    /// The names of VMs whose start failed and left a log, with the log,
+    /// sorted by name: those without a folder of their own.
+    pub fn failed_starts() -> Result<Vec<(String, PathBuf)>, Error> {
+        let state = state_dir()?;
+        let entries = fs::read_dir(&state)
+            .map_err(|e| Error::Io(format!("cannot read the state folder {}: {e}", state.display())))?;
+        let mut failed: Vec<(String, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|file| Some((file.strip_suffix(".failed.log")?.to_string(), state.join(&file))))
+            .filter(|(name, log)| check_name(name).is_ok() && is_file(log) && !state.join(name).exists())
+            .collect();
+        failed.sort();
+        Ok(failed)
+    }
+
     /// Every VM in the state folder, sorted by name: folders qmpsh made
     /// that pass the checks; anything else there is passed over.
     pub fn all() -> Result<Vec<VmDir>, Error> {
