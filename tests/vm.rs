@@ -90,8 +90,8 @@ fn start_status_list_stop_and_delete() {
     assert!(stopped.stdout.ends_with("web-1: quit after timeout\n"), "{}", stopped.stdout);
     assert!(vms.live_qemus().is_empty());
     assert!(!folder.join("qmp.sock").exists() && !folder.join("qemu.pid").exists());
-    let dead = vms.qmpsh(&["vm", "status", "web-1", "--json"], "");
-    assert!(dead.stdout.contains(r#""state":"dead""#), "{}", dead.stdout);
+    let ended = vms.qmpsh(&["vm", "status", "web-1", "--json"], "");
+    assert!(ended.stdout.contains(r#""state":"shut down""#), "QEMU quit: {}", ended.stdout);
 
     let deleted = vms.qmpsh(&["vm", "delete", "web-1"], "");
     assert_eq!(deleted.code, 0);
@@ -942,4 +942,36 @@ fn a_mistyped_vm_name_says_no_vm_has_it_and_names_those_that_exist() {
         run.stderr.contains("cannot connect to wbe: no VM of that name (there are db, web), and no socket file wbe"),
         "{run:?}"
     );
+}
+
+#[test]
+fn a_vm_that_ended_says_how_shut_down_killed_or_dead() {
+    let Some(vms) = Vms::new() else { return };
+    let state = |name: &str| {
+        let run = vms.qmpsh(&["vm", "status", name, "--json"], "");
+        serde_json::from_str::<serde_json::Value>(&run.stdout).unwrap()["state"].as_str().unwrap().to_string()
+    };
+    for name in ["quits", "killed", "dies"] {
+        vms.start(name);
+    }
+    // QEMU that exits (here asked to quit; a guest powering off alike).
+    let quit = vms.qmpsh(&["quits", "-c", "quit"], "");
+    assert_eq!(quit.code, 0, "{quit:?}");
+    assert!(common::eventually(Duration::from_secs(10), || state("quits") == "shut down"), "{}", state("quits"));
+    // Killed by qmpsh.
+    assert_eq!(vms.qmpsh(&["vm", "kill", "killed"], "").code, 0);
+    assert_eq!(state("killed"), "killed");
+    // Gone without a word: killed by someone else.
+    let pid: i32 = fs::read_to_string(vms.dir().join("dies/qemu.pid")).unwrap().trim().parse().unwrap();
+    kill_process(Pid::from_raw(pid).unwrap(), Signal::KILL).unwrap();
+    assert!(common::eventually(Duration::from_secs(10), || state("dies") == "dead"), "{}", state("dies"));
+    // vm stop on it says so and keeps what it found.
+    let stopped = vms.qmpsh(&["vm", "stop", "dies"], "");
+    assert_eq!(stopped.stdout, "dies: not running\n", "{stopped:?}");
+    assert_eq!(state("dies"), "dead");
+    // A new start forgets the old ending.
+    let listed = vms.qmpsh(&["vm", "list"], "");
+    assert!(listed.stdout.lines().any(|l| l.starts_with("quits ") && l.contains(" shut down ")), "{}", listed.stdout);
+    vms.start("quits");
+    assert_eq!(state("quits"), "running");
 }

@@ -89,8 +89,9 @@ fn start_managed(name: &str, options: &StartOptions, out: &mut dyn Write) -> Res
         });
     }
     drop(started.lock);
-    // It started: an earlier failure's log is history.
+    // It started: an earlier failure's log and ending are history.
     let _ = fs::remove_file(vm.failed_log());
+    let _ = fs::remove_file(vm.ended_file());
     if let Some(signal) = caught.signal() {
         let message = format!("vm start {name}: {} arrived once the VM had started: it runs", interrupt::name(signal));
         return Err(Error::Signalled { signal, message });
@@ -104,6 +105,7 @@ fn kill_managed(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
     let said = match running(vm) {
         Some(process) => {
             process.kill_and_wait(Duration::from_secs(5))?;
+            keep_ended(vm, KILLED);
             tidy(vm);
             writeln!(out, "{}: killed", vm.name)
         }
@@ -286,6 +288,32 @@ fn forget(vm: &VmDir, error: Error) -> Error {
     }
 }
 
+/// How a VM's QEMU ended: `killed` by qmpsh, `shut down` (it exited:
+/// the guest powered off, or QEMU was asked to quit), or `dead` (it went
+/// without a word: killed by someone else, or crashed). qmpsh keeps what
+/// it knows in the folder's `ended`; else QEMU tells: it removes its
+/// pidfile when it exits, and cannot when it is killed (a folder without
+/// the time `vm start` started it is from an older qmpsh: dead).
+fn ended(vm: &VmDir) -> &'static str {
+    match fs::read_to_string(vm.ended_file()).as_deref().map(str::trim) {
+        Ok(KILLED) => KILLED,
+        Ok(SHUT_DOWN) => SHUT_DOWN,
+        Ok(_) => DEAD,
+        Err(_) if fs::symlink_metadata(vm.pidfile()).is_err() && vm.started().is_some() => SHUT_DOWN,
+        Err(_) => DEAD,
+    }
+}
+
+const KILLED: &str = "killed";
+const SHUT_DOWN: &str = "shut down";
+const DEAD: &str = "dead";
+
+/// Keeps how a VM's QEMU ended, before [`tidy`] takes the pidfile that
+/// tells.
+fn keep_ended(vm: &VmDir, how: &str) {
+    let _ = fs::write(vm.ended_file(), format!("{how}\n"));
+}
+
 /// Removes what a dead QEMU leaves behind; the folder and logs stay.
 fn tidy(vm: &VmDir) {
     for file in [vm.socket(), vm.control_socket(), vm.pidfile()].into_iter().chain(vm.agent_files()) {
@@ -303,6 +331,7 @@ fn stop_managed(
 ) -> Result<(), Error> {
     let _lock = vm.lock()?;
     let Some(process) = running(vm) else {
+        keep_ended(vm, ended(vm));
         tidy(vm);
         return writeln!(out, "{}: not running", vm.name).map_err(Error::output);
     };
@@ -323,6 +352,7 @@ fn stop_managed(
         }
         None => stop::kill(None, progress, Some(&process), true)?,
     };
+    keep_ended(vm, if matches!(ending, stop::Ending::Killed { .. }) { KILLED } else { SHUT_DOWN });
     tidy(vm);
     // What happened to the VM decides the exit; a closed stdout does not.
     let said = writeln!(out, "{}: {ending}", vm.name);
@@ -333,7 +363,7 @@ fn stop_managed(
 fn report(vm: &VmDir) -> Report {
     let process = running(vm);
     let state = match &process {
-        None => "dead".to_string(),
+        None => ended(vm).to_string(),
         Some(_) => query_state(vm),
     };
     let uptime = process.as_ref().and_then(|_| {

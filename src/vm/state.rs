@@ -463,6 +463,11 @@ impl VmDir {
         self.dir.join("started")
     }
 
+    /// How its last QEMU ended, when qmpsh knows (see `vm::ended`).
+    pub fn ended_file(&self) -> PathBuf {
+        self.dir.join("ended")
+    }
+
     /// What `vm start` chose (accelerator and why, forwarded ports), for
     /// `vm status`.
     pub fn chosen_file(&self) -> PathBuf {
