@@ -86,11 +86,12 @@ impl To {
 /// the number of its subscription.
 type Routes = Mutex<HashMap<String, Vec<(u64, SyncSender<Incoming>)>>>;
 
-/// A shared connection's one registration of QEMU events, for every
-/// domain, and where each domain's go.
+/// A shared connection's one registration of QEMU events and one of
+/// lifecycle events, for every domain, and where each domain's go.
 struct Hub {
     connect: Connect,
     callback: c_int,
+    lifecycle: c_int,
     routes: Arc<Routes>,
 }
 
@@ -109,7 +110,9 @@ pub struct Subscription {
     /// On a shared connection: the hub's key, the domain's name and the
     /// number of this subscription's route.
     route: Option<(usize, String, u64)>,
-    lifecycle: c_int,
+    /// The domain's own lifecycle registration, unless its connection is
+    /// shared.
+    lifecycle: Option<c_int>,
     /// Whether this subscription holds the connection's close callback
     /// (a connection has one at most).
     close: bool,
@@ -133,54 +136,78 @@ pub fn subscribe(
     shared: bool,
 ) -> Result<Subscription, String> {
     let one = || Box::into_raw(Box::new(Feed { to: To::One(tx.clone()), uri: uri.to_string() })).cast::<c_void>();
-    let route = if shared { Some(route(connect, domain, tx, uri)?) } else { None };
+    if shared {
+        let route = Some(route(connect, domain, tx, uri)?);
+        return Ok(Subscription {
+            connect: connect.clone(),
+            monitor_events: None,
+            route,
+            lifecycle: None,
+            close: false,
+        });
+    }
     // SAFETY: the connection and domain pointers are valid for the calls
-    // (borrowed from live wrappers); `feed()` is a leaked Box<Feed> that
+    // (borrowed from live wrappers); `one()` is a leaked Box<Feed> that
     // libvirt hands back to the callback and, when the registration ends,
     // to `free_feed`, which takes it back. On failure libvirt does not keep
     // the pointer, so it is freed here.
-    let (monitor_events, lifecycle, close) = unsafe {
+    unsafe {
         let conn = connect.as_ptr();
-        let monitor_events = match route {
-            Some(_) => None,
-            None => Some(register_monitor_events(conn, domain.as_ptr(), one())?),
+        let monitor_events = register_monitor_events(conn, domain.as_ptr(), one())?;
+        let lifecycle = match register_lifecycle(conn, domain.as_ptr(), one()) {
+            Ok(id) => id,
+            Err(why) => {
+                sys::virConnectDomainQemuMonitorEventDeregister(conn, monitor_events);
+                return Err(why);
+            }
         };
         let opaque = one();
-        let lifecycle_callback: unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_int, c_int, *mut c_void) =
-            on_lifecycle;
-        let lifecycle = sys::virConnectDomainEventRegisterAny(
+        // On failure the lifecycle callback still sees the domain stop.
+        let close = sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) >= 0;
+        if !close {
+            free_feed(opaque);
+        }
+        Ok(Subscription {
+            connect: connect.clone(),
+            monitor_events: Some(monitor_events),
+            route: None,
+            lifecycle: Some(lifecycle),
+            close,
+        })
+    }
+}
+
+/// Registers `on_lifecycle` for `domain` (null: every domain) on `conn`
+/// with `opaque`, a leaked Box<Feed>, which is freed on failure.
+///
+/// # Safety
+/// As for [`register_monitor_events`].
+unsafe fn register_lifecycle(
+    conn: sys::virConnectPtr,
+    domain: sys::virDomainPtr,
+    opaque: *mut c_void,
+) -> Result<c_int, String> {
+    let callback: unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_int, c_int, *mut c_void) = on_lifecycle;
+    // SAFETY: as the caller promises; libvirt calls the callback with the
+    // lifecycle signature, which the generic type erases.
+    unsafe {
+        let id = sys::virConnectDomainEventRegisterAny(
             conn,
-            domain.as_ptr(),
+            domain,
             sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as c_int,
-            // libvirt calls it with the lifecycle signature, which the
-            // generic type erases.
             Some(std::mem::transmute::<
                 unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, c_int, c_int, *mut c_void),
                 unsafe extern "C" fn(sys::virConnectPtr, sys::virDomainPtr, *mut c_void),
-            >(lifecycle_callback)),
+            >(callback)),
             opaque,
             Some(free_feed),
         );
-        if lifecycle < 0 {
+        if id < 0 {
             free_feed(opaque);
-            if let Some(id) = monitor_events {
-                sys::virConnectDomainQemuMonitorEventDeregister(conn, id);
-            }
-            unroute(route.as_ref());
             return Err(last_error("cannot subscribe to the domain's lifecycle"));
         }
-        let mut close = !shared;
-        if close {
-            let opaque = one();
-            if sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) < 0 {
-                // The lifecycle callback still sees the domain stop.
-                free_feed(opaque);
-                close = false;
-            }
-        }
-        (monitor_events, lifecycle, close)
-    };
-    Ok(Subscription { connect: connect.clone(), monitor_events, route, lifecycle, close })
+        Ok(id)
+    }
 }
 
 /// Registers `on_monitor_event` for `domain` (null: every domain) on
@@ -230,12 +257,24 @@ fn route(
     let mut hubs = hubs().lock().map_err(|_| "the event hubs are poisoned".to_string())?;
     if let std::collections::hash_map::Entry::Vacant(vacant) = hubs.entry(key) {
         let routes = Arc::new(Routes::default());
-        let feed = Feed { to: To::ByDomain(Arc::clone(&routes)), uri: uri.to_string() };
-        let opaque = Box::into_raw(Box::new(feed)).cast::<c_void>();
+        let feed = || {
+            let feed = Feed { to: To::ByDomain(Arc::clone(&routes)), uri: uri.to_string() };
+            Box::into_raw(Box::new(feed)).cast::<c_void>()
+        };
         // SAFETY: the connection is live (borrowed from its wrapper, which
         // the hub keeps); a null domain means every domain.
-        let callback = unsafe { register_monitor_events(connect.as_ptr(), std::ptr::null_mut(), opaque)? };
-        vacant.insert(Hub { connect: connect.clone(), callback, routes });
+        let (callback, lifecycle) = unsafe {
+            let conn = connect.as_ptr();
+            let callback = register_monitor_events(conn, std::ptr::null_mut(), feed())?;
+            match register_lifecycle(conn, std::ptr::null_mut(), feed()) {
+                Ok(lifecycle) => (callback, lifecycle),
+                Err(why) => {
+                    sys::virConnectDomainQemuMonitorEventDeregister(conn, callback);
+                    return Err(why);
+                }
+            }
+        };
+        vacant.insert(Hub { connect: connect.clone(), callback, lifecycle, routes });
     }
     let id = NEXT.fetch_add(1, Ordering::Relaxed);
     if let Some(hub) = hubs.get(&key)
@@ -268,6 +307,7 @@ fn unroute(route: Option<&(usize, String, u64)>) {
         // which the hub kept alive until now.
         unsafe {
             sys::virConnectDomainQemuMonitorEventDeregister(hub.connect.as_ptr(), hub.callback);
+            sys::virConnectDomainEventDeregisterAny(hub.connect.as_ptr(), hub.lifecycle);
         }
     }
 }
@@ -281,7 +321,9 @@ impl Drop for Subscription {
             if let Some(id) = self.monitor_events {
                 sys::virConnectDomainQemuMonitorEventDeregister(conn, id);
             }
-            sys::virConnectDomainEventDeregisterAny(conn, self.lifecycle);
+            if let Some(id) = self.lifecycle {
+                sys::virConnectDomainEventDeregisterAny(conn, id);
+            }
             if self.close {
                 sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
             }
@@ -334,35 +376,49 @@ unsafe extern "C" fn on_monitor_event(
             let _ = tx.send(Incoming::Message(message));
         }
         To::ByDomain(routes) => {
-            // SAFETY: libvirt passes a live domain, whose name it holds (no
-            // call to libvirtd); null if it has none.
-            let name = unsafe { text(sys::virDomainGetName(dom)) };
-            // Out of the lock before sending: a full inbox waits for its
-            // reader, who may be ending its route.
-            let inboxes: Vec<SyncSender<Incoming>> = match (name, routes.lock()) {
-                (Some(name), Ok(routes)) => routes.get(name).into_iter().flatten().map(|(_, tx)| tx.clone()).collect(),
-                _ => Vec::new(),
-            };
-            for tx in inboxes {
+            // SAFETY: libvirt passes a live domain.
+            for tx in unsafe { inboxes(routes, dom) } {
                 let _ = tx.send(Incoming::Message(message.clone()));
             }
         }
     }
 }
 
+/// The inboxes of `dom` on a shared connection, taken out of the lock
+/// before anything is sent: a full inbox waits for its reader, who may be
+/// ending its route.
+///
+/// # Safety
+/// `dom` is a live domain (libvirt's, passed to a callback).
+unsafe fn inboxes(routes: &Routes, dom: sys::virDomainPtr) -> Vec<SyncSender<Incoming>> {
+    // SAFETY: the domain holds its name (no call to libvirtd); null if it
+    // has none.
+    let name = unsafe { text(sys::virDomainGetName(dom)) };
+    match (name, routes.lock()) {
+        (Some(name), Ok(routes)) => routes.get(name).into_iter().flatten().map(|(_, tx)| tx.clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The domain stopped: QEMU is gone, as a socket's EOF says.
 unsafe extern "C" fn on_lifecycle(
     _conn: sys::virConnectPtr,
-    _dom: sys::virDomainPtr,
+    dom: sys::virDomainPtr,
     event: c_int,
     _detail: c_int,
     opaque: *mut c_void,
 ) {
     // SAFETY: the opaque pointer is our live Box<Feed>, as registered.
     let feed = unsafe { &*opaque.cast::<Feed>() };
-    if event == sys::VIR_DOMAIN_EVENT_STOPPED as c_int
-        && let Some(tx) = feed.to.one()
-    {
+    if event != sys::VIR_DOMAIN_EVENT_STOPPED as c_int {
+        return;
+    }
+    let inboxes = match &feed.to {
+        To::One(tx) => vec![tx.clone()],
+        // SAFETY: libvirt passes a live domain.
+        To::ByDomain(routes) => unsafe { inboxes(routes, dom) },
+    };
+    for tx in inboxes {
         let _ = tx.send(Incoming::End(ClientError::Closed));
     }
 }

@@ -28,6 +28,9 @@ mod with {
         domain: Domain,
         /// Its host's URI and its name, which tell it from every other.
         key: String,
+        /// Listed as running a moment ago (a pattern's match): not asked
+        /// again.
+        listed_running: bool,
     }
 
     /// A `--connect` host: reached, with its running domains by name, or
@@ -90,17 +93,17 @@ mod with {
                     continue;
                 }
             };
-            let mut add = |shown: &str, found: &Domain| {
+            let mut add = |shown: &str, found: &Domain, listed_running: bool| {
                 let key = format!("{}/{}", connect.uri().unwrap_or_default(), found.uuid_string().unwrap_or_default());
-                let at = DomainAt { connect: connect.clone(), domain: found.clone(), key };
+                let at = DomainAt { connect: connect.clone(), domain: found.clone(), key, listed_running };
                 members.push(Member { name: name(shown), reach: Reach::Domain(at) });
             };
             if glob {
                 for (shown, found) in running.iter().filter(|(n, _)| glob::glob(domain, n)) {
-                    add(shown, found);
+                    add(shown, found, true);
                 }
             } else if let Ok(found) = qmp::libvirt::lookup(connect, domain) {
-                add(domain, &found);
+                add(domain, &found, false);
             }
         }
         members
@@ -125,7 +128,7 @@ mod with {
     /// A monitor on the domain, through its host's connection.
     pub fn attach(at: DomainAt) -> Result<Monitor, Error> {
         let name = at.domain.name().unwrap_or_default();
-        if !at.domain.is_active().unwrap_or(false) {
+        if !at.listed_running && !at.domain.is_active().unwrap_or(false) {
             let uri = at.connect.uri().unwrap_or_default();
             return Err(Error::Connection(format!(
                 "libvirt domain {} is not running (start it with virsh -c {uri} start {})",

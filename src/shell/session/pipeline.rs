@@ -89,12 +89,15 @@ impl Session {
 
     /// Reads every reply still in flight (`--pipeline`), in order.
     /// Then the events those commands caused that the transport delivers
-    /// late (libvirt's), so that a script's output holds them.
+    /// late (libvirt's), so that a script's output holds them; `query-*`
+    /// commands cause none, and a script of them does not wait.
     pub fn drain(&mut self) -> Result<(), Error> {
         self.complete_all()?;
-        let settled = self.monitor.settle(Instant::now() + SETTLE_AT_MOST, &mut watch!(self));
-        if let Err(ClientError::OutputClosed) = settled {
-            return Err(Error::BrokenPipe);
+        if self.may_cause_events {
+            let settled = self.monitor.settle(Instant::now() + SETTLE_AT_MOST, &mut watch!(self));
+            if let Err(ClientError::OutputClosed) = settled {
+                return Err(Error::BrokenPipe);
+            }
         }
         self.deferred.take().map_or(Ok(()), Err)
     }
