@@ -5,6 +5,8 @@
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+mod manual;
+
 use crate::bounds;
 use crate::cli::{Cli, Command, Deferred, LaunchArgs};
 use crate::error::Error;
@@ -38,15 +40,33 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             launch::launch(start.options(), session.config(Facts::now()))
         }
         Some(Command::Completions { shell }) => {
-            // Into memory first: clap_complete panics on a failed write.
+            // The script asks qmpsh itself at each Tab (`COMPLETE=SHELL
+            // qmpsh -- WORDS`, answered in `main`), which completes VM names
+            // and domains as they are then. Into memory first: the writers
+            // here and in clap_complete do not expect a closed pipe.
             let mut script = Vec::new();
-            clap_complete::generate(shell, &mut <Cli as clap::CommandFactory>::command(), "qmpsh", &mut script);
+            let registration: &dyn clap_complete::env::EnvCompleter = match shell {
+                clap_complete::Shell::Bash => &clap_complete::env::Bash,
+                clap_complete::Shell::Zsh => &clap_complete::env::Zsh,
+                clap_complete::Shell::Fish => &clap_complete::env::Fish,
+                clap_complete::Shell::Elvish => &clap_complete::env::Elvish,
+                clap_complete::Shell::PowerShell => &clap_complete::env::Powershell,
+                _ => return Err(Error::Usage(format!("no completion for {shell}"))),
+            };
+            registration
+                .write_registration("COMPLETE", "qmpsh", "qmpsh", "qmpsh", &mut script)
+                .map_err(Error::output)?;
             output::stdout().write_all(&script).map_err(Error::output)
         }
-        Some(Command::Manpage) => {
-            let mut page = Vec::new();
-            clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut page).map_err(Error::output)?;
-            output::stdout().write_all(&page).map_err(Error::output)
+        Some(Command::Manpage { dir: None }) => {
+            let page = manual::main_page().map_err(Error::output)?;
+            output::stdout().write_all(&page.roff).map_err(Error::output)
+        }
+        Some(Command::Manpage { dir: Some(dir) }) => {
+            let written = manual::write_all(&dir)
+                .map_err(|e| Error::Io(format!("cannot write the man pages into {}: {e}", dir.display())))?;
+            writeln!(output::stdout(), "{} pages in {}: {}", written.len(), dir.display(), written.join(" "))
+                .map_err(Error::output)
         }
         None if cli.dry_run => {
             if !cli.targets.is_empty() || cli.all {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{ArgMatches, Args, FromArgMatches, Parser, Subcommand, ValueEnum};
+use clap_complete::engine::ArgValueCompleter;
 
 use crate::error::EXIT_CODES_HELP;
 use crate::language::units::{STOP_TIMEOUT, parse_seconds, parse_size};
@@ -18,9 +19,13 @@ use crate::ui::render::Palette;
 use crate::ui::terminal::Facts;
 use crate::vm::{Accel, Net, StartOptions, Until, VmCommand};
 
-/// qmpsh: the QEMU monitor shell. Type HMP-style commands at a VM's QMP
-/// socket; see replies and events as they happen; run the same lines as a
-/// script from stdin or -c. Start, stop and kill VMs.
+mod complete;
+
+/// The QEMU monitor shell
+///
+/// Type HMP-style commands at a VM's QMP socket; see replies and events as
+/// they happen; run the same lines as a script from stdin or -c, on one VM
+/// or many. Start, stop and kill VMs.
 #[derive(Debug, Parser)]
 #[command(name = "qmpsh", version, after_help = after_help(), args_conflicts_with_subcommands = true)]
 pub struct Cli {
@@ -31,7 +36,7 @@ pub struct Cli {
     /// libvirt:DOMAIN, or the name of a VM started by `qmpsh vm start`.
     /// Several (or libvirt:PATTERN, a shell glob over running domains):
     /// the script or -c runs on each at once, its lines prefixed
-    #[arg(value_name = "TARGET")]
+    #[arg(value_name = "TARGET", add = ArgValueCompleter::new(complete::targets))]
     pub targets: Vec<String>,
 
     /// Every running VM started by `qmpsh vm start`, as targets
@@ -49,7 +54,8 @@ pub struct Cli {
 
     /// A shell on the guest agent (qemu-ga) instead of QMP: a VM started by
     /// `qmpsh vm start` (its ga.in), or the agent channel's socket path
-    #[arg(long, value_name = "NAME|SOCKET", conflicts_with_all = ["targets", "all"])]
+    #[arg(long, value_name = "NAME|SOCKET", conflicts_with_all = ["targets", "all"],
+          add = ArgValueCompleter::new(complete::targets))]
     pub agent: Option<String>,
 
     /// Print the QMP JSON each line becomes, without connecting
@@ -154,13 +160,21 @@ pub enum Command {
     #[command(subcommand)]
     Vm(Deferred<VmArgs>),
     /// Print a completion script for SHELL: `qmpsh completions bash >
-    /// ~/.local/share/bash-completion/completions/qmpsh`
+    /// ~/.local/share/bash-completion/completions/qmpsh`. At each Tab it
+    /// asks qmpsh, which completes subcommands, flags and their values, the
+    /// names of qmpsh's VMs and, after libvirt:, libvirt's domains
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print qmpsh's man page (roff): `qmpsh manpage > ~/.local/share/man/man1/qmpsh.1`
-    Manpage,
+    /// Print qmpsh's man page (roff): `qmpsh manpage > ~/.local/share/man/man1/qmpsh.1`;
+    /// with --dir, write every page there: qmpsh.1, one per subcommand
+    /// (qmpsh-vm-start.1, ...) and qmpsh-language.7
+    Manpage {
+        /// Write all the pages into this folder (made if need be)
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 // What `launch` takes: how to start the VM, then the shell's options (a
@@ -227,6 +241,7 @@ pub enum VmArgs {
     /// timeout `quit`, then SIGKILL. With --connect: libvirt's shutdown,
     /// wait, then destroy
     Stop {
+        #[arg(add = ArgValueCompleter::new(complete::vm_names))]
         name: String,
         /// Seconds to wait for the guest to power off
         #[arg(long, value_name = "SECS", default_value_t = STOP_TIMEOUT.as_secs_f64(), value_parser = parse_seconds)]
@@ -240,6 +255,7 @@ pub enum VmArgs {
     /// SIGKILL the VM's QEMU, without asking the guest (with --connect:
     /// libvirt's destroy)
     Kill {
+        #[arg(add = ArgValueCompleter::new(complete::vm_names))]
         name: String,
         #[command(flatten)]
         libvirt: LibvirtArg,
@@ -258,6 +274,7 @@ pub enum VmArgs {
     },
     /// One VM's name, pid, state, uptime and socket
     Status {
+        #[arg(add = ArgValueCompleter::new(complete::vm_names))]
         name: String,
         #[arg(long)]
         json: bool,
@@ -265,7 +282,10 @@ pub enum VmArgs {
         libvirt: LibvirtArg,
     },
     /// Kill the VM if it runs, and remove its folder
-    Delete { name: String },
+    Delete {
+        #[arg(add = ArgValueCompleter::new(complete::vm_names))]
+        name: String,
+    },
     /// Copy a file into or out of a VM through its guest agent: one side
     /// is NAME:PATH (PATH in the VM NAME), the other a host path; a folder
     /// as DST takes the file's name
@@ -285,7 +305,7 @@ pub enum VmArgs {
     #[command(trailing_var_arg = true)]
     Exec {
         /// A VM's name, or (with a '/') an agent channel's socket path
-        #[arg(value_name = "NAME|SOCKET")]
+        #[arg(value_name = "NAME|SOCKET", add = ArgValueCompleter::new(complete::targets))]
         name: String,
         /// Seconds to wait for it to end (it then keeps running; exit 4)
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -308,7 +328,7 @@ pub enum VmArgs {
     /// Wait until the guest agent answers, the --ssh-port forward reaches
     /// sshd's banner, or a QMP event arrives; exit 4 after the timeout
     Wait {
-        #[arg(value_name = "NAME|SOCKET")]
+        #[arg(value_name = "NAME|SOCKET", add = ArgValueCompleter::new(complete::targets))]
         name: String,
         #[command(flatten)]
         until: UntilArg,

@@ -180,4 +180,5 @@ Exit codes:
      ended by Ctrl-C, SIGHUP, SIGTERM or SIGQUIT (launch, vm start and the
      shell at its prompt first undo what they began)
 `vm exec` exits with its program's own code (128+N for signal N), or 4 when
---timeout passes while it still runs in the guest; `vm wait` 4 on timeout";
+--timeout passes while it still runs in the guest; `vm wait` 4 on timeout.
+With several targets, the worst target's: 130, then 3, 4, 2, 1";

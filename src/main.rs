@@ -17,6 +17,9 @@ fn main() -> ExitCode {
         let result = qmpsh::vm::exec_qemu(&rest);
         return finish(result, &mut output::stderr());
     }
+    // A shell asking for completions at a Tab (`COMPLETE=bash qmpsh -- ...`,
+    // see `qmpsh completions`) is answered and ends here.
+    clap_complete::CompleteEnv::with_factory(<qmpsh::cli::Cli as clap::CommandFactory>::command).complete();
     let cli = qmpsh::cli::Cli::parse();
     let result = qmpsh::app::run(cli);
     finish(result, &mut output::stderr())

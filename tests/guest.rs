@@ -80,7 +80,8 @@ impl Vms {
     fn qemu_runs(&self, name: &str) -> bool {
         let status = self.qmpsh(&["vm", "status", name, "--json"]);
         let status: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
-        status["state"] != "dead"
+        // A VM that ended has no pid, whatever its state says of how.
+        !status["pid"].is_null()
     }
 }
 

@@ -975,3 +975,38 @@ fn a_vm_that_ended_says_how_shut_down_killed_or_dead() {
     vms.start("quits");
     assert_eq!(state("quits"), "running");
 }
+
+#[test]
+fn bash_completes_vm_names_subcommands_and_flag_values_live() {
+    let Some(vms) = Vms::new() else { return };
+    vms.start("web-1");
+    vms.start("db");
+    let script = vms.qmpsh(&["completions", "bash"], "");
+    assert_eq!(script.code, 0, "{script:?}");
+    let registration = vms.dir().join("qmpsh.bash");
+    fs::write(&registration, &script.stdout).unwrap();
+    // bash as at a prompt: the words typed so far, then Tab.
+    let complete = |words: &str| {
+        let bin = Path::new(env!("CARGO_BIN_EXE_qmpsh")).parent().unwrap();
+        let shell = format!(
+            ". {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); COMP_TYPE=9; \
+             _clap_complete_qmpsh qmpsh \"${{COMP_WORDS[COMP_CWORD]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            registration.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &shell])
+            .env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()))
+            .env("QMPSH_STATE_DIR", vms.dir())
+            .output()
+            .unwrap();
+        let mut words: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect();
+        words.sort();
+        words
+    };
+    let stop = complete("qmpsh vm stop ''");
+    assert!(["db", "web-1", "--timeout"].iter().all(|w| stop.contains(&w.to_string())), "{stop:?}");
+    assert_eq!(complete("qmpsh vm stop w"), ["web-1"]);
+    assert_eq!(complete("qmpsh vm st"), ["start", "status", "stop"]);
+    assert_eq!(complete("qmpsh --color ''"), ["always", "auto", "never"]);
+    assert!(complete("qmpsh w").contains(&"web-1".to_string()));
+}

@@ -18,21 +18,38 @@ pub fn text(topic: Option<&str>) -> Result<String, String> {
     }
 }
 
+/// The commands `.help` lists, each as its usage and its help: the
+/// table's, then `hmp` and raw JSON (the man page shows the same).
+pub fn commands() -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = table::table()
+        .iter()
+        .map(|entry| {
+            let mut usage = entry.usage();
+            if !entry.aliases.is_empty() {
+                usage.push_str(&format!(" (also {})", entry.aliases.join(", ")));
+            }
+            (usage, entry.help.to_string())
+        })
+        .collect();
+    rows.push(("hmp TEXT".into(), "send TEXT to the human monitor".into()));
+    rows.push(("{\"execute\": ...}".into(), "send a raw QMP message".into()));
+    rows
+}
+
+/// The dot commands, each as its usage and its help.
+pub fn dot_commands() -> Vec<(String, String)> {
+    COMMANDS.iter().map(|command| (command.usage(), command.help.to_string())).collect()
+}
+
 fn overview() -> String {
     let width = terminal_width();
     let mut text = String::from("Commands (any other NAME key=value... is sent as a QMP command):\n");
-    for entry in table::table() {
-        let mut usage = entry.usage();
-        if !entry.aliases.is_empty() {
-            usage.push_str(&format!(" (also {})", entry.aliases.join(", ")));
-        }
-        text.push_str(&row(&usage, entry.help, width));
+    for (usage, help) in commands() {
+        text.push_str(&row(&usage, &help, width));
     }
-    text.push_str(&row("hmp TEXT", "send TEXT to the human monitor", width));
-    text.push_str(&row("{\"execute\": ...}", "send a raw QMP message", width));
     text.push_str("Dot commands:\n");
-    for command in COMMANDS {
-        text.push_str(&row(&command.usage(), command.help, width));
+    for (usage, help) in dot_commands() {
+        text.push_str(&row(&usage, &help, width));
     }
     text
 }

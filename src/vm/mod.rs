@@ -31,7 +31,7 @@ pub use exec::COMMAND as EXEC_COMMAND;
 pub use options::{Accel, Net, StartOptions, Until, VmCommand};
 use report::{Agent, HostName, Interface, OsInfo, Report, Status};
 pub use start::{Started, start_qemu};
-pub use state::{VmDir, VmLock, agent_channel_in};
+pub use state::{VmDir, VmLock, agent_channel_in, state_path};
 
 /// Runs one `qmpsh vm ...` command: on qmpsh's own VMs, or on the
 /// domains of the libvirt at `libvirt` (`--connect`). What it did is said
