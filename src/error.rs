@@ -75,8 +75,13 @@ impl Error {
     /// [`Error::is_silent`]). The peer's words in a message were made
     /// visible where they were put in; what escaped that is made visible
     /// here.
+    ///
+    /// A line that did not parse is said as a line that failed in QEMU is
+    /// (`error: line 2, column 5: ...`, as `error: line 2: CommandNotFound:
+    /// ...`); everything else is qmpsh's own word (`qmpsh: ...`).
     pub fn said(&self) -> Option<String> {
-        (!self.is_silent()).then(|| format!("qmpsh: {}", visible(&self.to_string(), Breaks::Keep)))
+        let speaker = if matches!(self, Error::Parse { .. }) { "error" } else { "qmpsh" };
+        (!self.is_silent()).then(|| format!("{speaker}: {}", visible(&self.to_string(), Breaks::Keep)))
     }
 
     /// Whether `main` should print this error; a failed command, a forced

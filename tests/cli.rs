@@ -52,7 +52,7 @@ fn a_parse_error_exits_2_naming_line_and_column() {
     let run = qmpsh(&["--dry-run"], "stop\ndevice_del id=\"n1\n");
     assert_eq!(run.code, 2);
     assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
-    assert_eq!(run.stderr, "qmpsh: line 2, column 15: expected a closing \" for this string\n");
+    assert_eq!(run.stderr, "error: line 2, column 15: expected a closing \" for this string\n");
 }
 
 #[test]
@@ -156,17 +156,16 @@ fn keep_going_goes_past_a_line_that_is_not_utf8() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert_eq!(String::from_utf8_lossy(&output.stdout), "{\"execute\":\"stop\"}\n{\"execute\":\"cont\"}\n");
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "qmpsh: line 2: not valid UTF-8 (byte 1)\n");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "error: line 2: not valid UTF-8 (byte 1)\n");
 }
 
 #[test]
 fn completions_and_the_man_page_come_from_the_command_line_itself() {
-    // Bash: a script bash accepts, knowing the subcommands and the options
-    // of `vm start` (which clap learns only when asked).
+    // Each shell's script asks qmpsh at each Tab; bash accepts its own.
     let bash = qmpsh(&["completions", "bash"], "");
     assert_eq!(bash.code, 0, "{bash:?}");
-    for needle in ["_qmpsh", "vm__subcmd__start", "--memory", "--pipeline", "launch"] {
-        assert!(bash.stdout.contains(needle), "the bash script lacks {needle}");
+    for needle in ["_clap_complete_qmpsh", "COMPLETE=\"bash\"", "complete "] {
+        assert!(bash.stdout.contains(needle), "the bash script lacks {needle}: {}", bash.stdout);
     }
     let script = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(script.path(), &bash.stdout).unwrap();
@@ -175,17 +174,29 @@ fn completions_and_the_man_page_come_from_the_command_line_itself() {
     for shell in ["zsh", "fish"] {
         let run = qmpsh(&["completions", shell], "");
         assert_eq!(run.code, 0, "{run:?}");
-        assert!(run.stdout.contains("qmpsh") && run.stdout.contains("keep-going"), "{shell}");
+        assert!(run.stdout.contains("qmpsh") && run.stdout.contains("COMPLETE="), "{shell}: {run:?}");
     }
-    // The internal step that becomes QEMU is offered nowhere.
-    assert!(!bash.stdout.contains("exec-qemu"), "{}", bash.stdout);
+    // What a Tab gets, asked as the scripts ask: the subcommands, the
+    // options of `vm start` (which clap learns only when asked), and never
+    // the internal step that becomes QEMU.
+    let tab = |words: &[&str]| {
+        let mut command = qmpsh_command(&[&["--", "qmpsh"][..], words].concat());
+        command.env("COMPLETE", "fish");
+        let run = common::finish(command, "");
+        assert_eq!(run.code, 0, "{run:?}");
+        run.stdout.lines().map(|l| l.split('\t').next().unwrap().to_string()).collect::<Vec<_>>()
+    };
+    assert!(tab(&["la"]).contains(&"launch".to_string()));
+    assert!(tab(&["vm", "start", "x", "--me"]).contains(&"--memory".to_string()));
+    assert!(tab(&["--pip"]).contains(&"--pipeline".to_string()));
+    assert!(!tab(&["_"]).iter().any(|w| w.contains("exec-qemu")));
     let bad = qmpsh(&["completions", "tcsh"], "");
     assert_eq!(bad.code, 2, "{bad:?}");
 
     let man = qmpsh(&["manpage"], "");
     assert_eq!(man.code, 0, "{man:?}");
     assert!(man.stdout.starts_with(".ie") && man.stdout.contains(".TH qmpsh 1"), "{}", man.stdout);
-    assert!(man.stdout.contains("keep\\-going") && man.stdout.contains("Exit codes"), "{}", man.stdout);
+    assert!(man.stdout.contains("keep\\-going") && man.stdout.contains(".SH \"EXIT STATUS\""), "{}", man.stdout);
 }
 
 #[test]
@@ -211,7 +222,7 @@ fn dry_run_translates_for_the_recorded_qemu_it_is_told() {
     assert_eq!(
         said.next().unwrap(),
         format!(
-            "qmpsh: line 1, column 9: QEMU {full} has no `migrate -b` (removed in QEMU 9.1): mirror the disks with \
+            "error: line 1, column 9: QEMU {full} has no `migrate -b` (removed in QEMU 9.1): mirror the disks with \
              blockdev-mirror to an NBD export on the destination, then migrate"
         )
     );
@@ -225,7 +236,7 @@ fn dry_run_translates_for_the_recorded_qemu_it_is_told() {
     // The qmp-shell form is refused as well, at its argument.
     let named = qmpsh(&["--dry-run", "-c", "migrate uri=tcp:x:1 inc=on"], "");
     assert_eq!(named.code, 2);
-    let said = format!("qmpsh: line 1, column 21: QEMU {full} has no `migrate inc`");
+    let said = format!("error: line 1, column 21: QEMU {full} has no `migrate inc`");
     assert!(named.stderr.starts_with(&said), "{}", named.stderr);
 
     // A saved schema: any version may be named for it; without --qemu,
@@ -266,22 +277,22 @@ fn messages_name_the_real_problem() {
     // A space that is not ASCII is named, not taken for part of a word.
     assert_eq!(
         said("qom-get /machine\u{a0}type"),
-        "qmpsh: line 1, column 17: expected a space after the argument, not a no-break space (U+00A0): only ASCII \
+        "error: line 1, column 17: expected a space after the argument, not a no-break space (U+00A0): only ASCII \
          spaces and tabs separate words"
     );
     // The key, not the command.
     assert_eq!(
         said("my-cmd clé=1"),
-        "qmpsh: line 1, column 8: expected a key of ASCII letters, digits, `-`, `_` and `.` before `=`, not `clé`"
+        "error: line 1, column 8: expected a key of ASCII letters, digits, `-`, `_` and `.` before `=`, not `clé`"
     );
     assert_eq!(
         said(r#"my-cmd a="x\ud800""#),
-        "qmpsh: line 1, column 12: expected a valid JSON string (`\\ud800` is half of a UTF-16 surrogate pair, alone)"
+        "error: line 1, column 12: expected a valid JSON string (`\\ud800` is half of a UTF-16 surrogate pair, alone)"
     );
     // One argument given by name and by position.
     assert_eq!(
         said("block_resize device=disk0 128"),
-        "qmpsh: line 1, column 27: expected `device` once, not both as `device=disk0` and as `128`: positional words \
+        "error: line 1, column 27: expected `device` once, not both as `device=disk0` and as `128`: positional words \
          fill `block_resize device size` in order"
     );
 }
@@ -308,7 +319,7 @@ fn a_backslash_at_the_end_of_input_is_refused_as_an_open_brace_is() {
     assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
     assert_eq!(
         run.stderr,
-        "qmpsh: line 2: expected a line after the `\\` that continues this one, not the end of the input\n"
+        "error: line 2: expected a line after the `\\` that continues this one, not the end of the input\n"
     );
     let open = qmpsh(&["--dry-run"], "stop\n{\"execute\": \"cont\"\n");
     assert_eq!((open.code, open.stdout.as_str()), (2, "{\"execute\":\"stop\"}\n"), "{}", open.stderr);
@@ -343,7 +354,7 @@ fn a_line_of_too_many_values_is_refused_and_the_script_goes_on_with_keep_going()
     assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
     assert_eq!(
         run.stderr,
-        "qmpsh: line 1: the line holds over 2097152 JSON values; qmpsh takes no more (read, that could take \
+        "error: line 1: the line holds over 2097152 JSON values; qmpsh takes no more (read, that could take \
          gigabytes)\n"
     );
 }
@@ -354,7 +365,7 @@ fn an_input_line_without_end_is_refused_past_64_mib_and_the_next_line_still_read
     let run = qmpsh(&["--dry-run", "--keep-going"], &format!("{endless}\nstop\n"));
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert_eq!(run.stdout, "{\"execute\":\"stop\"}\n");
-    assert_eq!(run.stderr, "qmpsh: line 1: the line is over 64 MiB; qmpsh takes no longer lines\n");
+    assert_eq!(run.stderr, "error: line 1: the line is over 64 MiB; qmpsh takes no longer lines\n");
 }
 
 /// The codes in the first column of a table's rows that start with `|
@@ -467,5 +478,5 @@ fn colour_is_what_the_color_option_decides_whatever_the_environment_says() {
     let run = qmpsh(&["--dry-run", "--keep-going", "-c", "nonsense("], "");
     assert!(!run.stderr.contains('\x1b'), "{run:?}");
     let run = qmpsh(&["--dry-run", "--keep-going", "--color", "always", "-c", "nonsense("], "");
-    assert!(run.stderr.starts_with("\x1b[31mqmpsh: ") && run.stderr.ends_with("\x1b[0m\n"), "{run:?}");
+    assert!(run.stderr.starts_with("\x1b[31merror: ") && run.stderr.ends_with("\x1b[0m\n"), "{run:?}");
 }

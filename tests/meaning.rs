@@ -117,7 +117,7 @@ fn keep_going_reports_every_bad_line_and_exits_2() {
     assert_eq!(run.code, 2, "{run:?}");
     let errors: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(errors.len(), 3, "{}", run.stderr);
-    assert_eq!(errors[0], "qmpsh: line 2, column 14: expected a closing \" for this string");
+    assert_eq!(errors[0], "error: line 2, column 14: expected a closing \" for this string");
     assert!(errors[1].starts_with("error: line 4: CommandNotFound: "), "{}", errors[1]);
     // A value QEMU refuses is a failed command, not a parse error.
     assert!(errors[2].starts_with("error: line 5: "), "{}", errors[2]);
@@ -312,7 +312,7 @@ fn a_table_argument_this_qemu_lacks_is_refused_naming_its_version() {
         }
         let column = line.find(typed).unwrap() + 1;
         assert_eq!(run.code, 2, "{line}: {run:?}");
-        assert_eq!(run.stderr, format!("qmpsh: line 1, column {column}: QEMU {version} has no {what}: {instead}\n"));
+        assert_eq!(run.stderr, format!("error: line 1, column {column}: QEMU {version} has no {what}: {instead}\n"));
         // Nothing went to QEMU: no migration has begun.
         assert_eq!(query(&second, "query-migrate")["return"], json!({}), "{line}");
     }
@@ -327,7 +327,7 @@ fn a_table_argument_this_qemu_lacks_is_refused_naming_its_version() {
                 assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{line}: {run:?}");
             } else {
                 let word = line.split(' ').next().unwrap();
-                let said = format!("qmpsh: line 1, column 1: QEMU {version} has no `{word}` {why}");
+                let said = format!("error: line 1, column 1: QEMU {version} has no `{word}` {why}");
                 assert_eq!(run.code, 2, "{line}: {run:?}");
                 assert!(run.stderr.starts_with(&said), "{line}: {}", run.stderr);
             }

@@ -628,7 +628,7 @@ fn offline_refusals(stderr: &str, entries: &[Entry]) -> std::collections::HashSe
     stderr
         .lines()
         .filter(|l| l.contains("cannot type `") && l.contains("without a QEMU"))
-        .filter_map(|l| l.strip_prefix("qmpsh: line ")?.split(',').next()?.parse::<usize>().ok())
+        .filter_map(|l| l.strip_prefix("error: line ")?.split(',').next()?.parse::<usize>().ok())
         .filter_map(|n| starts.iter().rposition(|start| *start <= n))
         .collect()
 }

@@ -84,7 +84,7 @@ fn dot_schema_describes_a_command() {
     let Some(qemu) = Qemu::start(&[]) else { return };
     let result = qmpsh(&[&qemu.socket_arg(), "-c", ".schema qom-get", "-c", ".schema eject"], "");
     assert_eq!(result.code, 0, "{}", result.stderr);
-    assert!(result.stdout.starts_with("qom-get\n  path: str\n  property: str\n"), "{}", result.stdout);
+    assert!(result.stdout.starts_with("qom-get\n  path: string\n  property: string\n"), "{}", result.stdout);
     assert!(result.stdout.contains("  force: bool (optional)\n"), "{}", result.stdout);
     let unknown = qmpsh(&[&qemu.socket_arg(), "-c", ".schema qom-gte"], "");
     assert_eq!(unknown.code, 2);

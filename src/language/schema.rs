@@ -591,7 +591,8 @@ impl Schema {
         }
     }
 
-    /// A short description of a type: `str`, `one of a|b`, `array of int`.
+    /// A short description of a type: `string` (QAPI's `str`, as the
+    /// table calls it), `a|b`, `array of int`.
     pub fn describe(&self, ty: &str) -> String {
         self.describe_at(ty, &mut Steps::new(MAX_DESCRIBED))
     }
@@ -599,6 +600,10 @@ impl Schema {
     fn describe_at(&self, ty: &str, steps: &mut Steps) -> String {
         if !steps.take() {
             return "...".into();
+        }
+        // The word the table's hints use for the same type.
+        if ty == "str" {
+            return "string".into();
         }
         match self.entity(ty) {
             Some(Entity::Builtin { .. }) => ty.to_string(),
@@ -775,7 +780,7 @@ mod tests {
             let schema = Schema::from_saved(&text).unwrap();
             assert_eq!(
                 schema.arguments("eject"),
-                [("id".to_string(), "str".to_string(), true), ("force".into(), "bool".into(), false)]
+                [("id".to_string(), "string".to_string(), true), ("force".into(), "bool".into(), false)]
             );
             assert_eq!(schema.argument_values("eject", "force"), ["true", "false"]);
             assert_eq!(schema.event_names().count(), 0);

@@ -136,7 +136,7 @@ impl KeepGoing {
         match result {
             Err(Error::CommandFailed) if keep_going => self.failed = true,
             Err(error @ Error::Parse { .. }) if keep_going => {
-                report(&format!("qmpsh: {error}"));
+                report(&error.said().unwrap_or_default());
                 self.unparsed = true;
             }
             other => return other,

@@ -617,9 +617,9 @@ mod tests {
         assert_eq!(hint("qom-list ", 9, &k).as_deref(), Some("path:string"));
         assert_eq!(
             hint("blockdev-add ", 13, &k).as_deref(),
-            Some("driver=file|null-co|qcow2 [node-name=str] [read-only=bool]")
+            Some("driver=file|null-co|qcow2 [node-name=string] [read-only=bool]")
         );
-        assert_eq!(hint("blockdev-add driver=file ", 25, &k).as_deref(), Some("[node-name=str] [read-only=bool]"));
+        assert_eq!(hint("blockdev-add driver=file ", 25, &k).as_deref(), Some("[node-name=string] [read-only=bool]"));
         assert_eq!(hint("balloon ", 8, &k).as_deref(), Some("value:size in MB"));
         assert_eq!(hint("set_link n0 ", 12, &k).as_deref(), Some("up:on|off"));
         assert_eq!(hint("stop ", 5, &k), None);
@@ -649,7 +649,7 @@ mod tests {
         let k = knowledge();
         assert_eq!(completions("block_resize n").1, ["node-name="]);
         assert_eq!(hint("block_resize ", 13, &k).as_deref(), Some("device:string size:size in MB"));
-        assert_eq!(hint("block_resize node-name=d0 ", 26, &k).as_deref(), Some("size=int [device=str]"));
+        assert_eq!(hint("block_resize node-name=d0 ", 26, &k).as_deref(), Some("size=int [device=string]"));
     }
 
     #[test]

@@ -218,7 +218,7 @@ fn run_typed(session: &mut Session, requests: &Sender<EditorTask>, text: &str) -
         Ok(flow) => Ok(flow),
         Err(Error::CommandFailed) => Ok(Flow::Continue),
         Err(e @ (Error::Parse { .. } | Error::Usage(_) | Error::Timeout(_) | Error::Interrupted)) => {
-            session.printer.problem(&format!("qmpsh: {e}"));
+            session.printer.problem(&e.said().unwrap_or_default());
             Ok(Flow::Continue)
         }
         Err(e) => Err(e),
