@@ -238,8 +238,8 @@ pub enum VmArgs {
     },
     /// The guest agent's guest-shutdown if it answers, else the power
     /// button (pressed again every 2 s while the guest boots); after the
-    /// timeout `quit`, then SIGKILL. With --connect: libvirt's shutdown,
-    /// wait, then destroy
+    /// timeout `quit`, then SIGKILL. With --connect: libvirt's shutdown
+    /// (asked again every 2 s), then after the timeout libvirt's destroy
     Stop {
         #[arg(add = ArgValueCompleter::new(complete::vm_names))]
         name: String,

@@ -40,7 +40,7 @@ const AGENT_GRACE: Duration = Duration::from_secs(10);
 
 /// How often the power button is pressed again while the guest has not
 /// begun to power off.
-const PRESS_AGAIN: Duration = Duration::from_secs(2);
+pub const PRESS_AGAIN: Duration = Duration::from_secs(2);
 
 /// Who powered the guest off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +139,10 @@ pub enum Step {
     Kill(i32),
     /// `quit`: QEMU's pid is unknown.
     QuitWithoutPid,
+    /// libvirt's shutdown, which asks the guest as libvirt picks.
+    LibvirtShutdown,
+    /// No power-off within the timeout: libvirt's destroy.
+    Destroy(Duration),
 }
 
 impl fmt::Display for Step {
@@ -163,7 +167,27 @@ impl fmt::Display for Step {
             Step::Quit(timeout) => write!(f, "no power-off within {} s: quit", timeout.as_secs_f64()),
             Step::Kill(pid) => write!(f, "SIGKILL to QEMU (pid {pid})"),
             Step::QuitWithoutPid => f.write_str("quit (QEMU's pid is unknown here, so it cannot be signalled)"),
+            Step::LibvirtShutdown => {
+                f.write_str("libvirt's shutdown (the guest agent or the ACPI power button, as libvirt picks)")
+            }
+            Step::Destroy(timeout) => write!(f, "no power-off within {} s: libvirt's destroy", timeout.as_secs_f64()),
         }
+    }
+}
+
+/// Whether QEMU's SHUTDOWN event (the guest powers off) came before
+/// `deadline`; events read meanwhile go to `observer`. QEMU closing the
+/// connection counts as one.
+pub fn shutdown_begins_by(
+    monitor: &mut Monitor,
+    observer: &mut dyn Observer,
+    deadline: Instant,
+) -> Result<bool, Error> {
+    let powering_off = |message: &Value| message.get("event").and_then(Value::as_str) == Some("SHUTDOWN");
+    match monitor.wait_event(Some(deadline), observer, &mut |m| powering_off(m)) {
+        Err(ClientError::Closed) | Ok(Some(_)) => Ok(true),
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -360,20 +384,17 @@ fn press_until_off(
             Ok(_) => presses += 1,
         }
         let next = (Instant::now() + PRESS_AGAIN).min(deadline);
-        let powering_off = |message: &Value| message.get("event").and_then(Value::as_str) == Some("SHUTDOWN");
-        match monitor.wait_event(Some(next), progress, &mut |m| powering_off(m)) {
-            Err(ClientError::Closed) => return Ok(Some(Via::Acpi)),
-            Err(e) => return Err(e.into()),
-            Ok(Some(_)) => return closes_by(monitor, progress, deadline).map(acpi),
-            Ok(None) if Instant::now() >= deadline => return Ok(None),
-            Ok(None) if agent.is_some_and(|a| matches!(agent_shutdown(a, progress, AGENT_RETRY), Agent::Accepted)) => {
-                return Ok(closes_by(monitor, progress, deadline)?.then_some(Via::GuestAgent));
-            }
-            Ok(None) => {
-                if presses == 1 {
-                    progress.step(&Step::PressAgain(PRESS_AGAIN));
-                }
-            }
+        if shutdown_begins_by(monitor, progress, next)? {
+            return closes_by(monitor, progress, deadline).map(acpi);
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        if agent.is_some_and(|a| matches!(agent_shutdown(a, progress, AGENT_RETRY), Agent::Accepted)) {
+            return Ok(closes_by(monitor, progress, deadline)?.then_some(Via::GuestAgent));
+        }
+        if presses == 1 {
+            progress.step(&Step::PressAgain(PRESS_AGAIN));
         }
     }
 }

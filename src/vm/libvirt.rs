@@ -11,7 +11,7 @@ use virt::domain::{Domain, DomainState};
 
 use super::VmCommand;
 use crate::error::Error;
-use crate::qemu::stop::{self, Ending, Progress, Via};
+use crate::qemu::stop::{self, Ending, Progress, Step, Via};
 use crate::qmp::libvirt;
 use crate::ui::render;
 use crate::visible;
@@ -132,13 +132,33 @@ fn stop(
     }
     let mut monitor = libvirt::attach(connect, domain.clone(), libvirt::Sharing::Alone)?;
     let deadline = Instant::now() + timeout;
-    if let Err(e) = domain.shutdown() {
-        // A guest without ACPI may still power off by itself: wait anyway.
-        progress.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(e.message())));
-    }
-    let ending = if stop::closes_by(&mut monitor, progress, deadline)? || !domain.is_active().unwrap_or(true) {
+    // As for qmpsh's own VMs: asked again every few seconds while the
+    // guest does not begin to power off (a press during boot is lost).
+    progress.step(&Step::LibvirtShutdown);
+    let mut asked = 0;
+    let powered_off = loop {
+        if let Err(e) = domain.shutdown()
+            && asked == 0
+        {
+            // A guest without ACPI may still power off by itself: wait anyway.
+            progress.problem(&format!("qmpsh: libvirt's shutdown of {name} failed: {}", visible::line(e.message())));
+        }
+        asked += 1;
+        let next = (Instant::now() + stop::PRESS_AGAIN).min(deadline);
+        if stop::shutdown_begins_by(&mut monitor, progress, next)? {
+            break stop::closes_by(&mut monitor, progress, deadline)? || !domain.is_active().unwrap_or(true);
+        }
+        if Instant::now() >= deadline || !domain.is_active().unwrap_or(true) {
+            break !domain.is_active().unwrap_or(true);
+        }
+        if asked == 1 {
+            progress.step(&Step::PressAgain(stop::PRESS_AGAIN));
+        }
+    };
+    let ending = if powered_off {
         Ending::Stopped(Via::Libvirt)
     } else {
+        progress.step(&Step::Destroy(timeout));
         destroy(&domain, &name)?;
         Ending::Killed { asked: false }
     };
