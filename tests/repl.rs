@@ -455,3 +455,17 @@ fn info_commands_print_tables_on_a_terminal_and_json_when_piped() {
     assert_eq!(lines.first(), Some(&"[]"), "{piped:?}");
     assert!(lines.get(1).is_some_and(|l| l.starts_with("[{") && l.contains("\"label\":\"quiet0\"")), "{piped:?}");
 }
+
+#[test]
+fn qemu_going_while_a_line_is_half_typed_says_so_on_a_line_of_its_own() {
+    // The newcomer saw `r1> info staqmpsh: QEMU shut down (...)`: the
+    // farewell must not be glued to what is being typed.
+    let Some((qemu, second)) = Qemu::with_second_monitor(&[]) else { return };
+    let Some((tmux, prompt)) = repl_on(&qemu) else { return };
+    tmux.type_text("info sta");
+    tmux.wait_for("the half-typed line", |s| s.contains(&format!("{prompt} info sta")));
+    common::query(&second, "quit");
+    let screen = ended(&tmux, 0, "qmpsh: QEMU shut down (host-qmp-quit)");
+    assert!(screen.lines().any(|l| l.starts_with("qmpsh: QEMU shut down (host-qmp-quit)")), "{screen}");
+    assert!(!screen.contains("staqmpsh"), "{screen}");
+}
