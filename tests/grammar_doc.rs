@@ -44,7 +44,7 @@ fn every_example_translates_as_documented() {
     for (version, (input, expected)) in versions.flat_map(|v| examples.iter().map(move |e| (v.clone(), e))) {
         let run = qmpsh(&["--dry-run", "--qemu", &version], input);
         let shown = match expected.strip_prefix("error: ") {
-            Some(_) => format!("error: {}", run.stderr.trim_end().trim_start_matches("qmpsh: ")),
+            Some(_) => run.stderr.trim_end().to_string(),
             None if run.stdout.is_empty() => "(nothing)".to_string(),
             None => run.stdout.trim_end().to_string(),
         };
