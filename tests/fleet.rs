@@ -223,3 +223,28 @@ fn ctrl_c_ends_every_target_and_leaves_each_qemu_well() {
         assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");
     }
 }
+
+#[test]
+fn a_closed_stdout_ends_every_target_quietly() {
+    // `qmpsh a b c < script | head -1`: as for one target, exit 0 and no
+    // error, however many targets had yet to start.
+    let Some(qemus) = started(3) else { return };
+    let mut args: Vec<String> = qemus.iter().map(Qemu::socket_arg).collect();
+    args.push("--parallel=1".into());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qmpsh"))
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), "query-status\n".repeat(2000).as_bytes()).unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("\"status\""), "{first}");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30)).expect("qmpsh ends");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("interrupted"), "{stderr}");
+}

@@ -141,8 +141,15 @@ fn run_all(members: Vec<Member>, fleet: &Fleet, options: &Config, script: &Scrip
         for _ in 0..fleet.parallel.min(count) {
             scope.spawn(|| {
                 while let Some((index, member)) = queue.lock().ok().and_then(|mut q| q.pop_front()) {
-                    let outcome = if interrupt::pressed() || stdout_gone.load(Ordering::SeqCst) {
-                        Outcome { name: member.name, result: Err(Error::Interrupted), answers: Vec::new() }
+                    // Not started: Ctrl-C came, or stdout went away (which
+                    // ends the run quietly, as for one target).
+                    let skipped = if stdout_gone.load(Ordering::SeqCst) {
+                        Some(Error::BrokenPipe)
+                    } else {
+                        interrupt::pressed().then_some(Error::Interrupted)
+                    };
+                    let outcome = if let Some(why) = skipped {
+                        Outcome { name: member.name, result: Err(why), answers: Vec::new() }
                     } else {
                         let label = label(&member.name, index, width, options);
                         run_one(member, label, fleet.table, options, script)
