@@ -32,8 +32,8 @@ pub fn main_page() -> io::Result<Page> {
     man.render_subcommands_section(&mut roff)?;
     // The after-help text (rules and codes) is laid out by hand: roff
     // would fill it into running text.
-    section(&mut roff, "TARGET", body_of(TARGET_HELP));
-    section(&mut roff, "EXIT STATUS", body_of(EXIT_CODES_HELP));
+    kept_section(&mut roff, "TARGET", body_of(TARGET_HELP));
+    kept_section(&mut roff, "EXIT STATUS", body_of(EXIT_CODES_HELP));
     section(
         &mut roff,
         "SEE ALSO",
@@ -132,16 +132,14 @@ fn section(roff: &mut Vec<u8>, title: &str, text: &str) {
         if i > 0 {
             roff.extend(b".PP\n");
         }
-        if title == "TARGET" || title == "EXIT STATUS" {
-            // Tables and rules: kept as written.
-            roff.extend(b".nf\n");
-            roff.extend(literal(paragraph).as_bytes());
-            roff.extend(b"\n.fi\n");
-        } else {
-            roff.extend(literal_words(paragraph).as_bytes());
-            roff.push(b'\n');
-        }
+        roff.extend(literal_words(paragraph).as_bytes());
+        roff.push(b'\n');
     }
+}
+
+/// A section of tables and rules, kept line for line as written.
+fn kept_section(roff: &mut Vec<u8>, title: &str, text: &str) {
+    roff.extend(format!(".SH \"{title}\"\n.nf\n{}\n.fi\n", literal(text)).as_bytes());
 }
 
 /// One command: its usage in bold, its help below.

@@ -41,11 +41,10 @@ pub fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
 #[cfg(feature = "libvirt")]
 fn domains(current: &str) -> Vec<CompletionCandidate> {
     let Ok(connect) = crate::qmp::libvirt::open(None) else { return Vec::new() };
-    let flags = virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE;
-    let domains = connect.list_all_domains(flags).unwrap_or_default();
+    let domains = crate::qmp::libvirt::running_domains(&connect).unwrap_or_default();
     domains
-        .iter()
-        .filter_map(|domain| domain.name().ok())
+        .into_iter()
+        .map(|(name, _)| name)
         .filter(|name| name.starts_with(current))
         .map(|name| CompletionCandidate::new(format!("libvirt:{name}")).help(Some("a domain libvirt runs".into())))
         .collect()

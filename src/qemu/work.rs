@@ -109,7 +109,7 @@ pub struct Watcher {
 impl Watcher {
     /// A watch of `work`; `earlier` are the events that came since the
     /// command that started it (a short job may be over already).
-    pub fn new(work: Work, earlier: &[Value]) -> Watcher {
+    pub fn new<'a>(work: Work, earlier: impl IntoIterator<Item = &'a Value>) -> Watcher {
         let now = Instant::now();
         let mut watcher = Watcher {
             work,
@@ -143,8 +143,9 @@ impl Watcher {
         if now < self.next_poll {
             let until = deadline.map_or(self.next_poll, |d| d.min(self.next_poll));
             let mut about = |event: &Value| is_about(&work, event);
+            // The event that ends the wait was handed to `noting` too.
             let news = monitor.wait_event(Some(until), &mut noting, &mut about)?;
-            for event in noting.seen.iter().chain(&news) {
+            for event in &noting.seen {
                 self.note(event);
             }
             if news.is_some() {
@@ -358,7 +359,6 @@ fn ask(
     match monitor.execute(command(name), deadline, observer) {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(refused)) => Err(WatchError::Unknown(format!("{name} failed: {refused}"))),
-        Err(ClientError::Timeout) => Err(WatchError::Client(ClientError::Timeout)),
         Err(e) => Err(e.into()),
     }
 }

@@ -206,7 +206,8 @@ pub trait Transport {
     /// peer had sent by now, when messages may come late by the way they
     /// travel (libvirt delivers events on a thread of its own, after the
     /// reply of the command that caused them): whether it will come. A
-    /// socket delivers in order, so it needs none.
+    /// socket delivers in order, so it needs none; libvirt needs none
+    /// after `query-*` commands alone, which cause no events.
     fn settle(&mut self) -> bool {
         false
     }

@@ -1,13 +1,15 @@
 //! Lines drawn in place on stderr, only when it is a terminal: a pipe or a
 //! log never sees them. [`Meter`], a long copy's progress (`vm cp`): for
 //! large copies, redrawn at most ten times a second, and wiped when the
-//! copy ends, however it ends, so that an error that follows starts on a
-//! clean line. [`StatusLine`], `.watch`'s progress, the same way.
+//! copy ends, however it ends (its [`StatusLine`] does), so that an error
+//! that follows starts on a clean line. [`StatusLine`] alone: `.watch`'s
+//! progress.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::ui::output::stderr;
+use crate::ui::render;
 use crate::visible;
 
 /// From how many bytes a copy is large enough to show its progress.
@@ -22,8 +24,9 @@ pub struct Meter {
     total: Option<u64>,
     done: u64,
     started: Instant,
+    /// When the line was last drawn.
     drawn: Option<Instant>,
-    on: bool,
+    line: StatusLine,
 }
 
 impl Meter {
@@ -31,7 +34,8 @@ impl Meter {
     /// `label`; it draws only when `terminal` (stderr is one).
     pub fn new(label: &str, total: Option<u64>, terminal: bool) -> Meter {
         let on = terminal && total.is_none_or(|total| total >= LARGE);
-        Meter { label: visible::line(label), total, done: 0, started: Instant::now(), drawn: None, on }
+        let line = StatusLine::new(on);
+        Meter { label: visible::line(label), total, done: 0, started: Instant::now(), drawn: None, line }
     }
 
     /// `bytes` more are copied.
@@ -39,23 +43,23 @@ impl Meter {
         self.done = self.done.saturating_add(bytes);
         // Of a size not known, only once it is large.
         let small = self.total.is_none() && self.done < LARGE;
-        if !self.on || small || self.drawn.is_some_and(|at| at.elapsed() < EVERY) {
+        if !self.line.is_on() || small || self.drawn.is_some_and(|at| at.elapsed() < EVERY) {
             return;
         }
         self.drawn = Some(Instant::now());
         let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
         let rate = mib(self.done) / self.started.elapsed().as_secs_f64().max(0.001);
-        let line = match self.total.filter(|&total| total > 0) {
+        let text = match self.total.filter(|&total| total > 0) {
             Some(total) => format!(
-                "\r{} {:.1}/{:.1} MiB {:>3}% {rate:.1} MiB/s\x1b[K",
+                "{} {:.1}/{:.1} MiB {:>3}% {rate:.1} MiB/s",
                 self.label,
                 mib(self.done),
                 mib(total),
-                self.done.saturating_mul(100) / total
+                render::percent(self.done, total)
             ),
-            None => format!("\r{} {:.1} MiB {rate:.1} MiB/s\x1b[K", self.label, mib(self.done)),
+            None => format!("{} {:.1} MiB {rate:.1} MiB/s", self.label, mib(self.done)),
         };
-        let _ = stderr().lock().write_all(line.as_bytes());
+        self.line.draw(&text);
     }
 }
 
@@ -101,23 +105,14 @@ impl Drop for StatusLine {
     }
 }
 
-/// Wipes the line, if one was drawn.
-impl Drop for Meter {
-    fn drop(&mut self) {
-        if self.drawn.is_some() {
-            let _ = stderr().lock().write_all(b"\r\x1b[K");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_small_copy_or_a_pipe_draws_nothing() {
-        assert!(!Meter::new("x", Some(LARGE - 1), true).on);
-        assert!(!Meter::new("x", Some(LARGE * 4), false).on);
-        assert!(Meter::new("x", None, true).on);
+        assert!(!Meter::new("x", Some(LARGE - 1), true).line.is_on());
+        assert!(!Meter::new("x", Some(LARGE * 4), false).line.is_on());
+        assert!(Meter::new("x", None, true).line.is_on());
     }
 }

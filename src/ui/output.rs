@@ -172,29 +172,26 @@ impl Style {
 impl Printer {
     pub fn new(style: Style, log: Option<&Path>) -> Result<Printer, Error> {
         let log = log.map(|path| TrafficLog::open(path, !style.show_secrets)).transpose()?;
-        Ok(Printer {
-            style,
-            out: Vec::with_capacity(64 * 1024),
-            sink: Sink::Stdout(stdout()),
-            log,
-            failure: None,
-            log_failed: false,
-            answers: None,
-        })
+        Ok(Printer { log, ..Printer::to(style, Sink::Stdout(stdout())) })
     }
 
     /// A printer for one target among several: its lines go to `prefixed`,
     /// and with `keep_answers` (`--table`) its replies and errors are kept
     /// for [`Printer::take_answers`] instead of shown.
     pub fn prefixed(style: Style, prefixed: Prefixed, keep_answers: bool) -> Printer {
+        Printer { answers: keep_answers.then(Vec::new), ..Printer::to(style, Sink::Prefixed(prefixed)) }
+    }
+
+    /// A printer to `sink`, without a log.
+    fn to(style: Style, sink: Sink) -> Printer {
         Printer {
             style,
-            out: Vec::with_capacity(4096),
-            sink: Sink::Prefixed(prefixed),
+            out: Vec::with_capacity(64 * 1024),
+            sink,
             log: None,
             failure: None,
             log_failed: false,
-            answers: keep_answers.then(Vec::new),
+            answers: None,
         }
     }
 

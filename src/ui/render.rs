@@ -71,6 +71,11 @@ pub fn painted(text: &str, color: Option<Color>) -> String {
     }
 }
 
+/// `done` of `total` (above 0) in whole percent.
+pub fn percent(done: u64, total: u64) -> u64 {
+    done.saturating_mul(100) / total
+}
+
 /// `text` in bold.
 pub fn bold(text: &str) -> String {
     styled("1", text)

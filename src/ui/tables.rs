@@ -10,7 +10,7 @@
 //! or painted.
 
 use colored::Color;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::render::{Palette, painted};
 use crate::visible;
@@ -20,14 +20,21 @@ pub fn table(command: &str, value: &Value, palette: &Palette) -> Option<String> 
     let rows = match command {
         "query-jobs" => jobs(value.as_array()?),
         "query-block-jobs" => block_jobs(value.as_array()?),
-        "query-migrate" => return migrate(value.as_object()?, palette),
+        "query-migrate" => return migrate(value, palette),
         "query-block" => block(value.as_array()?),
         "query-pci" => pci(value.as_array()?),
         "query-cpus-fast" => cpus(value.as_array()?),
         "query-chardev" => chardevs(value.as_array()?),
         _ => return None,
     };
-    Some(layout(&rows, palette))
+    Some(layout(&rows.header, &rows.rows, rows.none, palette))
+}
+
+/// Any table of plain text (several targets' `--table`), laid out as the
+/// `info` tables are.
+pub fn plain(header: &[&str], rows: Vec<Vec<String>>, palette: &Palette) -> String {
+    let rows: Vec<Vec<Cell>> = rows.into_iter().map(|row| row.into_iter().map(cell).collect()).collect();
+    layout(header, &rows, "", palette)
 }
 
 /// One cell: its text, and whether it names a state to colour.
@@ -56,6 +63,11 @@ fn text<'a>(object: &'a Value, key: &str) -> &'a str {
     object.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
+/// A number as it shows in a cell: `-` when absent.
+fn count(object: &Value, key: &str) -> String {
+    number(object, key).map_or("-".to_string(), |n| n.to_string())
+}
+
 fn number(object: &Value, key: &str) -> Option<u64> {
     object.get(key).and_then(Value::as_u64)
 }
@@ -82,7 +94,7 @@ fn bytes(n: u64) -> String {
 fn progress(done: Option<u64>, total: Option<u64>) -> String {
     match (done, total) {
         (Some(done), Some(total)) if total > 0 => {
-            format!("{} of {} ({}%)", bytes(done), bytes(total), done.saturating_mul(100) / total)
+            format!("{} of {} ({}%)", bytes(done), bytes(total), crate::ui::render::percent(done, total))
         }
         (Some(done), _) => bytes(done),
         _ => "-".into(),
@@ -136,13 +148,13 @@ fn block_jobs(list: &[Value]) -> Rows {
 }
 
 /// `info migrate`: one field a line, as HMP prints it.
-fn migrate(info: &Map<String, Value>, palette: &Palette) -> Option<String> {
+fn migrate(info: &Value, palette: &Palette) -> Option<String> {
+    info.as_object()?;
     let Some(status) = info.get("status").and_then(Value::as_str) else {
         return Some("no migration\n".into());
     };
-    let whole = Value::Object(info.clone());
-    let ram = info.get("ram").cloned().unwrap_or_default();
-    let millis = |key: &str| number(&whole, key).map(|ms| format!("{:.1} s", ms as f64 / 1000.0));
+    let ram = info.get("ram").unwrap_or(&Value::Null);
+    let millis = |key: &str| number(info, key).map(|ms| format!("{:.1} s", ms as f64 / 1000.0));
     let mut rows = vec![vec![cell("status"), state(status)]];
     let mut add = |name: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -152,14 +164,14 @@ fn migrate(info: &Map<String, Value>, palette: &Palette) -> Option<String> {
     add("total time", millis("total-time"));
     add("expected downtime", millis("expected-downtime"));
     add("downtime", millis("downtime"));
-    add("transferred", number(&ram, "transferred").map(bytes));
-    add("remaining", number(&ram, "remaining").map(bytes));
-    add("total", number(&ram, "total").map(bytes));
+    add("transferred", number(ram, "transferred").map(bytes));
+    add("remaining", number(ram, "remaining").map(bytes));
+    add("total", number(ram, "total").map(bytes));
     add("throughput", ram.get("mbps").and_then(Value::as_f64).map(|mbps| format!("{mbps:.1} Mbit/s")));
-    add("dirty pages rate", number(&ram, "dirty-pages-rate").map(|rate| format!("{rate} pages/s")));
-    add("passes", number(&ram, "dirty-sync-count").map(|n| n.to_string()));
+    add("dirty pages rate", number(ram, "dirty-pages-rate").map(|rate| format!("{rate} pages/s")));
+    add("passes", number(ram, "dirty-sync-count").map(|n| n.to_string()));
     add("error", info.get("error-desc").and_then(Value::as_str).map(str::to_string));
-    Some(layout(&Rows { header: vec!["FIELD", "VALUE"], rows, none: "" }, palette))
+    Some(layout(&["FIELD", "VALUE"], &rows, "", palette))
 }
 
 fn block(list: &[Value]) -> Rows {
@@ -197,21 +209,20 @@ fn pci(buses: &[Value]) -> Rows {
 /// The devices of one bus, and of the buses behind its bridges.
 fn pci_devices(devices: &[Value], rows: &mut Vec<Vec<Cell>>) {
     for device in devices {
-        let id = device.get("id").cloned().unwrap_or_default();
-        let class = device.get("class_info").cloned().unwrap_or_default();
-        let class_text = match text(&class, "desc") {
-            "" => number(&class, "class").map_or("-".to_string(), |c| format!("{c:04x}")),
+        let id = device.get("id").unwrap_or(&Value::Null);
+        let class = device.get("class_info").unwrap_or(&Value::Null);
+        let class_text = match text(class, "desc") {
+            "" => number(class, "class").map_or("-".to_string(), |c| format!("{c:04x}")),
             desc => desc.to_string(),
         };
-        let ids = match (number(&id, "vendor"), number(&id, "device")) {
+        let ids = match (number(id, "vendor"), number(id, "device")) {
             (Some(vendor), Some(device)) => format!("{vendor:04x}:{device:04x}"),
             _ => "-".into(),
         };
-        let field = |key: &str| number(device, key).map_or("-".to_string(), |n| n.to_string());
         rows.push(vec![
-            cell(field("bus")),
-            cell(field("slot")),
-            cell(field("function")),
+            cell(count(device, "bus")),
+            cell(count(device, "slot")),
+            cell(count(device, "function")),
             cell(ids),
             cell(class_text),
             cell(text(device, "qdev_id")),
@@ -225,14 +236,12 @@ fn cpus(list: &[Value]) -> Rows {
     let rows = list
         .iter()
         .map(|cpu| {
-            let props = cpu.get("props").cloned().unwrap_or_default();
-            let place: Vec<String> = ["socket-id", "core-id", "thread-id"]
-                .iter()
-                .map(|key| number(&props, key).map_or("-".to_string(), |n| n.to_string()))
-                .collect();
+            let props = cpu.get("props").unwrap_or(&Value::Null);
+            let place: Vec<String> =
+                ["socket-id", "core-id", "thread-id"].iter().map(|key| count(props, key)).collect();
             vec![
-                cell(number(cpu, "cpu-index").map_or("-".to_string(), |n| n.to_string())),
-                cell(number(cpu, "thread-id").map_or("-".to_string(), |n| n.to_string())),
+                cell(count(cpu, "cpu-index")),
+                cell(count(cpu, "thread-id")),
                 cell(place.join("/")),
                 cell(text(cpu, "target")),
                 cell(text(cpu, "qom-path")),
@@ -269,20 +278,17 @@ fn state_color(name: &str, palette: &Palette) -> Option<Color> {
 /// Columns padded to their widest cell, two spaces apart; the last is not
 /// padded, and a column empty in every row is left out (`info jobs`' ERROR
 /// while nothing failed). A table without rows says so in a word.
-fn layout(table: &Rows, palette: &Palette) -> String {
-    if table.rows.is_empty() {
-        return format!("{}\n", table.none);
+fn layout(header: &[&str], rows: &[Vec<Cell>], none: &str, palette: &Palette) -> String {
+    if rows.is_empty() {
+        return format!("{none}\n");
     }
-    let used: Vec<bool> = (0..table.header.len())
-        .map(|i| table.rows.iter().any(|row| row.get(i).is_some_and(|cell| !cell.text.is_empty())))
+    let used: Vec<bool> = (0..header.len())
+        .map(|i| rows.iter().any(|row| row.get(i).is_some_and(|cell| !cell.text.is_empty())))
         .collect();
     let keep = |i: &usize| used.get(*i).copied().unwrap_or(false);
-    let header: Vec<&str> = table.header.iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, h)| *h).collect();
-    let rows: Vec<Vec<&Cell>> = table
-        .rows
-        .iter()
-        .map(|row| row.iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, c)| c).collect())
-        .collect();
+    let header: Vec<&str> = header.iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, h)| *h).collect();
+    let rows: Vec<Vec<&Cell>> =
+        rows.iter().map(|row| row.iter().enumerate().filter(|(i, _)| keep(i)).map(|(_, c)| c).collect()).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {

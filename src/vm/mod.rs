@@ -116,8 +116,13 @@ fn kill_managed(vm: &VmDir, out: &mut dyn Write) -> Result<(), Error> {
 
 /// `vm list`: a table, or JSON.
 fn list(json: bool, out: &mut dyn Write) -> Result<(), Error> {
+    write_list(&own_reports()?, json, out).map_err(Error::output)
+}
+
+/// What `vm list` shows of qmpsh's own VMs: each VM, then each start that
+/// failed, with its log, until `vm delete NAME`.
+fn own_reports() -> Result<Vec<Report>, Error> {
     let mut reports: Vec<Report> = VmDir::all()?.iter().map(report).collect();
-    // A start that failed is listed with its log, until `vm delete NAME`.
     reports.extend(VmDir::failed_starts()?.into_iter().map(|(name, log)| Report {
         name,
         pid: None,
@@ -126,7 +131,7 @@ fn list(json: bool, out: &mut dyn Write) -> Result<(), Error> {
         socket: log.display().to_string(),
         chosen: Default::default(),
     }));
-    write_list(&reports, json, out).map_err(Error::output)
+    Ok(reports)
 }
 
 fn write_list(reports: &[Report], json: bool, out: &mut dyn Write) -> io::Result<()> {
@@ -156,7 +161,7 @@ fn list_hosts(json: bool, uris: &[String], out: &mut dyn Write) -> Result<(), Er
         }
         row
     };
-    let own = VmDir::all()?.into_iter().map(|vm| report(&vm)).map(|r| serde_json::to_value(r).unwrap_or_default());
+    let own = own_reports()?.into_iter().map(|r| serde_json::to_value(r).unwrap_or_default());
     let mut rows: Vec<serde_json::Value> = own.map(|row| with_host(row, OWN_HOST)).collect();
     let names = crate::target::host_names(&uris.iter().cloned().map(Some).collect::<Vec<_>>());
     let mut failed = None;
@@ -164,7 +169,7 @@ fn list_hosts(json: bool, uris: &[String], out: &mut dyn Write) -> Result<(), Er
         match domain_reports(uri) {
             Ok(domains) => rows.extend(domains.into_iter().map(|row| with_host(row, &host))),
             Err(e) => {
-                let _ = writeln!(crate::ui::output::stderr(), "qmpsh: {e}");
+                let _ = writeln!(crate::ui::output::stderr(), "{}", e.said().unwrap_or_default());
                 failed = Some(e);
             }
         }

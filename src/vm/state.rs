@@ -162,6 +162,19 @@ fn check_state(dir: &Path, adopt: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// How the log a failed start leaves beside the VM folders ends:
+/// `NAME.failed.log`.
+const FAILED_LOG: &str = ".failed.log";
+
+/// The state folder and the names in it (those that are UTF-8).
+fn state_entries() -> Result<(PathBuf, Vec<String>), Error> {
+    let state = state_dir()?;
+    let entries = fs::read_dir(&state)
+        .map_err(|e| Error::Io(format!("cannot read the state folder {}: {e}", state.display())))?;
+    let names = entries.filter_map(Result::ok).filter_map(|e| e.file_name().into_string().ok()).collect();
+    Ok((state, names))
+}
+
 /// Whether `name` in the state folder `dir` is something qmpsh puts
 /// there: its marker, a VM's folder, or the log of a VM that did not start.
 fn is_own_entry(dir: &Path, name: &std::ffi::OsStr) -> bool {
@@ -169,7 +182,7 @@ fn is_own_entry(dir: &Path, name: &std::ffi::OsStr) -> bool {
     if name == STATE_MARKER {
         return true;
     }
-    if let Some(vm) = name.strip_suffix(".failed.log") {
+    if let Some(vm) = name.strip_suffix(FAILED_LOG) {
         return check_name(vm).is_ok() && is_file(&dir.join(name));
     }
     check_name(name).is_ok() && check_folder(&dir.join(name)).is_ok() && is_vm_folder(&dir.join(name))
@@ -516,19 +529,16 @@ impl VmDir {
     /// The log a failed start of this VM left beside the folders
     /// (`NAME.failed.log`).
     pub fn failed_log(&self) -> PathBuf {
-        self.dir.with_file_name(format!("{}.failed.log", self.name))
+        self.dir.with_file_name(format!("{}{FAILED_LOG}", self.name))
     }
 
     /// The names of VMs whose start failed and left a log, with the log,
     /// sorted by name: those without a folder of their own.
     pub fn failed_starts() -> Result<Vec<(String, PathBuf)>, Error> {
-        let state = state_dir()?;
-        let entries = fs::read_dir(&state)
-            .map_err(|e| Error::Io(format!("cannot read the state folder {}: {e}", state.display())))?;
+        let (state, entries) = state_entries()?;
         let mut failed: Vec<(String, PathBuf)> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter_map(|file| Some((file.strip_suffix(".failed.log")?.to_string(), state.join(&file))))
+            .into_iter()
+            .filter_map(|file| Some((file.strip_suffix(FAILED_LOG)?.to_string(), state.join(&file))))
             .filter(|(name, log)| check_name(name).is_ok() && is_file(log) && !state.join(name).exists())
             .collect();
         failed.sort();
@@ -538,12 +548,9 @@ impl VmDir {
     /// Every VM in the state folder, sorted by name: folders qmpsh made
     /// that pass the checks; anything else there is passed over.
     pub fn all() -> Result<Vec<VmDir>, Error> {
-        let state = state_dir()?;
-        let entries = fs::read_dir(&state)
-            .map_err(|e| Error::Io(format!("cannot read the state folder {}: {e}", state.display())))?;
+        let (state, entries) = state_entries()?;
         let mut vms: Vec<VmDir> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| e.file_name().into_string().ok())
+            .into_iter()
             .filter(|name| check_name(name).is_ok())
             .map(|name| VmDir { dir: state.join(&name), name })
             .filter(|vm| check_folder(&vm.dir).is_ok() && is_vm_folder(&vm.dir) && check_sockets(&vm.dir).is_ok())

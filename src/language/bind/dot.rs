@@ -123,18 +123,7 @@ fn on_off(args: &[Arg], end: usize, what: &str) -> Result<bool> {
 /// `MIGRATION` is the event), each with `[timeout=SECS]`, wait for the
 /// work itself.
 fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
-    let work = match args.first() {
-        Some(Arg { key: None, value: Value::Bare(word), .. }) if word == "migration" => Some(Background::Migration),
-        Some(Arg { key: None, value: Value::Bare(word), .. }) if word == "dump" => Some(Background::Dump),
-        Some(arg @ Arg { key: Some(key), .. }) if *key == ["job"] => {
-            match arg.value.text().filter(|id| !id.is_empty()) {
-                Some(id) => Some(Background::Job(id.to_string())),
-                None => return error(arg.offset, "a job id after job="),
-            }
-        }
-        _ => None,
-    };
-    if let Some(work) = work {
+    if let Some(work) = args.first().map(named_work).transpose()?.flatten() {
         let mut timeout = None;
         for arg in args.get(1..).unwrap_or_default() {
             match arg.key.as_deref() {
@@ -162,22 +151,36 @@ fn wait(args: &[Arg], end: usize) -> Result<DotCommand> {
     Ok(DotCommand::Wait { event, timeout, fields })
 }
 
+/// The work an argument of `.wait` or `.watch` names, if it names one:
+/// `job=ID`, `migration` or `dump`.
+fn named_work(arg: &Arg) -> Result<Option<Background>> {
+    match (arg.key.as_deref(), &arg.value) {
+        (None, Value::Bare(word)) if word == "migration" => Ok(Some(Background::Migration)),
+        (None, Value::Bare(word)) if word == "dump" => Ok(Some(Background::Dump)),
+        (Some([key]), value) if key == "job" => match value.text().filter(|id| !id.is_empty()) {
+            Some(id) => Ok(Some(Background::Job(id.to_string()))),
+            None => error(arg.offset, "a job id after job="),
+        },
+        _ => Ok(None),
+    }
+}
+
 /// `.watch [ID | job=ID | migration | dump] [timeout=SECS]`.
 fn watch(args: &[Arg]) -> Result<DotCommand> {
     let (mut work, mut timeout) = (None, None);
     for arg in args {
-        match (arg.key.as_deref(), &arg.value) {
-            (Some([key]), _) if key == "timeout" => timeout = Some(seconds(arg)?),
-            (Some([key]), value) if key == "job" && work.is_none() => match value.text().filter(|id| !id.is_empty()) {
-                Some(id) => work = Some(Background::Job(id.to_string())),
-                None => return error(arg.offset, "a job id after job="),
-            },
-            (None, Value::Bare(word)) if word == "migration" && work.is_none() => work = Some(Background::Migration),
-            (None, Value::Bare(word)) if word == "dump" && work.is_none() => work = Some(Background::Dump),
-            (None, value) if work.is_none() && value.text().is_some_and(|id| !id.is_empty()) => {
-                work = value.text().map(|id| Background::Job(id.to_string()));
+        if matches!(arg.key.as_deref(), Some([key]) if key == "timeout") {
+            timeout = Some(seconds(arg)?);
+            continue;
+        }
+        // Once: a name, or a bare job id.
+        let named = if work.is_none() { named_work(arg)? } else { None };
+        let bare_id = || arg.value.text().filter(|id| arg.key.is_none() && !id.is_empty() && work.is_none());
+        match named.or_else(|| bare_id().map(|id| Background::Job(id.to_string()))) {
+            Some(named) => work = Some(named),
+            None => {
+                return error(arg.offset, "a job id, `migration` or `dump` (once), then timeout=SECS, after .watch");
             }
-            _ => return error(arg.offset, "a job id, `migration` or `dump` (once), then timeout=SECS, after .watch"),
         }
     }
     Ok(DotCommand::Watch { work, timeout })

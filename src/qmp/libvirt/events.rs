@@ -19,6 +19,7 @@ use virt::sys;
 use crate::bounds;
 use crate::qmp::ClientError;
 use crate::qmp::Incoming;
+use crate::qmp::libvirt::Sharing;
 use crate::visible;
 
 /// Starts libvirt's default event loop in a thread of its own, once per
@@ -121,7 +122,8 @@ pub struct Subscription {
 /// Registers the three callbacks, each with its own [`Feed`] that libvirt
 /// frees when the callback is deregistered.
 ///
-/// A connection that serves several domains (`shared`) differs twice.
+/// A connection that serves several domains ([`Sharing::Shared`]) differs
+/// twice.
 /// It has no close callback: libvirt allows one, and warns on stderr of a
 /// second. And its QEMU events are registered for every domain, each
 /// feed taking its own domain's: libvirt 9.0's remote driver asks the
@@ -133,10 +135,10 @@ pub fn subscribe(
     domain: &Domain,
     tx: &SyncSender<Incoming>,
     uri: &str,
-    shared: bool,
+    sharing: Sharing,
 ) -> Result<Subscription, String> {
     let one = || Box::into_raw(Box::new(Feed { to: To::One(tx.clone()), uri: uri.to_string() })).cast::<c_void>();
-    if shared {
+    if sharing == Sharing::Shared {
         let route = Some(route(connect, domain, tx, uri)?);
         return Ok(Subscription {
             connect: connect.clone(),
@@ -153,14 +155,7 @@ pub fn subscribe(
     // the pointer, so it is freed here.
     unsafe {
         let conn = connect.as_ptr();
-        let monitor_events = register_monitor_events(conn, domain.as_ptr(), one())?;
-        let lifecycle = match register_lifecycle(conn, domain.as_ptr(), one()) {
-            Ok(id) => id,
-            Err(why) => {
-                sys::virConnectDomainQemuMonitorEventDeregister(conn, monitor_events);
-                return Err(why);
-            }
-        };
+        let (monitor_events, lifecycle) = register_both(conn, domain.as_ptr(), one)?;
         let opaque = one();
         // On failure the lifecycle callback still sees the domain stop.
         let close = sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) >= 0;
@@ -174,6 +169,29 @@ pub fn subscribe(
             lifecycle: Some(lifecycle),
             close,
         })
+    }
+}
+
+/// Registers QEMU events and lifecycle events for `domain` (null: every
+/// domain) on `conn`, each with a Box<Feed> from `feed`; both or neither.
+///
+/// # Safety
+/// As for [`register_monitor_events`].
+unsafe fn register_both(
+    conn: sys::virConnectPtr,
+    domain: sys::virDomainPtr,
+    feed: impl Fn() -> *mut c_void,
+) -> Result<(c_int, c_int), String> {
+    // SAFETY: as the caller promises.
+    unsafe {
+        let monitor_events = register_monitor_events(conn, domain, feed())?;
+        match register_lifecycle(conn, domain, feed()) {
+            Ok(lifecycle) => Ok((monitor_events, lifecycle)),
+            Err(why) => {
+                sys::virConnectDomainQemuMonitorEventDeregister(conn, monitor_events);
+                Err(why)
+            }
+        }
     }
 }
 
@@ -265,14 +283,7 @@ fn route(
         // the hub keeps); a null domain means every domain.
         let (callback, lifecycle) = unsafe {
             let conn = connect.as_ptr();
-            let callback = register_monitor_events(conn, std::ptr::null_mut(), feed())?;
-            match register_lifecycle(conn, std::ptr::null_mut(), feed()) {
-                Ok(lifecycle) => (callback, lifecycle),
-                Err(why) => {
-                    sys::virConnectDomainQemuMonitorEventDeregister(conn, callback);
-                    return Err(why);
-                }
-            }
+            register_both(conn, std::ptr::null_mut(), feed)?
         };
         vacant.insert(Hub { connect: connect.clone(), callback, lifecycle, routes });
     }

@@ -135,20 +135,31 @@ pub enum Sharing {
 fn running(connect: &Connect, uri: Option<&str>, name: &str) -> Result<Domain, ClientError> {
     let domain = lookup(connect, name)?;
     if !domain.is_active().unwrap_or(false) {
-        let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
-        return Err(ClientError::Io(format!(
-            "libvirt domain {name} is not running (start it with virsh -c {uri} start {name})"
-        )));
+        return Err(not_running(connect, uri, name));
     }
     Ok(domain)
+}
+
+/// Why the domain `name` of `connect` cannot be reached: it is not running.
+pub fn not_running(connect: &Connect, uri: Option<&str>, name: &str) -> ClientError {
+    let uri = connect.uri().unwrap_or_else(|_| uri_in_words(uri));
+    ClientError::Io(format!("libvirt domain {name} is not running (start it with virsh -c {uri} start {name})"))
+}
+
+/// The running domains of `connect`, with their names, sorted by name.
+pub fn running_domains(connect: &Connect) -> Result<Vec<(String, Domain)>, VirtError> {
+    let running = connect.list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)?;
+    let mut named: Vec<(String, Domain)> =
+        running.into_iter().filter_map(|domain| domain.name().ok().map(|name| (name, domain))).collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(named)
 }
 
 /// A monitor on a running `domain` of `connect`.
 pub fn attach(connect: &Connect, domain: Domain, sharing: Sharing) -> Result<Monitor, ClientError> {
     let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
-    let shared = sharing == Sharing::Shared;
-    let subscription = events::subscribe(connect, &domain, &tx, &uri, shared).map_err(ClientError::Io)?;
+    let subscription = events::subscribe(connect, &domain, &tx, &uri, sharing).map_err(ClientError::Io)?;
     Libvirt::start(domain, Channel::Monitor, tx, incoming, Some(subscription))
 }
 
@@ -208,6 +219,10 @@ struct Libvirt {
     _subscription: Option<events::Subscription>,
     /// What [`Transport::largest_command`] says.
     largest_command: Option<usize>,
+    /// A command was sent since the last settle that may have caused
+    /// events (anything but a `query-*`): `settle` has something to wait
+    /// for.
+    unsettled: bool,
 }
 
 impl Libvirt {
@@ -227,7 +242,8 @@ impl Libvirt {
             .spawn(move || run_commands(&domain, channel, &requests, &replies))
             .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
         let largest_command = (channel == Channel::Agent).then_some(AGENT_COMMAND_MAX);
-        let transport = Libvirt { commands, incoming, wake: tx, _subscription: subscription, largest_command };
+        let transport =
+            Libvirt { commands, incoming, wake: tx, _subscription: subscription, largest_command, unsettled: false };
         Ok(Monitor::new(Box::new(transport)))
     }
 }
@@ -237,12 +253,14 @@ impl Transport for Libvirt {
         let mut command = message.as_object().cloned().unwrap_or_default();
         // libvirt gives the command an id of its own in place of the user's.
         let id = command.remove("id");
+        let name = command.get("execute").and_then(Value::as_str).unwrap_or_default();
+        self.unsettled |= !name.starts_with("query-");
         let text = Value::Object(command).to_string();
         self.commands.send(Job::Command(id, text)).map_err(|_| ClientError::Closed)
     }
 
     fn settle(&mut self) -> bool {
-        self.commands.send(Job::Settle).is_ok()
+        std::mem::take(&mut self.unsettled) && self.commands.send(Job::Settle).is_ok()
     }
 
     fn receive(&mut self, wait: Duration, _wakeable: bool) -> Option<Incoming> {

@@ -64,13 +64,10 @@ mod with {
     /// A connection to `uri` and its running domains, sorted by name.
     fn reach(uri: Option<&str>) -> Result<(Connect, Vec<(String, Domain)>), String> {
         let connect = qmp::libvirt::open(uri).map_err(|e| e.to_string())?;
-        let running = connect.list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).map_err(|e| {
+        let named = qmp::libvirt::running_domains(&connect).map_err(|e| {
             let uri = qmp::libvirt::uri_in_words(uri);
             format!("libvirt at {uri} cannot list its domains: {}", crate::visible::line(e.message()))
         })?;
-        let mut named: Vec<(String, Domain)> =
-            running.into_iter().filter_map(|d| d.name().ok().map(|name| (name, d))).collect();
-        named.sort_by(|a, b| a.0.cmp(&b.0));
         Ok((connect, named))
     }
 
@@ -127,14 +124,9 @@ mod with {
 
     /// A monitor on the domain, through its host's connection.
     pub fn attach(at: DomainAt) -> Result<Monitor, Error> {
-        let name = at.domain.name().unwrap_or_default();
         if !at.listed_running && !at.domain.is_active().unwrap_or(false) {
-            let uri = at.connect.uri().unwrap_or_default();
-            return Err(Error::Connection(format!(
-                "libvirt domain {} is not running (start it with virsh -c {uri} start {})",
-                crate::visible::line(&name),
-                crate::visible::line(&name)
-            )));
+            let name = crate::visible::line(&at.domain.name().unwrap_or_default());
+            return Err(qmp::libvirt::not_running(&at.connect, None, &name).into());
         }
         Ok(qmp::libvirt::attach(&at.connect, at.domain, qmp::libvirt::Sharing::Shared)?)
     }

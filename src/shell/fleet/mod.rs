@@ -32,6 +32,7 @@ use crate::shell::session::Session;
 use crate::ui::output::{self, Answer, Printer};
 use crate::ui::prefixed::{Label, Prefixed};
 use crate::ui::render;
+use crate::ui::tables;
 use crate::visible;
 
 /// How the targets are run: `--parallel`, `--table`.
@@ -113,13 +114,19 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
     interrupt::hold();
     let outcomes = run_all(members, fleet, options, &script);
     if fleet.table {
-        let rows: Vec<(String, Vec<String>)> = outcomes
+        let rows: Vec<Vec<String>> = outcomes
             .iter()
-            .map(|o| (visible::line(&o.name), columns.iter().map(|(_, n)| table::cell(&o.answers, *n)).collect()))
+            .map(|o| {
+                std::iter::once(o.name.clone())
+                    .chain(columns.iter().map(|(_, n)| table::cell(&o.answers, *n)))
+                    .collect()
+            })
             .collect();
-        let headers: Vec<String> = columns.into_iter().map(|(text, _)| visible::line(&text)).collect();
+        let header: Vec<&str> =
+            std::iter::once("TARGET").chain(columns.iter().map(|(text, _)| text.as_str())).collect();
+        let text = tables::plain(&header, rows, &options.style.stdout);
         let mut out = output::stdout().lock();
-        table::write(&mut out, &headers, &rows).and_then(|()| out.flush()).map_err(Error::output)?;
+        out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(Error::output)?;
     }
     summary(&outcomes, options);
     match outcomes.into_iter().filter_map(|o| o.result.err()).reduce(worse) {

@@ -2,8 +2,6 @@
 //! short: a status, a version, a value, `ok` for an empty reply, the
 //! number of items of a list. "Which hosts run which QEMU" is one screen.
 
-use std::io::{self, Write};
-
 use serde_json::{Map, Value};
 
 use crate::ui::output::Answer;
@@ -70,37 +68,12 @@ pub fn cell(answers: &[Answer], line: usize) -> String {
     }
 }
 
-/// Writes the table: `headers` over the columns, a row per target.
-pub fn write(out: &mut impl Write, headers: &[String], rows: &[(String, Vec<String>)]) -> io::Result<()> {
-    let mut widths: Vec<usize> = std::iter::once("TARGET".len()).chain(headers.iter().map(|h| width(h))).collect();
-    for (name, cells) in rows {
-        for (i, text) in std::iter::once(name).chain(cells).enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(width(text));
-            }
-        }
-    }
-    let line = |texts: Vec<&str>| {
-        let padded: Vec<String> =
-            texts.iter().zip(&widths).map(|(t, w)| format!("{t}{}", " ".repeat(w.saturating_sub(width(t))))).collect();
-        format!("{}\n", padded.join("  ").trim_end())
-    };
-    let mut text = line(std::iter::once("TARGET").chain(headers.iter().map(String::as_str)).collect());
-    for (name, cells) in rows {
-        text.push_str(&line(std::iter::once(name.as_str()).chain(cells.iter().map(String::as_str)).collect()));
-    }
-    out.write_all(text.as_bytes())
-}
-
-fn width(text: &str) -> usize {
-    text.chars().count()
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::ui::render::Palette;
 
     #[test]
     fn replies_in_short() {
@@ -120,12 +93,10 @@ mod tests {
     #[test]
     fn columns_line_up() {
         let rows = vec![
-            ("web".to_string(), vec!["running".to_string(), "10.0.2".to_string()]),
-            ("db-longer".to_string(), vec!["paused".to_string(), "-".to_string()]),
+            vec!["web".to_string(), "running".to_string(), "10.0.2".to_string()],
+            vec!["db-longer".to_string(), "paused".to_string(), "-".to_string()],
         ];
-        let mut out = Vec::new();
-        write(&mut out, &["info status".into(), "query-version".into()], &rows).unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let text = crate::ui::tables::plain(&["TARGET", "info status", "query-version"], rows, &Palette::plain());
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "TARGET     info status  query-version");
         assert_eq!(lines[1], "web        running      10.0.2");

@@ -169,8 +169,7 @@ impl Session {
             Some(work) => work,
             None => match only_work(&mut self.monitor, limit.map(|t| Instant::now() + t), &mut watch!(self, true)) {
                 Ok(work) => work,
-                Err(WatchError::Client(e)) => return self.connection_lost(e),
-                Err(WatchError::Unknown(why)) => return Err(Error::Failed(crate::visible::line(&why))),
+                Err(e) => return self.watch_failed(e),
             },
         };
         let line = StatusLine::new(Facts::now().stderr);
@@ -182,15 +181,13 @@ impl Session {
     fn follow(&mut self, work: Work, timeout: Option<Duration>, mut line: Option<StatusLine>) -> Result<Flow, Error> {
         let limit = timeout.or(self.settings.timeout);
         let deadline = limit.map(|t| Instant::now() + t);
-        let earlier: Vec<Value> = self.recent.iter().cloned().collect();
-        let mut watcher = Watcher::new(work.clone(), &earlier);
+        let mut watcher = Watcher::new(work.clone(), &self.recent);
         let name = crate::visible::line(&work.name());
         let mut rate = Rate::default();
         let mut last_done = None;
         loop {
             let mut above = Above { inner: watch!(self, true), line: line.as_mut() };
             let step = watcher.step(&mut self.monitor, deadline, &mut above);
-            let drawn = line.as_mut().filter(|line| line.is_on());
             let step = match step {
                 Ok(step) => step,
                 Err(WatchError::Client(ClientError::Interrupted)) if line.is_some() => {
@@ -201,24 +198,24 @@ impl Session {
                     ));
                     return Ok(Flow::Continue);
                 }
-                Err(WatchError::Client(e)) => return self.connection_lost(e),
-                Err(WatchError::Unknown(why)) => return Err(Error::Failed(crate::visible::line(&why))),
+                Err(e) => return self.watch_failed(e),
             };
             match step {
                 Step::Same => {}
                 Step::Changed(state) => {
                     last_done = state.done;
-                    if let Some(line) = drawn {
+                    // The status goes above the progress line.
+                    if let Some(line) = line.as_mut() {
                         line.wipe();
-                        self.say_state(&work, &state);
+                    }
+                    self.say_state(&work, &state);
+                    if let Some(line) = line.as_mut().filter(|line| line.is_on()) {
                         line.draw(&progress_line(&name, &state, rate.per_second(&state)));
-                    } else {
-                        self.say_state(&work, &state);
                     }
                 }
                 Step::Progress(state) => {
                     let per_second = rate.per_second(&state);
-                    if let Some(line) = drawn {
+                    if let Some(line) = line.as_mut().filter(|line| line.is_on()) {
                         line.draw(&progress_line(&name, &state, per_second));
                     } else if self.printer.style.json && state.done != last_done {
                         // With --json, progress is JSON lines too.
@@ -240,6 +237,14 @@ impl Session {
         }
     }
 
+    /// Why a watch could not go on: the connection, or QEMU's answer.
+    fn watch_failed(&mut self, error: WatchError) -> Result<Flow, Error> {
+        match error {
+            WatchError::Client(e) => self.connection_lost(e),
+            WatchError::Unknown(why) => Err(Error::Failed(crate::visible::line(&why))),
+        }
+    }
+
     /// One status a job or the migration reached: a line, or with
     /// `--json` a JSON line.
     fn say_state(&mut self, work: &Work, state: &State) {
@@ -257,7 +262,7 @@ impl Session {
         }
         let progress = match (state.done, state.total) {
             (Some(done), Some(total)) if total > 0 => {
-                format!(" ({} of {}, {}%)", mib(done), mib(total), done.saturating_mul(100) / total)
+                format!(" ({} of {}, {}%)", mib(done), mib(total), crate::ui::render::percent(done, total))
             }
             _ => String::new(),
         };
@@ -390,7 +395,7 @@ impl Rate {
 fn progress_line(name: &str, state: &State, per_second: Option<f64>) -> String {
     let mut line = format!("{name}: {}", state.status);
     if let (Some(done), Some(total)) = (state.done, state.total.filter(|&t| t > 0)) {
-        line.push_str(&format!("  {} of {}  {:>3}%", mib(done), mib(total), done.saturating_mul(100) / total));
+        line.push_str(&format!("  {} of {}  {:>3}%", mib(done), mib(total), crate::ui::render::percent(done, total)));
         if let Some(rate) = per_second.filter(|&r| r > 0.0) {
             let left = total.saturating_sub(done) as f64 / rate;
             line.push_str(&format!("  {}/s  {left:.0} s left", mib(rate as u64)));

@@ -82,10 +82,6 @@ pub struct Session {
     /// find one that came before it started (STOP arrives during `stop`),
     /// and for the shell to see that QEMU said why it went.
     recent: VecDeque<Value>,
-    /// A command was sent that may have caused events (anything but a
-    /// `query-*`): the script's end waits for those a transport delivers
-    /// late (see `drain`).
-    may_cause_events: bool,
 }
 
 /// How many events `.wait` can look back on.
@@ -134,7 +130,6 @@ impl Session {
             deferred: None,
             changes: None,
             recent: VecDeque::new(),
-            may_cause_events: false,
         }
     }
 
@@ -307,10 +302,10 @@ impl Session {
 
     fn post(&mut self, request: Request, line_no: Option<usize>) -> Result<InFlight, ClientError> {
         let command = request.command().to_string();
-        self.may_cause_events |= !command.starts_with("query-");
         let hmp_line = request.hmp_line().map(str::to_string);
         let (text_reply, table) = (request.text_reply, request.table);
-        let starts = crate::qemu::work::started_by(&request.message);
+        // Only the prompt watches the work a command starts.
+        let starts = self.printer.at_prompt().then(|| crate::qemu::work::started_by(&request.message)).flatten();
         let ticket = self.monitor.post(request.message, &mut watch!(self))?;
         Ok(InFlight { ticket, line_no, command, hmp_line, text_reply, table, starts })
     }

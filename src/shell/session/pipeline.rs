@@ -89,15 +89,12 @@ impl Session {
 
     /// Reads every reply still in flight (`--pipeline`), in order.
     /// Then the events those commands caused that the transport delivers
-    /// late (libvirt's), so that a script's output holds them; `query-*`
-    /// commands cause none, and a script of them does not wait.
+    /// late (libvirt's), so that a script's output holds them.
     pub fn drain(&mut self) -> Result<(), Error> {
         self.complete_all()?;
-        if self.may_cause_events {
-            let settled = self.monitor.settle(Instant::now() + SETTLE_AT_MOST, &mut watch!(self));
-            if let Err(ClientError::OutputClosed) = settled {
-                return Err(Error::BrokenPipe);
-            }
+        let settled = self.monitor.settle(Instant::now() + SETTLE_AT_MOST, &mut watch!(self));
+        if let Err(ClientError::OutputClosed) = settled {
+            return Err(Error::BrokenPipe);
         }
         self.deferred.take().map_or(Ok(()), Err)
     }
