@@ -134,7 +134,7 @@ pub struct SessionArgs {
     #[arg(long, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,
 
-    /// Seconds to wait for the greeting (default 5) and, when given, for each reply
+    /// Seconds to wait for the greeting, or libvirt's answer (default 5), and, when given, for each reply
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub timeout: Option<f64>,
 

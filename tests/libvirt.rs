@@ -469,6 +469,24 @@ fn an_unreachable_libvirt_is_one_line_naming_the_uri() {
     assert!(run.stderr.contains(UNREACHABLE), "{run:?}");
 }
 
+/// A "libvirt" that takes connections and never answers: a listening
+/// socket nobody reads (the kernel accepts for it). Its URI, and the
+/// socket, which must outlive the test's qmpsh.
+fn silent_libvirt() -> (String, std::net::TcpListener) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    (format!("qemu+tcp://127.0.0.1:{port}/system"), listener)
+}
+
+#[test]
+fn a_libvirt_that_never_answers_fails_within_the_timeout() {
+    // libvirt's own open waits for ever; no libvirtd is needed to show it.
+    let (silent, _listener) = silent_libvirt();
+    let run = qmpsh(&["--timeout", "1", "-C", &silent, "libvirt:any", "-c", "query-name"], "");
+    assert_connection_error(&run);
+    assert!(run.stderr.contains(&format!("libvirt at {silent} did not answer within 1 s")), "{run:?}");
+}
+
 #[test]
 fn a_domain_destroyed_mid_script_ends_it_at_once() {
     // A VM that dies under a long script (here a 30 s sleep) must not leave
@@ -774,6 +792,96 @@ fn a_domain_destroyed_mid_run_fails_its_row_and_the_others_finish() {
     for name in &fleet.names[1..] {
         assert!(lines[name].iter().any(|l| l.contains("\"running\"")), "{name}: {run:?}");
     }
+}
+
+#[test]
+fn a_host_that_never_answers_is_one_failing_row_and_the_other_hosts_run() {
+    let Some(fleet) = Fleet::start(2) else { return };
+    let (silent, _listener) = silent_libvirt();
+    let run = qmpsh(&["--timeout", "2", "-C", SYSTEM, "-C", &silent, &fleet.pattern("*"), "-c", "query-name"], "");
+    assert_eq!(run.code, 3, "{run:?}");
+    let rows = common::summary(&run);
+    assert_eq!(rows.len(), 3, "{}", run.stderr);
+    for name in &fleet.names {
+        assert_eq!(rows[&format!("localhost/{name}")].0, 0, "{}", run.stderr);
+    }
+    let (code, said) = &rows["127.0.0.1"];
+    assert_eq!(*code, 3, "{}", run.stderr);
+    assert!(said.contains("did not answer within 2 s"), "{}", run.stderr);
+}
+
+/// A TCP way to the local libvirtd that passes everything on until told
+/// to stop, and from then on holds what comes: a host that hangs after it
+/// answered. Its URI.
+struct Stalling {
+    uri: String,
+    stalled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Stalling {
+    fn start() -> Stalling {
+        use std::net::{TcpListener, TcpStream};
+        use std::sync::atomic::AtomicBool;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let uri = format!("qemu+tcp://127.0.0.1:{}/system", listener.local_addr().unwrap().port());
+        let stalled = std::sync::Arc::new(AtomicBool::new(false));
+        let stop = std::sync::Arc::clone(&stalled);
+        thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = TcpStream::connect("127.0.0.1:16509") else { return };
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
+                    let stop = std::sync::Arc::clone(&stop);
+                    thread::spawn(move || {
+                        let mut buffer = [0; 65536];
+                        while let Ok(n @ 1..) = from.read(&mut buffer) {
+                            while stop.load(Ordering::SeqCst) {
+                                thread::sleep(Duration::from_millis(100));
+                            }
+                            if to.write_all(&buffer[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Stalling { uri, stalled }
+    }
+
+    fn stall(&self) {
+        self.stalled.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_host_that_hangs_mid_run_holds_no_other_back_and_the_run_ends_with_its_timeouts() {
+    // Before: the first domain of a host registered the host's events
+    // under a lock all hosts shared, and the last one's leaving called
+    // libvirt again; a hung host held every target of every host, and the
+    // run's end, until libvirt's keepalive gave up on it (~20 s).
+    let Some(fleet) = Fleet::start(2) else { return };
+    let stalling = Stalling::start();
+    let pattern = fleet.pattern("*");
+    let args = ["--timeout", "2", "-C", SYSTEM, "-C", &stalling.uri, &pattern];
+    let mut live = Live::start(&args, "query-name\n.sleep 1\nquery-name\n");
+    for _ in 0..4 {
+        live.await_line(|l| l.contains("\"name\""));
+    }
+    stalling.stall();
+    let started = Instant::now();
+    let run = live.finish();
+    let took = started.elapsed();
+    assert_eq!(run.code, 4, "{run:?}");
+    let rows = common::summary(&run);
+    for name in &fleet.names {
+        assert_eq!(rows[&format!("localhost/{name}")].0, 0, "{}", run.stderr);
+        let (code, said) = &rows[&format!("127.0.0.1/{name}")];
+        assert_eq!(*code, 4, "{}", run.stderr);
+        assert!(said.contains("no reply to query-name within 2 s"), "{}", run.stderr);
+    }
+    // Its own timeouts end the run, not libvirt's keepalive.
+    assert!(took < Duration::from_secs(15), "the run ended {took:?} after the host hung: {run:?}");
 }
 
 fn fleet_destroy(name: &str) {

@@ -36,11 +36,15 @@ pub fn targets(current: &OsStr) -> Vec<CompletionCandidate> {
     candidates
 }
 
+/// How long a Tab waits for libvirt before it offers no domains.
+#[cfg(feature = "libvirt")]
+const COMPLETION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The running domains of libvirt's default URI whose names begin with
 /// `current`, as `libvirt:NAME`.
 #[cfg(feature = "libvirt")]
 fn domains(current: &str) -> Vec<CompletionCandidate> {
-    let Ok(connect) = crate::qmp::libvirt::open(None) else { return Vec::new() };
+    let Ok(connect) = crate::qmp::libvirt::open(None, COMPLETION_WAIT) else { return Vec::new() };
     let domains = crate::qmp::libvirt::running_domains(&connect).unwrap_or_default();
     domains
         .into_iter()

@@ -38,6 +38,10 @@ pub use framer::Framer;
 pub use ledger::{Ledger, Settled};
 pub use socket::{Connect, connect, pipe_held};
 
+/// How long a new connection may take to answer when `--timeout` does not
+/// say: QEMU's greeting, or libvirt's answer to an open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// What a received message was, as far as the client is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -15,9 +15,6 @@ use crate::target::Target;
 use crate::ui::output::{Printer, Style};
 use crate::vm::VmDir;
 
-/// How long to wait for the greeting when `--timeout` is not given.
-pub const DEFAULT_GREETING_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How to talk to a monitor: the shell's options, decided once from the
 /// command line and the terminal (`app`).
 #[derive(Debug, Clone)]
@@ -74,10 +71,10 @@ pub fn resolve(word: &str) -> Result<Target, Error> {
 /// handshake.
 pub fn open(target: &Target, options: &Config, printer: &mut Printer) -> Result<Monitor, Error> {
     let timeout = options.timeout;
-    let greeting_timeout = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let greeting_timeout = timeout.unwrap_or(qmp::CONNECT_TIMEOUT);
     let connect = Connect { greeting_timeout, negotiate: options.negotiate, write_timeout: timeout };
     match target {
-        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref()),
+        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref(), greeting_timeout),
         _ => Ok(qmp::connect(target, connect, &mut printer.own_traffic())?),
     }
 }
@@ -119,7 +116,7 @@ pub fn agent_target(agent: &str) -> Result<Target, Error> {
 /// `--agent`: the shell on a guest agent's channel, once it answers.
 pub fn agent(target: &Target, label: &str, options: &Config) -> Result<(), Error> {
     let printer = printer(options)?;
-    let timeout = options.timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let timeout = options.timeout.unwrap_or(qmp::CONNECT_TIMEOUT);
     let monitor = agent::connect(target, label, timeout)?;
     converse(monitor, printer, label, None, options)
 }
@@ -151,7 +148,7 @@ fn converse(
 /// guest agent channel, when known.
 pub fn settings(options: &Config, agent: Option<Target>) -> Settings {
     let timeout = options.timeout;
-    let quit_grace = timeout.unwrap_or(DEFAULT_GREETING_TIMEOUT);
+    let quit_grace = timeout.unwrap_or(qmp::CONNECT_TIMEOUT);
     // The REPL waits for each reply: a person reads it before typing on.
     let pipeline = options.pipeline.filter(|_| !options.interactive);
     Settings { hmp: options.hmp, timeout, quit_grace, agent, pipeline, keep_going: options.keep_going }
@@ -159,11 +156,11 @@ pub fn settings(options: &Config, agent: Option<Target>) -> Settings {
 
 /// A monitor through libvirt, for `libvirt:DOMAIN`.
 #[cfg(feature = "libvirt")]
-fn libvirt_monitor(domain: &str, uri: Option<&str>) -> Result<Monitor, Error> {
-    Ok(qmp::libvirt::connect(uri, domain)?)
+fn libvirt_monitor(domain: &str, uri: Option<&str>, within: Duration) -> Result<Monitor, Error> {
+    Ok(qmp::libvirt::connect(uri, domain, within)?)
 }
 
 #[cfg(not(feature = "libvirt"))]
-fn libvirt_monitor(_: &str, _: Option<&str>) -> Result<Monitor, Error> {
+fn libvirt_monitor(_: &str, _: Option<&str>, _: Duration) -> Result<Monitor, Error> {
     Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }

@@ -22,7 +22,7 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
     if let VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } = command {
         return super::guest::run(command, Some(uri), out);
     }
-    let connect = libvirt::open(Some(uri))?;
+    let connect = libvirt::open(Some(uri), crate::qmp::CONNECT_TIMEOUT)?;
     match command {
         VmCommand::List { json } => write_list(&listed(&connect, uri)?, json, out).map_err(Error::output),
         VmCommand::Status { name, json } => {
@@ -50,7 +50,7 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
 
 /// What `vm list` shows of every domain at `uri`.
 pub fn reports(uri: &str) -> Result<Vec<Value>, Error> {
-    listed(&libvirt::open(Some(uri))?, uri)
+    listed(&libvirt::open(Some(uri), crate::qmp::CONNECT_TIMEOUT)?, uri)
 }
 
 fn listed(connect: &Connect, uri: &str) -> Result<Vec<Value>, Error> {
@@ -130,7 +130,7 @@ fn stop(
     if !domain.is_active().unwrap_or(false) {
         return writeln!(out, "{name}: not running").map_err(Error::output);
     }
-    let mut monitor = libvirt::attach(connect, domain.clone(), libvirt::Sharing::Alone)?;
+    let mut monitor = libvirt::attach(connect, domain.clone())?;
     let deadline = Instant::now() + timeout;
     // As for qmpsh's own VMs: asked again every few seconds while the
     // guest does not begin to power off (a press during boot is lost).

@@ -19,7 +19,6 @@ use virt::sys;
 use crate::bounds;
 use crate::qmp::ClientError;
 use crate::qmp::Incoming;
-use crate::qmp::libvirt::Sharing;
 use crate::visible;
 
 /// Starts libvirt's default event loop in a thread of its own, once per
@@ -75,10 +74,15 @@ enum To {
 }
 
 impl To {
-    fn one(&self) -> Option<&SyncSender<Incoming>> {
+    /// Every inbox the news goes to, taken out of the lock before
+    /// anything is sent (see [`inboxes`]).
+    fn every(&self) -> Vec<SyncSender<Incoming>> {
         match self {
-            To::One(tx) => Some(tx),
-            To::ByDomain(_) => None,
+            To::One(tx) => vec![tx.clone()],
+            To::ByDomain(routes) => {
+                let routes = routes.lock();
+                routes.map(|routes| routes.values().flatten().map(|(_, tx)| tx.clone()).collect()).unwrap_or_default()
+            }
         }
     }
 }
@@ -87,19 +91,112 @@ impl To {
 /// the number of its subscription.
 type Routes = Mutex<HashMap<String, Vec<(u64, SyncSender<Incoming>)>>>;
 
-/// A shared connection's one registration of QEMU events and one of
-/// lifecycle events, for every domain, and where each domain's go.
-struct Hub {
+/// A connection that serves several domains (`libvirt:PATTERN`): its QEMU
+/// events, lifecycle events and close registered once, for every domain,
+/// each domain's news going to the inboxes routed to it. Deregistered when
+/// the last holder lets go.
+///
+/// Registered once because libvirt 9.0's remote driver asks the server for
+/// a connection's QEMU events once, for the first domain registered, so
+/// registrations for the others never got one (measured: three domains on
+/// one connection, `virsh resume` on two, no RESUME); and a connection has
+/// one close callback at most.
+pub struct Hub {
     connect: Connect,
     callback: c_int,
     lifecycle: c_int,
+    /// Whether the hub holds the connection's close callback.
+    close: bool,
     routes: Arc<Routes>,
 }
 
-/// The hubs of the shared connections, by connection pointer.
-fn hubs() -> &'static Mutex<HashMap<usize, Hub>> {
-    static HUBS: OnceLock<Mutex<HashMap<usize, Hub>>> = OnceLock::new();
-    HUBS.get_or_init(Mutex::default)
+impl Hub {
+    /// Registers the callbacks on `connect`, for every domain. Each is a
+    /// call to libvirt, made by whoever opened the connection, so no other
+    /// connection waits on it.
+    pub fn register(connect: &Connect) -> Result<Hub, String> {
+        let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
+        let routes = Arc::new(Routes::default());
+        let feed = || {
+            let feed = Feed { to: To::ByDomain(Arc::clone(&routes)), uri: uri.clone() };
+            Box::into_raw(Box::new(feed)).cast::<c_void>()
+        };
+        // SAFETY: the connection is live (borrowed from its wrapper, which
+        // the hub keeps); a null domain means every domain; each feed is a
+        // leaked Box<Feed> that libvirt frees with `free_feed`, or that is
+        // freed here when the registration fails.
+        unsafe {
+            let conn = connect.as_ptr();
+            let (callback, lifecycle) = register_both(conn, std::ptr::null_mut(), feed)?;
+            let opaque = feed();
+            let close = sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) >= 0;
+            if !close {
+                free_feed(opaque);
+            }
+            Ok(Hub { connect: connect.clone(), callback, lifecycle, close, routes })
+        }
+    }
+
+    pub fn connect(&self) -> &Connect {
+        &self.connect
+    }
+
+    /// The subscription of `domain`'s inbox `tx` to the hub's news.
+    pub fn route(hub: &Arc<Hub>, domain: &Domain, tx: &SyncSender<Incoming>) -> Result<Subscription, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let name = domain.name().map_err(|e| format!("cannot name the domain: {}", visible::line(e.message())))?;
+        let id = NEXT.fetch_add(1, Ordering::Relaxed);
+        hub.routes
+            .lock()
+            .map_err(|_| "the event routes are poisoned".to_string())?
+            .entry(name.clone())
+            .or_default()
+            .push((id, tx.clone()));
+        Ok(Subscription {
+            connect: hub.connect.clone(),
+            monitor_events: None,
+            route: Some((Arc::clone(hub), name, id)),
+            lifecycle: None,
+            close: false,
+        })
+    }
+
+    /// Ends the route `id` of the domain `name`.
+    fn unroute(&self, name: &str, id: u64) {
+        if let Ok(mut routes) = self.routes.lock()
+            && let Some(inboxes) = routes.get_mut(name)
+        {
+            inboxes.retain(|(route, _)| *route != id);
+            if inboxes.is_empty() {
+                routes.remove(name);
+            }
+        }
+    }
+}
+
+impl Drop for Hub {
+    /// Ends the registrations in a thread of their own, which also lets
+    /// go of the connection: each is a call to libvirt, and a host that
+    /// stopped answering would hold whoever let go last until libvirt's
+    /// keepalive gives up on it (measured: a run whose every target had
+    /// ended took 16 s more). Left unfinished when qmpsh exits, or with no
+    /// thread to run them, they end as libvirtd sees the connection close.
+    fn drop(&mut self) {
+        let (connect, callback, lifecycle, close) = (self.connect.clone(), self.callback, self.lifecycle, self.close);
+        let release = move || {
+            // SAFETY: the ids came from the registrations on this
+            // connection, which `connect` keeps alive.
+            unsafe {
+                let conn = connect.as_ptr();
+                sys::virConnectDomainQemuMonitorEventDeregister(conn, callback);
+                sys::virConnectDomainEventDeregisterAny(conn, lifecycle);
+                if close {
+                    sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
+                }
+            }
+        };
+        let _ = thread::Builder::new().name("libvirt-release".into()).spawn(release);
+    }
 }
 
 /// The callbacks registered for one domain; deregistered when dropped.
@@ -108,9 +205,9 @@ pub struct Subscription {
     /// The domain's own registration of QEMU events, unless its
     /// connection is shared.
     monitor_events: Option<c_int>,
-    /// On a shared connection: the hub's key, the domain's name and the
-    /// number of this subscription's route.
-    route: Option<(usize, String, u64)>,
+    /// On a shared connection: its hub, the domain's name and the number
+    /// of this subscription's route.
+    route: Option<(Arc<Hub>, String, u64)>,
     /// The domain's own lifecycle registration, unless its connection is
     /// shared.
     lifecycle: Option<c_int>,
@@ -119,35 +216,16 @@ pub struct Subscription {
     close: bool,
 }
 
-/// Registers the three callbacks, each with its own [`Feed`] that libvirt
-/// frees when the callback is deregistered.
-///
-/// A connection that serves several domains ([`Sharing::Shared`]) differs
-/// twice.
-/// It has no close callback: libvirt allows one, and warns on stderr of a
-/// second. And its QEMU events are registered for every domain, each
-/// feed taking its own domain's: libvirt 9.0's remote driver asks the
-/// server for a connection's QEMU events once, for the first domain
-/// registered, so registrations for the others never got one (measured:
-/// three domains on one connection, `virsh resume` on two, no RESUME).
+/// Registers the three callbacks for a domain whose connection serves it
+/// alone, each with its own [`Feed`] that libvirt frees when the callback
+/// is deregistered. (A shared connection's are its [`Hub`]'s.)
 pub fn subscribe(
     connect: &Connect,
     domain: &Domain,
     tx: &SyncSender<Incoming>,
     uri: &str,
-    sharing: Sharing,
 ) -> Result<Subscription, String> {
     let one = || Box::into_raw(Box::new(Feed { to: To::One(tx.clone()), uri: uri.to_string() })).cast::<c_void>();
-    if sharing == Sharing::Shared {
-        let route = Some(route(connect, domain, tx, uri)?);
-        return Ok(Subscription {
-            connect: connect.clone(),
-            monitor_events: None,
-            route,
-            lifecycle: None,
-            close: false,
-        });
-    }
     // SAFETY: the connection and domain pointers are valid for the calls
     // (borrowed from live wrappers); `one()` is a leaked Box<Feed> that
     // libvirt hands back to the callback and, when the registration ends,
@@ -260,69 +338,6 @@ unsafe fn register_monitor_events(
     }
 }
 
-/// Routes `domain`'s QEMU events on a shared `connect` to `tx`, through
-/// the connection's hub (registered with its first domain).
-fn route(
-    connect: &Connect,
-    domain: &Domain,
-    tx: &SyncSender<Incoming>,
-    uri: &str,
-) -> Result<(usize, String, u64), String> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = domain.name().map_err(|e| format!("cannot name the domain: {}", visible::line(e.message())))?;
-    // SAFETY: only the pointer's value is taken, as the hub's key.
-    let key = unsafe { connect.as_ptr() } as usize;
-    let mut hubs = hubs().lock().map_err(|_| "the event hubs are poisoned".to_string())?;
-    if let std::collections::hash_map::Entry::Vacant(vacant) = hubs.entry(key) {
-        let routes = Arc::new(Routes::default());
-        let feed = || {
-            let feed = Feed { to: To::ByDomain(Arc::clone(&routes)), uri: uri.to_string() };
-            Box::into_raw(Box::new(feed)).cast::<c_void>()
-        };
-        // SAFETY: the connection is live (borrowed from its wrapper, which
-        // the hub keeps); a null domain means every domain.
-        let (callback, lifecycle) = unsafe {
-            let conn = connect.as_ptr();
-            register_both(conn, std::ptr::null_mut(), feed)?
-        };
-        vacant.insert(Hub { connect: connect.clone(), callback, lifecycle, routes });
-    }
-    let id = NEXT.fetch_add(1, Ordering::Relaxed);
-    if let Some(hub) = hubs.get(&key)
-        && let Ok(mut routes) = hub.routes.lock()
-    {
-        routes.entry(name.clone()).or_default().push((id, tx.clone()));
-    }
-    Ok((key, name, id))
-}
-
-/// Ends a [`route`]; the hub's registration ends with its last route.
-fn unroute(route: Option<&(usize, String, u64)>) {
-    let Some((key, name, id)) = route else { return };
-    let Ok(mut hubs) = hubs().lock() else { return };
-    let Some(hub) = hubs.get(key) else { return };
-    let empty = match hub.routes.lock() {
-        Ok(mut routes) => {
-            if let Some(inboxes) = routes.get_mut(name) {
-                inboxes.retain(|(route, _)| route != id);
-                if inboxes.is_empty() {
-                    routes.remove(name);
-                }
-            }
-            routes.is_empty()
-        }
-        Err(_) => false,
-    };
-    if empty && let Some(hub) = hubs.remove(key) {
-        // SAFETY: the id came from the registration on this connection,
-        // which the hub kept alive until now.
-        unsafe {
-            sys::virConnectDomainQemuMonitorEventDeregister(hub.connect.as_ptr(), hub.callback);
-            sys::virConnectDomainEventDeregisterAny(hub.connect.as_ptr(), hub.lifecycle);
-        }
-    }
-}
-
 impl Drop for Subscription {
     fn drop(&mut self) {
         // SAFETY: the ids came from the registrations on this connection,
@@ -339,7 +354,9 @@ impl Drop for Subscription {
                 sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
             }
         }
-        unroute(self.route.as_ref());
+        if let Some((hub, name, id)) = &self.route {
+            hub.unroute(name, *id);
+        }
     }
 }
 
@@ -439,8 +456,8 @@ unsafe extern "C" fn on_close(_conn: sys::virConnectPtr, _reason: c_int, opaque:
     // SAFETY: the opaque pointer is our live Box<Feed>, as registered.
     let feed = unsafe { &*opaque.cast::<Feed>() };
     let lost = format!("the connection to libvirt ({}) was lost", feed.uri);
-    if let Some(tx) = feed.to.one() {
-        let _ = tx.send(Incoming::End(ClientError::Io(lost)));
+    for tx in feed.to.every() {
+        let _ = tx.send(Incoming::End(ClientError::Io(lost.clone())));
     }
 }
 

@@ -12,6 +12,7 @@
 
 mod events;
 
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -59,10 +60,37 @@ fn default_uri() -> String {
 }
 
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
-/// errors a person can act on.
-pub fn open(uri: Option<&str>) -> Result<Connect, ClientError> {
+/// errors a person can act on, if libvirt answers `within` that time.
+///
+/// libvirt's own open has no deadline: a host that takes the connection
+/// and never answers holds it forever (measured: a listening socket that
+/// reads nothing, over qemu+tcp). So it runs in a thread of its own, which
+/// is left behind if it takes too long; the connection it may still make
+/// closes when that thread ends.
+pub fn open(uri: Option<&str>, within: Duration) -> Result<Connect, ClientError> {
     events::start_loop().map_err(ClientError::Io)?;
-    let connect = Connect::open(uri).map_err(|e| ClientError::Io(cannot_connect(&e, &uri_in_words(uri))))?;
+    let (tx, opened) = mpsc::sync_channel(1);
+    let asked = uri.map(str::to_string);
+    thread::Builder::new()
+        .name("libvirt-open".into())
+        .spawn(move || {
+            let _ = tx.send(Connect::open(asked.as_deref()));
+        })
+        .map_err(|e| ClientError::Io(format!("cannot start the libvirt connection thread: {e}")))?;
+    let connect = match opened.recv_timeout(within) {
+        Ok(Ok(connect)) => connect,
+        Ok(Err(e)) => return Err(ClientError::Io(cannot_connect(&e, &uri_in_words(uri)))),
+        Err(RecvTimeoutError::Timeout) => {
+            return Err(ClientError::Io(format!(
+                "libvirt at {} did not answer within {} s (--timeout SECS waits longer)",
+                uri_in_words(uri),
+                within.as_secs_f64()
+            )));
+        }
+        Err(RecvTimeoutError::Disconnected) => {
+            return Err(ClientError::Io(format!("the connection to libvirt at {} failed", uri_in_words(uri))));
+        }
+    };
     // Notice a dead remote connection within ~15 s instead of never.
     let _ = connect.set_keep_alive(5, 3);
     Ok(connect)
@@ -113,22 +141,32 @@ pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, ClientError> {
 /// the backlog; nothing is dropped.
 const BACKLOG: usize = 256;
 
-/// Connects to libvirt at `uri` and to the running domain `name`.
-pub fn connect(uri: Option<&str>, name: &str) -> Result<Monitor, ClientError> {
-    let connect = open(uri)?;
+/// Connects to libvirt at `uri`, if it answers `within` that time, and to
+/// the running domain `name`.
+pub fn connect(uri: Option<&str>, name: &str, within: Duration) -> Result<Monitor, ClientError> {
+    let connect = open(uri, within)?;
     let domain = running(&connect, uri, name)?;
-    attach(&connect, domain, Sharing::Alone)
+    attach(&connect, domain)
 }
 
-/// Whether a connection serves one domain or several.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sharing {
-    /// Its loss ends the monitor at once (libvirt's close callback).
-    Alone,
-    /// Shared by several targets (`libvirt:PATTERN`): a lost connection
-    /// shows when the next command fails, as libvirt allows one close
-    /// callback to a connection (see [`events::subscribe`]).
-    Shared,
+/// A connection that serves several domains at once (`libvirt:PATTERN`),
+/// with its events registered once for all of them ([`events::Hub`]):
+/// cloned for each domain; the registrations end with the last clone.
+#[derive(Clone)]
+pub struct Shared {
+    hub: Arc<events::Hub>,
+}
+
+impl Shared {
+    /// Shares `connect`: registers its events (calls to libvirt, made
+    /// here, by the connection's opener).
+    pub fn new(connect: &Connect) -> Result<Shared, ClientError> {
+        Ok(Shared { hub: Arc::new(events::Hub::register(connect).map_err(ClientError::Io)?) })
+    }
+
+    pub fn connect(&self) -> &Connect {
+        self.hub.connect()
+    }
 }
 
 /// The domain `name` of `connect`, if it runs.
@@ -155,11 +193,19 @@ pub fn running_domains(connect: &Connect) -> Result<Vec<(String, Domain)>, VirtE
     Ok(named)
 }
 
-/// A monitor on a running `domain` of `connect`.
-pub fn attach(connect: &Connect, domain: Domain, sharing: Sharing) -> Result<Monitor, ClientError> {
+/// A monitor on a running `domain` of `connect`, which serves it alone:
+/// the connection's loss ends the monitor at once.
+pub fn attach(connect: &Connect, domain: Domain) -> Result<Monitor, ClientError> {
     let uri = connect.uri().unwrap_or_else(|_| "libvirt".into());
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
-    let subscription = events::subscribe(connect, &domain, &tx, &uri, sharing).map_err(ClientError::Io)?;
+    let subscription = events::subscribe(connect, &domain, &tx, &uri).map_err(ClientError::Io)?;
+    Libvirt::start(domain, Channel::Monitor, tx, incoming, Some(subscription))
+}
+
+/// A monitor on a running `domain` of a [`Shared`] connection.
+pub fn attach_shared(shared: &Shared, domain: Domain) -> Result<Monitor, ClientError> {
+    let (tx, incoming) = mpsc::sync_channel(BACKLOG);
+    let subscription = events::Hub::route(&shared.hub, &domain, &tx).map_err(ClientError::Io)?;
     Libvirt::start(domain, Channel::Monitor, tx, incoming, Some(subscription))
 }
 
@@ -168,8 +214,8 @@ pub fn attach(connect: &Connect, domain: Domain, sharing: Sharing) -> Result<Mon
 /// [`agent::connect_plain`](super::agent::connect_plain) leaves a socket's, once it
 /// answers `guest-ping`. libvirt keeps the channel in step itself, so
 /// there is no `guest-sync` here.
-pub fn agent(uri: Option<&str>, name: &str) -> Result<Monitor, ClientError> {
-    let connect = open(uri)?;
+pub fn agent(uri: Option<&str>, name: &str, within: Duration) -> Result<Monitor, ClientError> {
+    let connect = open(uri, within)?;
     let domain = running(&connect, uri, name)?;
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
     let monitor = Libvirt::start(domain, Channel::Agent, tx, incoming, None)?;

@@ -12,11 +12,12 @@ pub use without::*;
 mod with {
     use std::collections::HashSet;
     use std::thread;
+    use std::time::Duration;
 
-    use virt::connect::Connect;
     use virt::domain::Domain;
 
     use crate::error::Error;
+    use crate::qmp::libvirt::Shared;
     use crate::qmp::{self, Monitor};
     use crate::shell::fleet::glob;
     use crate::shell::fleet::targets::{Member, Reach};
@@ -24,7 +25,7 @@ mod with {
 
     /// A domain, on its host's shared connection.
     pub struct DomainAt {
-        connect: Connect,
+        shared: Shared,
         domain: Domain,
         /// Its host's URI and its name, which tell it from every other.
         key: String,
@@ -38,16 +39,17 @@ mod with {
     pub struct Host {
         label: String,
         uri: Option<String>,
-        reached: Result<(Connect, Vec<(String, Domain)>), String>,
+        reached: Result<(Shared, Vec<(String, Domain)>), String>,
     }
 
-    /// Connects to every host at once (a slow one holds no other back).
-    pub fn hosts(uris: &[String]) -> Result<Vec<Host>, Error> {
+    /// Connects to every host at once, each given `within` that time to
+    /// answer (a slow one holds no other back for longer).
+    pub fn hosts(uris: &[String], within: Duration) -> Result<Vec<Host>, Error> {
         let uris: Vec<Option<String>> =
             if uris.is_empty() { vec![None] } else { uris.iter().cloned().map(Some).collect() };
         let labels = host_names(&uris);
         let reached = thread::scope(|scope| {
-            let opening: Vec<_> = uris.iter().map(|uri| scope.spawn(move || reach(uri.as_deref()))).collect();
+            let opening: Vec<_> = uris.iter().map(|uri| scope.spawn(move || reach(uri.as_deref(), within))).collect();
             opening
                 .into_iter()
                 .map(|o| o.join().unwrap_or_else(|_| Err("the connection attempt failed".into())))
@@ -61,14 +63,16 @@ mod with {
             .collect())
     }
 
-    /// A connection to `uri` and its running domains, sorted by name.
-    fn reach(uri: Option<&str>) -> Result<(Connect, Vec<(String, Domain)>), String> {
-        let connect = qmp::libvirt::open(uri).map_err(|e| e.to_string())?;
+    /// A shared connection to `uri` and its running domains, sorted by
+    /// name.
+    fn reach(uri: Option<&str>, within: Duration) -> Result<(Shared, Vec<(String, Domain)>), String> {
+        let connect = qmp::libvirt::open(uri, within).map_err(|e| e.to_string())?;
         let named = qmp::libvirt::running_domains(&connect).map_err(|e| {
             let uri = qmp::libvirt::uri_in_words(uri);
             format!("libvirt at {uri} cannot list its domains: {}", crate::visible::line(e.message()))
         })?;
-        Ok((connect, named))
+        let shared = Shared::new(&connect).map_err(|e| e.to_string())?;
+        Ok((shared, named))
     }
 
     /// The members `domain` names on `hosts`: with `glob`, every running
@@ -80,7 +84,7 @@ mod with {
         let mut members = Vec::new();
         for host in hosts {
             let name = |domain: &str| if several { format!("{}/{domain}", host.label) } else { domain.to_string() };
-            let (connect, running) = match &host.reached {
+            let (shared, running) = match &host.reached {
                 Ok(reached) => reached,
                 Err(why) => {
                     if said.insert(host.label.clone()) {
@@ -91,15 +95,16 @@ mod with {
                 }
             };
             let mut add = |shown: &str, found: &Domain, listed_running: bool| {
-                let key = format!("{}/{}", connect.uri().unwrap_or_default(), found.uuid_string().unwrap_or_default());
-                let at = DomainAt { connect: connect.clone(), domain: found.clone(), key, listed_running };
+                let uri = shared.connect().uri().unwrap_or_default();
+                let key = format!("{uri}/{}", found.uuid_string().unwrap_or_default());
+                let at = DomainAt { shared: shared.clone(), domain: found.clone(), key, listed_running };
                 members.push(Member { name: name(shown), reach: Reach::Domain(at) });
             };
             if glob {
                 for (shown, found) in running.iter().filter(|(n, _)| glob::glob(domain, n)) {
                     add(shown, found, true);
                 }
-            } else if let Ok(found) = qmp::libvirt::lookup(connect, domain) {
+            } else if let Ok(found) = qmp::libvirt::lookup(shared.connect(), domain) {
                 add(domain, &found, false);
             }
         }
@@ -126,15 +131,16 @@ mod with {
     pub fn attach(at: DomainAt) -> Result<Monitor, Error> {
         if !at.listed_running && !at.domain.is_active().unwrap_or(false) {
             let name = crate::visible::line(&at.domain.name().unwrap_or_default());
-            return Err(qmp::libvirt::not_running(&at.connect, None, &name).into());
+            return Err(qmp::libvirt::not_running(at.shared.connect(), None, &name).into());
         }
-        Ok(qmp::libvirt::attach(&at.connect, at.domain, qmp::libvirt::Sharing::Shared)?)
+        Ok(qmp::libvirt::attach_shared(&at.shared, at.domain)?)
     }
 }
 
 #[cfg(not(feature = "libvirt"))]
 mod without {
     use std::collections::HashSet;
+    use std::time::Duration;
 
     use crate::error::{Error, WITHOUT_LIBVIRT};
     use crate::qmp::Monitor;
@@ -146,7 +152,7 @@ mod without {
     /// Never any host: a `libvirt:` word is refused.
     pub enum Host {}
 
-    pub fn hosts(_: &[String]) -> Result<Vec<Host>, Error> {
+    pub fn hosts(_: &[String], _: Duration) -> Result<Vec<Host>, Error> {
         Err(Error::Usage(WITHOUT_LIBVIRT.into()))
     }
 
