@@ -11,7 +11,11 @@
 //!   qemu-monitor-command DOMAIN` calls in a row, 25 per URI (the target:
 //!   20x faster);
 //! - the fleet against `qmpsh -C qemu:///system libvirt:DOMAIN -c
-//!   query-status` on one of them (the target: within 3x).
+//!   query-status` on one of them (the target: within 3x);
+//! - and, for scale, libvirt's floor: a bare client doing the same calls
+//!   in a process of its own (this benchmark run again), with nothing of
+//!   qmpsh's (no event loop, no output), which shows what part of the
+//!   time is libvirt's and the machine's.
 //!
 //! Needs a libvirtd listening on TCP (`.ci/libvirtd start`) and the libvirt
 //! feature: `cargo bench --features libvirt --bench fleet`
@@ -23,12 +27,19 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use virt::connect::Connect;
+use virt::domain::Domain;
 
 const QMPSH: &str = env!("CARGO_BIN_EXE_qmpsh");
 const COMMAND: &str = r#"{"execute":"query-status"}"#;
 const URIS: [&str; 2] = ["qemu:///system", "qemu+tcp://127.0.0.1/system"];
 const DOMAINS: usize = 25;
+/// Set to a domain prefix, the benchmark runs as libvirt's floor on the
+/// domains that begin with it.
+const FLOOR: &str = "QMPSH_BENCH_FLOOR";
 /// Threads that create (and destroy) the domains: libvirtd does the work.
 const THREADS: usize = 3;
 
@@ -161,6 +172,50 @@ fn qmpsh_one(fleet: &Fleet) -> Duration {
     took
 }
 
+/// libvirt's floor, in this process: both URIs opened side by side, the
+/// running domains that begin with `prefix` listed, and one
+/// `query-status` for each (URI, domain) from 16 threads, as qmpsh runs
+/// them; nothing printed.
+fn floor_client(prefix: &str) {
+    let reached: Vec<Vec<Domain>> = std::thread::scope(|s| {
+        let opening: Vec<_> = URIS
+            .iter()
+            .map(|uri| {
+                s.spawn(move || {
+                    let connect = Connect::open(Some(uri)).expect("libvirt answers");
+                    let running = connect.list_all_domains(virt::sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE).expect("a list");
+                    running.into_iter().filter(|d| d.name().is_ok_and(|n| n.starts_with(prefix))).collect()
+                })
+            })
+            .collect();
+        opening.into_iter().map(|o| o.join().expect("a connection")).collect()
+    });
+    let queue = Mutex::new(reached.into_iter().flatten().collect::<Vec<_>>());
+    assert_eq!(queue.lock().unwrap().len(), URIS.len() * DOMAINS, "every target, once");
+    std::thread::scope(|s| {
+        for _ in 0..16 {
+            s.spawn(|| {
+                loop {
+                    // The lock is let go before the call.
+                    let Some(domain) = queue.lock().unwrap().pop() else { break };
+                    domain.qemu_monitor_command(COMMAND, 0).expect("a reply");
+                }
+            });
+        }
+    });
+}
+
+fn floor(fleet: &Fleet) -> Duration {
+    let start = Instant::now();
+    let ok = Command::new(std::env::current_exe().expect("the benchmark's path"))
+        .env(FLOOR, &fleet.prefix)
+        .status()
+        .expect("the benchmark runs again");
+    let took = start.elapsed();
+    assert!(ok.success(), "the bare client failed: {ok}");
+    took
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
@@ -171,24 +226,37 @@ fn row((median, min, max): (Duration, Duration, Duration)) -> String {
 }
 
 fn main() {
+    if let Ok(prefix) = std::env::var(FLOOR) {
+        return floor_client(&prefix);
+    }
     let rounds: usize = std::env::var("QMPSH_BENCH_ROUNDS").ok().and_then(|n| n.parse().ok()).unwrap_or(7);
     let created = Instant::now();
     let fleet = Fleet::create(DOMAINS);
     let targets = URIS.len() * fleet.names.len();
     eprintln!("{DOMAINS} domains created in {}", ms(created.elapsed()));
     check_fleet(&fleet);
-    let (mut virsh, mut many, mut one) = (vec![], vec![], vec![]);
+    let (mut virsh, mut many, mut one, mut bare) = (vec![], vec![], vec![], vec![]);
     for _ in 0..rounds {
         virsh.push(virsh_loop(&fleet));
         many.push(qmpsh_fleet(&fleet));
         one.push(qmpsh_one(&fleet));
+        bare.push(floor(&fleet));
     }
-    let (virsh, many, one) = (spread(virsh), spread(many), spread(one));
+    let (virsh, many, one, bare) = (spread(virsh), spread(many), spread(one), spread(bare));
     println!("{DOMAINS} domains x {} URIs = {targets} targets, {rounds} rounds, medians (min-max)", URIS.len());
     println!("{targets} x virsh qemu-monitor-command     {}", row(virsh));
     println!("qmpsh on the fleet ({targets} targets)      {}", row(many));
     println!("qmpsh on one domain                  {}", row(one));
-    let (virsh, many, one) = (virsh.0, many.0, one.0);
+    println!("libvirt's floor (a bare client)      {}", row(bare));
+    let (virsh, many, one, bare) = (virsh.0, many.0, one.0, bare.0);
     println!("  ratio (virsh loop / fleet)         {:>9.1}x   target >= 20x", virsh.as_secs_f64() / many.as_secs_f64());
     println!("  ratio (fleet / one domain)         {:>9.2}x   target <= 3x", many.as_secs_f64() / one.as_secs_f64());
+    println!(
+        "  ratio (virsh loop / floor)         {:>9.1}x   the most any client could reach here",
+        virsh.as_secs_f64() / bare.as_secs_f64()
+    );
+    println!(
+        "  ratio (fleet / floor)              {:>9.2}x   what qmpsh adds",
+        many.as_secs_f64() / bare.as_secs_f64()
+    );
 }
