@@ -854,6 +854,36 @@ impl Stalling {
     }
 }
 
+/// Two domains through `qemu:///system` and through a [`Stalling`] host,
+/// each target running `query-name`, a second's pause and `query-name`
+/// again, with `options`; the host stalls once every target has its first
+/// reply. The run, and how long it took from the stall to its end.
+fn stalled_mid_run(fleet: &Fleet, options: &[&str]) -> (Run, Duration) {
+    let stalling = Stalling::start();
+    let pattern = fleet.pattern("*");
+    let mut args = options.to_vec();
+    args.extend(["-C", SYSTEM, "-C", &stalling.uri, &pattern]);
+    let mut live = Live::start(&args, "query-name\n.sleep 1\nquery-name\n");
+    for _ in 0..2 * fleet.names.len() {
+        live.await_line(|l| l.contains("\"name\""));
+    }
+    stalling.stall();
+    let started = Instant::now();
+    let run = live.finish();
+    (run, started.elapsed())
+}
+
+/// Every target of the stalled host ended with `code`, saying `said`; the
+/// others succeeded.
+fn assert_stalled_rows(fleet: &Fleet, run: &Run, code: i32, said: &str) {
+    let rows = common::summary(run);
+    for name in &fleet.names {
+        assert_eq!(rows[&format!("localhost/{name}")].0, 0, "{}", run.stderr);
+        let (stalled, told) = &rows[&format!("127.0.0.1/{name}")];
+        assert_eq!((*stalled, told.contains(said)), (code, true), "{}", run.stderr);
+    }
+}
+
 #[test]
 fn a_host_that_hangs_mid_run_holds_no_other_back_and_the_run_ends_with_its_timeouts() {
     // Before: the first domain of a host registered the host's events
@@ -861,27 +891,22 @@ fn a_host_that_hangs_mid_run_holds_no_other_back_and_the_run_ends_with_its_timeo
     // libvirt again; a hung host held every target of every host, and the
     // run's end, until libvirt's keepalive gave up on it (~20 s).
     let Some(fleet) = Fleet::start(2) else { return };
-    let stalling = Stalling::start();
-    let pattern = fleet.pattern("*");
-    let args = ["--timeout", "2", "-C", SYSTEM, "-C", &stalling.uri, &pattern];
-    let mut live = Live::start(&args, "query-name\n.sleep 1\nquery-name\n");
-    for _ in 0..4 {
-        live.await_line(|l| l.contains("\"name\""));
-    }
-    stalling.stall();
-    let started = Instant::now();
-    let run = live.finish();
-    let took = started.elapsed();
+    let (run, took) = stalled_mid_run(&fleet, &["--timeout", "2"]);
     assert_eq!(run.code, 4, "{run:?}");
-    let rows = common::summary(&run);
-    for name in &fleet.names {
-        assert_eq!(rows[&format!("localhost/{name}")].0, 0, "{}", run.stderr);
-        let (code, said) = &rows[&format!("127.0.0.1/{name}")];
-        assert_eq!(*code, 4, "{}", run.stderr);
-        assert!(said.contains("no reply to query-name within 2 s"), "{}", run.stderr);
-    }
+    assert_stalled_rows(&fleet, &run, 4, "no reply to query-name within 2 s");
     // Its own timeouts end the run, not libvirt's keepalive.
     assert!(took < Duration::from_secs(15), "the run ended {took:?} after the host hung: {run:?}");
+}
+
+#[test]
+fn a_host_that_hangs_without_a_timeout_ends_each_of_its_targets_when_libvirt_gives_up_on_it() {
+    // Without --timeout a command waits as long as it takes; libvirt's
+    // keepalive (qmpsh asks for 3 missed 5 s pings) ends the wait for one
+    // of the host's calls, and that target's loss is every target's there.
+    let Some(fleet) = Fleet::start(2) else { return };
+    let (run, _) = stalled_mid_run(&fleet, &[]);
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_stalled_rows(&fleet, &run, 3, "the connection to libvirt");
 }
 
 fn fleet_destroy(name: &str) {

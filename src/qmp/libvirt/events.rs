@@ -161,6 +161,17 @@ impl Hub {
         })
     }
 
+    /// Tells every domain routed here that the connection is lost: found
+    /// by one target's call, it is every target's. libvirt 9.0 does not
+    /// always say so itself: when its keepalive gives up on a host that
+    /// hangs, one waiting call fails and the others wait on (measured),
+    /// until the socket itself dies.
+    pub fn lost(&self, why: &ClientError) {
+        for tx in To::ByDomain(Arc::clone(&self.routes)).every() {
+            let _ = tx.send(Incoming::End(why.clone()));
+        }
+    }
+
     /// Ends the route `id` of the domain `name`.
     fn unroute(&self, name: &str, id: u64) {
         if let Ok(mut routes) = self.routes.lock()
@@ -335,6 +346,13 @@ unsafe fn register_monitor_events(
             return Err(last_error("cannot subscribe to the QEMU events"));
         }
         Ok(id)
+    }
+}
+
+impl Subscription {
+    /// The hub of a shared connection, without keeping it.
+    pub fn hub(&self) -> Option<std::sync::Weak<Hub>> {
+        self.route.as_ref().map(|(hub, _, _)| Arc::downgrade(hub))
     }
 }
 

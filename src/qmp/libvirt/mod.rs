@@ -12,8 +12,8 @@
 
 mod events;
 
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -283,9 +283,10 @@ impl Libvirt {
     ) -> Result<Monitor, ClientError> {
         let (commands, requests) = mpsc::channel();
         let replies = tx.clone();
+        let hub = subscription.as_ref().and_then(events::Subscription::hub);
         thread::Builder::new()
             .name("libvirt-commands".into())
-            .spawn(move || run_commands(&domain, channel, &requests, &replies))
+            .spawn(move || run_commands(&domain, channel, &requests, &replies, hub.as_ref()))
             .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
         let largest_command = (channel == Channel::Agent).then_some(AGENT_COMMAND_MAX);
         let transport =
@@ -331,7 +332,15 @@ impl Transport for Libvirt {
 
 /// The command thread: one blocking libvirt call at a time, each answer
 /// into the inbox in order, with the user's id in place of libvirt's own.
-fn run_commands(domain: &Domain, channel: Channel, requests: &Receiver<Job>, tx: &SyncSender<Incoming>) {
+/// With `hub`, the connection is shared: its loss, found here, is told to
+/// every domain on it.
+fn run_commands(
+    domain: &Domain,
+    channel: Channel,
+    requests: &Receiver<Job>,
+    tx: &SyncSender<Incoming>,
+    hub: Option<&Weak<events::Hub>>,
+) {
     let agent_timeout = i32::try_from(AGENT_CALL.as_secs()).unwrap_or(i32::MAX);
     for job in requests {
         let (id, command) = match job {
@@ -372,6 +381,9 @@ fn run_commands(domain: &Domain, channel: Channel, requests: &Receiver<Job>, tx:
             },
             Err(error) => failure(domain, &error, id),
         };
+        if let (Incoming::End(lost @ ClientError::Io(_)), Some(hub)) = (&item, hub.and_then(Weak::upgrade)) {
+            hub.lost(lost);
+        }
         let end = matches!(item, Incoming::End(_));
         if tx.send(item).is_err() || end {
             return;
