@@ -74,7 +74,7 @@ pub fn open(target: &Target, options: &Config, printer: &mut Printer) -> Result<
     let greeting_timeout = timeout.unwrap_or(qmp::CONNECT_TIMEOUT);
     let connect = Connect { greeting_timeout, negotiate: options.negotiate, write_timeout: timeout };
     match target {
-        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref(), greeting_timeout),
+        Target::Libvirt { domain, uri } => libvirt_monitor(domain, uri.as_deref(), timeout),
         _ => Ok(qmp::connect(target, connect, &mut printer.own_traffic())?),
     }
 }
@@ -156,11 +156,11 @@ pub fn settings(options: &Config, agent: Option<Target>) -> Settings {
 
 /// A monitor through libvirt, for `libvirt:DOMAIN`.
 #[cfg(feature = "libvirt")]
-fn libvirt_monitor(domain: &str, uri: Option<&str>, within: Duration) -> Result<Monitor, Error> {
-    Ok(qmp::libvirt::connect(uri, domain, within)?)
+fn libvirt_monitor(domain: &str, uri: Option<&str>, asked: Option<Duration>) -> Result<Monitor, Error> {
+    Ok(qmp::libvirt::connect(uri, domain, qmp::libvirt::answer_within(uri, asked))?)
 }
 
 #[cfg(not(feature = "libvirt"))]
-fn libvirt_monitor(_: &str, _: Option<&str>, _: Duration) -> Result<Monitor, Error> {
+fn libvirt_monitor(_: &str, _: Option<&str>, _: Option<Duration>) -> Result<Monitor, Error> {
     Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
 }

@@ -69,7 +69,7 @@ enum To {
     /// One monitor's inbox.
     One(SyncSender<Incoming>),
     /// The inboxes of a shared connection's domains, by name (QEMU events
-    /// registered once for all of them, see [`subscribe`]).
+    /// registered once for all of them, see [`Hub`]).
     ByDomain(Arc<Routes>),
 }
 
@@ -123,8 +123,10 @@ impl Hub {
         };
         // SAFETY: the connection is live (borrowed from its wrapper, which
         // the hub keeps); a null domain means every domain; each feed is a
-        // leaked Box<Feed> that libvirt frees with `free_feed`, or that is
-        // freed here when the registration fails.
+        // leaked Box<Feed> that libvirt frees with `free_feed`; the close
+        // callback's is freed here if libvirt refuses it (it then keeps
+        // nothing), and a failed event registration's stays leaked
+        // ([`forgo_feed`]).
         unsafe {
             let conn = connect.as_ptr();
             let (callback, lifecycle) = register_both(conn, std::ptr::null_mut(), feed)?;
@@ -166,7 +168,12 @@ impl Hub {
     /// always say so itself: when its keepalive gives up on a host that
     /// hangs, one waiting call fails and the others wait on (measured),
     /// until the socket itself dies.
+    /// The connection is asked first (without a call to libvirtd): a
+    /// failure of one domain's alone is that domain's.
     pub fn lost(&self, why: &ClientError) {
+        if self.connect.is_alive().unwrap_or(false) {
+            return;
+        }
         for tx in To::ByDomain(Arc::clone(&self.routes)).every() {
             let _ = tx.send(Incoming::End(why.clone()));
         }
@@ -190,8 +197,9 @@ impl Drop for Hub {
     /// go of the connection: each is a call to libvirt, and a host that
     /// stopped answering would hold whoever let go last until libvirt's
     /// keepalive gives up on it (measured: a run whose every target had
-    /// ended took 16 s more). Left unfinished when qmpsh exits, or with no
-    /// thread to run them, they end as libvirtd sees the connection close.
+    /// ended took 16 s more). Each registration holds the connection
+    /// open, so one left unfinished (qmpsh exits first, or no thread could
+    /// start) keeps it open until qmpsh exits; libvirtd then drops both.
     fn drop(&mut self) {
         let (connect, callback, lifecycle, close) = (self.connect.clone(), self.callback, self.lifecycle, self.close);
         let release = move || {
@@ -285,7 +293,8 @@ unsafe fn register_both(
 }
 
 /// Registers `on_lifecycle` for `domain` (null: every domain) on `conn`
-/// with `opaque`, a leaked Box<Feed>, which is freed on failure.
+/// with `opaque`, a leaked Box<Feed>, which stays leaked on failure
+/// ([`forgo_feed`]).
 ///
 /// # Safety
 /// As for [`register_monitor_events`].
@@ -310,7 +319,7 @@ unsafe fn register_lifecycle(
             Some(free_feed),
         );
         if id < 0 {
-            free_feed(opaque);
+            forgo_feed(opaque);
             return Err(last_error("cannot subscribe to the domain's lifecycle"));
         }
         Ok(id)
@@ -318,7 +327,8 @@ unsafe fn register_lifecycle(
 }
 
 /// Registers `on_monitor_event` for `domain` (null: every domain) on
-/// `conn` with `opaque`, a leaked Box<Feed>, which is freed on failure.
+/// `conn` with `opaque`, a leaked Box<Feed>, which stays leaked on
+/// failure ([`forgo_feed`]).
 ///
 /// # Safety
 /// `conn` and `domain` (unless null) are live; `opaque` is a Box<Feed>
@@ -329,8 +339,7 @@ unsafe fn register_monitor_events(
     opaque: *mut c_void,
 ) -> Result<c_int, String> {
     // SAFETY: as the caller promises; libvirt keeps `opaque` until the
-    // registration ends and frees it with `free_feed`, or not at all on
-    // failure, when it is freed here.
+    // registration ends and frees it with `free_feed`.
     unsafe {
         let id = sys::virConnectDomainQemuMonitorEventRegister(
             conn,
@@ -342,7 +351,7 @@ unsafe fn register_monitor_events(
             0,
         );
         if id < 0 {
-            free_feed(opaque);
+            forgo_feed(opaque);
             return Err(last_error("cannot subscribe to the QEMU events"));
         }
         Ok(id)
@@ -479,9 +488,16 @@ unsafe extern "C" fn on_close(_conn: sys::virConnectPtr, _reason: c_int, opaque:
     }
 }
 
+/// A [`Feed`] whose event registration failed, left to libvirt: it does
+/// not free one then, unless a dispatch of the connection's events was
+/// under way, when it frees it afterwards (libvirt 9.0's
+/// `virObjectEventStateDeregisterID`). Freeing it here could free it
+/// twice; a few bytes stay leaked instead.
+fn forgo_feed(_: *mut c_void) {}
+
 /// Takes back a [`Feed`] when libvirt is done with it.
 unsafe extern "C" fn free_feed(opaque: *mut c_void) {
     // SAFETY: every opaque pointer we register is a Box<Feed> leaked by
-    // `subscribe`, and libvirt frees each exactly once.
+    // `subscribe` or `Hub::register`, and libvirt frees each at most once.
     drop(unsafe { Box::from_raw(opaque.cast::<Feed>()) });
 }

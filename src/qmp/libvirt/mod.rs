@@ -59,15 +59,36 @@ fn default_uri() -> String {
     configured.unwrap_or_else(|| if root { "qemu:///system" } else { "qemu:///session" }.to_string())
 }
 
+/// How long libvirt at `uri` may take to answer a connection: `asked`
+/// (`--timeout`) if given, else [`CONNECT_TIMEOUT`](super::CONNECT_TIMEOUT),
+/// except over ssh, which may be asking the person at the terminal for a
+/// password or to trust a host key: then as long as it takes (`None`).
+pub fn answer_within(uri: Option<&str>, asked: Option<Duration>) -> Option<Duration> {
+    let effective = uri.map_or_else(|| uri_in_words(None), str::to_string);
+    let scheme = effective.split("://").next().unwrap_or_default();
+    let prompts = scheme.ends_with("+ssh") || scheme.ends_with("+libssh") || scheme.ends_with("+libssh2");
+    asked.or((!prompts).then_some(super::CONNECT_TIMEOUT))
+}
+
+/// Why libvirt at `uri` was given up on.
+pub fn no_answer(uri: Option<&str>, within: Duration) -> String {
+    format!(
+        "libvirt at {} did not answer within {} s (--timeout SECS waits longer)",
+        uri_in_words(uri),
+        within.as_secs_f64()
+    )
+}
+
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
-/// errors a person can act on, if libvirt answers `within` that time.
+/// errors a person can act on, if libvirt answers `within` that time
+/// (`None`: however long it takes).
 ///
 /// libvirt's own open has no deadline: a host that takes the connection
 /// and never answers holds it forever (measured: a listening socket that
 /// reads nothing, over qemu+tcp). So it runs in a thread of its own, which
 /// is left behind if it takes too long; the connection it may still make
 /// closes when that thread ends.
-pub fn open(uri: Option<&str>, within: Duration) -> Result<Connect, ClientError> {
+pub fn open(uri: Option<&str>, within: Option<Duration>) -> Result<Connect, ClientError> {
     events::start_loop().map_err(ClientError::Io)?;
     let (tx, opened) = mpsc::sync_channel(1);
     let asked = uri.map(str::to_string);
@@ -77,15 +98,15 @@ pub fn open(uri: Option<&str>, within: Duration) -> Result<Connect, ClientError>
             let _ = tx.send(Connect::open(asked.as_deref()));
         })
         .map_err(|e| ClientError::Io(format!("cannot start the libvirt connection thread: {e}")))?;
-    let connect = match opened.recv_timeout(within) {
+    let answer = match within {
+        Some(within) => opened.recv_timeout(within),
+        None => opened.recv().map_err(|_| RecvTimeoutError::Disconnected),
+    };
+    let connect = match answer {
         Ok(Ok(connect)) => connect,
         Ok(Err(e)) => return Err(ClientError::Io(cannot_connect(&e, &uri_in_words(uri)))),
         Err(RecvTimeoutError::Timeout) => {
-            return Err(ClientError::Io(format!(
-                "libvirt at {} did not answer within {} s (--timeout SECS waits longer)",
-                uri_in_words(uri),
-                within.as_secs_f64()
-            )));
+            return Err(ClientError::Io(no_answer(uri, within.unwrap_or_default())));
         }
         Err(RecvTimeoutError::Disconnected) => {
             return Err(ClientError::Io(format!("the connection to libvirt at {} failed", uri_in_words(uri))));
@@ -141,9 +162,9 @@ pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, ClientError> {
 /// the backlog; nothing is dropped.
 const BACKLOG: usize = 256;
 
-/// Connects to libvirt at `uri`, if it answers `within` that time, and to
-/// the running domain `name`.
-pub fn connect(uri: Option<&str>, name: &str, within: Duration) -> Result<Monitor, ClientError> {
+/// Connects to libvirt at `uri`, if it answers `within` that time (see
+/// [`open`]), and to the running domain `name`.
+pub fn connect(uri: Option<&str>, name: &str, within: Option<Duration>) -> Result<Monitor, ClientError> {
     let connect = open(uri, within)?;
     let domain = running(&connect, uri, name)?;
     attach(&connect, domain)
@@ -214,7 +235,7 @@ pub fn attach_shared(shared: &Shared, domain: Domain) -> Result<Monitor, ClientE
 /// [`agent::connect_plain`](super::agent::connect_plain) leaves a socket's, once it
 /// answers `guest-ping`. libvirt keeps the channel in step itself, so
 /// there is no `guest-sync` here.
-pub fn agent(uri: Option<&str>, name: &str, within: Duration) -> Result<Monitor, ClientError> {
+pub fn agent(uri: Option<&str>, name: &str, within: Option<Duration>) -> Result<Monitor, ClientError> {
     let connect = open(uri, within)?;
     let domain = running(&connect, uri, name)?;
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
@@ -425,5 +446,22 @@ fn failure(domain: &Domain, error: &VirtError, id: Option<Value>) -> Incoming {
             }
             Incoming::Message(Value::Object(reply))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_waits_as_asked_else_a_few_seconds_else_for_a_person_over_ssh() {
+        let tcp = Some("qemu+tcp://db/system");
+        let ssh = Some("qemu+ssh://root@db/system");
+        let two = Some(Duration::from_secs(2));
+        assert_eq!(answer_within(tcp, None), Some(crate::qmp::CONNECT_TIMEOUT));
+        assert_eq!(answer_within(tcp, two), two);
+        assert_eq!(answer_within(ssh, None), None);
+        assert_eq!(answer_within(Some("qemu+libssh2://db/system"), None), None);
+        assert_eq!(answer_within(ssh, two), two);
     }
 }

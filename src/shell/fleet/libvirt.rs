@@ -11,8 +11,9 @@ pub use without::*;
 #[cfg(feature = "libvirt")]
 mod with {
     use std::collections::HashSet;
+    use std::sync::mpsc;
     use std::thread;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
     use virt::domain::Domain;
 
@@ -39,22 +40,58 @@ mod with {
     pub struct Host {
         label: String,
         uri: Option<String>,
-        reached: Result<(Shared, Vec<(String, Domain)>), String>,
+        reached: Reached,
     }
 
-    /// Connects to every host at once, each given `within` that time to
-    /// answer (a slow one holds no other back for longer).
-    pub fn hosts(uris: &[String], within: Duration) -> Result<Vec<Host>, Error> {
+    /// A host's shared connection and its running domains by name, or
+    /// why not.
+    type Reached = Result<(Shared, Vec<(String, Domain)>), String>;
+
+    /// Connects to every host at once, each given as long as
+    /// [`answer_within`](qmp::libvirt::answer_within) says to be reached,
+    /// listed and subscribed to: a host that stops answering at any of the
+    /// three is left behind in its own thread, and holds no other back for
+    /// longer.
+    pub fn hosts(uris: &[String], asked: Option<Duration>) -> Result<Vec<Host>, Error> {
         let uris: Vec<Option<String>> =
             if uris.is_empty() { vec![None] } else { uris.iter().cloned().map(Some).collect() };
         let labels = host_names(&uris);
-        let reached = thread::scope(|scope| {
-            let opening: Vec<_> = uris.iter().map(|uri| scope.spawn(move || reach(uri.as_deref(), within))).collect();
-            opening
-                .into_iter()
-                .map(|o| o.join().unwrap_or_else(|_| Err("the connection attempt failed".into())))
-                .collect::<Vec<_>>()
-        });
+        let (tx, answers) = mpsc::channel();
+        let mut waiting: Vec<Waiting> = Vec::new();
+        for (index, uri) in uris.iter().enumerate() {
+            let within = qmp::libvirt::answer_within(uri.as_deref(), asked);
+            let (tx, asked_uri) = (tx.clone(), uri.clone());
+            let spawned = thread::Builder::new()
+                .name("libvirt-host".into())
+                .spawn(move || drop(tx.send((index, reach(asked_uri.as_deref(), within)))));
+            waiting.push(Waiting {
+                uri: uri.clone(),
+                within,
+                deadline: within.map(|w| Instant::now() + w),
+                answer: spawned.err().map(|e| Err(format!("cannot start a libvirt connection thread: {e}"))),
+            });
+        }
+        drop(tx);
+        while let Some(next) = waiting.iter().position(|w| w.answer.is_none()) {
+            let deadline = waiting.get(next).and_then(|w| w.deadline);
+            let heard = match deadline {
+                Some(at) => answers.recv_timeout(at.saturating_duration_since(Instant::now())).ok(),
+                None => answers.recv().ok(),
+            };
+            // Nothing heard: the first host still waited for is out of
+            // time (or every thread has ended); the others are waited on.
+            let (from, answer) = heard.unwrap_or_else(|| {
+                let why = waiting
+                    .get(next)
+                    .map(|w| qmp::libvirt::no_answer(w.uri.as_deref(), w.within.unwrap_or_default()))
+                    .unwrap_or_default();
+                (next, Err(why))
+            });
+            if let Some(host) = waiting.get_mut(from) {
+                host.answer = Some(answer);
+            }
+        }
+        let reached = waiting.into_iter().map(|w| w.answer.unwrap_or_else(|| Err(String::new())));
         Ok(labels
             .into_iter()
             .zip(uris)
@@ -63,9 +100,17 @@ mod with {
             .collect())
     }
 
+    /// A host being reached: how long it may take, and what came.
+    struct Waiting {
+        uri: Option<String>,
+        within: Option<Duration>,
+        deadline: Option<Instant>,
+        answer: Option<Reached>,
+    }
+
     /// A shared connection to `uri` and its running domains, sorted by
     /// name.
-    fn reach(uri: Option<&str>, within: Duration) -> Result<(Shared, Vec<(String, Domain)>), String> {
+    fn reach(uri: Option<&str>, within: Option<Duration>) -> Reached {
         let connect = qmp::libvirt::open(uri, within).map_err(|e| e.to_string())?;
         let named = qmp::libvirt::running_domains(&connect).map_err(|e| {
             let uri = qmp::libvirt::uri_in_words(uri);
@@ -152,7 +197,7 @@ mod without {
     /// Never any host: a `libvirt:` word is refused.
     pub enum Host {}
 
-    pub fn hosts(_: &[String], _: Duration) -> Result<Vec<Host>, Error> {
+    pub fn hosts(_: &[String], _: Option<Duration>) -> Result<Vec<Host>, Error> {
         Err(Error::Usage(WITHOUT_LIBVIRT.into()))
     }
 

@@ -106,7 +106,7 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
     if options.log.is_some() {
         return Err(Error::Usage("-l logs one target's traffic: with several targets, leave it out".into()));
     }
-    let members = targets::members(&fleet.named, options.timeout.unwrap_or(crate::qmp::CONNECT_TIMEOUT))?;
+    let members = targets::members(&fleet.named, options.timeout)?;
     let script = Script::read(&options.commands)?;
     let columns = if fleet.table { script.lines(options.hmp)? } else { Vec::new() };
     // Ctrl-C ends every target's wait, not only the next one's.

@@ -54,7 +54,7 @@ fn pattern_of(word: &str) -> Option<&str> {
 /// Every member the command line names, in its order: a word's matches
 /// in the order of the hosts, each host's by name. The same target named
 /// twice runs once. A word that matches nothing is a usage error.
-pub fn members(named: &Named, within: Duration) -> Result<Vec<Member>, Error> {
+pub fn members(named: &Named, asked: Option<Duration>) -> Result<Vec<Member>, Error> {
     let mut members = Vec::new();
     if named.all {
         let running: Vec<VmDir> = VmDir::all()?.into_iter().filter(|vm| vm::running(vm).is_some()).collect();
@@ -70,7 +70,7 @@ pub fn members(named: &Named, within: Duration) -> Result<Vec<Member>, Error> {
         let uri = named.uris.first().map_or("", String::as_str);
         return Err(Error::Usage(format!("--connect {uri} is a libvirt URI: name the VMs as libvirt:DOMAIN")));
     }
-    let hosts = if domains.is_empty() { Vec::new() } else { libvirt::hosts(named.uris, within)? };
+    let hosts = if domains.is_empty() { Vec::new() } else { libvirt::hosts(named.uris, asked)? };
     let mut unreachable_said = HashSet::new();
     for word in named.words {
         match word.strip_prefix("libvirt:") {
