@@ -148,8 +148,9 @@ fn stop(
         if stop::shutdown_begins_by(&mut monitor, progress, next)? {
             break stop::closes_by(&mut monitor, progress, deadline)? || !domain.is_active().unwrap_or(true);
         }
-        if Instant::now() >= deadline || !domain.is_active().unwrap_or(true) {
-            break !domain.is_active().unwrap_or(true);
+        let running = domain.is_active().unwrap_or(true);
+        if !running || Instant::now() >= deadline {
+            break !running;
         }
         if asked == 1 {
             progress.step(&Step::PressAgain(stop::PRESS_AGAIN));

@@ -79,10 +79,7 @@ impl To {
     fn every(&self) -> Vec<SyncSender<Incoming>> {
         match self {
             To::One(tx) => vec![tx.clone()],
-            To::ByDomain(routes) => {
-                let routes = routes.lock();
-                routes.map(|routes| routes.values().flatten().map(|(_, tx)| tx.clone()).collect()).unwrap_or_default()
-            }
+            To::ByDomain(routes) => all_inboxes(routes),
         }
     }
 }
@@ -90,6 +87,12 @@ impl To {
 /// The inboxes of a shared connection's domains, by domain name, each with
 /// the number of its subscription.
 type Routes = Mutex<HashMap<String, Vec<(u64, SyncSender<Incoming>)>>>;
+
+/// Every inbox of a shared connection, taken out of the lock.
+fn all_inboxes(routes: &Routes) -> Vec<SyncSender<Incoming>> {
+    let routes = routes.lock();
+    routes.map(|routes| routes.values().flatten().map(|(_, tx)| tx.clone()).collect()).unwrap_or_default()
+}
 
 /// A connection that serves several domains (`libvirt:PATTERN`): its QEMU
 /// events, lifecycle events and close registered once, for every domain,
@@ -102,11 +105,10 @@ type Routes = Mutex<HashMap<String, Vec<(u64, SyncSender<Incoming>)>>>;
 /// one connection, `virsh resume` on two, no RESUME); and a connection has
 /// one close callback at most.
 pub struct Hub {
+    /// Taken by `drop`, to be released in a thread of its own.
+    registered: Option<Registered>,
+    /// The connection, also for those who hold the hub.
     connect: Connect,
-    callback: c_int,
-    lifecycle: c_int,
-    /// Whether the hub holds the connection's close callback.
-    close: bool,
     routes: Arc<Routes>,
 }
 
@@ -122,21 +124,9 @@ impl Hub {
             Box::into_raw(Box::new(feed)).cast::<c_void>()
         };
         // SAFETY: the connection is live (borrowed from its wrapper, which
-        // the hub keeps); a null domain means every domain; each feed is a
-        // leaked Box<Feed> that libvirt frees with `free_feed`; the close
-        // callback's is freed here if libvirt refuses it (it then keeps
-        // nothing), and a failed event registration's stays leaked
-        // ([`forgo_feed`]).
-        unsafe {
-            let conn = connect.as_ptr();
-            let (callback, lifecycle) = register_both(conn, std::ptr::null_mut(), feed)?;
-            let opaque = feed();
-            let close = sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) >= 0;
-            if !close {
-                free_feed(opaque);
-            }
-            Ok(Hub { connect: connect.clone(), callback, lifecycle, close, routes })
-        }
+        // the hub keeps); a null domain means every domain.
+        let registered = unsafe { Registered::new(connect, std::ptr::null_mut(), feed)? };
+        Ok(Hub { registered: Some(registered), connect: connect.clone(), routes })
     }
 
     pub fn connect(&self) -> &Connect {
@@ -154,13 +144,7 @@ impl Hub {
             .entry(name.clone())
             .or_default()
             .push((id, tx.clone()));
-        Ok(Subscription {
-            connect: hub.connect.clone(),
-            monitor_events: None,
-            route: Some((Arc::clone(hub), name, id)),
-            lifecycle: None,
-            close: false,
-        })
+        Ok(Subscription::Routed { hub: Arc::clone(hub), name, id })
     }
 
     /// Tells every domain routed here that the connection is lost: found
@@ -174,7 +158,7 @@ impl Hub {
         if self.connect.is_alive().unwrap_or(false) {
             return;
         }
-        for tx in To::ByDomain(Arc::clone(&self.routes)).every() {
+        for tx in all_inboxes(&self.routes) {
             let _ = tx.send(Incoming::End(why.clone()));
         }
     }
@@ -201,38 +185,82 @@ impl Drop for Hub {
     /// open, so one left unfinished (qmpsh exits first, or no thread could
     /// start) keeps it open until qmpsh exits; libvirtd then drops both.
     fn drop(&mut self) {
-        let (connect, callback, lifecycle, close) = (self.connect.clone(), self.callback, self.lifecycle, self.close);
-        let release = move || {
-            // SAFETY: the ids came from the registrations on this
-            // connection, which `connect` keeps alive.
-            unsafe {
-                let conn = connect.as_ptr();
-                sys::virConnectDomainQemuMonitorEventDeregister(conn, callback);
-                sys::virConnectDomainEventDeregisterAny(conn, lifecycle);
-                if close {
-                    sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
-                }
-            }
-        };
-        let _ = thread::Builder::new().name("libvirt-release".into()).spawn(release);
+        if let Some(registered) = self.registered.take() {
+            let _ = thread::Builder::new().name("libvirt-release".into()).spawn(move || drop(registered));
+        }
     }
 }
 
-/// The callbacks registered for one domain; deregistered when dropped.
-pub struct Subscription {
+/// A connection's QEMU-event, lifecycle and close callbacks, for one
+/// domain or (null) every domain, each with its own [`Feed`]; deregistered
+/// when dropped, and libvirt then frees each Feed with `free_feed`.
+pub struct Registered {
     connect: Connect,
-    /// The domain's own registration of QEMU events, unless its
-    /// connection is shared.
-    monitor_events: Option<c_int>,
-    /// On a shared connection: its hub, the domain's name and the number
-    /// of this subscription's route.
-    route: Option<(Arc<Hub>, String, u64)>,
-    /// The domain's own lifecycle registration, unless its connection is
-    /// shared.
-    lifecycle: Option<c_int>,
-    /// Whether this subscription holds the connection's close callback
-    /// (a connection has one at most).
+    monitor_events: c_int,
+    lifecycle: c_int,
+    /// Whether the close callback is ours (a connection has one at most).
     close: bool,
+}
+
+impl Registered {
+    /// Registers all three on `connect` for `domain`, each with a Box<Feed>
+    /// from `feed`. The close callback's Feed is freed here if libvirt
+    /// refuses it (it then keeps nothing); the lifecycle callback still
+    /// sees the domain stop. A failed event registration's stays leaked
+    /// ([`forgo_feed`]).
+    ///
+    /// # Safety
+    /// `connect` is live, and `domain` is live or null.
+    unsafe fn new(
+        connect: &Connect,
+        domain: sys::virDomainPtr,
+        feed: impl Fn() -> *mut c_void,
+    ) -> Result<Registered, String> {
+        // SAFETY: as the caller promises; each feed is a leaked Box<Feed>
+        // that libvirt hands back to the callback and, when the
+        // registration ends, to `free_feed`.
+        unsafe {
+            let conn = connect.as_ptr();
+            let (monitor_events, lifecycle) = register_both(conn, domain, &feed)?;
+            let opaque = feed();
+            let close = sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) >= 0;
+            if !close {
+                free_feed(opaque);
+            }
+            Ok(Registered { connect: connect.clone(), monitor_events, lifecycle, close })
+        }
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        // SAFETY: the ids came from the registrations on this connection,
+        // which `self.connect` keeps alive.
+        unsafe {
+            let conn = self.connect.as_ptr();
+            sys::virConnectDomainQemuMonitorEventDeregister(conn, self.monitor_events);
+            sys::virConnectDomainEventDeregisterAny(conn, self.lifecycle);
+            if self.close {
+                sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
+            }
+        }
+    }
+}
+
+/// A domain's news: its own callbacks, deregistered when dropped, or its
+/// route on a shared connection's [`Hub`], ended when dropped.
+pub enum Subscription {
+    Alone {
+        /// Held for its drop.
+        _callbacks: Registered,
+    },
+    Routed {
+        hub: Arc<Hub>,
+        /// The domain's name.
+        name: String,
+        /// The number of this route among the domain's.
+        id: u64,
+    },
 }
 
 /// Registers the three callbacks for a domain whose connection serves it
@@ -246,27 +274,8 @@ pub fn subscribe(
 ) -> Result<Subscription, String> {
     let one = || Box::into_raw(Box::new(Feed { to: To::One(tx.clone()), uri: uri.to_string() })).cast::<c_void>();
     // SAFETY: the connection and domain pointers are valid for the calls
-    // (borrowed from live wrappers); `one()` is a leaked Box<Feed> that
-    // libvirt hands back to the callback and, when the registration ends,
-    // to `free_feed`, which takes it back. On failure libvirt does not keep
-    // the pointer, so it is freed here.
-    unsafe {
-        let conn = connect.as_ptr();
-        let (monitor_events, lifecycle) = register_both(conn, domain.as_ptr(), one)?;
-        let opaque = one();
-        // On failure the lifecycle callback still sees the domain stop.
-        let close = sys::virConnectRegisterCloseCallback(conn, Some(on_close), opaque, Some(free_feed)) >= 0;
-        if !close {
-            free_feed(opaque);
-        }
-        Ok(Subscription {
-            connect: connect.clone(),
-            monitor_events: Some(monitor_events),
-            route: None,
-            lifecycle: Some(lifecycle),
-            close,
-        })
-    }
+    // (borrowed from live wrappers).
+    Ok(Subscription::Alone { _callbacks: unsafe { Registered::new(connect, domain.as_ptr(), one)? } })
 }
 
 /// Registers QEMU events and lifecycle events for `domain` (null: every
@@ -277,7 +286,7 @@ pub fn subscribe(
 unsafe fn register_both(
     conn: sys::virConnectPtr,
     domain: sys::virDomainPtr,
-    feed: impl Fn() -> *mut c_void,
+    feed: &impl Fn() -> *mut c_void,
 ) -> Result<(c_int, c_int), String> {
     // SAFETY: as the caller promises.
     unsafe {
@@ -361,27 +370,16 @@ unsafe fn register_monitor_events(
 impl Subscription {
     /// The hub of a shared connection, without keeping it.
     pub fn hub(&self) -> Option<std::sync::Weak<Hub>> {
-        self.route.as_ref().map(|(hub, _, _)| Arc::downgrade(hub))
+        match self {
+            Subscription::Alone { .. } => None,
+            Subscription::Routed { hub, .. } => Some(Arc::downgrade(hub)),
+        }
     }
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // SAFETY: the ids came from the registrations on this connection,
-        // which `self.connect` keeps alive.
-        unsafe {
-            let conn = self.connect.as_ptr();
-            if let Some(id) = self.monitor_events {
-                sys::virConnectDomainQemuMonitorEventDeregister(conn, id);
-            }
-            if let Some(id) = self.lifecycle {
-                sys::virConnectDomainEventDeregisterAny(conn, id);
-            }
-            if self.close {
-                sys::virConnectUnregisterCloseCallback(conn, Some(on_close));
-            }
-        }
-        if let Some((hub, name, id)) = &self.route {
+        if let Subscription::Routed { hub, name, id } = self {
             hub.unroute(name, *id);
         }
     }

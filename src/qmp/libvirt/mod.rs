@@ -70,48 +70,63 @@ pub fn answer_within(uri: Option<&str>, asked: Option<Duration>) -> Option<Durat
     asked.or((!prompts).then_some(super::CONNECT_TIMEOUT))
 }
 
-/// Why libvirt at `uri` was given up on.
-pub fn no_answer(uri: Option<&str>, within: Duration) -> String {
-    format!(
-        "libvirt at {} did not answer within {} s (--timeout SECS waits longer)",
-        uri_in_words(uri),
-        within.as_secs_f64()
-    )
+/// Calls to libvirt under way in a thread of their own, with a deadline:
+/// libvirt has none of its own, and a host that takes the connection and
+/// never answers holds a call for ever (measured with a listening socket
+/// that reads nothing).
+pub struct InTime<T> {
+    done: Option<Receiver<T>>,
+    deadline: Option<Instant>,
+}
+
+impl<T: Send + 'static> InTime<T> {
+    /// Starts `work`, to be waited for `within` that time from now (`None`:
+    /// however long it takes).
+    pub fn start(within: Option<Duration>, work: impl FnOnce() -> T + Send + 'static) -> InTime<T> {
+        let (tx, done) = mpsc::sync_channel(1);
+        let spawned = thread::Builder::new().name("libvirt-call".into()).spawn(move || drop(tx.send(work())));
+        InTime { done: spawned.ok().map(|_| done), deadline: within.map(|within| Instant::now() + within) }
+    }
+
+    /// What the work gave, or `None` when the deadline passed first (the
+    /// work is left behind, and what it makes dropped when it ends) or no
+    /// thread could run it.
+    pub fn answer(self) -> Option<T> {
+        let done = self.done?;
+        match self.deadline {
+            Some(at) => done.recv_timeout(at.saturating_duration_since(Instant::now())).ok(),
+            None => done.recv().ok(),
+        }
+    }
+}
+
+/// Why libvirt at `uri` was given up on after `within`.
+pub fn no_answer(uri: Option<&str>, within: Option<Duration>) -> String {
+    match within {
+        Some(within) => format!(
+            "libvirt at {} did not answer within {} s (--timeout SECS waits longer)",
+            uri_in_words(uri),
+            within.as_secs_f64()
+        ),
+        None => format!("the connection to libvirt at {} failed", uri_in_words(uri)),
+    }
 }
 
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
 /// errors a person can act on, if libvirt answers `within` that time
-/// (`None`: however long it takes).
-///
-/// libvirt's own open has no deadline: a host that takes the connection
-/// and never answers holds it forever (measured: a listening socket that
-/// reads nothing, over qemu+tcp). So it runs in a thread of its own, which
-/// is left behind if it takes too long; the connection it may still make
-/// closes when that thread ends.
+/// (see [`InTime`]).
 pub fn open(uri: Option<&str>, within: Option<Duration>) -> Result<Connect, ClientError> {
-    events::start_loop().map_err(ClientError::Io)?;
-    let (tx, opened) = mpsc::sync_channel(1);
     let asked = uri.map(str::to_string);
-    thread::Builder::new()
-        .name("libvirt-open".into())
-        .spawn(move || {
-            let _ = tx.send(Connect::open(asked.as_deref()));
-        })
-        .map_err(|e| ClientError::Io(format!("cannot start the libvirt connection thread: {e}")))?;
-    let answer = match within {
-        Some(within) => opened.recv_timeout(within),
-        None => opened.recv().map_err(|_| RecvTimeoutError::Disconnected),
-    };
-    let connect = match answer {
-        Ok(Ok(connect)) => connect,
-        Ok(Err(e)) => return Err(ClientError::Io(cannot_connect(&e, &uri_in_words(uri)))),
-        Err(RecvTimeoutError::Timeout) => {
-            return Err(ClientError::Io(no_answer(uri, within.unwrap_or_default())));
-        }
-        Err(RecvTimeoutError::Disconnected) => {
-            return Err(ClientError::Io(format!("the connection to libvirt at {} failed", uri_in_words(uri))));
-        }
-    };
+    InTime::start(within, move || open_waiting(asked.as_deref()))
+        .answer()
+        .unwrap_or_else(|| Err(ClientError::Io(no_answer(uri, within))))
+}
+
+/// [`open`], however long libvirt takes (for a caller that bounds the wait
+/// itself).
+pub fn open_waiting(uri: Option<&str>) -> Result<Connect, ClientError> {
+    events::start_loop().map_err(ClientError::Io)?;
+    let connect = Connect::open(uri).map_err(|e| ClientError::Io(cannot_connect(&e, &uri_in_words(uri))))?;
     // Notice a dead remote connection within ~15 s instead of never.
     let _ = connect.set_keep_alive(5, 3);
     Ok(connect)

@@ -11,14 +11,12 @@ pub use without::*;
 #[cfg(feature = "libvirt")]
 mod with {
     use std::collections::HashSet;
-    use std::sync::mpsc;
-    use std::thread;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use virt::domain::Domain;
 
     use crate::error::Error;
-    use crate::qmp::libvirt::Shared;
+    use crate::qmp::libvirt::{InTime, Shared};
     use crate::qmp::{self, Monitor};
     use crate::shell::fleet::glob;
     use crate::shell::fleet::targets::{Member, Reach};
@@ -50,48 +48,29 @@ mod with {
     /// Connects to every host at once, each given as long as
     /// [`answer_within`](qmp::libvirt::answer_within) says to be reached,
     /// listed and subscribed to: a host that stops answering at any of the
-    /// three is left behind in its own thread, and holds no other back for
+    /// three is left behind ([`InTime`]), and holds no other back for
     /// longer.
     pub fn hosts(uris: &[String], asked: Option<Duration>) -> Result<Vec<Host>, Error> {
         let uris: Vec<Option<String>> =
             if uris.is_empty() { vec![None] } else { uris.iter().cloned().map(Some).collect() };
         let labels = host_names(&uris);
-        let (tx, answers) = mpsc::channel();
-        let mut waiting: Vec<Waiting> = Vec::new();
-        for (index, uri) in uris.iter().enumerate() {
-            let within = qmp::libvirt::answer_within(uri.as_deref(), asked);
-            let (tx, asked_uri) = (tx.clone(), uri.clone());
-            let spawned = thread::Builder::new()
-                .name("libvirt-host".into())
-                .spawn(move || drop(tx.send((index, reach(asked_uri.as_deref(), within)))));
-            waiting.push(Waiting {
-                uri: uri.clone(),
-                within,
-                deadline: within.map(|w| Instant::now() + w),
-                answer: spawned.err().map(|e| Err(format!("cannot start a libvirt connection thread: {e}"))),
-            });
-        }
-        drop(tx);
-        while let Some(next) = waiting.iter().position(|w| w.answer.is_none()) {
-            let deadline = waiting.get(next).and_then(|w| w.deadline);
-            let heard = match deadline {
-                Some(at) => answers.recv_timeout(at.saturating_duration_since(Instant::now())).ok(),
-                None => answers.recv().ok(),
-            };
-            // Nothing heard: the first host still waited for is out of
-            // time (or every thread has ended); the others are waited on.
-            let (from, answer) = heard.unwrap_or_else(|| {
-                let why = waiting
-                    .get(next)
-                    .map(|w| qmp::libvirt::no_answer(w.uri.as_deref(), w.within.unwrap_or_default()))
-                    .unwrap_or_default();
-                (next, Err(why))
-            });
-            if let Some(host) = waiting.get_mut(from) {
-                host.answer = Some(answer);
-            }
-        }
-        let reached = waiting.into_iter().map(|w| w.answer.unwrap_or_else(|| Err(String::new())));
+        // Every host's time runs from now, so waiting on each in turn
+        // bounds the whole by the longest.
+        let pending: Vec<_> = uris
+            .iter()
+            .map(|uri| {
+                let within = qmp::libvirt::answer_within(uri.as_deref(), asked);
+                let asked_uri = uri.clone();
+                (within, InTime::start(within, move || reach(asked_uri.as_deref())))
+            })
+            .collect();
+        let reached: Vec<Reached> = pending
+            .into_iter()
+            .zip(&uris)
+            .map(|((within, pending), uri)| {
+                pending.answer().unwrap_or_else(|| Err(qmp::libvirt::no_answer(uri.as_deref(), within)))
+            })
+            .collect();
         Ok(labels
             .into_iter()
             .zip(uris)
@@ -100,18 +79,10 @@ mod with {
             .collect())
     }
 
-    /// A host being reached: how long it may take, and what came.
-    struct Waiting {
-        uri: Option<String>,
-        within: Option<Duration>,
-        deadline: Option<Instant>,
-        answer: Option<Reached>,
-    }
-
     /// A shared connection to `uri` and its running domains, sorted by
     /// name.
-    fn reach(uri: Option<&str>, within: Option<Duration>) -> Reached {
-        let connect = qmp::libvirt::open(uri, within).map_err(|e| e.to_string())?;
+    fn reach(uri: Option<&str>) -> Reached {
+        let connect = qmp::libvirt::open_waiting(uri).map_err(|e| e.to_string())?;
         let named = qmp::libvirt::running_domains(&connect).map_err(|e| {
             let uri = qmp::libvirt::uri_in_words(uri);
             format!("libvirt at {uri} cannot list its domains: {}", crate::visible::line(e.message()))
