@@ -309,7 +309,7 @@ struct Libvirt {
 
 impl Libvirt {
     /// A monitor whose commands go to `channel` of `domain` from a thread
-    /// of their own, their answers to `tx`.
+    /// of their own (see [`callers`]), their answers to `tx`.
     fn start(
         domain: Domain,
         channel: Channel,
@@ -318,11 +318,8 @@ impl Libvirt {
         subscription: Option<events::Subscription>,
     ) -> Result<Monitor, ClientError> {
         let (commands, requests) = mpsc::channel();
-        let replies = tx.clone();
         let hub = subscription.as_ref().and_then(events::Subscription::hub);
-        thread::Builder::new()
-            .name("libvirt-commands".into())
-            .spawn(move || run_commands(&domain, channel, &requests, &replies, hub.as_ref()))
+        callers::serve(Calls { domain, channel, requests, replies: tx.clone(), hub })
             .map_err(|e| ClientError::Io(format!("cannot start the libvirt command thread: {e}")))?;
         let largest_command = (channel == Channel::Agent).then_some(AGENT_COMMAND_MAX);
         let transport =
@@ -366,17 +363,90 @@ impl Transport for Libvirt {
     }
 }
 
-/// The command thread: one blocking libvirt call at a time, each answer
-/// into the inbox in order, with the user's id in place of libvirt's own.
-/// With `hub`, the connection is shared: its loss, found here, is told to
-/// every domain on it.
-fn run_commands(
-    domain: &Domain,
+/// The threads that make the blocking libvirt calls, one monitor's at a
+/// time each. A thread whose monitor let go waits a while for the next
+/// instead of ending: a fleet's targets come and go by the dozen, and a
+/// thread started for each cost 5% of the run (measured). A thread held
+/// by a call libvirt never answers serves nobody else.
+mod callers {
+    use std::sync::Mutex;
+    use std::sync::mpsc::{self, Receiver, Sender};
+    use std::thread;
+    use std::time::Duration;
+
+    use super::Calls;
+
+    /// A way to each idle thread.
+    static IDLE: Mutex<Vec<Sender<Calls>>> = Mutex::new(Vec::new());
+
+    /// How long an idle thread waits for more work before it ends.
+    const IDLE_FOR: Duration = Duration::from_secs(10);
+
+    /// Gives `calls` to an idle thread, else to a new one.
+    pub(super) fn serve(mut calls: Calls) -> std::io::Result<()> {
+        if let Ok(mut idle) = IDLE.lock() {
+            // Sent under the lock, which a thread takes to stop waiting:
+            // what it is sent, it takes.
+            while let Some(thread) = idle.pop() {
+                match thread.send(calls) {
+                    Ok(()) => return Ok(()),
+                    // It stopped waiting.
+                    Err(mpsc::SendError(back)) => calls = back,
+                }
+            }
+        }
+        thread::Builder::new().name("libvirt-calls".into()).spawn(move || life(calls)).map(drop)
+    }
+
+    /// One thread's life: a monitor's calls, then the next one's, until
+    /// none comes for [`IDLE_FOR`].
+    fn life(mut calls: Calls) {
+        loop {
+            super::run_commands(&calls);
+            drop(calls);
+            let (tx, next) = mpsc::channel();
+            match IDLE.lock() {
+                Ok(mut idle) => idle.push(tx),
+                Err(_) => return,
+            }
+            calls = match next.recv_timeout(IDLE_FOR) {
+                Ok(more) => more,
+                Err(_) => match last_look(next) {
+                    Some(more) => more,
+                    None => return,
+                },
+            };
+        }
+    }
+
+    /// What was sent to a thread that is done waiting, before it stops
+    /// taking anything (under the lock, so nothing is sent in between).
+    fn last_look(next: Receiver<Calls>) -> Option<Calls> {
+        let idle = IDLE.lock().ok()?;
+        let more = next.try_recv().ok();
+        drop(next);
+        drop(idle);
+        more
+    }
+}
+
+/// One monitor's calls: `channel` of `domain`, what to do from
+/// `requests`, answers to `replies`; with `hub`, the connection is shared.
+struct Calls {
+    domain: Domain,
     channel: Channel,
-    requests: &Receiver<Job>,
-    tx: &SyncSender<Incoming>,
-    hub: Option<&Weak<events::Hub>>,
-) {
+    requests: Receiver<Job>,
+    replies: SyncSender<Incoming>,
+    hub: Option<Weak<events::Hub>>,
+}
+
+/// A command thread's work for one monitor: one blocking libvirt call at a time, each answer into the inbox in
+/// order, with the user's id in place of libvirt's own, until the
+/// monitor lets go or ends. On a shared connection, its loss, found
+/// here, is told to every domain on it.
+fn run_commands(calls: &Calls) {
+    let Calls { domain, channel, requests, replies: tx, hub } = calls;
+    let channel = *channel;
     let agent_timeout = i32::try_from(AGENT_CALL.as_secs()).unwrap_or(i32::MAX);
     for job in requests {
         let (id, command) = match job {
@@ -417,7 +487,7 @@ fn run_commands(
             },
             Err(error) => failure(domain, &error, id),
         };
-        if let (Incoming::End(lost @ ClientError::Io(_)), Some(hub)) = (&item, hub.and_then(Weak::upgrade)) {
+        if let (Incoming::End(lost @ ClientError::Io(_)), Some(hub)) = (&item, hub.as_ref().and_then(Weak::upgrade)) {
             hub.lost(lost);
         }
         let end = matches!(item, Incoming::End(_));
