@@ -21,22 +21,16 @@ use crate::qmp::ClientError;
 use crate::qmp::Incoming;
 use crate::visible;
 
-/// Starts libvirt's default event loop in a thread of its own, once per
-/// process. It must run before a connection is opened for the connection
-/// to deliver events.
+/// Starts libvirt's event loop ([`event_loop`](super::event_loop)) in a
+/// thread of its own, once per process. It must run before a connection
+/// is opened for the connection to deliver events.
 pub fn start_loop() -> Result<(), String> {
     static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
     STARTED
         .get_or_init(|| {
             // qmpsh reports libvirt's errors itself, in one line each.
             virt::error::clear_error_callback();
-            virt::event::event_register_default_impl()
-                .map_err(|e| format!("cannot start libvirt's event loop: {}", visible::line(e.message())))?;
-            thread::Builder::new()
-                .name("libvirt-events".into())
-                .spawn(|| while virt::event::event_run_default_impl().is_ok() {})
-                .map(|_| ())
-                .map_err(|e| format!("cannot start libvirt's event thread: {e}"))
+            super::event_loop::start()
         })
         .clone()
 }

@@ -10,6 +10,7 @@
 //! replies, events and the end of the connection all arrive on one
 //! channel, which the client's inbox reads as it reads a socket.
 
+mod event_loop;
 mod events;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
