@@ -275,15 +275,23 @@ fn run() {
             let left = until.saturating_duration_since(Instant::now());
             Timespec::try_from(left).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 })
         });
-        // SAFETY: each fd is one libvirt asked to watch; it may have been
-        // closed since, which poll reports (and the watch, removed, is
-        // not dispatched).
+        // SAFETY: each fd is one libvirt asked to watch, and keeps open
+        // until the watch's free function has run: after this turn, since
+        // `prepare` runs them before it lists what to poll.
         let borrowed: Vec<BorrowedFd<'_>> =
             watched.iter().map(|&(_, fd, _)| unsafe { BorrowedFd::borrow_raw(fd) }).collect();
         let mut fds: Vec<PollFd<'_>> = std::iter::once(PollFd::new(wake, PollFlags::IN))
             .chain(borrowed.iter().zip(&watched).map(|(fd, &(_, _, events))| PollFd::new(fd, poll_flags(events))))
             .collect();
-        let polled = poll(&mut fds, timeout.as_ref()).is_ok();
+        let polled = match poll(&mut fds, timeout.as_ref()) {
+            Ok(_) => true,
+            Err(rustix::io::Errno::INTR) => false,
+            // Not to spin on it (too many watches, no memory): a pause.
+            Err(_) => {
+                thread::sleep(Duration::from_millis(10));
+                false
+            }
+        };
         let woken = polled && fds.first().is_some_and(|fd| !fd.revents().is_empty());
         let ready: Vec<c_int> = fds.iter().skip(1).map(|fd| if polled { from_poll(fd.revents()) } else { 0 }).collect();
         drop(fds);
@@ -338,18 +346,15 @@ fn prepare() -> (Vec<(c_int, RawFd, c_int)>, Option<Instant>) {
 /// Fires every timer due, in the order they were added.
 fn dispatch_timers() {
     let now = Instant::now();
-    let due: Vec<c_int> = {
-        let mut state = state();
-        let mut due = Vec::new();
-        for timer in state.timers.iter_mut().filter(|t| !t.removed && t.due.is_some_and(|d| d <= now)) {
-            timer.due = timer.every.map(|every| now + every);
-            due.push(timer.id);
-        }
-        due
-    };
-    for id in due {
-        // Looked up again: an earlier callback may have removed it.
-        let found = state().timers.iter().find(|t| t.id == id && !t.removed).map(|t| (t.callback, t.opaque.data));
+    let due = |t: &Timer| !t.removed && t.due.is_some_and(|d| d <= now);
+    let ids: Vec<c_int> = state().timers.iter().filter(|t| due(t)).map(|t| t.id).collect();
+    for id in ids {
+        // Looked up again just before it fires: an earlier callback may
+        // have removed it, turned it off or set it later.
+        let found = state().timers.iter_mut().find(|t| t.id == id && due(t)).map(|t| {
+            t.due = t.every.map(|every| now + every);
+            (t.callback, t.opaque.data)
+        });
         if let Some((callback, data)) = found {
             // SAFETY: libvirt's callback with its own opaque pointer, on
             // the loop's thread, the timer not removed.
@@ -387,7 +392,7 @@ fn dispatch_watches(watched: &[(c_int, RawFd, c_int)], ready: &[c_int]) {
 fn poll_flags(events: c_int) -> PollFlags {
     let mut flags = PollFlags::empty();
     if events & sys::VIR_EVENT_HANDLE_READABLE as c_int != 0 {
-        flags |= PollFlags::IN | PollFlags::PRI;
+        flags |= PollFlags::IN;
     }
     if events & sys::VIR_EVENT_HANDLE_WRITABLE as c_int != 0 {
         flags |= PollFlags::OUT;
@@ -397,7 +402,7 @@ fn poll_flags(events: c_int) -> PollFlags {
 
 fn from_poll(revents: PollFlags) -> c_int {
     let mut events = 0;
-    if revents.intersects(PollFlags::IN | PollFlags::PRI) {
+    if revents.contains(PollFlags::IN) {
         events |= sys::VIR_EVENT_HANDLE_READABLE as c_int;
     }
     if revents.contains(PollFlags::OUT) {
@@ -422,6 +427,16 @@ mod tests {
 
     use super::*;
 
+    /// The loop is the process's: one test at a time, so that no other
+    /// test's watches or timers wake it for this one.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+    fn alone() -> MutexGuard<'static, ()> {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        start().expect("the loop starts");
+        turn
+    }
+
     /// What the callbacks below report.
     #[derive(Debug, PartialEq)]
     enum Seen {
@@ -441,10 +456,15 @@ mod tests {
         let _ = unsafe { &*opaque.cast::<Sender<Seen>>() }.send(seen);
     }
 
-    unsafe extern "C" fn readable(watch: c_int, fd: c_int, _events: c_int, opaque: *mut c_void) {
+    unsafe extern "C" fn reads(watch: c_int, fd: c_int, _events: c_int, opaque: *mut c_void) {
         let mut byte = [0u8; 1];
-        // SAFETY: the pipe's read end, open while the test runs.
+        // SAFETY: the pipe's read end, open while it is watched.
         let _ = rustix::io::read(unsafe { BorrowedFd::borrow_raw(fd) }, &mut byte);
+        // SAFETY: registered with a reporter.
+        unsafe { report(opaque, Seen::Fired(watch)) };
+    }
+
+    unsafe extern "C" fn leaves_it(watch: c_int, _fd: c_int, _events: c_int, opaque: *mut c_void) {
         // SAFETY: registered with a reporter.
         unsafe { report(opaque, Seen::Fired(watch)) };
     }
@@ -462,84 +482,119 @@ mod tests {
 
     const SOON: Duration = Duration::from_secs(2);
     const QUIET: Duration = Duration::from_millis(200);
+    const READABLE: c_int = sys::VIR_EVENT_HANDLE_READABLE as c_int;
+
+    /// A pipe watched by the loop; the watch removed, and freed, before
+    /// the pipe closes, also when a test fails.
+    struct Watched {
+        id: c_int,
+        seen: Receiver<Seen>,
+        write: OwnedFd,
+        _read: OwnedFd,
+    }
+
+    impl Watched {
+        fn new(callback: HandleCallback) -> Watched {
+            let (read, write) = pipe_with(PipeFlags::CLOEXEC).expect("a pipe");
+            let (opaque, seen) = reporter();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&read);
+            let id = unsafe { add_handle(fd, READABLE, Some(callback), opaque, Some(freed)) };
+            assert!(id > 0);
+            Watched { id, seen, write, _read: read }
+        }
+
+        fn write(&self) {
+            rustix::io::write(&self.write, b"x").expect("a byte");
+        }
+
+        /// Everything reported within `wait` of the last report, up to
+        /// `until`; how many times it fired, and whether it was freed.
+        fn drain(&self, wait: Duration, until: Instant) -> (usize, bool) {
+            let mut fired = 0;
+            while Instant::now() < until {
+                match self.seen.recv_timeout(wait) {
+                    Ok(Seen::Fired(_)) => fired += 1,
+                    Ok(Seen::Freed) => return (fired, true),
+                    Err(_) => break,
+                }
+            }
+            (fired, false)
+        }
+    }
+
+    impl Drop for Watched {
+        fn drop(&mut self) {
+            unsafe { remove_handle(self.id) };
+            let _ = self.drain(SOON, Instant::now() + SOON);
+        }
+    }
+
+    /// A timer, removed when the test ends, also when it fails.
+    struct Timed(c_int);
+
+    impl Drop for Timed {
+        fn drop(&mut self) {
+            unsafe { remove_timeout(self.0) };
+        }
+    }
 
     #[test]
     fn a_watch_fires_when_watched_not_while_taken_out_and_again_once_put_back() {
-        start().expect("the loop starts");
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC).expect("a pipe");
-        let (opaque, seen) = reporter();
-        let readable_bit = sys::VIR_EVENT_HANDLE_READABLE as c_int;
-        // SAFETY: the callbacks match the reporter given.
-        let id = unsafe {
-            add_handle(std::os::fd::AsRawFd::as_raw_fd(&read), readable_bit, Some(readable), opaque, Some(freed))
-        };
-        assert!(id > 0);
-        rustix::io::write(&write, b"1").expect("a byte");
-        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(id)));
+        let _alone = alone();
+        let pipe = Watched::new(reads);
+        pipe.write();
+        assert_eq!(pipe.seen.recv_timeout(SOON), Ok(Seen::Fired(pipe.id)));
         // Taken out, as libvirt does while a thread talks on the socket.
-        unsafe { update_handle(id, 0) };
-        rustix::io::write(&write, b"2").expect("a byte");
-        assert!(seen.recv_timeout(QUIET).is_err(), "a watch taken out does not fire");
-        // Put back: the loop, asleep without it, must be woken to watch it.
-        unsafe { update_handle(id, readable_bit) };
-        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(id)));
-        assert_eq!(unsafe { remove_handle(id) }, 0);
-        rustix::io::write(&write, b"3").expect("a byte");
-        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Freed), "removed, it is freed and fires no more");
-        assert!(seen.recv_timeout(QUIET).is_err());
-        assert_eq!(unsafe { remove_handle(id) }, -1, "removed once");
-    }
-
-    unsafe extern "C" fn leaves_it(watch: c_int, _fd: c_int, _events: c_int, opaque: *mut c_void) {
-        // SAFETY: registered with a reporter.
-        unsafe { report(opaque, Seen::Fired(watch)) };
+        unsafe { update_handle(pipe.id, 0) };
+        pipe.write();
+        assert!(pipe.seen.recv_timeout(QUIET).is_err(), "a watch taken out does not fire");
+        // Put back: the loop, asleep without it and with nothing else to
+        // wake it, must be woken to watch it.
+        unsafe { update_handle(pipe.id, READABLE) };
+        assert_eq!(pipe.seen.recv_timeout(SOON), Ok(Seen::Fired(pipe.id)));
+        assert_eq!(unsafe { remove_handle(pipe.id) }, 0);
+        pipe.write();
+        assert_eq!(pipe.drain(QUIET, Instant::now() + SOON), (0, true), "removed, it fires no more, and is freed");
+        assert_eq!(unsafe { remove_handle(pipe.id) }, -1, "removed once");
     }
 
     #[test]
     fn a_watch_whose_callback_leaves_it_ready_does_not_spin_the_loop() {
-        start().expect("the loop starts");
-        let (read, write) = pipe_with(PipeFlags::CLOEXEC).expect("a pipe");
-        rustix::io::write(&write, b"left unread").expect("bytes");
-        let (opaque, seen) = reporter();
-        let readable_bit = sys::VIR_EVENT_HANDLE_READABLE as c_int;
-        let fd = std::os::fd::AsRawFd::as_raw_fd(&read);
-        let id = unsafe { add_handle(fd, readable_bit, Some(leaves_it), opaque, Some(freed)) };
-        std::thread::sleep(QUIET);
-        let fired = seen.try_iter().count();
-        // Two turns for nothing, then left out for IDLE_WAIT: about 80 in
-        // 200 ms. Spinning, it was tens of thousands.
+        let _alone = alone();
+        let pipe = Watched::new(leaves_it);
+        pipe.write();
+        let (fired, _) = pipe.drain(SOON, Instant::now() + QUIET);
+        // Two turns for nothing, then left out for IDLE_WAIT: some 40-80
+        // in 200 ms. Spinning, it was tens of thousands.
         assert!((1..=400).contains(&fired), "fired {fired} times in {QUIET:?}");
-        // Changed by libvirt, it is watched again at once.
-        unsafe { update_handle(id, readable_bit) };
-        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(id)));
-        assert_eq!(unsafe { remove_handle(id) }, 0);
-        while let Ok(Seen::Fired(_)) = seen.recv_timeout(SOON) {}
+        // Changed by libvirt, it is watched again, not left out.
+        unsafe { update_handle(pipe.id, READABLE) };
+        let left_out = state().watches.iter().find(|w| w.id == pipe.id).map(|w| w.left_out);
+        assert_eq!(left_out, Some(None));
     }
 
     #[test]
     fn a_timer_fires_every_period_stops_when_off_fires_at_once_at_0_and_is_freed_when_removed() {
-        start().expect("the loop starts");
+        let _alone = alone();
         let (opaque, seen) = reporter();
-        // A whole minute: it must not fire by itself during the test.
-        let id = unsafe { add_timeout(60_000, Some(ticked), opaque, Some(freed)) };
-        assert!(id > 0);
+        let timer = Timed(unsafe { add_timeout(60_000, Some(ticked), opaque, Some(freed)) });
+        assert!(timer.0 > 0);
+        // A whole minute: not due during the test.
         assert!(seen.recv_timeout(QUIET).is_err(), "not due yet");
-        // Sooner than the loop planned to wake: it is woken.
-        unsafe { update_timeout(id, 10) };
-        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(id)));
-        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(id)), "and again a period later");
-        unsafe { update_timeout(id, -1) };
-        while seen.recv_timeout(QUIET).is_ok() {}
+        // Sooner than the loop planned to wake, with nothing else to wake
+        // it: it is woken.
+        unsafe { update_timeout(timer.0, 10) };
+        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(timer.0)));
+        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(timer.0)), "and again a period later");
+        unsafe { update_timeout(timer.0, -1) };
+        std::thread::sleep(Duration::from_millis(50));
+        while seen.try_recv().is_ok() {}
         assert!(seen.recv_timeout(QUIET).is_err(), "off");
-        unsafe { update_timeout(id, 0) };
-        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(id)));
-        assert_eq!(unsafe { remove_timeout(id) }, 0);
-        loop {
-            match seen.recv_timeout(SOON) {
-                Ok(Seen::Fired(_)) => continue,
-                done => break assert_eq!(done, Ok(Seen::Freed)),
-            }
-        }
-        assert!(seen.recv_timeout(QUIET).is_err(), "no more after it is freed");
+        unsafe { update_timeout(timer.0, 0) };
+        assert_eq!(seen.recv_timeout(SOON), Ok(Seen::Fired(timer.0)));
+        assert_eq!(unsafe { remove_timeout(timer.0) }, 0);
+        let until = Instant::now() + SOON;
+        let freed = std::iter::from_fn(|| seen.recv_timeout(SOON).ok()).take_while(|_| Instant::now() < until).last();
+        assert_eq!(freed, Some(Seen::Freed), "removed, it is freed, after which it cannot fire");
     }
 }
