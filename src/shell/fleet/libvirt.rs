@@ -110,8 +110,8 @@ mod with {
                     continue;
                 }
             };
+            let uri = shared.connect().uri().unwrap_or_default();
             let mut add = |shown: &str, found: &Domain, listed_running: bool| {
-                let uri = shared.connect().uri().unwrap_or_default();
                 let key = format!("{uri}/{}", found.uuid_string().unwrap_or_default());
                 let at = DomainAt { shared: shared.clone(), domain: found.clone(), key, listed_running };
                 members.push(Member { name: name(shown), reach: Reach::Domain(at) });
