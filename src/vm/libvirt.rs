@@ -22,7 +22,7 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
     if let VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } = command {
         return super::guest::run(command, Some(uri), out);
     }
-    let connect = libvirt::open(Some(uri), libvirt::answer_within(Some(uri), None))?;
+    let connect = libvirt::open(Some(uri), None)?;
     match command {
         VmCommand::List { json } => write_list(&listed(&connect, uri)?, json, out).map_err(Error::output),
         VmCommand::Status { name, json } => {
@@ -50,7 +50,7 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
 
 /// What `vm list` shows of every domain at `uri`.
 pub fn reports(uri: &str) -> Result<Vec<Value>, Error> {
-    listed(&libvirt::open(Some(uri), libvirt::answer_within(Some(uri), None))?, uri)
+    listed(&libvirt::open(Some(uri), None)?, uri)
 }
 
 fn listed(connect: &Connect, uri: &str) -> Result<Vec<Value>, Error> {

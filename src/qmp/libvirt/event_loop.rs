@@ -121,10 +121,13 @@ struct Timer {
     removed: bool,
 }
 
+/// A watch as polled: its id, file descriptor and events.
+type Polled = (c_int, RawFd, c_int);
+
 /// What the loop's thread is asleep on, if it is.
 struct Asleep {
-    /// Each file descriptor it polls, with the events it polls for.
-    polled: Vec<(RawFd, c_int)>,
+    /// Each watch it polls.
+    polled: Vec<Polled>,
     /// When it wakes by itself (`None`: not before something happens).
     until: Option<Instant>,
 }
@@ -165,7 +168,7 @@ impl State {
     fn wake_for(&self, fd: RawFd, events: c_int) {
         if events != 0
             && self.asleep.as_ref().is_some_and(|asleep| {
-                !asleep.polled.iter().any(|&(polled, watched)| polled == fd && events & !watched == 0)
+                !asleep.polled.iter().any(|&(_, polled, watched)| polled == fd && events & !watched == 0)
             })
         {
             wake();
@@ -305,42 +308,40 @@ fn run() {
     }
 }
 
-/// Lets go of what was removed, and says what to poll (each watch's id,
-/// file descriptor and events) and until when (the loop is then asleep on
-/// it).
-fn prepare() -> (Vec<(c_int, RawFd, c_int)>, Option<Instant>) {
-    let mut state = state();
-    let mut released = Vec::new();
-    let (watches, removed): (Vec<Watch>, Vec<Watch>) =
-        std::mem::take(&mut state.watches).into_iter().partition(|w| !w.removed);
-    state.watches = watches;
-    released.extend(removed.into_iter().map(|w| w.opaque));
-    let (timers, removed): (Vec<Timer>, Vec<Timer>) =
-        std::mem::take(&mut state.timers).into_iter().partition(|t| !t.removed);
-    state.timers = timers;
-    released.extend(removed.into_iter().map(|t| t.opaque));
+/// Lets go of what was removed, and says what to poll and until when (the
+/// loop is then asleep on it).
+fn prepare() -> (Vec<Polled>, Option<Instant>) {
+    let mut guard = state();
+    let state = &mut *guard;
+    let released: Vec<Opaque> = state
+        .watches
+        .extract_if(.., |w| w.removed)
+        .map(|w| w.opaque)
+        .chain(state.timers.extract_if(.., |t| t.removed).map(|t| t.opaque))
+        .collect();
     let now = Instant::now();
     for watch in &mut state.watches {
         watch.left_out = watch.left_out.filter(|&until| until > now);
     }
-    let watched: Vec<(c_int, RawFd, c_int)> = state
+    let polled: Vec<Polled> = state
         .watches
         .iter()
         .filter(|w| w.events != 0 && w.left_out.is_none())
         .map(|w| (w.id, w.fd, w.events))
         .collect();
-    let polled = watched.iter().map(|&(_, fd, events)| (fd, events)).collect();
     let back = state.watches.iter().filter_map(|w| w.left_out);
     let until = state.timers.iter().filter_map(|t| t.due).chain(back).min();
     // With something to let go, look again at once: a free function may
     // have added or removed more.
-    let until = if released.is_empty() { until } else { Some(Instant::now()) };
-    state.asleep = Some(Asleep { polled, until });
-    drop(state);
+    let until = if released.is_empty() { until } else { Some(now) };
+    state.asleep = Some(Asleep { polled: polled.clone(), until });
+    // Free functions run without the lock: they may call libvirt, which
+    // may call back here.
+    drop(guard);
     for opaque in released {
         opaque.release();
     }
-    (watched, until)
+    (polled, until)
 }
 
 /// Fires every timer due, in the order they were added.
@@ -365,7 +366,7 @@ fn dispatch_timers() {
 
 /// Runs the callback of each watch whose file descriptor is ready for
 /// what it is watched for now.
-fn dispatch_watches(watched: &[(c_int, RawFd, c_int)], ready: &[c_int]) {
+fn dispatch_watches(watched: &[Polled], ready: &[c_int]) {
     let always = sys::VIR_EVENT_HANDLE_ERROR as c_int | sys::VIR_EVENT_HANDLE_HANGUP as c_int;
     for (&(id, fd, _), &ready) in watched.iter().zip(ready) {
         // Looked up again: it may have been changed or removed since.

@@ -76,6 +76,18 @@ impl To {
             To::ByDomain(routes) => all_inboxes(routes),
         }
     }
+
+    /// The inboxes `dom`'s news goes to, taken out of the lock.
+    ///
+    /// # Safety
+    /// `dom` is a live domain (libvirt's, passed to a callback).
+    unsafe fn of(&self, dom: sys::virDomainPtr) -> Vec<SyncSender<Incoming>> {
+        match self {
+            To::One(tx) => vec![tx.clone()],
+            // SAFETY: as the caller promises.
+            To::ByDomain(routes) => unsafe { inboxes(routes, dom) },
+        }
+    }
 }
 
 /// The inboxes of a shared connection's domains, by domain name, each with
@@ -418,16 +430,9 @@ unsafe extern "C" fn on_monitor_event(
         message.insert("data".into(), data);
     }
     let message = Value::Object(message);
-    match &feed.to {
-        To::One(tx) => {
-            let _ = tx.send(Incoming::Message(message));
-        }
-        To::ByDomain(routes) => {
-            // SAFETY: libvirt passes a live domain.
-            for tx in unsafe { inboxes(routes, dom) } {
-                let _ = tx.send(Incoming::Message(message.clone()));
-            }
-        }
+    // SAFETY: libvirt passes a live domain.
+    for tx in unsafe { feed.to.of(dom) } {
+        let _ = tx.send(Incoming::Message(message.clone()));
     }
 }
 
@@ -460,12 +465,8 @@ unsafe extern "C" fn on_lifecycle(
     if event != sys::VIR_DOMAIN_EVENT_STOPPED as c_int {
         return;
     }
-    let inboxes = match &feed.to {
-        To::One(tx) => vec![tx.clone()],
-        // SAFETY: libvirt passes a live domain.
-        To::ByDomain(routes) => unsafe { inboxes(routes, dom) },
-    };
-    for tx in inboxes {
+    // SAFETY: libvirt passes a live domain.
+    for tx in unsafe { feed.to.of(dom) } {
         let _ = tx.send(Incoming::End(ClientError::Closed));
     }
 }

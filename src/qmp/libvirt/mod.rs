@@ -114,11 +114,12 @@ pub fn no_answer(uri: Option<&str>, within: Option<Duration>) -> String {
 }
 
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
-/// errors a person can act on, if libvirt answers `within` that time
-/// (see [`InTime`]).
-pub fn open(uri: Option<&str>, within: Option<Duration>) -> Result<Connect, ClientError> {
-    let asked = uri.map(str::to_string);
-    InTime::start(within, move || open_waiting(asked.as_deref()))
+/// errors a person can act on, if libvirt answers in time: `asked`
+/// (`--timeout`) as [`answer_within`] reads it (see [`InTime`]).
+pub fn open(uri: Option<&str>, asked: Option<Duration>) -> Result<Connect, ClientError> {
+    let within = answer_within(uri, asked);
+    let uri_given = uri.map(str::to_string);
+    InTime::start(within, move || open_waiting(uri_given.as_deref()))
         .answer()
         .unwrap_or_else(|| Err(ClientError::Io(no_answer(uri, within))))
 }
@@ -180,10 +181,10 @@ pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, ClientError> {
 /// 50-target run (measured), 64 is a page or two each.
 const BACKLOG: usize = 64;
 
-/// Connects to libvirt at `uri`, if it answers `within` that time (see
+/// Connects to libvirt at `uri`, if it answers in time (`asked`, see
 /// [`open`]), and to the running domain `name`.
-pub fn connect(uri: Option<&str>, name: &str, within: Option<Duration>) -> Result<Monitor, ClientError> {
-    let connect = open(uri, within)?;
+pub fn connect(uri: Option<&str>, name: &str, asked: Option<Duration>) -> Result<Monitor, ClientError> {
+    let connect = open(uri, asked)?;
     let domain = running(&connect, uri, name)?;
     attach(&connect, domain)
 }
@@ -253,8 +254,8 @@ pub fn attach_shared(shared: &Shared, domain: Domain) -> Result<Monitor, ClientE
 /// [`agent::connect_plain`](super::agent::connect_plain) leaves a socket's, once it
 /// answers `guest-ping`. libvirt keeps the channel in step itself, so
 /// there is no `guest-sync` here.
-pub fn agent(uri: Option<&str>, name: &str, within: Option<Duration>) -> Result<Monitor, ClientError> {
-    let connect = open(uri, within)?;
+pub fn agent(uri: Option<&str>, name: &str, asked: Option<Duration>) -> Result<Monitor, ClientError> {
+    let connect = open(uri, asked)?;
     let domain = running(&connect, uri, name)?;
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
     let monitor = Libvirt::start(domain, Channel::Agent, tx, incoming, None)?;
@@ -443,10 +444,10 @@ struct Calls {
     hub: Option<Weak<events::Hub>>,
 }
 
-/// A command thread's work for one monitor: one blocking libvirt call at a time, each answer into the inbox in
-/// order, with the user's id in place of libvirt's own, until the
-/// monitor lets go or ends. On a shared connection, its loss, found
-/// here, is told to every domain on it.
+/// A command thread's work for one monitor: one blocking libvirt call at
+/// a time, each answer into the inbox in order, with the user's id in
+/// place of libvirt's own, until the monitor lets go or ends. On a shared
+/// connection, its loss, found here, is told to every domain on it.
 fn run_commands(calls: &Calls) {
     let Calls { domain, channel, requests, replies: tx, hub } = calls;
     let channel = *channel;
@@ -490,7 +491,9 @@ fn run_commands(calls: &Calls) {
             },
             Err(error) => failure(domain, &error, id),
         };
-        if let (Incoming::End(lost @ ClientError::Io(_)), Some(hub)) = (&item, hub.as_ref().and_then(Weak::upgrade)) {
+        if let Incoming::End(lost @ ClientError::Io(_)) = &item
+            && let Some(hub) = hub.as_ref().and_then(Weak::upgrade)
+        {
             hub.lost(lost);
         }
         let end = matches!(item, Incoming::End(_));
