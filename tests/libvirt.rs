@@ -810,6 +810,25 @@ fn a_host_that_never_answers_is_one_failing_row_and_the_other_hosts_run() {
     assert!(said.contains("did not answer within 2 s"), "{}", run.stderr);
 }
 
+#[test]
+fn vm_list_asks_every_host_at_once_and_names_those_that_never_answer() {
+    let Some(fleet) = Fleet::start(1) else { return };
+    let (silent, _listener) = silent_libvirt();
+    let (mute, _other) = silent_libvirt();
+    let asked = Instant::now();
+    let list = qmpsh(&["vm", "list", "-C", &silent, "-C", SYSTEM, "-C", &mute], "");
+    let took = asked.elapsed();
+    assert_eq!(list.code, 3, "{list:?}");
+    // Said as a `vm` command can act on it: it has no --timeout for this.
+    for uri in [&silent, &mute] {
+        assert!(list.stderr.contains(&format!("libvirt at {uri} did not answer within 5 s\n")), "{list:?}");
+    }
+    let rows: Vec<Vec<&str>> = list.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(rows.contains(&vec!["localhost", fleet.names[0].as_str(), "paused"]), "{}", list.stdout);
+    // One host's wait, not one after the other's (5 s each).
+    assert!(took < Duration::from_secs(9), "the hosts were asked in turn: {took:?}");
+}
+
 /// A TCP way to the local libvirtd that passes everything on until told
 /// to stop, and from then on holds what comes: a host that hangs after it
 /// answered. Its URI.

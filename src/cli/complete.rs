@@ -44,7 +44,10 @@ const COMPLETION_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// `current`, as `libvirt:NAME`.
 #[cfg(feature = "libvirt")]
 fn domains(current: &str) -> Vec<CompletionCandidate> {
-    let Ok(connect) = crate::qmp::libvirt::open(None, Some(COMPLETION_WAIT)) else { return Vec::new() };
+    let Ok(connect) = crate::qmp::libvirt::open(None, crate::qmp::libvirt::Patience::Asked(Some(COMPLETION_WAIT)))
+    else {
+        return Vec::new();
+    };
     let domains = crate::qmp::libvirt::running_domains(&connect).unwrap_or_default();
     domains
         .into_iter()

@@ -157,7 +157,7 @@ pub fn settings(options: &Config, agent: Option<Target>) -> Settings {
 /// A monitor through libvirt, for `libvirt:DOMAIN`.
 #[cfg(feature = "libvirt")]
 fn libvirt_monitor(domain: &str, uri: Option<&str>, asked: Option<Duration>) -> Result<Monitor, Error> {
-    Ok(qmp::libvirt::connect(uri, domain, asked)?)
+    Ok(qmp::libvirt::connect(uri, domain, qmp::libvirt::Patience::Asked(asked))?)
 }
 
 #[cfg(not(feature = "libvirt"))]

@@ -80,8 +80,8 @@ enum End {
 #[cfg(feature = "libvirt")]
 fn through_libvirt(uri: &str, domain: &str, end: End) -> Result<Monitor, Error> {
     let reached = match end {
-        End::Agent => qmp::libvirt::agent(Some(uri), domain, None),
-        End::Monitor => qmp::libvirt::connect(Some(uri), domain, None),
+        End::Agent => qmp::libvirt::agent(Some(uri), domain, qmp::libvirt::Patience::Usual),
+        End::Monitor => qmp::libvirt::connect(Some(uri), domain, qmp::libvirt::Patience::Usual),
     };
     Ok(reached?)
 }

@@ -12,7 +12,7 @@ use virt::domain::{Domain, DomainState};
 use super::VmCommand;
 use crate::error::Error;
 use crate::qemu::stop::{self, Ending, Progress, Step, Via};
-use crate::qmp::libvirt;
+use crate::qmp::libvirt::{self, Patience};
 use crate::ui::render;
 use crate::visible;
 
@@ -22,7 +22,7 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
     if let VmCommand::Exec { .. } | VmCommand::Wait { .. } | VmCommand::Cp { .. } = command {
         return super::guest::run(command, Some(uri), out);
     }
-    let connect = libvirt::open(Some(uri), None)?;
+    let connect = libvirt::open(Some(uri), Patience::Usual)?;
     match command {
         VmCommand::List { json } => write_list(&listed(&connect, uri)?, json, out).map_err(Error::output),
         VmCommand::Status { name, json } => {
@@ -48,9 +48,30 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
     }
 }
 
-/// What `vm list` shows of every domain at `uri`.
-pub fn reports(uri: &str) -> Result<Vec<Value>, Error> {
-    listed(&libvirt::open(Some(uri), None)?, uri)
+/// What `vm list` shows of every domain at each of `uris`, asked of every
+/// host at once: each is given as long as
+/// [`answer_within`](libvirt::answer_within) says for the whole of it
+/// (connection, list, each domain's state), so a host that stops
+/// answering is left behind and holds no other back.
+pub fn reports(uris: &[String]) -> Vec<Result<Vec<Value>, Error>> {
+    let pending: Vec<_> = uris
+        .iter()
+        .map(|uri| {
+            let within = libvirt::answer_within(Some(uri), Patience::Usual);
+            let asked = uri.clone();
+            let reports = move || listed(&libvirt::open_waiting(Some(&asked))?, &asked);
+            (within, libvirt::InTime::start(within, reports))
+        })
+        .collect();
+    pending
+        .into_iter()
+        .zip(uris)
+        .map(|((within, pending), uri)| {
+            pending
+                .answer()
+                .unwrap_or_else(|| Err(Error::Connection(libvirt::no_answer(Some(uri), within, Patience::Usual))))
+        })
+        .collect()
 }
 
 fn listed(connect: &Connect, uri: &str) -> Result<Vec<Value>, Error> {

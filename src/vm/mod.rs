@@ -165,8 +165,8 @@ fn list_hosts(json: bool, uris: &[String], out: &mut dyn Write) -> Result<(), Er
     let mut rows: Vec<serde_json::Value> = own.map(|row| with_host(row, OWN_HOST)).collect();
     let names = crate::target::host_names(&uris.iter().cloned().map(Some).collect::<Vec<_>>());
     let mut failed = None;
-    for (uri, host) in uris.iter().zip(names) {
-        match domain_reports(uri) {
+    for (reports, host) in domain_reports(uris).into_iter().zip(names) {
+        match reports {
             Ok(domains) => rows.extend(domains.into_iter().map(|row| with_host(row, &host))),
             Err(e) => {
                 let _ = writeln!(crate::ui::output::stderr(), "{}", e.said().unwrap_or_default());
@@ -190,14 +190,15 @@ fn write_hosts(rows: &[serde_json::Value], out: &mut dyn Write) -> io::Result<()
     Ok(())
 }
 
+/// Each host's domains, in the order of `uris` (see [`libvirt::reports`]).
 #[cfg(feature = "libvirt")]
-fn domain_reports(uri: &str) -> Result<Vec<serde_json::Value>, Error> {
-    libvirt::reports(uri)
+fn domain_reports(uris: &[String]) -> Vec<Result<Vec<serde_json::Value>, Error>> {
+    libvirt::reports(uris)
 }
 
 #[cfg(not(feature = "libvirt"))]
-fn domain_reports(_: &str) -> Result<Vec<serde_json::Value>, Error> {
-    Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))
+fn domain_reports(uris: &[String]) -> Vec<Result<Vec<serde_json::Value>, Error>> {
+    uris.iter().map(|_| Err(Error::Usage(crate::error::WITHOUT_LIBVIRT.into()))).collect()
 }
 
 /// `vm status`: one VM, with what its guest agent tells.

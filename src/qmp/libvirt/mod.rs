@@ -60,14 +60,29 @@ fn default_uri() -> String {
     configured.unwrap_or_else(|| if root { "qemu:///system" } else { "qemu:///session" }.to_string())
 }
 
-/// How long libvirt at `uri` may take to answer a connection: `asked`
-/// (`--timeout`) if given, else [`CONNECT_TIMEOUT`](super::CONNECT_TIMEOUT),
+/// How long a caller lets libvirt take to answer a connection.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Patience {
+    /// The shell's `--timeout`, given or not: where a person asks for
+    /// longer.
+    Asked(Option<Duration>),
+    /// The usual wait, which nothing on the command line changes (the `vm`
+    /// commands', whose `--timeout` means something else).
+    Usual,
+}
+
+/// How long libvirt at `uri` may take to answer a connection: the
+/// `--timeout` asked if any, else [`CONNECT_TIMEOUT`](super::CONNECT_TIMEOUT),
 /// except over ssh, which may be asking the person at the terminal for a
 /// password or to trust a host key: then as long as it takes (`None`).
-pub fn answer_within(uri: Option<&str>, asked: Option<Duration>) -> Option<Duration> {
+pub fn answer_within(uri: Option<&str>, patience: Patience) -> Option<Duration> {
     let effective = uri.map_or_else(|| uri_in_words(None), str::to_string);
     let scheme = effective.split("://").next().unwrap_or_default();
     let prompts = scheme.ends_with("+ssh") || scheme.ends_with("+libssh") || scheme.ends_with("+libssh2");
+    let asked = match patience {
+        Patience::Asked(asked) => asked,
+        Patience::Usual => None,
+    };
     asked.or((!prompts).then_some(super::CONNECT_TIMEOUT))
 }
 
@@ -101,27 +116,28 @@ impl<T: Send + 'static> InTime<T> {
     }
 }
 
-/// Why libvirt at `uri` was given up on after `within`.
-pub fn no_answer(uri: Option<&str>, within: Option<Duration>) -> String {
-    match within {
-        Some(within) => format!(
-            "libvirt at {} did not answer within {} s (--timeout SECS waits longer)",
-            uri_in_words(uri),
-            within.as_secs_f64()
-        ),
-        None => format!("the connection to libvirt at {} failed", uri_in_words(uri)),
+/// Why libvirt at `uri` was given up on after `within`, and how to wait
+/// longer where a person can.
+pub fn no_answer(uri: Option<&str>, within: Option<Duration>, patience: Patience) -> String {
+    let uri = uri_in_words(uri);
+    match (within, patience) {
+        (Some(within), Patience::Asked(_)) => {
+            format!("libvirt at {uri} did not answer within {} s (--timeout SECS waits longer)", within.as_secs_f64())
+        }
+        (Some(within), Patience::Usual) => format!("libvirt at {uri} did not answer within {} s", within.as_secs_f64()),
+        (None, _) => format!("the connection to libvirt at {uri} failed"),
     }
 }
 
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
-/// errors a person can act on, if libvirt answers in time: `asked`
-/// (`--timeout`) as [`answer_within`] reads it (see [`InTime`]).
-pub fn open(uri: Option<&str>, asked: Option<Duration>) -> Result<Connect, ClientError> {
-    let within = answer_within(uri, asked);
+/// errors a person can act on, if libvirt answers in time, as
+/// [`answer_within`] reads `patience` (see [`InTime`]).
+pub fn open(uri: Option<&str>, patience: Patience) -> Result<Connect, ClientError> {
+    let within = answer_within(uri, patience);
     let uri_given = uri.map(str::to_string);
     InTime::start(within, move || open_waiting(uri_given.as_deref()))
         .answer()
-        .unwrap_or_else(|| Err(ClientError::Io(no_answer(uri, within))))
+        .unwrap_or_else(|| Err(ClientError::Io(no_answer(uri, within, patience))))
 }
 
 /// [`open`], however long libvirt takes (for a caller that bounds the wait
@@ -181,10 +197,10 @@ pub fn lookup(connect: &Connect, name: &str) -> Result<Domain, ClientError> {
 /// 50-target run (measured), 64 is a page or two each.
 const BACKLOG: usize = 64;
 
-/// Connects to libvirt at `uri`, if it answers in time (`asked`, see
-/// [`open`]), and to the running domain `name`.
-pub fn connect(uri: Option<&str>, name: &str, asked: Option<Duration>) -> Result<Monitor, ClientError> {
-    let connect = open(uri, asked)?;
+/// Connects to libvirt at `uri`, if it answers in time (see [`open`]),
+/// and to the running domain `name`.
+pub fn connect(uri: Option<&str>, name: &str, patience: Patience) -> Result<Monitor, ClientError> {
+    let connect = open(uri, patience)?;
     let domain = running(&connect, uri, name)?;
     attach(&connect, domain)
 }
@@ -254,8 +270,8 @@ pub fn attach_shared(shared: &Shared, domain: Domain) -> Result<Monitor, ClientE
 /// [`agent::connect_plain`](super::agent::connect_plain) leaves a socket's, once it
 /// answers `guest-ping`. libvirt keeps the channel in step itself, so
 /// there is no `guest-sync` here.
-pub fn agent(uri: Option<&str>, name: &str, asked: Option<Duration>) -> Result<Monitor, ClientError> {
-    let connect = open(uri, asked)?;
+pub fn agent(uri: Option<&str>, name: &str, patience: Patience) -> Result<Monitor, ClientError> {
+    let connect = open(uri, patience)?;
     let domain = running(&connect, uri, name)?;
     let (tx, incoming) = mpsc::sync_channel(BACKLOG);
     let monitor = Libvirt::start(domain, Channel::Agent, tx, incoming, None)?;
@@ -549,10 +565,13 @@ mod tests {
         let tcp = Some("qemu+tcp://db/system");
         let ssh = Some("qemu+ssh://root@db/system");
         let two = Some(Duration::from_secs(2));
-        assert_eq!(answer_within(tcp, None), Some(crate::qmp::CONNECT_TIMEOUT));
-        assert_eq!(answer_within(tcp, two), two);
-        assert_eq!(answer_within(ssh, None), None);
-        assert_eq!(answer_within(Some("qemu+libssh2://db/system"), None), None);
-        assert_eq!(answer_within(ssh, two), two);
+        let (none, asked) = (Patience::Asked(None), Patience::Asked(two));
+        assert_eq!(answer_within(tcp, none), Some(crate::qmp::CONNECT_TIMEOUT));
+        assert_eq!(answer_within(tcp, Patience::Usual), Some(crate::qmp::CONNECT_TIMEOUT));
+        assert_eq!(answer_within(tcp, asked), two);
+        assert_eq!(answer_within(ssh, none), None);
+        assert_eq!(answer_within(ssh, Patience::Usual), None);
+        assert_eq!(answer_within(Some("qemu+libssh2://db/system"), none), None);
+        assert_eq!(answer_within(ssh, asked), two);
     }
 }

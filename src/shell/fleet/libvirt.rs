@@ -16,7 +16,7 @@ mod with {
     use virt::domain::Domain;
 
     use crate::error::Error;
-    use crate::qmp::libvirt::{InTime, Shared};
+    use crate::qmp::libvirt::{InTime, Patience, Shared};
     use crate::qmp::{self, Monitor};
     use crate::shell::fleet::glob;
     use crate::shell::fleet::targets::{Member, Reach};
@@ -59,7 +59,7 @@ mod with {
         let pending: Vec<_> = uris
             .iter()
             .map(|uri| {
-                let within = qmp::libvirt::answer_within(uri.as_deref(), asked);
+                let within = qmp::libvirt::answer_within(uri.as_deref(), Patience::Asked(asked));
                 let asked_uri = uri.clone();
                 (within, InTime::start(within, move || reach(asked_uri.as_deref())))
             })
@@ -68,7 +68,9 @@ mod with {
             .into_iter()
             .zip(&uris)
             .map(|((within, pending), uri)| {
-                pending.answer().unwrap_or_else(|| Err(qmp::libvirt::no_answer(uri.as_deref(), within)))
+                pending
+                    .answer()
+                    .unwrap_or_else(|| Err(qmp::libvirt::no_answer(uri.as_deref(), within, Patience::Asked(asked))))
             })
             .collect();
         Ok(labels
