@@ -22,6 +22,7 @@ use crate::target::Target;
 use crate::ui::output::{self, Printer, Style};
 use crate::ui::render::{self, Palette};
 use crate::ui::terminal::Facts;
+use crate::visible;
 use crate::vm;
 
 /// Runs qmpsh as the command line asks.
@@ -101,6 +102,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             attach::agent(&attach::agent_target(&agent)?, &agent, &cli.session.config(Facts::now()))
         }
         None => {
+            command_after_options(&cli.targets)?;
             let named = Named { words: &cli.targets, all: cli.all, uris: &cli.connect };
             let config = cli.session.config(Facts::now());
             if named.several() || cli.table {
@@ -122,6 +124,22 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             attach::monitor(&target, &config)
         }
     }
+}
+
+/// `qmpsh --json vm list` names two targets, `vm` and `list`: an option
+/// before a command's name makes the words TARGETs. When the first names
+/// one of qmpsh's commands and no VM or socket here, the command was
+/// meant: said at once, with the order that runs it.
+fn command_after_options(targets: &[String]) -> Result<(), Error> {
+    let Some(word) = targets.first() else { return Ok(()) };
+    if !<Command as clap::Subcommand>::has_subcommand(word) || attach::resolve(word).is_ok() {
+        return Ok(());
+    }
+    Err(Error::Usage(format!(
+        "no VM or socket is called {word}: for qmpsh's command, name it first and give its options after it \
+         (qmpsh {} OPTIONS)",
+        visible::line(&targets.join(" "))
+    )))
 }
 
 /// What `--dry-run` translates for: `--qemu VERSION` (a recorded QEMU),

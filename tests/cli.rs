@@ -40,6 +40,27 @@ fn a_file_named_like_host_port_makes_the_target_ambiguous() {
 }
 
 #[test]
+fn a_command_after_an_option_is_named_not_taken_for_vms() {
+    let (here, state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let run = |args: &[&str]| {
+        let out = qmpsh_command(args).current_dir(here.path()).env("QMPSH_STATE_DIR", state.path()).output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = run(&["--json", "vm", "list"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        "qmpsh: no VM or socket is called vm: for qmpsh's command, name it first and give its options after it \
+         (qmpsh vm list OPTIONS)\n"
+    );
+    // A socket file of that name is what the word then names.
+    std::fs::write(here.path().join("vm"), "").unwrap();
+    let (code, stderr) = run(&["--timeout", "1", "vm", "-c", "query-status"]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("cannot connect to vm"), "{stderr}");
+}
+
+#[test]
 fn a_bad_option_value_is_a_usage_error() {
     assert_eq!(qmpsh(&["--timeout", "soon", "x.sock"], "").code, 2);
     assert_eq!(qmpsh(&["--color", "sometimes", "x.sock"], "").code, 2);
