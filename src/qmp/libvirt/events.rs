@@ -8,8 +8,9 @@ use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_longlong, c_uint, c_void};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use virt::connect::Connect;
@@ -189,12 +190,53 @@ impl Drop for Hub {
     /// keepalive gives up on it (measured: a run whose every target had
     /// ended took 16 s more). Each registration holds the connection
     /// open, so one left unfinished (qmpsh exits first, or no thread could
-    /// start) keeps it open until qmpsh exits; libvirtd then drops both.
+    /// start) keeps it open until qmpsh exits; libvirtd then drops both
+    /// ([`released_within`] gives them a moment first).
     fn drop(&mut self) {
         if let Some(registered) = self.registered.take() {
-            let _ = thread::Builder::new().name("libvirt-release".into()).spawn(move || drop(registered));
+            let releasing = Releasing::start();
+            let _ = thread::Builder::new().name("libvirt-release".into()).spawn(move || {
+                drop(registered);
+                drop(releasing);
+            });
         }
     }
+}
+
+/// How many hubs are being let go of in threads of their own.
+static RELEASING: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// One hub's release under way, counted until dropped (also when its
+/// thread never started).
+struct Releasing;
+
+impl Releasing {
+    fn start() -> Releasing {
+        if let Ok(mut count) = RELEASING.0.lock() {
+            *count += 1;
+        }
+        Releasing
+    }
+}
+
+impl Drop for Releasing {
+    fn drop(&mut self) {
+        if let Ok(mut count) = RELEASING.0.lock() {
+            *count = count.saturating_sub(1);
+        }
+        RELEASING.1.notify_all();
+    }
+}
+
+/// Waits, at most `wait`, for every hub let go of to end its
+/// registrations and close its connection, so that a run that ends leaves
+/// libvirtd nothing to clean up after it (its cleanup of a client that
+/// went with callbacks still registered warned "could not find event
+/// callback", and libvirt 9.0's libvirtd once crashed there); a host
+/// that stopped answering is not waited for longer.
+pub fn released_within(wait: Duration) {
+    let Ok(count) = RELEASING.0.lock() else { return };
+    let _ = RELEASING.1.wait_timeout_while(count, wait, |count| *count > 0);
 }
 
 /// A connection's QEMU-event, lifecycle and close callbacks, for one

@@ -13,6 +13,8 @@
 mod event_loop;
 mod events;
 
+pub use events::released_within;
+
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Arc, Weak};
 use std::thread;

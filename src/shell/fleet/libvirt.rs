@@ -145,6 +145,16 @@ mod with {
         domain.key.clone()
     }
 
+    /// Gives the hosts' connections, let go of by now, a moment to end
+    /// their registrations and close (see [`qmp::libvirt::released_within`]).
+    pub fn let_go() {
+        qmp::libvirt::released_within(LET_GO);
+    }
+
+    /// How long the end of a run waits for its connections to close: about
+    /// a millisecond each when the host answers.
+    const LET_GO: Duration = Duration::from_millis(500);
+
     /// A monitor on the domain, through its host's connection.
     pub fn attach(at: DomainAt) -> Result<Monitor, Error> {
         if !at.listed_running && !at.domain.is_active().unwrap_or(false) {
@@ -185,6 +195,8 @@ mod without {
     pub fn key(domain: &DomainAt) -> String {
         match *domain {}
     }
+
+    pub fn let_go() {}
 
     pub fn attach(domain: DomainAt) -> Result<Monitor, Error> {
         match domain {}

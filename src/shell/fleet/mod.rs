@@ -113,6 +113,7 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
     interrupt::install().map_err(|e| Error::Io(format!("cannot watch for Ctrl-C: {e}")))?;
     interrupt::hold();
     let outcomes = run_all(members, fleet, options, &script);
+    libvirt::let_go();
     if fleet.table {
         let rows: Vec<Vec<String>> = outcomes
             .iter()
