@@ -75,6 +75,20 @@ fn a_dead_target_fails_its_row_and_the_others_finish() {
 }
 
 #[test]
+fn a_word_that_names_nothing_stops_the_run_before_it_starts() {
+    let Some(qemus) = started(1) else { return };
+    let socket = qemus[0].socket_arg();
+    let run = qmpsh(&[&socket, "qmpsh-no-such-vm", "-c", "query-name"], "");
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(run.stdout, "", "nothing ran: {run:?}");
+    assert!(
+        run.stderr.starts_with("qmpsh: cannot connect to qmpsh-no-such-vm: no VM of that name")
+            && run.stderr.lines().count() == 1,
+        "{run:?}"
+    );
+}
+
+#[test]
 fn the_worst_outcome_decides_the_exit_status() {
     let Some(qemus) = started(2) else { return };
     let (a, b) = (qemus[0].socket_arg(), qemus[1].socket_arg());

@@ -82,9 +82,14 @@ pub fn members(named: &Named, asked: Option<Duration>) -> Result<Vec<Member>, Er
                 members.extend(found);
             }
             None => {
-                // A word that names nothing is that target's failure, not all of theirs.
-                let reach = attach::resolve(word).map_or_else(Reach::Unreachable, Reach::Target);
-                members.push(Member { name: word.clone(), reach });
+                // A word that names no VM and no file is a mistake in the
+                // command line, as a pattern that matches nothing is; a
+                // socket path that is gone is that target's failure.
+                let target = attach::resolve(word).map_err(|e| match e {
+                    Error::Connection(why) => Error::Usage(why),
+                    other => other,
+                })?;
+                members.push(Member { name: word.clone(), reach: Reach::Target(target) });
             }
         }
     }
