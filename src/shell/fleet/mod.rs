@@ -129,7 +129,11 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
         let mut out = output::stdout().lock();
         out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(Error::output)?;
     }
-    summary(&outcomes, options);
+    // A closed stdout (`| head -1`) ends the run quietly, as for one
+    // target: no row for each target it cut short.
+    if !outcomes.iter().any(|o| matches!(o.result, Err(Error::BrokenPipe))) {
+        summary(&outcomes, options);
+    }
     match outcomes.into_iter().filter_map(|o| o.result.err()).reduce(worse) {
         None => Ok(()),
         Some(Error::BrokenPipe) => Err(Error::BrokenPipe),
