@@ -751,6 +751,11 @@ fn a_pattern_reaches_a_dozen_domains_on_two_hosts_beside_qmpshs_own_vms() {
         }
     }
     assert!(rows.contains(&vec!["qmpsh", "own-1", "running"]), "{}", listed.stdout);
+    // Each host's domains by name, as `libvirt:PATTERN` takes them.
+    for host in ["localhost", "127.0.0.1"] {
+        let names: Vec<&str> = rows.iter().filter(|row| row[0] == host).map(|row| row[1]).collect();
+        assert!(names.is_sorted(), "{host}: {}", listed.stdout);
+    }
 
     // Globs that match none, some and all, side by side in a table.
     let none = qmpsh(&["-C", SYSTEM, &fleet.pattern("x*"), "-c", "query-name"], "");

@@ -78,7 +78,9 @@ fn listed(connect: &Connect, uri: &str) -> Result<Vec<Value>, Error> {
     let domains = connect.list_all_domains(0).map_err(|e| {
         Error::Connection(format!("libvirt at {uri} cannot list domains: {}", visible::line(e.message())))
     })?;
-    Ok(domains.iter().map(report).collect())
+    let mut reports: Vec<Value> = domains.iter().map(report).collect();
+    reports.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+    Ok(reports)
 }
 
 fn write_list(reports: &[Value], json: bool, out: &mut dyn Write) -> io::Result<()> {

@@ -19,6 +19,7 @@ pub fn short(value: &Value, text: bool) -> String {
         Value::Object(m) if m.is_empty() => "ok".into(),
         Value::String(s) => s.clone(),
         Value::Number(_) | Value::Bool(_) => value.to_string(),
+        Value::Array(items) if items.len() == 1 => "1 item".into(),
         Value::Array(items) => format!("{} items", items.len()),
         Value::Object(m) => of_object(m),
     };
@@ -82,6 +83,7 @@ mod tests {
         assert_eq!(short(&version, false), "10.0.2");
         assert_eq!(short(&json!({}), false), "ok");
         assert_eq!(short(&json!([1, 2, 3]), false), "3 items");
+        assert_eq!(short(&json!([1]), false), "1 item");
         assert_eq!(short(&json!({"name": "web"}), false), "web");
         assert_eq!(short(&json!({"a": 1, "b": "x"}), false), "a=1 b=x");
         assert_eq!(short(&json!({"a": [], "b": 1}), false), "2 fields");
