@@ -132,9 +132,12 @@ pub fn run(cli: Cli) -> Result<(), Error> {
 /// meant: said at once, with the order that runs it.
 fn command_after_options(targets: &[String]) -> Result<(), Error> {
     let Some(word) = targets.first() else { return Ok(()) };
-    if !<Command as clap::Subcommand>::has_subcommand(word) || attach::resolve(word).is_ok() {
+    if !<Command as clap::Subcommand>::has_subcommand(word) {
         return Ok(());
     }
+    // Found, or refused for its own reason (a VM folder that fails its
+    // checks): the word is what it names.
+    let Err(Error::Connection(_)) = attach::resolve(word) else { return Ok(()) };
     Err(Error::Usage(format!(
         "no VM or socket is called {word}: for qmpsh's command, name it first and give its options after it \
          (qmpsh {} OPTIONS)",

@@ -816,6 +816,17 @@ fn a_host_that_never_answers_is_one_failing_row_and_the_other_hosts_run() {
 }
 
 #[test]
+fn a_word_that_names_nothing_is_said_before_any_host_is_waited_for() {
+    let (silent, _listener) = silent_libvirt();
+    let asked = Instant::now();
+    let run = qmpsh(&["--timeout", "5", "-C", &silent, "libvirt:any-*", "qmpsh-no-such-vm", "-c", "query-name"], "");
+    let took = asked.elapsed();
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stderr.starts_with("qmpsh: cannot connect to qmpsh-no-such-vm: no VM of that name"), "{run:?}");
+    assert!(took < Duration::from_secs(4), "the silent host was waited for first: {took:?}");
+}
+
+#[test]
 fn vm_list_asks_every_host_at_once_and_names_those_that_never_answer() {
     let Some(fleet) = Fleet::start(1) else { return };
     let (silent, _listener) = silent_libvirt();

@@ -49,29 +49,15 @@ pub fn run(uri: &str, command: VmCommand, out: &mut dyn Write, progress: &mut dy
 }
 
 /// What `vm list` shows of every domain at each of `uris`, asked of every
-/// host at once: each is given as long as
-/// [`answer_within`](libvirt::answer_within) says for the whole of it
-/// (connection, list, each domain's state), so a host that stops
-/// answering is left behind and holds no other back.
+/// host at once (see [`libvirt::on_each_host`]): the connection, the list
+/// and each domain's state under one deadline per host.
 pub fn reports(uris: &[String]) -> Vec<Result<Vec<Value>, Error>> {
-    let pending: Vec<_> = uris
-        .iter()
-        .map(|uri| {
-            let within = libvirt::answer_within(Some(uri), Patience::Usual);
-            let asked = uri.clone();
-            let reports = move || listed(&libvirt::open_waiting(Some(&asked))?, &asked);
-            (within, libvirt::InTime::start(within, reports))
-        })
-        .collect();
-    pending
-        .into_iter()
-        .zip(uris)
-        .map(|((within, pending), uri)| {
-            pending
-                .answer()
-                .unwrap_or_else(|| Err(Error::Connection(libvirt::no_answer(Some(uri), within, Patience::Usual))))
-        })
-        .collect()
+    let uris: Vec<Option<String>> = uris.iter().cloned().map(Some).collect();
+    let reports = |uri: Option<&str>| {
+        let uri = uri.unwrap_or_default();
+        listed(&libvirt::open_waiting(Some(uri))?, uri)
+    };
+    libvirt::on_each_host(&uris, Patience::Usual, reports, |why| Err(Error::Connection(why)))
 }
 
 fn listed(connect: &Connect, uri: &str) -> Result<Vec<Value>, Error> {

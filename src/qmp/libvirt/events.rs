@@ -228,12 +228,13 @@ impl Drop for Releasing {
     }
 }
 
-/// Waits, at most `wait`, for every hub let go of to end its
-/// registrations and close its connection, so that a run that ends leaves
-/// libvirtd nothing to clean up after it (its cleanup of a client that
-/// went with callbacks still registered warned "could not find event
-/// callback", and libvirt 9.0's libvirtd once crashed there); a host
-/// that stopped answering is not waited for longer.
+/// Waits, at most `wait`, for every hub let go of by now to end its
+/// registrations (and, unless a domain still holds it, close its
+/// connection), so that a run that ends leaves libvirtd no callbacks to
+/// clean up after it (its cleanup of a client that went with callbacks
+/// still registered warned "could not find event callback", and libvirt
+/// 9.0's libvirtd once crashed just after); a host that stopped answering
+/// is not waited for longer.
 pub fn released_within(wait: Duration) {
     let Ok(count) = RELEASING.0.lock() else { return };
     let _ = RELEASING.1.wait_timeout_while(count, wait, |count| *count > 0);

@@ -16,7 +16,7 @@ mod events;
 pub use events::released_within;
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -78,14 +78,59 @@ pub enum Patience {
 /// except over ssh, which may be asking the person at the terminal for a
 /// password or to trust a host key: then as long as it takes (`None`).
 pub fn answer_within(uri: Option<&str>, patience: Patience) -> Option<Duration> {
-    let effective = uri.map_or_else(|| uri_in_words(None), str::to_string);
-    let scheme = effective.split("://").next().unwrap_or_default();
-    let prompts = scheme.ends_with("+ssh") || scheme.ends_with("+libssh") || scheme.ends_with("+libssh2");
     let asked = match patience {
         Patience::Asked(asked) => asked,
         Patience::Usual => None,
     };
-    asked.or((!prompts).then_some(super::CONNECT_TIMEOUT))
+    asked.or((!may_prompt(uri)).then_some(super::CONNECT_TIMEOUT))
+}
+
+/// Whether connecting to `uri` may ask the person at the terminal
+/// something (ssh: a password, a host key).
+fn may_prompt(uri: Option<&str>) -> bool {
+    let effective = uri.map_or_else(|| uri_in_words(None), str::to_string);
+    let scheme = effective.split("://").next().unwrap_or_default();
+    scheme.ends_with("+ssh") || scheme.ends_with("+libssh") || scheme.ends_with("+libssh2")
+}
+
+/// `work` on each of `uris` (`None`: libvirt's default), every host at
+/// once, each given as long as [`answer_within`] says for the whole of it:
+/// a host that stops answering is left behind ([`InTime`]), as
+/// `no_answer_as` makes [`no_answer`]'s words, and holds no other back.
+/// Hosts that may ask the person at the terminal take turns, so that
+/// their questions do not mix.
+pub fn on_each_host<T, W>(
+    uris: &[Option<String>],
+    patience: Patience,
+    work: W,
+    no_answer_as: impl Fn(String) -> T,
+) -> Vec<T>
+where
+    T: Send + 'static,
+    W: Fn(Option<&str>) -> T + Clone + Send + 'static,
+{
+    static ONE_ASKS: Mutex<()> = Mutex::new(());
+    // Every host's time runs from now, so waiting on each in turn bounds
+    // the whole by the longest.
+    let pending: Vec<_> = uris
+        .iter()
+        .map(|uri| {
+            let within = answer_within(uri.as_deref(), patience);
+            let (uri, work) = (uri.clone(), work.clone());
+            let reach = move || {
+                let _turn = may_prompt(uri.as_deref()).then(|| ONE_ASKS.lock());
+                work(uri.as_deref())
+            };
+            (within, InTime::start(within, reach))
+        })
+        .collect();
+    pending
+        .into_iter()
+        .zip(uris)
+        .map(|((within, pending), uri)| {
+            pending.answer().unwrap_or_else(|| no_answer_as(no_answer(uri.as_deref(), within, patience)))
+        })
+        .collect()
 }
 
 /// Calls to libvirt under way in a thread of their own, with a deadline:

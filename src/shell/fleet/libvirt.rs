@@ -16,7 +16,7 @@ mod with {
     use virt::domain::Domain;
 
     use crate::error::Error;
-    use crate::qmp::libvirt::{InTime, Patience, Shared};
+    use crate::qmp::libvirt::{Patience, Shared};
     use crate::qmp::{self, Monitor};
     use crate::shell::fleet::glob;
     use crate::shell::fleet::targets::{Member, Reach};
@@ -45,34 +45,15 @@ mod with {
     /// why not.
     type Reached = Result<(Shared, Vec<(String, Domain)>), String>;
 
-    /// Connects to every host at once, each given as long as
-    /// [`answer_within`](qmp::libvirt::answer_within) says to be reached,
-    /// listed and subscribed to: a host that stops answering at any of the
-    /// three is left behind ([`InTime`]), and holds no other back for
-    /// longer.
+    /// Connects to every host at once (see
+    /// [`on_each_host`](qmp::libvirt::on_each_host)), each reached, listed
+    /// and subscribed to under one deadline: a host that stops answering at
+    /// any of the three is left behind.
     pub fn hosts(uris: &[String], asked: Option<Duration>) -> Result<Vec<Host>, Error> {
         let uris: Vec<Option<String>> =
             if uris.is_empty() { vec![None] } else { uris.iter().cloned().map(Some).collect() };
         let labels = host_names(&uris);
-        // Every host's time runs from now, so waiting on each in turn
-        // bounds the whole by the longest.
-        let pending: Vec<_> = uris
-            .iter()
-            .map(|uri| {
-                let within = qmp::libvirt::answer_within(uri.as_deref(), Patience::Asked(asked));
-                let asked_uri = uri.clone();
-                (within, InTime::start(within, move || reach(asked_uri.as_deref())))
-            })
-            .collect();
-        let reached: Vec<Reached> = pending
-            .into_iter()
-            .zip(&uris)
-            .map(|((within, pending), uri)| {
-                pending
-                    .answer()
-                    .unwrap_or_else(|| Err(qmp::libvirt::no_answer(uri.as_deref(), within, Patience::Asked(asked))))
-            })
-            .collect();
+        let reached = qmp::libvirt::on_each_host(&uris, Patience::Asked(asked), reach, Err);
         Ok(labels
             .into_iter()
             .zip(uris)

@@ -106,6 +106,8 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
     if options.log.is_some() {
         return Err(Error::Usage("-l logs one target's traffic: with several targets, leave it out".into()));
     }
+    // From here on the hosts' connections are let go of on every way out.
+    let _let_go = LetGo;
     let members = targets::members(&fleet.named, options.timeout)?;
     let script = Script::read(&options.commands)?;
     let columns = if fleet.table { script.lines(options.hmp)? } else { Vec::new() };
@@ -113,7 +115,6 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
     interrupt::install().map_err(|e| Error::Io(format!("cannot watch for Ctrl-C: {e}")))?;
     interrupt::hold();
     let outcomes = run_all(members, fleet, options, &script);
-    libvirt::let_go();
     if fleet.table {
         let rows: Vec<Vec<String>> = outcomes
             .iter()
@@ -130,14 +131,26 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
         out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(Error::output)?;
     }
     // A closed stdout (`| head -1`) ends the run quietly, as for one
-    // target: no row for each target it cut short.
-    if !outcomes.iter().any(|o| matches!(o.result, Err(Error::BrokenPipe))) {
+    // target: no row for each target it cut short, unless one failed
+    // otherwise.
+    let quiet = outcomes.iter().all(|o| matches!(o.result, Ok(()) | Err(Error::BrokenPipe)));
+    if !quiet || !outcomes.iter().any(|o| o.result.is_err()) {
         summary(&outcomes, options);
     }
     match outcomes.into_iter().filter_map(|o| o.result.err()).reduce(worse) {
         None => Ok(()),
         Some(Error::BrokenPipe) => Err(Error::BrokenPipe),
         Some(worst) => Err(Error::Outcomes(worst.exit_code())),
+    }
+}
+
+/// Gives the hosts' libvirt connections, let go of by then, a moment to
+/// end their registrations when the run ends ([`libvirt::let_go`]).
+struct LetGo;
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        libvirt::let_go();
     }
 }
 

@@ -70,6 +70,10 @@ pub fn members(named: &Named, asked: Option<Duration>) -> Result<Vec<Member>, Er
         let uri = named.uris.first().map_or("", String::as_str);
         return Err(Error::Usage(format!("--connect {uri} is a libvirt URI: name the VMs as libvirt:DOMAIN")));
     }
+    // Said before any host is waited for.
+    let targets: Vec<Target> =
+        named.words.iter().filter(|w| !w.starts_with("libvirt:")).map(|w| resolve(w)).collect::<Result<_, _>>()?;
+    let mut targets = targets.into_iter();
     let hosts = if domains.is_empty() { Vec::new() } else { libvirt::hosts(named.uris, asked)? };
     let mut unreachable_said = HashSet::new();
     for word in named.words {
@@ -82,18 +86,24 @@ pub fn members(named: &Named, asked: Option<Duration>) -> Result<Vec<Member>, Er
                 members.extend(found);
             }
             None => {
-                // A word that names no VM and no file is a mistake in the
-                // command line, as a pattern that matches nothing is; a
-                // socket path that is gone is that target's failure.
-                let target = attach::resolve(word).map_err(|e| match e {
-                    Error::Connection(why) => Error::Usage(why),
-                    other => other,
-                })?;
-                members.push(Member { name: word.clone(), reach: Reach::Target(target) });
+                // Resolved above, in this order.
+                if let Some(target) = targets.next() {
+                    members.push(Member { name: word.clone(), reach: Reach::Target(target) });
+                }
             }
         }
     }
     Ok(once_each(members))
+}
+
+/// A TARGET word of several. One that names no VM and no file is a
+/// mistake in the command line, as a pattern that matches nothing is; a
+/// socket path that is gone is that target's failure, when it is reached.
+fn resolve(word: &str) -> Result<Target, Error> {
+    attach::resolve(word).map_err(|e| match e {
+        Error::Connection(why) => Error::Usage(why),
+        other => other,
+    })
 }
 
 /// `members` without repeats: a target named twice (a VM by name and by
