@@ -151,6 +151,13 @@ pub fn host_names(uris: &[Option<String>]) -> Vec<String> {
         .collect()
 }
 
+/// `--connect` URIs as given, each once: the same host named twice is
+/// one host.
+pub fn each_uri_once(uris: &[String]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    uris.iter().filter(|uri| seen.insert(uri.as_str())).cloned().collect()
+}
+
 /// The host of a libvirt URI: `qemu+ssh://root@host:22/system` is `host`.
 fn host_of(uri: &str) -> String {
     let Some((_, rest)) = uri.split_once("://") else { return uri.to_string() };
@@ -166,6 +173,12 @@ fn host_of(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_uri_given_twice_is_one_host() {
+        let uris = ["qemu:///system", "qemu+tcp://db/system", "qemu:///system"].map(String::from);
+        assert_eq!(each_uri_once(&uris), ["qemu:///system", "qemu+tcp://db/system"]);
+    }
 
     fn tcp(host: &str, port: u16) -> Target {
         Target::Tcp { host: host.into(), port }

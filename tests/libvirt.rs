@@ -816,6 +816,19 @@ fn a_host_that_never_answers_is_one_failing_row_and_the_other_hosts_run() {
 }
 
 #[test]
+fn a_host_given_twice_is_one_and_a_domain_given_by_uuid_goes_by_its_name() {
+    let Some(fleet) = Fleet::start(1) else { return };
+    let name = &fleet.names[0];
+    let uuid = virsh(SYSTEM, &["domuuid", name]);
+    let uuid = String::from_utf8(uuid.stdout).unwrap().trim().to_string();
+    let run = qmpsh(&["-C", SYSTEM, "-C", SYSTEM, &format!("libvirt:{uuid}"), "-c", "query-name"], "");
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines = common::by_target(&run);
+    assert_eq!(lines.keys().collect::<Vec<_>>(), [name], "{run:?}");
+    assert_eq!(common::summary(&run).len(), 1, "{}", run.stderr);
+}
+
+#[test]
 fn a_word_that_names_nothing_is_said_before_any_host_is_waited_for() {
     let (silent, _listener) = silent_libvirt();
     let asked = Instant::now();

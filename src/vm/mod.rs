@@ -155,6 +155,7 @@ const OWN_HOST: &str = "qmpsh";
 /// host's domains, by host. A host that cannot be reached is said on
 /// stderr, the others listed; it then fails as a connection does (3).
 fn list_hosts(json: bool, uris: &[String], out: &mut dyn Write) -> Result<(), Error> {
+    let uris = &crate::target::each_uri_once(uris);
     let with_host = |mut row: serde_json::Value, host: &str| {
         if let Some(fields) = row.as_object_mut() {
             fields.insert("host".into(), host.into());

@@ -20,7 +20,7 @@ mod with {
     use crate::qmp::{self, Monitor};
     use crate::shell::fleet::glob;
     use crate::shell::fleet::targets::{Member, Reach};
-    use crate::target::host_names;
+    use crate::target::{each_uri_once, host_names};
 
     /// A domain, on its host's shared connection.
     pub struct DomainAt {
@@ -51,7 +51,7 @@ mod with {
     /// any of the three is left behind.
     pub fn hosts(uris: &[String], asked: Option<Duration>) -> Result<Vec<Host>, Error> {
         let uris: Vec<Option<String>> =
-            if uris.is_empty() { vec![None] } else { uris.iter().cloned().map(Some).collect() };
+            if uris.is_empty() { vec![None] } else { each_uri_once(uris).into_iter().map(Some).collect() };
         let labels = host_names(&uris);
         let reached = qmp::libvirt::on_each_host(&uris, Patience::Asked(asked), reach, Err);
         Ok(labels
@@ -104,7 +104,9 @@ mod with {
                     add(shown, found, true);
                 }
             } else if let Ok(found) = qmp::libvirt::lookup(shared.connect(), domain) {
-                add(domain, &found, false);
+                // Named by its name also when given by UUID.
+                let shown = found.name().unwrap_or_else(|_| domain.to_string());
+                add(&shown, &found, false);
             }
         }
         members
