@@ -98,8 +98,9 @@ struct Outcome {
 pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
     if options.interactive {
         return Err(Error::Usage(
-            "the shell at a prompt talks to one target: for several, give the lines with -c or pipe a script in \
-             (qmpsh web db -c 'info status')"
+            "the shell at a prompt talks to one target, and these words may name several (several TARGETs, a \
+             pattern, --all or several hosts): name one, or give the lines with -c or pipe a script in (qmpsh web db \
+             -c 'info status')"
                 .into(),
         ));
     }
