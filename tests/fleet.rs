@@ -202,9 +202,11 @@ fn a_log_is_for_one_target() {
 
 #[test]
 fn ctrl_c_ends_every_target_and_leaves_each_qemu_well() {
-    let Some(qemus) = started(2) else { return };
+    let Some(qemus) = started(3) else { return };
+    let sockets: Vec<String> = qemus.iter().map(Qemu::socket_arg).collect();
     let mut child = Command::new(env!("CARGO_BIN_EXE_qmpsh"))
-        .args([&qemus[0].socket_arg(), &qemus[1].socket_arg(), "-c", "query-status", "-c", ".wait NOSUCH_EVENT"])
+        .args(&sockets)
+        .args(["--parallel=2", "-c", "query-status", "-c", ".wait NOSUCH_EVENT"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -230,8 +232,11 @@ fn ctrl_c_ends_every_target_and_leaves_each_qemu_well() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     let run = Run { code: 130, stdout: String::new(), stderr };
     let rows = summary(&run);
-    assert_eq!(rows.len(), 2, "{}", run.stderr);
-    assert!(rows.values().all(|(code, said)| *code == 130 && said == "interrupted"), "{}", run.stderr);
+    assert_eq!(rows.len(), 3, "{}", run.stderr);
+    assert_eq!(rows[&sockets[0]], (130, "interrupted".to_string()), "{}", run.stderr);
+    assert_eq!(rows[&sockets[1]], (130, "interrupted".to_string()), "{}", run.stderr);
+    // The third had yet to start: it never connected.
+    assert_eq!(rows[&sockets[2]], (130, "not started: interrupted".to_string()), "{}", run.stderr);
     // Each QEMU still answers a new client: the connections closed cleanly.
     for qemu in &qemus {
         assert_eq!(common::query(&qemu.socket, "query-status")["return"]["status"], "running");

@@ -91,6 +91,8 @@ struct Outcome {
     name: String,
     result: Result<(), Error>,
     answers: Vec<Answer>,
+    /// It never connected: Ctrl-C came, or stdout went away, first.
+    skipped: bool,
 }
 
 /// Runs the script on every target `fleet` names; fails as the worst of
@@ -175,7 +177,7 @@ fn run_all(members: Vec<Member>, fleet: &Fleet, options: &Config, script: &Scrip
                         interrupt::pressed().then_some(Error::Interrupted)
                     };
                     let outcome = if let Some(why) = skipped {
-                        Outcome { name: member.name, result: Err(why), answers: Vec::new() }
+                        Outcome { name: member.name, result: Err(why), answers: Vec::new(), skipped: true }
                     } else {
                         let label = label(&member.name, index, width, options);
                         run_one(member, label, fleet.table, options, script)
@@ -226,7 +228,7 @@ fn run_one(member: Member, label: Label, table: bool, options: &Config, script: 
         printer.problem(&said);
     }
     printer.finish();
-    Outcome { name: member.name, result, answers: printer.take_answers() }
+    Outcome { name: member.name, result, answers: printer.take_answers(), skipped: false }
 }
 
 /// The member's monitor, and its guest agent's channel when known.
@@ -276,7 +278,10 @@ fn summary(outcomes: &[Outcome], options: &Config) {
     for o in outcomes {
         let (code, said) = match &o.result {
             Ok(()) => (0, render::painted("ok", palette.ok)),
-            Err(e) => (e.exit_code(), render::painted(&visible::line(&e.to_string()), palette.error)),
+            Err(e) => {
+                let said = if o.skipped { format!("not started: {e}") } else { e.to_string() };
+                (e.exit_code(), render::painted(&visible::line(&said), palette.error))
+            }
         };
         text.push_str(&format!("{:<width$}  {code:>4}  {said}\n", visible::line(&o.name)));
     }
