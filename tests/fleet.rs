@@ -129,8 +129,22 @@ fn table_shows_a_row_per_target_and_a_column_per_command() {
     let names = [qemus[0].socket_arg(), qemus[1].socket_arg()];
     let version = common::query(&qemus[0].socket, "query-version")["return"]["qemu"].clone();
     let version = format!("{}.{}.{}", version["major"], version["minor"], version["micro"]);
-    let run =
-        qmpsh(&[&names[0], &names[1], "--table", "-c", "query-status", "-c", "query-version", "-c", "nosuch"], "");
+    let run = qmpsh(
+        &[
+            &names[0],
+            &names[1],
+            "--table",
+            "-c",
+            "query-status",
+            "-c",
+            ".sleep 0.1",
+            "-c",
+            "query-version",
+            "-c",
+            "nosuch",
+        ],
+        "",
+    );
     assert_eq!(run.code, 1, "the failed command fails the run: {run:?}");
     let rows: Vec<Vec<&str>> = run.stdout.lines().map(|l| l.split("  ").filter(|c| !c.is_empty()).collect()).collect();
     assert_eq!(

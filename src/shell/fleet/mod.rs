@@ -72,13 +72,17 @@ impl Script {
         }
     }
 
-    /// Each command line's text and number: `--table`'s columns.
+    /// Each command line's text and number: `--table`'s columns. A
+    /// `.sleep`, which never answers, has none.
     fn lines(&self, hmp: bool) -> Result<Vec<(String, usize)>, Error> {
         let mut lines = Vec::new();
         line::for_each_line(self.source(), hmp, |line| {
             let (text, number) = line?;
-            if !text.trim().is_empty() && !text.trim_start().starts_with('#') {
-                lines.push((text.trim().to_string(), number));
+            let text = text.trim();
+            let answers =
+                !text.is_empty() && !text.starts_with('#') && text.split_whitespace().next() != Some(".sleep");
+            if answers {
+                lines.push((text.to_string(), number));
             }
             Ok(Flow::Continue)
         })?;
