@@ -77,7 +77,7 @@ pub enum Patience {
 /// `--timeout` asked if any, else [`CONNECT_TIMEOUT`](super::CONNECT_TIMEOUT),
 /// except over ssh, which may be asking the person at the terminal for a
 /// password or to trust a host key: then as long as it takes (`None`).
-pub fn answer_within(uri: Option<&str>, patience: Patience) -> Option<Duration> {
+fn answer_within(uri: Option<&str>, patience: Patience) -> Option<Duration> {
     let asked = match patience {
         Patience::Asked(asked) => asked,
         Patience::Usual => None,
@@ -94,11 +94,8 @@ fn may_prompt(uri: Option<&str>) -> bool {
 }
 
 /// `work` on each of `uris` (`None`: libvirt's default), every host at
-/// once, each given as long as [`answer_within`] says for the whole of it:
-/// a host that stops answering is left behind ([`InTime`]), as
-/// `no_answer_as` makes [`no_answer`]'s words, and holds no other back.
-/// Hosts that may ask the person at the terminal take turns, so that
-/// their questions do not mix.
+/// once (see [`OnHost`]), a host given up on as `no_answer_as` makes
+/// [`no_answer`]'s words.
 pub fn on_each_host<T, W>(
     uris: &[Option<String>],
     patience: Patience,
@@ -109,35 +106,53 @@ where
     T: Send + 'static,
     W: Fn(Option<&str>) -> T + Clone + Send + 'static,
 {
-    static ONE_ASKS: Mutex<()> = Mutex::new(());
     // Every host's time runs from now, so waiting on each in turn bounds
     // the whole by the longest.
-    let pending: Vec<_> = uris
-        .iter()
-        .map(|uri| {
-            let within = answer_within(uri.as_deref(), patience);
-            let (uri, work) = (uri.clone(), work.clone());
-            let reach = move || {
-                let _turn = may_prompt(uri.as_deref()).then(|| ONE_ASKS.lock());
-                work(uri.as_deref())
-            };
-            (within, InTime::start(within, reach))
-        })
-        .collect();
-    pending
-        .into_iter()
-        .zip(uris)
-        .map(|((within, pending), uri)| {
-            pending.answer().unwrap_or_else(|| no_answer_as(no_answer(uri.as_deref(), within, patience)))
-        })
-        .collect()
+    let pending: Vec<_> = uris.iter().map(|uri| OnHost::start(uri.as_deref(), patience, work.clone())).collect();
+    pending.into_iter().map(|host| host.answer(&no_answer_as)).collect()
+}
+
+/// Work on one libvirt host under way, given as long as [`answer_within`]
+/// says for the whole of it: a host that stops answering is left behind
+/// ([`InTime`]) and holds no other back. Hosts that may ask the person at
+/// the terminal take turns, so that their questions do not mix.
+struct OnHost<T> {
+    uri: Option<String>,
+    within: Option<Duration>,
+    patience: Patience,
+    pending: InTime<T>,
+}
+
+impl<T: Send + 'static> OnHost<T> {
+    fn start(
+        uri: Option<&str>,
+        patience: Patience,
+        work: impl FnOnce(Option<&str>) -> T + Send + 'static,
+    ) -> OnHost<T> {
+        static ONE_ASKS: Mutex<()> = Mutex::new(());
+        let within = answer_within(uri, patience);
+        let uri = uri.map(str::to_string);
+        let asked = uri.clone();
+        let pending = InTime::start(within, move || {
+            let _turn = may_prompt(asked.as_deref()).then(|| ONE_ASKS.lock());
+            work(asked.as_deref())
+        });
+        OnHost { uri, within, patience, pending }
+    }
+
+    /// What the work gave, else `no_answer_as` of why the host was given
+    /// up on.
+    fn answer(self, no_answer_as: impl FnOnce(String) -> T) -> T {
+        let OnHost { uri, within, patience, pending } = self;
+        pending.answer().unwrap_or_else(|| no_answer_as(no_answer(uri.as_deref(), within, patience)))
+    }
 }
 
 /// Calls to libvirt under way in a thread of their own, with a deadline:
 /// libvirt has none of its own, and a host that takes the connection and
 /// never answers holds a call for ever (measured with a listening socket
 /// that reads nothing).
-pub struct InTime<T> {
+struct InTime<T> {
     done: Option<Receiver<T>>,
     deadline: Option<Instant>,
 }
@@ -145,7 +160,7 @@ pub struct InTime<T> {
 impl<T: Send + 'static> InTime<T> {
     /// Starts `work`, to be waited for `within` that time from now (`None`:
     /// however long it takes).
-    pub fn start(within: Option<Duration>, work: impl FnOnce() -> T + Send + 'static) -> InTime<T> {
+    fn start(within: Option<Duration>, work: impl FnOnce() -> T + Send + 'static) -> InTime<T> {
         let (tx, done) = mpsc::sync_channel(1);
         let spawned = thread::Builder::new().name("libvirt-call".into()).spawn(move || drop(tx.send(work())));
         InTime { done: spawned.ok().map(|_| done), deadline: within.map(|within| Instant::now() + within) }
@@ -154,7 +169,7 @@ impl<T: Send + 'static> InTime<T> {
     /// What the work gave, or `None` when the deadline passed first (the
     /// work is left behind, and what it makes dropped when it ends) or no
     /// thread could run it.
-    pub fn answer(self) -> Option<T> {
+    fn answer(self) -> Option<T> {
         let done = self.done?;
         match self.deadline {
             Some(at) => done.recv_timeout(at.saturating_duration_since(Instant::now())).ok(),
@@ -165,26 +180,18 @@ impl<T: Send + 'static> InTime<T> {
 
 /// Why libvirt at `uri` was given up on after `within`, and how to wait
 /// longer where a person can.
-pub fn no_answer(uri: Option<&str>, within: Option<Duration>, patience: Patience) -> String {
+fn no_answer(uri: Option<&str>, within: Option<Duration>, patience: Patience) -> String {
     let uri = uri_in_words(uri);
-    match (within, patience) {
-        (Some(within), Patience::Asked(_)) => {
-            format!("libvirt at {uri} did not answer within {} s (--timeout SECS waits longer)", within.as_secs_f64())
-        }
-        (Some(within), Patience::Usual) => format!("libvirt at {uri} did not answer within {} s", within.as_secs_f64()),
-        (None, _) => format!("the connection to libvirt at {uri} failed"),
-    }
+    let Some(within) = within else { return format!("the connection to libvirt at {uri} failed") };
+    let longer = if let Patience::Asked(_) = patience { " (--timeout SECS waits longer)" } else { "" };
+    format!("libvirt at {uri} did not answer within {} s{longer}", within.as_secs_f64())
 }
 
 /// Opens a connection to libvirt at `uri` (see [`uri_in_words`]), with
-/// errors a person can act on, if libvirt answers in time, as
-/// [`answer_within`] reads `patience` (see [`InTime`]).
+/// errors a person can act on, if libvirt answers in time (see
+/// [`OnHost`]).
 pub fn open(uri: Option<&str>, patience: Patience) -> Result<Connect, ClientError> {
-    let within = answer_within(uri, patience);
-    let uri_given = uri.map(str::to_string);
-    InTime::start(within, move || open_waiting(uri_given.as_deref()))
-        .answer()
-        .unwrap_or_else(|| Err(ClientError::Io(no_answer(uri, within, patience))))
+    OnHost::start(uri, patience, open_waiting).answer(|why| Err(ClientError::Io(why)))
 }
 
 /// [`open`], however long libvirt takes (for a caller that bounds the wait

@@ -128,14 +128,19 @@ mod with {
         domain.key.clone()
     }
 
-    /// Gives the hosts' connections, let go of by now, a moment to end
-    /// their registrations and close (see [`qmp::libvirt::released_within`]).
-    pub fn let_go() {
-        qmp::libvirt::released_within(LET_GO);
+    /// When dropped, gives the hosts' connections, let go of by then, a
+    /// moment to end their registrations (see
+    /// [`qmp::libvirt::released_within`]).
+    pub struct LetGo;
+
+    impl Drop for LetGo {
+        fn drop(&mut self) {
+            qmp::libvirt::released_within(LET_GO);
+        }
     }
 
-    /// How long the end of a run waits for its connections to close: about
-    /// a millisecond each when the host answers.
+    /// How long the end of a run waits for that: about a millisecond a
+    /// host when it answers.
     const LET_GO: Duration = Duration::from_millis(500);
 
     /// A monitor on the domain, through its host's connection.
@@ -179,7 +184,8 @@ mod without {
         match *domain {}
     }
 
-    pub fn let_go() {}
+    /// Nothing to let go of.
+    pub struct LetGo;
 
     pub fn attach(domain: DomainAt) -> Result<Monitor, Error> {
         match domain {}

@@ -72,16 +72,14 @@ impl Script {
         }
     }
 
-    /// Each command line's text and number: `--table`'s columns. A
-    /// `.sleep`, which never answers, has none.
+    /// Each command line's text and number: `--table`'s columns. A dot
+    /// command (`.sleep`) has none: only QEMU's replies fill cells.
     fn lines(&self, hmp: bool) -> Result<Vec<(String, usize)>, Error> {
         let mut lines = Vec::new();
         line::for_each_line(self.source(), hmp, |line| {
             let (text, number) = line?;
             let text = text.trim();
-            let answers =
-                !text.is_empty() && !text.starts_with('#') && text.split_whitespace().next() != Some(".sleep");
-            if answers {
+            if !text.is_empty() && !text.starts_with(['#', '.']) {
                 lines.push((text.to_string(), number));
             }
             Ok(Flow::Continue)
@@ -114,7 +112,7 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
         return Err(Error::Usage("-l logs one target's traffic: with several targets, leave it out".into()));
     }
     // From here on the hosts' connections are let go of on every way out.
-    let _let_go = LetGo;
+    let _let_go = libvirt::LetGo;
     let members = targets::members(&fleet.named, options.timeout)?;
     let script = Script::read(&options.commands)?;
     let columns = if fleet.table { script.lines(options.hmp)? } else { Vec::new() };
@@ -140,24 +138,15 @@ pub fn run(fleet: &Fleet, options: &Config) -> Result<(), Error> {
     // A closed stdout (`| head -1`) ends the run quietly, as for one
     // target: no row for each target it cut short, unless one failed
     // otherwise.
-    let quiet = outcomes.iter().all(|o| matches!(o.result, Ok(()) | Err(Error::BrokenPipe)));
-    if !quiet || !outcomes.iter().any(|o| o.result.is_err()) {
+    let cut_short = outcomes.iter().any(|o| matches!(o.result, Err(Error::BrokenPipe)));
+    let failed_otherwise = outcomes.iter().any(|o| o.result.as_ref().is_err_and(|e| !matches!(e, Error::BrokenPipe)));
+    if !cut_short || failed_otherwise {
         summary(&outcomes, options);
     }
     match outcomes.into_iter().filter_map(|o| o.result.err()).reduce(worse) {
         None => Ok(()),
         Some(Error::BrokenPipe) => Err(Error::BrokenPipe),
         Some(worst) => Err(Error::Outcomes(worst.exit_code())),
-    }
-}
-
-/// Gives the hosts' libvirt connections, let go of by then, a moment to
-/// end their registrations when the run ends ([`libvirt::let_go`]).
-struct LetGo;
-
-impl Drop for LetGo {
-    fn drop(&mut self) {
-        libvirt::let_go();
     }
 }
 
